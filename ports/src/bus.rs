@@ -1,0 +1,55 @@
+//! The bus: cross-node delivery of events to the nodes that have interested sessions.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::Receiver;
+use wire::events::ServerEvent;
+use wire::{ConversationId, NodeId, Seq, UserId};
+
+use crate::PortError;
+
+/// What a node subscribes to: a conversation's events, or one user's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum BusTopic {
+    Conversation(ConversationId),
+    User(UserId),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BusPayload {
+    /// An event for the topic's sessions. `seq` is set for events that must reach sessions in
+    /// seq order (`message.new`).
+    Event {
+        seq: Option<Seq>,
+        event: ServerEvent,
+    },
+    /// Membership of a conversation changed: nodes with sessions of these users start or stop
+    /// routing the conversation to them.
+    MembershipChanged {
+        conversation_id: ConversationId,
+        added: Vec<UserId>,
+        removed: Vec<UserId>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BusEnvelope {
+    pub topic: BusTopic,
+    pub origin: NodeId,
+    pub payload: BusPayload,
+}
+
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Publishes to every node subscribed to `envelope.topic` (this one included).
+    async fn publish(&self, envelope: BusEnvelope) -> Result<(), PortError>;
+
+    async fn subscribe(&self, topics: Vec<BusTopic>) -> Result<(), PortError>;
+
+    async fn unsubscribe(&self, topics: Vec<BusTopic>) -> Result<(), PortError>;
+
+    /// The envelopes of this node's subscriptions. Can be taken once.
+    fn take_incoming(&self) -> Option<Receiver<BusEnvelope>>;
+}

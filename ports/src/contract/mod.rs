@@ -1,0 +1,1 @@
+//! Contract suites (filled in by the persistence work).

@@ -1,0 +1,35 @@
+//! Ports: the traits the actors talk to, implemented by adapters in `persistence`.
+//!
+//! # Layout
+//! - [`error`]: `PortError`, the one error type every port returns.
+//! - [`log`]: [`EventLog`] and [`LogConsumer`], the durable ordered log (embedded log, Kafka).
+//! - [`store`]: [`Store`], the message/conversation/participant store that ingest writes
+//!   (embedded store, MongoDB).
+//! - [`directory`]: [`Directory`], the live source of truth for conversation metadata and
+//!   membership (embedded store, Redis + MongoDB).
+//! - [`sequencer`]: [`Sequencer`], seq allocation and `client_msg_id` dedup.
+//! - [`presence`]: [`Presence`], who is online.
+//! - [`bus`]: [`Bus`], cross-node routing of events (in-process, Redis pub/sub).
+//! - [`rate_limit`]: [`RateLimiter`], per-user token buckets.
+//! - `contract` (feature `contract`): one test suite per port, run against every adapter.
+
+pub mod bus;
+pub mod directory;
+pub mod error;
+pub mod log;
+pub mod presence;
+pub mod rate_limit;
+pub mod sequencer;
+pub mod store;
+
+#[cfg(feature = "contract")]
+pub mod contract;
+
+pub use bus::{Bus, BusEnvelope, BusPayload, BusTopic};
+pub use directory::{CreateOutcome, Directory};
+pub use error::PortError;
+pub use log::{EventLog, LogConsumer, LogPosition, LogRecord};
+pub use presence::Presence;
+pub use rate_limit::{RateDecision, RateLimiter};
+pub use sequencer::{DedupKey, Reservation, Sequencer};
+pub use store::{MessageQuery, Store, StoreWrite, StoredConversation, Watermarks};

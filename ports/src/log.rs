@@ -1,0 +1,52 @@
+//! The durable, ordered event log.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use wire::log::LogEvent;
+
+use crate::PortError;
+
+/// Where a record sits in the log. Offsets grow by one per record within a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LogPosition {
+    pub partition: u32,
+    pub offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRecord {
+    pub position: LogPosition,
+    pub event: LogEvent,
+}
+
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends `events` and returns once every one of them is durable (fsync'd, or acknowledged
+    /// by all in-sync replicas). Concurrent callers are group-committed. Events with the same
+    /// conversation id keep their relative order for consumers. On error nothing may be assumed
+    /// durable and the caller must report the send as not accepted.
+    async fn append(&self, events: Vec<LogEvent>) -> Result<(), PortError>;
+
+    /// Opens a consumer of `group` over `topics`, resuming after the group's committed positions
+    /// (from the beginning for a new group).
+    async fn consumer(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn LogConsumer>, PortError>;
+
+    /// Whether the log can take appends right now.
+    async fn is_ready(&self) -> bool;
+}
+
+#[async_trait]
+pub trait LogConsumer: Send {
+    /// Waits up to `wait` for records and returns at most `max` of them, oldest first
+    /// per partition. An empty vector means nothing arrived in time.
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<LogRecord>, PortError>;
+
+    /// Marks every record at or before each given position (per partition) as done for the
+    /// group. After a restart the group resumes after the highest committed position.
+    async fn commit(&mut self, positions: &[LogPosition]) -> Result<(), PortError>;
+}

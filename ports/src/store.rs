@@ -1,0 +1,108 @@
+//! The store: messages, conversations and participants with watermarks. Ingest writes it from
+//! the log; reads serve history, sync and conversation lists.
+
+use async_trait::async_trait;
+use wire::log::{ConversationRecord, MessageRecord};
+use wire::{ClientMsgId, ConversationId, MessageId, Seq, Timestamp, UserId};
+
+use crate::PortError;
+
+/// One idempotent write. Applying the same write twice, or an older version after a newer
+/// one, changes nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreWrite {
+    /// Insert, or replace when `version` is higher than the stored one.
+    Message(MessageRecord),
+    /// Insert, or replace when `version` is higher. The participant set is replaced (users no
+    /// longer listed stop being participants); watermarks of users who stay are kept.
+    Conversation(ConversationRecord),
+    /// Raise a participant's watermarks; each only ever goes up.
+    Watermarks {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        delivered_seq: Seq,
+        read_seq: Seq,
+    },
+}
+
+/// A conversation as stored, with what the store derived from its messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredConversation {
+    pub record: ConversationRecord,
+    /// Highest seq among stored messages of this conversation.
+    pub last_seq: Seq,
+    /// Time of the newest stored message, else the conversation's creation.
+    pub last_activity_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Watermarks {
+    pub delivered_seq: Seq,
+    pub read_seq: Seq,
+}
+
+/// Which messages of one conversation to read. Results are always ascending by seq.
+/// - `after_seq` set: the oldest `limit` messages with seq > after_seq (and < before_seq if set);
+/// - otherwise: the newest `limit` messages with seq < before_seq (or the newest overall).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageQuery {
+    pub after_seq: Option<Seq>,
+    pub before_seq: Option<Seq>,
+    pub limit: usize,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies a batch of idempotent writes; returns once they are durable.
+    async fn apply(&self, writes: Vec<StoreWrite>) -> Result<(), PortError>;
+
+    async fn conversation(
+        &self,
+        conversation_id: &ConversationId,
+    ) -> Result<Option<StoredConversation>, PortError>;
+
+    /// Conversations `user_id` participates in, most recent activity first, paging after the
+    /// conversation `after` (exclusive) when given.
+    async fn conversations_of(
+        &self,
+        user_id: &UserId,
+        after: Option<&ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<StoredConversation>, PortError>;
+
+    /// The direct conversation between two users, if one exists.
+    async fn direct_conversation(
+        &self,
+        first: &UserId,
+        second: &UserId,
+    ) -> Result<Option<ConversationId>, PortError>;
+
+    /// Zero watermarks for a participant with none recorded.
+    async fn watermarks(
+        &self,
+        conversation_id: &ConversationId,
+        user_id: &UserId,
+    ) -> Result<Watermarks, PortError>;
+
+    async fn message(
+        &self,
+        conversation_id: &ConversationId,
+        message_id: &MessageId,
+    ) -> Result<Option<MessageRecord>, PortError>;
+
+    async fn message_by_client_id(
+        &self,
+        conversation_id: &ConversationId,
+        sender_id: &UserId,
+        client_msg_id: &ClientMsgId,
+    ) -> Result<Option<MessageRecord>, PortError>;
+
+    async fn messages(
+        &self,
+        conversation_id: &ConversationId,
+        query: MessageQuery,
+    ) -> Result<Vec<MessageRecord>, PortError>;
+
+    /// Whether the store answers right now.
+    async fn is_ready(&self) -> bool;
+}

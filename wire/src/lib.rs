@@ -1,0 +1,30 @@
+//! Parley's shared vocabulary: protocol v1 frames and the events written to the log.
+//!
+//! # Layout
+//! - [`ids`]: newtype identifiers (`UserId`, `ConversationId`, `MessageId`, `Seq`, ...).
+//! - [`objects`]: the objects clients see (`Conversation`, `Message`).
+//! - [`error`]: stable error codes and WebSocket close codes.
+//! - [`frames`]: request / reply / event frame envelopes and request decoding.
+//! - [`ops`]: each operation's arguments and result.
+//! - [`events`]: server-pushed events (`message.new`, `presence`, ...).
+//! - [`log`]: versioned domain events written to the durable log and consumed by ingest.
+//!
+//! This crate does no I/O; everything here is plain data with serde derives.
+
+pub mod error;
+pub mod events;
+pub mod frames;
+pub mod ids;
+pub mod log;
+pub mod objects;
+pub mod ops;
+
+pub use error::{CloseCode, ErrorBody, ErrorCode};
+pub use ids::{ClientMsgId, ConversationId, MessageId, NodeId, Seq, SessionId, UserId};
+pub use objects::{Conversation, ConversationKind, ForwardedFrom, Message, Reactions};
+
+/// Protocol version spoken by this crate.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Timestamps on the wire: RFC 3339 UTC.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;

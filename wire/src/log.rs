@@ -1,0 +1,156 @@
+//! Domain events written to the durable log (embedded log in standalone, Kafka in a cluster)
+//! and consumed by ingest. Versioned JSON with an event id for idempotency.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Conversation, ConversationId, Message, MessageId, Seq, Timestamp, UserId};
+
+/// Payload schema version written by this build.
+pub const LOG_EVENT_VERSION: u32 = 1;
+
+/// Topic names (the names of the system Parley replaces, plus a few of its own).
+pub mod topics {
+    pub const MESSAGE_SENT: &str = "message.sent";
+    pub const MESSAGE_EDITED: &str = "message.edited";
+    pub const MESSAGE_DELETED: &str = "message.deleted";
+    pub const MESSAGE_REACTED: &str = "message.reacted";
+    pub const CONVERSATION_UPDATED: &str = "conversation.updated";
+    pub const RECEIPT_UPDATED: &str = "receipt.updated";
+    pub const MESSAGE_DELIVERED: &str = "message.delivered";
+
+    pub const ALL: [&str; 7] = [
+        MESSAGE_SENT,
+        MESSAGE_EDITED,
+        MESSAGE_DELETED,
+        MESSAGE_REACTED,
+        CONVERSATION_UPDATED,
+        RECEIPT_UPDATED,
+        MESSAGE_DELIVERED,
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParticipantRole {
+    Owner,
+    Member,
+}
+
+/// A member of a conversation as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Participant {
+    pub user_id: UserId,
+    pub role: ParticipantRole,
+    pub joined_at: Timestamp,
+}
+
+/// A conversation's metadata and membership at one `version`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationRecord {
+    pub conversation: Conversation,
+    pub participants: Vec<Participant>,
+    /// Incremented on every change; writers keep the highest version.
+    pub version: u64,
+    pub updated_at: Timestamp,
+}
+
+impl ConversationRecord {
+    pub fn is_member(&self, user_id: &UserId) -> bool {
+        self.participants
+            .iter()
+            .any(|participant| &participant.user_id == user_id)
+    }
+}
+
+/// A message at one `version` (1 when sent, +1 per edit, delete or reaction change).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub message: Message,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LogEventBody {
+    MessageSent {
+        record: MessageRecord,
+    },
+    MessageEdited {
+        record: MessageRecord,
+    },
+    MessageDeleted {
+        record: MessageRecord,
+    },
+    MessageReacted {
+        record: MessageRecord,
+    },
+    ConversationUpdated {
+        record: ConversationRecord,
+    },
+    ReceiptUpdated {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        delivered_seq: Seq,
+        read_seq: Seq,
+    },
+    /// Written by ingest once a message is in the store: the "stored" acknowledgment.
+    MessageStored {
+        conversation_id: ConversationId,
+        message_id: MessageId,
+        seq: Seq,
+        sender_id: UserId,
+    },
+}
+
+impl LogEventBody {
+    pub fn topic(&self) -> &'static str {
+        match self {
+            LogEventBody::MessageSent { .. } => topics::MESSAGE_SENT,
+            LogEventBody::MessageEdited { .. } => topics::MESSAGE_EDITED,
+            LogEventBody::MessageDeleted { .. } => topics::MESSAGE_DELETED,
+            LogEventBody::MessageReacted { .. } => topics::MESSAGE_REACTED,
+            LogEventBody::ConversationUpdated { .. } => topics::CONVERSATION_UPDATED,
+            LogEventBody::ReceiptUpdated { .. } => topics::RECEIPT_UPDATED,
+            LogEventBody::MessageStored { .. } => topics::MESSAGE_DELIVERED,
+        }
+    }
+
+    /// The partitioning key: one conversation's events stay in order.
+    pub fn conversation_id(&self) -> &ConversationId {
+        match self {
+            LogEventBody::MessageSent { record }
+            | LogEventBody::MessageEdited { record }
+            | LogEventBody::MessageDeleted { record }
+            | LogEventBody::MessageReacted { record } => &record.message.conversation_id,
+            LogEventBody::ConversationUpdated { record } => &record.conversation.conversation_id,
+            LogEventBody::ReceiptUpdated {
+                conversation_id, ..
+            }
+            | LogEventBody::MessageStored {
+                conversation_id, ..
+            } => conversation_id,
+        }
+    }
+}
+
+/// One event on the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEvent {
+    /// Unique per event; consumers may use it to drop re-deliveries.
+    pub event_id: String,
+    /// Payload schema version.
+    pub v: u32,
+    pub at: Timestamp,
+    pub body: LogEventBody,
+}
+
+impl LogEvent {
+    pub fn new(event_id: impl Into<String>, at: Timestamp, body: LogEventBody) -> Self {
+        Self {
+            event_id: event_id.into(),
+            v: LOG_EVENT_VERSION,
+            at,
+            body,
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The objects clients see: conversations and messages.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ClientMsgId, ConversationId, MessageId, Seq, Timestamp, UserId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationKind {
+    Direct,
+    Group,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub conversation_id: ConversationId,
+    pub kind: ConversationKind,
+    pub title: Option<String>,
+    pub members: Vec<UserId>,
+    pub created_by: UserId,
+    pub created_at: Timestamp,
+    pub last_seq: Seq,
+}
+
+/// Emoji → users who reacted with it, in the order they reacted.
+pub type Reactions = BTreeMap<String, Vec<UserId>>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardedFrom {
+    pub conversation_id: ConversationId,
+    pub message_id: MessageId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub message_id: MessageId,
+    pub conversation_id: ConversationId,
+    pub seq: Seq,
+    pub sender_id: UserId,
+    pub client_msg_id: ClientMsgId,
+    pub text: String,
+    pub reply_to: Option<MessageId>,
+    pub forwarded_from: Option<ForwardedFrom>,
+    pub reactions: Reactions,
+    pub created_at: Timestamp,
+    pub edited_at: Option<Timestamp>,
+    pub deleted: bool,
+}
