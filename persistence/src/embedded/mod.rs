@@ -1,0 +1,9 @@
+//! Embedded adapters for standalone mode, each over one redb file in the data directory.
+
+pub mod log;
+pub mod log_consumer;
+pub mod store;
+
+pub use log::{EmbeddedLog, LogStats};
+pub use log_consumer::EmbeddedLogConsumer;
+pub use store::EmbeddedStore;

@@ -1,0 +1,313 @@
+//! [`EmbeddedStore`]: the standalone store and directory over one redb file.
+//!
+//! - [`tables`]: table definitions and key layout.
+//! - [`read`]: lookups shared by read and write transactions.
+//! - [`write`]: the idempotent writes of `Store::apply` and the directory.
+//! - [`directory`]: the `Directory` implementation.
+//!
+//! Every call runs its redb transaction on tokio's blocking pool; every write transaction
+//! commits durably (redb's default `Durability::Immediate`, an fsync) before the call returns.
+
+mod directory;
+mod read;
+mod tables;
+mod write;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ports::{MessageQuery, PortError, Store, StoreWrite, StoredConversation, Watermarks};
+use redb::{Database, ReadableDatabase};
+use tracing::info;
+use wire::log::MessageRecord;
+use wire::{ClientMsgId, ConversationId, MessageId, UserId};
+
+use self::read::{load_message, load_stored_conversation, load_watermarks, pair_key};
+use self::tables::{
+    ACTIVITY, CLIENT_IDS, CONVERSATIONS, DIRECT_PAIRS, MESSAGES, MESSAGE_IDS, USER_CONVERSATIONS,
+    WATERMARKS,
+};
+use self::write::WriteTables;
+use crate::error::{run_blocking, PersistenceError};
+
+/// The standalone store and directory. Cheap to clone; clones share the database.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    database: Arc<Database>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store at `path`, e.g. `<data_dir>/store.redb`. Blocking: call it at
+    /// start-up, or from `spawn_blocking`.
+    pub fn open(path: &Path) -> Result<Self, PersistenceError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let database = Database::create(path)?;
+        let write = database.begin_write()?;
+        tables::create_all(&write)?;
+        write.commit()?;
+        info!(path = %path.display(), "embedded store opened");
+        Ok(Self {
+            database: Arc::new(database),
+        })
+    }
+
+    /// Runs `work` in one durable write transaction on the blocking pool.
+    async fn write<T, F>(&self, work: F) -> Result<T, PortError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteTables<'_>) -> Result<T, PersistenceError> + Send + 'static,
+    {
+        let database = Arc::clone(&self.database);
+        run_blocking(move || {
+            let write = database.begin_write()?;
+            let outcome = {
+                let mut tables = WriteTables::open(&write)?;
+                work(&mut tables)?
+            };
+            write.commit()?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    /// Runs `work` against a read transaction on the blocking pool.
+    async fn read<T, F>(&self, work: F) -> Result<T, PortError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadTransaction) -> Result<T, PersistenceError> + Send + 'static,
+    {
+        let database = Arc::clone(&self.database);
+        run_blocking(move || {
+            let read = database.begin_read()?;
+            work(&read)
+        })
+        .await
+    }
+
+    /// The user's conversations ordered by activity (newest first, then id ascending), after
+    /// the `after` conversation when given.
+    async fn list_conversations(
+        &self,
+        user_id: &UserId,
+        after: Option<&ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<StoredConversation>, PortError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let user_id = user_id.clone();
+        let after = after.cloned();
+        self.read(move |read| {
+            let participation = read.open_table(USER_CONVERSATIONS)?;
+            let conversations = read.open_table(CONVERSATIONS)?;
+            let activity = read.open_table(ACTIVITY)?;
+            let mut listed = Vec::new();
+            for entry in participation.range((user_id.as_str(), "")..)? {
+                let (key, _) = entry?;
+                let (member, conversation_id) = key.value();
+                if member != user_id.as_str() {
+                    break;
+                }
+                if let Some(stored) =
+                    load_stored_conversation(&conversations, &activity, conversation_id)?
+                {
+                    listed.push(stored);
+                }
+            }
+            listed.sort_by(|left, right| {
+                right.last_activity_at.cmp(&left.last_activity_at).then_with(|| {
+                    left.record
+                        .conversation
+                        .conversation_id
+                        .cmp(&right.record.conversation.conversation_id)
+                })
+            });
+            let start = match &after {
+                None => 0,
+                Some(after_id) => {
+                    // The cursor's own sort key, even if the user has left it since.
+                    let Some(cursor) =
+                        load_stored_conversation(&conversations, &activity, after_id.as_str())?
+                    else {
+                        return Ok(Vec::new());
+                    };
+                    listed.partition_point(|stored| {
+                        stored.last_activity_at > cursor.last_activity_at
+                            || (stored.last_activity_at == cursor.last_activity_at
+                                && stored.record.conversation.conversation_id <= *after_id)
+                    })
+                }
+            };
+            Ok(listed.into_iter().skip(start).take(limit).collect())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn apply(&self, writes: Vec<StoreWrite>) -> Result<(), PortError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.write(move |tables| {
+            for write in &writes {
+                tables.apply(write)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn conversation(
+        &self,
+        conversation_id: &ConversationId,
+    ) -> Result<Option<StoredConversation>, PortError> {
+        let conversation_id = conversation_id.clone();
+        self.read(move |read| {
+            let conversations = read.open_table(CONVERSATIONS)?;
+            let activity = read.open_table(ACTIVITY)?;
+            load_stored_conversation(&conversations, &activity, conversation_id.as_str())
+        })
+        .await
+    }
+
+    async fn conversations_of(
+        &self,
+        user_id: &UserId,
+        after: Option<&ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<StoredConversation>, PortError> {
+        self.list_conversations(user_id, after, limit).await
+    }
+
+    async fn direct_conversation(
+        &self,
+        first: &UserId,
+        second: &UserId,
+    ) -> Result<Option<ConversationId>, PortError> {
+        let first = first.clone();
+        let second = second.clone();
+        self.read(move |read| {
+            let pairs = read.open_table(DIRECT_PAIRS)?;
+            let found = pairs
+                .get(pair_key(&first, &second))?
+                .map(|value| ConversationId::new(value.value()));
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn watermarks(
+        &self,
+        conversation_id: &ConversationId,
+        user_id: &UserId,
+    ) -> Result<Watermarks, PortError> {
+        let conversation_id = conversation_id.clone();
+        let user_id = user_id.clone();
+        self.read(move |read| {
+            let watermarks = read.open_table(WATERMARKS)?;
+            load_watermarks(&watermarks, conversation_id.as_str(), user_id.as_str())
+        })
+        .await
+    }
+
+    async fn message(
+        &self,
+        conversation_id: &ConversationId,
+        message_id: &MessageId,
+    ) -> Result<Option<MessageRecord>, PortError> {
+        let conversation_id = conversation_id.clone();
+        let message_id = message_id.clone();
+        self.read(move |read| {
+            let message_ids = read.open_table(MESSAGE_IDS)?;
+            let seq = match message_ids.get(message_id.as_str())? {
+                Some(value) => {
+                    let (stored_conversation, seq) = value.value();
+                    if stored_conversation != conversation_id.as_str() {
+                        return Ok(None);
+                    }
+                    seq
+                }
+                None => return Ok(None),
+            };
+            let messages = read.open_table(MESSAGES)?;
+            load_message(&messages, conversation_id.as_str(), seq)
+        })
+        .await
+    }
+
+    async fn message_by_client_id(
+        &self,
+        conversation_id: &ConversationId,
+        sender_id: &UserId,
+        client_msg_id: &ClientMsgId,
+    ) -> Result<Option<MessageRecord>, PortError> {
+        let conversation_id = conversation_id.clone();
+        let sender_id = sender_id.clone();
+        let client_msg_id = client_msg_id.clone();
+        self.read(move |read| {
+            let client_ids = read.open_table(CLIENT_IDS)?;
+            let key = (
+                conversation_id.as_str(),
+                sender_id.as_str(),
+                client_msg_id.as_str(),
+            );
+            let Some(seq) = client_ids.get(key)?.map(|value| value.value()) else {
+                return Ok(None);
+            };
+            let messages = read.open_table(MESSAGES)?;
+            load_message(&messages, conversation_id.as_str(), seq)
+        })
+        .await
+    }
+
+    async fn messages(
+        &self,
+        conversation_id: &ConversationId,
+        query: MessageQuery,
+    ) -> Result<Vec<MessageRecord>, PortError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let conversation_id = conversation_id.clone();
+        self.read(move |read| {
+            let messages = read.open_table(MESSAGES)?;
+            let id = conversation_id.as_str();
+            // Exclusive upper bound on seq; `u64::MAX` is never a real seq.
+            let upper = query.before_seq.map_or(u64::MAX, |before| before.0);
+            let mut found = Vec::with_capacity(query.limit.min(1024));
+            match query.after_seq {
+                Some(after) => {
+                    let lower = after.0.saturating_add(1);
+                    if lower >= upper {
+                        return Ok(found);
+                    }
+                    for entry in messages.range((id, lower)..(id, upper))?.take(query.limit) {
+                        let (_, bytes) = entry?;
+                        found.push(serde_json::from_slice(bytes.value())?);
+                    }
+                }
+                None => {
+                    for entry in messages.range((id, 0)..(id, upper))?.rev().take(query.limit) {
+                        let (_, bytes) = entry?;
+                        found.push(serde_json::from_slice(bytes.value())?);
+                    }
+                    found.reverse();
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn is_ready(&self) -> bool {
+        let database = Arc::clone(&self.database);
+        run_blocking(move || Ok(database.begin_read().is_ok()))
+            .await
+            .unwrap_or(false)
+    }
+}

@@ -1,0 +1,155 @@
+//! Writes inside one store write transaction: the idempotent `StoreWrite`s and the directory's
+//! conversation writes.
+
+use std::collections::BTreeSet;
+
+use ports::StoreWrite;
+use redb::{ReadableTable, Table, WriteTransaction};
+use wire::log::{ConversationRecord, MessageRecord};
+use wire::{ConversationId, Seq, UserId};
+
+use super::read::{direct_pair, load_activity, load_conversation, load_message, micros};
+use super::tables::{
+    ACTIVITY, CLIENT_IDS, CONVERSATIONS, DIRECT_PAIRS, MESSAGES, MESSAGE_IDS, USER_CONVERSATIONS,
+    WATERMARKS,
+};
+use crate::error::PersistenceError;
+
+/// Every store table, opened once per write transaction.
+pub(super) struct WriteTables<'txn> {
+    pub(super) messages: Table<'txn, (&'static str, u64), &'static [u8]>,
+    pub(super) message_ids: Table<'txn, &'static str, (&'static str, u64)>,
+    pub(super) client_ids: Table<'txn, (&'static str, &'static str, &'static str), u64>,
+    pub(super) conversations: Table<'txn, &'static str, &'static [u8]>,
+    pub(super) activity: Table<'txn, &'static str, (u64, i64)>,
+    pub(super) user_conversations: Table<'txn, (&'static str, &'static str), ()>,
+    pub(super) direct_pairs: Table<'txn, (&'static str, &'static str), &'static str>,
+    pub(super) watermarks: Table<'txn, (&'static str, &'static str), (u64, u64)>,
+}
+
+impl<'txn> WriteTables<'txn> {
+    pub(super) fn open(write: &'txn WriteTransaction) -> Result<Self, PersistenceError> {
+        Ok(Self {
+            messages: write.open_table(MESSAGES)?,
+            message_ids: write.open_table(MESSAGE_IDS)?,
+            client_ids: write.open_table(CLIENT_IDS)?,
+            conversations: write.open_table(CONVERSATIONS)?,
+            activity: write.open_table(ACTIVITY)?,
+            user_conversations: write.open_table(USER_CONVERSATIONS)?,
+            direct_pairs: write.open_table(DIRECT_PAIRS)?,
+            watermarks: write.open_table(WATERMARKS)?,
+        })
+    }
+
+    pub(super) fn apply(&mut self, write: &StoreWrite) -> Result<(), PersistenceError> {
+        match write {
+            StoreWrite::Message(record) => self.put_message(record),
+            StoreWrite::Conversation(record) => self.put_conversation(record).map(|_| ()),
+            StoreWrite::Watermarks {
+                conversation_id,
+                user_id,
+                delivered_seq,
+                read_seq,
+            } => self.raise_watermarks(conversation_id, user_id, *delivered_seq, *read_seq),
+        }
+    }
+
+    /// Inserts the message, or replaces it when `record.version` is higher than the stored one,
+    /// and raises the conversation's activity.
+    fn put_message(&mut self, record: &MessageRecord) -> Result<(), PersistenceError> {
+        let message = &record.message;
+        let conversation_id = message.conversation_id.as_str();
+        let seq = message.seq.0;
+        let stored_version = load_message(&self.messages, conversation_id, seq)?
+            .map(|stored| stored.version);
+        if stored_version.is_some_and(|version| version >= record.version) {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(record)?;
+        self.messages
+            .insert((conversation_id, seq), bytes.as_slice())?;
+        self.message_ids
+            .insert(message.message_id.as_str(), (conversation_id, seq))?;
+        self.client_ids.insert(
+            (
+                conversation_id,
+                message.sender_id.as_str(),
+                message.client_msg_id.as_str(),
+            ),
+            seq,
+        )?;
+        let (last_seq, last_message_micros) = load_activity(&self.activity, conversation_id)?;
+        let raised = (
+            last_seq.max(seq),
+            last_message_micros.max(micros(&message.created_at)),
+        );
+        if raised != (last_seq, last_message_micros) {
+            self.activity.insert(conversation_id, raised)?;
+        }
+        Ok(())
+    }
+
+    /// Inserts the conversation, or replaces it when `record.version` is higher. Replaces the
+    /// participant set: users no longer listed lose their index entry and watermarks, users who
+    /// stay keep theirs. Returns whether anything was written.
+    pub(super) fn put_conversation(
+        &mut self,
+        record: &ConversationRecord,
+    ) -> Result<bool, PersistenceError> {
+        let conversation_id = record.conversation.conversation_id.as_str();
+        let stored = load_conversation(&self.conversations, conversation_id)?;
+        if stored
+            .as_ref()
+            .is_some_and(|stored| stored.version >= record.version)
+        {
+            return Ok(false);
+        }
+        let new_users: BTreeSet<&str> = record
+            .participants
+            .iter()
+            .map(|participant| participant.user_id.as_str())
+            .collect();
+        if let Some(stored) = &stored {
+            for participant in &stored.participants {
+                let user_id = participant.user_id.as_str();
+                if !new_users.contains(user_id) {
+                    self.user_conversations.remove((user_id, conversation_id))?;
+                    self.watermarks.remove((conversation_id, user_id))?;
+                }
+            }
+        }
+        for user_id in &new_users {
+            self.user_conversations
+                .insert((*user_id, conversation_id), ())?;
+        }
+        if let Some(pair) = direct_pair(record) {
+            if self.direct_pairs.get(pair)?.is_none() {
+                self.direct_pairs.insert(pair, conversation_id)?;
+            }
+        }
+        let bytes = serde_json::to_vec(record)?;
+        self.conversations
+            .insert(conversation_id, bytes.as_slice())?;
+        Ok(true)
+    }
+
+    fn raise_watermarks(
+        &mut self,
+        conversation_id: &ConversationId,
+        user_id: &UserId,
+        delivered_seq: Seq,
+        read_seq: Seq,
+    ) -> Result<(), PersistenceError> {
+        let key = (conversation_id.as_str(), user_id.as_str());
+        let (delivered, read) = self
+            .watermarks
+            .get(key)?
+            .map(|value| value.value())
+            .unwrap_or((0, 0));
+        let raised = (delivered.max(delivered_seq.0), read.max(read_seq.0));
+        if raised != (delivered, read) {
+            self.watermarks.insert(key, raised)?;
+        }
+        Ok(())
+    }
+}

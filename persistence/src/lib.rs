@@ -1,0 +1,21 @@
+//! Parley's adapters: everything behind the ports that is not the actors.
+//!
+//! # Layout
+//! - [`embedded`]: standalone durable adapters over redb files in the data directory —
+//!   [`EmbeddedLog`] (the event log, group-committed by one writer thread) and
+//!   [`EmbeddedStore`] (the store and the directory).
+//! - [`memory`]: node-local adapters — [`InProcessBus`], [`MemorySequencer`],
+//!   [`MemoryPresence`], [`MemoryRateLimiter`].
+//! - [`ingest`]: [`IngestPipeline`], log → store → `message.delivered`, generic over the ports
+//!   so the same code runs in-process (standalone) and as the `ingest` binary.
+//! - [`error`]: [`PersistenceError`] and its mapping onto `PortError`.
+
+pub mod embedded;
+pub mod error;
+//pub mod ingest;
+pub mod memory;
+
+pub use embedded::{EmbeddedLog, EmbeddedStore};
+pub use error::PersistenceError;
+//pub use ingest::{IngestConfig, IngestMetrics, IngestPipeline};
+pub use memory::{InProcessBus, MemoryPresence, MemoryRateLimiter, MemorySequencer};

@@ -1,0 +1,108 @@
+//! [`InProcessBus`]: the node-local bus of standalone mode.
+//!
+//! It mirrors Redis pub/sub for one node: `publish` delivers an envelope to this node's incoming
+//! channel only when the node subscribed to its topic, so code that forgets to subscribe fails
+//! in standalone exactly as it would in a cluster. Subscriptions are a set, not reference
+//! counted: subscribing twice and unsubscribing once leaves the topic unsubscribed.
+//!
+//! The incoming channel is bounded. When it is full, `publish` waits until the consumer makes
+//! room (backpressure on the publisher); it never drops a subscribed envelope. If the incoming
+//! receiver was taken and dropped, `publish` fails with `PortError::Unavailable`.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use ports::{Bus, BusEnvelope, BusTopic, PortError};
+use tokio::sync::mpsc;
+
+/// Default capacity of the incoming channel.
+pub const DEFAULT_INCOMING_CAPACITY: usize = 65_536;
+
+/// What the bus did, for tests and metrics.
+#[derive(Debug, Default)]
+pub struct BusCounters {
+    /// `publish` calls.
+    pub published: AtomicU64,
+    /// Envelopes put on the incoming channel.
+    pub delivered: AtomicU64,
+    /// Envelopes dropped because this node was not subscribed to their topic.
+    pub dropped_unsubscribed: AtomicU64,
+}
+
+pub struct InProcessBus {
+    subscriptions: Mutex<HashSet<BusTopic>>,
+    sender: mpsc::Sender<BusEnvelope>,
+    incoming: Mutex<Option<mpsc::Receiver<BusEnvelope>>>,
+    counters: BusCounters,
+}
+
+impl InProcessBus {
+    pub fn new(incoming_capacity: usize) -> Self {
+        let (sender, receiver) = mpsc::channel(incoming_capacity.max(1));
+        Self {
+            subscriptions: Mutex::new(HashSet::new()),
+            sender,
+            incoming: Mutex::new(Some(receiver)),
+            counters: BusCounters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> &BusCounters {
+        &self.counters
+    }
+
+    fn is_subscribed(&self, topic: &BusTopic) -> bool {
+        lock(&self.subscriptions).contains(topic)
+    }
+}
+
+impl Default for InProcessBus {
+    fn default() -> Self {
+        Self::new(DEFAULT_INCOMING_CAPACITY)
+    }
+}
+
+/// Locks a mutex, recovering from poisoning: every critical section here leaves the data valid.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[async_trait]
+impl Bus for InProcessBus {
+    async fn publish(&self, envelope: BusEnvelope) -> Result<(), PortError> {
+        self.counters.published.fetch_add(1, Ordering::Relaxed);
+        if !self.is_subscribed(&envelope.topic) {
+            self.counters
+                .dropped_unsubscribed
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.sender
+            .send(envelope)
+            .await
+            .map_err(|_| PortError::Unavailable("bus incoming channel closed".to_owned()))?;
+        self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn subscribe(&self, topics: Vec<BusTopic>) -> Result<(), PortError> {
+        lock(&self.subscriptions).extend(topics);
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, topics: Vec<BusTopic>) -> Result<(), PortError> {
+        let mut subscriptions = lock(&self.subscriptions);
+        for topic in &topics {
+            subscriptions.remove(topic);
+        }
+        Ok(())
+    }
+
+    fn take_incoming(&self) -> Option<mpsc::Receiver<BusEnvelope>> {
+        lock(&self.incoming).take()
+    }
+}

@@ -1,0 +1,188 @@
+//! [`MemorySequencer`]: per-conversation seq counters and `client_msg_id` dedup in memory.
+//!
+//! A conversation's counter is seeded on first use from the store's `last_seq` (0 when the store
+//! has nothing). That is only right when the store reflects the whole log, which is why a node
+//! runs `IngestPipeline::catch_up` before it turns ready.
+//!
+//! Dedup keeps the last [`RECENT_ACKS_PER_CONVERSATION`] confirmed acks per conversation. On a
+//! miss it asks the store (`message_by_client_id`), so a retry after a restart still finds its
+//! original ack once ingest stored the message. The store is only asked when the answer could
+//! be there: when the conversation already had messages before this process first saw it, or
+//! once acks were evicted from the recent set. A brand-new conversation costs no store reads.
+//!
+//! Callers must not pass the same key twice in one `reserve` call (the conversation actor
+//! de-duplicates in-flight keys itself); debug builds assert it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use ports::{DedupKey, PortError, Reservation, Sequencer, Store};
+use wire::ops::SendAck;
+use wire::{ConversationId, Seq};
+
+/// Confirmed acks remembered per conversation before falling back to the store.
+pub const RECENT_ACKS_PER_CONVERSATION: usize = 4096;
+
+#[derive(Debug)]
+struct ConversationSequence {
+    last_seq: Seq,
+    recent: HashMap<DedupKey, SendAck>,
+    /// Insertion order of `recent`, oldest first, for eviction.
+    order: VecDeque<DedupKey>,
+    /// Whether acks older than `recent` may exist (so a miss must ask the store).
+    may_have_older: bool,
+}
+
+type SequenceSlot = Arc<tokio::sync::Mutex<Option<ConversationSequence>>>;
+
+pub struct MemorySequencer {
+    store: Arc<dyn Store>,
+    conversations: Mutex<HashMap<ConversationId, SequenceSlot>>,
+    recent_capacity: usize,
+}
+
+impl MemorySequencer {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self::with_recent_capacity(store, RECENT_ACKS_PER_CONVERSATION)
+    }
+
+    /// Like [`MemorySequencer::new`] with a custom dedup window (tests use a small one).
+    pub fn with_recent_capacity(store: Arc<dyn Store>, recent_capacity: usize) -> Self {
+        Self {
+            store,
+            conversations: Mutex::new(HashMap::new()),
+            recent_capacity: recent_capacity.max(1),
+        }
+    }
+
+    fn slot(&self, conversation_id: &ConversationId) -> SequenceSlot {
+        let mut conversations = self
+            .conversations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(conversations.entry(conversation_id.clone()).or_default())
+    }
+
+    /// Runs `work` on the conversation's state, seeding it from the store first if needed.
+    async fn with_sequence<T>(
+        &self,
+        conversation_id: &ConversationId,
+        work: impl AsyncFnOnce(&mut ConversationSequence) -> Result<T, PortError>,
+    ) -> Result<T, PortError> {
+        let slot = self.slot(conversation_id);
+        let mut guard = slot.lock().await;
+        if guard.is_none() {
+            let last_seq = self
+                .store
+                .conversation(conversation_id)
+                .await?
+                .map_or(Seq::ZERO, |stored| stored.last_seq);
+            *guard = Some(ConversationSequence {
+                last_seq,
+                recent: HashMap::new(),
+                order: VecDeque::new(),
+                may_have_older: last_seq > Seq::ZERO,
+            });
+        }
+        match guard.as_mut() {
+            Some(sequence) => work(sequence).await,
+            None => Err(PortError::Internal("sequence state missing".to_owned())),
+        }
+    }
+}
+
+#[async_trait]
+impl Sequencer for MemorySequencer {
+    async fn reserve(
+        &self,
+        conversation_id: &ConversationId,
+        keys: &[DedupKey],
+    ) -> Result<Vec<Reservation>, PortError> {
+        debug_assert!(
+            keys.iter()
+                .enumerate()
+                .all(|(index, key)| !keys[..index].contains(key)),
+            "the same dedup key twice in one reserve call"
+        );
+        let store = Arc::clone(&self.store);
+        self.with_sequence(conversation_id, async |sequence| {
+            // Look everything up before allocating, so a failed store read allocates nothing.
+            let mut known = Vec::with_capacity(keys.len());
+            for key in keys {
+                let mut ack = sequence.recent.get(key).cloned();
+                if ack.is_none() && sequence.may_have_older {
+                    ack = store
+                        .message_by_client_id(conversation_id, &key.sender_id, &key.client_msg_id)
+                        .await?
+                        .map(|record| SendAck {
+                            message_id: record.message.message_id,
+                            seq: record.message.seq,
+                            created_at: record.message.created_at,
+                        });
+                }
+                known.push(ack);
+            }
+            let reservations = known
+                .into_iter()
+                .map(|ack| match ack {
+                    Some(ack) => Reservation::Duplicate(ack),
+                    None => {
+                        sequence.last_seq = sequence.last_seq.next();
+                        Reservation::Fresh(sequence.last_seq)
+                    }
+                })
+                .collect();
+            Ok(reservations)
+        })
+        .await
+    }
+
+    async fn confirm(
+        &self,
+        conversation_id: &ConversationId,
+        acks: &[(DedupKey, SendAck)],
+    ) -> Result<(), PortError> {
+        let capacity = self.recent_capacity;
+        self.with_sequence(conversation_id, async |sequence| {
+            for (key, ack) in acks {
+                if sequence.recent.insert(key.clone(), ack.clone()).is_none() {
+                    sequence.order.push_back(key.clone());
+                }
+                while sequence.order.len() > capacity {
+                    if let Some(oldest) = sequence.order.pop_front() {
+                        sequence.recent.remove(&oldest);
+                        sequence.may_have_older = true;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release(
+        &self,
+        conversation_id: &ConversationId,
+        first: Seq,
+        count: u64,
+    ) -> Result<bool, PortError> {
+        if count == 0 || first == Seq::ZERO {
+            return Ok(false);
+        }
+        self.with_sequence(conversation_id, async |sequence| {
+            let last = Seq(first.0 + count - 1);
+            if sequence.last_seq != last {
+                return Ok(false);
+            }
+            sequence.last_seq = Seq(first.0 - 1);
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn last_seq(&self, conversation_id: &ConversationId) -> Result<Seq, PortError> {
+        self.with_sequence(conversation_id, async |sequence| Ok(sequence.last_seq))
+            .await
+    }
+}
