@@ -12,10 +12,10 @@
 
 pub mod embedded;
 pub mod error;
-//pub mod ingest;
+pub mod ingest;
 pub mod memory;
 
 pub use embedded::{EmbeddedLog, EmbeddedStore};
 pub use error::PersistenceError;
-//pub use ingest::{IngestConfig, IngestMetrics, IngestPipeline};
+pub use ingest::{IngestConfig, IngestMetrics, IngestPipeline};
 pub use memory::{InProcessBus, MemoryPresence, MemoryRateLimiter, MemorySequencer};

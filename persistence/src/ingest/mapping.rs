@@ -1,0 +1,57 @@
+//! From log events to store writes and stored-acknowledgments.
+
+use chrono::Utc;
+use ports::StoreWrite;
+use wire::log::{topics, LogEvent, LogEventBody};
+
+/// The topics ingest consumes: every topic except its own output, `message.delivered`.
+pub fn ingest_topics() -> Vec<&'static str> {
+    topics::ALL
+        .into_iter()
+        .filter(|topic| *topic != topics::MESSAGE_DELIVERED)
+        .collect()
+}
+
+/// The store write an event becomes, if any.
+pub fn store_write(event: &LogEvent) -> Option<StoreWrite> {
+    match &event.body {
+        LogEventBody::MessageSent { record }
+        | LogEventBody::MessageEdited { record }
+        | LogEventBody::MessageDeleted { record }
+        | LogEventBody::MessageReacted { record } => Some(StoreWrite::Message(record.clone())),
+        LogEventBody::ConversationUpdated { record } => {
+            Some(StoreWrite::Conversation(record.clone()))
+        }
+        LogEventBody::ReceiptUpdated {
+            conversation_id,
+            user_id,
+            delivered_seq,
+            read_seq,
+        } => Some(StoreWrite::Watermarks {
+            conversation_id: conversation_id.clone(),
+            user_id: user_id.clone(),
+            delivered_seq: *delivered_seq,
+            read_seq: *read_seq,
+        }),
+        LogEventBody::MessageStored { .. } => None,
+    }
+}
+
+/// The "stored" acknowledgment of a sent message. Its event id is derived from the message id,
+/// so a re-consumed send produces an acknowledgment consumers can recognise as a repeat.
+pub fn stored_ack(event: &LogEvent) -> Option<LogEvent> {
+    let LogEventBody::MessageSent { record } = &event.body else {
+        return None;
+    };
+    let message = &record.message;
+    Some(LogEvent::new(
+        format!("stored:{}", message.message_id),
+        Utc::now(),
+        LogEventBody::MessageStored {
+            conversation_id: message.conversation_id.clone(),
+            message_id: message.message_id.clone(),
+            seq: message.seq,
+            sender_id: message.sender_id.clone(),
+        },
+    ))
+}

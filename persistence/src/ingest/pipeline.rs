@@ -1,0 +1,248 @@
+//! [`IngestPipeline`]: consumes the log, applies it to the store, acknowledges stored messages.
+//!
+//! One iteration: poll a batch → map it to store writes → `Store::apply` → append one
+//! `MessageStored` per `MessageSent` (topic `message.delivered`) → commit the batch's positions.
+//! Positions are committed only after the store write and the acknowledgments are durable, so a
+//! crash anywhere re-consumes the batch; every store write is idempotent, and acknowledgments
+//! carry a deterministic event id. A failing step is retried with capped exponential backoff,
+//! never skipped, and nothing is committed meanwhile.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ports::{EventLog, LogConsumer, LogPosition, LogRecord, PortError, Store, StoreWrite};
+use thiserror::Error;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+use wire::log::LogEvent;
+
+use super::mapping::{ingest_topics, store_write, stored_ack};
+use super::metrics::IngestMetrics;
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Consumer group name.
+    pub group: String,
+    /// Most records per batch.
+    pub max_batch: usize,
+    /// How long one poll waits for records.
+    pub poll_wait: Duration,
+    /// First retry delay after a failure; doubles per failure up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            group: "ingest".to_owned(),
+            max_batch: 512,
+            poll_wait: Duration::from_millis(50),
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum IngestError {
+    /// Shutdown was requested while a step was being retried; the batch was not committed and
+    /// will be consumed again.
+    #[error("ingest shutting down")]
+    ShuttingDown,
+}
+
+pub struct IngestPipeline {
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn Store>,
+    config: IngestConfig,
+    metrics: Arc<IngestMetrics>,
+}
+
+impl IngestPipeline {
+    pub fn new(log: Arc<dyn EventLog>, store: Arc<dyn Store>, config: IngestConfig) -> Self {
+        Self {
+            log,
+            store,
+            config,
+            metrics: Arc::new(IngestMetrics::default()),
+        }
+    }
+
+    pub fn metrics(&self) -> Arc<IngestMetrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Processes batches until a poll comes back empty: afterwards the store reflects every
+    /// record that was in the log when the call started. Run it before a node turns ready.
+    /// Returns the number of records processed. Retries failures forever (the node stays
+    /// not-ready meanwhile).
+    pub async fn catch_up(&self) -> Result<u64, IngestError> {
+        let mut consumer = self.open_consumer(None).await?;
+        let mut processed = 0_u64;
+        loop {
+            let records = self.poll(&mut consumer, None).await?;
+            if records.is_empty() {
+                info!(records = processed, "ingest caught up");
+                return Ok(processed);
+            }
+            processed += records.len() as u64;
+            self.process(&mut consumer, records, None).await?;
+        }
+    }
+
+    /// Runs until `shutdown` turns true (or its sender is dropped).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut consumer = match self.open_consumer(Some(&mut shutdown)).await {
+            Ok(consumer) => consumer,
+            Err(IngestError::ShuttingDown) => return,
+        };
+        info!(group = %self.config.group, "ingest running");
+        loop {
+            let records = tokio::select! {
+                polled = self.poll(&mut consumer, None) => polled,
+                () = shutdown_requested(&mut shutdown) => break,
+            };
+            let records = match records {
+                Ok(records) => records,
+                Err(IngestError::ShuttingDown) => break,
+            };
+            if records.is_empty() {
+                continue;
+            }
+            if let Err(IngestError::ShuttingDown) =
+                self.process(&mut consumer, records, Some(&mut shutdown)).await
+            {
+                break;
+            }
+        }
+        info!(group = %self.config.group, "ingest stopped");
+    }
+
+    async fn open_consumer(
+        &self,
+        shutdown: Option<&mut watch::Receiver<bool>>,
+    ) -> Result<Box<dyn LogConsumer>, IngestError> {
+        let topics = ingest_topics();
+        let group = self.config.group.as_str();
+        self.retry("open consumer", shutdown, async || {
+            self.log.consumer(group, &topics).await
+        })
+        .await
+    }
+
+    async fn poll(
+        &self,
+        consumer: &mut Box<dyn LogConsumer>,
+        shutdown: Option<&mut watch::Receiver<bool>>,
+    ) -> Result<Vec<LogRecord>, IngestError> {
+        let max = self.config.max_batch.max(1);
+        let wait = self.config.poll_wait;
+        self.retry("poll", shutdown, async || consumer.poll(max, wait).await)
+            .await
+    }
+
+    async fn process(
+        &self,
+        consumer: &mut Box<dyn LogConsumer>,
+        records: Vec<LogRecord>,
+        mut shutdown: Option<&mut watch::Receiver<bool>>,
+    ) -> Result<(), IngestError> {
+        let writes: Vec<StoreWrite> = records
+            .iter()
+            .filter_map(|record| store_write(&record.event))
+            .collect();
+        let acks: Vec<LogEvent> = records
+            .iter()
+            .filter_map(|record| stored_ack(&record.event))
+            .collect();
+        let positions = highest_positions(&records);
+
+        if !writes.is_empty() {
+            self.retry("store apply", shutdown.as_deref_mut(), async || {
+                self.store.apply(writes.clone()).await
+            })
+            .await?;
+        }
+        if !acks.is_empty() {
+            self.retry("append stored acks", shutdown.as_deref_mut(), async || {
+                self.log.append(acks.clone()).await
+            })
+            .await?;
+        }
+        self.retry("commit", shutdown, async || consumer.commit(&positions).await)
+            .await?;
+
+        IngestMetrics::add(&self.metrics.batches, 1);
+        IngestMetrics::add(&self.metrics.events_consumed, records.len() as u64);
+        IngestMetrics::add(&self.metrics.events_applied, writes.len() as u64);
+        IngestMetrics::add(&self.metrics.acks_emitted, acks.len() as u64);
+        debug!(
+            records = records.len(),
+            writes = writes.len(),
+            acks = acks.len(),
+            "ingest batch committed"
+        );
+        Ok(())
+    }
+
+    /// Runs `attempt` until it succeeds, sleeping with capped exponential backoff between
+    /// failures; gives up only when shutdown is requested.
+    async fn retry<T>(
+        &self,
+        operation: &'static str,
+        mut shutdown: Option<&mut watch::Receiver<bool>>,
+        mut attempt: impl AsyncFnMut() -> Result<T, PortError>,
+    ) -> Result<T, IngestError> {
+        let mut backoff = self.config.initial_backoff;
+        loop {
+            let error = match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            IngestMetrics::add(&self.metrics.retries, 1);
+            warn!(
+                operation,
+                error = %error,
+                backoff_ms = backoff.as_millis() as u64,
+                "ingest step failed, retrying"
+            );
+            match shutdown.as_deref_mut() {
+                Some(shutdown) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown_requested(shutdown) => return Err(IngestError::ShuttingDown),
+                    }
+                }
+                None => tokio::time::sleep(backoff).await,
+            }
+            backoff = (backoff * 2).min(self.config.max_backoff.max(self.config.initial_backoff));
+        }
+    }
+}
+
+/// The highest position of each partition among `records`.
+fn highest_positions(records: &[LogRecord]) -> Vec<LogPosition> {
+    let mut highest: BTreeMap<u32, u64> = BTreeMap::new();
+    for record in records {
+        let offset = highest.entry(record.position.partition).or_default();
+        *offset = (*offset).max(record.position.offset);
+    }
+    highest
+        .into_iter()
+        .map(|(partition, offset)| LogPosition { partition, offset })
+        .collect()
+}
+
+/// Resolves once shutdown is requested, or once nobody can request it any more.
+async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
