@@ -1,1 +1,51 @@
-//! Contract suites (filled in by the persistence work).
+//! Contract suites: one per port, run by every adapter's tests (embedded and in-memory adapters
+//! in `persistence`, later Redis, Kafka and MongoDB) so they all keep the same semantics.
+//!
+//! Each suite takes a `make` closure that returns a [`Fixture`]: a fresh adapter instance, plus
+//! whatever must live as long as it (a temporary directory, a container handle). Every case
+//! calls `make` once. Cases also use unique ids (UUIDs), so adapters over a shared backend pass
+//! too. Suites panic on the first violated expectation.
+//!
+//! - [`log`]: [`event_log_suite`] · [`store`]: [`store_suite`] · [`directory`]: [`directory_suite`]
+//! - [`sequencer`]: [`sequencer_suite`] · [`presence`]: [`presence_suite`] · [`bus`]: [`bus_suite`]
+//! - [`rate_limit`]: [`rate_limiter_suite`] · [`fixtures`]: record builders shared by the suites.
+
+pub mod bus;
+pub mod directory;
+pub mod fixtures;
+pub mod log;
+pub mod presence;
+pub mod rate_limit;
+pub mod sequencer;
+pub mod store;
+
+use std::any::Any;
+use std::sync::Arc;
+
+pub use bus::bus_suite;
+pub use directory::directory_suite;
+pub use log::event_log_suite;
+pub use presence::presence_suite;
+pub use rate_limit::rate_limiter_suite;
+pub use sequencer::sequencer_suite;
+pub use store::store_suite;
+
+/// An adapter under test and what keeps its backing resources alive.
+pub struct Fixture<P: ?Sized> {
+    pub port: Arc<P>,
+    _guard: Box<dyn Any + Send>,
+}
+
+impl<P: ?Sized> Fixture<P> {
+    /// `guard` is dropped after the port (e.g. a `tempfile::TempDir`).
+    pub fn new(port: Arc<P>, guard: impl Any + Send) -> Self {
+        Self {
+            port,
+            _guard: Box::new(guard),
+        }
+    }
+
+    pub fn unguarded(port: Arc<P>) -> Self {
+        Self::new(port, ())
+    }
+}

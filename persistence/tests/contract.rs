@@ -1,0 +1,89 @@
+//! Every port contract suite against the embedded and in-memory adapters.
+
+use std::sync::Arc;
+
+use persistence::{
+    EmbeddedLog, EmbeddedStore, InProcessBus, MemoryPresence, MemoryRateLimiter, MemorySequencer,
+};
+use ports::contract::{self, Fixture};
+use ports::{Bus, Directory, EventLog, Presence, RateLimiter, Sequencer, Store};
+use tempfile::TempDir;
+
+fn temp_dir() -> TempDir {
+    tempfile::tempdir().expect("temporary directory")
+}
+
+/// A fresh embedded store in its own temporary directory.
+fn open_store() -> (Arc<EmbeddedStore>, TempDir) {
+    let dir = temp_dir();
+    let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("open store");
+    (Arc::new(store), dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_log_keeps_the_event_log_contract() {
+    contract::event_log_suite(|| async {
+        let dir = temp_dir();
+        let log = EmbeddedLog::open(&dir.path().join("log.redb")).expect("open log");
+        let port: Arc<dyn EventLog> = Arc::new(log);
+        Fixture::new(port, dir)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_keeps_the_store_contract() {
+    contract::store_suite(|| async {
+        let (store, dir) = open_store();
+        let port: Arc<dyn Store> = store;
+        Fixture::new(port, dir)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_keeps_the_directory_contract() {
+    contract::directory_suite(|| async {
+        let (store, dir) = open_store();
+        let port: Arc<dyn Directory> = store;
+        Fixture::new(port, dir)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_sequencer_keeps_the_sequencer_contract() {
+    contract::sequencer_suite(|| async {
+        let (store, dir) = open_store();
+        let port: Arc<dyn Sequencer> = Arc::new(MemorySequencer::new(store));
+        Fixture::new(port, dir)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn memory_presence_keeps_the_presence_contract() {
+    contract::presence_suite(|| async {
+        let port: Arc<dyn Presence> = Arc::new(MemoryPresence::new());
+        Fixture::unguarded(port)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn in_process_bus_keeps_the_bus_contract() {
+    contract::bus_suite(|| async {
+        let port: Arc<dyn Bus> = Arc::new(InProcessBus::new(16));
+        Fixture::unguarded(port)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn memory_rate_limiter_keeps_the_rate_limiter_contract() {
+    contract::rate_limiter_suite(|per_second, burst| async move {
+        let port: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::new(per_second, burst));
+        Fixture::unguarded(port)
+    })
+    .await;
+}

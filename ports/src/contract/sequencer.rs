@@ -1,0 +1,149 @@
+//! Contract of [`Sequencer`].
+
+use std::future::Future;
+
+use chrono::Utc;
+use wire::ops::SendAck;
+use wire::{ClientMsgId, ConversationId, MessageId, Seq, UserId};
+
+use super::fixtures::unique;
+use super::Fixture;
+use crate::{DedupKey, Reservation, Sequencer};
+
+/// Runs every sequencer case, each on a fresh sequencer (over empty backing state) from `make`.
+pub async fn sequencer_suite<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Fixture<dyn Sequencer>>,
+{
+    fresh_seqs_are_dense_and_consecutive(make().await).await;
+    a_confirmed_key_returns_its_original_ack(make().await).await;
+    only_the_latest_allocation_can_be_released(make().await).await;
+}
+
+fn key(sender_id: &UserId) -> DedupKey {
+    DedupKey {
+        sender_id: sender_id.clone(),
+        client_msg_id: ClientMsgId::new(unique("client")),
+    }
+}
+
+fn fresh(reservations: &[Reservation]) -> Vec<u64> {
+    reservations
+        .iter()
+        .map(|reservation| match reservation {
+            Reservation::Fresh(seq) => seq.0,
+            Reservation::Duplicate(ack) => panic!("unexpected duplicate {ack:?}"),
+        })
+        .collect()
+}
+
+async fn fresh_seqs_are_dense_and_consecutive(fixture: Fixture<dyn Sequencer>) {
+    let sequencer = fixture.port;
+    let conversation_id = ConversationId::new(unique("seq-dense"));
+    let other_conversation = ConversationId::new(unique("seq-dense-other"));
+    let sender = UserId::new(unique("sender"));
+    assert_eq!(
+        sequencer.last_seq(&conversation_id).await.expect("last"),
+        Seq::ZERO
+    );
+    let first = sequencer
+        .reserve(&conversation_id, &[key(&sender), key(&sender), key(&sender)])
+        .await
+        .expect("reserve");
+    assert_eq!(fresh(&first), vec![1, 2, 3]);
+    let second = sequencer
+        .reserve(&conversation_id, &[key(&sender), key(&sender)])
+        .await
+        .expect("reserve");
+    assert_eq!(fresh(&second), vec![4, 5]);
+    assert_eq!(
+        sequencer.last_seq(&conversation_id).await.expect("last"),
+        Seq(5)
+    );
+    let elsewhere = sequencer
+        .reserve(&other_conversation, &[key(&sender)])
+        .await
+        .expect("reserve");
+    assert_eq!(fresh(&elsewhere), vec![1], "conversations count separately");
+}
+
+async fn a_confirmed_key_returns_its_original_ack(fixture: Fixture<dyn Sequencer>) {
+    let sequencer = fixture.port;
+    let conversation_id = ConversationId::new(unique("seq-dedup"));
+    let sender = UserId::new(unique("sender"));
+    let retried = key(&sender);
+    let reserved = sequencer
+        .reserve(&conversation_id, std::slice::from_ref(&retried))
+        .await
+        .expect("reserve");
+    assert_eq!(fresh(&reserved), vec![1]);
+    let ack = SendAck {
+        message_id: MessageId::new(unique("message")),
+        seq: Seq(1),
+        created_at: Utc::now(),
+    };
+    sequencer
+        .confirm(&conversation_id, &[(retried.clone(), ack.clone())])
+        .await
+        .expect("confirm");
+    let again = sequencer
+        .reserve(&conversation_id, &[retried.clone(), key(&sender)])
+        .await
+        .expect("reserve");
+    assert_eq!(
+        again,
+        vec![Reservation::Duplicate(ack), Reservation::Fresh(Seq(2))],
+        "the retry gets the original ack and allocates nothing"
+    );
+    let other_sender = UserId::new(unique("other"));
+    let same_client_id = DedupKey {
+        sender_id: other_sender,
+        client_msg_id: retried.client_msg_id.clone(),
+    };
+    let other = sequencer
+        .reserve(&conversation_id, &[same_client_id])
+        .await
+        .expect("reserve");
+    assert_eq!(fresh(&other), vec![3], "keys are per sender");
+}
+
+async fn only_the_latest_allocation_can_be_released(fixture: Fixture<dyn Sequencer>) {
+    let sequencer = fixture.port;
+    let conversation_id = ConversationId::new(unique("seq-release"));
+    let sender = UserId::new(unique("sender"));
+    let batch = sequencer
+        .reserve(&conversation_id, &[key(&sender), key(&sender), key(&sender)])
+        .await
+        .expect("reserve");
+    assert_eq!(fresh(&batch), vec![1, 2, 3]);
+    assert!(sequencer
+        .release(&conversation_id, Seq(1), 3)
+        .await
+        .expect("release"));
+    assert_eq!(
+        sequencer.last_seq(&conversation_id).await.expect("last"),
+        Seq::ZERO
+    );
+    let retry = sequencer
+        .reserve(&conversation_id, &[key(&sender), key(&sender)])
+        .await
+        .expect("reserve");
+    assert_eq!(fresh(&retry), vec![1, 2], "released seqs are reused");
+    let later = sequencer
+        .reserve(&conversation_id, &[key(&sender)])
+        .await
+        .expect("reserve");
+    assert_eq!(fresh(&later), vec![3]);
+    assert!(
+        !sequencer
+            .release(&conversation_id, Seq(1), 2)
+            .await
+            .expect("release"),
+        "an allocation followed by another cannot be released"
+    );
+    assert_eq!(
+        sequencer.last_seq(&conversation_id).await.expect("last"),
+        Seq(3)
+    );
+}

@@ -1,0 +1,393 @@
+//! Contract of [`Store`].
+
+use std::future::Future;
+
+use wire::{ConversationId, ConversationKind, Seq, UserId};
+
+use super::fixtures::{at, conversation_record, message_record, unique};
+use super::Fixture;
+use crate::{MessageQuery, Store, StoreWrite, Watermarks};
+
+/// Runs every store case, each on a fresh store from `make`.
+pub async fn store_suite<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Fixture<dyn Store>>,
+{
+    applying_a_message_twice_or_an_older_version_changes_nothing(make().await).await;
+    conversation_versions_only_move_forward(make().await).await;
+    replacing_participants_keeps_watermarks_of_those_who_stay(make().await).await;
+    watermarks_only_go_up(make().await).await;
+    message_queries_page_both_ways(make().await).await;
+    activity_follows_messages_even_before_the_conversation(make().await).await;
+    conversations_of_orders_by_activity_and_pages(make().await).await;
+    direct_conversation_is_found_by_either_order(make().await).await;
+    messages_are_found_by_id_and_client_id(make().await).await;
+    assert!(make().await.port.is_ready().await, "a fresh store is ready");
+}
+
+fn ids(records: &[wire::log::MessageRecord]) -> Vec<u64> {
+    records.iter().map(|record| record.message.seq.0).collect()
+}
+
+async fn applying_a_message_twice_or_an_older_version_changes_nothing(
+    fixture: Fixture<dyn Store>,
+) {
+    let store = fixture.port;
+    let conversation_id = ConversationId::new(unique("store-idem"));
+    let sender = UserId::new(unique("sender"));
+    let first = message_record(&conversation_id, 1, &sender, 1, at(1));
+    store
+        .apply(vec![StoreWrite::Message(first.clone())])
+        .await
+        .expect("apply");
+    store
+        .apply(vec![StoreWrite::Message(first.clone())])
+        .await
+        .expect("apply again");
+    let query = MessageQuery {
+        after_seq: None,
+        before_seq: None,
+        limit: 10,
+    };
+    let stored = store.messages(&conversation_id, query).await.expect("read");
+    assert_eq!(stored, vec![first.clone()], "one message after two applies");
+
+    let mut edited = first.clone();
+    edited.version = 2;
+    edited.message.text = "edited".to_owned();
+    edited.message.edited_at = Some(at(5));
+    store
+        .apply(vec![
+            StoreWrite::Message(edited.clone()),
+            StoreWrite::Message(first.clone()),
+        ])
+        .await
+        .expect("apply newer then older");
+    let stored = store.messages(&conversation_id, query).await.expect("read");
+    assert_eq!(stored, vec![edited], "the newer version wins");
+}
+
+async fn conversation_versions_only_move_forward(fixture: Fixture<dyn Store>) {
+    let store = fixture.port;
+    let conversation_id = ConversationId::new(unique("store-conv"));
+    let owner = UserId::new(unique("owner"));
+    let first = conversation_record(&conversation_id, ConversationKind::Group, &[&owner], 1, at(0));
+    let mut second = first.clone();
+    second.version = 2;
+    second.conversation.title = Some("renamed".to_owned());
+    store
+        .apply(vec![StoreWrite::Conversation(second.clone())])
+        .await
+        .expect("apply v2");
+    store
+        .apply(vec![StoreWrite::Conversation(first)])
+        .await
+        .expect("apply v1 late");
+    let stored = store
+        .conversation(&conversation_id)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(stored.record, second);
+    assert_eq!(stored.last_seq, Seq::ZERO);
+    assert_eq!(stored.last_activity_at, at(0), "no messages: creation time");
+    assert!(store
+        .conversation(&ConversationId::new(unique("missing")))
+        .await
+        .expect("read")
+        .is_none());
+}
+
+async fn replacing_participants_keeps_watermarks_of_those_who_stay(fixture: Fixture<dyn Store>) {
+    let store = fixture.port;
+    let conversation_id = ConversationId::new(unique("store-members"));
+    let stays = UserId::new(unique("stays"));
+    let leaves = UserId::new(unique("leaves"));
+    let first = conversation_record(
+        &conversation_id,
+        ConversationKind::Group,
+        &[&stays, &leaves],
+        1,
+        at(0),
+    );
+    store
+        .apply(vec![
+            StoreWrite::Conversation(first),
+            StoreWrite::Watermarks {
+                conversation_id: conversation_id.clone(),
+                user_id: stays.clone(),
+                delivered_seq: Seq(5),
+                read_seq: Seq(3),
+            },
+            StoreWrite::Watermarks {
+                conversation_id: conversation_id.clone(),
+                user_id: leaves.clone(),
+                delivered_seq: Seq(2),
+                read_seq: Seq(2),
+            },
+        ])
+        .await
+        .expect("apply");
+    let second = conversation_record(&conversation_id, ConversationKind::Group, &[&stays], 2, at(0));
+    store
+        .apply(vec![StoreWrite::Conversation(second)])
+        .await
+        .expect("apply v2");
+
+    let of_leaver = store
+        .conversations_of(&leaves, None, 10)
+        .await
+        .expect("list");
+    assert!(of_leaver.is_empty(), "a removed user stops participating");
+    let of_stayer = store.conversations_of(&stays, None, 10).await.expect("list");
+    assert_eq!(of_stayer.len(), 1);
+    assert_eq!(
+        store
+            .watermarks(&conversation_id, &stays)
+            .await
+            .expect("read"),
+        Watermarks {
+            delivered_seq: Seq(5),
+            read_seq: Seq(3)
+        },
+        "watermarks of a remaining participant are kept"
+    );
+}
+
+async fn watermarks_only_go_up(fixture: Fixture<dyn Store>) {
+    let store = fixture.port;
+    let conversation_id = ConversationId::new(unique("store-marks"));
+    let user = UserId::new(unique("user"));
+    assert_eq!(
+        store
+            .watermarks(&conversation_id, &user)
+            .await
+            .expect("read"),
+        Watermarks::default(),
+        "zero when none recorded"
+    );
+    let raise = |delivered: u64, read: u64| StoreWrite::Watermarks {
+        conversation_id: conversation_id.clone(),
+        user_id: user.clone(),
+        delivered_seq: Seq(delivered),
+        read_seq: Seq(read),
+    };
+    store.apply(vec![raise(5, 3)]).await.expect("apply");
+    store.apply(vec![raise(4, 6)]).await.expect("apply");
+    store.apply(vec![raise(4, 6)]).await.expect("apply twice");
+    assert_eq!(
+        store
+            .watermarks(&conversation_id, &user)
+            .await
+            .expect("read"),
+        Watermarks {
+            delivered_seq: Seq(5),
+            read_seq: Seq(6)
+        }
+    );
+}
+
+async fn message_queries_page_both_ways(fixture: Fixture<dyn Store>) {
+    let store = fixture.port;
+    let conversation_id = ConversationId::new(unique("store-query"));
+    let other_conversation = ConversationId::new(unique("store-query-other"));
+    let sender = UserId::new(unique("sender"));
+    let mut writes: Vec<StoreWrite> = (1..=10)
+        .map(|seq| StoreWrite::Message(message_record(&conversation_id, seq, &sender, 1, at(seq as i64))))
+        .collect();
+    writes.push(StoreWrite::Message(message_record(
+        &other_conversation,
+        11,
+        &sender,
+        1,
+        at(11),
+    )));
+    store.apply(writes).await.expect("apply");
+    let query = |after: Option<u64>, before: Option<u64>, limit: usize| MessageQuery {
+        after_seq: after.map(Seq),
+        before_seq: before.map(Seq),
+        limit,
+    };
+    let cases: [(MessageQuery, Vec<u64>); 9] = [
+        (query(Some(3), None, 4), vec![4, 5, 6, 7]),
+        (query(Some(8), None, 5), vec![9, 10]),
+        (query(Some(0), None, 11), (1..=10).collect()),
+        (query(Some(10), None, 5), vec![]),
+        (query(None, Some(6), 3), vec![3, 4, 5]),
+        (query(None, None, 3), vec![8, 9, 10]),
+        (query(None, Some(3), 10), vec![1, 2]),
+        (query(Some(2), Some(5), 10), vec![3, 4]),
+        (query(None, None, 0), vec![]),
+    ];
+    for (message_query, expected) in cases {
+        let found = store
+            .messages(&conversation_id, message_query)
+            .await
+            .expect("read");
+        assert_eq!(ids(&found), expected, "{message_query:?}");
+    }
+}
+
+async fn activity_follows_messages_even_before_the_conversation(fixture: Fixture<dyn Store>) {
+    let store = fixture.port;
+    let conversation_id = ConversationId::new(unique("store-activity"));
+    let member = UserId::new(unique("member"));
+    store
+        .apply(vec![
+            StoreWrite::Message(message_record(&conversation_id, 2, &member, 1, at(20))),
+            StoreWrite::Message(message_record(&conversation_id, 1, &member, 1, at(10))),
+        ])
+        .await
+        .expect("messages first");
+    assert!(store
+        .conversation(&conversation_id)
+        .await
+        .expect("read")
+        .is_none());
+    store
+        .apply(vec![StoreWrite::Conversation(conversation_record(
+            &conversation_id,
+            ConversationKind::Group,
+            &[&member],
+            1,
+            at(0),
+        ))])
+        .await
+        .expect("conversation later");
+    let stored = store
+        .conversation(&conversation_id)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(stored.last_seq, Seq(2));
+    assert_eq!(stored.last_activity_at, at(20));
+}
+
+async fn conversations_of_orders_by_activity_and_pages(fixture: Fixture<dyn Store>) {
+    let store = fixture.port;
+    let user = UserId::new(unique("user"));
+    let prefix = unique("store-list");
+    let id = |suffix: &str| ConversationId::new(format!("{prefix}-{suffix}"));
+    let (busy, old, tie_first, tie_second) = (id("a"), id("b"), id("c"), id("d"));
+    let group = |conversation_id: &ConversationId, created: i64| {
+        StoreWrite::Conversation(conversation_record(
+            conversation_id,
+            ConversationKind::Group,
+            &[&user],
+            1,
+            at(created),
+        ))
+    };
+    store
+        .apply(vec![
+            group(&busy, 0),
+            group(&old, 1),
+            group(&tie_second, 5),
+            group(&tie_first, 5),
+            StoreWrite::Message(message_record(&busy, 1, &user, 1, at(10))),
+        ])
+        .await
+        .expect("apply");
+    let listed = |page: Vec<crate::StoredConversation>| -> Vec<ConversationId> {
+        page.into_iter()
+            .map(|stored| stored.record.conversation.conversation_id)
+            .collect()
+    };
+    let all = store.conversations_of(&user, None, 10).await.expect("list");
+    assert_eq!(
+        listed(all),
+        vec![busy.clone(), tie_first.clone(), tie_second.clone(), old.clone()],
+        "newest activity first, ties by id"
+    );
+    let first_page = store.conversations_of(&user, None, 2).await.expect("list");
+    assert_eq!(listed(first_page), vec![busy.clone(), tie_first.clone()]);
+    let second_page = store
+        .conversations_of(&user, Some(&tie_first), 2)
+        .await
+        .expect("list");
+    assert_eq!(listed(second_page), vec![tie_second, old.clone()]);
+    let last_page = store
+        .conversations_of(&user, Some(&old), 2)
+        .await
+        .expect("list");
+    assert!(last_page.is_empty());
+    let stranger = UserId::new(unique("stranger"));
+    assert!(store
+        .conversations_of(&stranger, None, 10)
+        .await
+        .expect("list")
+        .is_empty());
+}
+
+async fn direct_conversation_is_found_by_either_order(fixture: Fixture<dyn Store>) {
+    let store = fixture.port;
+    let conversation_id = ConversationId::new(unique("store-direct"));
+    let first = UserId::new(unique("first"));
+    let second = UserId::new(unique("second"));
+    let third = UserId::new(unique("third"));
+    store
+        .apply(vec![StoreWrite::Conversation(conversation_record(
+            &conversation_id,
+            ConversationKind::Direct,
+            &[&first, &second],
+            1,
+            at(0),
+        ))])
+        .await
+        .expect("apply");
+    for (one, other) in [(&first, &second), (&second, &first)] {
+        assert_eq!(
+            store.direct_conversation(one, other).await.expect("read"),
+            Some(conversation_id.clone())
+        );
+    }
+    assert_eq!(
+        store.direct_conversation(&first, &third).await.expect("read"),
+        None
+    );
+}
+
+async fn messages_are_found_by_id_and_client_id(fixture: Fixture<dyn Store>) {
+    let store = fixture.port;
+    let conversation_id = ConversationId::new(unique("store-lookup"));
+    let elsewhere = ConversationId::new(unique("store-lookup-other"));
+    let sender = UserId::new(unique("sender"));
+    let record = message_record(&conversation_id, 7, &sender, 1, at(7));
+    store
+        .apply(vec![StoreWrite::Message(record.clone())])
+        .await
+        .expect("apply");
+    let message = &record.message;
+    assert_eq!(
+        store
+            .message(&conversation_id, &message.message_id)
+            .await
+            .expect("read"),
+        Some(record.clone())
+    );
+    assert_eq!(
+        store
+            .message(&elsewhere, &message.message_id)
+            .await
+            .expect("read"),
+        None,
+        "a message is only found in its own conversation"
+    );
+    assert_eq!(
+        store
+            .message_by_client_id(&conversation_id, &sender, &message.client_msg_id)
+            .await
+            .expect("read"),
+        Some(record.clone())
+    );
+    let someone_else = UserId::new(unique("someone"));
+    assert_eq!(
+        store
+            .message_by_client_id(&conversation_id, &someone_else, &message.client_msg_id)
+            .await
+            .expect("read"),
+        None,
+        "client ids are per sender"
+    );
+}
