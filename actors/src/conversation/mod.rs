@@ -1,0 +1,312 @@
+//! The `Conversation` actor: one per active conversation on this node, started on demand by the
+//! [`Supervisor`](crate::supervisor::Supervisor), stopped when idle.
+//!
+//! Writes are queued and run in batches, one batch in flight at a time (see [`batch`]):
+//! concurrent sends share one log append, and seq stays dense even when an append fails.
+//! Membership and title changes run alone (see [`members`]). Fan-out of `message.new` to the
+//! local sessions happens in seq order, with a bounded wait for a missing seq.
+
+mod batch;
+mod members;
+pub mod op;
+mod state;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, SpawnHandle,
+    WrapFuture,
+};
+use bytestring::ByteString;
+use futures::FutureExt;
+use wire::{ConversationId, Seq, UserId};
+
+pub(crate) use batch::log_event as log_event_for;
+pub use members::MAX_TITLE_BYTES;
+pub(crate) use members::{announce_membership, publish};
+pub use op::{Actor as OpActor, ConversationOp, Reply};
+pub use state::ConversationState;
+
+use crate::node::Node;
+use crate::OpError;
+
+/// Queue an operation.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Enqueue {
+    pub op: ConversationOp,
+}
+
+/// Deliver an event of this conversation to its local sessions. Sequenced events
+/// (`message.new`) go out in seq order; the others go out as they come, behind the sequenced
+/// events already delivered.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    pub seq: Option<Seq>,
+    pub frame: ByteString,
+    /// A user whose sessions do not get this event (the typer of a typing event).
+    pub exclude: Option<UserId>,
+}
+
+pub struct Conversation {
+    node: Node,
+    conversation_id: ConversationId,
+    state: Option<ConversationState>,
+    queue: VecDeque<ConversationOp>,
+    busy: bool,
+    next_delivery: Option<Seq>,
+    reorder: BTreeMap<Seq, ByteString>,
+    gap_timer: Option<SpawnHandle>,
+    last_activity: Instant,
+}
+
+impl Conversation {
+    pub fn new(node: Node, conversation_id: ConversationId) -> Self {
+        Self {
+            node,
+            conversation_id,
+            state: None,
+            queue: VecDeque::new(),
+            busy: false,
+            next_delivery: None,
+            reorder: BTreeMap::new(),
+            gap_timer: None,
+            last_activity: Instant::now(),
+        }
+    }
+
+    /// Starts the next batch when none is in flight.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        let Some(first) = self.queue.pop_front() else {
+            return;
+        };
+        let mut ops = vec![];
+        let membership = first.changes_membership();
+        ops.push(first);
+        if !membership {
+            let max = self.node.limits().max_batch_ops.max(1);
+            while ops.len() < max {
+                match self.queue.front() {
+                    Some(next) if !next.changes_membership() => {
+                        ops.extend(self.queue.pop_front());
+                    }
+                    _ => break,
+                }
+            }
+        }
+        self.busy = true;
+        let node = self.node.clone();
+        let conversation_id = self.conversation_id.clone();
+        let state = self.state.take();
+        let work = async move {
+            let state = match state {
+                Some(state) => state,
+                None => match ConversationState::load(&node, &conversation_id).await {
+                    Ok(Some(state)) => state,
+                    Ok(None) => {
+                        for op in ops {
+                            op.fail(OpError::not_found("no such conversation"));
+                        }
+                        return None;
+                    }
+                    Err(error) => {
+                        for op in ops {
+                            op.fail(error.clone());
+                        }
+                        return None;
+                    }
+                },
+            };
+            if membership {
+                let op = ops.into_iter().next().expect("one membership op");
+                members::run(&node, state, op).await
+            } else {
+                Some(batch::run(&node, state, ops).await)
+            }
+        };
+        ctx.spawn(
+            AssertUnwindSafe(work)
+                .catch_unwind()
+                .into_actor(self)
+                .map(|outcome, act, ctx| {
+                    act.busy = false;
+                    act.last_activity = Instant::now();
+                    match outcome {
+                        Ok(state) => act.state = state,
+                        Err(_) => {
+                            // The batch panicked: its callers got `internal` (their reply
+                            // channels dropped). Stop; the supervisor starts a fresh actor.
+                            tracing::error!(conversation_id = %act.conversation_id, "conversation batch panicked, restarting actor");
+                            act.node.metrics().conversation_restarts.inc();
+                            ctx.stop();
+                            return;
+                        }
+                    }
+                    act.pump(ctx);
+                }),
+        );
+    }
+
+    fn fan_out(&self, frame: &ByteString, exclude: Option<&UserId>) {
+        let sessions = self
+            .node
+            .registry()
+            .sessions_of_conversation(&self.conversation_id);
+        let mut delivered = 0;
+        for session in &sessions {
+            if Some(session.user_id()) == exclude {
+                continue;
+            }
+            if session.deliver(frame.clone()) {
+                delivered += 1;
+            }
+        }
+        self.node.metrics().fanout_deliveries.inc_by(delivered);
+    }
+
+    fn drain_in_order(&mut self) {
+        while let Some(next) = self.next_delivery {
+            let Some(frame) = self.reorder.remove(&next) else {
+                break;
+            };
+            self.fan_out(&frame, None);
+            self.next_delivery = Some(next.next());
+        }
+    }
+
+    fn arm_gap_timer(&mut self, ctx: &mut Context<Self>) {
+        if self.gap_timer.is_some() || self.reorder.is_empty() {
+            return;
+        }
+        let wait = self.node.limits().gap_wait;
+        self.gap_timer = Some(ctx.run_later(wait, |act, ctx| {
+            act.gap_timer = None;
+            if let (Some(expected), Some((&first_buffered, _))) =
+                (act.next_delivery, act.reorder.iter().next())
+            {
+                if first_buffered > expected {
+                    tracing::warn!(conversation_id = %act.conversation_id, missing_from = %expected, resumed_at = %first_buffered, "fan-out skipped seqs that never arrived");
+                    act.next_delivery = Some(first_buffered);
+                    act.drain_in_order();
+                }
+            }
+            act.arm_gap_timer(ctx);
+        }));
+    }
+}
+
+impl Actor for Conversation {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        self.node.metrics().conversations_active.inc();
+        let idle = self.node.limits().conversation_idle;
+        ctx.run_interval(idle / 2, move |act, ctx| {
+            let quiet = !act.busy
+                && act.queue.is_empty()
+                && act.reorder.is_empty()
+                && act.last_activity.elapsed() >= idle;
+            if quiet
+                && act
+                    .node
+                    .supervisor()
+                    .forget(&act.conversation_id, &ctx.address())
+            {
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        self.node.metrics().conversations_active.dec();
+        self.node
+            .supervisor()
+            .forget(&self.conversation_id, &ctx.address());
+        for op in self.queue.drain(..) {
+            op.fail(OpError::unavailable("conversation restarting, retry"));
+        }
+    }
+}
+
+impl Handler<Enqueue> for Conversation {
+    type Result = ();
+
+    fn handle(&mut self, message: Enqueue, ctx: &mut Self::Context) {
+        self.last_activity = Instant::now();
+        self.queue.push_back(message.op);
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Deliver> for Conversation {
+    type Result = ();
+
+    fn handle(&mut self, message: Deliver, ctx: &mut Self::Context) {
+        self.last_activity = Instant::now();
+        let Some(seq) = message.seq else {
+            self.fan_out(&message.frame, message.exclude.as_ref());
+            return;
+        };
+        let expected = *self.next_delivery.get_or_insert(seq);
+        if seq < expected {
+            return; // already delivered (a re-delivery)
+        }
+        self.reorder.insert(seq, message.frame);
+        self.drain_in_order();
+        self.arm_gap_timer(ctx);
+    }
+}
+
+/// How the rest of the node talks to a conversation actor.
+#[derive(Clone)]
+pub struct ConversationHandle {
+    addr: Addr<Conversation>,
+}
+
+impl ConversationHandle {
+    pub(crate) fn new(addr: Addr<Conversation>) -> Self {
+        Self { addr }
+    }
+
+    /// Queues an operation; its answer arrives on the reply channel inside it. Operations
+    /// queued by one caller run in the order they were queued.
+    pub fn enqueue(&self, op: ConversationOp) -> Result<(), ConversationOp> {
+        match self.addr.try_send(Enqueue { op }) {
+            Ok(()) => Ok(()),
+            Err(actix::dev::SendError::Full(Enqueue { op })) => {
+                self.addr.do_send(Enqueue { op });
+                Ok(())
+            }
+            Err(actix::dev::SendError::Closed(Enqueue { op })) => Err(op),
+        }
+    }
+
+    /// Hands an event to the actor for fan-out, waiting when its mailbox is full.
+    pub async fn deliver(&self, deliver: Deliver) {
+        match self.addr.try_send(deliver) {
+            Ok(()) | Err(actix::dev::SendError::Closed(_)) => {}
+            Err(actix::dev::SendError::Full(message)) => {
+                let _ = self.addr.send(message).await;
+            }
+        }
+    }
+
+    pub fn addr(&self) -> &Addr<Conversation> {
+        &self.addr
+    }
+}
+
+/// Who an event of this conversation should not reach (the typer, for typing events).
+pub fn excluded_user(event: &wire::events::ServerEvent) -> Option<&UserId> {
+    match event {
+        wire::events::ServerEvent::Typing { user_id, .. } => Some(user_id),
+        _ => None,
+    }
+}

@@ -1,0 +1,224 @@
+//! What a conversation actor knows about its conversation: the directory record, the last seq,
+//! a window of recent messages and the watermarks it has looked at.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use ports::{MessageQuery, Watermarks};
+use wire::log::{ConversationRecord, MessageRecord};
+use wire::ops::HistoryResult;
+use wire::{Conversation, ConversationId, MessageId, Seq, UserId};
+
+use crate::node::Node;
+use crate::OpError;
+
+#[derive(Clone)]
+pub struct ConversationState {
+    pub record: ConversationRecord,
+    pub last_seq: Seq,
+    /// Newest messages, ascending and contiguous by seq, ending at `last_seq` when non-empty.
+    recent: VecDeque<Arc<MessageRecord>>,
+    recent_capacity: usize,
+    watermarks: HashMap<UserId, Watermarks>,
+}
+
+impl ConversationState {
+    /// Loads the conversation; `Ok(None)` when it does not exist.
+    pub async fn load(
+        node: &Node,
+        conversation_id: &ConversationId,
+    ) -> Result<Option<Self>, OpError> {
+        let ports = node.ports();
+        let Some(record) = ports.directory.get(conversation_id).await? else {
+            return Ok(None);
+        };
+        let last_seq = ports.sequencer.last_seq(conversation_id).await?;
+        let capacity = node.limits().recent_messages;
+        // Warm the window with the newest stored messages when they are the newest overall.
+        let newest = ports
+            .store
+            .messages(
+                conversation_id,
+                MessageQuery {
+                    after_seq: None,
+                    before_seq: None,
+                    limit: capacity.min(64),
+                },
+            )
+            .await?;
+        let mut recent = VecDeque::new();
+        if newest.last().map(|record| record.message.seq) == Some(last_seq)
+            && is_contiguous(&newest)
+        {
+            recent.extend(newest.into_iter().map(Arc::new));
+        }
+        Ok(Some(Self {
+            record,
+            last_seq,
+            recent,
+            recent_capacity: capacity,
+            watermarks: HashMap::new(),
+        }))
+    }
+
+    /// The client view of the conversation, with the live `last_seq`.
+    pub fn conversation(&self) -> Conversation {
+        let mut conversation = self.record.conversation.clone();
+        conversation.last_seq = self.last_seq;
+        conversation
+    }
+
+    pub fn is_member(&self, user_id: &UserId) -> bool {
+        self.record.is_member(user_id)
+    }
+
+    pub fn require_member(&self, user_id: &UserId) -> Result<(), OpError> {
+        if self.is_member(user_id) {
+            Ok(())
+        } else {
+            Err(OpError::not_member())
+        }
+    }
+
+    /// Adds an accepted message (its seq must be `last_seq + 1`) or a new version of a message.
+    pub fn put_message(&mut self, record: MessageRecord) {
+        let seq = record.message.seq;
+        if seq > self.last_seq {
+            if seq != self.last_seq.next() {
+                self.recent.clear();
+            }
+            self.last_seq = seq;
+            self.recent.push_back(Arc::new(record));
+            while self.recent.len() > self.recent_capacity {
+                self.recent.pop_front();
+            }
+            return;
+        }
+        if let Some(slot) = self.recent_slot(seq) {
+            self.recent[slot] = Arc::new(record);
+        }
+    }
+
+    fn recent_slot(&self, seq: Seq) -> Option<usize> {
+        let first = self.recent.front()?.message.seq;
+        if seq < first {
+            return None;
+        }
+        let slot = (seq.0 - first.0) as usize;
+        (slot < self.recent.len()).then_some(slot)
+    }
+
+    /// Finds a message of this conversation, from the window or the store.
+    pub async fn find_message(
+        &self,
+        node: &Node,
+        message_id: &MessageId,
+    ) -> Result<MessageRecord, OpError> {
+        if let Some(record) = self
+            .recent
+            .iter()
+            .find(|record| &record.message.message_id == message_id)
+        {
+            return Ok(MessageRecord::clone(record));
+        }
+        let conversation_id = &self.record.conversation.conversation_id;
+        let stored = node
+            .ports()
+            .store
+            .message(conversation_id, message_id)
+            .await?;
+        // The window holds the newest version of the messages it covers.
+        match stored {
+            Some(record) => Ok(match self.recent_slot(record.message.seq) {
+                Some(slot) => MessageRecord::clone(&self.recent[slot]),
+                None => record,
+            }),
+            None => Err(OpError::not_found("no such message in this conversation")),
+        }
+    }
+
+    pub async fn watermarks(
+        &mut self,
+        node: &Node,
+        user_id: &UserId,
+    ) -> Result<Watermarks, OpError> {
+        if let Some(watermarks) = self.watermarks.get(user_id) {
+            return Ok(*watermarks);
+        }
+        let conversation_id = &self.record.conversation.conversation_id;
+        let watermarks = node
+            .ports()
+            .store
+            .watermarks(conversation_id, user_id)
+            .await?;
+        self.watermarks.insert(user_id.clone(), watermarks);
+        Ok(watermarks)
+    }
+
+    pub fn set_watermarks(&mut self, user_id: &UserId, watermarks: Watermarks) {
+        self.watermarks.insert(user_id.clone(), watermarks);
+    }
+
+    /// Reads messages: from the window when it covers the range, else from the store.
+    pub async fn history(
+        &self,
+        node: &Node,
+        query: MessageQuery,
+    ) -> Result<HistoryResult, OpError> {
+        let upper = match query.before_seq {
+            Some(before) => Seq(before.0.saturating_sub(1)).min(self.last_seq),
+            None => self.last_seq,
+        };
+        let lower = query.after_seq.map(|seq| seq.next()).unwrap_or(Seq(1));
+        if upper < lower || query.limit == 0 {
+            return Ok(HistoryResult {
+                messages: Vec::new(),
+                has_more: false,
+            });
+        }
+        let available = upper.0 - lower.0 + 1;
+        let (from, to) = if query.after_seq.is_some() {
+            (lower, Seq((lower.0 + query.limit as u64 - 1).min(upper.0)))
+        } else {
+            (
+                Seq(upper.0.saturating_sub(query.limit as u64 - 1).max(lower.0)),
+                upper,
+            )
+        };
+        let has_more = available > query.limit as u64;
+        if let (Some(first_slot), Some(last_slot)) = (self.recent_slot(from), self.recent_slot(to))
+        {
+            let messages = (first_slot..=last_slot)
+                .map(|slot| self.recent[slot].message.clone())
+                .collect();
+            return Ok(HistoryResult { messages, has_more });
+        }
+        let conversation_id = &self.record.conversation.conversation_id;
+        let stored = node
+            .ports()
+            .store
+            .messages(
+                conversation_id,
+                MessageQuery {
+                    after_seq: Some(Seq(from.0 - 1)),
+                    before_seq: Some(to.next()),
+                    limit: query.limit,
+                },
+            )
+            .await?;
+        let messages = stored
+            .into_iter()
+            .map(|record| match self.recent_slot(record.message.seq) {
+                Some(slot) => self.recent[slot].message.clone(),
+                None => record.message,
+            })
+            .collect();
+        Ok(HistoryResult { messages, has_more })
+    }
+}
+
+fn is_contiguous(records: &[MessageRecord]) -> bool {
+    records
+        .windows(2)
+        .all(|pair| pair[1].message.seq == pair[0].message.seq.next())
+}

@@ -1,0 +1,31 @@
+//! Parley's actors. They talk to the outside world only through the traits of `ports`.
+//!
+//! # Layout
+//! - [`node`]: [`Node`], the per-node context every actor holds (ports, limits, metrics,
+//!   the local registry and the conversation supervisor).
+//! - [`session`]: the `Session` actor, one per WebSocket, and [`SessionHandle`].
+//! - [`conversation`]: the `Conversation` actor, one per active conversation: membership checks,
+//!   batching of writes, sequencing, hand-off to the log, ordered local fan-out.
+//! - [`supervisor`]: starts conversation actors on demand, restarts failed ones, forgets idle ones.
+//! - [`registry`]: which local sessions belong to which users and conversations; keeps the bus
+//!   subscriptions of this node in step.
+//! - [`router`]: takes envelopes from the bus and hands them to conversations and sessions.
+//! - [`dispatch`]: turns a decoded request into work for the right actor or port.
+//! - [`stored_acks`]: relays `message.stored` acknowledgments from the log to senders.
+//! - [`error`]: [`OpError`], the client-facing error of an operation.
+//! - [`metrics`]: the Prometheus metrics of this crate.
+
+pub mod conversation;
+pub mod dispatch;
+pub mod error;
+pub mod metrics;
+pub mod node;
+pub mod registry;
+pub mod router;
+pub mod session;
+pub mod stored_acks;
+pub mod supervisor;
+
+pub use error::OpError;
+pub use node::{Limits, Node, Ports};
+pub use session::{SessionHandle, SessionParams};

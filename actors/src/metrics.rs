@@ -1,0 +1,159 @@
+//! Prometheus metrics of the actors, named `parley_<subsystem>_<name>_<unit>`.
+
+use prometheus::{
+    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry,
+};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub sessions_open: IntGauge,
+    pub frames_in: IntCounter,
+    pub frames_out: IntCounter,
+    pub messages_accepted: IntCounter,
+    pub fanout_deliveries: IntCounter,
+    pub request_duration: HistogramVec,
+    pub errors: IntCounterVec,
+    pub outbound_overflows: IntCounter,
+    pub closes: IntCounterVec,
+    pub conversations_active: IntGauge,
+    pub conversation_restarts: IntCounter,
+    pub log_append_duration: Histogram,
+    pub log_batch_events: Histogram,
+    pub stored_acks_relayed: IntCounter,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: &Registry) -> Self {
+        let latency_buckets = exponential_buckets(0.000_05, 2.0, 18).expect("valid buckets");
+        Self {
+            sessions_open: register(
+                registry,
+                IntGauge::new("parley_ws_sessions_open", "open WebSocket sessions").unwrap(),
+            ),
+            frames_in: register(
+                registry,
+                IntCounter::new("parley_ws_frames_in_total", "frames received from clients")
+                    .unwrap(),
+            ),
+            frames_out: register(
+                registry,
+                IntCounter::new("parley_ws_frames_out_total", "frames queued to clients").unwrap(),
+            ),
+            messages_accepted: register(
+                registry,
+                IntCounter::new(
+                    "parley_messages_accepted_total",
+                    "messages durable in the log and acknowledged as accepted",
+                )
+                .unwrap(),
+            ),
+            fanout_deliveries: register(
+                registry,
+                IntCounter::new(
+                    "parley_fanout_deliveries_total",
+                    "conversation events queued to local sessions",
+                )
+                .unwrap(),
+            ),
+            request_duration: register(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "parley_request_duration_seconds",
+                        "time from a request frame to its reply, by op",
+                    )
+                    .buckets(latency_buckets.clone()),
+                    &["op"],
+                )
+                .unwrap(),
+            ),
+            errors: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new("parley_errors_total", "error replies sent, by code"),
+                    &["code"],
+                )
+                .unwrap(),
+            ),
+            outbound_overflows: register(
+                registry,
+                IntCounter::new(
+                    "parley_ws_outbound_overflows_total",
+                    "sessions closed with 4009 because their outbound queue overflowed",
+                )
+                .unwrap(),
+            ),
+            closes: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "parley_ws_closes_total",
+                        "sessions closed by the server, by close code",
+                    ),
+                    &["code"],
+                )
+                .unwrap(),
+            ),
+            conversations_active: register(
+                registry,
+                IntGauge::new(
+                    "parley_conversation_actors_active",
+                    "conversation actors running on this node",
+                )
+                .unwrap(),
+            ),
+            conversation_restarts: register(
+                registry,
+                IntCounter::new(
+                    "parley_conversation_actor_restarts_total",
+                    "conversation actors restarted after a failure",
+                )
+                .unwrap(),
+            ),
+            log_append_duration: register(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "parley_log_append_duration_seconds",
+                        "time for a batch of events to become durable in the log",
+                    )
+                    .buckets(latency_buckets),
+                )
+                .unwrap(),
+            ),
+            log_batch_events: register(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "parley_log_batch_events",
+                        "events per conversation batch appended to the log",
+                    )
+                    .buckets(exponential_buckets(1.0, 2.0, 12).expect("valid buckets")),
+                )
+                .unwrap(),
+            ),
+            stored_acks_relayed: register(
+                registry,
+                IntCounter::new(
+                    "parley_stored_acks_relayed_total",
+                    "message.stored acknowledgments relayed to senders",
+                )
+                .unwrap(),
+            ),
+        }
+    }
+
+    /// Metrics registered in a private registry (tests).
+    pub fn unregistered() -> Self {
+        Self::new(&Registry::new())
+    }
+}

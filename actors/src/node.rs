@@ -1,0 +1,131 @@
+//! The per-node context shared by every actor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ports::{Bus, Directory, EventLog, Presence, RateLimiter, Sequencer, Store};
+use wire::NodeId;
+
+use crate::metrics::Metrics;
+use crate::registry::LocalRegistry;
+use crate::supervisor::Supervisor;
+
+/// The adapters this node runs with (embedded ones in standalone, Redis/Kafka/MongoDB in a
+/// cluster).
+#[derive(Clone)]
+pub struct Ports {
+    pub log: Arc<dyn EventLog>,
+    pub store: Arc<dyn Store>,
+    pub directory: Arc<dyn Directory>,
+    pub sequencer: Arc<dyn Sequencer>,
+    pub presence: Arc<dyn Presence>,
+    pub bus: Arc<dyn Bus>,
+    pub rate_limiter: Arc<dyn RateLimiter>,
+}
+
+/// Limits and timings of sessions and conversations (the `[limits]` config section).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Frames above this get `too_large` (default 64 KiB).
+    pub max_frame_bytes: usize,
+    /// Frames above this are not read: close 1009 (1 MiB).
+    pub hard_frame_bytes: usize,
+    /// Frames queued per session before it is closed with 4009.
+    pub outbound_queue: usize,
+    pub heartbeat: Duration,
+    pub client_timeout: Duration,
+    pub max_group_members: usize,
+    /// Recent messages a conversation actor keeps in memory.
+    pub recent_messages: usize,
+    /// A conversation actor with nothing to do for this long stops.
+    pub conversation_idle: Duration,
+    /// Requests of one session being worked on at once; more get `rate_limited`.
+    pub max_inflight_requests: usize,
+    /// Rate-limit rejections within `abuse_window` that close the session with 4008.
+    pub abuse_rejections: u32,
+    pub abuse_window: Duration,
+    /// Most operations one conversation batch (one log append) takes.
+    pub max_batch_ops: usize,
+    /// How long fan-out waits for a missing seq before skipping it.
+    pub gap_wait: Duration,
+    /// Messages returned per conversation by `sync`.
+    pub sync_page: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 64 * 1024,
+            hard_frame_bytes: 1024 * 1024,
+            outbound_queue: 256,
+            heartbeat: Duration::from_millis(25_000),
+            client_timeout: Duration::from_millis(60_000),
+            max_group_members: 1000,
+            recent_messages: 256,
+            conversation_idle: Duration::from_secs(60),
+            max_inflight_requests: 128,
+            abuse_rejections: 30,
+            abuse_window: Duration::from_secs(10),
+            max_batch_ops: 512,
+            gap_wait: Duration::from_secs(2),
+            sync_page: 100,
+        }
+    }
+}
+
+/// Cheap to clone; everything an actor needs to reach the rest of the node.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+struct NodeInner {
+    node_id: NodeId,
+    ports: Ports,
+    limits: Limits,
+    metrics: Metrics,
+    registry: LocalRegistry,
+    supervisor: Supervisor,
+}
+
+impl Node {
+    /// Builds the node context. Must run inside a tokio runtime (the registry starts its
+    /// subscription worker).
+    pub fn new(node_id: NodeId, ports: Ports, limits: Limits, metrics: Metrics) -> Self {
+        let registry = LocalRegistry::start(ports.bus.clone());
+        Self {
+            inner: Arc::new(NodeInner {
+                node_id,
+                ports,
+                limits,
+                metrics,
+                registry,
+                supervisor: Supervisor::default(),
+            }),
+        }
+    }
+
+    pub fn node_id(&self) -> &NodeId {
+        &self.inner.node_id
+    }
+
+    pub fn ports(&self) -> &Ports {
+        &self.inner.ports
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub fn registry(&self) -> &LocalRegistry {
+        &self.inner.registry
+    }
+
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.inner.supervisor
+    }
+}

@@ -1,0 +1,287 @@
+//! The local registry: which sessions on this node belong to which user and conversation.
+//! It keeps this node's bus subscriptions in step: a topic is subscribed when its first local
+//! session appears and unsubscribed when the last one goes, so a node only receives traffic
+//! for conversations and users it has sessions for.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ports::{Bus, BusTopic};
+use tokio::sync::{mpsc, oneshot};
+use wire::{ConversationId, SessionId, UserId};
+
+use crate::session::SessionHandle;
+
+enum SubscriptionChange {
+    Subscribe {
+        topics: Vec<BusTopic>,
+        done: oneshot::Sender<Result<(), ports::PortError>>,
+    },
+    Unsubscribe {
+        topics: Vec<BusTopic>,
+    },
+}
+
+#[derive(Default)]
+struct Maps {
+    sessions_by_user: HashMap<UserId, Vec<SessionHandle>>,
+    sessions_by_conversation: HashMap<ConversationId, Vec<SessionHandle>>,
+    conversations_by_session: HashMap<SessionId, HashSet<ConversationId>>,
+}
+
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct LocalRegistry {
+    maps: Arc<Mutex<Maps>>,
+    changes: mpsc::UnboundedSender<SubscriptionChange>,
+}
+
+impl LocalRegistry {
+    /// Creates the registry and its subscription worker, which applies subscription changes to
+    /// the bus in the order they were made.
+    pub fn start(bus: Arc<dyn Bus>) -> Self {
+        let (changes, mut receiver) = mpsc::unbounded_channel::<SubscriptionChange>();
+        tokio::spawn(async move {
+            while let Some(change) = receiver.recv().await {
+                match change {
+                    SubscriptionChange::Subscribe { topics, done } => {
+                        let result = bus.subscribe(topics).await;
+                        let _ = done.send(result);
+                    }
+                    SubscriptionChange::Unsubscribe { mut topics } => {
+                        // Coalesce the unsubscribes queued behind this one.
+                        while let Ok(next) = receiver.try_recv() {
+                            match next {
+                                SubscriptionChange::Unsubscribe { topics: more } => {
+                                    topics.extend(more)
+                                }
+                                subscribe @ SubscriptionChange::Subscribe { .. } => {
+                                    apply_unsubscribe(&*bus, std::mem::take(&mut topics)).await;
+                                    if let SubscriptionChange::Subscribe { topics, done } =
+                                        subscribe
+                                    {
+                                        let _ = done.send(bus.subscribe(topics).await);
+                                    }
+                                }
+                            }
+                        }
+                        apply_unsubscribe(&*bus, topics).await;
+                    }
+                }
+            }
+        });
+        Self {
+            maps: Arc::default(),
+            changes,
+        }
+    }
+
+    fn maps(&self) -> MutexGuard<'_, Maps> {
+        self.maps
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a session for its user and the given conversations. Returns once the bus
+    /// subscriptions it needed are in place.
+    pub async fn register_session(
+        &self,
+        session: &SessionHandle,
+        conversations: &[ConversationId],
+    ) -> Result<(), ports::PortError> {
+        let receiver = {
+            let mut maps = self.maps();
+            let mut new_topics = Vec::new();
+            let user_sessions = maps
+                .sessions_by_user
+                .entry(session.user_id().clone())
+                .or_default();
+            if user_sessions.is_empty() {
+                new_topics.push(BusTopic::User(session.user_id().clone()));
+            }
+            user_sessions.push(session.clone());
+            for conversation_id in conversations {
+                if add_to_conversation(&mut maps, conversation_id, session) {
+                    new_topics.push(BusTopic::Conversation(conversation_id.clone()));
+                }
+            }
+            self.subscribe_locked(new_topics)
+        };
+        await_subscription(receiver).await
+    }
+
+    /// Adds the local sessions of `users` to a conversation (they became members).
+    pub async fn add_members(
+        &self,
+        conversation_id: &ConversationId,
+        users: &[UserId],
+    ) -> Result<(), ports::PortError> {
+        let receiver = {
+            let mut maps = self.maps();
+            let sessions: Vec<SessionHandle> = users
+                .iter()
+                .filter_map(|user| maps.sessions_by_user.get(user))
+                .flatten()
+                .cloned()
+                .collect();
+            let mut new_topics = Vec::new();
+            for session in &sessions {
+                if add_to_conversation(&mut maps, conversation_id, session) {
+                    new_topics.push(BusTopic::Conversation(conversation_id.clone()));
+                }
+            }
+            self.subscribe_locked(new_topics)
+        };
+        await_subscription(receiver).await
+    }
+
+    /// Removes the local sessions of `users` from a conversation (they stopped being members).
+    pub fn remove_members(&self, conversation_id: &ConversationId, users: &[UserId]) {
+        let mut maps = self.maps();
+        let users: HashSet<&UserId> = users.iter().collect();
+        let mut emptied = false;
+        let mut removed_sessions = Vec::new();
+        if let Some(sessions) = maps.sessions_by_conversation.get_mut(conversation_id) {
+            sessions.retain(|session| {
+                let keep = !users.contains(session.user_id());
+                if !keep {
+                    removed_sessions.push(session.session_id().clone());
+                }
+                keep
+            });
+            emptied = sessions.is_empty();
+        }
+        for session_id in removed_sessions {
+            if let Some(conversations) = maps.conversations_by_session.get_mut(&session_id) {
+                conversations.remove(conversation_id);
+            }
+        }
+        if emptied {
+            maps.sessions_by_conversation.remove(conversation_id);
+            let _ = self.changes.send(SubscriptionChange::Unsubscribe {
+                topics: vec![BusTopic::Conversation(conversation_id.clone())],
+            });
+        }
+    }
+
+    /// Forgets a session everywhere; unsubscribes topics it was the last local session of.
+    pub fn unregister_session(&self, session: &SessionHandle) {
+        let mut maps = self.maps();
+        let mut gone = Vec::new();
+        if let Some(sessions) = maps.sessions_by_user.get_mut(session.user_id()) {
+            sessions.retain(|other| other.session_id() != session.session_id());
+            if sessions.is_empty() {
+                maps.sessions_by_user.remove(session.user_id());
+                gone.push(BusTopic::User(session.user_id().clone()));
+            }
+        }
+        let conversations = maps
+            .conversations_by_session
+            .remove(session.session_id())
+            .unwrap_or_default();
+        for conversation_id in conversations {
+            if let Some(sessions) = maps.sessions_by_conversation.get_mut(&conversation_id) {
+                sessions.retain(|other| other.session_id() != session.session_id());
+                if sessions.is_empty() {
+                    maps.sessions_by_conversation.remove(&conversation_id);
+                    gone.push(BusTopic::Conversation(conversation_id));
+                }
+            }
+        }
+        if !gone.is_empty() {
+            let _ = self
+                .changes
+                .send(SubscriptionChange::Unsubscribe { topics: gone });
+        }
+    }
+
+    pub fn sessions_of_user(&self, user_id: &UserId) -> Vec<SessionHandle> {
+        self.maps()
+            .sessions_by_user
+            .get(user_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn sessions_of_conversation(&self, conversation_id: &ConversationId) -> Vec<SessionHandle> {
+        self.maps()
+            .sessions_by_conversation
+            .get(conversation_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn has_local_sessions(&self, conversation_id: &ConversationId) -> bool {
+        self.maps()
+            .sessions_by_conversation
+            .contains_key(conversation_id)
+    }
+
+    /// Every local session (drain).
+    pub fn all_sessions(&self) -> Vec<SessionHandle> {
+        self.maps()
+            .sessions_by_user
+            .values()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    fn subscribe_locked(
+        &self,
+        topics: Vec<BusTopic>,
+    ) -> Option<oneshot::Receiver<Result<(), ports::PortError>>> {
+        if topics.is_empty() {
+            return None;
+        }
+        let (done, receiver) = oneshot::channel();
+        let _ = self
+            .changes
+            .send(SubscriptionChange::Subscribe { topics, done });
+        Some(receiver)
+    }
+}
+
+/// Adds `session` to the conversation; true when it is the conversation's first local session.
+fn add_to_conversation(
+    maps: &mut Maps,
+    conversation_id: &ConversationId,
+    session: &SessionHandle,
+) -> bool {
+    let newly_tracked = maps
+        .conversations_by_session
+        .entry(session.session_id().clone())
+        .or_default()
+        .insert(conversation_id.clone());
+    if !newly_tracked {
+        return false;
+    }
+    let sessions = maps
+        .sessions_by_conversation
+        .entry(conversation_id.clone())
+        .or_default();
+    sessions.push(session.clone());
+    sessions.len() == 1
+}
+
+async fn await_subscription(
+    receiver: Option<oneshot::Receiver<Result<(), ports::PortError>>>,
+) -> Result<(), ports::PortError> {
+    match receiver {
+        None => Ok(()),
+        Some(receiver) => receiver.await.unwrap_or_else(|_| {
+            Err(ports::PortError::Internal(
+                "subscription worker stopped".to_owned(),
+            ))
+        }),
+    }
+}
+
+async fn apply_unsubscribe(bus: &dyn Bus, topics: Vec<BusTopic>) {
+    if topics.is_empty() {
+        return;
+    }
+    if let Err(error) = bus.unsubscribe(topics).await {
+        tracing::warn!(error = %error, "bus unsubscribe failed");
+    }
+}

@@ -1,0 +1,79 @@
+//! The router: takes the envelopes of this node's bus subscriptions and hands them on —
+//! conversation events to the conversation actor (which fans out in seq order), user events
+//! to that user's sessions, membership changes to the local registry.
+
+use bytestring::ByteString;
+use ports::{BusEnvelope, BusPayload, BusTopic, PortError};
+use wire::frames::encode_event;
+
+use crate::conversation::{excluded_user, Deliver};
+use crate::node::Node;
+
+/// Starts routing. Must be called on an actix arbiter; fails if the bus's incoming stream was
+/// already taken.
+pub fn start(node: Node) -> Result<(), PortError> {
+    let mut incoming = node
+        .ports()
+        .bus
+        .take_incoming()
+        .ok_or_else(|| PortError::Internal("bus incoming stream already taken".to_owned()))?;
+    actix_rt::spawn(async move {
+        while let Some(envelope) = incoming.recv().await {
+            route(&node, envelope).await;
+        }
+        tracing::info!("bus closed, router stopped");
+    });
+    Ok(())
+}
+
+pub async fn route(node: &Node, envelope: BusEnvelope) {
+    match (envelope.topic, envelope.payload) {
+        (BusTopic::Conversation(conversation_id), BusPayload::Event { seq, event }) => {
+            if !node.registry().has_local_sessions(&conversation_id) {
+                return;
+            }
+            let deliver = Deliver {
+                seq,
+                exclude: excluded_user(&event).cloned(),
+                frame: ByteString::from(encode_event(&event)),
+            };
+            node.supervisor()
+                .conversation(node, &conversation_id)
+                .deliver(deliver)
+                .await;
+        }
+        (BusTopic::User(user_id), BusPayload::Event { event, .. }) => {
+            let frame = ByteString::from(encode_event(&event));
+            let mut delivered = 0;
+            for session in node.registry().sessions_of_user(&user_id) {
+                if session.deliver(frame.clone()) {
+                    delivered += 1;
+                }
+            }
+            node.metrics().fanout_deliveries.inc_by(delivered);
+        }
+        (
+            BusTopic::User(user_id),
+            BusPayload::MembershipChanged {
+                conversation_id,
+                added,
+                removed,
+            },
+        ) => {
+            if added.contains(&user_id) {
+                if let Err(error) = node
+                    .registry()
+                    .add_members(&conversation_id, std::slice::from_ref(&user_id))
+                    .await
+                {
+                    tracing::warn!(conversation_id = %conversation_id, error = %error, "subscribing to a joined conversation failed");
+                }
+            }
+            if removed.contains(&user_id) {
+                node.registry()
+                    .remove_members(&conversation_id, std::slice::from_ref(&user_id));
+            }
+        }
+        (BusTopic::Conversation(_), BusPayload::MembershipChanged { .. }) => {}
+    }
+}

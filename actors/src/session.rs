@@ -1,0 +1,482 @@
+//! The `Session` actor: one per WebSocket. It owns the socket's read side as its stream and a
+//! writer task owning the actix-ws session, fed by a bounded outbound queue. It decodes frames,
+//! enforces frame limits, rate limits and in-flight limits, heartbeats, closes on token expiry,
+//! and on close leaves the registry and presence.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context as ActixContext, StreamHandler,
+    WrapFuture,
+};
+use actix_ws::{AggregatedMessage, CloseReason, ProtocolError};
+use bytestring::ByteString;
+use tokio::sync::{mpsc, watch};
+use wire::events::{ServerEvent, Welcome};
+use wire::frames::{decode_request, encode_error, encode_event, peek_request_id};
+use wire::{CloseCode, ErrorBody, ErrorCode, SessionId, Timestamp, UserId, PROTOCOL_VERSION};
+
+use crate::dispatch::{self, Caller};
+use crate::metrics::Metrics;
+use crate::node::Node;
+use crate::OpError;
+
+/// What the session is opened with, after authentication.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    pub user_id: UserId,
+    pub token_expires_at: Timestamp,
+}
+
+/// A frame on its way to the writer task.
+#[derive(Debug)]
+pub enum Outbound {
+    Text(ByteString),
+    Ping,
+    Pong(bytes::Bytes),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseRequest {
+    pub code: u16,
+    pub reason: String,
+    /// Send the frames already queued before closing (false for 4009: the client is not reading).
+    pub flush_queue: bool,
+}
+
+struct SessionShared {
+    session_id: SessionId,
+    user_id: UserId,
+    outbound: mpsc::Sender<Outbound>,
+    close: watch::Sender<Option<CloseRequest>>,
+    metrics: Metrics,
+}
+
+/// How the rest of the node reaches a session: a bounded outbound queue and a close signal.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct SessionHandle {
+    shared: Arc<SessionShared>,
+}
+
+impl SessionHandle {
+    pub fn session_id(&self) -> &SessionId {
+        &self.shared.session_id
+    }
+
+    pub fn user_id(&self) -> &UserId {
+        &self.shared.user_id
+    }
+
+    /// Queues a text frame. When the queue is full the client is not keeping up: the session is
+    /// closed with 4009 and the frame dropped. Returns whether the frame was queued.
+    pub fn deliver(&self, frame: ByteString) -> bool {
+        match self.shared.outbound.try_send(Outbound::Text(frame)) {
+            Ok(()) => {
+                self.shared.metrics.frames_out.inc();
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.request_close(CloseRequest {
+                    code: CloseCode::TooSlow.code(),
+                    reason: "outbound queue overflow: client too slow".to_owned(),
+                    flush_queue: false,
+                }) {
+                    self.shared.metrics.outbound_overflows.inc();
+                    tracing::info!(session_id = %self.session_id(), user_id = %self.user_id(), "closing slow session");
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Asks the session to close. Returns false when a close was already requested.
+    pub fn request_close(&self, request: CloseRequest) -> bool {
+        let mut first = false;
+        self.shared.close.send_if_modified(|current| {
+            if current.is_none() {
+                self.shared
+                    .metrics
+                    .closes
+                    .with_label_values(&[&request.code.to_string()])
+                    .inc();
+                *current = Some(request.clone());
+                first = true;
+                true
+            } else {
+                false
+            }
+        });
+        first
+    }
+
+    pub fn close(&self, code: CloseCode, reason: &str) {
+        self.request_close(CloseRequest {
+            code: code.code(),
+            reason: reason.to_owned(),
+            flush_queue: true,
+        });
+    }
+
+    fn queue(&self, outbound: Outbound) -> bool {
+        self.shared.outbound.try_send(outbound).is_ok()
+    }
+}
+
+pub struct Session {
+    node: Node,
+    handle: SessionHandle,
+    params: SessionParams,
+    last_heard: Instant,
+    inflight: usize,
+    rejections: VecDeque<Instant>,
+    registered: bool,
+}
+
+impl Session {
+    /// Starts the session actor and its writer task for an upgraded connection.
+    pub fn start(
+        node: Node,
+        params: SessionParams,
+        ws_session: actix_ws::Session,
+        stream: actix_ws::MessageStream,
+    ) -> SessionHandle {
+        let limits = node.limits().clone();
+        let (outbound_tx, outbound_rx) = mpsc::channel(limits.outbound_queue.max(1));
+        let (close_tx, close_rx) = watch::channel(None);
+        let handle = SessionHandle {
+            shared: Arc::new(SessionShared {
+                session_id: SessionId::new(uuid::Uuid::now_v7().to_string()),
+                user_id: params.user_id.clone(),
+                outbound: outbound_tx,
+                close: close_tx,
+                metrics: node.metrics().clone(),
+            }),
+        };
+        actix_rt::spawn(write_frames(ws_session, outbound_rx, close_rx.clone()));
+        let stream = stream
+            .max_frame_size(limits.hard_frame_bytes)
+            .aggregate_continuations()
+            .max_continuation_size(limits.hard_frame_bytes);
+        let actor_handle = handle.clone();
+        Session::create(move |ctx| {
+            ctx.add_stream(stream);
+            let mut close_signal = close_rx;
+            ctx.spawn(
+                actix::fut::wrap_future::<_, Session>(async move {
+                    let _ = close_signal.wait_for(|request| request.is_some()).await;
+                })
+                .map(|_, _act, ctx| ctx.stop()),
+            );
+            Session {
+                node,
+                handle: actor_handle,
+                params,
+                last_heard: Instant::now(),
+                inflight: 0,
+                rejections: VecDeque::new(),
+                registered: false,
+            }
+        });
+        handle
+    }
+
+    fn caller(&self) -> Caller {
+        Caller {
+            user_id: self.params.user_id.clone(),
+            session_id: self.handle.session_id().clone(),
+        }
+    }
+
+    fn send_text(&self, text: String) {
+        self.handle.deliver(ByteString::from(text));
+    }
+
+    fn send_error(&self, id: Option<i64>, error: ErrorBody) {
+        self.node
+            .metrics()
+            .errors
+            .with_label_values(&[error.code.as_str()])
+            .inc();
+        self.send_text(encode_error(id, error));
+    }
+
+    fn record_rejection(&mut self, ctx: &mut ActixContext<Self>) {
+        let limits = self.node.limits();
+        let now = Instant::now();
+        self.rejections.push_back(now);
+        while let Some(first) = self.rejections.front() {
+            if now.duration_since(*first) > limits.abuse_window {
+                self.rejections.pop_front();
+            } else {
+                break;
+            }
+        }
+        if self.rejections.len() as u32 >= limits.abuse_rejections {
+            tracing::info!(user_id = %self.params.user_id, "closing session for rate limit abuse");
+            self.handle
+                .close(CloseCode::RateLimitAbuse, "rate limit abuse");
+            ctx.stop();
+        }
+    }
+
+    fn handle_text(&mut self, text: ByteString, ctx: &mut ActixContext<Self>) {
+        let limits = self.node.limits();
+        if text.len() > limits.max_frame_bytes {
+            let id = peek_request_id(&text);
+            self.send_error(
+                id,
+                ErrorBody::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "frame of {} bytes is over the limit of {} bytes",
+                        text.len(),
+                        limits.max_frame_bytes
+                    ),
+                ),
+            );
+            return;
+        }
+        let request = match decode_request(&text) {
+            Ok(request) => request,
+            Err(error) => {
+                self.send_error(error.id, error.error);
+                return;
+            }
+        };
+        let user_id = self.params.user_id.clone();
+        let rate_limiter = self.node.ports().rate_limiter.clone();
+        let check = async move { rate_limiter.check(&user_id, 1).await }
+            .into_actor(self)
+            .map(move |decision, act, ctx| {
+                let id = request.id;
+                match decision {
+                    Ok(ports::RateDecision::Allowed) => {}
+                    Ok(ports::RateDecision::Limited { retry_after }) => {
+                        let retry_after_ms = (retry_after.as_millis() as u64).max(1);
+                        act.send_error(Some(id), ErrorBody::rate_limited(retry_after_ms));
+                        act.record_rejection(ctx);
+                        return;
+                    }
+                    Err(error) => {
+                        act.send_error(Some(id), OpError::from(error).into_body());
+                        return;
+                    }
+                }
+                if act.inflight >= act.node.limits().max_inflight_requests {
+                    act.send_error(Some(id), ErrorBody::rate_limited(50));
+                    act.record_rejection(ctx);
+                    return;
+                }
+                act.inflight += 1;
+                let started = Instant::now();
+                let op_name = request.op.clone();
+                let pending = dispatch::start(&act.node, &act.caller(), request);
+                ctx.spawn(pending.into_actor(act).map(move |result, act, _ctx| {
+                    act.inflight -= 1;
+                    let op_label = wire::ops::Op::parse(&op_name)
+                        .map(|op| op.as_str())
+                        .unwrap_or("unknown");
+                    act.node
+                        .metrics()
+                        .request_duration
+                        .with_label_values(&[op_label])
+                        .observe(started.elapsed().as_secs_f64());
+                    match result {
+                        Ok(result_json) => {
+                            act.send_text(format!("{{\"re\":{id},\"result\":{result_json}}}"))
+                        }
+                        Err(error) => act.send_error(Some(id), error.into_body()),
+                    }
+                }));
+            });
+        ctx.wait(check);
+    }
+}
+
+impl Actor for Session {
+    type Context = ActixContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.node.metrics().sessions_open.inc();
+        ctx.set_mailbox_capacity(64);
+        // Register before anything is read, so the welcome means "you receive everything now".
+        let node = self.node.clone();
+        let handle = self.handle.clone();
+        ctx.wait(
+            async move { dispatch::open_session(&node, &handle).await }
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
+                    Ok(()) => {
+                        act.registered = true;
+                        let welcome = ServerEvent::Welcome(Welcome {
+                            user_id: act.params.user_id.clone(),
+                            session_id: act.handle.session_id().clone(),
+                            node_id: act.node.node_id().clone(),
+                            protocol: PROTOCOL_VERSION,
+                            heartbeat_ms: act.node.limits().heartbeat.as_millis() as u64,
+                        });
+                        act.send_text(encode_event(&welcome));
+                    }
+                    Err(error) => {
+                        tracing::warn!(user_id = %act.params.user_id, error = %error, "session registration failed");
+                        act.handle.request_close(CloseRequest {
+                            code: 1013,
+                            reason: "service unavailable, try again later".to_owned(),
+                            flush_queue: true,
+                        });
+                        ctx.stop();
+                    }
+                }),
+        );
+        let heartbeat = self.node.limits().heartbeat;
+        ctx.run_interval(heartbeat, |act, ctx| {
+            if act.last_heard.elapsed() > act.node.limits().client_timeout {
+                act.handle.close(CloseCode::Normal, "idle timeout");
+                ctx.stop();
+                return;
+            }
+            act.handle.queue(Outbound::Ping);
+        });
+        let until_expiry = (self.params.token_expires_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        ctx.run_later(until_expiry, |act, ctx| {
+            act.handle.close(CloseCode::TokenInvalid, "token expired");
+            ctx.stop();
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.node.metrics().sessions_open.dec();
+        self.handle.close(CloseCode::Normal, "session closed");
+        if self.registered {
+            let node = self.node.clone();
+            let handle = self.handle.clone();
+            actix_rt::spawn(async move { dispatch::close_session(&node, &handle).await });
+        }
+    }
+}
+
+impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for Session {
+    fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match item {
+            Ok(AggregatedMessage::Text(text)) => {
+                self.node.metrics().frames_in.inc();
+                self.handle_text(text, ctx);
+            }
+            Ok(AggregatedMessage::Binary(_)) => {
+                self.node.metrics().frames_in.inc();
+                self.send_error(
+                    None,
+                    ErrorBody::new(
+                        ErrorCode::BadRequest,
+                        "binary frames are not supported: send JSON text frames",
+                    ),
+                );
+            }
+            Ok(AggregatedMessage::Ping(bytes)) => {
+                self.handle.queue(Outbound::Pong(bytes));
+            }
+            Ok(AggregatedMessage::Pong(_)) => {}
+            Ok(AggregatedMessage::Close(_)) => {
+                self.handle.close(CloseCode::Normal, "closed by client");
+                ctx.stop();
+            }
+            Err(ProtocolError::Overflow) => {
+                self.handle.request_close(CloseRequest {
+                    code: CloseCode::MessageTooBig.code(),
+                    reason: "frame over 1 MiB".to_owned(),
+                    flush_queue: true,
+                });
+                ctx.stop();
+            }
+            Err(error) => {
+                tracing::debug!(error = %error, "websocket protocol error");
+                self.handle.request_close(CloseRequest {
+                    code: 1002,
+                    reason: "protocol error".to_owned(),
+                    flush_queue: false,
+                });
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// The writer task: owns the actix-ws session and writes queued frames until a close is
+/// requested or the connection goes away.
+async fn write_frames(
+    mut ws: actix_ws::Session,
+    mut outbound: mpsc::Receiver<Outbound>,
+    mut close: watch::Receiver<Option<CloseRequest>>,
+) {
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = close.wait_for(|request| request.is_some()) => break,
+            next = outbound.recv() => next,
+        };
+        let Some(next) = next else { break };
+        let written = tokio::select! {
+            biased;
+            _ = close.wait_for(|request| request.is_some()) => break,
+            written = write_one(&mut ws, next) => written,
+        };
+        if written.is_err() {
+            return;
+        }
+    }
+    let request = close.borrow().clone().unwrap_or(CloseRequest {
+        code: CloseCode::Normal.code(),
+        reason: "session closed".to_owned(),
+        flush_queue: false,
+    });
+    let finish = async {
+        if request.flush_queue {
+            while let Ok(next) = outbound.try_recv() {
+                if write_one(&mut ws, next).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let reason = CloseReason {
+            code: actix_ws::CloseCode::Other(request.code),
+            description: Some(request.reason.clone()),
+        };
+        let reason = match request.code {
+            1000 => CloseReason {
+                code: actix_ws::CloseCode::Normal,
+                ..reason
+            },
+            1001 => CloseReason {
+                code: actix_ws::CloseCode::Away,
+                ..reason
+            },
+            1009 => CloseReason {
+                code: actix_ws::CloseCode::Size,
+                ..reason
+            },
+            _ => reason,
+        };
+        let _ = ws.close(Some(reason)).await;
+    };
+    // A client that does not read may never take the close frame; give up after a while.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), finish).await;
+}
+
+async fn write_one(ws: &mut actix_ws::Session, outbound: Outbound) -> Result<(), actix_ws::Closed> {
+    match outbound {
+        Outbound::Text(text) => ws.text(text).await,
+        Outbound::Ping => ws.ping(b"").await,
+        Outbound::Pong(bytes) => ws.pong(&bytes).await,
+    }
+}

@@ -1,0 +1,91 @@
+//! Relays the "stored" acknowledgments that ingest writes to the log (topic
+//! `message.delivered`) to the senders' sessions, through the bus so that whichever node holds
+//! the sender's sessions delivers them.
+
+use std::time::Duration;
+
+use ports::{BusEnvelope, BusPayload, BusTopic};
+use tokio::sync::watch;
+use wire::events::ServerEvent;
+use wire::log::{topics, LogEventBody};
+
+use crate::node::Node;
+
+/// Consumer group shared by every node: each acknowledgment is relayed once.
+pub const STORED_ACKS_GROUP: &str = "parley-stored-acks";
+
+/// Runs until `shutdown` turns true. Retries with backoff while the log is unavailable.
+pub async fn run(node: Node, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(50);
+    while !*shutdown.borrow() {
+        let consumer = node
+            .ports()
+            .log
+            .consumer(STORED_ACKS_GROUP, &[topics::MESSAGE_DELIVERED])
+            .await;
+        let mut consumer = match consumer {
+            Ok(consumer) => consumer,
+            Err(error) => {
+                tracing::warn!(error = %error, "stored-ack consumer unavailable, retrying");
+                wait(&mut shutdown, backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        loop {
+            let records = tokio::select! {
+                _ = shutdown.changed() => return,
+                records = consumer.poll(512, Duration::from_millis(500)) => records,
+            };
+            let records = match records {
+                Ok(records) => records,
+                Err(error) => {
+                    tracing::warn!(error = %error, "polling stored acks failed");
+                    break;
+                }
+            };
+            if records.is_empty() {
+                continue;
+            }
+            for record in &records {
+                let LogEventBody::MessageStored {
+                    conversation_id,
+                    message_id,
+                    seq,
+                    sender_id,
+                } = &record.event.body
+                else {
+                    continue;
+                };
+                let envelope = BusEnvelope {
+                    topic: BusTopic::User(sender_id.clone()),
+                    origin: node.node_id().clone(),
+                    payload: BusPayload::Event {
+                        seq: None,
+                        event: ServerEvent::MessageStored {
+                            conversation_id: conversation_id.clone(),
+                            message_id: message_id.clone(),
+                            seq: *seq,
+                        },
+                    },
+                };
+                if let Err(error) = node.ports().bus.publish(envelope).await {
+                    tracing::warn!(error = %error, "relaying a stored ack failed");
+                }
+                node.metrics().stored_acks_relayed.inc();
+            }
+            let positions: Vec<_> = records.iter().map(|record| record.position).collect();
+            if let Err(error) = consumer.commit(&positions).await {
+                tracing::warn!(error = %error, "committing stored acks failed");
+            }
+        }
+    }
+}
+
+async fn wait(shutdown: &mut watch::Receiver<bool>, duration: Duration) {
+    tokio::select! {
+        _ = shutdown.changed() => {}
+        _ = tokio::time::sleep(duration) => {}
+    }
+}
