@@ -1,0 +1,134 @@
+//! The embedded adapters keep what they acknowledged across a reopen, and the log shares
+//! commits between concurrent appends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use persistence::{EmbeddedLog, EmbeddedStore};
+use ports::contract::fixtures::{at, conversation_record, message_record, sent_event};
+use ports::{EventLog, MessageQuery, Store, StoreWrite};
+use wire::log::topics;
+use wire::{ConversationId, ConversationKind, UserId};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_records_and_group_offsets_survive_a_reopen() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("log.redb");
+    let conversation_id = ConversationId::new("durable-log");
+    let sender = UserId::new("sender");
+    let events: Vec<_> = (1..=3)
+        .map(|seq| sent_event(&conversation_id, seq, &sender))
+        .collect();
+    {
+        let log = EmbeddedLog::open(&path).expect("open");
+        log.append(events.clone()).await.expect("append");
+        let mut consumer = log
+            .consumer("group", &[topics::MESSAGE_SENT])
+            .await
+            .expect("consumer");
+        let records = consumer.poll(1, Duration::ZERO).await.expect("poll");
+        consumer
+            .commit(&[records[0].position])
+            .await
+            .expect("commit");
+        // Dropped here without any shutdown call.
+    }
+
+    let log = EmbeddedLog::open(&path).expect("reopen");
+    assert_eq!(log.stats().end_offset, 3);
+    let mut fresh = log
+        .consumer("another-group", &[topics::MESSAGE_SENT])
+        .await
+        .expect("consumer");
+    let records = fresh.poll(10, Duration::ZERO).await.expect("poll");
+    let found: Vec<_> = records.into_iter().map(|record| record.event).collect();
+    assert_eq!(found, events);
+
+    let mut resumed = log
+        .consumer("group", &[topics::MESSAGE_SENT])
+        .await
+        .expect("consumer");
+    let records = resumed.poll(10, Duration::ZERO).await.expect("poll");
+    assert_eq!(records.len(), 2, "resumes after the committed record");
+    assert_eq!(records[0].position.offset, 1);
+
+    log.append(vec![sent_event(&conversation_id, 4, &sender)])
+        .await
+        .expect("append after reopen");
+    let records = resumed.poll(10, Duration::ZERO).await.expect("poll");
+    assert_eq!(records[0].position.offset, 3, "offsets continue densely");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_writes_survive_a_reopen() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("store.redb");
+    let conversation_id = ConversationId::new("durable-store");
+    let member = UserId::new("member");
+    let record = conversation_record(
+        &conversation_id,
+        ConversationKind::Group,
+        &[&member],
+        1,
+        at(0),
+    );
+    let message = message_record(&conversation_id, 1, &member, 1, at(1));
+    {
+        let store = EmbeddedStore::open(&path).expect("open");
+        store
+            .apply(vec![
+                StoreWrite::Conversation(record.clone()),
+                StoreWrite::Message(message.clone()),
+            ])
+            .await
+            .expect("apply");
+    }
+
+    let store = EmbeddedStore::open(&path).expect("reopen");
+    let stored = store
+        .conversation(&conversation_id)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(stored.record, record);
+    assert_eq!(stored.last_seq.0, 1);
+    let query = MessageQuery {
+        after_seq: None,
+        before_seq: None,
+        limit: 10,
+    };
+    assert_eq!(
+        store.messages(&conversation_id, query).await.expect("read"),
+        vec![message]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_share_commits() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log.redb")).expect("open"));
+    let sender = UserId::new("sender");
+    let appends = 200_u64;
+    let tasks: Vec<_> = (0..appends)
+        .map(|index| {
+            let log = Arc::clone(&log);
+            let event = sent_event(
+                &ConversationId::new(format!("group-commit-{index}")),
+                1,
+                &sender,
+            );
+            tokio::spawn(async move { log.append(vec![event]).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("append");
+    }
+    let stats = log.stats();
+    assert_eq!(stats.appended_events, appends);
+    assert_eq!(stats.end_offset, appends);
+    assert!(
+        stats.commits < appends,
+        "{} commits for {appends} appends",
+        stats.commits
+    );
+}
