@@ -122,25 +122,39 @@ impl IngestPipeline {
 
     async fn open_consumer(
         &self,
-        shutdown: Option<&mut watch::Receiver<bool>>,
+        mut shutdown: Option<&mut watch::Receiver<bool>>,
     ) -> Result<Box<dyn LogConsumer>, IngestError> {
         let topics = ingest_topics();
-        let group = self.config.group.as_str();
-        self.retry("open consumer", shutdown, async || {
-            self.log.consumer(group, &topics).await
-        })
-        .await
+        let mut backoff = self.backoff();
+        loop {
+            match self.log.consumer(&self.config.group, &topics).await {
+                Ok(consumer) => return Ok(consumer),
+                Err(error) => {
+                    backoff
+                        .wait("open consumer", &error, shutdown.as_deref_mut())
+                        .await?
+                }
+            }
+        }
     }
 
     async fn poll(
         &self,
         consumer: &mut Box<dyn LogConsumer>,
-        shutdown: Option<&mut watch::Receiver<bool>>,
+        mut shutdown: Option<&mut watch::Receiver<bool>>,
     ) -> Result<Vec<LogRecord>, IngestError> {
         let max = self.config.max_batch.max(1);
-        let wait = self.config.poll_wait;
-        self.retry("poll", shutdown, async || consumer.poll(max, wait).await)
-            .await
+        let mut backoff = self.backoff();
+        loop {
+            match consumer.poll(max, self.config.poll_wait).await {
+                Ok(records) => return Ok(records),
+                Err(error) => {
+                    backoff
+                        .wait("poll", &error, shutdown.as_deref_mut())
+                        .await?
+                }
+            }
+        }
     }
 
     async fn process(
@@ -160,19 +174,27 @@ impl IngestPipeline {
         let positions = highest_positions(&records);
 
         if !writes.is_empty() {
-            self.retry("store apply", shutdown.as_deref_mut(), async || {
-                self.store.apply(writes.clone()).await
-            })
-            .await?;
+            let mut backoff = self.backoff();
+            while let Err(error) = self.store.apply(writes.clone()).await {
+                backoff
+                    .wait("store apply", &error, shutdown.as_deref_mut())
+                    .await?;
+            }
         }
         if !acks.is_empty() {
-            self.retry("append stored acks", shutdown.as_deref_mut(), async || {
-                self.log.append(acks.clone()).await
-            })
-            .await?;
+            let mut backoff = self.backoff();
+            while let Err(error) = self.log.append(acks.clone()).await {
+                backoff
+                    .wait("append stored acks", &error, shutdown.as_deref_mut())
+                    .await?;
+            }
         }
-        self.retry("commit", shutdown, async || consumer.commit(&positions).await)
-            .await?;
+        let mut backoff = self.backoff();
+        while let Err(error) = consumer.commit(&positions).await {
+            backoff
+                .wait("commit", &error, shutdown.as_deref_mut())
+                .await?;
+        }
 
         IngestMetrics::add(&self.metrics.batches, 1);
         IngestMetrics::add(&self.metrics.events_consumed, records.len() as u64);
@@ -187,37 +209,51 @@ impl IngestPipeline {
         Ok(())
     }
 
-    /// Runs `attempt` until it succeeds, sleeping with capped exponential backoff between
-    /// failures; gives up only when shutdown is requested.
-    async fn retry<T>(
-        &self,
+    fn backoff(&self) -> Backoff<'_> {
+        Backoff {
+            next: self.config.initial_backoff,
+            max: self.config.max_backoff.max(self.config.initial_backoff),
+            metrics: &self.metrics,
+        }
+    }
+}
+
+/// Capped exponential backoff between attempts of one step.
+struct Backoff<'a> {
+    next: Duration,
+    max: Duration,
+    metrics: &'a IngestMetrics,
+}
+
+impl Backoff<'_> {
+    /// Records a failed attempt and sleeps before the next one; fails only when shutdown is
+    /// requested meanwhile.
+    async fn wait(
+        &mut self,
         operation: &'static str,
-        mut shutdown: Option<&mut watch::Receiver<bool>>,
-        mut attempt: impl AsyncFnMut() -> Result<T, PortError>,
-    ) -> Result<T, IngestError> {
-        let mut backoff = self.config.initial_backoff;
-        loop {
-            let error = match attempt().await {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
-            };
-            IngestMetrics::add(&self.metrics.retries, 1);
-            warn!(
-                operation,
-                error = %error,
-                backoff_ms = backoff.as_millis() as u64,
-                "ingest step failed, retrying"
-            );
-            match shutdown.as_deref_mut() {
-                Some(shutdown) => {
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = shutdown_requested(shutdown) => return Err(IngestError::ShuttingDown),
-                    }
+        error: &PortError,
+        shutdown: Option<&mut watch::Receiver<bool>>,
+    ) -> Result<(), IngestError> {
+        IngestMetrics::add(&self.metrics.retries, 1);
+        warn!(
+            operation,
+            error = %error,
+            backoff_ms = self.next.as_millis() as u64,
+            "ingest step failed, retrying"
+        );
+        let delay = self.next;
+        self.next = (self.next * 2).min(self.max);
+        match shutdown {
+            Some(shutdown) => {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => Ok(()),
+                    () = shutdown_requested(shutdown) => Err(IngestError::ShuttingDown),
                 }
-                None => tokio::time::sleep(backoff).await,
             }
-            backoff = (backoff * 2).min(self.config.max_backoff.max(self.config.initial_backoff));
+            None => {
+                tokio::time::sleep(delay).await;
+                Ok(())
+            }
         }
     }
 }
@@ -244,5 +280,21 @@ async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
         if shutdown.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn run_can_be_spawned() {
+        // Only type-checked: the server spawns `run` on a multi-threaded runtime.
+        fn check(pipeline: IngestPipeline, shutdown: watch::Receiver<bool>) {
+            assert_send(&pipeline.run(shutdown));
+        }
+        let _ = check;
     }
 }

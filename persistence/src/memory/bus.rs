@@ -106,3 +106,33 @@ impl Bus for InProcessBus {
         lock(&self.incoming).take()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ports::BusPayload;
+    use wire::{ConversationId, NodeId};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn counters_tell_delivered_from_dropped() {
+        let bus = InProcessBus::new(4);
+        let topic = BusTopic::Conversation(ConversationId::new("c"));
+        let envelope = BusEnvelope {
+            topic: topic.clone(),
+            origin: NodeId::new("n"),
+            payload: BusPayload::MembershipChanged {
+                conversation_id: ConversationId::new("c"),
+                added: Vec::new(),
+                removed: Vec::new(),
+            },
+        };
+        bus.publish(envelope.clone()).await.expect("publish");
+        bus.subscribe(vec![topic]).await.expect("subscribe");
+        bus.publish(envelope).await.expect("publish");
+        let counters = bus.counters();
+        assert_eq!(counters.published.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.delivered.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.dropped_unsubscribed.load(Ordering::Relaxed), 1);
+    }
+}

@@ -1,7 +1,7 @@
 //! [`MemorySequencer`]: per-conversation seq counters and `client_msg_id` dedup in memory.
 //!
-//! A conversation's counter is seeded on first use from the store's `last_seq` (0 when the store
-//! has nothing). That is only right when the store reflects the whole log, which is why a node
+//! A conversation's counter is seeded on first use from the seq of the newest stored message (0
+//! when the store has none). That is only right when the store reflects the whole log, which is why a node
 //! runs `IngestPipeline::catch_up` before it turns ready.
 //!
 //! Dedup keeps the last [`RECENT_ACKS_PER_CONVERSATION`] confirmed acks per conversation. On a
@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use ports::{DedupKey, PortError, Reservation, Sequencer, Store};
+use ports::{DedupKey, MessageQuery, PortError, Reservation, Sequencer, Store};
 use wire::ops::SendAck;
 use wire::{ConversationId, Seq};
 
@@ -73,11 +73,19 @@ impl MemorySequencer {
         let slot = self.slot(conversation_id);
         let mut guard = slot.lock().await;
         if guard.is_none() {
+            // The newest stored message, not `Store::conversation`: messages may be stored
+            // before their conversation record.
+            let newest = MessageQuery {
+                after_seq: None,
+                before_seq: None,
+                limit: 1,
+            };
             let last_seq = self
                 .store
-                .conversation(conversation_id)
+                .messages(conversation_id, newest)
                 .await?
-                .map_or(Seq::ZERO, |stored| stored.last_seq);
+                .last()
+                .map_or(Seq::ZERO, |record| record.message.seq);
             *guard = Some(ConversationSequence {
                 last_seq,
                 recent: HashMap::new(),
