@@ -8,9 +8,7 @@ use async_trait::async_trait;
 use persistence::ingest::IngestConfig;
 use persistence::{EmbeddedLog, EmbeddedStore, IngestPipeline};
 use ports::contract::fixtures::{at, conversation_record, log_event, message_record, sent_event};
-use ports::{
-    EventLog, MessageQuery, PortError, Store, StoreWrite, StoredConversation, Watermarks,
-};
+use ports::{EventLog, MessageQuery, PortError, Store, StoreWrite, StoredConversation, Watermarks};
 use tokio::time::Instant;
 use wire::log::{topics, LogEventBody, MessageRecord};
 use wire::{ClientMsgId, ConversationId, ConversationKind, MessageId, Seq, UserId};
@@ -245,7 +243,11 @@ async fn an_unavailable_store_is_retried_not_skipped() {
     let conversation_id = ConversationId::new("ingest-retry");
     let sender = UserId::new("sender");
     node.log
-        .append((1..=2).map(|seq| sent_event(&conversation_id, seq, &sender)).collect())
+        .append(
+            (1..=2)
+                .map(|seq| sent_event(&conversation_id, seq, &sender))
+                .collect(),
+        )
         .await
         .expect("append");
     let flaky = Arc::new(FlakyStore {

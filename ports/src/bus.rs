@@ -16,6 +16,8 @@ pub enum BusTopic {
     User(UserId),
 }
 
+// Events dominate the traffic, so boxing them would add an allocation per delivery for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BusPayload {

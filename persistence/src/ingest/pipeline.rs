@@ -111,8 +111,9 @@ impl IngestPipeline {
             if records.is_empty() {
                 continue;
             }
-            if let Err(IngestError::ShuttingDown) =
-                self.process(&mut consumer, records, Some(&mut shutdown)).await
+            if let Err(IngestError::ShuttingDown) = self
+                .process(&mut consumer, records, Some(&mut shutdown))
+                .await
             {
                 break;
             }

@@ -70,7 +70,9 @@ impl MemoryRateLimiter {
     }
 
     fn refilled(&self, bucket: Bucket, now: Instant) -> f64 {
-        let elapsed = now.saturating_duration_since(bucket.refilled_at).as_secs_f64();
+        let elapsed = now
+            .saturating_duration_since(bucket.refilled_at)
+            .as_secs_f64();
         (bucket.tokens + elapsed * self.per_second).min(self.burst)
     }
 

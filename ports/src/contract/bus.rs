@@ -53,9 +53,15 @@ async fn only_subscribed_topics_are_delivered(fixture: Fixture<dyn Bus>) {
         .expect("subscribe");
 
     // Unsubscribed envelopes in between must not show up before the next subscribed one.
-    bus.publish(envelope(&never, "skipped")).await.expect("publish");
-    bus.publish(envelope(&conversation, "first")).await.expect("publish");
-    bus.publish(envelope(&user, "second")).await.expect("publish");
+    bus.publish(envelope(&never, "skipped"))
+        .await
+        .expect("publish");
+    bus.publish(envelope(&conversation, "first"))
+        .await
+        .expect("publish");
+    bus.publish(envelope(&user, "second"))
+        .await
+        .expect("publish");
     assert_eq!(next(&mut incoming).await, envelope(&conversation, "first"));
     assert_eq!(next(&mut incoming).await, envelope(&user, "second"));
 
@@ -65,7 +71,9 @@ async fn only_subscribed_topics_are_delivered(fixture: Fixture<dyn Bus>) {
     bus.publish(envelope(&conversation, "after-unsubscribe"))
         .await
         .expect("publish");
-    bus.publish(envelope(&user, "sentinel")).await.expect("publish");
+    bus.publish(envelope(&user, "sentinel"))
+        .await
+        .expect("publish");
     assert_eq!(
         next(&mut incoming).await,
         envelope(&user, "sentinel"),

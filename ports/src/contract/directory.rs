@@ -90,21 +90,27 @@ async fn update_needs_the_next_version(fixture: Fixture<dyn Directory>) {
     let directory = fixture.port;
     let conversation_id = ConversationId::new(unique("dir-update"));
     let owner = UserId::new(unique("owner"));
-    let first = conversation_record(&conversation_id, ConversationKind::Group, &[&owner], 1, at(0));
+    let first = conversation_record(
+        &conversation_id,
+        ConversationKind::Group,
+        &[&owner],
+        1,
+        at(0),
+    );
     directory.create(first.clone()).await.expect("create");
     let mut second = first.clone();
     second.version = 2;
     second.conversation.title = Some("renamed".to_owned());
-    directory.update(second.clone()).await.expect("update to v2");
+    directory
+        .update(second.clone())
+        .await
+        .expect("update to v2");
 
     let mut stale = first.clone();
     stale.version = 2;
     stale.conversation.title = Some("lost update".to_owned());
     assert!(
-        matches!(
-            directory.update(stale).await,
-            Err(PortError::Conflict(_))
-        ),
+        matches!(directory.update(stale).await, Err(PortError::Conflict(_))),
         "a second v2 conflicts"
     );
     let mut skipping = second.clone();
@@ -146,7 +152,10 @@ async fn list_for_user_orders_and_pages(fixture: Fixture<dyn Directory>) {
     };
     let expected = vec![created[1].clone(), created[2].clone(), created[0].clone()];
     assert_eq!(
-        ids(directory.list_for_user(&user, None, 10).await.expect("list")),
+        ids(directory
+            .list_for_user(&user, None, 10)
+            .await
+            .expect("list")),
         expected
     );
     assert_eq!(

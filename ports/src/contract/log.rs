@@ -66,7 +66,10 @@ async fn poll_briefly(
         .poll(64, Duration::from_millis(300))
         .await
         .expect("poll");
-    records.into_iter().filter(|record| matches(record)).collect()
+    records
+        .into_iter()
+        .filter(|record| matches(record))
+        .collect()
 }
 
 fn event_ids(records: &[LogRecord]) -> Vec<String> {

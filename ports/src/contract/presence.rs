@@ -26,12 +26,15 @@ async fn online_from_the_first_session_to_the_last(fixture: Fixture<dyn Presence
     let first = SessionId::new(unique("session"));
     let second = SessionId::new(unique("session"));
 
-    let initial = presence.get(&[never_seen.clone()]).await.expect("get");
+    let initial = presence.get(std::slice::from_ref(&never_seen)).await.expect("get");
     let info = &initial[&never_seen];
     assert!(!info.online);
     assert_eq!(info.last_seen, None, "never seen: no last_seen");
 
-    assert!(presence.connect(&user, &first, &node).await.expect("connect"));
+    assert!(presence
+        .connect(&user, &first, &node)
+        .await
+        .expect("connect"));
     assert!(
         !presence
             .connect(&user, &second, &other_node)
@@ -50,7 +53,7 @@ async fn online_from_the_first_session_to_the_last(fixture: Fixture<dyn Presence
         .disconnect(&user, &first, &node)
         .await
         .expect("disconnect"));
-    let online = presence.get(&[user.clone()]).await.expect("get");
+    let online = presence.get(std::slice::from_ref(&user)).await.expect("get");
     assert!(online[&user].online, "one session left");
 
     assert!(
@@ -67,5 +70,8 @@ async fn online_from_the_first_session_to_the_last(fixture: Fixture<dyn Presence
     assert_eq!(offline.len(), 2);
     assert!(!offline[&user].online);
     assert!(offline[&user].last_seen.is_some(), "last_seen once offline");
-    assert!(presence.connect(&user, &first, &node).await.expect("reconnect"));
+    assert!(presence
+        .connect(&user, &first, &node)
+        .await
+        .expect("reconnect"));
 }

@@ -48,7 +48,10 @@ async fn fresh_seqs_are_dense_and_consecutive(fixture: Fixture<dyn Sequencer>) {
         Seq::ZERO
     );
     let first = sequencer
-        .reserve(&conversation_id, &[key(&sender), key(&sender), key(&sender)])
+        .reserve(
+            &conversation_id,
+            &[key(&sender), key(&sender), key(&sender)],
+        )
         .await
         .expect("reserve");
     assert_eq!(fresh(&first), vec![1, 2, 3]);
@@ -113,7 +116,10 @@ async fn only_the_latest_allocation_can_be_released(fixture: Fixture<dyn Sequenc
     let conversation_id = ConversationId::new(unique("seq-release"));
     let sender = UserId::new(unique("sender"));
     let batch = sequencer
-        .reserve(&conversation_id, &[key(&sender), key(&sender), key(&sender)])
+        .reserve(
+            &conversation_id,
+            &[key(&sender), key(&sender), key(&sender)],
+        )
         .await
         .expect("reserve");
     assert_eq!(fresh(&batch), vec![1, 2, 3]);

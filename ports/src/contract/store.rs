@@ -30,9 +30,7 @@ fn ids(records: &[wire::log::MessageRecord]) -> Vec<u64> {
     records.iter().map(|record| record.message.seq.0).collect()
 }
 
-async fn applying_a_message_twice_or_an_older_version_changes_nothing(
-    fixture: Fixture<dyn Store>,
-) {
+async fn applying_a_message_twice_or_an_older_version_changes_nothing(fixture: Fixture<dyn Store>) {
     let store = fixture.port;
     let conversation_id = ConversationId::new(unique("store-idem"));
     let sender = UserId::new(unique("sender"));
@@ -72,7 +70,13 @@ async fn conversation_versions_only_move_forward(fixture: Fixture<dyn Store>) {
     let store = fixture.port;
     let conversation_id = ConversationId::new(unique("store-conv"));
     let owner = UserId::new(unique("owner"));
-    let first = conversation_record(&conversation_id, ConversationKind::Group, &[&owner], 1, at(0));
+    let first = conversation_record(
+        &conversation_id,
+        ConversationKind::Group,
+        &[&owner],
+        1,
+        at(0),
+    );
     let mut second = first.clone();
     second.version = 2;
     second.conversation.title = Some("renamed".to_owned());
@@ -129,7 +133,13 @@ async fn replacing_participants_keeps_watermarks_of_those_who_stay(fixture: Fixt
         ])
         .await
         .expect("apply");
-    let second = conversation_record(&conversation_id, ConversationKind::Group, &[&stays], 2, at(0));
+    let second = conversation_record(
+        &conversation_id,
+        ConversationKind::Group,
+        &[&stays],
+        2,
+        at(0),
+    );
     store
         .apply(vec![StoreWrite::Conversation(second)])
         .await
@@ -140,7 +150,10 @@ async fn replacing_participants_keeps_watermarks_of_those_who_stay(fixture: Fixt
         .await
         .expect("list");
     assert!(of_leaver.is_empty(), "a removed user stops participating");
-    let of_stayer = store.conversations_of(&stays, None, 10).await.expect("list");
+    let of_stayer = store
+        .conversations_of(&stays, None, 10)
+        .await
+        .expect("list");
     assert_eq!(of_stayer.len(), 1);
     assert_eq!(
         store
@@ -194,7 +207,15 @@ async fn message_queries_page_both_ways(fixture: Fixture<dyn Store>) {
     let other_conversation = ConversationId::new(unique("store-query-other"));
     let sender = UserId::new(unique("sender"));
     let mut writes: Vec<StoreWrite> = (1..=10)
-        .map(|seq| StoreWrite::Message(message_record(&conversation_id, seq, &sender, 1, at(seq as i64))))
+        .map(|seq| {
+            StoreWrite::Message(message_record(
+                &conversation_id,
+                seq,
+                &sender,
+                1,
+                at(seq as i64),
+            ))
+        })
         .collect();
     writes.push(StoreWrite::Message(message_record(
         &other_conversation,
@@ -297,7 +318,12 @@ async fn conversations_of_orders_by_activity_and_pages(fixture: Fixture<dyn Stor
     let all = store.conversations_of(&user, None, 10).await.expect("list");
     assert_eq!(
         listed(all),
-        vec![busy.clone(), tie_first.clone(), tie_second.clone(), old.clone()],
+        vec![
+            busy.clone(),
+            tie_first.clone(),
+            tie_second.clone(),
+            old.clone()
+        ],
         "newest activity first, ties by id"
     );
     let first_page = store.conversations_of(&user, None, 2).await.expect("list");
@@ -343,7 +369,10 @@ async fn direct_conversation_is_found_by_either_order(fixture: Fixture<dyn Store
         );
     }
     assert_eq!(
-        store.direct_conversation(&first, &third).await.expect("read"),
+        store
+            .direct_conversation(&first, &third)
+            .await
+            .expect("read"),
         None
     );
 }

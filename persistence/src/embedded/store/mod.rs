@@ -118,12 +118,15 @@ impl EmbeddedStore {
                 }
             }
             listed.sort_by(|left, right| {
-                right.last_activity_at.cmp(&left.last_activity_at).then_with(|| {
-                    left.record
-                        .conversation
-                        .conversation_id
-                        .cmp(&right.record.conversation.conversation_id)
-                })
+                right
+                    .last_activity_at
+                    .cmp(&left.last_activity_at)
+                    .then_with(|| {
+                        left.record
+                            .conversation
+                            .conversation_id
+                            .cmp(&right.record.conversation.conversation_id)
+                    })
             });
             let start = match &after {
                 None => 0,
@@ -292,7 +295,11 @@ impl Store for EmbeddedStore {
                     }
                 }
                 None => {
-                    for entry in messages.range((id, 0)..(id, upper))?.rev().take(query.limit) {
+                    for entry in messages
+                        .range((id, 0)..(id, upper))?
+                        .rev()
+                        .take(query.limit)
+                    {
                         let (_, bytes) = entry?;
                         found.push(serde_json::from_slice(bytes.value())?);
                     }

@@ -11,7 +11,8 @@ pub(super) const MESSAGE_IDS: TableDefinition<&str, (&str, u64)> =
 pub(super) const CLIENT_IDS: TableDefinition<(&str, &str, &str), u64> =
     TableDefinition::new("client_msg_ids");
 /// conversation_id → serde_json of the `ConversationRecord`.
-pub(super) const CONVERSATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("conversations");
+pub(super) const CONVERSATIONS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("conversations");
 /// conversation_id → (last_seq, newest message's created_at in µs since the epoch). Kept apart
 /// from the record so messages stored before their conversation still count.
 pub(super) const ACTIVITY: TableDefinition<&str, (u64, i64)> = TableDefinition::new("activity");

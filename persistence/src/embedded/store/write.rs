@@ -60,8 +60,8 @@ impl<'txn> WriteTables<'txn> {
         let message = &record.message;
         let conversation_id = message.conversation_id.as_str();
         let seq = message.seq.0;
-        let stored_version = load_message(&self.messages, conversation_id, seq)?
-            .map(|stored| stored.version);
+        let stored_version =
+            load_message(&self.messages, conversation_id, seq)?.map(|stored| stored.version);
         if stored_version.is_some_and(|version| version >= record.version) {
             return Ok(());
         }
