@@ -26,7 +26,10 @@ async fn online_from_the_first_session_to_the_last(fixture: Fixture<dyn Presence
     let first = SessionId::new(unique("session"));
     let second = SessionId::new(unique("session"));
 
-    let initial = presence.get(std::slice::from_ref(&never_seen)).await.expect("get");
+    let initial = presence
+        .get(std::slice::from_ref(&never_seen))
+        .await
+        .expect("get");
     let info = &initial[&never_seen];
     assert!(!info.online);
     assert_eq!(info.last_seen, None, "never seen: no last_seen");
@@ -53,7 +56,10 @@ async fn online_from_the_first_session_to_the_last(fixture: Fixture<dyn Presence
         .disconnect(&user, &first, &node)
         .await
         .expect("disconnect"));
-    let online = presence.get(std::slice::from_ref(&user)).await.expect("get");
+    let online = presence
+        .get(std::slice::from_ref(&user))
+        .await
+        .expect("get");
     assert!(online[&user].online, "one session left");
 
     assert!(
