@@ -43,6 +43,8 @@ pub(crate) struct LogShared {
     /// The offset the next appended event gets; bumped after every durable commit.
     pub(crate) end_offset: watch::Sender<u64>,
     writer_alive: AtomicBool,
+    /// False after a failed commit, until one succeeds again.
+    last_commit_ok: AtomicBool,
     commits: AtomicU64,
     appended_events: AtomicU64,
 }
@@ -92,6 +94,7 @@ impl EmbeddedLog {
             database,
             end_offset: watch::Sender::new(end_offset),
             writer_alive: AtomicBool::new(true),
+            last_commit_ok: AtomicBool::new(true),
             commits: AtomicU64::new(0),
             appended_events: AtomicU64::new(0),
         });
@@ -182,7 +185,9 @@ impl EventLog for EmbeddedLog {
     }
 
     async fn is_ready(&self) -> bool {
-        self.requests.is_some() && self.shared.writer_alive.load(Ordering::Acquire)
+        self.requests.is_some()
+            && self.shared.writer_alive.load(Ordering::Acquire)
+            && self.shared.last_commit_ok.load(Ordering::Acquire)
     }
 }
 
@@ -209,6 +214,7 @@ fn run_writer(shared: Arc<LogShared>, mut receiver: mpsc::Receiver<AppendRequest
         let start = *shared.end_offset.borrow();
         match write_batch(&shared.database, start, &batch) {
             Ok(end) => {
+                shared.last_commit_ok.store(true, Ordering::Release);
                 shared.commits.fetch_add(1, Ordering::Relaxed);
                 shared
                     .appended_events
@@ -220,6 +226,7 @@ fn run_writer(shared: Arc<LogShared>, mut receiver: mpsc::Receiver<AppendRequest
                 }
             }
             Err(write_error) => {
+                shared.last_commit_ok.store(false, Ordering::Release);
                 error!(error = %write_error, requests = batch.len(), "log append failed");
                 let port_error = PortError::from(write_error);
                 for request in batch.drain(..) {
