@@ -1,0 +1,205 @@
+//! Wiring: builds the adapters (standalone: embedded log and store, in-process bus, memory
+//! sequencer, presence and rate limits), the node, the background tasks, and the HTTP server.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+use actors::{Node, Ports};
+use anyhow::Context as _;
+use persistence::{
+    EmbeddedLog, EmbeddedStore, InProcessBus, IngestConfig, IngestPipeline, MemoryPresence,
+    MemoryRateLimiter, MemorySequencer,
+};
+use ports::{EventLog, Store};
+use tokio::sync::watch;
+use wire::NodeId;
+
+use crate::auth::Authenticator;
+use crate::config::{Loaded, Settings};
+use crate::metrics::NodeMetrics;
+
+pub struct AppState {
+    pub node: Node,
+    pub auth: Authenticator,
+    pub settings: Settings,
+    pub metrics: NodeMetrics,
+    pub ready: Arc<AtomicBool>,
+    pub socket_urls: Vec<String>,
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn Store>,
+}
+
+impl AppState {
+    /// Ready when start-up finished and the log and store answer.
+    pub async fn readiness(&self) -> (bool, &'static str) {
+        if !self.ready.load(Ordering::Acquire) {
+            return (false, "starting or stopping");
+        }
+        if !self.log.is_ready().await {
+            return (false, "event log unavailable");
+        }
+        if !self.store.is_ready().await {
+            return (false, "store unavailable");
+        }
+        (true, "")
+    }
+}
+
+/// Runs a standalone node until it is stopped (SIGINT/SIGTERM).
+pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
+    let settings = loaded.settings;
+    tracing::info!(
+        api_key_source = %loaded.api_key_source,
+        jwt_secret_source = %loaded.jwt_secret_source,
+        "auth secrets"
+    );
+    if loaded.api_key_source == crate::config::SecretSource::DevDefault {
+        tracing::warn!(
+            api_key = crate::config::DEV_API_KEY,
+            "USING THE DEVELOPMENT API KEY: set PARLEY__AUTH__API_KEY for anything but local development"
+        );
+    }
+    if loaded.jwt_secret_source == crate::config::SecretSource::DevDefault {
+        tracing::warn!("USING THE DEVELOPMENT JWT SECRET: set PARLEY__AUTH__JWT_SECRET for anything but local development");
+    }
+
+    let data_dir = settings.storage.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create storage.data_dir {}", data_dir.display()))?;
+    let log = Arc::new(
+        EmbeddedLog::open(&data_dir.join("log.redb"))
+            .with_context(|| format!("cannot open the log in {}", data_dir.display()))?,
+    );
+    let store = Arc::new(
+        EmbeddedStore::open(&data_dir.join("store.redb"))
+            .with_context(|| format!("cannot open the store in {}", data_dir.display()))?,
+    );
+    let log_port: Arc<dyn EventLog> = log;
+    let store_port: Arc<dyn Store> = store.clone();
+    let rate = &settings.rate_limit;
+    let ports = Ports {
+        log: log_port.clone(),
+        store: store_port.clone(),
+        directory: store,
+        sequencer: Arc::new(MemorySequencer::new(store_port.clone())),
+        presence: Arc::new(MemoryPresence::new()),
+        bus: Arc::new(InProcessBus::new(65_536)),
+        rate_limiter: Arc::new(MemoryRateLimiter::new(rate.per_second, rate.burst)),
+    };
+
+    let ingest = IngestPipeline::new(
+        log_port.clone(),
+        store_port.clone(),
+        IngestConfig::default(),
+    );
+    let metrics = NodeMetrics::new().with_ingest(ingest.metrics());
+
+    let listener = std::net::TcpListener::bind(settings.bind_addr())
+        .with_context(|| format!("cannot bind server.bind {}", settings.server.bind))?;
+    let local_addr = listener.local_addr()?;
+    let node_id = if settings.server.node_id.is_empty() {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "parley".to_owned());
+        NodeId::new(format!("{host}-{}", local_addr.port()))
+    } else {
+        NodeId::new(settings.server.node_id.clone())
+    };
+    let socket_urls = if settings.server.public_urls.is_empty() {
+        vec![format!("ws://{local_addr}/ws")]
+    } else {
+        settings.server.public_urls.clone()
+    };
+    let node = Node::new(
+        node_id.clone(),
+        ports,
+        settings.limits(),
+        metrics.actors.clone(),
+    );
+    let ready = Arc::new(AtomicBool::new(false));
+    let state = Arc::new(AppState {
+        node: node.clone(),
+        auth: Authenticator::new(&settings.auth.jwt_secret, &settings.auth.api_key),
+        settings: settings.clone(),
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        socket_urls,
+        log: log_port,
+        store: store_port,
+    });
+
+    let max_body = settings.limits.max_frame_bytes;
+    let http_metrics = metrics.http_request_duration.clone();
+    let mut server = HttpServer::new({
+        let state = state.clone();
+        move || {
+            let http_metrics = http_metrics.clone();
+            App::new()
+                .app_data(web::Data::new(state.clone()))
+                .wrap_fn(move |request, service| {
+                    use actix_web::dev::Service as _;
+                    let started = std::time::Instant::now();
+                    let route = request
+                        .match_pattern()
+                        .unwrap_or_else(|| "unmatched".to_owned());
+                    let http_metrics = http_metrics.clone();
+                    let response = service.call(request);
+                    async move {
+                        let response = response.await?;
+                        http_metrics
+                            .with_label_values(&[&route, response.status().as_str()])
+                            .observe(started.elapsed().as_secs_f64());
+                        Ok(response)
+                    }
+                })
+                .configure(|config| crate::http::configure(config, max_body))
+        }
+    })
+    .listen(listener)?
+    .shutdown_timeout(settings.server.shutdown_timeout_ms.div_ceil(1000));
+    if settings.server.workers > 0 {
+        server = server.workers(settings.server.workers);
+    }
+    let server = server.run();
+    // The one line scripts wait for.
+    println!("parley-server listening on {local_addr}");
+    tracing::info!(node_id = %node_id, address = %local_addr, data_dir = %data_dir.display(), "listening");
+
+    // Start-up: the store must reflect the whole log before the node serves.
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let caught_up = ingest
+        .catch_up()
+        .await
+        .map_err(|error| anyhow::anyhow!("ingest catch-up failed: {error}"))?;
+    tracing::info!(records = caught_up, "store caught up with the log");
+    actors::router::start(node.clone()).context("starting the router")?;
+    let ingest_task = spawn_on_own_thread("parley-ingest", ingest.run(shutdown_rx.clone()));
+    let relay_task = tokio::spawn(actors::stored_acks::run(node.clone(), shutdown_rx));
+    ready.store(true, Ordering::Release);
+    tracing::info!("ready");
+
+    let result = server.await;
+    ready.store(false, Ordering::Release);
+    let _ = shutdown_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), relay_task).await;
+    let _ = tokio::task::spawn_blocking(move || ingest_task.join()).await;
+    tracing::info!("stopped");
+    result.context("http server failed")
+}
+
+/// Runs a future on a dedicated thread with its own runtime, off the HTTP workers.
+fn spawn_on_own_thread(
+    name: &str,
+    future: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime builds");
+            runtime.block_on(future);
+        })
+        .expect("thread spawns")
+}

@@ -1,0 +1,220 @@
+//! Tokens (HS256 JWTs: `sub`, `exp`, `iat`) and the app backends' API key.
+
+use chrono::{DateTime, TimeZone, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use wire::UserId;
+
+use crate::config::Secret;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+}
+
+/// A verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub user_id: UserId,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+pub struct Authenticator {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    api_key: Secret,
+}
+
+impl Authenticator {
+    pub fn new(jwt_secret: &Secret, api_key: &Secret) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 60;
+        Self {
+            encoding: EncodingKey::from_secret(jwt_secret.expose().as_bytes()),
+            decoding: DecodingKey::from_secret(jwt_secret.expose().as_bytes()),
+            validation,
+            api_key: api_key.clone(),
+        }
+    }
+
+    /// Signs a token for `user_id` valid for `ttl_secs`.
+    pub fn issue(
+        &self,
+        user_id: &UserId,
+        display_name: Option<String>,
+        ttl_secs: u64,
+    ) -> Result<(String, DateTime<Utc>), AuthError> {
+        let now = Utc::now();
+        let expires_at = now + chrono::Duration::seconds(ttl_secs as i64);
+        let claims = Claims {
+            sub: user_id.to_string(),
+            exp: expires_at.timestamp(),
+            iat: Some(now.timestamp()),
+            name: display_name,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|error| AuthError::Invalid(error.to_string()))?;
+        let expires_at = Utc
+            .timestamp_opt(claims.exp, 0)
+            .single()
+            .unwrap_or(expires_at);
+        Ok((token, expires_at))
+    }
+
+    /// Verifies signature (HS256 only), expiry and subject.
+    pub fn verify(&self, token: &str) -> Result<Verified, AuthError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|error| match error.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid(error.to_string()),
+            })?;
+        let claims = data.claims;
+        if claims.sub.is_empty() || claims.sub.len() > actors::dispatch::MAX_ID_BYTES {
+            return Err(AuthError::Invalid(format!(
+                "`sub` must be 1 to {} bytes",
+                actors::dispatch::MAX_ID_BYTES
+            )));
+        }
+        let expires_at = Utc
+            .timestamp_opt(claims.exp, 0)
+            .single()
+            .ok_or_else(|| AuthError::Invalid("`exp` out of range".to_owned()))?;
+        Ok(Verified {
+            user_id: UserId::new(claims.sub),
+            expires_at,
+        })
+    }
+
+    /// Constant-time comparison of a presented API key.
+    pub fn api_key_matches(&self, presented: Option<&str>) -> bool {
+        let Some(presented) = presented else {
+            return false;
+        };
+        let expected = self.api_key.expose().as_bytes();
+        let presented = presented.as_bytes();
+        if expected.len() != presented.len() {
+            return false;
+        }
+        expected
+            .iter()
+            .zip(presented)
+            .fold(0u8, |difference, (left, right)| difference | (left ^ right))
+            == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authenticator() -> Authenticator {
+        Authenticator::new(
+            &Secret::new("a-test-secret-that-is-long-enough-123"),
+            &Secret::new("test-api-key-1234"),
+        )
+    }
+
+    fn unsigned(payload: &str) -> String {
+        use base64_like::encode;
+        format!(
+            "{}.{}.",
+            encode(r#"{"alg":"none","typ":"JWT"}"#),
+            encode(payload)
+        )
+    }
+
+    mod base64_like {
+        /// Base64url without padding (enough for test tokens).
+        pub fn encode(text: &str) -> String {
+            const ALPHABET: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let bytes = text.as_bytes();
+            let mut out = String::new();
+            for chunk in bytes.chunks(3) {
+                let b = [
+                    chunk[0],
+                    *chunk.get(1).unwrap_or(&0),
+                    *chunk.get(2).unwrap_or(&0),
+                ];
+                let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
+                for index in 0..(chunk.len() + 1) {
+                    out.push(ALPHABET[((n >> (18 - 6 * index)) & 63) as usize] as char);
+                }
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn issued_tokens_verify() {
+        let auth = authenticator();
+        let (token, expires_at) = auth.issue(&UserId::new("alice"), None, 60).unwrap();
+        let verified = auth.verify(&token).unwrap();
+        assert_eq!(verified.user_id, UserId::new("alice"));
+        assert_eq!(verified.expires_at, expires_at);
+    }
+
+    #[test]
+    fn rejects_forged_none_and_expired_tokens() {
+        let auth = authenticator();
+        let other = Authenticator::new(
+            &Secret::new("another-secret-that-is-long-enough-456"),
+            &Secret::new("test-api-key-1234"),
+        );
+        let (forged, _) = other.issue(&UserId::new("alice"), None, 60).unwrap();
+        assert!(matches!(auth.verify(&forged), Err(AuthError::Invalid(_))));
+        let exp = Utc::now().timestamp() + 600;
+        let none = unsigned(&format!(r#"{{"sub":"alice","exp":{exp}}}"#));
+        assert!(matches!(auth.verify(&none), Err(AuthError::Invalid(_))));
+        let claims = Claims {
+            sub: "alice".into(),
+            exp: Utc::now().timestamp() - 3600,
+            iat: None,
+            name: None,
+        };
+        let expired = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"a-test-secret-that-is-long-enough-123"),
+        )
+        .unwrap();
+        assert_eq!(auth.verify(&expired), Err(AuthError::Expired));
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &Claims {
+                sub: "alice".into(),
+                exp,
+                iat: None,
+                name: None,
+            },
+            &EncodingKey::from_secret(b"a-test-secret-that-is-long-enough-123"),
+        )
+        .unwrap();
+        assert!(matches!(auth.verify(&hs512), Err(AuthError::Invalid(_))));
+    }
+
+    #[test]
+    fn api_key_comparison() {
+        let auth = authenticator();
+        assert!(auth.api_key_matches(Some("test-api-key-1234")));
+        assert!(!auth.api_key_matches(Some("test-api-key-1235")));
+        assert!(!auth.api_key_matches(Some("short")));
+        assert!(!auth.api_key_matches(None));
+    }
+}

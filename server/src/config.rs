@@ -1,0 +1,447 @@
+//! Configuration: built-in defaults (`config/parley.toml`), an optional file, then environment
+//! overrides `PARLEY__SECTION__KEY`; validated with messages naming the bad key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The defaults, with their comments: the same file users copy.
+pub const DEFAULTS: &str = include_str!("../../config/parley.toml");
+
+/// A secret string: never printed by `Debug` or `Display`.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "[redacted]"
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub storage: StorageSettings,
+    pub auth: AuthSettings,
+    pub limits: LimitSettings,
+    pub rate_limit: RateLimitSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub node_id: String,
+    pub public_urls: Vec<String>,
+    pub workers: usize,
+    pub shutdown_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub jwt_secret: Secret,
+    pub api_key: Secret,
+    pub token_ttl_secs: u64,
+    pub max_token_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    pub max_frame_bytes: usize,
+    pub outbound_queue: usize,
+    pub heartbeat_ms: u64,
+    pub client_timeout_ms: u64,
+    pub max_group_members: usize,
+    pub recent_messages: usize,
+    pub conversation_idle_ms: u64,
+    pub max_inflight_requests: usize,
+    pub max_batch_ops: usize,
+    pub sync_page: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub per_second: f64,
+    pub burst: u32,
+    pub abuse_rejections: u32,
+    pub abuse_window_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Frames over this are never read (protocol constant).
+pub const HARD_FRAME_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid configuration: `{key}` {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+/// Where the API key and JWT secret came from (printed at start-up; the values never are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretSource {
+    Environment,
+    File,
+    DevDefault,
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            SecretSource::Environment => "environment",
+            SecretSource::File => "configuration file",
+            SecretSource::DevDefault => "DEVELOPMENT DEFAULT (insecure)",
+        })
+    }
+}
+
+/// Development defaults used when no secret is configured. They are public: never use them
+/// outside a developer's machine.
+pub const DEV_JWT_SECRET: &str = "parley-development-jwt-secret-do-not-use-in-production";
+pub const DEV_API_KEY: &str = "parley-dev-api-key";
+
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub jwt_secret_source: SecretSource,
+    pub api_key_source: SecretSource,
+}
+
+/// Loads the defaults, then `file` if given, then the environment.
+pub fn load(file: Option<&Path>) -> Result<Loaded, ConfigError> {
+    load_with_env(file, std::env::vars())
+}
+
+pub fn load_with_env(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Loaded, ConfigError> {
+    let env: std::collections::HashMap<String, String> = env
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("PARLEY__"))
+        .collect();
+    let mut builder = config::Config::builder()
+        .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+    let mut file_settings = None;
+    if let Some(path) = file {
+        builder = builder.add_source(config::File::from(path).required(true));
+        file_settings = Some(
+            config::Config::builder()
+                .add_source(config::File::from(path).required(true))
+                .build()?,
+        );
+    }
+    let builder = builder.add_source(
+        config::Environment::with_prefix("PARLEY")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("server.public_urls")
+            .source(Some(env.clone())),
+    );
+    let mut settings: Settings = builder.build()?.try_deserialize()?;
+    let source_of = |env_key: &str, file_key: &str, value: &Secret| {
+        if value.is_empty() {
+            SecretSource::DevDefault
+        } else if env.contains_key(env_key) {
+            SecretSource::Environment
+        } else if file_settings
+            .as_ref()
+            .is_some_and(|file| file.get_string(file_key).is_ok())
+        {
+            SecretSource::File
+        } else {
+            SecretSource::Environment
+        }
+    };
+    let jwt_secret_source = source_of(
+        "PARLEY__AUTH__JWT_SECRET",
+        "auth.jwt_secret",
+        &settings.auth.jwt_secret,
+    );
+    let api_key_source = source_of(
+        "PARLEY__AUTH__API_KEY",
+        "auth.api_key",
+        &settings.auth.api_key,
+    );
+    if jwt_secret_source == SecretSource::DevDefault {
+        settings.auth.jwt_secret = Secret::new(DEV_JWT_SECRET);
+    }
+    if api_key_source == SecretSource::DevDefault {
+        settings.auth.api_key = Secret::new(DEV_API_KEY);
+    }
+    validate(&settings)?;
+    Ok(Loaded {
+        settings,
+        jwt_secret_source,
+        api_key_source,
+    })
+}
+
+fn validate(settings: &Settings) -> Result<(), ConfigError> {
+    settings
+        .server
+        .bind
+        .parse::<SocketAddr>()
+        .map_err(|error| {
+            invalid(
+                "server.bind",
+                format!("is not an address like 127.0.0.1:8080: {error}"),
+            )
+        })?;
+    for url in &settings.server.public_urls {
+        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+            return Err(invalid(
+                "server.public_urls",
+                format!("entry {url:?} must start with ws:// or wss://"),
+            ));
+        }
+    }
+    if settings.storage.data_dir.as_os_str().is_empty() {
+        return Err(invalid("storage.data_dir", "must not be empty"));
+    }
+    if settings.auth.jwt_secret.expose().len() < 32 {
+        return Err(invalid("auth.jwt_secret", "must be at least 32 bytes"));
+    }
+    if settings.auth.api_key.expose().len() < 16 {
+        return Err(invalid("auth.api_key", "must be at least 16 bytes"));
+    }
+    let auth = &settings.auth;
+    if auth.token_ttl_secs == 0 || auth.token_ttl_secs > auth.max_token_ttl_secs {
+        return Err(invalid(
+            "auth.token_ttl_secs",
+            format!(
+                "must be between 1 and auth.max_token_ttl_secs ({})",
+                auth.max_token_ttl_secs
+            ),
+        ));
+    }
+    let limits = &settings.limits;
+    if !(1..=HARD_FRAME_BYTES).contains(&limits.max_frame_bytes) {
+        return Err(invalid(
+            "limits.max_frame_bytes",
+            format!(
+                "must be between 1 and {HARD_FRAME_BYTES}, got {}",
+                limits.max_frame_bytes
+            ),
+        ));
+    }
+    if limits.outbound_queue == 0 {
+        return Err(invalid("limits.outbound_queue", "must be at least 1"));
+    }
+    if limits.heartbeat_ms < 100 {
+        return Err(invalid("limits.heartbeat_ms", "must be at least 100"));
+    }
+    if limits.client_timeout_ms <= limits.heartbeat_ms {
+        return Err(invalid(
+            "limits.client_timeout_ms",
+            "must be greater than limits.heartbeat_ms",
+        ));
+    }
+    if limits.max_group_members < 2 {
+        return Err(invalid("limits.max_group_members", "must be at least 2"));
+    }
+    if limits.recent_messages == 0 {
+        return Err(invalid("limits.recent_messages", "must be at least 1"));
+    }
+    if limits.conversation_idle_ms < 100 {
+        return Err(invalid(
+            "limits.conversation_idle_ms",
+            "must be at least 100",
+        ));
+    }
+    if limits.max_inflight_requests == 0 {
+        return Err(invalid(
+            "limits.max_inflight_requests",
+            "must be at least 1",
+        ));
+    }
+    if limits.max_batch_ops == 0 {
+        return Err(invalid("limits.max_batch_ops", "must be at least 1"));
+    }
+    if !(1..=1000).contains(&limits.sync_page) {
+        return Err(invalid("limits.sync_page", "must be between 1 and 1000"));
+    }
+    let rate = &settings.rate_limit;
+    if !(rate.per_second.is_finite() && rate.per_second > 0.0) {
+        return Err(invalid(
+            "rate_limit.per_second",
+            "must be a positive number",
+        ));
+    }
+    if rate.burst == 0 {
+        return Err(invalid("rate_limit.burst", "must be at least 1"));
+    }
+    if rate.abuse_rejections == 0 {
+        return Err(invalid("rate_limit.abuse_rejections", "must be at least 1"));
+    }
+    if rate.abuse_window_ms == 0 {
+        return Err(invalid("rate_limit.abuse_window_ms", "must be at least 1"));
+    }
+    tracing_subscriber::EnvFilter::try_new(&settings.log.level)
+        .map_err(|error| invalid("log.level", format!("is not a valid filter: {error}")))?;
+    Ok(())
+}
+
+impl Settings {
+    pub fn bind_addr(&self) -> SocketAddr {
+        self.server.bind.parse().expect("validated")
+    }
+
+    pub fn limits(&self) -> actors::Limits {
+        let limits = &self.limits;
+        actors::Limits {
+            max_frame_bytes: limits.max_frame_bytes,
+            hard_frame_bytes: HARD_FRAME_BYTES,
+            outbound_queue: limits.outbound_queue,
+            heartbeat: Duration::from_millis(limits.heartbeat_ms),
+            client_timeout: Duration::from_millis(limits.client_timeout_ms),
+            max_group_members: limits.max_group_members,
+            recent_messages: limits.recent_messages,
+            conversation_idle: Duration::from_millis(limits.conversation_idle_ms),
+            max_inflight_requests: limits.max_inflight_requests,
+            abuse_rejections: self.rate_limit.abuse_rejections,
+            abuse_window: Duration::from_millis(self.rate_limit.abuse_window_ms),
+            max_batch_ops: limits.max_batch_ops,
+            gap_wait: Duration::from_secs(2),
+            sync_page: limits.sync_page,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_with_dev_secrets() {
+        let loaded = load_with_env(None, env(&[])).unwrap();
+        assert_eq!(loaded.settings.server.bind, "127.0.0.1:8080");
+        assert_eq!(loaded.api_key_source, SecretSource::DevDefault);
+        assert_eq!(loaded.settings.auth.api_key.expose(), DEV_API_KEY);
+        assert_eq!(loaded.settings.limits.max_frame_bytes, 65536);
+    }
+
+    #[test]
+    fn environment_overrides_and_sources() {
+        let loaded = load_with_env(
+            None,
+            env(&[
+                ("PARLEY__SERVER__BIND", "127.0.0.1:9999"),
+                ("PARLEY__LIMITS__OUTBOUND_QUEUE", "16"),
+                ("PARLEY__AUTH__API_KEY", "an-api-key-of-enough-length"),
+                ("PARLEY__SERVER__PUBLIC_URLS", "ws://a/ws,wss://b/ws"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(loaded.settings.server.bind, "127.0.0.1:9999");
+        assert_eq!(loaded.settings.limits.outbound_queue, 16);
+        assert_eq!(loaded.api_key_source, SecretSource::Environment);
+        assert_eq!(loaded.jwt_secret_source, SecretSource::DevDefault);
+        assert_eq!(
+            loaded.settings.server.public_urls,
+            vec!["ws://a/ws", "wss://b/ws"]
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let error = load_with_env(None, env(&[("PARLEY__LIMITS__MAX_FRAME_BYTES", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("limits.max_frame_bytes"), "{error}");
+        let error = load_with_env(None, env(&[("PARLEY__SERVER__BIND", "nowhere")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("server.bind"), "{error}");
+        let error = load_with_env(None, env(&[("PARLEY__AUTH__JWT_SECRET", "short")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("auth.jwt_secret"), "{error}");
+        assert!(!error.contains("short"), "secret value leaked: {error}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("parley.toml");
+        std::fs::write(&path, "[server]\nbindd = \"127.0.0.1:1\"\n").unwrap();
+        let error = load_with_env(Some(&path), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("bindd"), "{error}");
+    }
+
+    #[test]
+    fn file_secrets_are_reported_as_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("parley.toml");
+        std::fs::write(&path, "[auth]\napi_key = \"file-api-key-long-enough\"\n").unwrap();
+        let loaded = load_with_env(Some(&path), env(&[])).unwrap();
+        assert_eq!(loaded.api_key_source, SecretSource::File);
+        assert!(!format!("{:?}", loaded.settings).contains("file-api-key-long-enough"));
+    }
+}

@@ -1,0 +1,225 @@
+//! HTTP endpoints: token issue, the WebSocket upgrade, health, metrics, and the REST API for
+//! app backends.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use wire::{ClientMsgId, ConversationId, ErrorBody, ErrorCode, MessageId, Seq, UserId};
+
+use crate::app::AppState;
+
+pub fn error_response(code: ErrorCode, message: impl Into<String>) -> HttpResponse {
+    let status =
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status).json(serde_json::json!({ "error": ErrorBody::new(code, message) }))
+}
+
+fn op_error_response(error: actors::OpError) -> HttpResponse {
+    let status =
+        StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status).json(serde_json::json!({ "error": error.into_body() }))
+}
+
+pub fn configure(config: &mut web::ServiceConfig, max_body_bytes: usize) {
+    let json_config = web::JsonConfig::default()
+        .limit(max_body_bytes)
+        .error_handler(|error, _request| {
+            let response = match &error {
+                actix_web::error::JsonPayloadError::Overflow { .. }
+                | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => {
+                    error_response(ErrorCode::TooLarge, error.to_string())
+                }
+                _ => error_response(ErrorCode::BadRequest, format!("invalid JSON body: {error}")),
+            };
+            actix_web::error::InternalError::from_response(error, response).into()
+        });
+    let query_config = web::QueryConfig::default().error_handler(|error, _request| {
+        let response = error_response(ErrorCode::BadRequest, format!("invalid query: {error}"));
+        actix_web::error::InternalError::from_response(error, response).into()
+    });
+    let path_config = web::PathConfig::default().error_handler(|error, _request| {
+        let response = error_response(ErrorCode::BadRequest, format!("invalid path: {error}"));
+        actix_web::error::InternalError::from_response(error, response).into()
+    });
+    config
+        .app_data(json_config)
+        .app_data(query_config)
+        .app_data(path_config)
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/ws", web::get().to(crate::ws::upgrade))
+        .route("/api/v1/auth/token", web::post().to(issue_token))
+        .route(
+            "/api/v1/conversations/{conversation_id}/messages",
+            web::get().to(list_messages),
+        )
+        .route(
+            "/api/v1/conversations/{conversation_id}/messages",
+            web::post().to(post_message),
+        );
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(state: web::Data<Arc<AppState>>) -> HttpResponse {
+    let (ready, reason) = state.readiness().await;
+    if ready {
+        HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "not_ready", "reason": reason }))
+    }
+}
+
+async fn metrics(state: web::Data<Arc<AppState>>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+fn api_key(request: &HttpRequest) -> Option<&str> {
+    request
+        .headers()
+        .get("x-api-key")
+        .and_then(|value| value.to_str().ok())
+}
+
+fn require_api_key(state: &AppState, request: &HttpRequest) -> Result<(), HttpResponse> {
+    if state.auth.api_key_matches(api_key(request)) {
+        Ok(())
+    } else {
+        Err(error_response(
+            ErrorCode::Unauthorized,
+            "missing or wrong X-Api-Key",
+        ))
+    }
+}
+
+fn require_ready(state: &AppState) -> Result<(), HttpResponse> {
+    if state.ready.load(Ordering::Acquire) {
+        Ok(())
+    } else {
+        Err(error_response(
+            ErrorCode::Unavailable,
+            "the node is starting or stopping",
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenRequest {
+    user_id: UserId,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    ttl_secs: Option<u64>,
+}
+
+async fn issue_token(
+    state: web::Data<Arc<AppState>>,
+    request: HttpRequest,
+    body: web::Json<TokenRequest>,
+) -> HttpResponse {
+    if let Err(response) = require_api_key(&state, &request) {
+        return response;
+    }
+    let body = body.into_inner();
+    if let Err(error) = actors::dispatch::check_user_id(&body.user_id) {
+        return op_error_response(error);
+    }
+    let auth_settings = &state.settings.auth;
+    let ttl_secs = body.ttl_secs.unwrap_or(auth_settings.token_ttl_secs);
+    if ttl_secs == 0 || ttl_secs > auth_settings.max_token_ttl_secs {
+        return error_response(
+            ErrorCode::BadRequest,
+            format!(
+                "`ttl_secs` must be between 1 and {}",
+                auth_settings.max_token_ttl_secs
+            ),
+        );
+    }
+    match state.auth.issue(&body.user_id, body.display_name, ttl_secs) {
+        Ok((token, expires_at)) => HttpResponse::Ok().json(serde_json::json!({
+            "token": token,
+            "expires_at": expires_at,
+            "socket_urls": state.socket_urls,
+        })),
+        Err(error) => error_response(ErrorCode::Internal, error.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    #[serde(default)]
+    before_seq: Option<u64>,
+    #[serde(default)]
+    after_seq: Option<u64>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+async fn list_messages(
+    state: web::Data<Arc<AppState>>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+) -> HttpResponse {
+    if let Err(response) = require_api_key(&state, &request).and_then(|()| require_ready(&state)) {
+        return response;
+    }
+    let conversation_id = ConversationId::new(path.into_inner());
+    let query = query.into_inner();
+    match actors::dispatch::backend_history(
+        &state.node,
+        &conversation_id,
+        query.before_seq.map(Seq),
+        query.after_seq.map(Seq),
+        query.limit,
+    )
+    .await
+    {
+        Ok(history) => HttpResponse::Ok().json(history),
+        Err(error) => op_error_response(error),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PostMessage {
+    sender_id: UserId,
+    client_msg_id: ClientMsgId,
+    text: String,
+    #[serde(default)]
+    reply_to: Option<MessageId>,
+}
+
+async fn post_message(
+    state: web::Data<Arc<AppState>>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<PostMessage>,
+) -> HttpResponse {
+    if let Err(response) = require_api_key(&state, &request).and_then(|()| require_ready(&state)) {
+        return response;
+    }
+    let conversation_id = ConversationId::new(path.into_inner());
+    let body = body.into_inner();
+    match actors::dispatch::backend_send(
+        &state.node,
+        &conversation_id,
+        body.sender_id,
+        body.client_msg_id,
+        body.text,
+        body.reply_to,
+    )
+    .await
+    {
+        Ok(ack) => HttpResponse::Ok().json(ack),
+        Err(error) => op_error_response(error),
+    }
+}

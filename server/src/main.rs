@@ -1,0 +1,80 @@
+//! `parley-server`: one Parley node.
+//!
+//! # Layout
+//! - `config`: settings (defaults file, `--config`, `PARLEY__*` environment), validation.
+//! - `auth`: JWT issue/verify and API-key checks.
+//! - `app`: wiring of adapters, node, background tasks and the HTTP server.
+//! - `http`: token, health, metrics and REST endpoints.
+//! - `ws`: the WebSocket upgrade.
+//! - `metrics`: the node's Prometheus registry.
+
+mod app;
+mod auth;
+mod config;
+mod http;
+mod metrics;
+mod ws;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "usage: parley-server [--config PATH]
+
+Runs a Parley node. With nothing configured: standalone on 127.0.0.1:8080, data under ./data.
+Settings: built-in defaults (see config/parley.toml), then --config PATH, then environment
+variables PARLEY__SECTION__KEY (e.g. PARLEY__SERVER__BIND=0.0.0.0:8080).";
+
+fn parse_args() -> Result<Option<PathBuf>, String> {
+    let mut args = std::env::args().skip(1);
+    let mut config = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => {
+                config = Some(PathBuf::from(args.next().ok_or("--config needs a path")?));
+            }
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}\n\n{USAGE}")),
+        }
+    }
+    Ok(config)
+}
+
+fn main() -> ExitCode {
+    let config_path = match parse_args() {
+        Ok(path) => path,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let loaded = match config::load(config_path.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("parley-server: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(&loaded.settings.log.level));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match loaded.settings.log.format {
+        config::LogFormat::Json => subscriber.json().init(),
+        config::LogFormat::Text => subscriber.init(),
+    }
+    let result = actix_web::rt::System::new().block_on(app::run(loaded));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "parley-server failed");
+            eprintln!("parley-server: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
