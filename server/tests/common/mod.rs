@@ -1,0 +1,457 @@
+//! Test harness: starts the real `parley-server` binary on a free port with its own data
+//! directory, and talks to it like a third-party client would — raw JSON over WebSocket
+//! (tokio-tungstenite) and raw HTTP/1.1 — without importing project code. The server's log is
+//! printed when a test fails.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const API_KEY: &str = "test-api-key-0123456789";
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789-0123456789";
+/// How long a test waits for a frame it expects.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    child: Option<Child>,
+    pub addr: String,
+    data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    log_path: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts a server with extra `PARLEY__*` settings.
+    pub async fn start_with(env: &[(&str, &str)]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let env = env
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        let mut server = Self {
+            child: None,
+            addr: String::new(),
+            data_dir,
+            log_path: temp.path().join("server.log"),
+            _temp: Some(temp),
+            env,
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_parley-server"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PARLEY__SERVER__BIND", "127.0.0.1:0")
+            .env("PARLEY__SERVER__WORKERS", "2")
+            .env("PARLEY__STORAGE__DATA_DIR", &self.data_dir)
+            .env("PARLEY__AUTH__API_KEY", API_KEY)
+            .env("PARLEY__AUTH__JWT_SECRET", JWT_SECRET)
+            .env("PARLEY__LOG__LEVEL", "info,parley=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("parley-server starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let addr = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let line = lines.next().and_then(Result::ok).unwrap_or_default();
+            // Keep draining stdout so the server never blocks on it.
+            std::thread::spawn(move || for _ in lines {});
+            line.strip_prefix("parley-server listening on ")
+                .map(str::to_owned)
+        })
+        .await
+        .expect("reader");
+        self.child = Some(child);
+        let Some(addr) = addr else {
+            self.dump_log();
+            panic!("parley-server did not print its address");
+        };
+        self.addr = addr;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok((200, _)) = self.http("GET", "/readyz", &[], None).await {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                self.dump_log();
+                panic!("parley-server never became ready");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `kill -9`: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill");
+            child.wait().expect("wait");
+        }
+    }
+
+    /// Starts the binary again on the same data directory (a new port).
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn dump_log(&self) {
+        eprintln!(
+            "----- parley-server log ({}) -----\n{}\n-----",
+            self.log_path.display(),
+            self.log()
+        );
+    }
+
+    /// A raw HTTP/1.1 request; returns the status and the body parsed as JSON (or a string).
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> std::io::Result<(u16, Value)> {
+        let body = body.map(|body| body.to_string()).unwrap_or_default();
+        self.http_raw(method, path, headers, &body).await
+    }
+
+    pub async fn http_raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> std::io::Result<(u16, Value)> {
+        let mut stream = TcpStream::connect(&self.addr).await?;
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        if !body.is_empty() {
+            request.push_str("Content-Type: application/json\r\n");
+        }
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+            .await
+            .map_err(|_| std::io::Error::other("http timeout"))??;
+        let text = String::from_utf8_lossy(&response).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        };
+        let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+        Ok((status, value))
+    }
+
+    pub async fn token_with(&self, body: Value) -> (u16, Value) {
+        self.http(
+            "POST",
+            "/api/v1/auth/token",
+            &[("X-Api-Key", API_KEY)],
+            Some(&body),
+        )
+        .await
+        .expect("token request")
+    }
+
+    pub async fn token(&self, user_id: &str) -> String {
+        let (status, body) = self.token_with(json!({ "user_id": user_id })).await;
+        assert_eq!(status, 200, "token: {body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    pub fn ws_url(&self, token: &str) -> String {
+        format!("ws://{}/ws?token={token}", self.addr)
+    }
+
+    /// Connects as `user_id` and reads the welcome.
+    pub async fn connect(&self, user_id: &str) -> Client {
+        let token = self.token(user_id).await;
+        let (ws, _) = tokio_tungstenite::connect_async(self.ws_url(&token))
+            .await
+            .expect("websocket connects");
+        Client::after_connect(ws).await
+    }
+
+    /// Connects with a tiny TCP receive buffer, for clients that stop reading.
+    pub async fn connect_small_buffer(&self, user_id: &str) -> Client {
+        let token = self.token(user_id).await;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(self.addr.parse().unwrap()).await.unwrap();
+        let (ws, _) =
+            tokio_tungstenite::client_async(self.ws_url(&token), MaybeTlsStream::Plain(stream))
+                .await
+                .expect("websocket connects");
+        Client::after_connect(ws).await
+    }
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_log();
+        }
+        self.kill9();
+    }
+}
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A protocol v1 client written from docs/protocol.md.
+pub struct Client {
+    pub ws: Socket,
+    next_id: i64,
+    /// Events read while waiting for something else.
+    pub events: VecDeque<Value>,
+    pub welcome: Value,
+}
+
+/// How a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Closed {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl Client {
+    async fn after_connect(ws: Socket) -> Client {
+        let mut client = Client {
+            ws,
+            next_id: 1,
+            events: VecDeque::new(),
+            welcome: Value::Null,
+        };
+        let welcome = client.next_frame().await;
+        assert_eq!(welcome["ev"], "welcome", "first frame: {welcome}");
+        client.welcome = welcome["data"].clone();
+        client
+    }
+
+    pub fn user_id(&self) -> &str {
+        self.welcome["user_id"].as_str().unwrap_or_default()
+    }
+
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        self.ws
+            .send(Message::Text(text.into().into()))
+            .await
+            .expect("send frame");
+    }
+
+    /// The next JSON frame (panics on timeout or close).
+    pub async fn next_frame(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for a frame")
+                .expect("connection ended")
+                .expect("websocket error");
+            match message {
+                Message::Text(text) => return serde_json::from_str(&text).expect("JSON frame"),
+                Message::Close(frame) => panic!("connection closed: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Sends `{"id", "op", "args"}` and returns the reply frame, keeping events for later.
+    pub async fn request(&mut self, op: &str, args: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_text(json!({ "id": id, "op": op, "args": args }).to_string())
+            .await;
+        self.reply_to(id).await
+    }
+
+    pub async fn reply_to(&mut self, id: i64) -> Value {
+        loop {
+            let frame = self.next_frame().await;
+            if frame.get("ev").is_some() {
+                self.events.push_back(frame);
+                continue;
+            }
+            if frame["re"] == json!(id) {
+                return frame;
+            }
+            panic!("unexpected reply while waiting for {id}: {frame}");
+        }
+    }
+
+    /// The `result` of a request that must succeed.
+    pub async fn ok(&mut self, op: &str, args: Value) -> Value {
+        let frame = self.request(op, args).await;
+        assert!(frame.get("result").is_some(), "{op} failed: {frame}");
+        frame["result"].clone()
+    }
+
+    /// The `error` of a request that must fail.
+    pub async fn err(&mut self, op: &str, args: Value) -> Value {
+        let frame = self.request(op, args).await;
+        assert!(
+            frame.get("error").is_some(),
+            "{op} should have failed: {frame}"
+        );
+        frame["error"].clone()
+    }
+
+    /// The `data` of the next event named `name` (earlier other events stay queued).
+    pub async fn event(&mut self, name: &str) -> Value {
+        if let Some(index) = self.events.iter().position(|event| event["ev"] == name) {
+            return self.events.remove(index).expect("index")["data"].clone();
+        }
+        loop {
+            let frame = self.next_frame().await;
+            if frame["ev"] == name {
+                return frame["data"].clone();
+            }
+            assert!(
+                frame.get("ev").is_some(),
+                "unexpected reply while waiting for {name}: {frame}"
+            );
+            self.events.push_back(frame);
+        }
+    }
+
+    /// Asserts no event named `name` arrives within `wait` (other frames are kept).
+    pub async fn no_event(&mut self, name: &str, wait: Duration) {
+        assert!(
+            !self.events.iter().any(|event| event["ev"] == name),
+            "unexpected {name}: {:?}",
+            self.events
+        );
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, self.ws.next()).await {
+            if let Message::Text(text) = message {
+                let frame: Value = serde_json::from_str(&text).expect("JSON frame");
+                assert_ne!(frame["ev"], name, "unexpected {name}: {frame}");
+                self.events.push_back(frame);
+            }
+        }
+    }
+
+    /// Reads (and drops) frames until the server closes; returns the close code and reason.
+    pub async fn closed(&mut self) -> Closed {
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .expect("timed out waiting for the close");
+            match next {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return Closed {
+                        code: u16::from(frame.code),
+                        reason: frame.reason.to_string(),
+                    }
+                }
+                Some(Ok(Message::Close(None))) => {
+                    return Closed {
+                        code: u16::from(CloseCode::Status),
+                        reason: String::new(),
+                    }
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(error)) => panic!("connection failed before a close frame: {error}"),
+                None => panic!("connection ended without a close frame"),
+            }
+        }
+    }
+}
+
+/// Creates a conversation through `client` and returns its id.
+pub async fn create_conversation(client: &mut Client, kind: &str, members: &[&str]) -> String {
+    let result = client
+        .ok(
+            "conversation.create",
+            json!({ "kind": kind, "members": members }),
+        )
+        .await;
+    result["conversation"]["conversation_id"]
+        .as_str()
+        .expect("conversation_id")
+        .to_owned()
+}
+
+/// Sends a message and returns the ack result.
+pub async fn send(
+    client: &mut Client,
+    conversation_id: &str,
+    client_msg_id: &str,
+    text: &str,
+) -> Value {
+    client
+        .ok(
+            "message.send",
+            json!({ "conversation_id": conversation_id, "client_msg_id": client_msg_id, "text": text }),
+        )
+        .await
+}
