@@ -26,6 +26,9 @@ pub mod session;
 pub mod stored_acks;
 pub mod supervisor;
 
+#[cfg(test)]
+mod testing;
+
 pub use error::OpError;
 pub use node::{Limits, Node, Ports};
 pub use session::{SessionHandle, SessionParams};

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context as ActixContext, StreamHandler,
@@ -119,6 +119,31 @@ impl SessionHandle {
             reason: reason.to_owned(),
             flush_queue: true,
         });
+    }
+
+    /// A handle with no socket behind it: frames go to the returned receiver. For tests of the
+    /// actors and for in-process consumers.
+    pub fn detached(
+        user_id: UserId,
+        queue: usize,
+        metrics: Metrics,
+    ) -> (
+        SessionHandle,
+        mpsc::Receiver<Outbound>,
+        watch::Receiver<Option<CloseRequest>>,
+    ) {
+        let (outbound, receiver) = mpsc::channel(queue.max(1));
+        let (close, close_receiver) = watch::channel(None);
+        let handle = SessionHandle {
+            shared: Arc::new(SessionShared {
+                session_id: SessionId::new(uuid::Uuid::now_v7().to_string()),
+                user_id,
+                outbound,
+                close,
+                metrics,
+            }),
+        };
+        (handle, receiver, close_receiver)
     }
 
     fn queue(&self, outbound: Outbound) -> bool {

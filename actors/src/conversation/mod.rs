@@ -13,7 +13,7 @@ mod state;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, SpawnHandle,
@@ -310,3 +310,6 @@ pub fn excluded_user(event: &wire::events::ServerEvent) -> Option<&UserId> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

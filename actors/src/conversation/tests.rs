@@ -1,0 +1,281 @@
+//! Conversation actor tests over fake ports, with paused time where timing matters.
+
+use std::time::Duration;
+
+use bytestring::ByteString;
+use tokio::sync::oneshot;
+use wire::log::LogEventBody;
+use wire::ops::SendAck;
+use wire::{ClientMsgId, ConversationId, ErrorCode, MessageId, Seq, UserId};
+
+use super::{ConversationOp, Deliver, OpActor};
+use crate::node::{Limits, Node};
+use crate::session::{Outbound, SessionHandle};
+use crate::testing::Harness;
+use crate::OpError;
+
+fn enqueue_send(
+    node: &Node,
+    conversation_id: &ConversationId,
+    user: &str,
+    client_msg_id: &str,
+) -> oneshot::Receiver<Result<SendAck, OpError>> {
+    let (reply, answer) = oneshot::channel();
+    node.supervisor().enqueue(
+        node,
+        conversation_id,
+        ConversationOp::Send {
+            actor: OpActor::Member(UserId::new(user)),
+            client_msg_id: ClientMsgId::new(client_msg_id),
+            text: format!("text of {client_msg_id}"),
+            reply_to: None,
+            forwarded_from: None,
+            reply,
+        },
+    );
+    answer
+}
+
+async fn send(
+    node: &Node,
+    conversation_id: &ConversationId,
+    user: &str,
+    client_msg_id: &str,
+) -> Result<SendAck, OpError> {
+    enqueue_send(node, conversation_id, user, client_msg_id)
+        .await
+        .expect("answered")
+}
+
+fn sent_events(harness: &Harness) -> usize {
+    harness
+        .log
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|event| matches!(event.body, LogEventBody::MessageSent { .. }))
+        .count()
+}
+
+#[actix_rt::test]
+async fn concurrent_sends_are_batched_and_densely_sequenced() {
+    let harness = Harness::new(Limits::default());
+    let conversation_id = harness.group("c1", &["alice", "bob", "carol"]);
+    let answers: Vec<_> = (0..60)
+        .map(|index| {
+            let user = ["alice", "bob", "carol"][index % 3];
+            enqueue_send(&harness.node, &conversation_id, user, &format!("m{index}"))
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for answer in answers {
+        seqs.push(answer.await.unwrap().unwrap().seq.0);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=60).collect::<Vec<_>>());
+    let appends = harness
+        .log
+        .appends
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(appends < 60, "60 queued sends took {appends} appends");
+    assert_eq!(sent_events(&harness), 60);
+}
+
+#[actix_rt::test]
+async fn a_failed_append_accepts_nothing_and_gives_the_seqs_back() {
+    let harness = Harness::new(Limits::default());
+    let conversation_id = harness.group("c1", &["alice", "bob"]);
+    harness
+        .log
+        .fail
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let error = send(&harness.node, &conversation_id, "alice", "m1")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::Unavailable);
+    assert!(
+        harness.bus.published.lock().unwrap().is_empty(),
+        "nothing may be fanned out for a send that was not accepted"
+    );
+    harness
+        .log
+        .fail
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let ack = send(&harness.node, &conversation_id, "alice", "m2")
+        .await
+        .unwrap();
+    assert_eq!(ack.seq, Seq(1), "the seq of the failed send is reused");
+    // The retried first send is now a new message with the next seq.
+    let retried = send(&harness.node, &conversation_id, "alice", "m1")
+        .await
+        .unwrap();
+    assert_eq!(retried.seq, Seq(2));
+}
+
+#[actix_rt::test]
+async fn a_retried_client_msg_id_returns_the_first_ack() {
+    let harness = Harness::new(Limits::default());
+    let conversation_id = harness.group("c1", &["alice", "bob"]);
+    // Twice in the same batch, then once more later.
+    let first = enqueue_send(&harness.node, &conversation_id, "alice", "same");
+    let second = enqueue_send(&harness.node, &conversation_id, "alice", "same");
+    let first = first.await.unwrap().unwrap();
+    let second = second.await.unwrap().unwrap();
+    let third = send(&harness.node, &conversation_id, "alice", "same")
+        .await
+        .unwrap();
+    assert_eq!(first, second);
+    assert_eq!(first, third);
+    assert_eq!(sent_events(&harness), 1);
+    // Another sender may use the same client_msg_id.
+    let other = send(&harness.node, &conversation_id, "bob", "same")
+        .await
+        .unwrap();
+    assert_eq!(other.seq, Seq(2));
+}
+
+#[actix_rt::test]
+async fn members_only_and_senders_only() {
+    let harness = Harness::new(Limits::default());
+    let conversation_id = harness.group("c1", &["alice", "bob"]);
+    let error = send(&harness.node, &conversation_id, "mallory", "m1")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::NotMember);
+    let ack = send(&harness.node, &conversation_id, "alice", "m1")
+        .await
+        .unwrap();
+    let (reply, answer) = oneshot::channel();
+    harness.node.supervisor().enqueue(
+        &harness.node,
+        &conversation_id,
+        ConversationOp::Edit {
+            user_id: UserId::new("bob"),
+            message_id: ack.message_id.clone(),
+            text: "not yours".to_owned(),
+            reply,
+        },
+    );
+    assert_eq!(
+        answer.await.unwrap().unwrap_err().code,
+        ErrorCode::Forbidden
+    );
+    let (reply, answer) = oneshot::channel();
+    harness.node.supervisor().enqueue(
+        &harness.node,
+        &conversation_id,
+        ConversationOp::Delete {
+            user_id: UserId::new("alice"),
+            message_id: MessageId::new("no-such-message"),
+            reply,
+        },
+    );
+    assert_eq!(answer.await.unwrap().unwrap_err().code, ErrorCode::NotFound);
+    let (reply, answer) = oneshot::channel();
+    harness.node.supervisor().enqueue(
+        &harness.node,
+        &ConversationId::new("missing"),
+        ConversationOp::Get {
+            user_id: UserId::new("alice"),
+            reply,
+        },
+    );
+    assert_eq!(answer.await.unwrap().unwrap_err().code, ErrorCode::NotFound);
+}
+
+fn frames(receiver: &mut tokio::sync::mpsc::Receiver<Outbound>) -> Vec<String> {
+    let mut frames = Vec::new();
+    while let Ok(Outbound::Text(text)) = receiver.try_recv() {
+        frames.push(text.to_string());
+    }
+    frames
+}
+
+#[actix_rt::test]
+async fn fan_out_is_in_seq_order_and_bridges_a_gap_after_the_wait() {
+    tokio::time::pause();
+    let limits = Limits::default();
+    let gap_wait = limits.gap_wait;
+    let harness = Harness::new(limits);
+    let conversation_id = harness.group("c1", &["alice", "bob"]);
+    let (session, mut outbound, _close) =
+        SessionHandle::detached(UserId::new("bob"), 16, harness.node.metrics().clone());
+    harness
+        .node
+        .registry()
+        .register_session(&session, std::slice::from_ref(&conversation_id))
+        .await
+        .unwrap();
+    let handle = harness
+        .node
+        .supervisor()
+        .conversation(&harness.node, &conversation_id);
+    for seq in [1, 3, 2, 5] {
+        handle
+            .deliver(Deliver {
+                seq: Some(Seq(seq)),
+                frame: ByteString::from(format!("frame-{seq}")),
+                exclude: None,
+            })
+            .await;
+    }
+    // Let the actor process its mailbox without advancing past the gap wait.
+    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(frames(&mut outbound), ["frame-1", "frame-2", "frame-3"]);
+    tokio::time::sleep(gap_wait + Duration::from_millis(10)).await;
+    assert_eq!(
+        frames(&mut outbound),
+        ["frame-5"],
+        "seq 4 never came: skipped"
+    );
+    // Unsequenced events skip the typer.
+    handle
+        .deliver(Deliver {
+            seq: None,
+            frame: ByteString::from("typing"),
+            exclude: Some(UserId::new("bob")),
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(frames(&mut outbound).is_empty());
+}
+
+#[actix_rt::test]
+async fn idle_conversations_stop_and_restart_on_demand() {
+    tokio::time::pause();
+    let limits = Limits {
+        conversation_idle: Duration::from_secs(10),
+        ..Limits::default()
+    };
+    let harness = Harness::new(limits);
+    let conversation_id = harness.group("c1", &["alice", "bob"]);
+    send(&harness.node, &conversation_id, "alice", "m1")
+        .await
+        .unwrap();
+    assert_eq!(harness.node.supervisor().active(), 1);
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    assert_eq!(harness.node.supervisor().active(), 0, "idle actor stopped");
+    let ack = send(&harness.node, &conversation_id, "alice", "m2")
+        .await
+        .unwrap();
+    assert_eq!(ack.seq, Seq(2), "a fresh actor continues the sequence");
+}
+
+#[actix_rt::test]
+async fn a_session_that_does_not_read_is_closed_with_4009() {
+    let harness = Harness::new(Limits::default());
+    let metrics = harness.node.metrics().clone();
+    let (session, _outbound, close) =
+        SessionHandle::detached(UserId::new("bob"), 2, metrics.clone());
+    assert!(session.deliver(ByteString::from("1")));
+    assert!(session.deliver(ByteString::from("2")));
+    assert!(!session.deliver(ByteString::from("3")));
+    assert!(!session.deliver(ByteString::from("4")));
+    assert_eq!(
+        close.borrow().as_ref().map(|request| request.code),
+        Some(4009)
+    );
+    assert_eq!(metrics.outbound_overflows.get(), 1, "counted once");
+}

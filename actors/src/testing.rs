@@ -1,0 +1,460 @@
+//! Fake ports for the actors' unit tests: in-memory, inspectable, with failure injection.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ports::{
+    Bus, BusEnvelope, BusTopic, CreateOutcome, DedupKey, Directory, EventLog, LogConsumer,
+    MessageQuery, PortError, Presence, RateDecision, RateLimiter, Reservation, Sequencer, Store,
+    StoreWrite, StoredConversation, Watermarks,
+};
+use tokio::sync::mpsc;
+use wire::log::{ConversationRecord, LogEvent, MessageRecord, Participant, ParticipantRole};
+use wire::ops::{PresenceInfo, SendAck};
+use wire::{
+    ClientMsgId, Conversation, ConversationId, ConversationKind, MessageId, NodeId, Seq, SessionId,
+    UserId,
+};
+
+use crate::metrics::Metrics;
+use crate::node::{Limits, Node, Ports};
+
+#[derive(Default)]
+pub struct FakeLog {
+    pub events: Mutex<Vec<LogEvent>>,
+    pub appends: AtomicUsize,
+    pub fail: AtomicBool,
+}
+
+#[async_trait]
+impl EventLog for FakeLog {
+    async fn append(&self, events: Vec<LogEvent>) -> Result<(), PortError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(PortError::Unavailable("injected log failure".to_owned()));
+        }
+        self.appends.fetch_add(1, Ordering::SeqCst);
+        // Yield so concurrent callers queue up behind this append, like a real fsync.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        self.events.lock().unwrap().extend(events);
+        Ok(())
+    }
+
+    async fn consumer(
+        &self,
+        _group: &str,
+        _topics: &[&str],
+    ) -> Result<Box<dyn LogConsumer>, PortError> {
+        Err(PortError::Unavailable(
+            "fake log has no consumers".to_owned(),
+        ))
+    }
+
+    async fn is_ready(&self) -> bool {
+        true
+    }
+}
+
+/// Store and directory in one map; messages only what tests put there.
+#[derive(Default)]
+pub struct FakeStore {
+    pub conversations: Mutex<HashMap<ConversationId, ConversationRecord>>,
+    pub messages: Mutex<BTreeMap<(ConversationId, Seq), MessageRecord>>,
+}
+
+#[async_trait]
+impl Store for FakeStore {
+    async fn apply(&self, writes: Vec<StoreWrite>) -> Result<(), PortError> {
+        for write in writes {
+            if let StoreWrite::Message(record) = write {
+                let key = (record.message.conversation_id.clone(), record.message.seq);
+                self.messages.lock().unwrap().insert(key, record);
+            }
+        }
+        Ok(())
+    }
+
+    async fn conversation(
+        &self,
+        conversation_id: &ConversationId,
+    ) -> Result<Option<StoredConversation>, PortError> {
+        Ok(self
+            .conversations
+            .lock()
+            .unwrap()
+            .get(conversation_id)
+            .map(|record| StoredConversation {
+                record: record.clone(),
+                last_seq: Seq::ZERO,
+                last_activity_at: record.updated_at,
+            }))
+    }
+
+    async fn conversations_of(
+        &self,
+        user_id: &UserId,
+        _after: Option<&ConversationId>,
+        _limit: usize,
+    ) -> Result<Vec<StoredConversation>, PortError> {
+        Ok(self
+            .conversations
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|record| record.is_member(user_id))
+            .map(|record| StoredConversation {
+                record: record.clone(),
+                last_seq: Seq::ZERO,
+                last_activity_at: record.updated_at,
+            })
+            .collect())
+    }
+
+    async fn direct_conversation(
+        &self,
+        _first: &UserId,
+        _second: &UserId,
+    ) -> Result<Option<ConversationId>, PortError> {
+        Ok(None)
+    }
+
+    async fn watermarks(
+        &self,
+        _conversation_id: &ConversationId,
+        _user_id: &UserId,
+    ) -> Result<Watermarks, PortError> {
+        Ok(Watermarks::default())
+    }
+
+    async fn message(
+        &self,
+        conversation_id: &ConversationId,
+        message_id: &MessageId,
+    ) -> Result<Option<MessageRecord>, PortError> {
+        Ok(self
+            .messages
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|((conversation, _), record)| {
+                conversation == conversation_id && &record.message.message_id == message_id
+            })
+            .map(|(_, record)| record.clone()))
+    }
+
+    async fn message_by_client_id(
+        &self,
+        _conversation_id: &ConversationId,
+        _sender_id: &UserId,
+        _client_msg_id: &ClientMsgId,
+    ) -> Result<Option<MessageRecord>, PortError> {
+        Ok(None)
+    }
+
+    async fn messages(
+        &self,
+        conversation_id: &ConversationId,
+        query: MessageQuery,
+    ) -> Result<Vec<MessageRecord>, PortError> {
+        let messages = self.messages.lock().unwrap();
+        let mut selected: Vec<MessageRecord> = messages
+            .iter()
+            .filter(|((conversation, seq), _)| {
+                conversation == conversation_id
+                    && query.after_seq.is_none_or(|after| *seq > after)
+                    && query.before_seq.is_none_or(|before| *seq < before)
+            })
+            .map(|(_, record)| record.clone())
+            .collect();
+        if query.after_seq.is_some() {
+            selected.truncate(query.limit);
+        } else {
+            let skip = selected.len().saturating_sub(query.limit);
+            selected.drain(..skip);
+        }
+        Ok(selected)
+    }
+
+    async fn is_ready(&self) -> bool {
+        true
+    }
+}
+
+#[async_trait]
+impl Directory for FakeStore {
+    async fn create(&self, record: ConversationRecord) -> Result<CreateOutcome, PortError> {
+        let id = record.conversation.conversation_id.clone();
+        self.conversations
+            .lock()
+            .unwrap()
+            .insert(id, record.clone());
+        Ok(CreateOutcome::Created(record))
+    }
+
+    async fn get(
+        &self,
+        conversation_id: &ConversationId,
+    ) -> Result<Option<ConversationRecord>, PortError> {
+        Ok(self
+            .conversations
+            .lock()
+            .unwrap()
+            .get(conversation_id)
+            .cloned())
+    }
+
+    async fn update(&self, record: ConversationRecord) -> Result<(), PortError> {
+        let id = record.conversation.conversation_id.clone();
+        let mut conversations = self.conversations.lock().unwrap();
+        let current = conversations
+            .get(&id)
+            .map(|stored| stored.version)
+            .unwrap_or(0);
+        if current + 1 != record.version {
+            return Err(PortError::Conflict("version".to_owned()));
+        }
+        conversations.insert(id, record);
+        Ok(())
+    }
+
+    async fn list_for_user(
+        &self,
+        user_id: &UserId,
+        after: Option<&ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<StoredConversation>, PortError> {
+        self.conversations_of(user_id, after, limit).await
+    }
+}
+
+#[derive(Default)]
+pub struct FakeSequencer {
+    counters: Mutex<HashMap<ConversationId, u64>>,
+    acks: Mutex<HashMap<(ConversationId, DedupKey), SendAck>>,
+}
+
+#[async_trait]
+impl Sequencer for FakeSequencer {
+    async fn reserve(
+        &self,
+        conversation_id: &ConversationId,
+        keys: &[DedupKey],
+    ) -> Result<Vec<Reservation>, PortError> {
+        let acks = self.acks.lock().unwrap();
+        let mut counters = self.counters.lock().unwrap();
+        let counter = counters.entry(conversation_id.clone()).or_default();
+        Ok(keys
+            .iter()
+            .map(
+                |key| match acks.get(&(conversation_id.clone(), key.clone())) {
+                    Some(ack) => Reservation::Duplicate(ack.clone()),
+                    None => {
+                        *counter += 1;
+                        Reservation::Fresh(Seq(*counter))
+                    }
+                },
+            )
+            .collect())
+    }
+
+    async fn confirm(
+        &self,
+        conversation_id: &ConversationId,
+        acks: &[(DedupKey, SendAck)],
+    ) -> Result<(), PortError> {
+        let mut stored = self.acks.lock().unwrap();
+        for (key, ack) in acks {
+            stored.insert((conversation_id.clone(), key.clone()), ack.clone());
+        }
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        conversation_id: &ConversationId,
+        first: Seq,
+        count: u64,
+    ) -> Result<bool, PortError> {
+        let mut counters = self.counters.lock().unwrap();
+        let counter = counters.entry(conversation_id.clone()).or_default();
+        if *counter == first.0 + count - 1 {
+            *counter = first.0 - 1;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    async fn last_seq(&self, conversation_id: &ConversationId) -> Result<Seq, PortError> {
+        Ok(Seq(*self
+            .counters
+            .lock()
+            .unwrap()
+            .get(conversation_id)
+            .unwrap_or(&0)))
+    }
+}
+
+#[derive(Default)]
+pub struct FakePresence;
+
+#[async_trait]
+impl Presence for FakePresence {
+    async fn connect(&self, _: &UserId, _: &SessionId, _: &NodeId) -> Result<bool, PortError> {
+        Ok(true)
+    }
+
+    async fn disconnect(&self, _: &UserId, _: &SessionId, _: &NodeId) -> Result<bool, PortError> {
+        Ok(true)
+    }
+
+    async fn get(&self, users: &[UserId]) -> Result<BTreeMap<UserId, PresenceInfo>, PortError> {
+        Ok(users
+            .iter()
+            .map(|user| {
+                (
+                    user.clone(),
+                    PresenceInfo {
+                        online: false,
+                        last_seen: None,
+                    },
+                )
+            })
+            .collect())
+    }
+}
+
+/// Records what is published; delivers subscribed topics to the incoming channel.
+pub struct FakeBus {
+    pub published: Mutex<Vec<BusEnvelope>>,
+    subscribed: Mutex<HashSet<BusTopic>>,
+    sender: mpsc::Sender<BusEnvelope>,
+    receiver: Mutex<Option<mpsc::Receiver<BusEnvelope>>>,
+}
+
+impl Default for FakeBus {
+    fn default() -> Self {
+        let (sender, receiver) = mpsc::channel(4096);
+        Self {
+            published: Mutex::default(),
+            subscribed: Mutex::default(),
+            sender,
+            receiver: Mutex::new(Some(receiver)),
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for FakeBus {
+    async fn publish(&self, envelope: BusEnvelope) -> Result<(), PortError> {
+        self.published.lock().unwrap().push(envelope.clone());
+        let subscribed = self.subscribed.lock().unwrap().contains(&envelope.topic);
+        if subscribed {
+            let _ = self.sender.send(envelope).await;
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, topics: Vec<BusTopic>) -> Result<(), PortError> {
+        self.subscribed.lock().unwrap().extend(topics);
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, topics: Vec<BusTopic>) -> Result<(), PortError> {
+        let mut subscribed = self.subscribed.lock().unwrap();
+        for topic in topics {
+            subscribed.remove(&topic);
+        }
+        Ok(())
+    }
+
+    fn take_incoming(&self) -> Option<mpsc::Receiver<BusEnvelope>> {
+        self.receiver.lock().unwrap().take()
+    }
+}
+
+pub struct AllowAll;
+
+#[async_trait]
+impl RateLimiter for AllowAll {
+    async fn check(&self, _user_id: &UserId, _cost: u32) -> Result<RateDecision, PortError> {
+        Ok(RateDecision::Allowed)
+    }
+}
+
+/// A node over fake ports, with handles to inspect them.
+pub struct Harness {
+    pub node: Node,
+    pub log: Arc<FakeLog>,
+    pub store: Arc<FakeStore>,
+    pub bus: Arc<FakeBus>,
+}
+
+impl Harness {
+    pub fn new(limits: Limits) -> Self {
+        let log = Arc::new(FakeLog::default());
+        let store = Arc::new(FakeStore::default());
+        let bus = Arc::new(FakeBus::default());
+        let ports = Ports {
+            log: log.clone(),
+            store: store.clone(),
+            directory: store.clone(),
+            sequencer: Arc::new(FakeSequencer::default()),
+            presence: Arc::new(FakePresence),
+            bus: bus.clone(),
+            rate_limiter: Arc::new(AllowAll),
+        };
+        let node = Node::new(
+            NodeId::new("test-node"),
+            ports,
+            limits,
+            Metrics::unregistered(),
+        );
+        Self {
+            node,
+            log,
+            store,
+            bus,
+        }
+    }
+
+    /// Puts a group conversation with these members (the first is the owner) in the directory.
+    pub fn group(&self, id: &str, members: &[&str]) -> ConversationId {
+        let now = chrono::Utc::now();
+        let conversation_id = ConversationId::new(id);
+        let record = ConversationRecord {
+            conversation: Conversation {
+                conversation_id: conversation_id.clone(),
+                kind: ConversationKind::Group,
+                title: None,
+                members: members.iter().map(|member| UserId::new(*member)).collect(),
+                created_by: UserId::new(members[0]),
+                created_at: now,
+                last_seq: Seq::ZERO,
+            },
+            participants: members
+                .iter()
+                .enumerate()
+                .map(|(index, member)| Participant {
+                    user_id: UserId::new(*member),
+                    role: if index == 0 {
+                        ParticipantRole::Owner
+                    } else {
+                        ParticipantRole::Member
+                    },
+                    joined_at: now,
+                })
+                .collect(),
+            version: 1,
+            updated_at: now,
+        };
+        self.store
+            .conversations
+            .lock()
+            .unwrap()
+            .insert(conversation_id.clone(), record);
+        conversation_id
+    }
+}
