@@ -48,7 +48,7 @@ impl Supervisor {
             Err(op) => op,
         };
         self.forget_dead(conversation_id);
-        if let Err(op) = self.conversation(node, conversation_id).enqueue(op) {
+        if let Err(op) = self.conversation(node, conversation_id).enqueue(*op) {
             op.fail(crate::OpError::unavailable(
                 "conversation actor unavailable, retry",
             ));

@@ -90,26 +90,16 @@ fn api_key(request: &HttpRequest) -> Option<&str> {
         .and_then(|value| value.to_str().ok())
 }
 
-fn require_api_key(state: &AppState, request: &HttpRequest) -> Result<(), HttpResponse> {
-    if state.auth.api_key_matches(api_key(request)) {
-        Ok(())
-    } else {
-        Err(error_response(
-            ErrorCode::Unauthorized,
-            "missing or wrong X-Api-Key",
-        ))
-    }
+/// The 401 answer when the request lacks the right API key.
+fn api_key_rejection(state: &AppState, request: &HttpRequest) -> Option<HttpResponse> {
+    (!state.auth.api_key_matches(api_key(request)))
+        .then(|| error_response(ErrorCode::Unauthorized, "missing or wrong X-Api-Key"))
 }
 
-fn require_ready(state: &AppState) -> Result<(), HttpResponse> {
-    if state.ready.load(Ordering::Acquire) {
-        Ok(())
-    } else {
-        Err(error_response(
-            ErrorCode::Unavailable,
-            "the node is starting or stopping",
-        ))
-    }
+/// The 503 answer while the node is starting or stopping.
+fn not_ready_rejection(state: &AppState) -> Option<HttpResponse> {
+    (!state.ready.load(Ordering::Acquire))
+        .then(|| error_response(ErrorCode::Unavailable, "the node is starting or stopping"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,7 +116,7 @@ async fn issue_token(
     request: HttpRequest,
     body: web::Json<TokenRequest>,
 ) -> HttpResponse {
-    if let Err(response) = require_api_key(&state, &request) {
+    if let Some(response) = api_key_rejection(&state, &request) {
         return response;
     }
     let body = body.into_inner();
@@ -170,7 +160,9 @@ async fn list_messages(
     path: web::Path<String>,
     query: web::Query<HistoryQuery>,
 ) -> HttpResponse {
-    if let Err(response) = require_api_key(&state, &request).and_then(|()| require_ready(&state)) {
+    if let Some(response) =
+        api_key_rejection(&state, &request).or_else(|| not_ready_rejection(&state))
+    {
         return response;
     }
     let conversation_id = ConversationId::new(path.into_inner());
@@ -204,7 +196,9 @@ async fn post_message(
     path: web::Path<String>,
     body: web::Json<PostMessage>,
 ) -> HttpResponse {
-    if let Err(response) = require_api_key(&state, &request).and_then(|()| require_ready(&state)) {
+    if let Some(response) =
+        api_key_rejection(&state, &request).or_else(|| not_ready_rejection(&state))
+    {
         return response;
     }
     let conversation_id = ConversationId::new(path.into_inner());

@@ -152,11 +152,8 @@ pub(super) async fn run(
             Vec::new()
         }
     };
-    let mut sends: Vec<Option<(ValidSend, Reservation)>> = sends
-        .into_iter()
-        .zip(reservations)
-        .map(|pair| Some(pair))
-        .collect();
+    let mut sends: Vec<Option<(ValidSend, Reservation)>> =
+        sends.into_iter().zip(reservations).map(Some).collect();
 
     // Pass 2: apply every operation in order to the working state.
     let mut events: Vec<LogEvent> = Vec::new();
@@ -344,6 +341,8 @@ pub(crate) fn log_event(body: LogEventBody) -> LogEvent {
     LogEvent::new(uuid::Uuid::now_v7().to_string(), Utc::now(), body)
 }
 
+// Short-lived per operation; boxing would only add allocations.
+#[allow(clippy::large_enum_variant)]
 enum Applied {
     /// Answered already (an error, a read, or nothing changed).
     Done,

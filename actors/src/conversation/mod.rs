@@ -277,14 +277,14 @@ impl ConversationHandle {
 
     /// Queues an operation; its answer arrives on the reply channel inside it. Operations
     /// queued by one caller run in the order they were queued.
-    pub fn enqueue(&self, op: ConversationOp) -> Result<(), ConversationOp> {
+    pub fn enqueue(&self, op: ConversationOp) -> Result<(), Box<ConversationOp>> {
         match self.addr.try_send(Enqueue { op }) {
             Ok(()) => Ok(()),
             Err(actix::dev::SendError::Full(Enqueue { op })) => {
                 self.addr.do_send(Enqueue { op });
                 Ok(())
             }
-            Err(actix::dev::SendError::Closed(Enqueue { op })) => Err(op),
+            Err(actix::dev::SendError::Closed(Enqueue { op })) => Err(Box::new(op)),
         }
     }
 
