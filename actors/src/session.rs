@@ -248,7 +248,50 @@ impl Session {
         }
     }
 
-    fn handle_text(&mut self, text: ByteString, ctx: &mut ActixContext<Self>) {
+    /// Every frame first takes a rate-limit token, then is processed (see docs/protocol.md,
+    /// "Order of checks").
+    fn handle_frame(&mut self, frame: Frame, ctx: &mut ActixContext<Self>) {
+        let user_id = self.params.user_id.clone();
+        let rate_limiter = self.node.ports().rate_limiter.clone();
+        let check = async move { rate_limiter.check(&user_id, 1).await }
+            .into_actor(self)
+            .map(move |decision, act, ctx| {
+                let readable_id = |frame: &Frame| match frame {
+                    Frame::Text(text) => peek_request_id(text),
+                    Frame::Binary => None,
+                };
+                match decision {
+                    Ok(ports::RateDecision::Allowed) => act.process_frame(frame, ctx),
+                    Ok(ports::RateDecision::Limited { retry_after }) => {
+                        let retry_after_ms = (retry_after.as_millis() as u64).max(1);
+                        act.send_error(
+                            readable_id(&frame),
+                            ErrorBody::rate_limited(retry_after_ms),
+                        );
+                        act.record_rejection(ctx);
+                    }
+                    Err(error) => {
+                        act.send_error(readable_id(&frame), OpError::from(error).into_body());
+                    }
+                }
+            });
+        ctx.wait(check);
+    }
+
+    fn process_frame(&mut self, frame: Frame, ctx: &mut ActixContext<Self>) {
+        let text = match frame {
+            Frame::Text(text) => text,
+            Frame::Binary => {
+                self.send_error(
+                    None,
+                    ErrorBody::new(
+                        ErrorCode::BadRequest,
+                        "binary frames are not supported: send JSON text frames",
+                    ),
+                );
+                return;
+            }
+        };
         let limits = self.node.limits();
         if text.len() > limits.max_frame_bytes {
             let id = peek_request_id(&text);
@@ -272,54 +315,39 @@ impl Session {
                 return;
             }
         };
-        let user_id = self.params.user_id.clone();
-        let rate_limiter = self.node.ports().rate_limiter.clone();
-        let check = async move { rate_limiter.check(&user_id, 1).await }
-            .into_actor(self)
-            .map(move |decision, act, ctx| {
-                let id = request.id;
-                match decision {
-                    Ok(ports::RateDecision::Allowed) => {}
-                    Ok(ports::RateDecision::Limited { retry_after }) => {
-                        let retry_after_ms = (retry_after.as_millis() as u64).max(1);
-                        act.send_error(Some(id), ErrorBody::rate_limited(retry_after_ms));
-                        act.record_rejection(ctx);
-                        return;
-                    }
-                    Err(error) => {
-                        act.send_error(Some(id), OpError::from(error).into_body());
-                        return;
-                    }
+        let id = request.id;
+        if self.inflight >= limits.max_inflight_requests {
+            self.send_error(Some(id), ErrorBody::rate_limited(50));
+            self.record_rejection(ctx);
+            return;
+        }
+        self.inflight += 1;
+        let started = Instant::now();
+        let op_label = wire::ops::Op::parse(&request.op)
+            .map(|op| op.as_str())
+            .unwrap_or("unknown");
+        let pending = dispatch::start(&self.node, &self.caller(), request);
+        ctx.spawn(pending.into_actor(self).map(move |result, act, _ctx| {
+            act.inflight -= 1;
+            act.node
+                .metrics()
+                .request_duration
+                .with_label_values(&[op_label])
+                .observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(result_json) => {
+                    act.send_text(format!("{{\"re\":{id},\"result\":{result_json}}}"))
                 }
-                if act.inflight >= act.node.limits().max_inflight_requests {
-                    act.send_error(Some(id), ErrorBody::rate_limited(50));
-                    act.record_rejection(ctx);
-                    return;
-                }
-                act.inflight += 1;
-                let started = Instant::now();
-                let op_name = request.op.clone();
-                let pending = dispatch::start(&act.node, &act.caller(), request);
-                ctx.spawn(pending.into_actor(act).map(move |result, act, _ctx| {
-                    act.inflight -= 1;
-                    let op_label = wire::ops::Op::parse(&op_name)
-                        .map(|op| op.as_str())
-                        .unwrap_or("unknown");
-                    act.node
-                        .metrics()
-                        .request_duration
-                        .with_label_values(&[op_label])
-                        .observe(started.elapsed().as_secs_f64());
-                    match result {
-                        Ok(result_json) => {
-                            act.send_text(format!("{{\"re\":{id},\"result\":{result_json}}}"))
-                        }
-                        Err(error) => act.send_error(Some(id), error.into_body()),
-                    }
-                }));
-            });
-        ctx.wait(check);
+                Err(error) => act.send_error(Some(id), error.into_body()),
+            }
+        }));
     }
+}
+
+/// A data frame from the client.
+enum Frame {
+    Text(ByteString),
+    Binary,
 }
 
 impl Actor for Session {
@@ -392,17 +420,11 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for Session {
         match item {
             Ok(AggregatedMessage::Text(text)) => {
                 self.node.metrics().frames_in.inc();
-                self.handle_text(text, ctx);
+                self.handle_frame(Frame::Text(text), ctx);
             }
             Ok(AggregatedMessage::Binary(_)) => {
                 self.node.metrics().frames_in.inc();
-                self.send_error(
-                    None,
-                    ErrorBody::new(
-                        ErrorCode::BadRequest,
-                        "binary frames are not supported: send JSON text frames",
-                    ),
-                );
+                self.handle_frame(Frame::Binary, ctx);
             }
             Ok(AggregatedMessage::Ping(bytes)) => {
                 self.handle.queue(Outbound::Pong(bytes));

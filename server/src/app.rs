@@ -156,11 +156,13 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         }
     })
     .listen(listener)?
+    .disable_signals()
     .shutdown_timeout(settings.server.shutdown_timeout_ms.div_ceil(1000));
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }
     let server = server.run();
+    let server_handle = server.handle();
     // The one line scripts wait for.
     println!("parley-server listening on {local_addr}");
     tracing::info!(node_id = %node_id, address = %local_addr, data_dir = %data_dir.display(), "listening");
@@ -177,6 +179,18 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let relay_task = tokio::spawn(actors::stored_acks::run(node.clone(), shutdown_rx));
     ready.store(true, Ordering::Release);
     tracing::info!("ready");
+    let drain_window = Duration::from_millis(settings.server.drain_window_ms);
+    actix_rt::spawn({
+        let node = node.clone();
+        let ready = ready.clone();
+        async move {
+            wait_for_stop_signal().await;
+            tracing::info!("stop signal received, draining");
+            ready.store(false, Ordering::Release);
+            drain_sessions(&node, drain_window).await;
+            server_handle.stop(true).await;
+        }
+    });
 
     let result = server.await;
     ready.store(false, Ordering::Release);
@@ -185,6 +199,46 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let _ = tokio::task::spawn_blocking(move || ingest_task.join()).await;
     tracing::info!("stopped");
     result.context("http server failed")
+}
+
+async fn wait_for_stop_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match terminate.as_mut() {
+                Some(terminate) => { terminate.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
+
+/// Tells every session to reconnect elsewhere (`goaway` with a jittered delay, then close
+/// 1001), in batches spread over `window` so the clients do not all come back at once.
+async fn drain_sessions(node: &Node, window: Duration) {
+    use rand::Rng as _;
+    const BATCHES: usize = 10;
+    let sessions = node.registry().all_sessions();
+    let total = sessions.len();
+    let batch_size = total.div_ceil(BATCHES).max(1);
+    let pause = window / BATCHES as u32;
+    for (index, batch) in sessions.chunks(batch_size).enumerate() {
+        if index > 0 {
+            tokio::time::sleep(pause).await;
+        }
+        for session in batch {
+            let reconnect_after_ms =
+                rand::rng().random_range(250..=1000 + window.as_millis() as u64);
+            let goaway = wire::events::ServerEvent::Goaway { reconnect_after_ms };
+            session.deliver(wire::frames::encode_event(&goaway).into());
+            session.close(wire::CloseCode::GoingAway, "server going away");
+        }
+    }
+    tracing::info!(sessions = total, "sessions drained");
+    // Let the writers put the close frames on the wire.
+    tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
 /// Runs a future on a dedicated thread with its own runtime, off the HTTP workers.

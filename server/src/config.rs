@@ -58,6 +58,7 @@ pub struct ServerSettings {
     pub node_id: String,
     pub public_urls: Vec<String>,
     pub workers: usize,
+    pub drain_window_ms: u64,
     pub shutdown_timeout_ms: u64,
 }
 
@@ -252,6 +253,12 @@ fn validate(settings: &Settings) -> Result<(), ConfigError> {
                 format!("entry {url:?} must start with ws:// or wss://"),
             ));
         }
+    }
+    if settings.server.drain_window_ms >= settings.server.shutdown_timeout_ms {
+        return Err(invalid(
+            "server.drain_window_ms",
+            "must be less than server.shutdown_timeout_ms",
+        ));
     }
     if settings.storage.data_dir.as_os_str().is_empty() {
         return Err(invalid("storage.data_dir", "must not be empty"));

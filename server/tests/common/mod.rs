@@ -455,3 +455,30 @@ pub async fn send(
         )
         .await
 }
+
+impl TestServer {
+    /// Sends SIGTERM (a graceful stop) to the server process.
+    pub fn terminate(&self) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits until the server process exits; returns whether it did within `limit`.
+    pub async fn exited_within(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if child.try_wait().expect("try_wait").is_some() {
+                    self.child = None;
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+}
