@@ -422,3 +422,98 @@ async fn rest_posted_message_survives_kill_9() {
     assert_eq!(status, 200, "{again}");
     assert_eq!(again, ack);
 }
+
+async fn metric(server: &TestServer, name: &str) -> f64 {
+    let (status, body) = server
+        .http("GET", "/metrics", &[], None)
+        .await
+        .expect("metrics");
+    assert_eq!(status, 200);
+    body.as_str()
+        .expect("metrics text")
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .reduce(|sum, value| sum + value)
+        .unwrap_or_else(|| panic!("metric {name} not exposed"))
+}
+
+#[tokio::test]
+async fn sync_from_the_store_pages_at_100_and_history_continues() {
+    // A tiny in-memory window and a short idle time, so sync and dedup must use the store.
+    let server = TestServer::start_with(&[
+        ("PARLEY__RATE_LIMIT__PER_SECOND", "100000"),
+        ("PARLEY__RATE_LIMIT__BURST", "100000"),
+        ("PARLEY__LIMITS__RECENT_MESSAGES", "4"),
+        ("PARLEY__LIMITS__CONVERSATION_IDLE_MS", "100"),
+    ])
+    .await;
+    let mut alice = server.connect("alice").await;
+    let conversation_id = create_conversation(&mut alice, "group", &["bob"]).await;
+    let ids: Vec<i64> = (1..=105).map(|i| 1000 + i).collect();
+    for id in &ids {
+        alice
+            .send_text(
+                json!({"id": id, "op": "message.send", "args": {
+                    "conversation_id": conversation_id,
+                    "client_msg_id": format!("s-{id}"),
+                    "text": format!("text {id}"),
+                }})
+                .to_string(),
+            )
+            .await;
+    }
+    let replies = replies(&mut alice, &ids).await;
+    let first_ack = replies[&ids[0]]["result"].clone();
+    assert_eq!(first_ack["seq"], 1, "{}", replies[&ids[0]]);
+    drop(alice);
+
+    // Wait until the conversation is unloaded from memory.
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    while metric(&server, "parley_conversation_actors_active").await > 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the idle conversation is never unloaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let mut bob = server.connect("bob").await;
+    let result = bob
+        .ok(
+            "sync",
+            json!({"conversations": {conversation_id.as_str(): 0}}),
+        )
+        .await;
+    let entry = &result["conversations"][conversation_id.as_str()];
+    let messages = entry["messages"].as_array().expect("messages");
+    assert_eq!(seqs_of(messages), (1..=100).collect::<Vec<_>>());
+    assert_eq!(entry["has_more"], true, "sync pages at 100");
+    for message in messages {
+        let seq = message["seq"].as_i64().unwrap();
+        let id = 1000 + seq;
+        assert_eq!(message["text"], format!("text {id}"));
+        assert_eq!(message["message_id"], replies[&id]["result"]["message_id"]);
+    }
+    let page = bob
+        .ok(
+            "history.get",
+            json!({"conversation_id": conversation_id, "after_seq": 100}),
+        )
+        .await;
+    assert_eq!(
+        seqs_of(page["messages"].as_array().unwrap()),
+        vec![101, 102, 103, 104, 105]
+    );
+    assert_eq!(page["has_more"], false);
+
+    // Dedup of an old message is answered from the store too.
+    let mut alice = server.connect("alice").await;
+    let again = send(&mut alice, &conversation_id, "s-1001", "text 1001").await;
+    assert_eq!(again, first_ack);
+    let next = send(&mut alice, &conversation_id, "s-new", "new").await;
+    assert_eq!(next["seq"], 106);
+}

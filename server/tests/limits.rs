@@ -23,7 +23,8 @@ async fn metric(server: &TestServer, name: &str) -> f64 {
                 .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
         })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .reduce(|sum, value| sum + value)
+        .unwrap_or_else(|| panic!("metric {name} not exposed"))
 }
 
 async fn healthz(server: &TestServer) {
