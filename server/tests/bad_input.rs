@@ -157,6 +157,16 @@ async fn bad_args_get_bad_request_with_the_request_id() {
                 "conversation_id": conversation_id, "limit": 0}}),
         ),
         (
+            "send with a 129-byte client_msg_id",
+            json!({"id": 23, "op": "message.send", "args": {
+                "conversation_id": conversation_id, "client_msg_id": "k".repeat(129), "text": "t"}}),
+        ),
+        (
+            "history with limit 101",
+            json!({"id": 24, "op": "history.get", "args": {
+                "conversation_id": conversation_id, "limit": 101}}),
+        ),
+        (
             "sync with conversations not an object",
             json!({"id": 22, "op": "sync", "args": {"conversations": ["x"]}}),
         ),
@@ -362,4 +372,90 @@ async fn non_members_get_not_member_and_strangers_messages_are_forbidden() {
     assert_eq!(messages[1]["text"], "bob's");
     assert_eq!(messages[1]["deleted"], false);
     assert_eq!(messages[1]["edited_at"], Value::Null);
+}
+
+#[tokio::test]
+async fn rest_api_bad_input() {
+    let server = TestServer::start().await;
+    let (mut alice, mut bob, conversation_id) = pair(&server).await;
+    let path = format!("/api/v1/conversations/{conversation_id}/messages");
+    let key = [("X-Api-Key", common::API_KEY)];
+    for (case, body) in [
+        (
+            "missing text",
+            json!({"sender_id": "bot", "client_msg_id": "r-1"}),
+        ),
+        (
+            "empty text",
+            json!({"sender_id": "bot", "client_msg_id": "r-1", "text": ""}),
+        ),
+        (
+            "missing sender_id",
+            json!({"client_msg_id": "r-1", "text": "t"}),
+        ),
+        (
+            "missing client_msg_id",
+            json!({"sender_id": "bot", "text": "t"}),
+        ),
+    ] {
+        let (status, response) = server
+            .http("POST", &path, &key, Some(&body))
+            .await
+            .expect("http");
+        assert_eq!(status, 400, "{case}: {response}");
+        assert_eq!(
+            response["error"]["code"], "bad_request",
+            "{case}: {response}"
+        );
+    }
+    let (status, response) = server
+        .http_raw("POST", &path, &key, "not json")
+        .await
+        .expect("http");
+    assert_eq!(status, 400, "not JSON: {response}");
+    assert_eq!(response["error"]["code"], "bad_request", "{response}");
+    // A body over limits.max_frame_bytes is 413 too_large (resolution in §13.3).
+    let big = json!({"sender_id": "bot", "client_msg_id": "r-big", "text": "x".repeat(70 * 1024)});
+    let (status, response) = server
+        .http("POST", &path, &key, Some(&big))
+        .await
+        .expect("http");
+    assert_eq!(status, 413, "{response}");
+    assert_eq!(response["error"]["code"], "too_large", "{response}");
+    // Unknown conversation: 404 for both verbs.
+    let (status, response) = server
+        .http(
+            "POST",
+            "/api/v1/conversations/conv_nope/messages",
+            &key,
+            Some(&json!({"sender_id": "bot", "client_msg_id": "r-2", "text": "t"})),
+        )
+        .await
+        .expect("http");
+    assert_eq!(status, 404, "{response}");
+    assert_eq!(response["error"]["code"], "not_found", "{response}");
+    let (status, response) = server
+        .http(
+            "GET",
+            "/api/v1/conversations/conv_nope/messages",
+            &key,
+            None,
+        )
+        .await
+        .expect("http");
+    assert_eq!(status, 404, "{response}");
+    assert_eq!(response["error"]["code"], "not_found", "{response}");
+    let (status, response) = server
+        .http("GET", &format!("{path}?limit=0"), &key, None)
+        .await
+        .expect("http");
+    assert_eq!(status, 400, "{response}");
+    assert_eq!(response["error"]["code"], "bad_request", "{response}");
+
+    // Nothing was posted; the node and the sessions are fine.
+    let history = alice
+        .ok("history.get", json!({"conversation_id": conversation_id}))
+        .await;
+    assert_eq!(history["messages"], json!([]));
+    other_user_unaffected(&mut alice, &mut bob, &conversation_id, "after-rest").await;
 }
