@@ -553,30 +553,78 @@ async fn list(
         .directory
         .list_for_user(user_id, after.as_ref(), limit)
         .await?;
-    let mut conversations = Vec::with_capacity(stored.len());
-    for StoredConversation {
-        record, last_seq, ..
-    } in stored
-    {
-        let mut conversation = record.conversation;
+    // The store follows the log by a few milliseconds; conversations with a running actor on
+    // this node answer with their live counters, so a client reads its own writes.
+    let snapshots: Vec<_> = stored
+        .iter()
+        .map(|stored| {
+            let conversation_id = &stored.record.conversation.conversation_id;
+            node.supervisor().running(conversation_id).map(|handle| {
+                let (reply, answer) = oneshot::channel();
+                let op = ConversationOp::Snapshot {
+                    user_id: user_id.clone(),
+                    reply,
+                };
+                let queued = handle.enqueue(op).is_ok();
+                async move {
+                    if !queued {
+                        return None;
+                    }
+                    answer.await.ok().and_then(Result::ok)
+                }
+            })
+        })
+        .collect();
+    let mut items = Vec::with_capacity(stored.len());
+    for (stored, snapshot) in stored.into_iter().zip(snapshots) {
+        let snapshot = match snapshot {
+            Some(answer) => answer.await,
+            None => None,
+        };
+        let mut conversation = stored.record.conversation;
         let live_last_seq = ports
             .sequencer
             .last_seq(&conversation.conversation_id)
             .await?;
-        conversation.last_seq = last_seq.max(live_last_seq);
-        let watermarks = ports
-            .store
-            .watermarks(&conversation.conversation_id, user_id)
-            .await?;
+        let mut last_activity_at = stored.last_activity_at;
+        conversation.last_seq = stored.last_seq.max(live_last_seq);
+        let mut watermarks = None;
+        if let Some(snapshot) = snapshot {
+            conversation.last_seq = conversation.last_seq.max(snapshot.last_seq);
+            last_activity_at =
+                last_activity_at.max(snapshot.last_activity_at.unwrap_or(last_activity_at));
+            watermarks = snapshot.watermarks;
+        }
+        let watermarks = match watermarks {
+            Some(watermarks) => watermarks,
+            None => {
+                ports
+                    .store
+                    .watermarks(&conversation.conversation_id, user_id)
+                    .await?
+            }
+        };
         let unread = conversation
             .last_seq
             .0
             .saturating_sub(watermarks.read_seq.0);
-        conversations.push(ops::ConversationListItem {
-            conversation,
-            unread,
-        });
+        items.push((
+            last_activity_at,
+            ops::ConversationListItem {
+                conversation,
+                unread,
+            },
+        ));
     }
+    // Live activity can move a conversation up within the page.
+    items.sort_by(|(left_time, left), (right_time, right)| {
+        right_time.cmp(left_time).then_with(|| {
+            left.conversation
+                .conversation_id
+                .cmp(&right.conversation.conversation_id)
+        })
+    });
+    let conversations = items.into_iter().map(|(_, item)| item).collect();
     Ok(ops::ConversationListResult { conversations })
 }
 
@@ -613,13 +661,14 @@ fn co_members(user_id: &UserId, conversations: &[StoredConversation]) -> BTreeSe
         .collect()
 }
 
+/// Tells co-members a user came online (`last_seen: None`) or went offline at `last_seen`.
 async fn announce_presence(
     node: &Node,
     user_id: &UserId,
-    online: bool,
+    last_seen: Option<wire::Timestamp>,
     co_members: BTreeSet<UserId>,
 ) {
-    let last_seen = (!online).then(Utc::now);
+    let online = last_seen.is_none();
     for member in co_members {
         publish(
             node,
@@ -649,7 +698,7 @@ pub async fn open_session(node: &Node, session: &SessionHandle) -> Result<(), Op
         .connect(user_id, session.session_id(), node.node_id())
         .await?;
     if came_online {
-        announce_presence(node, user_id, true, co_members(user_id, &conversations)).await;
+        announce_presence(node, user_id, None, co_members(user_id, &conversations)).await;
     }
     Ok(())
 }
@@ -673,7 +722,22 @@ pub async fn close_session(node: &Node, session: &SessionHandle) {
     if went_offline {
         match all_conversations(node, user_id).await {
             Ok(conversations) => {
-                announce_presence(node, user_id, false, co_members(user_id, &conversations)).await
+                let last_seen = node
+                    .ports()
+                    .presence
+                    .get(std::slice::from_ref(user_id))
+                    .await
+                    .ok()
+                    .and_then(|mut presence| presence.remove(user_id))
+                    .and_then(|info| info.last_seen)
+                    .unwrap_or_else(Utc::now);
+                announce_presence(
+                    node,
+                    user_id,
+                    Some(last_seen),
+                    co_members(user_id, &conversations),
+                )
+                .await
             }
             Err(error) => {
                 tracing::warn!(user_id = %user_id, error = %error, "announcing offline failed")

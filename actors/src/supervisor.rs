@@ -41,6 +41,14 @@ impl Supervisor {
         ConversationHandle::new(addr)
     }
 
+    /// The running actor of a conversation, if there is one (never starts one).
+    pub fn running(&self, conversation_id: &ConversationId) -> Option<ConversationHandle> {
+        self.actors()
+            .get(conversation_id)
+            .filter(|addr| addr.connected())
+            .map(|addr| ConversationHandle::new(addr.clone()))
+    }
+
     /// Queues `op`, restarting the actor once if it has just stopped.
     pub fn enqueue(&self, node: &Node, conversation_id: &ConversationId, op: ConversationOp) {
         let op = match self.conversation(node, conversation_id).enqueue(op) {

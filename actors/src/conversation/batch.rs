@@ -548,6 +548,10 @@ async fn apply(
                 reply,
             }
         }
+        ConversationOp::Snapshot { user_id, reply } => {
+            let _ = reply.send(Ok(committed.snapshot(&user_id)));
+            Applied::Done
+        }
         ConversationOp::Get { user_id, reply } => {
             check!(reply, committed.require_member(&user_id));
             let _ = reply.send(Ok(committed.conversation()));

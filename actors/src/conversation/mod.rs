@@ -27,7 +27,7 @@ pub(crate) use batch::log_event as log_event_for;
 pub use members::MAX_TITLE_BYTES;
 pub(crate) use members::{announce_membership, publish};
 pub use op::{Actor as OpActor, ConversationOp, Reply};
-pub use state::ConversationState;
+pub use state::{ConversationState, Snapshot};
 
 use crate::node::Node;
 use crate::OpError;

@@ -58,6 +58,12 @@ pub enum ConversationOp {
         user_id: UserId,
         reply: Reply<Conversation>,
     },
+    /// The live counters of a conversation (no membership check: callers listed it from the
+    /// user's own conversations).
+    Snapshot {
+        user_id: UserId,
+        reply: Reply<super::state::Snapshot>,
+    },
     History {
         /// `None` for the app backend, which may read any conversation.
         user_id: Option<UserId>,
@@ -113,6 +119,7 @@ impl ConversationOp {
             | ConversationOp::AddMembers { reply, .. }
             | ConversationOp::RemoveMembers { reply, .. } => drop(reply.send(Err(error))),
             ConversationOp::History { reply, .. } => drop(reply.send(Err(error))),
+            ConversationOp::Snapshot { reply, .. } => drop(reply.send(Err(error))),
         }
     }
 }

@@ -12,6 +12,16 @@ use wire::{Conversation, ConversationId, MessageId, Seq, UserId};
 use crate::node::Node;
 use crate::OpError;
 
+/// The live view of a conversation for one user (see [`ConversationState::snapshot`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub last_seq: Seq,
+    /// Time of the newest message this actor accepted or loaded.
+    pub last_activity_at: Option<wire::Timestamp>,
+    /// The user's watermarks, when this actor changed or read them.
+    pub watermarks: Option<Watermarks>,
+}
+
 #[derive(Clone)]
 pub struct ConversationState {
     pub record: ConversationRecord,
@@ -66,6 +76,15 @@ impl ConversationState {
         let mut conversation = self.record.conversation.clone();
         conversation.last_seq = self.last_seq;
         conversation
+    }
+
+    /// What `conversation.list` needs that the store may not have yet.
+    pub fn snapshot(&self, user_id: &UserId) -> Snapshot {
+        Snapshot {
+            last_seq: self.last_seq,
+            last_activity_at: self.recent.back().map(|record| record.message.created_at),
+            watermarks: self.watermarks.get(user_id).copied(),
+        }
     }
 
     pub fn is_member(&self, user_id: &UserId) -> bool {
