@@ -30,6 +30,19 @@ pub trait Directory: Send + Sync + 'static {
     /// otherwise fails with `PortError::Conflict`.
     async fn update(&self, record: ConversationRecord) -> Result<(), PortError>;
 
+    /// Records that the conversation accepted messages up to `last_seq` at `at`, for the
+    /// ordering of `list_for_user`. Adapters whose activity comes from the store (the embedded
+    /// one, fed by ingest) may ignore it.
+    async fn record_activity(
+        &self,
+        conversation_id: &ConversationId,
+        last_seq: wire::Seq,
+        at: wire::Timestamp,
+    ) -> Result<(), PortError> {
+        let _ = (conversation_id, last_seq, at);
+        Ok(())
+    }
+
     /// The user's conversations, most recent activity first, paging after `after`.
     async fn list_for_user(
         &self,

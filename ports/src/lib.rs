@@ -11,9 +11,11 @@
 //! - [`presence`]: [`Presence`], who is online.
 //! - [`bus`]: [`Bus`], cross-node routing of events (in-process, Redis pub/sub).
 //! - [`rate_limit`]: [`RateLimiter`], per-user token buckets.
+//! - [`cache`]: [`MessageCache`], the newest messages per conversation, shared by the nodes.
 //! - `contract` (feature `contract`): one test suite per port, run against every adapter.
 
 pub mod bus;
+pub mod cache;
 pub mod directory;
 pub mod error;
 pub mod log;
@@ -26,6 +28,7 @@ pub mod store;
 pub mod contract;
 
 pub use bus::{Bus, BusEnvelope, BusPayload, BusTopic};
+pub use cache::MessageCache;
 pub use directory::{CreateOutcome, Directory};
 pub use error::PortError;
 pub use log::{EventLog, LogConsumer, LogPosition, LogRecord};
