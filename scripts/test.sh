@@ -4,6 +4,7 @@
 # the real parley-server binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/services/redis.sh install
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "==> installing cargo-nextest"
