@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 
-use common::{create_conversation, send, Client, TestServer, API_KEY};
+use common::{create_conversation, metric, send, Client, TestServer, API_KEY};
 use serde_json::{json, Value};
 
 /// Lifts the per-user rate limit so that pipelined bursts are not rejected (§12.2).
@@ -421,24 +421,6 @@ async fn rest_posted_message_survives_kill_9() {
         .expect("http");
     assert_eq!(status, 200, "{again}");
     assert_eq!(again, ack);
-}
-
-async fn metric(server: &TestServer, name: &str) -> f64 {
-    let (status, body) = server
-        .http("GET", "/metrics", &[], None)
-        .await
-        .expect("metrics");
-    assert_eq!(status, 200);
-    body.as_str()
-        .expect("metrics text")
-        .lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .reduce(|sum, value| sum + value)
-        .unwrap_or_else(|| panic!("metric {name} not exposed"))
 }
 
 #[tokio::test]

@@ -5,25 +5,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{create_conversation, send, TestServer, API_KEY};
+use common::{create_conversation, send, seqs, TestServer, ABSENT, API_KEY};
 use serde_json::{json, Value};
-
-/// Short wait used only to prove that an event does NOT arrive.
-const ABSENT: Duration = Duration::from_millis(300);
 
 fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str) {
     assert_eq!(status, expected_status, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(body["error"]["message"].is_string(), "{body}");
-}
-
-fn seqs(messages: &Value) -> Vec<u64> {
-    messages
-        .as_array()
-        .unwrap_or_else(|| panic!("expected messages, got {messages}"))
-        .iter()
-        .map(|message| message["seq"].as_u64().expect("seq"))
-        .collect()
 }
 
 fn parse_time(value: &Value) -> chrono::DateTime<chrono::FixedOffset> {

@@ -5,27 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{create_conversation, send, Client, TestServer};
+use common::{create_conversation, metric, send, Client, TestServer};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
-
-async fn metric(server: &TestServer, name: &str) -> f64 {
-    let (status, body) = server
-        .http("GET", "/metrics", &[], None)
-        .await
-        .expect("metrics");
-    assert_eq!(status, 200);
-    let text = body.as_str().expect("metrics text").to_owned();
-    text.lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .reduce(|sum, value| sum + value)
-        .unwrap_or_else(|| panic!("metric {name} not exposed"))
-}
 
 async fn healthz(server: &TestServer) {
     let (status, body) = server

@@ -6,20 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{create_conversation, send, Client, TestServer};
+use common::{
+    assert_code, create_conversation, send, unthrottled_server as server, Client, TestServer,
+    ABSENT,
+};
 use serde_json::{json, Value};
-
-/// Short wait used only to prove that an event does NOT arrive.
-const ABSENT: Duration = Duration::from_millis(300);
-
-/// A server whose rate limit is out of the way: these tests are about the operations.
-async fn server() -> TestServer {
-    TestServer::start_with(&[
-        ("PARLEY__RATE_LIMIT__PER_SECOND", "10000"),
-        ("PARLEY__RATE_LIMIT__BURST", "10000"),
-    ])
-    .await
-}
 
 /// A JSON array of strings, sorted (member lists are sets on the wire).
 fn sorted(value: &Value) -> Vec<String> {
@@ -56,10 +47,6 @@ async fn create_group(client: &mut Client, members: &[&str], title: &str) -> Val
         )
         .await["conversation"]
         .clone()
-}
-
-fn assert_code(error: &Value, code: &str) {
-    assert_eq!(error["code"], code, "expected {code}, got {error}");
 }
 
 #[tokio::test]

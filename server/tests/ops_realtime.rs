@@ -5,34 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{create_conversation, send, Client, TestServer};
+use common::{
+    assert_code, create_conversation, send, seqs, unthrottled_server as server, Client, ABSENT,
+};
 use futures::StreamExt;
 use serde_json::{json, Value};
-
-/// Short wait used only to prove that an event does NOT arrive.
-const ABSENT: Duration = Duration::from_millis(300);
-
-/// A server whose rate limit is out of the way: these tests are about the operations.
-async fn server() -> TestServer {
-    TestServer::start_with(&[
-        ("PARLEY__RATE_LIMIT__PER_SECOND", "10000"),
-        ("PARLEY__RATE_LIMIT__BURST", "10000"),
-    ])
-    .await
-}
-
-fn assert_code(error: &Value, code: &str) {
-    assert_eq!(error["code"], code, "expected {code}, got {error}");
-}
-
-fn seqs(messages: &Value) -> Vec<u64> {
-    messages
-        .as_array()
-        .unwrap_or_else(|| panic!("expected messages, got {messages}"))
-        .iter()
-        .map(|message| message["seq"].as_u64().expect("seq"))
-        .collect()
-}
 
 /// Closes the connection from the client side and waits until it is gone.
 async fn disconnect(mut client: Client) {

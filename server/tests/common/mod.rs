@@ -482,3 +482,48 @@ impl TestServer {
         false
     }
 }
+
+/// Short wait used only to prove that an event does NOT arrive.
+pub const ABSENT: Duration = Duration::from_millis(300);
+
+/// A server whose rate limit is out of the way, for tests about the operations.
+pub async fn unthrottled_server() -> TestServer {
+    TestServer::start_with(&[
+        ("PARLEY__RATE_LIMIT__PER_SECOND", "10000"),
+        ("PARLEY__RATE_LIMIT__BURST", "10000"),
+    ])
+    .await
+}
+
+pub fn assert_code(error: &Value, code: &str) {
+    assert_eq!(error["code"], code, "expected {code}, got {error}");
+}
+
+/// The seqs of a `messages` array.
+pub fn seqs(messages: &Value) -> Vec<u64> {
+    messages
+        .as_array()
+        .unwrap_or_else(|| panic!("expected messages, got {messages}"))
+        .iter()
+        .map(|message| message["seq"].as_u64().expect("seq"))
+        .collect()
+}
+
+/// The sum of a metric's samples in `/metrics` (all label sets).
+pub async fn metric(server: &TestServer, name: &str) -> f64 {
+    let (status, body) = server
+        .http("GET", "/metrics", &[], None)
+        .await
+        .expect("metrics");
+    assert_eq!(status, 200);
+    body.as_str()
+        .expect("metrics text")
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .reduce(|sum, value| sum + value)
+        .unwrap_or_else(|| panic!("metric {name} not exposed"))
+}
