@@ -22,27 +22,46 @@ pub(super) async fn run(
     state: ConversationState,
     op: ConversationOp,
 ) -> Option<ConversationState> {
-    match op {
+    let (user_id, change, reply) = match op {
         ConversationOp::UpdateTitle {
             user_id,
             title,
             reply,
-        } => update_title(node, state, user_id, title, reply).await,
+        } => (user_id, Change::Title(title), reply),
         ConversationOp::AddMembers {
             user_id,
             user_ids,
             reply,
-        } => add_members(node, state, user_id, user_ids, reply).await,
+        } => (user_id, Change::Add(user_ids), reply),
         ConversationOp::RemoveMembers {
             user_id,
             user_ids,
             reply,
-        } => remove_members(node, state, user_id, user_ids, reply).await,
+        } => (user_id, Change::Remove(user_ids), reply),
         other => {
             other.fail(OpError::internal("operation routed to the wrong batch"));
-            Some(state)
+            return Some(state);
         }
+    };
+    // Every change needs a member of a group.
+    if let Err(error) = state
+        .require_member(&user_id)
+        .and_then(|()| require_group(&state))
+    {
+        let _ = reply.send(Err(error));
+        return Some(state);
     }
+    match change {
+        Change::Title(title) => update_title(node, state, title, reply).await,
+        Change::Add(user_ids) => add_members(node, state, user_id, user_ids, reply).await,
+        Change::Remove(user_ids) => remove_members(node, state, user_id, user_ids, reply).await,
+    }
+}
+
+enum Change {
+    Title(String),
+    Add(Vec<UserId>),
+    Remove(Vec<UserId>),
 }
 
 fn require_group(state: &ConversationState) -> Result<(), OpError> {
@@ -57,17 +76,9 @@ fn require_group(state: &ConversationState) -> Result<(), OpError> {
 async fn update_title(
     node: &Node,
     state: ConversationState,
-    user_id: UserId,
     title: String,
     reply: Reply<Conversation>,
 ) -> Option<ConversationState> {
-    if let Err(error) = state
-        .require_member(&user_id)
-        .and_then(|()| require_group(&state))
-    {
-        let _ = reply.send(Err(error));
-        return Some(state);
-    }
     let mut next = state.clone();
     next.record.conversation.title = Some(title);
     let next = commit(node, state, next, reply).await?;
@@ -88,13 +99,6 @@ async fn add_members(
     user_ids: Vec<UserId>,
     reply: Reply<Conversation>,
 ) -> Option<ConversationState> {
-    if let Err(error) = state
-        .require_member(&user_id)
-        .and_then(|()| require_group(&state))
-    {
-        let _ = reply.send(Err(error));
-        return Some(state);
-    }
     let mut added: Vec<UserId> = Vec::new();
     for candidate in user_ids {
         if !state.is_member(&candidate) && !added.contains(&candidate) {
@@ -150,13 +154,6 @@ async fn remove_members(
     user_ids: Vec<UserId>,
     reply: Reply<Conversation>,
 ) -> Option<ConversationState> {
-    if let Err(error) = state
-        .require_member(&user_id)
-        .and_then(|()| require_group(&state))
-    {
-        let _ = reply.send(Err(error));
-        return Some(state);
-    }
     let mut removed: Vec<UserId> = Vec::new();
     for candidate in user_ids {
         if state.is_member(&candidate) && !removed.contains(&candidate) {
