@@ -14,6 +14,7 @@ pub mod embedded;
 pub mod error;
 pub mod ingest;
 pub mod memory;
+pub mod redis;
 
 pub use embedded::{EmbeddedLog, EmbeddedStore};
 pub use error::PersistenceError;

@@ -1,0 +1,264 @@
+//! [`RedisClient`]: the pooled connection every adapter uses, with a deadline on every command,
+//! one error mapping onto `PortError`, and Lua scripts run by SHA with a fallback to `EVAL`.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_redis::redis::{self, FromRedisValue, RedisError};
+use deadpool_redis::{Manager, Pool, PoolError, Runtime, Timeouts};
+use ports::PortError;
+
+use super::config::RedisConfig;
+
+/// A Lua script, loaded once per Redis (by `SCRIPT LOAD`) and then run by SHA.
+pub(crate) struct LuaScript {
+    name: &'static str,
+    body: &'static str,
+    sha: Mutex<Option<String>>,
+}
+
+impl LuaScript {
+    pub(crate) const fn new(name: &'static str, body: &'static str) -> Self {
+        Self {
+            name,
+            body,
+            sha: Mutex::new(None),
+        }
+    }
+
+    fn sha(&self) -> Option<String> {
+        self.sha
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn remember(&self, sha: String) {
+        *self
+            .sha
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sha);
+    }
+}
+
+/// A pool of multiplexed connections to one Redis plus the settings of the adapters over it.
+#[derive(Clone)]
+pub struct RedisClient {
+    pool: Pool,
+    config: Arc<RedisConfig>,
+}
+
+impl std::fmt::Debug for RedisClient {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("RedisClient")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisClient {
+    /// Builds the pool; connects lazily, so this succeeds while Redis is down (a bad URL fails).
+    pub fn new(config: RedisConfig) -> Result<Self, PortError> {
+        let connection_config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.command_timeout));
+        let manager =
+            Manager::new_with_config(config.url.as_str(), connection_config).map_err(|error| {
+                PortError::Internal(format!("bad redis url {}: {error}", config.redacted_url()))
+            })?;
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .timeouts(Timeouts {
+                wait: Some(config.command_timeout),
+                create: Some(config.connect_timeout),
+                recycle: Some(config.command_timeout),
+            })
+            .build()
+            .map_err(|error| PortError::Internal(format!("redis pool: {error}")))?;
+        Ok(Self {
+            pool,
+            config: Arc::new(config),
+        })
+    }
+
+    pub fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    /// `prefix` + `suffix`.
+    pub(crate) fn key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.config.key_prefix)
+    }
+
+    /// Runs `work` on a pooled connection within the command timeout.
+    pub(crate) async fn run<T, F, Fut>(&self, work: F) -> Result<T, PortError>
+    where
+        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let deadline = self.config.command_timeout;
+        let attempt = async {
+            let connection = self.pool.get().await.map_err(pool_error)?;
+            work(connection).await.map_err(redis_error)
+        };
+        match tokio::time::timeout(deadline, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(timed_out(deadline)),
+        }
+    }
+
+    /// Runs one command.
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        command: redis::Cmd,
+    ) -> Result<T, PortError> {
+        self.run(|mut connection| async move { command.query_async(&mut connection).await })
+            .await
+    }
+
+    /// Runs a pipeline (one round trip).
+    pub(crate) async fn pipeline<T: FromRedisValue>(
+        &self,
+        pipeline: redis::Pipeline,
+    ) -> Result<T, PortError> {
+        self.run(|mut connection| async move { pipeline.query_async(&mut connection).await })
+            .await
+    }
+
+    /// Runs `script` with `keys` and `args`: `EVALSHA` when its SHA is known, `SCRIPT LOAD` the
+    /// first time, and `EVAL` when Redis forgot it (a restart), all within one timeout.
+    pub(crate) async fn eval<T: FromRedisValue>(
+        &self,
+        script: &LuaScript,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<T, PortError> {
+        self.run(|mut connection| async move {
+            let sha = match script.sha() {
+                Some(sha) => sha,
+                None => {
+                    let sha: String = redis::cmd("SCRIPT")
+                        .arg("LOAD")
+                        .arg(script.body)
+                        .query_async(&mut connection)
+                        .await?;
+                    script.remember(sha.clone());
+                    sha
+                }
+            };
+            let by_sha = redis::cmd("EVALSHA")
+                .arg(&sha)
+                .arg(keys.len())
+                .arg(keys)
+                .arg(args)
+                .query_async(&mut connection)
+                .await;
+            match by_sha {
+                Err(error)
+                    if error.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    redis::cmd("EVAL")
+                        .arg(script.body)
+                        .arg(keys.len())
+                        .arg(keys)
+                        .arg(args)
+                        .query_async(&mut connection)
+                        .await
+                }
+                other => other,
+            }
+        })
+        .await
+        .map_err(|error| match error {
+            PortError::Internal(message) => {
+                PortError::Internal(format!("script {}: {message}", script.name))
+            }
+            other => other,
+        })
+    }
+
+    /// Whether Redis answers `PING` within the command timeout.
+    pub async fn ping(&self) -> Result<(), PortError> {
+        let answer: String = self.query(redis::cmd("PING")).await?;
+        if answer == "PONG" {
+            Ok(())
+        } else {
+            Err(PortError::Internal(format!(
+                "unexpected PING answer {answer}"
+            )))
+        }
+    }
+
+    /// [`RedisClient::ping`] as a readiness flag.
+    pub async fn is_ready(&self) -> bool {
+        self.ping().await.is_ok()
+    }
+}
+
+fn timed_out(deadline: Duration) -> PortError {
+    PortError::Unavailable(format!("redis did not answer within {deadline:?}"))
+}
+
+fn pool_error(error: PoolError) -> PortError {
+    match error {
+        PoolError::Backend(error) => redis_error(error),
+        PoolError::Timeout(kind) => {
+            PortError::Unavailable(format!("redis pool timeout ({kind:?})"))
+        }
+        other => PortError::Unavailable(format!("redis pool: {other}")),
+    }
+}
+
+/// Connection trouble and a Redis that cannot serve right now are `Unavailable` (retryable);
+/// everything else (a script error, a reply of the wrong type) is `Internal`.
+pub(crate) fn redis_error(error: RedisError) -> PortError {
+    use redis::{ErrorKind, ServerErrorKind};
+    let unavailable = error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || matches!(
+            error.kind(),
+            ErrorKind::Io
+                | ErrorKind::AuthenticationFailed
+                | ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::ReadOnly
+                )
+        )
+        || matches!(
+            error.code(),
+            Some("OOM" | "BUSY" | "NOREPLICAS" | "MISCONF")
+        );
+    if unavailable {
+        PortError::Unavailable(format!("redis: {error}"))
+    } else {
+        PortError::Internal(format!("redis: {error}"))
+    }
+}
+
+/// Decodes JSON read from Redis; bad data is `Internal`.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    what: &str,
+    bytes: &[u8],
+) -> Result<T, PortError> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| PortError::Internal(format!("bad {what} in redis: {error}")))
+}
+
+pub(crate) fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<String, PortError> {
+    serde_json::to_string(value)
+        .map_err(|error| PortError::Internal(format!("encoding {what}: {error}")))
+}
+
+/// A key part that cannot run into the next one: `{len}:{value}`.
+pub(crate) fn framed(value: &str) -> String {
+    format!("{}:{value}", value.len())
+}

@@ -1,0 +1,167 @@
+//! Every relevant port contract suite against the Redis adapters over a real, private
+//! `redis-server` (see `common/redis.rs`), plus what only a shared Redis can show: two adapters
+//! standing for two nodes.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use common::redis::{free_port, RedisServer};
+use persistence::redis::{RedisClient, RedisConfig, RedisSequencer};
+use persistence::EmbeddedStore;
+use ports::contract::{self, Fixture};
+use ports::{DedupKey, PortError, Reservation, Sequencer};
+use tempfile::TempDir;
+use wire::ops::SendAck;
+use wire::{ClientMsgId, ConversationId, MessageId, Seq, UserId};
+
+fn client(server: &RedisServer) -> RedisClient {
+    RedisClient::new(RedisConfig::new(server.url())).expect("redis client")
+}
+
+/// A fresh embedded store in its own temporary directory.
+fn open_store() -> (Arc<EmbeddedStore>, TempDir) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("open store");
+    (Arc::new(store), dir)
+}
+
+fn unique(prefix: &str) -> String {
+    contract::fixtures::unique(prefix)
+}
+
+/// Polls `condition` until it holds or `within` passes.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{what} did not happen within {within:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sequencer_keeps_the_sequencer_contract() {
+    let server = RedisServer::start();
+    contract::sequencer_suite(|| async {
+        let (store, dir) = open_store();
+        let port: Arc<dyn Sequencer> = Arc::new(RedisSequencer::new(client(&server), store));
+        Fixture::new(port, dir)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_on_another_node_gets_the_original_ack() {
+    let server = RedisServer::start();
+    let (store, _dir) = open_store();
+    let node_a = RedisSequencer::new(client(&server), store.clone());
+    let node_b = RedisSequencer::new(client(&server), store);
+    let conversation_id = ConversationId::new(unique("two-nodes"));
+    let key = DedupKey {
+        sender_id: UserId::new(unique("sender")),
+        client_msg_id: ClientMsgId::new(unique("client")),
+    };
+    let reserved = node_a
+        .reserve(&conversation_id, std::slice::from_ref(&key))
+        .await
+        .expect("reserve on a");
+    assert_eq!(reserved, vec![Reservation::Fresh(Seq(1))]);
+    let ack = SendAck {
+        message_id: MessageId::new(unique("message")),
+        seq: Seq(1),
+        created_at: Utc::now(),
+    };
+    node_a
+        .confirm(&conversation_id, &[(key.clone(), ack.clone())])
+        .await
+        .expect("confirm on a");
+
+    let other_key = DedupKey {
+        sender_id: key.sender_id.clone(),
+        client_msg_id: ClientMsgId::new(unique("client")),
+    };
+    let retried = node_b
+        .reserve(&conversation_id, &[key, other_key])
+        .await
+        .expect("reserve on b");
+    assert_eq!(
+        retried,
+        vec![Reservation::Duplicate(ack), Reservation::Fresh(Seq(2))],
+        "node b answers the retry with node a's ack and continues the same counter"
+    );
+    assert_eq!(node_a.last_seq(&conversation_id).await, Ok(Seq(2)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_nodes_allocate_dense_seqs() {
+    let server = RedisServer::start();
+    let (store, _dir) = open_store();
+    let conversation_id = ConversationId::new(unique("race"));
+    let sender = UserId::new(unique("sender"));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let node = RedisSequencer::new(client(&server), store.clone());
+        let conversation_id = conversation_id.clone();
+        let sender = sender.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for _ in 0..25 {
+                let keys: Vec<DedupKey> = (0..2)
+                    .map(|_| DedupKey {
+                        sender_id: sender.clone(),
+                        client_msg_id: ClientMsgId::new(unique("client")),
+                    })
+                    .collect();
+                for reservation in node
+                    .reserve(&conversation_id, &keys)
+                    .await
+                    .expect("reserve")
+                {
+                    match reservation {
+                        Reservation::Fresh(seq) => seqs.push(seq.0),
+                        Reservation::Duplicate(ack) => panic!("unexpected duplicate {ack:?}"),
+                    }
+                }
+            }
+            seqs
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("task"));
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=200).collect::<Vec<u64>>(), "dense, no duplicate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_is_unavailable_quickly() {
+    let config = RedisConfig::new(format!("redis://127.0.0.1:{}/", free_port()))
+        .with_command_timeout(Duration::from_millis(500));
+    let client = RedisClient::new(config).expect("client");
+    let (store, _dir) = open_store();
+    let sequencer = RedisSequencer::new(client.clone(), store);
+    let started = Instant::now();
+    let result = sequencer
+        .last_seq(&ConversationId::new(unique("nowhere")))
+        .await;
+    assert!(
+        matches!(result, Err(PortError::Unavailable(_))),
+        "got {result:?}"
+    );
+    assert!(!client.is_ready().await);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+}
