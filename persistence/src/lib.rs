@@ -5,7 +5,9 @@
 //!   [`EmbeddedLog`] (the event log, group-committed by one writer thread) and
 //!   [`EmbeddedStore`] (the store and the directory).
 //! - [`memory`]: node-local adapters — [`InProcessBus`], [`MemorySequencer`],
-//!   [`MemoryPresence`], [`MemoryRateLimiter`].
+//!   [`MemoryPresence`], [`MemoryRateLimiter`], [`MemoryMessageCache`].
+//! - [`redis`]: cluster adapters over a shared Redis (bus, sequencer, presence, rate limits,
+//!   directory, message cache).
 //! - [`ingest`]: [`IngestPipeline`], log → store → `message.delivered`, generic over the ports
 //!   so the same code runs in-process (standalone) and as the `ingest` binary.
 //! - [`error`]: [`PersistenceError`] and its mapping onto `PortError`.
@@ -19,4 +21,6 @@ pub mod redis;
 pub use embedded::{EmbeddedLog, EmbeddedStore};
 pub use error::PersistenceError;
 pub use ingest::{IngestConfig, IngestMetrics, IngestPipeline};
-pub use memory::{InProcessBus, MemoryPresence, MemoryRateLimiter, MemorySequencer};
+pub use memory::{
+    InProcessBus, MemoryMessageCache, MemoryPresence, MemoryRateLimiter, MemorySequencer,
+};

@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use persistence::{
-    EmbeddedLog, EmbeddedStore, InProcessBus, MemoryPresence, MemoryRateLimiter, MemorySequencer,
+    EmbeddedLog, EmbeddedStore, InProcessBus, MemoryMessageCache, MemoryPresence,
+    MemoryRateLimiter, MemorySequencer,
 };
 use ports::contract::{self, Fixture};
-use ports::{Bus, Directory, EventLog, Presence, RateLimiter, Sequencer, Store};
+use ports::{Bus, Directory, EventLog, MessageCache, Presence, RateLimiter, Sequencer, Store};
 use tempfile::TempDir;
 
 fn temp_dir() -> TempDir {
@@ -83,6 +84,15 @@ async fn in_process_bus_keeps_the_bus_contract() {
 async fn memory_rate_limiter_keeps_the_rate_limiter_contract() {
     contract::rate_limiter_suite(|per_second, burst| async move {
         let port: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::new(per_second, burst));
+        Fixture::unguarded(port)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn memory_message_cache_keeps_the_message_cache_contract() {
+    contract::message_cache_suite(|capacity| async move {
+        let port: Arc<dyn MessageCache> = Arc::new(MemoryMessageCache::new(capacity));
         Fixture::unguarded(port)
     })
     .await;

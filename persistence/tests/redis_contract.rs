@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use common::redis::{free_port, RedisServer};
-use persistence::redis::{RedisClient, RedisConfig, RedisSequencer};
+use persistence::redis::{
+    RedisClient, RedisConfig, RedisMessageCache, RedisRateLimiter, RedisSequencer,
+};
 use persistence::EmbeddedStore;
 use ports::contract::{self, Fixture};
-use ports::{DedupKey, PortError, Reservation, Sequencer};
+use ports::{DedupKey, MessageCache, PortError, RateLimiter, Reservation, Sequencer};
 use tempfile::TempDir;
 use wire::ops::SendAck;
 use wire::{ClientMsgId, ConversationId, MessageId, Seq, UserId};
@@ -164,4 +166,26 @@ async fn a_closed_port_is_unavailable_quickly() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_message_cache_keeps_the_message_cache_contract() {
+    let server = RedisServer::start();
+    contract::message_cache_suite(|capacity| {
+        let port: Arc<dyn MessageCache> =
+            Arc::new(RedisMessageCache::with_capacity(client(&server), capacity));
+        async move { Fixture::unguarded(port) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_rate_limiter_keeps_the_rate_limiter_contract() {
+    let server = RedisServer::start();
+    contract::rate_limiter_suite(|per_second, burst| {
+        let port: Arc<dyn RateLimiter> =
+            Arc::new(RedisRateLimiter::new(client(&server), per_second, burst));
+        async move { Fixture::unguarded(port) }
+    })
+    .await;
 }

@@ -5,13 +5,19 @@
 //!   and the mapping of failures onto `PortError` (connection trouble → `Unavailable`).
 //!
 //! - [`sequencer`]: [`RedisSequencer`], seq allocation and cross-node dedup (Lua).
+//! - [`rate_limit`]: [`RedisRateLimiter`], token buckets in Lua on the Redis clock.
+//! - [`cache`]: [`RedisMessageCache`], the newest messages per conversation.
 //!
 //! Every key and channel starts with the configured prefix (default `parley:`).
 
+pub mod cache;
 pub mod client;
 pub mod config;
+pub mod rate_limit;
 pub mod sequencer;
 
+pub use cache::RedisMessageCache;
 pub use client::RedisClient;
 pub use config::RedisConfig;
+pub use rate_limit::RedisRateLimiter;
 pub use sequencer::RedisSequencer;

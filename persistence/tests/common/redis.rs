@@ -76,10 +76,6 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
     }

@@ -8,9 +8,10 @@
 //!
 //! - [`log`]: [`event_log_suite`] · [`store`]: [`store_suite`] · [`directory`]: [`directory_suite`]
 //! - [`sequencer`]: [`sequencer_suite`] · [`presence`]: [`presence_suite`] · [`bus`]: [`bus_suite`]
-//! - [`rate_limit`]: [`rate_limiter_suite`] · [`fixtures`]: record builders shared by the suites.
+//! - [`rate_limit`]: [`rate_limiter_suite`] · [`cache`]: [`message_cache_suite`] · [`fixtures`]: record builders shared by the suites.
 
 pub mod bus;
+pub mod cache;
 pub mod directory;
 pub mod fixtures;
 pub mod log;
@@ -23,6 +24,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 pub use bus::bus_suite;
+pub use cache::message_cache_suite;
 pub use directory::directory_suite;
 pub use log::event_log_suite;
 pub use presence::presence_suite;

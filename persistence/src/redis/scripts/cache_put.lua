@@ -1,0 +1,33 @@
+-- Store messages of one conversation, newer versions only, then trim to the newest seqs.
+-- KEYS[1] hash seq -> "{version}|{json}"; KEYS[2] zset of the cached seqs (score = seq)
+-- ARGV[1] capacity; ARGV[2] TTL in ms (0: none); then triples (seq, version, json)
+local capacity = tonumber(ARGV[1])
+local ttl_ms = tonumber(ARGV[2])
+for i = 3, #ARGV, 3 do
+  local seq = ARGV[i]
+  local version = tonumber(ARGV[i + 1])
+  local stored = redis.call('HGET', KEYS[1], seq)
+  local newer = true
+  if stored then
+    local separator = string.find(stored, '|', 1, true)
+    newer = version > tonumber(string.sub(stored, 1, separator - 1))
+  end
+  if newer then
+    redis.call('HSET', KEYS[1], seq, ARGV[i + 1] .. '|' .. ARGV[i + 2])
+    redis.call('ZADD', KEYS[2], seq, seq)
+  end
+end
+local excess = redis.call('ZCARD', KEYS[2]) - capacity
+while excess > 0 do
+  -- In chunks: unpack() has a limit on the number of values.
+  local chunk = math.min(excess, 1000)
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, chunk - 1)
+  redis.call('HDEL', KEYS[1], unpack(oldest))
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, chunk - 1)
+  excess = excess - chunk
+end
+if ttl_ms > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl_ms)
+  redis.call('PEXPIRE', KEYS[2], ttl_ms)
+end
+return redis.call('ZCARD', KEYS[2])

@@ -1,0 +1,202 @@
+//! Contract of [`MessageCache`].
+
+use std::future::Future;
+
+use wire::log::MessageRecord;
+use wire::{ConversationId, Seq, UserId};
+
+use super::fixtures::{at, message_record, unique};
+use super::Fixture;
+use crate::MessageCache;
+
+/// Capacity the suite asks `make` for.
+pub const CAPACITY: usize = 5;
+
+/// Runs every cache case; `make(capacity)` returns a fresh cache keeping `capacity` messages
+/// per conversation.
+pub async fn message_cache_suite<F, Fut>(make: F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Fixture<dyn MessageCache>>,
+{
+    cached_ranges_are_complete_or_none(make(CAPACITY).await).await;
+    a_lower_version_never_replaces_a_higher_one(make(CAPACITY).await).await;
+    only_the_newest_capacity_seqs_are_kept(make(CAPACITY).await).await;
+}
+
+fn records(
+    conversation_id: &ConversationId,
+    seqs: std::ops::RangeInclusive<u64>,
+) -> Vec<MessageRecord> {
+    let sender = UserId::new("cache-sender");
+    seqs.map(|seq| message_record(conversation_id, seq, &sender, 1, at(seq as i64)))
+        .collect()
+}
+
+async fn cached_ranges_are_complete_or_none(fixture: Fixture<dyn MessageCache>) {
+    let cache = fixture.port;
+    let conversation_id = ConversationId::new(unique("cache-range"));
+    let other = ConversationId::new(unique("cache-range-other"));
+    assert_eq!(
+        cache
+            .range(&conversation_id, Seq(1), Seq(1))
+            .await
+            .expect("range"),
+        None,
+        "nothing cached yet"
+    );
+    let first = records(&conversation_id, 1..=3);
+    cache.put(&conversation_id, &first).await.expect("put");
+    assert_eq!(
+        cache
+            .range(&conversation_id, Seq(1), Seq(3))
+            .await
+            .expect("range"),
+        Some(first.clone())
+    );
+    assert_eq!(
+        cache
+            .range(&conversation_id, Seq(2), Seq(2))
+            .await
+            .expect("range"),
+        Some(first[1..2].to_vec())
+    );
+    assert_eq!(
+        cache
+            .range(&conversation_id, Seq(2), Seq(4))
+            .await
+            .expect("range"),
+        None,
+        "seq 4 is missing"
+    );
+    // Out of order and with a hole: 5 without 4.
+    cache
+        .put(&conversation_id, &records(&conversation_id, 5..=5))
+        .await
+        .expect("put");
+    assert_eq!(
+        cache
+            .range(&conversation_id, Seq(3), Seq(5))
+            .await
+            .expect("range"),
+        None,
+        "a hole in the middle"
+    );
+    cache
+        .put(&conversation_id, &records(&conversation_id, 4..=4))
+        .await
+        .expect("put");
+    assert_eq!(
+        cache
+            .range(&conversation_id, Seq(1), Seq(5))
+            .await
+            .expect("range"),
+        Some(records(&conversation_id, 1..=5)),
+        "ascending by seq"
+    );
+    assert_eq!(
+        cache.range(&other, Seq(1), Seq(1)).await.expect("range"),
+        None,
+        "conversations are cached separately"
+    );
+    assert_eq!(
+        cache
+            .range(&conversation_id, Seq(3), Seq(2))
+            .await
+            .expect("range"),
+        Some(Vec::new()),
+        "an empty range is trivially complete"
+    );
+}
+
+async fn a_lower_version_never_replaces_a_higher_one(fixture: Fixture<dyn MessageCache>) {
+    let cache = fixture.port;
+    let conversation_id = ConversationId::new(unique("cache-version"));
+    let sender = UserId::new(unique("sender"));
+    let version = |version: u64| message_record(&conversation_id, 1, &sender, version, at(1));
+    cache
+        .put(&conversation_id, &[version(1)])
+        .await
+        .expect("put");
+    cache
+        .put(&conversation_id, &[version(3)])
+        .await
+        .expect("put");
+    assert_eq!(
+        cache
+            .range(&conversation_id, Seq(1), Seq(1))
+            .await
+            .expect("range"),
+        Some(vec![version(3)]),
+        "a higher version replaces"
+    );
+    cache
+        .put(&conversation_id, &[version(2)])
+        .await
+        .expect("put");
+    assert_eq!(
+        cache
+            .range(&conversation_id, Seq(1), Seq(1))
+            .await
+            .expect("range"),
+        Some(vec![version(3)]),
+        "a lower version is ignored"
+    );
+    cache
+        .put(&conversation_id, &[version(4), version(2)])
+        .await
+        .expect("put");
+    assert_eq!(
+        cache
+            .range(&conversation_id, Seq(1), Seq(1))
+            .await
+            .expect("range"),
+        Some(vec![version(4)]),
+        "within one put too"
+    );
+}
+
+async fn only_the_newest_capacity_seqs_are_kept(fixture: Fixture<dyn MessageCache>) {
+    let cache = fixture.port;
+    let conversation_id = ConversationId::new(unique("cache-trim"));
+    let capacity = CAPACITY as u64;
+    cache
+        .put(&conversation_id, &records(&conversation_id, 1..=capacity))
+        .await
+        .expect("put");
+    assert!(cache
+        .range(&conversation_id, Seq(1), Seq(capacity))
+        .await
+        .expect("range")
+        .is_some());
+    cache
+        .put(
+            &conversation_id,
+            &records(&conversation_id, capacity + 1..=capacity + 2),
+        )
+        .await
+        .expect("put");
+    assert_eq!(
+        cache
+            .range(&conversation_id, Seq(1), Seq(1))
+            .await
+            .expect("range"),
+        None,
+        "the oldest seqs were trimmed"
+    );
+    assert_eq!(
+        cache
+            .range(&conversation_id, Seq(2), Seq(2))
+            .await
+            .expect("range"),
+        None
+    );
+    assert_eq!(
+        cache
+            .range(&conversation_id, Seq(3), Seq(capacity + 2))
+            .await
+            .expect("range"),
+        Some(records(&conversation_id, 3..=capacity + 2)),
+        "the newest capacity seqs stay"
+    );
+}
