@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use common::redis::{free_port, RedisServer};
 use persistence::redis::{
-    RedisClient, RedisConfig, RedisMessageCache, RedisRateLimiter, RedisSequencer,
+    RedisClient, RedisConfig, RedisMessageCache, RedisPresence, RedisRateLimiter, RedisSequencer,
 };
 use persistence::EmbeddedStore;
 use ports::contract::{self, Fixture};
-use ports::{DedupKey, MessageCache, PortError, RateLimiter, Reservation, Sequencer};
+use ports::{DedupKey, MessageCache, PortError, Presence, RateLimiter, Reservation, Sequencer};
 use tempfile::TempDir;
 use wire::ops::SendAck;
-use wire::{ClientMsgId, ConversationId, MessageId, Seq, UserId};
+use wire::{ClientMsgId, ConversationId, MessageId, NodeId, Seq, SessionId, UserId};
 
 fn client(server: &RedisServer) -> RedisClient {
     RedisClient::new(RedisConfig::new(server.url())).expect("redis client")
@@ -188,4 +188,75 @@ async fn redis_rate_limiter_keeps_the_rate_limiter_contract() {
         async move { Fixture::unguarded(port) }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_presence_keeps_the_presence_contract() {
+    let server = RedisServer::start();
+    contract::presence_suite(|| {
+        let port: Arc<dyn Presence> = Arc::new(RedisPresence::new(client(&server)));
+        async move { Fixture::unguarded(port) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stops_refreshing_has_its_users_expire() {
+    let server = RedisServer::start();
+    let ttl = Duration::from_millis(300);
+    let node_a = RedisPresence::with_ttl(client(&server), ttl);
+    let node_b = RedisPresence::with_ttl(client(&server), ttl);
+    let stranded = UserId::new(unique("stranded"));
+    let survivor = UserId::new(unique("survivor"));
+    let (a, b) = (NodeId::new(unique("node-a")), NodeId::new(unique("node-b")));
+    assert!(node_a
+        .connect(&stranded, &SessionId::new(unique("s")), &a)
+        .await
+        .expect("connect"));
+    assert!(node_a
+        .connect(&survivor, &SessionId::new(unique("s")), &a)
+        .await
+        .expect("connect"));
+    assert!(!node_b
+        .connect(&survivor, &SessionId::new(unique("s")), &b)
+        .await
+        .expect("connect"));
+
+    // Longer than the TTL while node a refreshes: everyone stays online.
+    tokio::time::sleep(ttl * 2).await;
+    let seen = node_b
+        .get(&[stranded.clone(), survivor.clone()])
+        .await
+        .expect("get");
+    assert!(
+        seen[&stranded].online && seen[&survivor].online,
+        "refreshed: {seen:?}"
+    );
+    assert_eq!(node_b.expired_users().await, Ok(Vec::new()));
+
+    drop(node_a); // node a dies: nobody refreshes its sessions any more
+    eventually(ttl * 10, "the stranded user expires", || async {
+        let seen = node_b
+            .get(std::slice::from_ref(&stranded))
+            .await
+            .expect("get");
+        !seen[&stranded].online
+    })
+    .await;
+    let seen = node_b
+        .get(&[stranded.clone(), survivor.clone()])
+        .await
+        .expect("get");
+    assert!(
+        seen[&survivor].online,
+        "the survivor has a session on node b"
+    );
+    let expired = node_b.expired_users().await.expect("expired");
+    assert_eq!(expired, vec![stranded.clone()], "reported once");
+    assert_eq!(node_b.expired_users().await, Ok(Vec::new()), "only once");
+    let seen = node_b
+        .get(std::slice::from_ref(&stranded))
+        .await
+        .expect("get");
+    assert!(seen[&stranded].last_seen.is_some(), "last_seen recorded");
 }

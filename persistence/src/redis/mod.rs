@@ -7,17 +7,20 @@
 //! - [`sequencer`]: [`RedisSequencer`], seq allocation and cross-node dedup (Lua).
 //! - [`rate_limit`]: [`RedisRateLimiter`], token buckets in Lua on the Redis clock.
 //! - [`cache`]: [`RedisMessageCache`], the newest messages per conversation.
+//! - [`presence`]: [`RedisPresence`], sessions per user with a TTL refreshed by their node.
 //!
 //! Every key and channel starts with the configured prefix (default `parley:`).
 
 pub mod cache;
 pub mod client;
 pub mod config;
+pub mod presence;
 pub mod rate_limit;
 pub mod sequencer;
 
 pub use cache::RedisMessageCache;
 pub use client::RedisClient;
 pub use config::RedisConfig;
+pub use presence::RedisPresence;
 pub use rate_limit::RedisRateLimiter;
 pub use sequencer::RedisSequencer;
