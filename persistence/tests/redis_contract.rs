@@ -10,11 +10,14 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use common::redis::{free_port, RedisServer};
 use persistence::redis::{
-    RedisClient, RedisConfig, RedisMessageCache, RedisPresence, RedisRateLimiter, RedisSequencer,
+    RedisClient, RedisConfig, RedisDirectory, RedisMessageCache, RedisPresence, RedisRateLimiter,
+    RedisSequencer,
 };
 use persistence::EmbeddedStore;
 use ports::contract::{self, Fixture};
-use ports::{DedupKey, MessageCache, PortError, Presence, RateLimiter, Reservation, Sequencer};
+use ports::{
+    DedupKey, Directory, MessageCache, PortError, Presence, RateLimiter, Reservation, Sequencer,
+};
 use tempfile::TempDir;
 use wire::ops::SendAck;
 use wire::{ClientMsgId, ConversationId, MessageId, NodeId, Seq, SessionId, UserId};
@@ -259,4 +262,83 @@ async fn a_node_that_stops_refreshing_has_its_users_expire() {
         .await
         .expect("get");
     assert!(seen[&stranded].last_seen.is_some(), "last_seen recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_directory_keeps_the_directory_contract() {
+    let server = RedisServer::start();
+    contract::directory_suite(|| {
+        let port: Arc<dyn Directory> = Arc::new(RedisDirectory::new(client(&server)));
+        async move { Fixture::unguarded(port) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_lists_by_recorded_activity_and_follows_membership() {
+    use contract::fixtures::{at, conversation_record};
+    use wire::ConversationKind;
+    let server = RedisServer::start();
+    let directory = RedisDirectory::new(client(&server));
+    let user = UserId::new(unique("user"));
+    let other = UserId::new(unique("other"));
+    let older = ConversationId::new(unique("older"));
+    let newer = ConversationId::new(unique("newer"));
+    let older_record =
+        conversation_record(&older, ConversationKind::Group, &[&user, &other], 1, at(0));
+    directory
+        .create(older_record.clone())
+        .await
+        .expect("create");
+    let newer_record = conversation_record(&newer, ConversationKind::Group, &[&user], 1, at(10));
+    directory.create(newer_record).await.expect("create");
+    let ids = |page: Vec<ports::StoredConversation>| -> Vec<(ConversationId, Seq)> {
+        page.into_iter()
+            .map(|stored| (stored.record.conversation.conversation_id, stored.last_seq))
+            .collect()
+    };
+    assert_eq!(
+        ids(directory
+            .list_for_user(&user, None, 10)
+            .await
+            .expect("list")),
+        vec![(newer.clone(), Seq::ZERO), (older.clone(), Seq::ZERO)]
+    );
+    directory
+        .record_activity(&older, Seq(7), at(20))
+        .await
+        .expect("activity");
+    directory
+        .record_activity(&older, Seq(5), at(30))
+        .await
+        .expect("an older seq changes nothing");
+    assert_eq!(
+        ids(directory
+            .list_for_user(&user, None, 10)
+            .await
+            .expect("list")),
+        vec![(older.clone(), Seq(7)), (newer.clone(), Seq::ZERO)],
+        "activity moves a conversation up"
+    );
+    let mut without_user = older_record.clone();
+    without_user.version = 2;
+    without_user
+        .participants
+        .retain(|participant| participant.user_id != user);
+    directory.update(without_user).await.expect("update");
+    assert_eq!(
+        ids(directory
+            .list_for_user(&user, None, 10)
+            .await
+            .expect("list")),
+        vec![(newer, Seq::ZERO)],
+        "a removed participant no longer lists it"
+    );
+    assert_eq!(
+        ids(directory
+            .list_for_user(&other, None, 10)
+            .await
+            .expect("list")),
+        vec![(older, Seq(7))]
+    );
 }

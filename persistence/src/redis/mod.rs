@@ -8,12 +8,14 @@
 //! - [`rate_limit`]: [`RedisRateLimiter`], token buckets in Lua on the Redis clock.
 //! - [`cache`]: [`RedisMessageCache`], the newest messages per conversation.
 //! - [`presence`]: [`RedisPresence`], sessions per user with a TTL refreshed by their node.
+//! - [`directory`]: [`RedisDirectory`], conversation records, membership and activity.
 //!
 //! Every key and channel starts with the configured prefix (default `parley:`).
 
 pub mod cache;
 pub mod client;
 pub mod config;
+pub mod directory;
 pub mod presence;
 pub mod rate_limit;
 pub mod sequencer;
@@ -21,6 +23,7 @@ pub mod sequencer;
 pub use cache::RedisMessageCache;
 pub use client::RedisClient;
 pub use config::RedisConfig;
+pub use directory::RedisDirectory;
 pub use presence::RedisPresence;
 pub use rate_limit::RedisRateLimiter;
 pub use sequencer::RedisSequencer;
