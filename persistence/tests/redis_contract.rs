@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use common::redis::{free_port, RedisServer};
 use persistence::redis::{
-    RedisClient, RedisConfig, RedisDirectory, RedisMessageCache, RedisPresence, RedisRateLimiter,
-    RedisSequencer,
+    RedisBus, RedisClient, RedisConfig, RedisDirectory, RedisMessageCache, RedisPresence,
+    RedisRateLimiter, RedisSequencer,
 };
 use persistence::EmbeddedStore;
 use ports::contract::{self, Fixture};
 use ports::{
-    DedupKey, Directory, MessageCache, PortError, Presence, RateLimiter, Reservation, Sequencer,
+    Bus, BusEnvelope, BusPayload, BusTopic, DedupKey, Directory, MessageCache, PortError, Presence,
+    RateLimiter, Reservation, Sequencer,
 };
 use tempfile::TempDir;
 use wire::ops::SendAck;
@@ -340,5 +341,117 @@ async fn directory_lists_by_recorded_activity_and_follows_membership() {
             .await
             .expect("list")),
         vec![(older, Seq(7))]
+    );
+}
+
+fn envelope(topic: &BusTopic, marker: &str) -> BusEnvelope {
+    BusEnvelope {
+        topic: topic.clone(),
+        origin: NodeId::new("node-a"),
+        payload: BusPayload::MembershipChanged {
+            conversation_id: ConversationId::new(marker),
+            added: Vec::new(),
+            removed: Vec::new(),
+        },
+    }
+}
+
+async fn next_envelope(incoming: &mut tokio::sync::mpsc::Receiver<BusEnvelope>) -> BusEnvelope {
+    tokio::time::timeout(Duration::from_secs(5), incoming.recv())
+        .await
+        .expect("an envelope in time")
+        .expect("incoming open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_bus_keeps_the_bus_contract() {
+    let server = RedisServer::start();
+    contract::bus_suite(|| {
+        let port: Arc<dyn Bus> = Arc::new(RedisBus::new(client(&server), 16).expect("bus"));
+        async move { Fixture::unguarded(port) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_receives_another_nodes_messages_only_when_subscribed() {
+    let server = RedisServer::start();
+    let node_a = RedisBus::new(client(&server), 16).expect("bus a");
+    let node_b = RedisBus::new(client(&server), 16).expect("bus b");
+    let mut incoming_b = node_b.take_incoming().expect("incoming");
+    let conversation = BusTopic::Conversation(ConversationId::new(unique("conv")));
+    let sentinel = BusTopic::User(UserId::new(unique("sentinel")));
+    node_b
+        .subscribe(vec![sentinel.clone()])
+        .await
+        .expect("subscribe");
+
+    node_a
+        .publish(envelope(&conversation, "before"))
+        .await
+        .expect("publish");
+    node_a
+        .publish(envelope(&sentinel, "sentinel-1"))
+        .await
+        .expect("publish");
+    assert_eq!(
+        next_envelope(&mut incoming_b).await,
+        envelope(&sentinel, "sentinel-1"),
+        "b did not get the conversation it has not subscribed to"
+    );
+
+    node_b
+        .subscribe(vec![conversation.clone()])
+        .await
+        .expect("subscribe");
+    node_a
+        .publish(envelope(&conversation, "after"))
+        .await
+        .expect("publish");
+    assert_eq!(
+        next_envelope(&mut incoming_b).await,
+        envelope(&conversation, "after")
+    );
+    assert_eq!(
+        node_b
+            .counters()
+            .dropped_unsubscribed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "redis itself filtered: nothing unwanted reached b"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_resubscribes_after_losing_its_connection() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let server = RedisServer::start();
+    let admin = client(&server);
+    let node_a = RedisBus::new(client(&server), 64).expect("bus a");
+    let node_b = RedisBus::new(client(&server), 64).expect("bus b");
+    let mut incoming_b = node_b.take_incoming().expect("incoming");
+    let topic = BusTopic::Conversation(ConversationId::new(unique("conv")));
+    node_b
+        .subscribe(vec![topic.clone()])
+        .await
+        .expect("subscribe");
+
+    let mut kill = deadpool_redis::redis::cmd("CLIENT");
+    kill.arg("KILL").arg("TYPE").arg("pubsub");
+    let killed: i64 = admin.query(kill).await.expect("client kill");
+    assert!(killed >= 1, "the subscriber connection was killed");
+
+    eventually(Duration::from_secs(5), "b resubscribes", || async {
+        node_b.counters().reconnects.load(Relaxed) >= 1
+    })
+    .await;
+    // The resubscription is confirmed before the reconnect is counted, so this arrives.
+    node_a
+        .publish(envelope(&topic, "after-reconnect"))
+        .await
+        .expect("publish");
+    assert_eq!(
+        next_envelope(&mut incoming_b).await,
+        envelope(&topic, "after-reconnect")
     );
 }

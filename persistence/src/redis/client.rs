@@ -110,11 +110,8 @@ impl RedisClient {
         }
     }
 
-    /// Runs one command.
-    pub(crate) async fn query<T: FromRedisValue>(
-        &self,
-        command: redis::Cmd,
-    ) -> Result<T, PortError> {
+    /// Runs one command (within the command timeout, errors mapped like every adapter's).
+    pub async fn query<T: FromRedisValue>(&self, command: redis::Cmd) -> Result<T, PortError> {
         self.run(|mut connection| async move { command.query_async(&mut connection).await })
             .await
     }

@@ -9,9 +9,11 @@
 //! - [`cache`]: [`RedisMessageCache`], the newest messages per conversation.
 //! - [`presence`]: [`RedisPresence`], sessions per user with a TTL refreshed by their node.
 //! - [`directory`]: [`RedisDirectory`], conversation records, membership and activity.
+//! - [`bus`]: [`RedisBus`], pub/sub routing with one subscriber connection per node.
 //!
 //! Every key and channel starts with the configured prefix (default `parley:`).
 
+pub mod bus;
 pub mod cache;
 pub mod client;
 pub mod config;
@@ -20,6 +22,7 @@ pub mod presence;
 pub mod rate_limit;
 pub mod sequencer;
 
+pub use bus::{RedisBus, RedisBusCounters};
 pub use cache::RedisMessageCache;
 pub use client::RedisClient;
 pub use config::RedisConfig;
