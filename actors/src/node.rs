@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ports::{Bus, Directory, EventLog, Presence, RateLimiter, Sequencer, Store};
+use ports::{Bus, Directory, EventLog, MessageCache, Presence, RateLimiter, Sequencer, Store};
 use wire::NodeId;
 
 use crate::metrics::Metrics;
@@ -21,6 +21,7 @@ pub struct Ports {
     pub presence: Arc<dyn Presence>,
     pub bus: Arc<dyn Bus>,
     pub rate_limiter: Arc<dyn RateLimiter>,
+    pub cache: Arc<dyn MessageCache>,
 }
 
 /// Limits and timings of sessions and conversations (the `[limits]` config section).
@@ -92,7 +93,7 @@ impl Node {
     /// Builds the node context. Must run inside a tokio runtime (the registry starts its
     /// subscription worker).
     pub fn new(node_id: NodeId, ports: Ports, limits: Limits, metrics: Metrics) -> Self {
-        let registry = LocalRegistry::start(ports.bus.clone());
+        let registry = LocalRegistry::start(ports.bus.clone(), ports.sequencer.clone());
         Self {
             inner: Arc::new(NodeInner {
                 node_id,

@@ -6,9 +6,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ports::{Bus, BusTopic};
+use ports::{Bus, BusTopic, Sequencer};
 use tokio::sync::{mpsc, oneshot};
-use wire::{ConversationId, SessionId, UserId};
+use wire::{ConversationId, Seq, SessionId, UserId};
 
 use crate::session::SessionHandle;
 
@@ -27,6 +27,10 @@ struct Maps {
     sessions_by_user: HashMap<UserId, Vec<SessionHandle>>,
     sessions_by_conversation: HashMap<ConversationId, Vec<SessionHandle>>,
     conversations_by_session: HashMap<SessionId, HashSet<ConversationId>>,
+    /// Per subscribed conversation: the subscription's generation and the last seq allocated
+    /// when the subscription took effect (`None` until it is known).
+    delivery_floors: HashMap<ConversationId, (u64, Option<Seq>)>,
+    next_generation: u64,
 }
 
 /// Cheap to clone.
@@ -34,12 +38,13 @@ struct Maps {
 pub struct LocalRegistry {
     maps: Arc<Mutex<Maps>>,
     changes: mpsc::UnboundedSender<SubscriptionChange>,
+    sequencer: Arc<dyn Sequencer>,
 }
 
 impl LocalRegistry {
     /// Creates the registry and its subscription worker, which applies subscription changes to
     /// the bus in the order they were made.
-    pub fn start(bus: Arc<dyn Bus>) -> Self {
+    pub fn start(bus: Arc<dyn Bus>, sequencer: Arc<dyn Sequencer>) -> Self {
         let (changes, mut receiver) = mpsc::unbounded_channel::<SubscriptionChange>();
         tokio::spawn(async move {
             while let Some(change) = receiver.recv().await {
@@ -73,6 +78,7 @@ impl LocalRegistry {
         Self {
             maps: Arc::default(),
             changes,
+            sequencer,
         }
     }
 
@@ -100,14 +106,42 @@ impl LocalRegistry {
                 new_topics.push(BusTopic::User(session.user_id().clone()));
             }
             user_sessions.push(session.clone());
+            let mut new_conversations = Vec::new();
             for conversation_id in conversations {
                 if add_to_conversation(&mut maps, conversation_id, session) {
                     new_topics.push(BusTopic::Conversation(conversation_id.clone()));
+                    new_conversations.push(conversation_id.clone());
                 }
             }
-            self.subscribe_locked(new_topics)
+            let generations = start_floors(&mut maps, &new_conversations);
+            (self.subscribe_locked(new_topics), generations)
         };
-        await_subscription(receiver).await
+        await_subscription(receiver.0).await?;
+        self.record_floors(receiver.1).await
+    }
+
+    /// After a conversation's subscription took effect, records the last allocated seq: every
+    /// later seq reaches this node, so fan-out starts right after it.
+    async fn record_floors(
+        &self,
+        generations: Vec<(ConversationId, u64)>,
+    ) -> Result<(), ports::PortError> {
+        for (conversation_id, generation) in generations {
+            let floor = self.sequencer.last_seq(&conversation_id).await?;
+            let mut maps = self.maps();
+            if let Some(entry) = maps.delivery_floors.get_mut(&conversation_id) {
+                if entry.0 == generation {
+                    entry.1 = Some(floor);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The current subscription generation of a conversation and its delivery floor (`None`
+    /// while it is being determined); `None` when the conversation is not subscribed.
+    pub fn delivery_floor(&self, conversation_id: &ConversationId) -> Option<(u64, Option<Seq>)> {
+        self.maps().delivery_floors.get(conversation_id).copied()
     }
 
     /// Adds the local sessions of `users` to a conversation (they became members).
@@ -130,9 +164,15 @@ impl LocalRegistry {
                     new_topics.push(BusTopic::Conversation(conversation_id.clone()));
                 }
             }
-            self.subscribe_locked(new_topics)
+            let generations = if new_topics.is_empty() {
+                Vec::new()
+            } else {
+                start_floors(&mut maps, std::slice::from_ref(conversation_id))
+            };
+            (self.subscribe_locked(new_topics), generations)
         };
-        await_subscription(receiver).await
+        await_subscription(receiver.0).await?;
+        self.record_floors(receiver.1).await
     }
 
     /// Removes the local sessions of `users` from a conversation (they stopped being members).
@@ -158,6 +198,7 @@ impl LocalRegistry {
         }
         if emptied {
             maps.sessions_by_conversation.remove(conversation_id);
+            maps.delivery_floors.remove(conversation_id);
             let _ = self.changes.send(SubscriptionChange::Unsubscribe {
                 topics: vec![BusTopic::Conversation(conversation_id.clone())],
             });
@@ -184,6 +225,7 @@ impl LocalRegistry {
                 sessions.retain(|other| other.session_id() != session.session_id());
                 if sessions.is_empty() {
                     maps.sessions_by_conversation.remove(&conversation_id);
+                    maps.delivery_floors.remove(&conversation_id);
                     gone.push(BusTopic::Conversation(conversation_id));
                 }
             }
@@ -240,6 +282,20 @@ impl LocalRegistry {
             .send(SubscriptionChange::Subscribe { topics, done });
         Some(receiver)
     }
+}
+
+/// Opens a new subscription generation (floor not yet known) for each conversation.
+fn start_floors(maps: &mut Maps, conversations: &[ConversationId]) -> Vec<(ConversationId, u64)> {
+    conversations
+        .iter()
+        .map(|conversation_id| {
+            maps.next_generation += 1;
+            let generation = maps.next_generation;
+            maps.delivery_floors
+                .insert(conversation_id.clone(), (generation, None));
+            (conversation_id.clone(), generation)
+        })
+        .collect()
 }
 
 /// Adds `session` to the conversation; true when it is the conversation's first local session.

@@ -4,6 +4,7 @@
 
 use bytestring::ByteString;
 use ports::{BusEnvelope, BusPayload, BusTopic, PortError};
+use wire::events::ServerEvent;
 use wire::frames::encode_event;
 
 use crate::conversation::{excluded_user, Deliver};
@@ -32,8 +33,15 @@ pub async fn route(node: &Node, envelope: BusEnvelope) {
             if !node.registry().has_local_sessions(&conversation_id) {
                 return;
             }
+            let invalidates_record = matches!(
+                event,
+                ServerEvent::MemberJoined { .. }
+                    | ServerEvent::MemberLeft { .. }
+                    | ServerEvent::ConversationUpdated { .. }
+            );
             let deliver = Deliver {
                 seq,
+                invalidates_record,
                 exclude: excluded_user(&event).cloned(),
                 frame: ByteString::from(encode_event(&event)),
             };

@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ports::{
     Bus, BusEnvelope, BusTopic, CreateOutcome, DedupKey, Directory, EventLog, LogConsumer,
-    MessageQuery, PortError, Presence, RateDecision, RateLimiter, Reservation, Sequencer, Store,
-    StoreWrite, StoredConversation, Watermarks,
+    MessageCache, MessageQuery, PortError, Presence, RateDecision, RateLimiter, Reservation,
+    Sequencer, Store, StoreWrite, StoredConversation, Watermarks,
 };
 use tokio::sync::mpsc;
 use wire::log::{ConversationRecord, LogEvent, MessageRecord, Participant, ParticipantRole};
@@ -375,6 +375,50 @@ impl Bus for FakeBus {
     }
 }
 
+/// Every message ever put, newest version kept.
+#[derive(Default)]
+pub struct FakeCache {
+    records: Mutex<BTreeMap<(ConversationId, Seq), MessageRecord>>,
+}
+
+#[async_trait]
+impl MessageCache for FakeCache {
+    async fn put(
+        &self,
+        conversation_id: &ConversationId,
+        records: &[MessageRecord],
+    ) -> Result<(), PortError> {
+        let mut cached = self.records.lock().unwrap();
+        for record in records {
+            let key = (conversation_id.clone(), record.message.seq);
+            if cached
+                .get(&key)
+                .is_none_or(|old| old.version < record.version)
+            {
+                cached.insert(key, record.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn range(
+        &self,
+        conversation_id: &ConversationId,
+        from: Seq,
+        to: Seq,
+    ) -> Result<Option<Vec<MessageRecord>>, PortError> {
+        let cached = self.records.lock().unwrap();
+        let mut records = Vec::new();
+        for seq in from.0..=to.0 {
+            match cached.get(&(conversation_id.clone(), Seq(seq))) {
+                Some(record) => records.push(record.clone()),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(records))
+    }
+}
+
 pub struct AllowAll;
 
 #[async_trait]
@@ -405,6 +449,7 @@ impl Harness {
             presence: Arc::new(FakePresence),
             bus: bus.clone(),
             rate_limiter: Arc::new(AllowAll),
+            cache: Arc::new(FakeCache::default()),
         };
         let node = Node::new(
             NodeId::new("test-node"),

@@ -9,8 +9,8 @@ use actix_web::{web, App, HttpServer};
 use actors::{Node, Ports};
 use anyhow::Context as _;
 use persistence::{
-    EmbeddedLog, EmbeddedStore, InProcessBus, IngestConfig, IngestPipeline, MemoryPresence,
-    MemoryRateLimiter, MemorySequencer,
+    EmbeddedLog, EmbeddedStore, InProcessBus, IngestConfig, IngestPipeline, MemoryMessageCache,
+    MemoryPresence, MemoryRateLimiter, MemorySequencer,
 };
 use ports::{EventLog, Store};
 use tokio::sync::watch;
@@ -87,6 +87,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         presence: Arc::new(MemoryPresence::new()),
         bus: Arc::new(InProcessBus::new(65_536)),
         rate_limiter: Arc::new(MemoryRateLimiter::new(rate.per_second, rate.burst)),
+        cache: Arc::new(MemoryMessageCache::new(settings.limits.recent_messages)),
     };
 
     let ingest = IngestPipeline::new(

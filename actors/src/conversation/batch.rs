@@ -262,6 +262,16 @@ pub(super) async fn run(
         }
     }
 
+    let changed: Vec<MessageRecord> = events
+        .iter()
+        .filter_map(|event| match &event.body {
+            LogEventBody::MessageSent { record }
+            | LogEventBody::MessageEdited { record }
+            | LogEventBody::MessageDeleted { record }
+            | LogEventBody::MessageReacted { record } => Some(record.clone()),
+            _ => None,
+        })
+        .collect();
     if !events.is_empty() {
         let metrics = node.metrics();
         metrics.log_batch_events.observe(events.len() as f64);
@@ -290,7 +300,23 @@ pub(super) async fn run(
         }
     }
 
-    // Durable: answer, record the acks for retries, then fan out.
+    // Durable: share the new versions with the other nodes, answer, record the acks for
+    // retries, then fan out.
+    if !changed.is_empty() {
+        if let Err(error) = node.ports().cache.put(&conversation_id, &changed).await {
+            tracing::warn!(conversation_id = %conversation_id, error = %error, "updating the message cache failed");
+        }
+    }
+    if !fresh.is_empty() {
+        if let Err(error) = node
+            .ports()
+            .directory
+            .record_activity(&conversation_id, working.last_seq, now)
+            .await
+        {
+            tracing::warn!(conversation_id = %conversation_id, error = %error, "recording activity failed");
+        }
+    }
     let mut acks = Vec::new();
     for answer in pending {
         match answer {

@@ -49,6 +49,8 @@ pub struct Deliver {
     pub frame: ByteString,
     /// A user whose sessions do not get this event (the typer of a typing event).
     pub exclude: Option<UserId>,
+    /// The event changed membership or the title: reload the record before the next batch.
+    pub invalidates_record: bool,
 }
 
 pub struct Conversation {
@@ -58,7 +60,11 @@ pub struct Conversation {
     queue: VecDeque<ConversationOp>,
     busy: bool,
     next_delivery: Option<Seq>,
+    /// The registry's subscription generation `next_delivery` was started from.
+    delivery_generation: u64,
     reorder: BTreeMap<Seq, ByteString>,
+    /// Another node changed the membership or title: reload the record before the next batch.
+    record_stale: bool,
     gap_timer: Option<SpawnHandle>,
     last_activity: Instant,
 }
@@ -72,7 +78,9 @@ impl Conversation {
             queue: VecDeque::new(),
             busy: false,
             next_delivery: None,
+            delivery_generation: 0,
             reorder: BTreeMap::new(),
+            record_stale: false,
             gap_timer: None,
             last_activity: Instant::now(),
         }
@@ -104,8 +112,11 @@ impl Conversation {
         let node = self.node.clone();
         let conversation_id = self.conversation_id.clone();
         let state = self.state.take();
+        // Without local sessions this node hears of no membership change: always reload.
+        let reload_record = std::mem::take(&mut self.record_stale)
+            || !self.node.registry().has_local_sessions(&conversation_id);
         let work = async move {
-            let state = match state {
+            let mut state = match state {
                 Some(state) => state,
                 None => match ConversationState::load(&node, &conversation_id).await {
                     Ok(Some(state)) => state,
@@ -123,6 +134,12 @@ impl Conversation {
                     }
                 },
             };
+            if let Err(error) = state.refresh(&node, reload_record).await {
+                for op in ops {
+                    op.fail(error.clone());
+                }
+                return None;
+            }
             if membership {
                 let op = ops.into_iter().next().expect("one membership op");
                 members::run(&node, state, op).await
@@ -187,6 +204,10 @@ impl Conversation {
         let wait = self.node.limits().gap_wait;
         self.gap_timer = Some(ctx.run_later(wait, |act, ctx| {
             act.gap_timer = None;
+            if let (None, Some((&first_buffered, _))) = (act.next_delivery, act.reorder.iter().next()) {
+                act.next_delivery = Some(first_buffered);
+                act.drain_in_order();
+            }
             if let (Some(expected), Some((&first_buffered, _))) =
                 (act.next_delivery, act.reorder.iter().next())
             {
@@ -250,10 +271,29 @@ impl Handler<Deliver> for Conversation {
 
     fn handle(&mut self, message: Deliver, ctx: &mut Self::Context) {
         self.last_activity = Instant::now();
+        if message.invalidates_record {
+            self.record_stale = true;
+        }
         let Some(seq) = message.seq else {
             self.fan_out(&message.frame, message.exclude.as_ref());
             return;
         };
+        // Seqs up to the floor were allocated before this node subscribed: its sessions get
+        // them from `sync`. Everything above it reaches this node, so fan-out waits for it.
+        match self.node.registry().delivery_floor(&self.conversation_id) {
+            Some((generation, Some(floor))) if generation != self.delivery_generation => {
+                self.delivery_generation = generation;
+                self.next_delivery = Some(floor.next());
+                self.reorder = self.reorder.split_off(&floor.next());
+            }
+            Some((_, None)) => {
+                // The subscription's floor is being determined: hold the event.
+                self.reorder.insert(seq, message.frame);
+                self.arm_gap_timer(ctx);
+                return;
+            }
+            _ => {}
+        }
         let expected = *self.next_delivery.get_or_insert(seq);
         if seq < expected {
             return; // already delivered (a re-delivery)

@@ -78,6 +78,39 @@ impl ConversationState {
         conversation
     }
 
+    /// Catches up with changes other nodes made: membership (reloaded from the directory when
+    /// `reload_record`) and messages accepted elsewhere (from the shared cache; the window is
+    /// dropped when the cache cannot fill the gap).
+    pub async fn refresh(&mut self, node: &Node, reload_record: bool) -> Result<(), OpError> {
+        let conversation_id = self.record.conversation.conversation_id.clone();
+        let ports = node.ports();
+        if reload_record {
+            match ports.directory.get(&conversation_id).await? {
+                Some(record) => self.record = record,
+                None => return Err(OpError::not_found("no such conversation")),
+            }
+        }
+        let live = ports.sequencer.last_seq(&conversation_id).await?;
+        if live <= self.last_seq {
+            return Ok(());
+        }
+        let missing = ports
+            .cache
+            .range(&conversation_id, self.last_seq.next(), live)
+            .await?;
+        match missing {
+            Some(records) => {
+                for record in records {
+                    self.put_message(record);
+                }
+            }
+            None => self.recent.clear(),
+        }
+        // Seqs reserved but not yet accepted may be above what the cache holds.
+        self.last_seq = self.last_seq.max(live);
+        Ok(())
+    }
+
     /// What `conversation.list` needs that the store may not have yet.
     pub fn snapshot(&self, user_id: &UserId) -> Snapshot {
         Snapshot {
@@ -103,7 +136,12 @@ impl ConversationState {
     pub fn put_message(&mut self, record: MessageRecord) {
         let seq = record.message.seq;
         if seq > self.last_seq {
-            if seq != self.last_seq.next() {
+            if seq != self.last_seq.next()
+                || self
+                    .recent
+                    .back()
+                    .is_none_or(|newest| newest.message.seq != self.last_seq)
+            {
                 self.recent.clear();
             }
             self.last_seq = seq;
@@ -213,6 +251,16 @@ impl ConversationState {
             return Ok(HistoryResult { messages, has_more });
         }
         let conversation_id = &self.record.conversation.conversation_id;
+        if let Some(cached) = node.ports().cache.range(conversation_id, from, to).await? {
+            let messages = cached
+                .into_iter()
+                .map(|record| match self.recent_slot(record.message.seq) {
+                    Some(slot) => self.recent[slot].message.clone(),
+                    None => record.message,
+                })
+                .collect();
+            return Ok(HistoryResult { messages, has_more });
+        }
         let stored = node
             .ports()
             .store

@@ -217,6 +217,7 @@ async fn fan_out_is_in_seq_order_and_bridges_a_gap_after_the_wait() {
                 seq: Some(Seq(seq)),
                 frame: ByteString::from(format!("frame-{seq}")),
                 exclude: None,
+                invalidates_record: false,
             })
             .await;
     }
@@ -236,6 +237,7 @@ async fn fan_out_is_in_seq_order_and_bridges_a_gap_after_the_wait() {
             seq: None,
             frame: ByteString::from("typing"),
             exclude: Some(UserId::new("bob")),
+            invalidates_record: false,
         })
         .await;
     tokio::time::sleep(Duration::from_millis(1)).await;
