@@ -1,0 +1,21 @@
+//! Parley's load-testing kit: the `parley-loadtest` generator and the `ws-ceiling` bare
+//! broadcast server it measures Parley against.
+//!
+//! # Layout
+//! - [`scenario`]: scenario files (`loadtest/scenarios/*.toml`) and their overrides.
+//! - [`net`]: source-address / URL spreading, WebSocket connect, a tiny HTTP client, `/proc`.
+//! - [`client`]: one simulated user: its session, requests in flight, reconnect and `sync`.
+//! - [`tracker`]: per-conversation bookkeeping behind the exactly-once, in-order checks.
+//! - [`stats`]: counters, HDR histograms, the progress line.
+//! - [`run`]: the scenarios themselves (idle, fanout, chat, reconnect-storm) and the report.
+//! - [`ceiling`]: the bare WebSocket broadcast server.
+//!
+//! Errors are `anyhow` throughout: this crate is an application whose errors end up printed.
+
+pub mod ceiling;
+pub mod client;
+pub mod net;
+pub mod run;
+pub mod scenario;
+pub mod stats;
+pub mod tracker;

@@ -1,0 +1,390 @@
+//! The scenarios and what they share: making clients, connecting them, open-loop publishers,
+//! the drain-and-verify step, and the report.
+
+mod chat;
+mod fanout;
+mod idle;
+mod report;
+mod storm;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use serde::Serialize;
+use wire::{ConversationId, UserId};
+
+use crate::client::{Client, RunContext, Target};
+use crate::net::{self, Endpoints};
+use crate::scenario::{Scenario, ScenarioKind};
+use crate::stats::{CorrectnessReport, LatencySummary, Stats};
+
+pub use report::{print_summary, Report};
+
+/// Which servers a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetChoice {
+    Parley,
+    Ceiling,
+    /// The ceiling first, then Parley with the same load; the report gives the ratio.
+    Both,
+}
+
+/// Command-line options besides the scenario knobs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Parley WebSocket URLs (`ws://host:port/ws`), or the ceiling's with `--target ceiling`.
+    pub urls: Vec<String>,
+    /// `ws-ceiling` URLs for `--target both`.
+    pub ceiling_urls: Vec<String>,
+    pub target: TargetChoice,
+    pub source_addrs: usize,
+    pub api_key: String,
+    /// The Parley server's pid, for RSS (idle).
+    pub server_pid: Option<u32>,
+    pub report: Option<PathBuf>,
+    /// Whether to print the live progress line.
+    pub progress: bool,
+}
+
+/// The outcome of one target's run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseReport {
+    pub target: Target,
+    pub urls: Vec<String>,
+    pub connections_requested: usize,
+    pub connections_opened: u64,
+    /// Length of the measured window (the load phase minus its first second), seconds.
+    pub window_secs: f64,
+    pub sends: u64,
+    pub acks: u64,
+    pub deliveries: u64,
+    pub sends_per_sec: f64,
+    pub deliveries_per_sec: f64,
+    pub ack_latency: LatencySummary,
+    pub delivery_latency: LatencySummary,
+    pub reconnect_latency: LatencySummary,
+    pub reconnects: u64,
+    pub connect_failures: u64,
+    pub other_requests: u64,
+    pub errors: std::collections::BTreeMap<String, u64>,
+    pub correctness: CorrectnessReport,
+    /// Scenario-specific results (idle: RSS).
+    pub extra: serde_json::Value,
+    /// A failed scenario-specific check (idle: connections not all opened).
+    pub failure: Option<String>,
+}
+
+/// Runs a scenario against the chosen target(s).
+pub async fn run(scenario: &Scenario, options: &Options) -> anyhow::Result<Report> {
+    let started_at = chrono::Utc::now();
+    let mut phases = Vec::new();
+    match options.target {
+        TargetChoice::Parley => {
+            phases.push(run_phase(scenario, options, Target::Parley, &options.urls).await?)
+        }
+        TargetChoice::Ceiling => {
+            phases.push(run_phase(scenario, options, Target::Ceiling, &options.urls).await?)
+        }
+        TargetChoice::Both => {
+            if options.ceiling_urls.is_empty() {
+                bail!("--target both needs --ceiling-url");
+            }
+            phases
+                .push(run_phase(scenario, options, Target::Ceiling, &options.ceiling_urls).await?);
+            phases.push(run_phase(scenario, options, Target::Parley, &options.urls).await?);
+        }
+    }
+    Ok(Report::new(scenario.clone(), started_at, phases))
+}
+
+async fn run_phase(
+    scenario: &Scenario,
+    options: &Options,
+    target: Target,
+    urls: &[String],
+) -> anyhow::Result<PhaseReport> {
+    if target == Target::Ceiling && scenario.kind != ScenarioKind::Fanout {
+        bail!("only the fanout scenario can target the ceiling");
+    }
+    let stats = Arc::new(Stats::default());
+    let budget = scenario.duration_secs + scenario.drain_secs + scenario.hold_secs + 120.0;
+    let context = Arc::new(RunContext {
+        stats: stats.clone(),
+        endpoints: Endpoints::new(urls.to_vec(), options.source_addrs)?,
+        target,
+        acked: Default::default(),
+        deadline: Instant::now() + Duration::from_secs_f64(budget),
+        text_bytes: scenario.text_bytes,
+    });
+    let (stop_progress, progress_stopped) = tokio::sync::watch::channel(false);
+    let progress = options.progress.then(|| {
+        let stats = stats.clone();
+        let label = format!("{} {}", scenario.kind.as_str(), target_name(target));
+        tokio::spawn(async move { stats.progress(&label, progress_stopped).await })
+    });
+    let phase = Phase {
+        scenario,
+        options,
+        context,
+        prefix: format!("lt{:06x}", rand::random::<u32>() & 0xff_ffff),
+    };
+    let outcome = match scenario.kind {
+        ScenarioKind::Idle => idle::run(&phase).await,
+        ScenarioKind::Fanout => fanout::run(&phase).await,
+        ScenarioKind::Chat => chat::run(&phase).await,
+        ScenarioKind::ReconnectStorm => storm::run(&phase).await,
+    };
+    let _ = stop_progress.send(true);
+    if let Some(progress) = progress {
+        let _ = progress.await;
+    }
+    let outcome = outcome?;
+    let window_secs = outcome.window.as_secs_f64().max(1e-9);
+    Ok(PhaseReport {
+        target,
+        urls: urls.to_vec(),
+        connections_requested: scenario.total_connections(),
+        connections_opened: outcome.connections_opened,
+        window_secs,
+        sends: stats.sends.load(Ordering::Relaxed),
+        acks: stats.acks.load(Ordering::Relaxed),
+        deliveries: stats.deliveries.load(Ordering::Relaxed),
+        sends_per_sec: outcome.window_sends as f64 / window_secs,
+        deliveries_per_sec: outcome.window_deliveries as f64 / window_secs,
+        ack_latency: stats.ack_latency.summary(),
+        delivery_latency: stats.delivery_latency.summary(),
+        reconnect_latency: stats.reconnect_latency.summary(),
+        reconnects: stats.reconnects.load(Ordering::Relaxed),
+        connect_failures: stats.connect_failures.load(Ordering::Relaxed),
+        other_requests: stats.other_requests.load(Ordering::Relaxed),
+        errors: stats.errors(),
+        correctness: stats.correctness.report(),
+        extra: outcome.extra,
+        failure: outcome.failure,
+    })
+}
+
+fn target_name(target: Target) -> &'static str {
+    match target {
+        Target::Parley => "parley",
+        Target::Ceiling => "ceiling",
+    }
+}
+
+/// What one scenario run hands back.
+struct Outcome {
+    connections_opened: u64,
+    window: Duration,
+    window_sends: u64,
+    window_deliveries: u64,
+    extra: serde_json::Value,
+    failure: Option<String>,
+}
+
+struct Phase<'a> {
+    scenario: &'a Scenario,
+    options: &'a Options,
+    context: Arc<RunContext>,
+    /// Prefix of this run's user ids, so runs against the same server do not collide.
+    prefix: String,
+}
+
+impl Phase<'_> {
+    fn stats(&self) -> &Stats {
+        &self.context.stats
+    }
+
+    /// Creates clients (fetching a token for each on Parley). `rooms[i]` is the ceiling room
+    /// of client `i`.
+    async fn make_clients(
+        &self,
+        user_ids: Vec<UserId>,
+        rooms: Vec<Option<String>>,
+    ) -> anyhow::Result<Vec<Arc<Client>>> {
+        let authority = net::authority(&self.context.endpoints.urls()[0])?.to_owned();
+        let api_key = self.options.api_key.clone();
+        let target = self.context.target;
+        let tokens: Vec<anyhow::Result<String>> = futures::stream::iter(user_ids.iter().cloned())
+            .map(|user_id| {
+                let authority = authority.clone();
+                let api_key = api_key.clone();
+                async move {
+                    match target {
+                        Target::Parley => {
+                            net::fetch_token(&authority, &api_key, user_id.as_str()).await
+                        }
+                        Target::Ceiling => Ok(String::new()),
+                    }
+                }
+            })
+            .buffered(32)
+            .collect()
+            .await;
+        let mut clients = Vec::with_capacity(user_ids.len());
+        for (index, ((user_id, token), room)) in
+            user_ids.into_iter().zip(tokens).zip(rooms).enumerate()
+        {
+            clients.push(Client::new(
+                index,
+                user_id,
+                token.context("token")?,
+                room,
+                self.context.clone(),
+            ));
+        }
+        Ok(clients)
+    }
+
+    /// Connects every client, `connect_concurrency` handshakes at a time; returns how many
+    /// connected.
+    async fn connect_all(&self, clients: &[Arc<Client>]) -> u64 {
+        let results: Vec<anyhow::Result<()>> = futures::stream::iter(clients.iter().cloned())
+            .map(|client| async move { client.connect().await })
+            .buffer_unordered(self.scenario.connect_concurrency)
+            .collect()
+            .await;
+        let mut first_error = None;
+        let mut connected = 0;
+        for result in results {
+            match result {
+                Ok(()) => connected += 1,
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        if let Some(error) = first_error {
+            eprintln!(
+                "warning: {} connection(s) failed; first error: {error:#}",
+                clients.len() as u64 - connected
+            );
+        }
+        connected
+    }
+
+    /// Connects every client or fails the run.
+    async fn connect_every(&self, clients: &[Arc<Client>]) -> anyhow::Result<u64> {
+        let connected = self.connect_all(clients).await;
+        if connected < clients.len() as u64 {
+            bail!("only {connected} of {} clients connected", clients.len());
+        }
+        Ok(connected)
+    }
+
+    /// Spawns an open-loop publisher: message `k` is due at `start + offset + k / rate`, and
+    /// its latency is measured from that due time even when the send itself is late.
+    fn publish(
+        &self,
+        client: Arc<Client>,
+        conversation_id: ConversationId,
+        start: Instant,
+        end: Instant,
+    ) -> tokio::task::JoinHandle<()> {
+        let period = Duration::from_secs_f64(1.0 / self.scenario.rate);
+        // Spread publishers over one period so they do not fire in lockstep.
+        let offset = period.mul_f64((client.index % 997) as f64 / 997.0);
+        let clock = self.stats().clock;
+        tokio::spawn(async move {
+            let mut due = start + offset;
+            while due < end {
+                tokio::time::sleep_until(due.into()).await;
+                client.send_message(&conversation_id, clock.micros_of(due));
+                due += period;
+            }
+        })
+    }
+
+    /// Counters over the measured window: from one second into the load phase (a fifth of it
+    /// when shorter) to its end. Returns the window's length, sends and deliveries.
+    async fn measure_window(&self, start: Instant, end: Instant) -> (Duration, u64, u64) {
+        let warmup = (end - start).mul_f64(0.2).min(Duration::from_secs(1));
+        tokio::time::sleep_until((start + warmup).into()).await;
+        let sends = self.stats().sends.load(Ordering::Relaxed);
+        let deliveries = self.stats().deliveries.load(Ordering::Relaxed);
+        tokio::time::sleep_until(end.into()).await;
+        (
+            end - (start + warmup),
+            self.stats().sends.load(Ordering::Relaxed) - sends,
+            self.stats().deliveries.load(Ordering::Relaxed) - deliveries,
+        )
+    }
+
+    /// After the load: waits (up to `drain_secs`) until every client has every acked message
+    /// of its conversations and no reconnect is in flight, then checks each client, with a
+    /// final `sync` for those behind. Messages only that `sync` brings are deliveries the
+    /// server failed to make.
+    async fn drain_and_verify(&self, clients: &[Arc<Client>]) {
+        let deadline = Instant::now() + Duration::from_secs_f64(self.scenario.drain_secs);
+        loop {
+            let acked = self.context.acked_snapshot();
+            let settled = clients
+                .iter()
+                .all(|client| client.is_settled() && client.behind(&acked) == 0);
+            if settled || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let acked = self.context.acked_snapshot();
+        let correctness = &self.stats().correctness;
+        for client in clients {
+            correctness
+                .sessions_verified
+                .fetch_add(1, Ordering::Relaxed);
+            let behind = client.behind(&acked);
+            if behind == 0 {
+                continue;
+            }
+            if client.is_ready() && client.sync_all().await.is_err() {
+                self.stats().error("final_sync_failed");
+            }
+            let still_behind = client.behind(&acked);
+            correctness
+                .missed_live
+                .fetch_add(behind - still_behind, Ordering::Relaxed);
+            correctness
+                .missing
+                .fetch_add(still_behind, Ordering::Relaxed);
+            eprintln!(
+                "correctness: {} was {behind} message(s) behind after the drain; {still_behind} still missing after sync",
+                client.user_id
+            );
+        }
+        for client in clients {
+            client.close();
+        }
+    }
+}
+
+/// Builds a user id of this run.
+fn user(prefix: &str, name: impl std::fmt::Display) -> UserId {
+    UserId::new(format!("{prefix}-{name}"))
+}
+
+/// Creates a conversation as `owner`; returns its id and `last_seq`.
+async fn create_conversation(
+    owner: &Client,
+    kind: wire::ConversationKind,
+    members: Vec<UserId>,
+) -> anyhow::Result<(ConversationId, u64)> {
+    let value = owner
+        .call(
+            wire::ops::Op::ConversationCreate,
+            wire::ops::CreateConversationArgs {
+                kind,
+                members,
+                title: None,
+            },
+        )
+        .await?;
+    let result: wire::ops::ConversationResult = serde_json::from_value(value)?;
+    Ok((
+        result.conversation.conversation_id,
+        result.conversation.last_seq.0,
+    ))
+}
