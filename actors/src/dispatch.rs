@@ -720,30 +720,35 @@ pub async fn close_session(node: &Node, session: &SessionHandle) {
         }
     };
     if went_offline {
-        match all_conversations(node, user_id).await {
-            Ok(conversations) => {
-                let last_seen = node
-                    .ports()
-                    .presence
-                    .get(std::slice::from_ref(user_id))
-                    .await
-                    .ok()
-                    .and_then(|mut presence| presence.remove(user_id))
-                    .and_then(|info| info.last_seen)
-                    .unwrap_or_else(Utc::now);
-                announce_presence(
-                    node,
-                    user_id,
-                    Some(last_seen),
-                    co_members(user_id, &conversations),
-                )
-                .await
-            }
-            Err(error) => {
-                tracing::warn!(user_id = %user_id, error = %error, "announcing offline failed")
-            }
-        }
+        announce_offline(node, user_id).await;
     }
+}
+
+/// Tells the user's co-members that the user went offline, with the recorded `last_seen`.
+pub async fn announce_offline(node: &Node, user_id: &UserId) {
+    let conversations = match all_conversations(node, user_id).await {
+        Ok(conversations) => conversations,
+        Err(error) => {
+            tracing::warn!(user_id = %user_id, error = %error, "announcing offline failed");
+            return;
+        }
+    };
+    let last_seen = node
+        .ports()
+        .presence
+        .get(std::slice::from_ref(user_id))
+        .await
+        .ok()
+        .and_then(|mut presence| presence.remove(user_id))
+        .and_then(|info| info.last_seen)
+        .unwrap_or_else(Utc::now);
+    announce_presence(
+        node,
+        user_id,
+        Some(last_seen),
+        co_members(user_id, &conversations),
+    )
+    .await
 }
 
 /// A message from the app backend (REST, API key): same guarantees as `message.send`, the

@@ -6,12 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
-use actors::{Node, Ports};
+use actors::Node;
 use anyhow::Context as _;
-use persistence::{
-    EmbeddedLog, EmbeddedStore, InProcessBus, IngestConfig, IngestPipeline, MemoryMessageCache,
-    MemoryPresence, MemoryRateLimiter, MemorySequencer,
-};
+use persistence::{EmbeddedLog, EmbeddedStore, IngestConfig, IngestPipeline};
 use ports::{EventLog, Store};
 use tokio::sync::watch;
 use wire::NodeId;
@@ -29,6 +26,7 @@ pub struct AppState {
     pub socket_urls: Vec<String>,
     log: Arc<dyn EventLog>,
     store: Arc<dyn Store>,
+    redis_clients: Vec<(&'static str, persistence::redis::RedisClient)>,
 }
 
 impl AppState {
@@ -42,6 +40,11 @@ impl AppState {
         }
         if !self.store.is_ready().await {
             return (false, "store unavailable");
+        }
+        for (name, client) in &self.redis_clients {
+            if !client.is_ready().await {
+                return (false, name);
+            }
         }
         (true, "")
     }
@@ -78,17 +81,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     );
     let log_port: Arc<dyn EventLog> = log;
     let store_port: Arc<dyn Store> = store.clone();
-    let rate = &settings.rate_limit;
-    let ports = Ports {
-        log: log_port.clone(),
-        store: store_port.clone(),
-        directory: store,
-        sequencer: Arc::new(MemorySequencer::new(store_port.clone())),
-        presence: Arc::new(MemoryPresence::new()),
-        bus: Arc::new(InProcessBus::new(65_536)),
-        rate_limiter: Arc::new(MemoryRateLimiter::new(rate.per_second, rate.burst)),
-        cache: Arc::new(MemoryMessageCache::new(settings.limits.recent_messages)),
-    };
+    let adapters = crate::adapters::build(&settings, log_port.clone(), store)?;
+    let ports = adapters.ports;
 
     let ingest = IngestPipeline::new(
         log_port.clone(),
@@ -127,6 +121,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         socket_urls,
         log: log_port,
         store: store_port,
+        redis_clients: adapters.redis_clients,
     });
 
     let max_body = settings.limits.max_frame_bytes;
@@ -177,7 +172,17 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     tracing::info!(records = caught_up, "store caught up with the log");
     actors::router::start(node.clone()).context("starting the router")?;
     let ingest_task = spawn_on_own_thread("parley-ingest", ingest.run(shutdown_rx.clone()));
-    let relay_task = tokio::spawn(actors::stored_acks::run(node.clone(), shutdown_rx));
+    let relay_task = tokio::spawn(actors::stored_acks::run(node.clone(), shutdown_rx.clone()));
+    if let Some(presence) = adapters.redis_presence {
+        let sweep_every = Duration::from_millis(settings.redis.presence_ttl_ms / 3)
+            .max(Duration::from_millis(50));
+        tokio::spawn(sweep_expired_presence(
+            node.clone(),
+            presence,
+            sweep_every,
+            shutdown_rx,
+        ));
+    }
     ready.store(true, Ordering::Release);
     tracing::info!("ready");
     let drain_window = Duration::from_millis(settings.server.drain_window_ms);
@@ -200,6 +205,29 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let _ = tokio::task::spawn_blocking(move || ingest_task.join()).await;
     tracing::info!("stopped");
     result.context("http server failed")
+}
+
+/// Announces offline the users whose node died (their sessions expired in Redis).
+async fn sweep_expired_presence(
+    node: Node,
+    presence: Arc<persistence::redis::RedisPresence>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match presence.expired_users().await {
+            Ok(users) => {
+                for user_id in users {
+                    actors::dispatch::announce_offline(&node, &user_id).await;
+                }
+            }
+            Err(error) => tracing::warn!(error = %error, "presence sweep failed"),
+        }
+    }
 }
 
 async fn wait_for_stop_signal() {

@@ -45,6 +45,7 @@ impl fmt::Debug for Secret {
 pub struct Settings {
     pub server: ServerSettings,
     pub storage: StorageSettings,
+    pub redis: RedisSettings,
     pub auth: AuthSettings,
     pub limits: LimitSettings,
     pub rate_limit: RateLimitSettings,
@@ -66,6 +67,62 @@ pub struct ServerSettings {
 #[serde(deny_unknown_fields)]
 pub struct StorageSettings {
     pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: Secret,
+    pub pubsub_url: Secret,
+    pub cache_url: Secret,
+    pub presence_url: Secret,
+    pub state_url: Secret,
+    pub ratelimit_url: Secret,
+    pub key_prefix: String,
+    pub command_timeout_ms: u64,
+    pub presence_ttl_ms: u64,
+    pub dedup_ttl_secs: u64,
+    pub cache_ttl_secs: u64,
+}
+
+/// The Redis URL of each role, after defaulting to `redis.url`.
+#[derive(Debug, Clone)]
+pub struct RedisRoles {
+    pub pubsub: Secret,
+    pub cache: Secret,
+    pub presence: Secret,
+    pub state: Secret,
+    pub ratelimit: Secret,
+}
+
+impl RedisSettings {
+    /// `None` in standalone mode (no Redis URL at all).
+    pub fn roles(&self) -> Option<RedisRoles> {
+        let role = |url: &Secret| {
+            if url.is_empty() {
+                self.url.clone()
+            } else {
+                url.clone()
+            }
+        };
+        let roles = RedisRoles {
+            pubsub: role(&self.pubsub_url),
+            cache: role(&self.cache_url),
+            presence: role(&self.presence_url),
+            state: role(&self.state_url),
+            ratelimit: role(&self.ratelimit_url),
+        };
+        let any = [
+            &roles.pubsub,
+            &roles.cache,
+            &roles.presence,
+            &roles.state,
+            &roles.ratelimit,
+        ]
+        .iter()
+        .any(|url| !url.is_empty());
+        any.then_some(roles)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -260,6 +317,39 @@ fn validate(settings: &Settings) -> Result<(), ConfigError> {
             "must be less than server.shutdown_timeout_ms",
         ));
     }
+    if let Some(roles) = settings.redis.roles() {
+        for (key, url) in [
+            ("redis.pubsub_url", &roles.pubsub),
+            ("redis.cache_url", &roles.cache),
+            ("redis.presence_url", &roles.presence),
+            ("redis.state_url", &roles.state),
+            ("redis.ratelimit_url", &roles.ratelimit),
+        ] {
+            let url = url.expose();
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("redis+unix://")
+                || url.starts_with("unix://"))
+            {
+                return Err(invalid(
+                    key,
+                    "must be a redis:// URL (set it, or set redis.url for every role)",
+                ));
+            }
+        }
+    }
+    if settings.redis.command_timeout_ms == 0 {
+        return Err(invalid("redis.command_timeout_ms", "must be at least 1"));
+    }
+    if settings.redis.presence_ttl_ms < 100 {
+        return Err(invalid("redis.presence_ttl_ms", "must be at least 100"));
+    }
+    if settings.redis.dedup_ttl_secs == 0 || settings.redis.cache_ttl_secs == 0 {
+        return Err(invalid(
+            "redis.dedup_ttl_secs",
+            "and redis.cache_ttl_secs must be at least 1",
+        ));
+    }
     if settings.storage.data_dir.as_os_str().is_empty() {
         return Err(invalid("storage.data_dir", "must not be empty"));
     }
@@ -429,6 +519,30 @@ mod tests {
             .to_string();
         assert!(error.contains("auth.jwt_secret"), "{error}");
         assert!(!error.contains("short"), "secret value leaked: {error}");
+    }
+
+    #[test]
+    fn redis_roles_default_to_the_main_url() {
+        let loaded = load_with_env(None, env(&[])).unwrap();
+        assert!(
+            loaded.settings.redis.roles().is_none(),
+            "standalone by default"
+        );
+        let loaded = load_with_env(
+            None,
+            env(&[
+                ("PARLEY__REDIS__URL", "redis://127.0.0.1:6390/0"),
+                ("PARLEY__REDIS__CACHE_URL", "redis://127.0.0.1:6391/0"),
+            ]),
+        )
+        .unwrap();
+        let roles = loaded.settings.redis.roles().unwrap();
+        assert_eq!(roles.pubsub.expose(), "redis://127.0.0.1:6390/0");
+        assert_eq!(roles.cache.expose(), "redis://127.0.0.1:6391/0");
+        let error = load_with_env(None, env(&[("PARLEY__REDIS__STATE_URL", "http://nope")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("redis."), "{error}");
     }
 
     #[test]

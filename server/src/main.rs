@@ -3,11 +3,13 @@
 //! # Layout
 //! - `config`: settings (defaults file, `--config`, `PARLEY__*` environment), validation.
 //! - `auth`: JWT issue/verify and API-key checks.
+//! - `adapters`: the adapters behind the ports (standalone or Redis cluster mode).
 //! - `app`: wiring of adapters, node, background tasks and the HTTP server.
 //! - `http`: token, health, metrics and REST endpoints.
 //! - `ws`: the WebSocket upgrade.
 //! - `metrics`: the node's Prometheus registry.
 
+mod adapters;
 mod app;
 mod auth;
 mod config;

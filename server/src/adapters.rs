@@ -1,0 +1,132 @@
+//! Chooses the adapters behind the ports: in-process ones for a standalone node, Redis ones for
+//! routing, presence, sequencing, conversation state, cache and rate limits when any Redis URL
+//! is configured. The log and the store are the embedded ones in both modes (for now).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::Ports;
+use persistence::redis::{
+    RedisBus, RedisClient, RedisConfig, RedisDirectory, RedisMessageCache, RedisPresence,
+    RedisRateLimiter, RedisSequencer,
+};
+use persistence::{
+    EmbeddedStore, InProcessBus, MemoryMessageCache, MemoryPresence, MemoryRateLimiter,
+    MemorySequencer,
+};
+use ports::{EventLog, Store};
+
+use crate::config::{RedisRoles, Secret, Settings};
+
+/// Incoming bus envelopes buffered before publishers wait.
+const BUS_INCOMING_CAPACITY: usize = 65_536;
+
+pub struct Adapters {
+    pub ports: Ports,
+    /// Redis clients whose reachability decides readiness (empty in standalone).
+    pub redis_clients: Vec<(&'static str, RedisClient)>,
+    /// Presence in Redis, swept for users of dead nodes (cluster mode).
+    pub redis_presence: Option<Arc<RedisPresence>>,
+}
+
+pub fn build(
+    settings: &Settings,
+    log: Arc<dyn EventLog>,
+    store: Arc<EmbeddedStore>,
+) -> anyhow::Result<Adapters> {
+    let store_port: Arc<dyn Store> = store.clone();
+    let rate = &settings.rate_limit;
+    let Some(roles) = settings.redis.roles() else {
+        tracing::info!("standalone mode: in-process routing, presence, sequencing and cache");
+        return Ok(Adapters {
+            ports: Ports {
+                log,
+                store: store_port.clone(),
+                directory: store,
+                sequencer: Arc::new(MemorySequencer::new(store_port)),
+                presence: Arc::new(MemoryPresence::new()),
+                bus: Arc::new(InProcessBus::new(BUS_INCOMING_CAPACITY)),
+                rate_limiter: Arc::new(MemoryRateLimiter::new(rate.per_second, rate.burst)),
+                cache: Arc::new(MemoryMessageCache::new(settings.limits.recent_messages)),
+            },
+            redis_clients: Vec::new(),
+            redis_presence: None,
+        });
+    };
+    let clients = RedisClients::new(settings, &roles)?;
+    tracing::info!(
+        pubsub = %clients.pubsub.config().redacted_url(),
+        state = %clients.state.config().redacted_url(),
+        "cluster mode: Redis routing, presence, sequencing, state, cache and rate limits"
+    );
+    let redis = &settings.redis;
+    let presence = Arc::new(RedisPresence::with_ttl(
+        clients.presence.clone(),
+        Duration::from_millis(redis.presence_ttl_ms),
+    ));
+    let ports = Ports {
+        log,
+        store: store_port.clone(),
+        directory: Arc::new(RedisDirectory::new(clients.state.clone())),
+        sequencer: Arc::new(RedisSequencer::with_ack_ttl(
+            clients.state.clone(),
+            store_port,
+            Duration::from_secs(redis.dedup_ttl_secs),
+        )),
+        presence: presence.clone(),
+        bus: Arc::new(
+            RedisBus::new(clients.pubsub.clone(), BUS_INCOMING_CAPACITY)
+                .map_err(|error| anyhow::anyhow!("redis.pubsub_url: {error}"))?,
+        ),
+        rate_limiter: Arc::new(RedisRateLimiter::new(
+            clients.ratelimit.clone(),
+            rate.per_second,
+            rate.burst,
+        )),
+        cache: Arc::new(
+            RedisMessageCache::with_capacity(
+                clients.cache.clone(),
+                settings.limits.recent_messages,
+            )
+            .with_ttl(Duration::from_secs(redis.cache_ttl_secs)),
+        ),
+    };
+    Ok(Adapters {
+        ports,
+        redis_clients: vec![
+            ("redis pubsub", clients.pubsub),
+            ("redis cache", clients.cache),
+            ("redis presence", clients.presence),
+            ("redis state", clients.state),
+            ("redis ratelimit", clients.ratelimit),
+        ],
+        redis_presence: Some(presence),
+    })
+}
+
+struct RedisClients {
+    pubsub: RedisClient,
+    cache: RedisClient,
+    presence: RedisClient,
+    state: RedisClient,
+    ratelimit: RedisClient,
+}
+
+impl RedisClients {
+    fn new(settings: &Settings, roles: &RedisRoles) -> anyhow::Result<Self> {
+        let redis = &settings.redis;
+        let client = |key: &str, url: &Secret| {
+            let config = RedisConfig::new(url.expose())
+                .with_key_prefix(redis.key_prefix.clone())
+                .with_command_timeout(Duration::from_millis(redis.command_timeout_ms));
+            RedisClient::new(config).map_err(|error| anyhow::anyhow!("{key}: {error}"))
+        };
+        Ok(Self {
+            pubsub: client("redis.pubsub_url", &roles.pubsub)?,
+            cache: client("redis.cache_url", &roles.cache)?,
+            presence: client("redis.presence_url", &roles.presence)?,
+            state: client("redis.state_url", &roles.state)?,
+            ratelimit: client("redis.ratelimit_url", &roles.ratelimit)?,
+        })
+    }
+}
