@@ -219,8 +219,11 @@ impl Client {
                 match frame {
                     Ok(WsMessage::Text(text)) => reader_client.handle_text(&text),
                     Ok(WsMessage::Close(close)) => {
-                        let code = close.map_or(1005, |frame| u16::from(frame.code));
-                        reader_client.stats().error(&format!("close_{code}"));
+                        // The server's answer to our own close is not an error.
+                        if !reader_client.stopping.load(Ordering::Acquire) {
+                            let code = close.map_or(1005, |frame| u16::from(frame.code));
+                            reader_client.stats().error(&format!("close_{code}"));
+                        }
                     }
                     Ok(_) => {}
                     Err(_) => break,

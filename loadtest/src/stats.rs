@@ -119,8 +119,14 @@ pub struct Correctness {
     /// Acked messages a connected, synced session had not received when the drain ended and
     /// only got from the final `sync`: a delivery the server failed to make.
     pub missed_live: AtomicU64,
+    /// Acked messages a client still reconnecting when the drain ended (overload: closed with
+    /// 4009 again and again) got from the final `sync`: late, not lost (reported only).
+    pub recovered_at_end: AtomicU64,
     /// Acked messages still missing after the final `sync`.
     pub missing: AtomicU64,
+    /// Ceiling target only: messages a member closed as too slow never got (the ceiling has
+    /// no `sync`; reported, not a failure).
+    pub unrecoverable: AtomicU64,
     /// Sessions verified at the end.
     pub sessions_verified: AtomicU64,
 }
@@ -135,6 +141,8 @@ pub struct CorrectnessReport {
     pub sync_overlap: u64,
     pub missed_live: u64,
     pub missing: u64,
+    pub recovered_at_end: u64,
+    pub unrecoverable: u64,
     pub sessions_verified: u64,
 }
 
@@ -154,6 +162,8 @@ impl Correctness {
             sync_overlap: load(&self.sync_overlap),
             missed_live,
             missing,
+            recovered_at_end: load(&self.recovered_at_end),
+            unrecoverable: load(&self.unrecoverable),
             sessions_verified: load(&self.sessions_verified),
         }
     }

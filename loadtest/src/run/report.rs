@@ -95,7 +95,7 @@ pub fn print_summary(report: &Report) {
         );
         let correctness = &phase.correctness;
         println!(
-            "  correctness {}: duplicates {} out_of_order {} missed_live {} missing {} (live_gaps {} recovered_by_sync {} sync_overlap {}, {} sessions verified)",
+            "  correctness {}: duplicates {} out_of_order {} missed_live {} missing {} (live_gaps {} recovered_by_sync {} sync_overlap {}, recovered_at_end {}, ceiling unrecoverable {}, {} sessions verified)",
             if correctness.passed { "PASS" } else { "FAIL" },
             correctness.duplicates,
             correctness.out_of_order,
@@ -104,6 +104,8 @@ pub fn print_summary(report: &Report) {
             correctness.live_gaps,
             correctness.recovered_by_sync,
             correctness.sync_overlap,
+            correctness.recovered_at_end,
+            correctness.unrecoverable,
             correctness.sessions_verified,
         );
         if !phase.extra.is_null() {
