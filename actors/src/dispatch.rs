@@ -21,7 +21,9 @@ use wire::{
     MessageId, Seq, SessionId, UserId,
 };
 
-use crate::conversation::{announce_membership, publish, ConversationOp, OpActor, Reply};
+use crate::conversation::{
+    announce_membership, publish, publish_to_users, ConversationOp, OpActor, Reply,
+};
 use crate::node::Node;
 use crate::session::SessionHandle;
 use crate::OpError;
@@ -515,9 +517,9 @@ async fn create(
         .add_members(&conversation_id, &members)
         .await?;
     announce_membership(node, &conversation_id, &members, &[]).await;
-    publish(
+    publish_to_users(
         node,
-        ports::BusTopic::Conversation(conversation_id.clone()),
+        &members,
         ServerEvent::MemberJoined {
             conversation_id,
             user_ids: others,
@@ -683,15 +685,22 @@ async fn announce_presence(
     }
 }
 
-/// Registers a new session: routes its user's conversations to it and marks the user online.
-pub async fn open_session(node: &Node, session: &SessionHandle) -> Result<(), OpError> {
+/// Registers a new session: queues `welcome` as its first frame, routes its user's
+/// conversations to it and marks the user online.
+pub async fn open_session(
+    node: &Node,
+    session: &SessionHandle,
+    welcome: bytestring::ByteString,
+) -> Result<(), OpError> {
     let user_id = session.user_id();
     let conversations = all_conversations(node, user_id).await?;
     let ids: Vec<ConversationId> = conversations
         .iter()
         .map(|stored| stored.record.conversation.conversation_id.clone())
         .collect();
-    node.registry().register_session(session, &ids).await?;
+    node.registry()
+        .register_session(session, &ids, Some(welcome))
+        .await?;
     let came_online = node
         .ports()
         .presence

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub log_append_duration: Histogram,
     pub log_batch_events: Histogram,
     pub stored_acks_relayed: IntCounter,
+    pub bus_received: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -138,6 +139,17 @@ impl Metrics {
                         "events per conversation batch appended to the log",
                     )
                     .buckets(exponential_buckets(1.0, 2.0, 12).expect("valid buckets")),
+                )
+                .unwrap(),
+            ),
+            bus_received: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "parley_bus_envelopes_received_total",
+                        "envelopes this node received from the bus, by topic kind (conversation, user)",
+                    ),
+                    &["topic"],
                 )
                 .unwrap(),
             ),

@@ -88,15 +88,20 @@ impl LocalRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers a session for its user and the given conversations. Returns once the bus
-    /// subscriptions it needed are in place.
+    /// Registers a session for its user and the given conversations, queuing `first_frame`
+    /// (the welcome) before any event can reach the session. Returns once the bus subscriptions
+    /// it needed are in place.
     pub async fn register_session(
         &self,
         session: &SessionHandle,
         conversations: &[ConversationId],
+        first_frame: Option<bytestring::ByteString>,
     ) -> Result<(), ports::PortError> {
         let receiver = {
             let mut maps = self.maps();
+            if let Some(frame) = first_frame {
+                session.deliver(frame);
+            }
             let mut new_topics = Vec::new();
             let user_sessions = maps
                 .sessions_by_user

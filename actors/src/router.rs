@@ -28,6 +28,12 @@ pub fn start(node: Node) -> Result<(), PortError> {
 }
 
 pub async fn route(node: &Node, envelope: BusEnvelope) {
+    let kind = match envelope.topic {
+        BusTopic::Conversation(_) => "conversation",
+        BusTopic::User(_) => "user",
+    };
+    node.metrics().bus_received.with_label_values(&[kind]).inc();
+    let origin = envelope.origin;
     match (envelope.topic, envelope.payload) {
         (BusTopic::Conversation(conversation_id), BusPayload::Event { seq, event }) => {
             if !node.registry().has_local_sessions(&conversation_id) {
@@ -39,9 +45,18 @@ pub async fn route(node: &Node, envelope: BusEnvelope) {
                     | ServerEvent::MemberLeft { .. }
                     | ServerEvent::ConversationUpdated { .. }
             );
+            let from_elsewhere = &origin != node.node_id();
+            let invalidates_messages = from_elsewhere
+                && matches!(
+                    event,
+                    ServerEvent::MessageEdited { .. }
+                        | ServerEvent::MessageDeleted { .. }
+                        | ServerEvent::ReactionUpdated { .. }
+                );
             let deliver = Deliver {
                 seq,
                 invalidates_record,
+                invalidates_messages,
                 exclude: excluded_user(&event).cloned(),
                 frame: ByteString::from(encode_event(&event)),
             };
@@ -51,6 +66,19 @@ pub async fn route(node: &Node, envelope: BusEnvelope) {
                 .await;
         }
         (BusTopic::User(user_id), BusPayload::Event { event, .. }) => {
+            // Membership events travel on user topics: the conversation's actor on this node
+            // (if any) must reload the record.
+            if let ServerEvent::MemberJoined {
+                conversation_id, ..
+            }
+            | ServerEvent::MemberLeft {
+                conversation_id, ..
+            } = &event
+            {
+                if let Some(handle) = node.supervisor().running(conversation_id) {
+                    handle.invalidate_record();
+                }
+            }
             let frame = ByteString::from(encode_event(&event));
             let mut delivered = 0;
             for session in node.registry().sessions_of_user(&user_id) {

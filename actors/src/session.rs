@@ -356,26 +356,27 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.node.metrics().sessions_open.inc();
         ctx.set_mailbox_capacity(64);
-        // Register before anything is read, so the welcome means "you receive everything now".
+        // Register before anything is read. The welcome is queued inside the registration,
+        // before any event can reach the session, so it is the first frame and it means
+        // "you receive everything from now on".
+        let welcome = ServerEvent::Welcome(Welcome {
+            user_id: self.params.user_id.clone(),
+            session_id: self.handle.session_id().clone(),
+            node_id: self.node.node_id().clone(),
+            protocol: PROTOCOL_VERSION,
+            heartbeat_ms: self.node.limits().heartbeat.as_millis() as u64,
+        });
+        let welcome = ByteString::from(encode_event(&welcome));
         let node = self.node.clone();
         let handle = self.handle.clone();
         ctx.wait(
-            async move { dispatch::open_session(&node, &handle).await }
+            async move { dispatch::open_session(&node, &handle, welcome).await }
                 .into_actor(self)
                 .map(|result, act, ctx| match result {
-                    Ok(()) => {
-                        act.registered = true;
-                        let welcome = ServerEvent::Welcome(Welcome {
-                            user_id: act.params.user_id.clone(),
-                            session_id: act.handle.session_id().clone(),
-                            node_id: act.node.node_id().clone(),
-                            protocol: PROTOCOL_VERSION,
-                            heartbeat_ms: act.node.limits().heartbeat.as_millis() as u64,
-                        });
-                        act.send_text(encode_event(&welcome));
-                    }
+                    Ok(()) => act.registered = true,
                     Err(error) => {
                         tracing::warn!(user_id = %act.params.user_id, error = %error, "session registration failed");
+                        act.registered = true;
                         act.handle.request_close(CloseRequest {
                             code: 1013,
                             reason: "service unavailable, try again later".to_owned(),

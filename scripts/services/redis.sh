@@ -53,7 +53,8 @@ start() {
     echo "redis already running in $dir (pid $(pid_of "$dir"))"
     return 0
   fi
-  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+  # AOF keeps sequences and conversation state across a restart (outage tests, dev clusters).
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly yes --appendfsync everysec \
     --dir "$dir" --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
   for _ in $(seq 1 100); do
     if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then

@@ -133,9 +133,10 @@ async fn add_members(
         tracing::warn!(conversation_id = %conversation_id, error = %error, "subscribing new members failed");
     }
     announce_membership(node, &conversation_id, &added, &[]).await;
-    publish(
+    let members = conversation.members.clone();
+    publish_to_users(
         node,
-        BusTopic::Conversation(conversation_id.clone()),
+        &members,
         ServerEvent::MemberJoined {
             conversation_id,
             user_ids: added,
@@ -186,22 +187,20 @@ async fn remove_members(
     let conversation = next.conversation();
     let conversation_id = conversation.conversation_id.clone();
     node.registry().remove_members(&conversation_id, &removed);
-    let event = ServerEvent::MemberLeft {
-        conversation_id: conversation_id.clone(),
-        user_ids: removed.clone(),
-        by: user_id,
-        conversation,
-    };
-    publish(
+    announce_membership(node, &conversation_id, &[], &removed).await;
+    let mut recipients = conversation.members.clone();
+    recipients.extend(removed.iter().cloned());
+    publish_to_users(
         node,
-        BusTopic::Conversation(conversation_id.clone()),
-        event.clone(),
+        &recipients,
+        ServerEvent::MemberLeft {
+            conversation_id,
+            user_ids: removed,
+            by: user_id,
+            conversation,
+        },
     )
     .await;
-    for user in &removed {
-        publish(node, BusTopic::User(user.clone()), event.clone()).await;
-    }
-    announce_membership(node, &conversation_id, &[], &removed).await;
     Some(next)
 }
 
@@ -248,6 +247,17 @@ pub(crate) async fn publish(node: &Node, topic: BusTopic, event: ServerEvent) {
     };
     if let Err(error) = node.ports().bus.publish(envelope).await {
         tracing::warn!(error = %error, "bus publish failed");
+    }
+}
+
+/// Publishes a membership event on each user's topic. Membership events travel on user topics
+/// (which every node with a session of the user subscribes to), not on the conversation topic,
+/// which a node with a newly added member may not have subscribed yet: published after
+/// `announce_membership`, the event reaches a new member only once their node routes the
+/// conversation to them.
+pub(crate) async fn publish_to_users(node: &Node, users: &[UserId], event: ServerEvent) {
+    for user in users {
+        publish(node, BusTopic::User(user.clone()), event.clone()).await;
     }
 }
 

@@ -25,7 +25,7 @@ use wire::{ConversationId, Seq, UserId};
 
 pub(crate) use batch::log_event as log_event_for;
 pub use members::MAX_TITLE_BYTES;
-pub(crate) use members::{announce_membership, publish};
+pub(crate) use members::{announce_membership, publish, publish_to_users};
 pub use op::{Actor as OpActor, ConversationOp, Reply};
 pub use state::{ConversationState, Snapshot};
 
@@ -51,6 +51,9 @@ pub struct Deliver {
     pub exclude: Option<UserId>,
     /// The event changed membership or the title: reload the record before the next batch.
     pub invalidates_record: bool,
+    /// Another node changed a message (edit, delete, reaction): drop the window of recent
+    /// messages before the next batch, so reads see the new version from the shared cache.
+    pub invalidates_messages: bool,
 }
 
 pub struct Conversation {
@@ -65,6 +68,8 @@ pub struct Conversation {
     reorder: BTreeMap<Seq, ByteString>,
     /// Another node changed the membership or title: reload the record before the next batch.
     record_stale: bool,
+    /// Another node changed a message: drop the window before the next batch.
+    window_stale: bool,
     gap_timer: Option<SpawnHandle>,
     last_activity: Instant,
 }
@@ -81,6 +86,7 @@ impl Conversation {
             delivery_generation: 0,
             reorder: BTreeMap::new(),
             record_stale: false,
+            window_stale: false,
             gap_timer: None,
             last_activity: Instant::now(),
         }
@@ -115,6 +121,7 @@ impl Conversation {
         // Without local sessions this node hears of no membership change: always reload.
         let reload_record = std::mem::take(&mut self.record_stale)
             || !self.node.registry().has_local_sessions(&conversation_id);
+        let drop_window = std::mem::take(&mut self.window_stale);
         let work = async move {
             let mut state = match state {
                 Some(state) => state,
@@ -134,6 +141,9 @@ impl Conversation {
                     }
                 },
             };
+            if drop_window {
+                state.forget_recent();
+            }
             if let Err(error) = state.refresh(&node, reload_record).await {
                 for op in ops {
                     op.fail(error.clone());
@@ -271,9 +281,8 @@ impl Handler<Deliver> for Conversation {
 
     fn handle(&mut self, message: Deliver, ctx: &mut Self::Context) {
         self.last_activity = Instant::now();
-        if message.invalidates_record {
-            self.record_stale = true;
-        }
+        self.record_stale |= message.invalidates_record;
+        self.window_stale |= message.invalidates_messages;
         let Some(seq) = message.seq else {
             self.fan_out(&message.frame, message.exclude.as_ref());
             return;
@@ -301,6 +310,19 @@ impl Handler<Deliver> for Conversation {
         self.reorder.insert(seq, message.frame);
         self.drain_in_order();
         self.arm_gap_timer(ctx);
+    }
+}
+
+/// Another node changed the membership or title: reload the record before the next batch.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct InvalidateRecord;
+
+impl Handler<InvalidateRecord> for Conversation {
+    type Result = ();
+
+    fn handle(&mut self, _message: InvalidateRecord, _ctx: &mut Self::Context) {
+        self.record_stale = true;
     }
 }
 
@@ -336,6 +358,11 @@ impl ConversationHandle {
                 let _ = self.addr.send(message).await;
             }
         }
+    }
+
+    /// Marks the actor's conversation record stale (it reloads it before its next batch).
+    pub fn invalidate_record(&self) {
+        let _ = self.addr.try_send(InvalidateRecord);
     }
 
     pub fn addr(&self) -> &Addr<Conversation> {

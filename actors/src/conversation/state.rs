@@ -44,23 +44,33 @@ impl ConversationState {
         };
         let last_seq = ports.sequencer.last_seq(conversation_id).await?;
         let capacity = node.limits().recent_messages;
-        // Warm the window with the newest stored messages when they are the newest overall.
-        let newest = ports
-            .store
-            .messages(
-                conversation_id,
-                MessageQuery {
-                    after_seq: None,
-                    before_seq: None,
-                    limit: capacity.min(64),
-                },
-            )
-            .await?;
+        // Warm the window with the newest messages: from the shared cache (which also holds
+        // messages accepted on other nodes), else from the store.
+        let warm = capacity.min(64) as u64;
         let mut recent = VecDeque::new();
-        if newest.last().map(|record| record.message.seq) == Some(last_seq)
-            && is_contiguous(&newest)
-        {
-            recent.extend(newest.into_iter().map(Arc::new));
+        if last_seq > Seq::ZERO {
+            let from = Seq(last_seq.0.saturating_sub(warm - 1).max(1));
+            if let Some(cached) = ports.cache.range(conversation_id, from, last_seq).await? {
+                recent.extend(cached.into_iter().map(Arc::new));
+            }
+        }
+        if recent.is_empty() {
+            let newest = ports
+                .store
+                .messages(
+                    conversation_id,
+                    MessageQuery {
+                        after_seq: None,
+                        before_seq: None,
+                        limit: warm as usize,
+                    },
+                )
+                .await?;
+            if newest.last().map(|record| record.message.seq) == Some(last_seq)
+                && is_contiguous(&newest)
+            {
+                recent.extend(newest.into_iter().map(Arc::new));
+            }
         }
         Ok(Some(Self {
             record,
@@ -109,6 +119,11 @@ impl ConversationState {
         // Seqs reserved but not yet accepted may be above what the cache holds.
         self.last_seq = self.last_seq.max(live);
         Ok(())
+    }
+
+    /// Drops the window of recent messages (another node changed one of them).
+    pub fn forget_recent(&mut self) {
+        self.recent.clear();
     }
 
     /// What `conversation.list` needs that the store may not have yet.
@@ -185,13 +200,30 @@ impl ConversationState {
             .message(conversation_id, message_id)
             .await?;
         // The window holds the newest version of the messages it covers.
-        match stored {
-            Some(record) => Ok(match self.recent_slot(record.message.seq) {
+        if let Some(record) = stored {
+            return Ok(match self.recent_slot(record.message.seq) {
                 Some(slot) => MessageRecord::clone(&self.recent[slot]),
                 None => record,
-            }),
-            None => Err(OpError::not_found("no such message in this conversation")),
+            });
         }
+        // Accepted on another node and not in this node's store: the shared cache may hold it.
+        if self.last_seq > Seq::ZERO {
+            let from = Seq(self
+                .last_seq
+                .0
+                .saturating_sub(self.recent_capacity as u64 - 1)
+                .max(1));
+            let cache = &node.ports().cache;
+            if let Some(cached) = cache.range(conversation_id, from, self.last_seq).await? {
+                if let Some(record) = cached
+                    .into_iter()
+                    .find(|record| &record.message.message_id == message_id)
+                {
+                    return Ok(record);
+                }
+            }
+        }
+        Err(OpError::not_found("no such message in this conversation"))
     }
 
     pub async fn watermarks(

@@ -204,7 +204,7 @@ async fn fan_out_is_in_seq_order_and_bridges_a_gap_after_the_wait() {
     harness
         .node
         .registry()
-        .register_session(&session, std::slice::from_ref(&conversation_id))
+        .register_session(&session, std::slice::from_ref(&conversation_id), None)
         .await
         .unwrap();
     let handle = harness
@@ -218,6 +218,7 @@ async fn fan_out_is_in_seq_order_and_bridges_a_gap_after_the_wait() {
                 frame: ByteString::from(format!("frame-{seq}")),
                 exclude: None,
                 invalidates_record: false,
+                invalidates_messages: false,
             })
             .await;
     }
@@ -238,6 +239,7 @@ async fn fan_out_is_in_seq_order_and_bridges_a_gap_after_the_wait() {
             frame: ByteString::from("typing"),
             exclude: Some(UserId::new("bob")),
             invalidates_record: false,
+            invalidates_messages: false,
         })
         .await;
     tokio::time::sleep(Duration::from_millis(1)).await;

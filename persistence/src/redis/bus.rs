@@ -320,7 +320,9 @@ impl Subscriber {
                     self.forward(message).await;
                 }
                 _ = health.tick() => {
-                    let ping = tokio::time::timeout(self.command_timeout, sink.ping::<String>()).await;
+                    // A subscribed RESP2 connection answers PING with ["pong", ""], not "PONG":
+                    // any reply proves the connection alive.
+                    let ping = tokio::time::timeout(self.command_timeout, sink.ping::<redis::Value>()).await;
                     match ping {
                         Ok(Ok(_)) => {}
                         Ok(Err(error)) => return Ended::Lost(error.to_string()),

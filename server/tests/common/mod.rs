@@ -527,3 +527,110 @@ pub async fn metric(server: &TestServer, name: &str) -> f64 {
         .reduce(|sum, value| sum + value)
         .unwrap_or_else(|| panic!("metric {name} not exposed"))
 }
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("free port")
+}
+
+/// A private redis-server started through `scripts/services/redis.sh` (AOF on, own dir).
+pub struct TestRedis {
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn redis_script(args: &[&str]) -> std::process::Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services/redis.sh");
+    let output = Command::new(&script)
+        .args(args)
+        .output()
+        .expect("scripts/services/redis.sh runs");
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed (is redis-server installed? run `scripts/services/redis.sh install`): {}{}",
+        script.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+impl TestRedis {
+    pub fn start() -> Self {
+        let redis = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        redis.resume();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Stops the server (its data stays in its directory).
+    pub fn stop(&self) {
+        redis_script(&["stop", self.dir.path().to_str().expect("utf-8 path")]);
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn resume(&self) {
+        redis_script(&[
+            "start",
+            self.dir.path().to_str().expect("utf-8 path"),
+            &self.port.to_string(),
+        ]);
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services/redis.sh");
+        let _ = Command::new(script)
+            .args(["stop", self.dir.path().to_str().unwrap_or_default()])
+            .output();
+    }
+}
+
+/// Several parley-server nodes sharing one private Redis (cluster mode).
+pub struct TestCluster {
+    pub nodes: Vec<TestServer>,
+    pub redis: TestRedis,
+}
+
+impl TestCluster {
+    pub async fn start(nodes: usize, env: &[(&str, &str)]) -> Self {
+        let redis = TestRedis::start();
+        let url = redis.url();
+        let mut all_env: Vec<(&str, &str)> = vec![
+            ("PARLEY__REDIS__URL", url.as_str()),
+            ("PARLEY__RATE_LIMIT__PER_SECOND", "10000"),
+            ("PARLEY__RATE_LIMIT__BURST", "10000"),
+        ];
+        all_env.extend_from_slice(env);
+        let mut started = Vec::new();
+        for _ in 0..nodes {
+            started.push(TestServer::start_with(&all_env).await);
+        }
+        Self {
+            nodes: started,
+            redis,
+        }
+    }
+}
+
+impl TestServer {
+    /// Connects as `user_id` with a token issued by this node (any node's token works on any
+    /// node: they share the secret).
+    pub async fn connect_to(&self, user_id: &str, other: &TestServer) -> Client {
+        let token = self.token(user_id).await;
+        let (ws, _) = tokio_tungstenite::connect_async(other.ws_url(&token))
+            .await
+            .expect("websocket connects");
+        Client::after_connect(ws).await
+    }
+}
