@@ -27,6 +27,8 @@ pub struct Adapters {
     pub redis_clients: Vec<(&'static str, RedisClient)>,
     /// Presence in Redis, swept for users of dead nodes (cluster mode).
     pub redis_presence: Option<Arc<RedisPresence>>,
+    /// The Redis bus, whose subscription state decides readiness (cluster mode).
+    pub redis_bus: Option<Arc<RedisBus>>,
 }
 
 pub fn build(
@@ -51,6 +53,7 @@ pub fn build(
             },
             redis_clients: Vec::new(),
             redis_presence: None,
+            redis_bus: None,
         });
     };
     let clients = RedisClients::new(settings, &roles)?;
@@ -64,6 +67,10 @@ pub fn build(
         clients.presence.clone(),
         Duration::from_millis(redis.presence_ttl_ms),
     ));
+    let bus = Arc::new(
+        RedisBus::new(clients.pubsub.clone(), BUS_INCOMING_CAPACITY)
+            .map_err(|error| anyhow::anyhow!("redis.pubsub_url: {error}"))?,
+    );
     let ports = Ports {
         log,
         store: store_port.clone(),
@@ -74,10 +81,7 @@ pub fn build(
             Duration::from_secs(redis.dedup_ttl_secs),
         )),
         presence: presence.clone(),
-        bus: Arc::new(
-            RedisBus::new(clients.pubsub.clone(), BUS_INCOMING_CAPACITY)
-                .map_err(|error| anyhow::anyhow!("redis.pubsub_url: {error}"))?,
-        ),
+        bus: bus.clone(),
         rate_limiter: Arc::new(RedisRateLimiter::new(
             clients.ratelimit.clone(),
             rate.per_second,
@@ -101,6 +105,7 @@ pub fn build(
             ("redis ratelimit", clients.ratelimit),
         ],
         redis_presence: Some(presence),
+        redis_bus: Some(bus),
     })
 }
 

@@ -27,6 +27,7 @@ pub struct AppState {
     log: Arc<dyn EventLog>,
     store: Arc<dyn Store>,
     redis_clients: Vec<(&'static str, persistence::redis::RedisClient)>,
+    redis_bus: Option<Arc<persistence::redis::RedisBus>>,
 }
 
 impl AppState {
@@ -45,6 +46,13 @@ impl AppState {
             if !client.is_ready().await {
                 return (false, name);
             }
+        }
+        if self
+            .redis_bus
+            .as_ref()
+            .is_some_and(|bus| !bus.is_connected())
+        {
+            return (false, "redis pub/sub subscription down");
         }
         (true, "")
     }
@@ -89,7 +97,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         store_port.clone(),
         IngestConfig::default(),
     );
-    let metrics = NodeMetrics::new().with_ingest(ingest.metrics());
+    let mut metrics = NodeMetrics::new().with_ingest(ingest.metrics());
+    if let Some(bus) = &adapters.redis_bus {
+        metrics = metrics.with_redis_bus(bus.clone());
+    }
 
     let listener = std::net::TcpListener::bind(settings.bind_addr())
         .with_context(|| format!("cannot bind server.bind {}", settings.server.bind))?;
@@ -122,6 +133,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         log: log_port,
         store: store_port,
         redis_clients: adapters.redis_clients,
+        redis_bus: adapters.redis_bus.clone(),
     });
 
     let max_body = settings.limits.max_frame_bytes;

@@ -14,6 +14,7 @@ pub struct NodeMetrics {
     pub actors: actors::metrics::Metrics,
     pub http_request_duration: HistogramVec,
     ingest: Option<(Arc<IngestMetrics>, IngestGauges)>,
+    redis_bus: Option<(Arc<persistence::redis::RedisBus>, IntGauge, IntGauge)>,
 }
 
 #[derive(Clone)]
@@ -46,6 +47,7 @@ impl NodeMetrics {
             actors,
             http_request_duration,
             ingest: None,
+            redis_bus: None,
         }
     }
 
@@ -84,6 +86,27 @@ impl NodeMetrics {
         self
     }
 
+    /// Exposes the Redis bus's state as `parley_redis_bus_*`.
+    pub fn with_redis_bus(mut self, bus: Arc<persistence::redis::RedisBus>) -> Self {
+        let reconnects = IntGauge::with_opts(Opts::new(
+            "parley_redis_bus_reconnects_total",
+            "times the Redis pub/sub connection was re-established",
+        ))
+        .expect("valid metric");
+        let connected = IntGauge::with_opts(Opts::new(
+            "parley_redis_bus_connected",
+            "1 while the Redis pub/sub connection is up with every channel subscribed",
+        ))
+        .expect("valid metric");
+        for gauge in [&reconnects, &connected] {
+            self.registry
+                .register(Box::new(gauge.clone()))
+                .expect("unique metric");
+        }
+        self.redis_bus = Some((bus, reconnects, connected));
+        self
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         if let Some((ingest, gauges)) = &self.ingest {
@@ -93,6 +116,15 @@ impl NodeMetrics {
             gauges.events_applied.set(snapshot.events_applied as i64);
             gauges.acks_emitted.set(snapshot.acks_emitted as i64);
             gauges.retries.set(snapshot.retries as i64);
+        }
+        if let Some((bus, reconnects, connected)) = &self.redis_bus {
+            let counters = bus.counters();
+            reconnects.set(
+                counters
+                    .reconnects
+                    .load(std::sync::atomic::Ordering::Relaxed) as i64,
+            );
+            connected.set(i64::from(bus.is_connected()));
         }
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())

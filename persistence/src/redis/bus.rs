@@ -53,6 +53,8 @@ pub struct RedisBusCounters {
     pub undecodable: AtomicU64,
     /// Times the pub/sub connection was re-established after a loss.
     pub reconnects: AtomicU64,
+    /// Whether the pub/sub connection is up with every wanted channel subscribed.
+    pub connected: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +106,11 @@ impl RedisBus {
             counters,
             subscriber: tokio::spawn(subscriber.run()),
         })
+    }
+
+    /// Whether this node currently receives what it subscribed to (readiness).
+    pub fn is_connected(&self) -> bool {
+        self.counters.connected.load(Ordering::Acquire)
     }
 
     pub fn counters(&self) -> &RedisBusCounters {
@@ -206,7 +213,10 @@ impl Subscriber {
                     }
                     connected_before = true;
                     backoff = MIN_BACKOFF;
-                    match self.serve(&mut sink, &mut stream).await {
+                    self.counters.connected.store(true, Ordering::Release);
+                    let ended = self.serve(&mut sink, &mut stream).await;
+                    self.counters.connected.store(false, Ordering::Release);
+                    match ended {
                         Ended::Stopped => return,
                         Ended::Lost(reason) => {
                             tracing::warn!(error = %reason, "bus pub/sub connection lost")
