@@ -5,7 +5,7 @@
 //!   [`EmbeddedLog`] (the event log, group-committed by one writer thread) and
 //!   [`EmbeddedStore`] (the store and the directory).
 //! - [`memory`]: node-local adapters — [`InProcessBus`], [`MemorySequencer`],
-//!   [`MemoryPresence`], [`MemoryRateLimiter`], [`MemoryMessageCache`].
+//!   [`MemoryPresence`], [`MemoryRateLimiter`], [`MemoryMessageCache`], [`NoMessageCache`] (standalone).
 //! - [`redis`]: cluster adapters over a shared Redis (bus, sequencer, presence, rate limits,
 //!   directory, message cache).
 //! - [`ingest`]: [`IngestPipeline`], log → store → `message.delivered`, generic over the ports
@@ -23,4 +23,5 @@ pub use error::PersistenceError;
 pub use ingest::{IngestConfig, IngestMetrics, IngestPipeline};
 pub use memory::{
     InProcessBus, MemoryMessageCache, MemoryPresence, MemoryRateLimiter, MemorySequencer,
+    NoMessageCache,
 };

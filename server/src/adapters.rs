@@ -11,8 +11,7 @@ use persistence::redis::{
     RedisRateLimiter, RedisSequencer,
 };
 use persistence::{
-    EmbeddedStore, InProcessBus, MemoryMessageCache, MemoryPresence, MemoryRateLimiter,
-    MemorySequencer,
+    EmbeddedStore, InProcessBus, MemoryPresence, MemoryRateLimiter, MemorySequencer, NoMessageCache,
 };
 use ports::{EventLog, Store};
 
@@ -49,7 +48,7 @@ pub fn build(
                 presence: Arc::new(MemoryPresence::new()),
                 bus: Arc::new(InProcessBus::new(BUS_INCOMING_CAPACITY)),
                 rate_limiter: Arc::new(MemoryRateLimiter::new(rate.per_second, rate.burst)),
-                cache: Arc::new(MemoryMessageCache::new(settings.limits.recent_messages)),
+                cache: Arc::new(NoMessageCache),
             },
             redis_clients: Vec::new(),
             redis_presence: None,

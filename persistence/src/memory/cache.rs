@@ -103,3 +103,29 @@ impl MessageCache for MemoryMessageCache {
         Ok(Some(found))
     }
 }
+
+/// The standalone node's cache: none. One node's conversation actors keep their own window of
+/// recent messages and the embedded store answers the rest, so a second in-process copy would
+/// only cost memory (it would grow with every conversation ever active).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoMessageCache;
+
+#[async_trait::async_trait]
+impl ports::MessageCache for NoMessageCache {
+    async fn put(
+        &self,
+        _conversation_id: &wire::ConversationId,
+        _records: &[wire::log::MessageRecord],
+    ) -> Result<(), ports::PortError> {
+        Ok(())
+    }
+
+    async fn range(
+        &self,
+        _conversation_id: &wire::ConversationId,
+        _from: wire::Seq,
+        _to: wire::Seq,
+    ) -> Result<Option<Vec<wire::log::MessageRecord>>, ports::PortError> {
+        Ok(None)
+    }
+}

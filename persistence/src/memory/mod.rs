@@ -7,7 +7,7 @@ pub mod rate_limit;
 pub mod sequencer;
 
 pub use bus::{BusCounters, InProcessBus};
-pub use cache::MemoryMessageCache;
+pub use cache::{MemoryMessageCache, NoMessageCache};
 pub use presence::MemoryPresence;
 pub use rate_limit::MemoryRateLimiter;
 pub use sequencer::MemorySequencer;
