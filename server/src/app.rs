@@ -163,6 +163,15 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                 .configure(|config| crate::http::configure(config, max_body))
         }
     })
+    // Small frames must leave at once: without TCP_NODELAY, Nagle's algorithm and delayed ACKs
+    // hold replies and events back by up to ~40 ms.
+    .on_connect(|connection, _extensions| {
+        if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(error = %error, "cannot set TCP_NODELAY");
+            }
+        }
+    })
     .listen(listener)?
     .disable_signals()
     .shutdown_timeout(settings.server.shutdown_timeout_ms.div_ceil(1000));
