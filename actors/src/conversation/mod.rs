@@ -214,21 +214,64 @@ impl Conversation {
         let wait = self.node.limits().gap_wait;
         self.gap_timer = Some(ctx.run_later(wait, |act, ctx| {
             act.gap_timer = None;
-            if let (None, Some((&first_buffered, _))) = (act.next_delivery, act.reorder.iter().next()) {
+            if let (None, Some((&first_buffered, _))) =
+                (act.next_delivery, act.reorder.iter().next())
+            {
                 act.next_delivery = Some(first_buffered);
                 act.drain_in_order();
             }
-            if let (Some(expected), Some((&first_buffered, _))) =
-                (act.next_delivery, act.reorder.iter().next())
+            match (act.next_delivery, act.reorder.keys().next().copied()) {
+                (Some(expected), Some(first_buffered)) if first_buffered > expected => {
+                    act.repair_gap(expected, first_buffered, ctx);
+                }
+                _ => act.arm_gap_timer(ctx),
+            }
+        }));
+    }
+
+    /// Seqs `from..until` did not arrive within the wait: fetch the ones that were accepted
+    /// from the shared cache (a publish this node missed, e.g. while its bus reconnected) and
+    /// skip the others (allocated, never accepted: their node died between the two steps).
+    fn repair_gap(&mut self, from: Seq, until: Seq, ctx: &mut Context<Self>) {
+        const MAX_REPAIR: u64 = 256;
+        let node = self.node.clone();
+        let conversation_id = self.conversation_id.clone();
+        let last = Seq((until.0 - 1).min(from.0 + MAX_REPAIR - 1));
+        let fetch = async move {
+            let cache = &node.ports().cache;
+            let mut found = Vec::new();
+            for seq in from.0..=last.0 {
+                if let Ok(Some(records)) = cache.range(&conversation_id, Seq(seq), Seq(seq)).await {
+                    found.extend(records);
+                }
+            }
+            found
+        };
+        self.gap_timer = Some(ctx.spawn(fetch.into_actor(self).map(move |found, act, ctx| {
+            act.gap_timer = None;
+            let expected = act.next_delivery.unwrap_or(from);
+            for record in found {
+                let seq = record.message.seq;
+                if seq >= expected {
+                    let event = wire::events::ServerEvent::MessageNew {
+                        message: record.message,
+                    };
+                    let frame = ByteString::from(wire::frames::encode_event(&event));
+                    act.reorder.entry(seq).or_insert(frame);
+                }
+            }
+            act.drain_in_order();
+            if let (Some(expected), Some(&first_buffered)) =
+                (act.next_delivery, act.reorder.keys().next())
             {
                 if first_buffered > expected {
-                    tracing::warn!(conversation_id = %act.conversation_id, missing_from = %expected, resumed_at = %first_buffered, "fan-out skipped seqs that never arrived");
+                    tracing::warn!(conversation_id = %act.conversation_id, missing_from = %expected, resumed_at = %first_buffered, "fan-out skipped seqs that were never accepted");
                     act.next_delivery = Some(first_buffered);
                     act.drain_in_order();
                 }
             }
             act.arm_gap_timer(ctx);
-        }));
+        })));
     }
 }
 

@@ -283,3 +283,68 @@ async fn a_session_that_does_not_read_is_closed_with_4009() {
     );
     assert_eq!(metrics.outbound_overflows.get(), 1, "counted once");
 }
+
+#[actix_rt::test]
+async fn a_missed_publish_is_repaired_from_the_shared_cache() {
+    tokio::time::pause();
+    let limits = Limits::default();
+    let gap_wait = limits.gap_wait;
+    let harness = Harness::new(limits);
+    let conversation_id = harness.group("c1", &["alice", "bob"]);
+    let (session, mut outbound, _close) =
+        SessionHandle::detached(UserId::new("bob"), 16, harness.node.metrics().clone());
+    harness
+        .node
+        .registry()
+        .register_session(&session, std::slice::from_ref(&conversation_id), None)
+        .await
+        .unwrap();
+    // Seq 2 was accepted (it is in the shared cache) but its publish never reached this node.
+    let accepted = wire::log::MessageRecord {
+        message: wire::Message {
+            message_id: MessageId::new("m2"),
+            conversation_id: conversation_id.clone(),
+            seq: Seq(2),
+            sender_id: UserId::new("alice"),
+            client_msg_id: ClientMsgId::new("c2"),
+            text: "repaired".to_owned(),
+            reply_to: None,
+            forwarded_from: None,
+            reactions: Default::default(),
+            created_at: chrono::Utc::now(),
+            edited_at: None,
+            deleted: false,
+        },
+        version: 1,
+    };
+    use ports::MessageCache as _;
+    harness
+        .node
+        .ports()
+        .cache
+        .put(&conversation_id, &[accepted])
+        .await
+        .unwrap();
+    let handle = harness
+        .node
+        .supervisor()
+        .conversation(&harness.node, &conversation_id);
+    for seq in [1, 3] {
+        handle
+            .deliver(Deliver {
+                seq: Some(Seq(seq)),
+                frame: ByteString::from(format!("frame-{seq}")),
+                exclude: None,
+                invalidates_record: false,
+                invalidates_messages: false,
+            })
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(frames(&mut outbound), ["frame-1"]);
+    tokio::time::sleep(gap_wait + Duration::from_millis(10)).await;
+    let delivered = frames(&mut outbound);
+    assert_eq!(delivered.len(), 2, "{delivered:?}");
+    assert!(delivered[0].contains("\"repaired\""), "{delivered:?}");
+    assert_eq!(delivered[1], "frame-3");
+}
