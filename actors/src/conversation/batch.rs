@@ -300,8 +300,8 @@ pub(super) async fn run(
         }
     }
 
-    // Durable: share the new versions with the other nodes, answer, record the acks for
-    // retries, then fan out.
+    // Durable: share the new versions with the other nodes, record the acks, answer, then fan
+    // out.
     if !changed.is_empty() {
         if let Err(error) = node.ports().cache.put(&conversation_id, &changed).await {
             tracing::warn!(conversation_id = %conversation_id, error = %error, "updating the message cache failed");
@@ -317,26 +317,15 @@ pub(super) async fn run(
             tracing::warn!(conversation_id = %conversation_id, error = %error, "recording activity failed");
         }
     }
-    let mut acks = Vec::new();
-    for answer in pending {
-        match answer {
-            Pending::Sent {
-                reply,
-                followers,
-                key,
-                ack,
-            } => {
-                node.metrics().messages_accepted.inc();
-                let _ = reply.send(Ok(ack.clone()));
-                for follower in followers {
-                    let _ = follower.send(Ok(ack.clone()));
-                }
-                acks.push((key, ack));
-            }
-            Pending::Message { reply, message } => drop(reply.send(Ok(message))),
-            Pending::Unit { reply } => drop(reply.send(Ok(()))),
-        }
-    }
+    // Record the acks before answering: a retry through another node must find them as soon
+    // as the client holds an ack.
+    let acks: Vec<(DedupKey, SendAck)> = pending
+        .iter()
+        .filter_map(|answer| match answer {
+            Pending::Sent { key, ack, .. } => Some((key.clone(), ack.clone())),
+            _ => None,
+        })
+        .collect();
     if !acks.is_empty() {
         if let Err(error) = node
             .ports()
@@ -344,7 +333,25 @@ pub(super) async fn run(
             .confirm(&conversation_id, &acks)
             .await
         {
-            tracing::warn!(conversation_id = %conversation_id, error = %error, "recording send acks failed");
+            tracing::warn!(conversation_id = %conversation_id, error = %error, "recording send acks failed; retries fall back to the store");
+        }
+    }
+    for answer in pending {
+        match answer {
+            Pending::Sent {
+                reply,
+                followers,
+                ack,
+                ..
+            } => {
+                node.metrics().messages_accepted.inc();
+                let _ = reply.send(Ok(ack.clone()));
+                for follower in followers {
+                    let _ = follower.send(Ok(ack.clone()));
+                }
+            }
+            Pending::Message { reply, message } => drop(reply.send(Ok(message))),
+            Pending::Unit { reply } => drop(reply.send(Ok(()))),
         }
     }
     for envelope in publish {

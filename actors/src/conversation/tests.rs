@@ -317,7 +317,6 @@ async fn a_missed_publish_is_repaired_from_the_shared_cache() {
         },
         version: 1,
     };
-    use ports::MessageCache as _;
     harness
         .node
         .ports()
