@@ -332,3 +332,24 @@ async fn a_redis_outage_fails_operations_with_unavailable_and_the_nodes_recover(
         .await;
     assert_eq!(seqs(&history["messages"]), vec![1, 2]);
 }
+
+#[tokio::test]
+async fn a_node_started_before_redis_waits_and_becomes_ready_on_its_own() {
+    let redis = common::TestRedis::start();
+    redis.stop();
+    let url = redis.url();
+    let node = TestServer::start_listening(&[
+        ("PARLEY__REDIS__URL", url.as_str()),
+        ("PARLEY__REDIS__COMMAND_TIMEOUT_MS", "200"),
+    ])
+    .await;
+    let (status, body) = node.http("GET", "/readyz", &[], None).await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    let (status, _) = node.http("GET", "/healthz", &[], None).await.unwrap();
+    assert_eq!(status, 200, "the process is up while it waits");
+    redis.resume();
+    node.wait_ready(WAIT).await;
+    let mut alice = node.connect("alice").await;
+    let direct = create_conversation(&mut alice, "direct", &["bob"]).await;
+    assert_eq!(send(&mut alice, &direct, "m1", "hello").await["seq"], 1);
+}

@@ -38,8 +38,17 @@ impl TestServer {
         Self::start_with(&[]).await
     }
 
-    /// Starts a server with extra `PARLEY__*` settings.
+    /// Starts a server with extra `PARLEY__*` settings and waits until it is ready.
     pub async fn start_with(env: &[(&str, &str)]) -> Self {
+        Self::launch(env, true).await
+    }
+
+    /// Starts a server and waits only until it listens (it may report not ready).
+    pub async fn start_listening(env: &[(&str, &str)]) -> Self {
+        Self::launch(env, false).await
+    }
+
+    async fn launch(env: &[(&str, &str)], wait_ready: bool) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
         let data_dir = temp.path().join("data");
         let env = env
@@ -54,11 +63,11 @@ impl TestServer {
             _temp: Some(temp),
             env,
         };
-        server.spawn().await;
+        server.spawn(wait_ready).await;
         server
     }
 
-    async fn spawn(&mut self) {
+    async fn spawn(&mut self, wait_ready: bool) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -97,7 +106,14 @@ impl TestServer {
             panic!("parley-server did not print its address");
         };
         self.addr = addr;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        if wait_ready {
+            self.wait_ready(Duration::from_secs(30)).await;
+        }
+    }
+
+    /// Waits until `/readyz` answers 200 (panics with the log after `limit`).
+    pub async fn wait_ready(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             if let Ok((200, _)) = self.http("GET", "/readyz", &[], None).await {
                 return;
@@ -121,7 +137,7 @@ impl TestServer {
     /// Starts the binary again on the same data directory (a new port).
     pub async fn restart(&mut self) {
         self.kill9();
-        self.spawn().await;
+        self.spawn(true).await;
     }
 
     pub fn data_dir(&self) -> &Path {
