@@ -32,7 +32,7 @@ async fn receive_seqs(client: &mut Client, conversation_id: &str, count: usize) 
 
 #[tokio::test]
 async fn users_on_two_nodes_use_every_operation() {
-    let cluster = TestCluster::start(2, &[("PARLEY__LOG__LEVEL", "info,actors=debug")]).await;
+    let cluster = TestCluster::start(2, &[]).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let mut alice = a.connect("alice").await;
     let mut bob = b.connect("bob").await;
@@ -121,6 +121,50 @@ async fn users_on_two_nodes_use_every_operation() {
         )
         .await;
     assert_eq!(error["code"], "not_member");
+
+    // The rest of the operations across nodes: title, remove, forward, delete.
+    let mut dave = b.connect("dave").await;
+    let team = create_conversation(&mut alice, "group", &["bob", "dave"]).await;
+    bob.event("member.joined").await;
+    dave.event("member.joined").await;
+    bob.ok(
+        "conversation.update",
+        json!({"conversation_id": team, "title": "team"}),
+    )
+    .await;
+    assert_eq!(
+        alice.event("conversation.updated").await["conversation"]["title"],
+        "team"
+    );
+    alice
+        .ok(
+            "conversation.remove_members",
+            json!({"conversation_id": team, "user_ids": ["dave"]}),
+        )
+        .await;
+    assert_eq!(dave.event("member.left").await["user_ids"], json!(["dave"]));
+    let forwarded = bob
+        .ok(
+            "message.forward",
+            json!({"conversation_id": direct, "message_id": ack["message_id"],
+                   "to_conversation_id": team, "client_msg_id": "f1"}),
+        )
+        .await;
+    let new = alice.event("message.new").await;
+    assert_eq!(
+        new["message"]["forwarded_from"]["message_id"],
+        ack["message_id"]
+    );
+    assert_eq!(new["message"]["text"], "edited");
+    dave.no_event("message.new", Duration::from_millis(300))
+        .await;
+    bob.ok(
+        "message.delete",
+        json!({"conversation_id": team, "message_id": forwarded["message_id"]}),
+    )
+    .await;
+    let deleted = alice.event("message.deleted").await;
+    assert_eq!(deleted["seq"], forwarded["seq"]);
 
     // Presence across nodes.
     let presence = carol
