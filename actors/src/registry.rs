@@ -242,20 +242,28 @@ impl LocalRegistry {
         }
     }
 
-    pub fn sessions_of_user(&self, user_id: &UserId) -> Vec<SessionHandle> {
-        self.maps()
-            .sessions_by_user
-            .get(user_id)
-            .cloned()
-            .unwrap_or_default()
+    /// Queues `frame` to every local session of a conversation (except `exclude`'s), under the
+    /// registry's lock and without copying the session list. Returns how many took it.
+    pub fn deliver_to_conversation(
+        &self,
+        conversation_id: &ConversationId,
+        frame: &bytestring::ByteString,
+        exclude: Option<&UserId>,
+    ) -> u64 {
+        let maps = self.maps();
+        let Some(sessions) = maps.sessions_by_conversation.get(conversation_id) else {
+            return 0;
+        };
+        deliver_all(sessions, frame, exclude)
     }
 
-    pub fn sessions_of_conversation(&self, conversation_id: &ConversationId) -> Vec<SessionHandle> {
-        self.maps()
-            .sessions_by_conversation
-            .get(conversation_id)
-            .cloned()
-            .unwrap_or_default()
+    /// Queues `frame` to every local session of a user. Returns how many took it.
+    pub fn deliver_to_user(&self, user_id: &UserId, frame: &bytestring::ByteString) -> u64 {
+        let maps = self.maps();
+        let Some(sessions) = maps.sessions_by_user.get(user_id) else {
+            return 0;
+        };
+        deliver_all(sessions, frame, None)
     }
 
     pub fn has_local_sessions(&self, conversation_id: &ConversationId) -> bool {
@@ -287,6 +295,20 @@ impl LocalRegistry {
             .send(SubscriptionChange::Subscribe { topics, done });
         Some(receiver)
     }
+}
+
+fn deliver_all(
+    sessions: &[SessionHandle],
+    frame: &bytestring::ByteString,
+    exclude: Option<&UserId>,
+) -> u64 {
+    let mut delivered = 0;
+    for session in sessions {
+        if Some(session.user_id()) != exclude && session.deliver(frame.clone()) {
+            delivered += 1;
+        }
+    }
+    delivered
 }
 
 /// Opens a new subscription generation (floor not yet known) for each conversation.

@@ -80,12 +80,7 @@ pub async fn route(node: &Node, envelope: BusEnvelope) {
                 }
             }
             let frame = ByteString::from(encode_event(&event));
-            let mut delivered = 0;
-            for session in node.registry().sessions_of_user(&user_id) {
-                if session.deliver(frame.clone()) {
-                    delivered += 1;
-                }
-            }
+            let delivered = node.registry().deliver_to_user(&user_id, &frame);
             node.metrics().fanout_deliveries.inc_by(delivered);
         }
         (

@@ -181,19 +181,10 @@ impl Conversation {
     }
 
     fn fan_out(&self, frame: &ByteString, exclude: Option<&UserId>) {
-        let sessions = self
-            .node
-            .registry()
-            .sessions_of_conversation(&self.conversation_id);
-        let mut delivered = 0;
-        for session in &sessions {
-            if Some(session.user_id()) == exclude {
-                continue;
-            }
-            if session.deliver(frame.clone()) {
-                delivered += 1;
-            }
-        }
+        let delivered =
+            self.node
+                .registry()
+                .deliver_to_conversation(&self.conversation_id, frame, exclude);
         self.node.metrics().fanout_deliveries.inc_by(delivered);
     }
 
