@@ -1,6 +1,8 @@
 //! The store: messages, conversations and participants with watermarks. Ingest writes it from
 //! the log; reads serve history, sync and conversation lists.
 
+use std::cmp::Ordering;
+
 use async_trait::async_trait;
 use wire::log::{ConversationRecord, MessageRecord};
 use wire::{ClientMsgId, ConversationId, MessageId, Seq, Timestamp, UserId};
@@ -39,6 +41,38 @@ pub struct StoredConversation {
 pub struct Watermarks {
     pub delivered_seq: Seq,
     pub read_seq: Seq,
+}
+
+/// The order of a user's conversations: most recent activity first, then conversation id
+/// ascending. Every adapter lists in this order.
+pub fn listing_order(left: &StoredConversation, right: &StoredConversation) -> Ordering {
+    right
+        .last_activity_at
+        .cmp(&left.last_activity_at)
+        .then_with(|| {
+            left.record
+                .conversation
+                .conversation_id
+                .cmp(&right.record.conversation.conversation_id)
+        })
+}
+
+/// One page of a user's conversations: sorts `listed` by [`listing_order`] and returns at most
+/// `limit` of those that come after `cursor` (the conversation named by the `after` argument,
+/// with its own sort key even if the user has left it since).
+pub fn page_by_activity(
+    mut listed: Vec<StoredConversation>,
+    cursor: Option<&StoredConversation>,
+    limit: usize,
+) -> Vec<StoredConversation> {
+    listed.sort_by(listing_order);
+    let start = match cursor {
+        None => 0,
+        Some(cursor) => {
+            listed.partition_point(|stored| listing_order(stored, cursor) != Ordering::Greater)
+        }
+    };
+    listed.into_iter().skip(start).take(limit).collect()
 }
 
 /// Which messages of one conversation to read. Results are always ascending by seq.

@@ -15,8 +15,6 @@
 //! activity first, ties by id): fine for the hundreds of conversations a user has, not for
 //! millions.
 
-use std::cmp::Ordering;
-
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, Value};
 use ports::{CreateOutcome, Directory, PortError, StoredConversation};
@@ -137,18 +135,6 @@ impl RedisDirectory {
 }
 
 /// Newest activity first, ties by conversation id.
-fn listing_order(left: &StoredConversation, right: &StoredConversation) -> Ordering {
-    right
-        .last_activity_at
-        .cmp(&left.last_activity_at)
-        .then_with(|| {
-            left.record
-                .conversation
-                .conversation_id
-                .cmp(&right.record.conversation.conversation_id)
-        })
-}
-
 fn member_ids(record: &ConversationRecord) -> Vec<UserId> {
     let mut members: Vec<UserId> = record
         .participants
@@ -289,23 +275,18 @@ impl Directory for RedisDirectory {
                     .to_owned(),
             )
             .await?;
-        let mut listed = self.load_many(&conversation_ids).await?;
-        listed.sort_by(listing_order);
-        let start = match after {
-            None => 0,
-            Some(after_id) => {
-                // The cursor's own sort key, even if the user has left it since.
-                let Some(cursor) = self
-                    .load_many(&[after_id.to_string()])
-                    .await?
-                    .into_iter()
-                    .next()
-                else {
-                    return Ok(Vec::new());
-                };
-                listed.partition_point(|stored| listing_order(stored, &cursor) != Ordering::Greater)
-            }
+        let listed = self.load_many(&conversation_ids).await?;
+        let cursor = match after {
+            None => None,
+            Some(after_id) => match self.load_many(&[after_id.to_string()]).await?.pop() {
+                Some(cursor) => Some(cursor),
+                None => return Ok(Vec::new()),
+            },
         };
-        Ok(listed.into_iter().skip(start).take(limit).collect())
+        Ok(ports::store::page_by_activity(
+            listed,
+            cursor.as_ref(),
+            limit,
+        ))
     }
 }

@@ -117,34 +117,20 @@ impl EmbeddedStore {
                     listed.push(stored);
                 }
             }
-            listed.sort_by(|left, right| {
-                right
-                    .last_activity_at
-                    .cmp(&left.last_activity_at)
-                    .then_with(|| {
-                        left.record
-                            .conversation
-                            .conversation_id
-                            .cmp(&right.record.conversation.conversation_id)
-                    })
-            });
-            let start = match &after {
-                None => 0,
+            let cursor = match &after {
+                None => None,
                 Some(after_id) => {
-                    // The cursor's own sort key, even if the user has left it since.
-                    let Some(cursor) =
-                        load_stored_conversation(&conversations, &activity, after_id.as_str())?
-                    else {
-                        return Ok(Vec::new());
-                    };
-                    listed.partition_point(|stored| {
-                        stored.last_activity_at > cursor.last_activity_at
-                            || (stored.last_activity_at == cursor.last_activity_at
-                                && stored.record.conversation.conversation_id <= *after_id)
-                    })
+                    match load_stored_conversation(&conversations, &activity, after_id.as_str())? {
+                        Some(cursor) => Some(cursor),
+                        None => return Ok(Vec::new()),
+                    }
                 }
             };
-            Ok(listed.into_iter().skip(start).take(limit).collect())
+            Ok(ports::store::page_by_activity(
+                listed,
+                cursor.as_ref(),
+                limit,
+            ))
         })
         .await
     }
