@@ -8,6 +8,8 @@
 //!   [`MemoryPresence`], [`MemoryRateLimiter`], [`MemoryMessageCache`], [`NoMessageCache`] (standalone).
 //! - [`redis`]: cluster adapters over a shared Redis (bus, sequencer, presence, rate limits,
 //!   directory, message cache).
+//! - [`mongo`]: [`MongoStore`](mongo::MongoStore), the store over MongoDB (cluster mode), written
+//!   by ingest with bulk, idempotent upserts.
 //! - [`ingest`]: [`IngestPipeline`], log → store → `message.delivered`, generic over the ports
 //!   so the same code runs in-process (standalone) and as the `ingest` binary.
 //! - [`error`]: [`PersistenceError`] and its mapping onto `PortError`.
@@ -16,6 +18,7 @@ pub mod embedded;
 pub mod error;
 pub mod ingest;
 pub mod memory;
+pub mod mongo;
 pub mod redis;
 
 pub use embedded::{EmbeddedLog, EmbeddedStore};

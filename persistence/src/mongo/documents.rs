@@ -1,0 +1,156 @@
+//! How records map onto documents. Each document carries the fields queries and indexes need
+//! (and a reader of the database expects) plus the exact record as JSON in `record`, so reads
+//! give back byte-for-byte what was written (reaction emoji, nanosecond timestamps).
+//!
+//! - `messages`: `_id` = message id; `conversation_id`, `seq`, `message_id`, `sender_id`,
+//!   `client_msg_id`, `version`, `text`, `deleted`, `created_at`, `record`.
+//! - `conversations`: `_id` = conversation id; `version` (0 for a stub created by messages that
+//!   arrived first), `kind`, `title`, `members`, `direct_pair`, `created_at`, `updated_at`,
+//!   `record`; derived `last_seq` and `activity_micros` (newest message or creation, µs).
+//! - `participants`: `conversation_id`, `user_id`, `member` (false for a user with watermarks
+//!   only), `membership_version` (conversation version that last listed them), `role`,
+//!   `joined_at`, `delivered_seq`, `read_seq`.
+
+use chrono::DateTime;
+use mongodb::bson::{self, doc, Bson, Document};
+use ports::{PortError, StoredConversation};
+use wire::log::{ConversationRecord, MessageRecord, ParticipantRole};
+use wire::{ConversationKind, Seq, Timestamp, UserId};
+
+use super::client::integer;
+
+pub const MESSAGES: &str = "messages";
+pub const CONVERSATIONS: &str = "conversations";
+pub const PARTICIPANTS: &str = "participants";
+
+pub(super) fn micros(timestamp: &Timestamp) -> i64 {
+    timestamp.timestamp_micros()
+}
+
+pub(super) fn date(timestamp: &Timestamp) -> bson::DateTime {
+    bson::DateTime::from_millis(timestamp.timestamp_millis())
+}
+
+/// A `u64` (seq, version) as BSON's signed 64-bit integer.
+pub(super) fn signed(what: &str, value: u64) -> Result<i64, PortError> {
+    i64::try_from(value)
+        .map_err(|_| PortError::Internal(format!("{what} {value} does not fit a bson int64")))
+}
+
+fn unsigned(what: &str, document: &Document, field: &str) -> Result<u64, PortError> {
+    let value = integer(document.get(field)).unwrap_or(0);
+    u64::try_from(value).map_err(|_| PortError::Internal(format!("negative {what} in mongodb")))
+}
+
+fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<String, PortError> {
+    serde_json::to_string(value)
+        .map_err(|error| PortError::Internal(format!("encoding {what}: {error}")))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, document: &Document) -> Result<T, PortError> {
+    let json = document.get_str("record").map_err(|error| {
+        PortError::Internal(format!("{what} without record in mongodb: {error}"))
+    })?;
+    serde_json::from_str(json)
+        .map_err(|error| PortError::Internal(format!("bad {what} in mongodb: {error}")))
+}
+
+/// The `$set` of a message at `record.version`.
+pub(super) fn message_fields(record: &MessageRecord) -> Result<Document, PortError> {
+    let message = &record.message;
+    Ok(doc! {
+        "conversation_id": message.conversation_id.as_str(),
+        "seq": signed("seq", message.seq.0)?,
+        "message_id": message.message_id.as_str(),
+        "sender_id": message.sender_id.as_str(),
+        "client_msg_id": message.client_msg_id.as_str(),
+        "version": signed("version", record.version)?,
+        "text": message.text.as_str(),
+        "deleted": message.deleted,
+        "created_at": date(&message.created_at),
+        "record": encode("message", record)?,
+    })
+}
+
+pub(super) fn message_record(document: &Document) -> Result<MessageRecord, PortError> {
+    decode("message", document)
+}
+
+/// The key of a direct pair: both user ids, ascending, length-framed.
+pub(super) fn pair_key(first: &UserId, second: &UserId) -> String {
+    let (low, high) = if first <= second {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    format!("{}:{}{}", low.as_str().len(), low.as_str(), high.as_str())
+}
+
+/// The pair a direct conversation belongs to (see the embedded store's `direct_pair`).
+fn direct_pair(record: &ConversationRecord) -> Option<String> {
+    if record.conversation.kind != ConversationKind::Direct {
+        return None;
+    }
+    let mut users: Vec<&UserId> = record
+        .participants
+        .iter()
+        .map(|participant| &participant.user_id)
+        .collect();
+    users.sort();
+    users.dedup();
+    match users.as_slice() {
+        [only] => Some(pair_key(only, only)),
+        [first, second] => Some(pair_key(first, second)),
+        _ => None,
+    }
+}
+
+/// The `$set` of a conversation at `record.version`.
+pub(super) fn conversation_fields(record: &ConversationRecord) -> Result<Document, PortError> {
+    let conversation = &record.conversation;
+    let members: Vec<&str> = record
+        .participants
+        .iter()
+        .map(|participant| participant.user_id.as_str())
+        .collect();
+    let kind = match conversation.kind {
+        ConversationKind::Direct => "direct",
+        ConversationKind::Group => "group",
+    };
+    Ok(doc! {
+        "version": signed("version", record.version)?,
+        "kind": kind,
+        "title": conversation.title.as_deref().map_or(Bson::Null, |title| Bson::String(title.to_owned())),
+        "members": members,
+        "direct_pair": direct_pair(record).map_or(Bson::Null, Bson::String),
+        "created_at": date(&conversation.created_at),
+        "updated_at": date(&record.updated_at),
+        "record": encode("conversation", record)?,
+    })
+}
+
+pub(super) fn role(role: ParticipantRole) -> &'static str {
+    match role {
+        ParticipantRole::Owner => "owner",
+        ParticipantRole::Member => "member",
+    }
+}
+
+pub(super) fn stored_conversation(document: &Document) -> Result<StoredConversation, PortError> {
+    let record: ConversationRecord = decode("conversation", document)?;
+    let last_seq = unsigned("last_seq", document, "last_seq")?;
+    let activity = integer(document.get("activity_micros")).unwrap_or(i64::MIN);
+    let created_at = record.conversation.created_at;
+    let last_activity_at = DateTime::from_timestamp_micros(activity)
+        .filter(|activity_at| activity > micros(&created_at) && *activity_at > created_at)
+        .unwrap_or(created_at);
+    Ok(StoredConversation {
+        record,
+        last_seq: Seq(last_seq),
+        last_activity_at,
+    })
+}
+
+pub(super) fn watermark(document: &Document, field: &str) -> Result<Seq, PortError> {
+    unsigned(field, document, field).map(Seq)
+}

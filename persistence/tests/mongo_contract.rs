@@ -1,0 +1,277 @@
+//! The store contract suite against `MongoStore` over a real, private SecantusDB (a
+//! MongoDB-wire server, see `common/secantus.rs`), plus what only the database shows: documents
+//! and indexes checked by direct queries through the driver, and failing fast when the server
+//! is gone.
+
+// Each test crate uses part of `common` (this one: the SecantusDB server).
+#[allow(dead_code)]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::secantus::{free_port, SecantusServer};
+use futures::TryStreamExt;
+use mongodb::bson::{doc, Document};
+use persistence::mongo::{
+    MongoConfig, MongoStore, CONVERSATIONS_COLLECTION, MESSAGES_COLLECTION, PARTICIPANTS_COLLECTION,
+};
+use ports::contract::fixtures::{at, conversation_record, message_record, unique};
+use ports::contract::{self, Fixture};
+use ports::{MessageQuery, PortError, Store, StoreWrite};
+use wire::{ConversationId, ConversationKind, MessageId, Seq, UserId};
+
+/// A store over a fresh database of `server`, indexes created.
+async fn open_store(server: &SecantusServer) -> MongoStore {
+    let config = MongoConfig::new(server.uri(), unique("parley").replace('-', "_"));
+    let store = MongoStore::connect(config).await.expect("connect");
+    store
+        .ensure_indexes()
+        .await
+        .unwrap_or_else(|error| panic!("ensure_indexes: {error}\nserver log:\n{}", server.log()));
+    store
+}
+
+/// Every document of `collection`, sorted by `_id`.
+async fn documents(store: &MongoStore, collection: &str) -> Vec<Document> {
+    store
+        .database()
+        .collection::<Document>(collection)
+        .find(doc! {})
+        .sort(doc! { "_id": 1 })
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("collect")
+}
+
+async fn snapshot(store: &MongoStore) -> Vec<Vec<Document>> {
+    let mut all = Vec::new();
+    for collection in [
+        MESSAGES_COLLECTION,
+        CONVERSATIONS_COLLECTION,
+        PARTICIPANTS_COLLECTION,
+    ] {
+        all.push(documents(store, collection).await);
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_store_keeps_the_store_contract() {
+    let server = SecantusServer::start();
+    let server = &server;
+    contract::store_suite(|| async move {
+        let store: Arc<dyn Store> = Arc::new(open_store(server).await);
+        Fixture::unguarded(store)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reapplying_a_batch_changes_no_document() {
+    let server = SecantusServer::start();
+    let store = open_store(&server).await;
+    let conversation_id = ConversationId::new(unique("mongo-idem"));
+    let owner = UserId::new(unique("owner"));
+    let member = UserId::new(unique("member"));
+    let conversation = conversation_record(
+        &conversation_id,
+        ConversationKind::Group,
+        &[&owner, &member],
+        2,
+        at(0),
+    );
+    let mut older_conversation = conversation.clone();
+    older_conversation.version = 1;
+    older_conversation.participants.truncate(1);
+    let messages: Vec<_> = (1..=20)
+        .map(|seq| message_record(&conversation_id, seq, &owner, 2, at(seq as i64)))
+        .collect();
+    let mut batch: Vec<StoreWrite> = messages.iter().cloned().map(StoreWrite::Message).collect();
+    batch.push(StoreWrite::Conversation(conversation.clone()));
+    batch.push(StoreWrite::Watermarks {
+        conversation_id: conversation_id.clone(),
+        user_id: member.clone(),
+        delivered_seq: Seq(20),
+        read_seq: Seq(15),
+    });
+    store.apply(batch.clone()).await.expect("apply");
+    let before = snapshot(&store).await;
+    assert_eq!(before[0].len(), 20, "one document per message");
+    assert_eq!(before[1].len(), 1, "one conversation document");
+    assert_eq!(before[2].len(), 2, "one document per participant");
+
+    store.apply(batch.clone()).await.expect("apply again");
+    let mut stale: Vec<StoreWrite> = messages
+        .iter()
+        .map(|record| {
+            let mut older = record.clone();
+            older.version = 1;
+            older.message.text = "stale".to_owned();
+            StoreWrite::Message(older)
+        })
+        .collect();
+    stale.push(StoreWrite::Conversation(older_conversation));
+    stale.push(StoreWrite::Watermarks {
+        conversation_id: conversation_id.clone(),
+        user_id: member.clone(),
+        delivered_seq: Seq(3),
+        read_seq: Seq(2),
+    });
+    store.apply(stale).await.expect("apply older versions");
+    let after = snapshot(&store).await;
+    assert_eq!(before, after, "re-applying changed documents");
+
+    let stored = store
+        .database()
+        .collection::<Document>(MESSAGES_COLLECTION)
+        .find_one(doc! { "conversation_id": conversation_id.as_str(), "seq": 7_i64 })
+        .await
+        .expect("direct query")
+        .expect("message 7 is in the database");
+    assert_eq!(
+        stored.get_str("message_id"),
+        Ok(messages[6].message.message_id.as_str())
+    );
+    assert_eq!(stored.get_i64("version"), Ok(2));
+    let participant = store
+        .database()
+        .collection::<Document>(PARTICIPANTS_COLLECTION)
+        .find_one(doc! { "conversation_id": conversation_id.as_str(), "user_id": member.as_str() })
+        .await
+        .expect("direct query")
+        .expect("participant");
+    assert_eq!(participant.get_i64("delivered_seq"), Ok(20));
+    assert_eq!(participant.get_i64("read_seq"), Ok(15));
+    assert_eq!(participant.get_str("role"), Ok("member"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexes_exist_and_enforce_unique_seqs() {
+    let server = SecantusServer::start();
+    let store = open_store(&server).await;
+    store
+        .ensure_indexes()
+        .await
+        .expect("ensure_indexes is idempotent");
+    let expected = [
+        (
+            MESSAGES_COLLECTION,
+            &[
+                "conversation_seq",
+                "message_id",
+                "conversation_sender_client_msg",
+            ][..],
+        ),
+        (CONVERSATIONS_COLLECTION, &["direct_pair", "activity"][..]),
+        (
+            PARTICIPANTS_COLLECTION,
+            &["conversation_user", "user_id"][..],
+        ),
+    ];
+    for (collection, names) in expected {
+        let found = store
+            .database()
+            .collection::<Document>(collection)
+            .list_index_names()
+            .await
+            .expect("list_index_names");
+        for name in names {
+            assert!(
+                found.iter().any(|index| index == name),
+                "{collection}: {name} missing in {found:?}"
+            );
+        }
+    }
+
+    let conversation_id = ConversationId::new(unique("mongo-unique"));
+    let sender = UserId::new(unique("sender"));
+    let first = message_record(&conversation_id, 1, &sender, 1, at(1));
+    store
+        .apply(vec![StoreWrite::Message(first.clone())])
+        .await
+        .expect("apply");
+    let messages = store.database().collection::<Document>(MESSAGES_COLLECTION);
+    let duplicate = messages
+        .insert_one(doc! {
+            "_id": unique("other-message"),
+            "message_id": unique("other-message"),
+            "conversation_id": conversation_id.as_str(),
+            "seq": 1_i64,
+        })
+        .await;
+    let error = duplicate.expect_err("a second message at the same seq is refused");
+    assert!(
+        error.to_string().contains("11000") || error.to_string().contains("uplicate"),
+        "{error}"
+    );
+
+    let mut impostor = message_record(&conversation_id, 1, &sender, 3, at(2));
+    impostor.message.message_id = MessageId::new(unique("impostor"));
+    impostor.message.text = "impostor".to_owned();
+    let refused = store.apply(vec![StoreWrite::Message(impostor)]).await;
+    assert!(
+        matches!(refused, Err(PortError::Internal(_))),
+        "another message at a stored seq is a bug, not a silent no-op: {refused:?}"
+    );
+    let stored = store
+        .messages(
+            &conversation_id,
+            MessageQuery {
+                after_seq: None,
+                before_seq: None,
+                limit: 10,
+            },
+        )
+        .await
+        .expect("read");
+    assert_eq!(stored, vec![first]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_unavailable_within_the_timeout() {
+    let timeout = Duration::from_millis(500);
+    let config = MongoConfig::new(format!("mongodb://127.0.0.1:{}/", free_port()), "parley")
+        .with_timeouts(timeout);
+    let store = MongoStore::connect(config).await.expect("connect is lazy");
+    let conversation_id = ConversationId::new(unique("mongo-down"));
+    let sender = UserId::new(unique("sender"));
+    let started = Instant::now();
+    let written = store
+        .apply(vec![StoreWrite::Message(message_record(
+            &conversation_id,
+            1,
+            &sender,
+            1,
+            at(1),
+        ))])
+        .await;
+    assert!(
+        matches!(written, Err(PortError::Unavailable(_))),
+        "{written:?}"
+    );
+    let read = store
+        .messages(
+            &conversation_id,
+            MessageQuery {
+                after_seq: None,
+                before_seq: None,
+                limit: 10,
+            },
+        )
+        .await;
+    assert!(matches!(read, Err(PortError::Unavailable(_))), "{read:?}");
+    let indexes = store.ensure_indexes().await;
+    assert!(
+        matches!(indexes, Err(PortError::Unavailable(_))),
+        "{indexes:?}"
+    );
+    assert!(!store.is_ready().await);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < timeout * 4 + Duration::from_secs(1),
+        "took {elapsed:?}"
+    );
+}
