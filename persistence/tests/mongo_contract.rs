@@ -146,6 +146,22 @@ async fn reapplying_a_batch_changes_no_document() {
     assert_eq!(participant.get_i64("delivered_seq"), Ok(20));
     assert_eq!(participant.get_i64("read_seq"), Ok(15));
     assert_eq!(participant.get_str("role"), Ok("member"));
+
+    // An attempt that stored the conversation but died before its participants: the retry
+    // of the same batch repairs them although the conversation version is already there.
+    store
+        .database()
+        .collection::<Document>(PARTICIPANTS_COLLECTION)
+        .delete_many(doc! { "conversation_id": conversation_id.as_str() })
+        .await
+        .expect("direct delete");
+    store.apply(batch).await.expect("retry");
+    assert_eq!(documents(&store, PARTICIPANTS_COLLECTION).await.len(), 2);
+    let listed = store
+        .conversations_of(&member, None, 10)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1, "the member participates again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,4 +290,48 @@ async fn an_unreachable_server_is_unavailable_within_the_timeout() {
         elapsed < timeout * 4 + Duration::from_secs(1),
         "took {elapsed:?}"
     );
+}
+
+/// What the write path relies on: a version-guarded upsert that misses a stored newer version
+/// tries to insert and is refused with a duplicate key (11000) on `_id`, changing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guarded_upsert_against_a_newer_version_is_a_duplicate_key() {
+    let server = SecantusServer::start();
+    let store = open_store(&server).await;
+    let id = unique("guarded");
+    let upsert = |version: i64| {
+        doc! {
+            "update": MESSAGES_COLLECTION,
+            "updates": [{
+                "q": { "_id": id.as_str(), "version": { "$lt": version } },
+                "u": { "$set": { "version": version, "message_id": id.as_str(), "seq": version } },
+                "upsert": true,
+            }],
+            "ordered": false,
+            "writeConcern": { "w": "majority", "j": true },
+        }
+    };
+    let inserted = store
+        .database()
+        .run_command(upsert(2))
+        .await
+        .expect("insert");
+    assert!(inserted.get_array("writeErrors").is_err(), "{inserted}");
+    let refused = store
+        .database()
+        .run_command(upsert(1))
+        .await
+        .expect("command");
+    let errors = refused.get_array("writeErrors").expect("a write error");
+    let code = errors[0]
+        .as_document()
+        .and_then(|error| error.get("code").cloned());
+    assert_eq!(
+        code.and_then(|code| code.as_i32()),
+        Some(11000),
+        "{refused}"
+    );
+    let stored = documents(&store, MESSAGES_COLLECTION).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].get_i64("version"), Ok(2));
 }

@@ -109,8 +109,13 @@ pub(super) async fn bulk(
                     "mongodb: malformed write error {error}"
                 )));
             };
+            let index = integer(error.get("index"))
+                .and_then(|index| usize::try_from(index).ok())
+                .ok_or_else(|| {
+                    PortError::Internal(format!("mongodb: write error without index {error}"))
+                })?;
             refused.push(StatementError {
-                index: integer(error.get("index")).unwrap_or(-1).max(0) as usize,
+                index,
                 code: integer(error.get("code")).unwrap_or(0) as i32,
                 message: error.get_str("errmsg").unwrap_or_default().to_owned(),
             });

@@ -184,16 +184,7 @@ impl MongoStore {
                 "upsert": true,
             });
         }
-        let refused = self.update(CONVERSATIONS, statements).await?;
-        self.retry_races(CONVERSATIONS, refused, |index| {
-            let (conversation_id, (last_seq, activity)) = folded.activity.iter().nth(index)?;
-            Some(doc! {
-                "q": { "_id": conversation_id },
-                "u": { "$max": { "last_seq": *last_seq as i64, "activity_micros": *activity } },
-                "upsert": true,
-            })
-        })
-        .await
+        self.upsert_retrying_races(CONVERSATIONS, statements).await
     }
 
     async fn put_conversations(&self, folded: &Folded) -> Result<(), PortError> {
@@ -299,51 +290,35 @@ impl MongoStore {
     }
 
     async fn raise_watermarks(&self, folded: &Folded) -> Result<(), PortError> {
-        let statement = |conversation_id: &str,
-                         user_id: &str,
-                         delivered: u64,
-                         read: u64|
-         -> Result<Document, PortError> {
-            Ok(doc! {
+        let mut statements = Vec::with_capacity(folded.watermarks.len());
+        for ((conversation_id, user_id), (delivered, read)) in &folded.watermarks {
+            statements.push(doc! {
                 "q": { "conversation_id": conversation_id, "user_id": user_id },
                 "u": {
                     "$max": {
-                        "delivered_seq": signed("seq", delivered)?,
-                        "read_seq": signed("seq", read)?,
+                        "delivered_seq": signed("seq", *delivered)?,
+                        "read_seq": signed("seq", *read)?,
                     },
                     "$setOnInsert": { "member": false, "membership_version": 0_i64 },
                 },
                 "upsert": true,
-            })
-        };
-        let mut statements = Vec::with_capacity(folded.watermarks.len());
-        for ((conversation_id, user_id), (delivered, read)) in &folded.watermarks {
-            statements.push(statement(conversation_id, user_id, *delivered, *read)?);
+            });
         }
-        let refused = self.update(PARTICIPANTS, statements).await?;
-        self.retry_races(PARTICIPANTS, refused, |index| {
-            let ((conversation_id, user_id), (delivered, read)) =
-                folded.watermarks.iter().nth(index)?;
-            statement(conversation_id, user_id, *delivered, *read).ok()
-        })
-        .await
+        self.upsert_retrying_races(PARTICIPANTS, statements).await
     }
 
-    /// Unguarded upserts only collide when a concurrent writer inserted the same document
-    /// first; once more, the update then finds it.
-    async fn retry_races<F>(
+    /// Sends unguarded upserts. They only collide (duplicate key) when a concurrent writer
+    /// inserted the same document first; sent once more, the update then finds it.
+    async fn upsert_retrying_races(
         &self,
         collection: &str,
-        refused: Vec<StatementError>,
-        statement: F,
-    ) -> Result<(), PortError>
-    where
-        F: Fn(usize) -> Option<Document>,
-    {
+        statements: Vec<Document>,
+    ) -> Result<(), PortError> {
+        let refused = self.update(collection, statements.clone()).await?;
         only_duplicates(collection, &refused)?;
         let again: Vec<Document> = refused
             .iter()
-            .filter_map(|error| statement(error.index))
+            .filter_map(|error| statements.get(error.index).cloned())
             .collect();
         let refused = self.update(collection, again).await?;
         match refused.first() {
