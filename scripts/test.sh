@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: installs what it needs (cargo-nextest), then checks
-# formatting and lints and runs every test (unit, port contract suites, end-to-end tests against
-# the real parley-server binary).
+# The whole test suite, from a fresh clone: installs what it needs (backing services,
+# cargo-nextest), then checks formatting and lints and runs every test (unit, port contract
+# suites against embedded adapters and real services, end-to-end tests against real
+# parley-server processes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Backing services the tests start privately (each install is skipped when already present):
+# Redis (Debian package), SecantusDB (MongoDB wire, a cached Python venv), Tansu (Kafka protocol,
+# `cargo install`: 15-25 minutes the first time on 2 cores, then cached in ~/.cargo/bin).
 scripts/services/redis.sh install
+scripts/services/secantus.sh install
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "==> installing cargo-nextest"
