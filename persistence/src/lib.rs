@@ -10,6 +10,8 @@
 //!   directory, message cache).
 //! - [`mongo`]: [`MongoStore`](mongo::MongoStore), the store over MongoDB (cluster mode), written
 //!   by ingest with bulk, idempotent upserts.
+//! - [`kafka`]: [`KafkaLog`](kafka::KafkaLog), the event log over Kafka (cluster mode), an
+//!   idempotent keyed producer and consumer-group members.
 //! - [`ingest`]: [`IngestPipeline`], log → store → `message.delivered`, generic over the ports
 //!   so the same code runs in-process (standalone) and as the `ingest` binary.
 //! - [`error`]: [`PersistenceError`] and its mapping onto `PortError`.
@@ -17,6 +19,7 @@
 pub mod embedded;
 pub mod error;
 pub mod ingest;
+pub mod kafka;
 pub mod memory;
 pub mod mongo;
 pub mod redis;

@@ -1,0 +1,389 @@
+//! [`KafkaConsumer`]: one member of a consumer group behind `LogConsumer`.
+//!
+//! # Positions
+//! `LogPosition` has no topic, but a consumer may read several topics. A position's `partition`
+//! therefore encodes both: `topic_index * TOPIC_STRIDE + kafka_partition`, where `topic_index`
+//! is the topic's place in the (de-duplicated) `topics` list the consumer was opened with and
+//! `TOPIC_STRIDE` is 2^20. The encoding is stable for every consumer opened with the same topic
+//! list, so positions are comparable per (topic, partition) across restarts and group members,
+//! and `commit` maps them back. `offset` is the Kafka offset; committing it stores `offset + 1`
+//! (Kafka's "next record to read") for that topic and partition.
+//!
+//! # Delivery
+//! At least once: records of a partition that a rebalance moved to another member may be
+//! delivered again (consumers are idempotent by `event_id`). Within a poll, records of different
+//! partitions (and topics) are interleaved by their append time (the `appended_at_us` header,
+//! strictly increasing per producer) while each partition keeps its offset order, so one
+//! append's events of several topics come back in append order.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use ports::{LogConsumer, LogPosition, LogRecord, PortError};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::{debug, error, warn};
+use wire::log::LogEvent;
+
+use super::client::{consumer_config, kafka_error};
+use super::config::KafkaConfig;
+use super::log::APPENDED_AT_HEADER;
+
+/// Partitions per topic in the `LogPosition::partition` encoding (see the module docs).
+pub const TOPIC_STRIDE: u32 = 1 << 20;
+
+/// A consumer-group member over some topics, with explicit synchronous commits.
+pub struct KafkaConsumer {
+    /// `None` only while dropping (the close runs on the blocking pool).
+    consumer: Option<Arc<StreamConsumer>>,
+    /// Broker-side topic names; the index is the `topic_index` of the position encoding.
+    topics: Vec<String>,
+    group: String,
+    config: Arc<KafkaConfig>,
+    /// Records already taken from librdkafka but not yet returned (after a bad record).
+    pending: VecDeque<LogRecord>,
+}
+
+impl std::fmt::Debug for KafkaConsumer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("KafkaConsumer")
+            .field("group", &self.group)
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A taken record with its append time (µs), before the batch is ordered.
+struct Taken {
+    record: LogRecord,
+    timestamp: i64,
+}
+
+impl KafkaConsumer {
+    /// Joins `group` over the logical `topics` (names of `wire::log::topics`). The group join
+    /// itself happens in the background while the consumer is polled.
+    pub fn subscribe(
+        config: Arc<KafkaConfig>,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Self, PortError> {
+        let mut names: Vec<String> = Vec::with_capacity(topics.len());
+        for topic in topics {
+            let name = config.topic_name(topic);
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        if names.is_empty() {
+            return Err(PortError::Internal(
+                "a consumer needs at least one topic".into(),
+            ));
+        }
+        if names.len() > (u32::MAX / TOPIC_STRIDE) as usize {
+            return Err(PortError::Internal(format!(
+                "a consumer reads at most {} topics",
+                u32::MAX / TOPIC_STRIDE
+            )));
+        }
+        let consumer: StreamConsumer = consumer_config(&config, group)
+            .create()
+            .map_err(|error| kafka_error("consumer", error))?;
+        let subscription: Vec<&str> = names.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&subscription)
+            .map_err(|error| kafka_error("subscribe", error))?;
+        debug!(group, topics = ?names, "kafka consumer subscribed");
+        Ok(Self {
+            consumer: Some(Arc::new(consumer)),
+            topics: names,
+            group: group.to_owned(),
+            config,
+            pending: VecDeque::new(),
+        })
+    }
+
+    fn consumer(&self) -> &Arc<StreamConsumer> {
+        self.consumer
+            .as_ref()
+            .expect("the consumer is only taken when dropping")
+    }
+
+    /// Decodes one record; bad data is `Internal`.
+    fn decode(&self, message: &BorrowedMessage<'_>) -> Result<Taken, PortError> {
+        let bad = |what: String| {
+            PortError::Internal(format!(
+                "kafka record {}/{}@{}: {what}",
+                message.topic(),
+                message.partition(),
+                message.offset()
+            ))
+        };
+        let topic_index = self
+            .topics
+            .iter()
+            .position(|topic| topic == message.topic())
+            .ok_or_else(|| bad("from a topic this consumer did not subscribe to".into()))?;
+        let partition = encode_partition(topic_index, message.partition())
+            .ok_or_else(|| bad("partition out of range".into()))?;
+        let offset = u64::try_from(message.offset()).map_err(|_| bad("negative offset".into()))?;
+        let payload = message.payload().ok_or_else(|| bad("no payload".into()))?;
+        let event: LogEvent = serde_json::from_slice(payload)
+            .map_err(|error| bad(format!("not a log event: {error}")))?;
+        Ok(Taken {
+            record: LogRecord {
+                position: LogPosition { partition, offset },
+                event,
+            },
+            timestamp: appended_at(message),
+        })
+    }
+}
+
+/// The record's [`APPENDED_AT_HEADER`] in microseconds, else its Kafka timestamp.
+fn appended_at(message: &BorrowedMessage<'_>) -> i64 {
+    let from_header = message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|header| header.key == APPENDED_AT_HEADER)
+            .and_then(|header| header.value)
+            .and_then(|value| std::str::from_utf8(value).ok())
+            .and_then(|value| value.parse::<i64>().ok())
+    });
+    from_header.unwrap_or_else(|| {
+        message
+            .timestamp()
+            .to_millis()
+            .map_or(i64::MAX, |millis| millis.saturating_mul(1000))
+    })
+}
+
+/// `topic_index * TOPIC_STRIDE + partition`, or `None` when either is out of range.
+pub fn encode_partition(topic_index: usize, partition: i32) -> Option<u32> {
+    let partition = u32::try_from(partition).ok()?;
+    if partition >= TOPIC_STRIDE {
+        return None;
+    }
+    let topic_index = u32::try_from(topic_index).ok()?;
+    topic_index
+        .checked_mul(TOPIC_STRIDE)?
+        .checked_add(partition)
+}
+
+/// The inverse of [`encode_partition`]: `(topic_index, kafka_partition)`.
+pub fn decode_partition(partition: u32) -> (usize, i32) {
+    let topic_index = (partition / TOPIC_STRIDE) as usize;
+    let kafka_partition = (partition % TOPIC_STRIDE) as i32;
+    (topic_index, kafka_partition)
+}
+
+/// Interleaves the records of several partitions by timestamp (ties: the one taken first) while
+/// every partition keeps the order it arrived in (its offset order).
+fn interleave(taken: Vec<Taken>) -> Vec<LogRecord> {
+    let mut lanes: Vec<VecDeque<(usize, Taken)>> = Vec::new();
+    let mut lane_of: BTreeMap<u32, usize> = BTreeMap::new();
+    let total = taken.len();
+    for (arrival, item) in taken.into_iter().enumerate() {
+        let lane = *lane_of
+            .entry(item.record.position.partition)
+            .or_insert_with(|| {
+                lanes.push(VecDeque::new());
+                lanes.len() - 1
+            });
+        lanes[lane].push_back((arrival, item));
+    }
+    let mut ordered = Vec::with_capacity(total);
+    while let Some(lane) = lanes
+        .iter()
+        .enumerate()
+        .filter_map(|(index, lane)| {
+            lane.front()
+                .map(|(arrival, item)| ((item.timestamp, *arrival), index))
+        })
+        .min()
+        .map(|(_, index)| index)
+    {
+        if let Some((_, item)) = lanes[lane].pop_front() {
+            ordered.push(item.record);
+        }
+    }
+    ordered
+}
+
+#[async_trait]
+impl LogConsumer for KafkaConsumer {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<LogRecord>, PortError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        if !self.pending.is_empty() {
+            let count = max.min(self.pending.len());
+            return Ok(self.pending.drain(..count).collect());
+        }
+        let consumer = Arc::clone(self.consumer());
+        let first = match tokio::time::timeout(wait, consumer.recv()).await {
+            Err(_elapsed) => return Ok(Vec::new()),
+            Ok(Err(error)) => return Err(consume_error(&self.group, error)),
+            Ok(Ok(message)) => self.decode(&message),
+        };
+        let mut taken = Vec::new();
+        let mut bad_record = None;
+        match first {
+            Ok(item) => taken.push(item),
+            Err(error) => bad_record = Some(error),
+        }
+        // Take whatever librdkafka already holds, without waiting.
+        while bad_record.is_none() && taken.len() < max {
+            match consumer.recv().now_or_never() {
+                None => break,
+                Some(Ok(message)) => match self.decode(&message) {
+                    Ok(item) => taken.push(item),
+                    Err(error) => bad_record = Some(error),
+                },
+                Some(Err(error)) => {
+                    warn!(group = %self.group, error = %error, "kafka consume error after records");
+                    break;
+                }
+            }
+        }
+        let records = interleave(taken);
+        match bad_record {
+            None => Ok(records),
+            Some(error) => {
+                error!(group = %self.group, error = %error, "skipping a bad kafka record");
+                // The good records come with the next poll; the bad one is reported once.
+                self.pending.extend(records);
+                Err(error)
+            }
+        }
+    }
+
+    async fn commit(&mut self, positions: &[LogPosition]) -> Result<(), PortError> {
+        let mut highest: BTreeMap<(usize, i32), u64> = BTreeMap::new();
+        for position in positions {
+            let (topic_index, partition) = decode_partition(position.partition);
+            if topic_index >= self.topics.len() {
+                return Err(PortError::Internal(format!(
+                    "position {position:?} names topic #{topic_index}; this consumer reads {}",
+                    self.topics.len()
+                )));
+            }
+            let offset = highest.entry((topic_index, partition)).or_default();
+            *offset = (*offset).max(position.offset);
+        }
+        if highest.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for ((topic_index, partition), offset) in &highest {
+            let next = i64::try_from(offset.saturating_add(1))
+                .map_err(|_| PortError::Internal(format!("offset {offset} out of range")))?;
+            list.add_partition_offset(&self.topics[*topic_index], *partition, Offset::Offset(next))
+                .map_err(|error| kafka_error("commit", error))?;
+        }
+        let consumer = Arc::clone(self.consumer());
+        let limit = self.config.commit_timeout;
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync));
+        match tokio::time::timeout(limit, committed).await {
+            Err(_elapsed) => Err(PortError::Unavailable(format!(
+                "kafka commit: no answer within {limit:?}"
+            ))),
+            Ok(Err(join_error)) => Err(PortError::Internal(format!("kafka commit: {join_error}"))),
+            Ok(Ok(Err(error))) => {
+                warn!(group = %self.group, error = %error, "kafka commit failed");
+                Err(kafka_error("commit", error))
+            }
+            Ok(Ok(Ok(()))) => {
+                debug!(group = %self.group, partitions = highest.len(), "kafka offsets committed");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn consume_error(group: &str, error: KafkaError) -> PortError {
+    warn!(group, error = %error, "kafka consume error");
+    kafka_error("consume", error)
+}
+
+impl Drop for KafkaConsumer {
+    /// Leaves the group before returning (a few milliseconds: the coordinator's answer), so a
+    /// successor in the same group joins a group this member has already left instead of
+    /// waiting for its session to time out. On a multi-thread runtime the wait runs in
+    /// `block_in_place`, so other tasks move to other workers meanwhile.
+    fn drop(&mut self) {
+        let Some(consumer) = self.consumer.take() else {
+            return;
+        };
+        let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
+            runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        if multi_thread {
+            tokio::task::block_in_place(move || drop(consumer));
+        } else {
+            drop(consumer);
+        }
+        debug!(group = %self.group, "kafka consumer left its group");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::log::LogEventBody;
+    use wire::{ConversationId, MessageId, Seq, UserId};
+
+    #[test]
+    fn positions_round_trip_topic_and_partition() {
+        assert_eq!(encode_partition(0, 0), Some(0));
+        assert_eq!(encode_partition(0, 7), Some(7));
+        let encoded = encode_partition(3, 5).expect("in range");
+        assert_eq!(encoded, 3 * TOPIC_STRIDE + 5);
+        assert_eq!(decode_partition(encoded), (3, 5));
+        assert_eq!(encode_partition(0, -1), None);
+        assert_eq!(encode_partition(0, TOPIC_STRIDE as i32), None);
+        assert_eq!(encode_partition(5000, 0), None);
+    }
+
+    fn taken(partition: u32, offset: u64, timestamp: i64) -> Taken {
+        let event = LogEvent::new(
+            format!("{partition}-{offset}"),
+            chrono::DateTime::from_timestamp_millis(timestamp).expect("a time"),
+            LogEventBody::MessageStored {
+                conversation_id: ConversationId::new("c"),
+                message_id: MessageId::new("m"),
+                seq: Seq(1),
+                sender_id: UserId::new("u"),
+            },
+        );
+        Taken {
+            record: LogRecord {
+                position: LogPosition { partition, offset },
+                event,
+            },
+            timestamp,
+        }
+    }
+
+    #[test]
+    fn interleaving_orders_by_time_but_keeps_each_partition_in_order() {
+        let batch = vec![
+            taken(1, 10, 30),
+            taken(0, 5, 20),
+            taken(1, 11, 10), // an older clock on partition 1 must not jump ahead of offset 10
+            taken(0, 6, 40),
+            taken(2, 1, 20),
+        ];
+        let order: Vec<(u32, u64)> = interleave(batch)
+            .into_iter()
+            .map(|record| (record.position.partition, record.position.offset))
+            .collect();
+        assert_eq!(order, vec![(0, 5), (2, 1), (1, 10), (1, 11), (0, 6)]);
+    }
+}

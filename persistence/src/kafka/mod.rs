@@ -1,0 +1,22 @@
+//! Kafka adapter of the event log for cluster mode (rdkafka over bundled librdkafka).
+//!
+//! - [`config`]: [`KafkaConfig`] (brokers, client id, topic prefix, timeouts).
+//! - [`client`]: the librdkafka client settings shared by producer, consumers and admin, and the
+//!   mapping of Kafka failures onto `PortError` (transport trouble and timeouts → `Unavailable`).
+//! - [`log`]: [`KafkaLog`], the idempotent producer behind `EventLog::append`, explicit topic
+//!   creation ([`KafkaLog::ensure_topics`]) and readiness.
+//! - [`consumer`]: [`KafkaConsumer`], a consumer-group member behind `LogConsumer`, and how a
+//!   `LogPosition` names a (topic, partition) pair.
+//!
+//! One record per event on the topic `topic_prefix + event.body.topic()`, keyed by the
+//! conversation id (one conversation's events stay ordered in one partition), JSON payload (the
+//! `LogEvent`), headers `event_id`, `v` and `appended_at_us` (see [`consumer`]).
+
+pub mod client;
+pub mod config;
+pub mod consumer;
+pub mod log;
+
+pub use config::KafkaConfig;
+pub use consumer::KafkaConsumer;
+pub use log::KafkaLog;
