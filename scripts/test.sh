@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 # `cargo install`: 15-25 minutes the first time on 2 cores, then cached in ~/.cargo/bin).
 scripts/services/redis.sh install
 scripts/services/secantus.sh install
+scripts/services/tansu.sh install
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "==> installing cargo-nextest"
