@@ -23,8 +23,9 @@ pub struct LogRecord {
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
     /// Appends `events` and returns once every one of them is durable (fsync'd, or acknowledged
-    /// by all in-sync replicas). Concurrent callers are group-committed. Events with the same
-    /// conversation id keep their relative order for consumers. On error nothing may be assumed
+    /// by all in-sync replicas). Concurrent callers are group-committed. Events of the same topic
+    /// and conversation id keep their relative order for consumers; there is no order across
+    /// topics (consumers rely on versions, not on cross-topic order). On error nothing may be assumed
     /// durable and the caller must report the send as not accepted.
     async fn append(&self, events: Vec<LogEvent>) -> Result<(), PortError>;
 
