@@ -42,10 +42,16 @@ impl LuaScript {
     }
 }
 
-/// A pool of multiplexed connections to one Redis plus the settings of the adapters over it.
+/// A multiplexed connection to one Redis (made by a deadpool pool, then shared: concurrent
+/// commands are pipelined on it) plus the settings of the adapters over it.
+///
+/// The connection is taken out of the pool and kept: deadpool recycles a connection on every
+/// checkout with an `UNWATCH` + `PING` round trip, which doubled the commands Redis served. A
+/// connection that fails is dropped and the next command makes a new one.
 #[derive(Clone)]
 pub struct RedisClient {
     pool: Pool,
+    shared: Arc<std::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
     config: Arc<RedisConfig>,
 }
 
@@ -80,6 +86,7 @@ impl RedisClient {
             .map_err(|error| PortError::Internal(format!("redis pool: {error}")))?;
         Ok(Self {
             pool,
+            shared: Arc::default(),
             config: Arc::new(config),
         })
     }
@@ -93,20 +100,54 @@ impl RedisClient {
         format!("{}{suffix}", self.config.key_prefix)
     }
 
-    /// Runs `work` on a pooled connection within the command timeout.
+    fn shared(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<redis::aio::MultiplexedConnection>> {
+        self.shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The shared connection, made when there is none.
+    async fn connection(&self) -> Result<redis::aio::MultiplexedConnection, PortError> {
+        if let Some(connection) = self.shared().clone() {
+            return Ok(connection);
+        }
+        let made = deadpool_redis::Connection::take(self.pool.get().await.map_err(pool_error)?);
+        Ok(self.shared().get_or_insert(made).clone())
+    }
+
+    /// Drops the shared connection (it failed); the next command makes a new one.
+    fn forget_connection(&self) {
+        self.shared().take();
+    }
+
+    /// Runs `work` on the shared connection within the command timeout.
     pub(crate) async fn run<T, F, Fut>(&self, work: F) -> Result<T, PortError>
     where
-        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        F: FnOnce(redis::aio::MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let deadline = self.config.command_timeout;
         let attempt = async {
-            let connection = self.pool.get().await.map_err(pool_error)?;
-            work(connection).await.map_err(redis_error)
+            let connection = self.connection().await?;
+            work(connection).await.map_err(|error| {
+                if error.is_unrecoverable_error()
+                    || error.is_io_error()
+                    || error.is_connection_dropped()
+                    || error.is_timeout()
+                {
+                    self.forget_connection();
+                }
+                redis_error(error)
+            })
         };
         match tokio::time::timeout(deadline, attempt).await {
             Ok(result) => result,
-            Err(_) => Err(timed_out(deadline)),
+            Err(_) => {
+                self.forget_connection();
+                Err(timed_out(deadline))
+            }
         }
     }
 
