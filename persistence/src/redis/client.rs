@@ -100,9 +100,7 @@ impl RedisClient {
         format!("{}{suffix}", self.config.key_prefix)
     }
 
-    fn shared(
-        &self,
-    ) -> std::sync::MutexGuard<'_, Option<redis::aio::MultiplexedConnection>> {
+    fn shared(&self) -> std::sync::MutexGuard<'_, Option<redis::aio::MultiplexedConnection>> {
         self.shared
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
