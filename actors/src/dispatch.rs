@@ -630,28 +630,19 @@ async fn list(
     Ok(ops::ConversationListResult { conversations })
 }
 
-/// All conversations of a user (paging through the directory).
+/// All conversations of a user.
 async fn all_conversations(
     node: &Node,
     user_id: &UserId,
 ) -> Result<Vec<StoredConversation>, OpError> {
-    const PAGE: usize = 500;
-    let mut all: Vec<StoredConversation> = Vec::new();
-    loop {
-        let after = all
-            .last()
-            .map(|stored| stored.record.conversation.conversation_id.clone());
-        let page = node
-            .ports()
-            .directory
-            .list_for_user(user_id, after.as_ref(), PAGE)
-            .await?;
-        let done = page.len() < PAGE;
-        all.extend(page);
-        if done {
-            return Ok(all);
-        }
-    }
+    // One call, one snapshot: paging by the activity cursor could skip a conversation whose
+    // activity changed between two pages (the adapters load a user's whole list per call).
+    const EVERY: usize = 1_000_000;
+    Ok(node
+        .ports()
+        .directory
+        .list_for_user(user_id, None, EVERY)
+        .await?)
 }
 
 fn co_members(user_id: &UserId, conversations: &[StoredConversation]) -> BTreeSet<UserId> {

@@ -474,9 +474,12 @@ async fn write_frames(
             next = outbound.recv() => next,
         };
         let Some(next) = next else { break };
+        // Only a close that drops the queue (4009: the client does not read, this write may
+        // never finish) interrupts a frame being written; any other close lets it finish and
+        // then flushes the rest, so a `goaway` queued just before its close is never lost.
         let written = tokio::select! {
             biased;
-            _ = close.wait_for(|request| request.is_some()) => break,
+            _ = close.wait_for(|request| request.as_ref().is_some_and(|request| !request.flush_queue)) => break,
             written = write_one(&mut ws, next) => written,
         };
         if written.is_err() {
