@@ -7,6 +7,10 @@
 #   redis.sh status DIR        say whether the instance in DIR runs (exit 1 when it does not)
 set -euo pipefail
 
+SERVICE=redis
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
 usage() {
   echo "usage: $0 install | start DIR PORT | stop DIR | status DIR" >&2
   exit 2
@@ -34,23 +38,12 @@ install() {
   command -v redis-server >/dev/null 2>&1 || { echo "redis-server still missing" >&2; exit 1; }
 }
 
-pid_of() {
-  local dir="$1"
-  [ -f "$dir/redis.pid" ] && cat "$dir/redis.pid"
-}
-
-running() {
-  local pid
-  pid="$(pid_of "$1" 2>/dev/null)" || return 1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
-}
-
 start() {
   local dir="$1" port="$2"
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
-  if running "$dir"; then
-    echo "redis already running in $dir (pid $(pid_of "$dir"))"
+  if svc_running "$dir"; then
+    echo "redis already running in $dir (pid $(svc_pid_of "$dir"))"
     return 0
   fi
   # AOF keeps sequences and conversation state across a restart (outage tests, dev clusters).
@@ -68,36 +61,10 @@ start() {
   exit 1
 }
 
-stop() {
-  local dir="$1" pid
-  if ! running "$dir"; then
-    echo "redis not running in $dir"
-    return 0
-  fi
-  pid="$(pid_of "$dir")"
-  kill "$pid"
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || { echo "redis stopped"; return 0; }
-    sleep 0.1
-  done
-  kill -9 "$pid" 2>/dev/null || true
-  echo "redis killed"
-}
-
-status() {
-  local dir="$1"
-  if running "$dir"; then
-    echo "redis running in $dir (pid $(pid_of "$dir"))"
-  else
-    echo "redis not running in $dir"
-    return 1
-  fi
-}
-
 case "${1:-}" in
   install) [ $# -eq 1 ] || usage; install ;;
   start) [ $# -eq 3 ] || usage; start "$2" "$3" ;;
-  stop) [ $# -eq 2 ] || usage; stop "$2" ;;
-  status) [ $# -eq 2 ] || usage; status "$2" ;;
+  stop) [ $# -eq 2 ] || usage; svc_stop "$2" ;;
+  status) [ $# -eq 2 ] || usage; svc_status "$2" ;;
   *) usage ;;
 esac

@@ -13,6 +13,10 @@
 #   SECANTUS_STORAGE=memory  keep data in memory instead of DIR/data (lost on stop)
 set -euo pipefail
 
+SERVICE=secantus
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
 VERSION=0.7.0b3
 TOOLS_DIR="${PARLEY_TOOLS_DIR:-$HOME/.cache/parley}"
 VENV="$TOOLS_DIR/secantus-venv"
@@ -36,29 +40,13 @@ install() {
   echo "$VERSION" >"$VENV/.parley-version"
 }
 
-pid_of() {
-  local dir="$1"
-  [ -f "$dir/secantus.pid" ] && cat "$dir/secantus.pid"
-}
-
-running() {
-  local pid
-  pid="$(pid_of "$1" 2>/dev/null)" || return 1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
-}
-
-accepts() {
-  local port="$1"
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
-}
-
 start() {
   local dir="$1" port="$2" storage
   [ -x "$BIN" ] || { echo "secantusd-py missing: run $0 install" >&2; exit 1; }
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
-  if running "$dir"; then
-    echo "secantus already running in $dir (pid $(pid_of "$dir"))"
+  if svc_running "$dir"; then
+    echo "secantus already running in $dir (pid $(svc_pid_of "$dir"))"
     return 0
   fi
   if [ "${SECANTUS_STORAGE:-}" = memory ]; then
@@ -71,12 +59,12 @@ start() {
     >>"$dir/secantus.log" 2>&1 </dev/null &
   echo $! >"$dir/secantus.pid"
   for _ in $(seq 1 150); do
-    if ! running "$dir"; then
+    if ! svc_running "$dir"; then
       echo "secantus exited; log:" >&2
       cat "$dir/secantus.log" >&2 || true
       exit 1
     fi
-    if accepts "$port"; then
+    if svc_accepts "$port"; then
       echo "secantus running on 127.0.0.1:$port (dir $dir, storage $storage)"
       return 0
     fi
@@ -87,38 +75,11 @@ start() {
   exit 1
 }
 
-stop() {
-  local dir="$1" pid
-  if ! running "$dir"; then
-    echo "secantus not running in $dir"
-    return 0
-  fi
-  pid="$(pid_of "$dir")"
-  kill "$pid"
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$dir/secantus.pid"; echo "secantus stopped"; return 0; }
-    sleep 0.1
-  done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$dir/secantus.pid"
-  echo "secantus killed"
-}
-
-status() {
-  local dir="$1"
-  if running "$dir"; then
-    echo "secantus running in $dir (pid $(pid_of "$dir"))"
-  else
-    echo "secantus not running in $dir"
-    return 1
-  fi
-}
-
 case "${1:-}" in
   install) [ $# -eq 1 ] || usage; install ;;
   start) [ $# -eq 3 ] || usage; start "$2" "$3" ;;
-  stop) [ $# -eq 2 ] || usage; stop "$2" ;;
-  status) [ $# -eq 2 ] || usage; status "$2" ;;
+  stop) [ $# -eq 2 ] || usage; svc_stop "$2" ;;
+  status) [ $# -eq 2 ] || usage; svc_status "$2" ;;
   bin) [ $# -eq 1 ] || usage; echo "$BIN" ;;
   *) usage ;;
 esac

@@ -11,6 +11,10 @@
 # The memory:// engine forgets everything when the broker stops.
 set -euo pipefail
 
+SERVICE=tansu
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
 TANSU_VERSION=0.6.0
 
 usage() {
@@ -38,32 +42,16 @@ install() {
   tansu_bin >/dev/null || { echo "tansu still missing after cargo install" >&2; exit 1; }
 }
 
-pid_of() {
-  local dir="$1"
-  [ -f "$dir/tansu.pid" ] && cat "$dir/tansu.pid"
-}
-
-running() {
-  local pid
-  pid="$(pid_of "$1" 2>/dev/null)" || return 1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
-}
-
-accepts() {
-  local port="$1"
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
-}
-
 start() {
   local dir="$1" port="$2" bin pid
   bin="$(tansu_bin)" || { echo "tansu is not installed: run $0 install" >&2; exit 1; }
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
-  if running "$dir"; then
-    echo "tansu already running in $dir (pid $(pid_of "$dir"))"
+  if svc_running "$dir"; then
+    echo "tansu already running in $dir (pid $(svc_pid_of "$dir"))"
     return 0
   fi
-  if accepts "$port"; then
+  if svc_accepts "$port"; then
     echo "port $port is already taken" >&2
     exit 1
   fi
@@ -83,7 +71,7 @@ start() {
       rm -f "$dir/tansu.pid"
       exit 1
     fi
-    if accepts "$port"; then
+    if svc_accepts "$port"; then
       echo "tansu running on 127.0.0.1:$port (dir $dir)"
       return 0
     fi
@@ -95,42 +83,10 @@ start() {
   exit 1
 }
 
-stop() {
-  local dir="$1" pid
-  if ! running "$dir"; then
-    echo "tansu not running in $dir"
-    rm -f "$dir/tansu.pid"
-    return 0
-  fi
-  pid="$(pid_of "$dir")"
-  kill "$pid"
-  for _ in $(seq 1 100); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      rm -f "$dir/tansu.pid"
-      echo "tansu stopped"
-      return 0
-    fi
-    sleep 0.1
-  done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$dir/tansu.pid"
-  echo "tansu killed"
-}
-
-status() {
-  local dir="$1"
-  if running "$dir"; then
-    echo "tansu running in $dir (pid $(pid_of "$dir"))"
-  else
-    echo "tansu not running in $dir"
-    return 1
-  fi
-}
-
 case "${1:-}" in
   install) [ $# -eq 1 ] || usage; install ;;
   start) [ $# -eq 3 ] || usage; start "$2" "$3" ;;
-  stop) [ $# -eq 2 ] || usage; stop "$2" ;;
-  status) [ $# -eq 2 ] || usage; status "$2" ;;
+  stop) [ $# -eq 2 ] || usage; svc_stop "$2" ;;
+  status) [ $# -eq 2 ] || usage; svc_status "$2" ;;
   *) usage ;;
 esac
