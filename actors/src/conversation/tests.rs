@@ -184,6 +184,23 @@ async fn members_only_and_senders_only() {
     assert_eq!(answer.await.unwrap().unwrap_err().code, ErrorCode::NotFound);
 }
 
+/// A detached session of "bob" registered for the conversation; its frames arrive on the
+/// receiver.
+async fn connect_bob(
+    harness: &Harness,
+    conversation_id: &ConversationId,
+) -> (SessionHandle, tokio::sync::mpsc::Receiver<Outbound>) {
+    let (session, outbound, _close) =
+        SessionHandle::detached(UserId::new("bob"), 16, harness.node.metrics().clone());
+    harness
+        .node
+        .registry()
+        .register_session(&session, std::slice::from_ref(conversation_id), None)
+        .await
+        .unwrap();
+    (session, outbound)
+}
+
 fn frames(receiver: &mut tokio::sync::mpsc::Receiver<Outbound>) -> Vec<String> {
     let mut frames = Vec::new();
     while let Ok(Outbound::Text(text)) = receiver.try_recv() {
@@ -199,14 +216,7 @@ async fn fan_out_is_in_seq_order_and_bridges_a_gap_after_the_wait() {
     let gap_wait = limits.gap_wait;
     let harness = Harness::new(limits);
     let conversation_id = harness.group("c1", &["alice", "bob"]);
-    let (session, mut outbound, _close) =
-        SessionHandle::detached(UserId::new("bob"), 16, harness.node.metrics().clone());
-    harness
-        .node
-        .registry()
-        .register_session(&session, std::slice::from_ref(&conversation_id), None)
-        .await
-        .unwrap();
+    let (_session, mut outbound) = connect_bob(&harness, &conversation_id).await;
     let handle = harness
         .node
         .supervisor()
@@ -291,14 +301,7 @@ async fn a_missed_publish_is_repaired_from_the_shared_cache() {
     let gap_wait = limits.gap_wait;
     let harness = Harness::new(limits);
     let conversation_id = harness.group("c1", &["alice", "bob"]);
-    let (session, mut outbound, _close) =
-        SessionHandle::detached(UserId::new("bob"), 16, harness.node.metrics().clone());
-    harness
-        .node
-        .registry()
-        .register_session(&session, std::slice::from_ref(&conversation_id), None)
-        .await
-        .unwrap();
+    let (_session, mut outbound) = connect_bob(&harness, &conversation_id).await;
     // Seq 2 was accepted (it is in the shared cache) but its publish never reached this node.
     let accepted = wire::log::MessageRecord {
         message: wire::Message {
