@@ -14,6 +14,8 @@
 //!   idempotent keyed producer and consumer-group members.
 //! - [`ingest`]: [`IngestPipeline`], log → store → `message.delivered`, generic over the ports
 //!   so the same code runs in-process (standalone) and as the `ingest` binary.
+//! - [`settings`]: the configuration file shared by the binaries (`[kafka]`, `[mongo]`,
+//!   `[ingest]`, `[log]`), its layered loader and [`Secret`](settings::Secret).
 //! - [`error`]: [`PersistenceError`] and its mapping onto `PortError`.
 
 pub mod embedded;
@@ -23,6 +25,7 @@ pub mod kafka;
 pub mod memory;
 pub mod mongo;
 pub mod redis;
+pub mod settings;
 
 pub use embedded::{EmbeddedLog, EmbeddedStore};
 pub use error::PersistenceError;

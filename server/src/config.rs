@@ -6,39 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use persistence::settings::{load_layers, IngestSettings, KafkaSettings, MongoSettings};
+pub use persistence::settings::{LogFormat, LogSettings, Secret};
 use serde::Deserialize;
-
-/// The defaults, with their comments: the same file users copy.
-pub const DEFAULTS: &str = include_str!("../../config/parley.toml");
-
-/// A secret string: never printed by `Debug` or `Display`.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(if self.0.is_empty() {
-            "\"\""
-        } else {
-            "[redacted]"
-        })
-    }
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +16,10 @@ pub struct Settings {
     pub server: ServerSettings,
     pub storage: StorageSettings,
     pub redis: RedisSettings,
+    pub kafka: KafkaSettings,
+    pub mongo: MongoSettings,
+    /// Read by the `ingest` binary; accepted here so both binaries share one file.
+    pub ingest: IngestSettings,
     pub auth: AuthSettings,
     pub limits: LimitSettings,
     pub rate_limit: RateLimitSettings,
@@ -158,20 +132,6 @@ pub struct RateLimitSettings {
     pub abuse_window_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogSettings {
-    pub level: String,
-    pub format: LogFormat,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
 /// Frames over this are never read (protocol constant).
 pub const HARD_FRAME_BYTES: usize = 1024 * 1024;
 
@@ -233,27 +193,15 @@ pub fn load_with_env(
         .into_iter()
         .filter(|(key, _)| key.starts_with("PARLEY__"))
         .collect();
-    let mut builder = config::Config::builder()
-        .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
     let mut file_settings = None;
     if let Some(path) = file {
-        builder = builder.add_source(config::File::from(path).required(true));
         file_settings = Some(
             config::Config::builder()
                 .add_source(config::File::from(path).required(true))
                 .build()?,
         );
     }
-    let builder = builder.add_source(
-        config::Environment::with_prefix("PARLEY")
-            .prefix_separator("__")
-            .separator("__")
-            .try_parsing(true)
-            .list_separator(",")
-            .with_list_parse_key("server.public_urls")
-            .source(Some(env.clone())),
-    );
-    let mut settings: Settings = builder.build()?.try_deserialize()?;
+    let mut settings: Settings = load_layers(file, &env, &["server.public_urls"])?;
     let source_of = |env_key: &str, file_key: &str, value: &Secret| {
         if value.is_empty() {
             SecretSource::DevDefault
@@ -348,6 +296,25 @@ fn validate(settings: &Settings) -> Result<(), ConfigError> {
         return Err(invalid(
             "redis.dedup_ttl_secs",
             "and redis.cache_ttl_secs must be at least 1",
+        ));
+    }
+    for checked in [
+        settings.kafka.validate(),
+        settings.mongo.validate(),
+        settings.ingest.validate(),
+    ] {
+        checked.map_err(|error| invalid(error.key, error.problem))?;
+    }
+    if settings.kafka.enabled() != settings.mongo.enabled() {
+        return Err(invalid(
+            "kafka.brokers",
+            "and mongo.uri must be set together (durable cluster mode) or both left empty",
+        ));
+    }
+    if settings.kafka.enabled() && settings.redis.roles().is_none() {
+        return Err(invalid(
+            "redis.url",
+            "must be set in durable cluster mode (kafka.brokers and mongo.uri are set)",
         ));
     }
     if settings.storage.data_dir.as_os_str().is_empty() {
