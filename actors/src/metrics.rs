@@ -20,6 +20,7 @@ pub struct Metrics {
     pub conversation_restarts: IntCounter,
     pub log_append_duration: Histogram,
     pub log_batch_events: Histogram,
+    pub log_append_failures: IntCounter,
     pub stored_acks_relayed: IntCounter,
     pub bus_received: IntCounterVec,
 }
@@ -139,6 +140,14 @@ impl Metrics {
                         "events per conversation batch appended to the log",
                     )
                     .buckets(exponential_buckets(1.0, 2.0, 12).expect("valid buckets")),
+                )
+                .unwrap(),
+            ),
+            log_append_failures: register(
+                registry,
+                IntCounter::new(
+                    "parley_log_append_failures_total",
+                    "conversation batches whose log append failed (the senders got an error)",
                 )
                 .unwrap(),
             ),

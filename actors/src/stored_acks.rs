@@ -32,7 +32,6 @@ pub async fn run(node: Node, mut shutdown: watch::Receiver<bool>) {
                 continue;
             }
         };
-        backoff = Duration::from_millis(50);
         loop {
             let records = tokio::select! {
                 _ = shutdown.changed() => return,
@@ -41,10 +40,14 @@ pub async fn run(node: Node, mut shutdown: watch::Receiver<bool>) {
             let records = match records {
                 Ok(records) => records,
                 Err(error) => {
-                    tracing::warn!(error = %error, "polling stored acks failed");
+                    // E.g. the topic does not exist yet: reopen after a growing pause.
+                    tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "polling stored acks failed");
+                    wait(&mut shutdown, backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     break;
                 }
             };
+            backoff = Duration::from_millis(50);
             if records.is_empty() {
                 continue;
             }

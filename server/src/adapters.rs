@@ -1,6 +1,7 @@
 //! Chooses the adapters behind the ports: in-process ones for a standalone node, Redis ones for
 //! routing, presence, sequencing, conversation state, cache and rate limits when any Redis URL
-//! is configured. The log and the store are the embedded ones in both modes (for now).
+//! is configured. The log and the store are chosen by the caller (`app::Storage`): embedded
+//! files, or Kafka and MongoDB in durable cluster mode.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,20 +31,25 @@ pub struct Adapters {
     pub redis_bus: Option<Arc<RedisBus>>,
 }
 
+/// `embedded` is the embedded store, which doubles as the directory of a standalone node; it is
+/// `None` in durable cluster mode, where Redis holds the directory.
 pub fn build(
     settings: &Settings,
     log: Arc<dyn EventLog>,
-    store: Arc<EmbeddedStore>,
+    store_port: Arc<dyn Store>,
+    embedded: Option<Arc<EmbeddedStore>>,
 ) -> anyhow::Result<Adapters> {
-    let store_port: Arc<dyn Store> = store.clone();
     let rate = &settings.rate_limit;
     let Some(roles) = settings.redis.roles() else {
+        let Some(directory) = embedded else {
+            anyhow::bail!("a node without Redis needs the embedded store (config validation should have said so)");
+        };
         tracing::info!("standalone mode: in-process routing, presence, sequencing and cache");
         return Ok(Adapters {
             ports: Ports {
                 log,
                 store: store_port.clone(),
-                directory: store,
+                directory,
                 sequencer: Arc::new(MemorySequencer::new(store_port)),
                 presence: Arc::new(MemoryPresence::new()),
                 bus: Arc::new(InProcessBus::new(BUS_INCOMING_CAPACITY)),

@@ -1,5 +1,6 @@
-//! Wiring: builds the adapters (standalone: embedded log and store, in-process bus, memory
-//! sequencer, presence and rate limits), the node, the background tasks, and the HTTP server.
+//! Wiring: opens the log and the store (embedded files, or Kafka and MongoDB in durable cluster
+//! mode), builds the other adapters (in-process, or Redis in cluster mode), the node, the
+//! background tasks, and the HTTP server.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -8,6 +9,8 @@ use std::time::Duration;
 use actix_web::{web, App, HttpServer};
 use actors::Node;
 use anyhow::Context as _;
+use persistence::kafka::KafkaLog;
+use persistence::mongo::MongoStore;
 use persistence::{EmbeddedLog, EmbeddedStore, IngestConfig, IngestPipeline};
 use ports::{EventLog, Store};
 use tokio::sync::watch;
@@ -76,32 +79,6 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         tracing::warn!("USING THE DEVELOPMENT JWT SECRET: set PARLEY__AUTH__JWT_SECRET for anything but local development");
     }
 
-    let data_dir = settings.storage.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create storage.data_dir {}", data_dir.display()))?;
-    let log = Arc::new(
-        EmbeddedLog::open(&data_dir.join("log.redb"))
-            .with_context(|| format!("cannot open the log in {}", data_dir.display()))?,
-    );
-    let store = Arc::new(
-        EmbeddedStore::open(&data_dir.join("store.redb"))
-            .with_context(|| format!("cannot open the store in {}", data_dir.display()))?,
-    );
-    let log_port: Arc<dyn EventLog> = log;
-    let store_port: Arc<dyn Store> = store.clone();
-    let adapters = crate::adapters::build(&settings, log_port.clone(), store)?;
-    let ports = adapters.ports;
-
-    let ingest = IngestPipeline::new(
-        log_port.clone(),
-        store_port.clone(),
-        IngestConfig::default(),
-    );
-    let mut metrics = NodeMetrics::new().with_ingest(ingest.metrics());
-    if let Some(bus) = &adapters.redis_bus {
-        metrics = metrics.with_redis_bus(bus.clone());
-    }
-
     let listener = std::net::TcpListener::bind(settings.bind_addr())
         .with_context(|| format!("cannot bind server.bind {}", settings.server.bind))?;
     let local_addr = listener.local_addr()?;
@@ -116,6 +93,33 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     } else {
         settings.server.public_urls.clone()
     };
+
+    let storage = Storage::open(&settings, &node_id).await?;
+    let adapters = crate::adapters::build(
+        &settings,
+        storage.log.clone(),
+        storage.store.clone(),
+        storage.embedded.clone(),
+    )?;
+    let ports = adapters.ports;
+
+    // The embedded store is written by an in-process ingest; in durable mode the `ingest`
+    // binary writes MongoDB.
+    let ingest = storage.embedded.is_some().then(|| {
+        IngestPipeline::new(
+            storage.log.clone(),
+            storage.store.clone(),
+            IngestConfig::default(),
+        )
+    });
+    let mut metrics = NodeMetrics::new();
+    if let Some(ingest) = &ingest {
+        metrics = metrics.with_ingest(ingest.metrics());
+    }
+    if let Some(bus) = &adapters.redis_bus {
+        metrics = metrics.with_redis_bus(bus.clone());
+    }
+
     let node = Node::new(
         node_id.clone(),
         ports,
@@ -130,8 +134,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         ready: ready.clone(),
         socket_urls,
-        log: log_port,
-        store: store_port,
+        log: storage.log.clone(),
+        store: storage.store.clone(),
         redis_clients: adapters.redis_clients,
         redis_bus: adapters.redis_bus.clone(),
     });
@@ -182,17 +186,23 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let server_handle = server.handle();
     // The one line scripts wait for.
     println!("parley-server listening on {local_addr}");
-    tracing::info!(node_id = %node_id, address = %local_addr, data_dir = %data_dir.display(), "listening");
+    tracing::info!(node_id = %node_id, address = %local_addr, storage = storage.description, "listening");
 
-    // Start-up: the store must reflect the whole log before the node serves.
+    // Start-up: the embedded store must reflect the whole log before the node serves.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let caught_up = ingest
-        .catch_up()
-        .await
-        .map_err(|error| anyhow::anyhow!("ingest catch-up failed: {error}"))?;
-    tracing::info!(records = caught_up, "store caught up with the log");
+    let mut ingest_task = None;
+    if let Some(ingest) = ingest {
+        let caught_up = ingest
+            .catch_up()
+            .await
+            .map_err(|error| anyhow::anyhow!("ingest catch-up failed: {error}"))?;
+        tracing::info!(records = caught_up, "store caught up with the log");
+        ingest_task = Some(spawn_on_own_thread(
+            "parley-ingest",
+            ingest.run(shutdown_rx.clone()),
+        ));
+    }
     actors::router::start(node.clone()).context("starting the router")?;
-    let ingest_task = spawn_on_own_thread("parley-ingest", ingest.run(shutdown_rx.clone()));
     let relay_task = tokio::spawn(actors::stored_acks::run(node.clone(), shutdown_rx.clone()));
     if let Some(presence) = adapters.redis_presence {
         let sweep_every = Duration::from_millis(settings.redis.presence_ttl_ms / 3)
@@ -223,9 +233,68 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     ready.store(false, Ordering::Release);
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), relay_task).await;
-    let _ = tokio::task::spawn_blocking(move || ingest_task.join()).await;
+    if let Some(ingest_task) = ingest_task {
+        let _ = tokio::task::spawn_blocking(move || ingest_task.join()).await;
+    }
     tracing::info!("stopped");
     result.context("http server failed")
+}
+
+/// The node's event log and store.
+struct Storage {
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn Store>,
+    /// The embedded store (standalone and Redis-only cluster mode): also the standalone
+    /// directory, and written by an in-process ingest. `None` in durable mode.
+    embedded: Option<Arc<EmbeddedStore>>,
+    /// For the start-up log line.
+    description: &'static str,
+}
+
+impl Storage {
+    /// Kafka and MongoDB when `kafka.brokers` and `mongo.uri` are set, else the embedded files
+    /// under `storage.data_dir`. Neither Kafka nor MongoDB needs to be up: both clients connect
+    /// lazily and `/readyz` reports them until they answer.
+    async fn open(settings: &Settings, node_id: &NodeId) -> anyhow::Result<Self> {
+        if settings.kafka.enabled() {
+            let kafka = settings.kafka.kafka_config(node_id.as_str());
+            let brokers = kafka.brokers.clone();
+            let log = KafkaLog::new(kafka).map_err(|error| anyhow::anyhow!("kafka: {error}"))?;
+            let mongo = settings.mongo.mongo_config();
+            let mongo_uri = mongo.redacted_uri();
+            let store = MongoStore::connect(mongo)
+                .await
+                .map_err(|error| anyhow::anyhow!("mongo.uri: {error}"))?;
+            tracing::info!(
+                kafka = %brokers,
+                mongo = %mongo_uri,
+                database = %settings.mongo.database,
+                "durable cluster mode: log in Kafka, store in MongoDB (written by the ingest binary)"
+            );
+            return Ok(Self {
+                log: Arc::new(log),
+                store: Arc::new(store),
+                embedded: None,
+                description: "kafka+mongodb",
+            });
+        }
+        let data_dir = &settings.storage.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create storage.data_dir {}", data_dir.display()))?;
+        let log = EmbeddedLog::open(&data_dir.join("log.redb"))
+            .with_context(|| format!("cannot open the log in {}", data_dir.display()))?;
+        let store = Arc::new(
+            EmbeddedStore::open(&data_dir.join("store.redb"))
+                .with_context(|| format!("cannot open the store in {}", data_dir.display()))?,
+        );
+        tracing::info!(data_dir = %data_dir.display(), "embedded log and store");
+        Ok(Self {
+            log: Arc::new(log),
+            store: store.clone(),
+            embedded: Some(store),
+            description: "embedded",
+        })
+    }
 }
 
 /// Announces offline the users whose node died (their sessions expired in Redis).

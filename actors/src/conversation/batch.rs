@@ -281,6 +281,7 @@ pub(super) async fn run(
             .log_append_duration
             .observe(started.elapsed().as_secs_f64());
         if let Err(error) = appended {
+            metrics.log_append_failures.inc();
             tracing::warn!(conversation_id = %conversation_id, error = %error, "log append failed");
             if let Some(first) = fresh.first() {
                 let released = node

@@ -305,13 +305,19 @@ impl ConversationState {
                 },
             )
             .await?;
-        let messages = stored
+        // The store trails the log by ingest's lag (MongoDB in durable mode): the window fills
+        // in, and takes precedence for, the seqs it covers.
+        let mut merged: std::collections::BTreeMap<Seq, _> = stored
             .into_iter()
-            .map(|record| match self.recent_slot(record.message.seq) {
-                Some(slot) => self.recent[slot].message.clone(),
-                None => record.message,
-            })
+            .map(|record| (record.message.seq, record.message))
             .collect();
+        for record in &self.recent {
+            let seq = record.message.seq;
+            if (from..=to).contains(&seq) {
+                merged.insert(seq, record.message.clone());
+            }
+        }
+        let messages = merged.into_values().collect();
         Ok(HistoryResult { messages, has_more })
     }
 }

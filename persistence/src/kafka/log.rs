@@ -233,18 +233,44 @@ impl EventLog for KafkaLog {
         Ok(Box::new(consumer))
     }
 
+    /// Ready when a broker answers and every Parley topic exists (created by the setup step;
+    /// appends to a missing topic would fail).
     async fn is_ready(&self) -> bool {
         let producer = self.producer.clone();
         let timeout = self.config.request_timeout;
+        let expected: Vec<String> = topics::ALL
+            .iter()
+            .map(|topic| self.config.topic_name(topic))
+            .collect();
         let fetched = tokio::task::spawn_blocking(move || {
             producer
                 .client()
                 .fetch_metadata(None, Timeout::After(timeout))
-                .map(|metadata| metadata.brokers().len())
+                .map(|metadata| {
+                    let missing: Vec<String> = expected
+                        .into_iter()
+                        .filter(|name| {
+                            !metadata.topics().iter().any(|topic| {
+                                topic.name() == name
+                                    && topic.error().is_none()
+                                    && !topic.partitions().is_empty()
+                            })
+                        })
+                        .collect();
+                    (metadata.brokers().len(), missing)
+                })
         })
         .await;
         match fetched {
-            Ok(Ok(brokers)) => brokers > 0,
+            Ok(Ok((brokers, missing))) => {
+                if !missing.is_empty() {
+                    warn!(
+                        ?missing,
+                        "kafka topics missing: run the setup step (`ingest setup`)"
+                    );
+                }
+                brokers > 0 && missing.is_empty()
+            }
             Ok(Err(error)) => {
                 debug!(error = %error, "kafka not ready");
                 false
