@@ -1,20 +1,36 @@
 #!/usr/bin/env bash
-# A local Parley cluster: one private Redis and two parley-server nodes on 127.0.0.1:8081 and
-# 127.0.0.1:8082, sharing one JWT secret and API key (printed by `status`).
+# A local Parley cluster, the whole system: a private Redis, a Kafka-protocol broker (Tansu,
+# sqlite storage), a MongoDB-wire server (SecantusDB), one `ingest` and two parley-server nodes on
+# 127.0.0.1:8081 and 127.0.0.1:8082 sharing one JWT secret and API key (printed by `status`).
 #
-#   scripts/dev-cluster.sh up       build if needed, start Redis and both nodes, wait until ready
-#   scripts/dev-cluster.sh down     stop both nodes (graceful drain) and Redis
+#   scripts/dev-cluster.sh up       install/build if needed, start everything, create the Kafka
+#                                   topics and MongoDB indexes (`ingest setup`), wait until ready
+#   scripts/dev-cluster.sh down     stop the nodes (graceful drain), ingest and the services
 #   scripts/dev-cluster.sh status   what runs, where, and the credentials to use
 #
 # State (data, logs, pids, credentials) lives in ./tmp/dev-cluster; `down` keeps it, remove the
-# directory to start afresh. Ports: PARLEY_DEV_REDIS_PORT (6390), PARLEY_DEV_PORTS ("8081 8082").
+# directory to start afresh. Ports: PARLEY_DEV_REDIS_PORT (6390), PARLEY_DEV_KAFKA_PORT (19092),
+# PARLEY_DEV_MONGO_PORT (27018), PARLEY_DEV_INGEST_PORT (9091), PARLEY_DEV_PORTS ("8081 8082").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 state="${PARLEY_DEV_DIR:-$PWD/tmp/dev-cluster}"
 redis_port="${PARLEY_DEV_REDIS_PORT:-6390}"
+kafka_port="${PARLEY_DEV_KAFKA_PORT:-19092}"
+mongo_port="${PARLEY_DEV_MONGO_PORT:-27018}"
+ingest_port="${PARLEY_DEV_INGEST_PORT:-9091}"
 read -r -a ports <<< "${PARLEY_DEV_PORTS:-8081 8082}"
 binary="${PARLEY_SERVER_BIN:-$PWD/target/release/parley-server}"
+ingest_binary="${PARLEY_INGEST_BIN:-$PWD/target/release/ingest}"
+
+# Settings every Parley process of this cluster shares. Tansu 0.6 needs one record per produce
+# batch (it cannot fetch from inside a batch) and joins groups faster with a short session.
+export PARLEY__REDIS__URL="redis://127.0.0.1:$redis_port/0"
+export PARLEY__KAFKA__BROKERS="127.0.0.1:$kafka_port"
+export PARLEY__KAFKA__MAX_BATCH_RECORDS=1
+export PARLEY__KAFKA__SESSION_TIMEOUT_MS=6000
+export PARLEY__MONGO__URI="mongodb://127.0.0.1:$mongo_port/"
+export PARLEY__MONGO__DATABASE=parley_dev
 
 credentials() {
   mkdir -p "$state"
@@ -29,30 +45,62 @@ credentials() {
   set -a; . "$state/credentials"; set +a
 }
 
-node_running() {
-  local pidfile="$state/node-$1.pid"
+running() {
+  local pidfile="$state/$1.pid"
   [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
 }
 
+node_running() {
+  running "node-$1"
+}
+
+# wait_ready NAME PORT: until http://127.0.0.1:PORT/readyz answers 200 (60 s).
 wait_ready() {
-  local port="$1"
-  for _ in $(seq 1 200); do
+  local name="$1" port="$2"
+  for _ in $(seq 1 600); do
     if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
-  echo "node on $port did not become ready; log: $state/node-$port.log" >&2
-  tail -20 "$state/node-$port.log" >&2 || true
+  echo "$name on $port did not become ready ($(curl -sS "http://127.0.0.1:$port/readyz" 2>&1)); log: $state/$name.log" >&2
+  tail -20 "$state/$name.log" >&2 || true
   return 1
+}
+
+# stop_process NAME: SIGTERM (graceful drain), SIGKILL after 15 s.
+stop_process() {
+  local name="$1" pid
+  if running "$name"; then
+    pid="$(cat "$state/$name.pid")"
+    kill -TERM "$pid"
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    echo "$name stopped"
+  fi
+  rm -f "$state/$name.pid"
 }
 
 up() {
   scripts/services/redis.sh install
-  if [ ! -x "$binary" ]; then
-    echo "==> building parley-server (release)"
-    cargo build --release -p server --bin parley-server
+  scripts/services/secantus.sh install
+  scripts/services/tansu.sh install
+  if [ ! -x "$binary" ] || [ ! -x "$ingest_binary" ]; then
+    echo "==> building parley-server and ingest (release)"
+    cargo build --release -p server --bin parley-server -p persistence --bin ingest
   fi
   credentials
   scripts/services/redis.sh start "$state/redis" "$redis_port"
+  scripts/services/tansu.sh start "$state/kafka" "$kafka_port" --durable
+  scripts/services/secantus.sh start "$state/mongo" "$mongo_port"
+  echo "==> ingest setup (Kafka topics, MongoDB indexes)"
+  "$ingest_binary" setup >"$state/ingest-setup.log" 2>&1 \
+    || { echo "ingest setup failed; log: $state/ingest-setup.log" >&2; tail -20 "$state/ingest-setup.log" >&2; exit 1; }
+  if running ingest; then
+    echo "ingest already running (pid $(cat "$state/ingest.pid"))"
+  else
+    PARLEY__INGEST__BIND="127.0.0.1:$ingest_port" \
+      nohup "$ingest_binary" run >"$state/ingest.out" 2>"$state/ingest.log" &
+    echo $! > "$state/ingest.pid"
+  fi
   for port in "${ports[@]}"; do
     if node_running "$port"; then
       echo "node on $port already running (pid $(cat "$state/node-$port.pid"))"
@@ -60,28 +108,20 @@ up() {
     fi
     PARLEY__SERVER__BIND="127.0.0.1:$port" \
     PARLEY__SERVER__NODE_ID="dev-node-$port" \
-    PARLEY__STORAGE__DATA_DIR="$state/node-$port" \
-    PARLEY__REDIS__URL="redis://127.0.0.1:$redis_port/0" \
       nohup "$binary" >"$state/node-$port.out" 2>"$state/node-$port.log" &
     echo $! > "$state/node-$port.pid"
   done
-  for port in "${ports[@]}"; do wait_ready "$port"; done
+  wait_ready ingest "$ingest_port"
+  for port in "${ports[@]}"; do wait_ready "node-$port" "$port"; done
   status
 }
 
 down() {
-  for port in "${ports[@]}"; do
-    if node_running "$port"; then
-      local pid
-      pid="$(cat "$state/node-$port.pid")"
-      kill -TERM "$pid"
-      for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-      echo "node on $port stopped"
-    fi
-    rm -f "$state/node-$port.pid"
-  done
+  for port in "${ports[@]}"; do stop_process "node-$port"; done
+  stop_process ingest
   if [ -d "$state/redis" ]; then scripts/services/redis.sh stop "$state/redis"; fi
+  if [ -d "$state/kafka" ]; then scripts/services/tansu.sh stop "$state/kafka"; fi
+  if [ -d "$state/mongo" ]; then scripts/services/secantus.sh stop "$state/mongo"; fi
 }
 
 status() {
@@ -96,7 +136,17 @@ status() {
       echo "node  127.0.0.1:$port  not running"
     fi
   done
+  if running ingest; then
+    local ready=no
+    curl -fsS "http://127.0.0.1:$ingest_port/readyz" >/dev/null 2>&1 && ready=yes
+    echo "ingest  http://127.0.0.1:$ingest_port/metrics  pid $(cat "$state/ingest.pid")  ready=$ready  log $state/ingest.log"
+  else
+    echo "ingest  not running"
+  fi
   scripts/services/redis.sh status "$state/redis" || true
+  scripts/services/tansu.sh status "$state/kafka" || true
+  scripts/services/secantus.sh status "$state/mongo" || true
+  echo "kafka   $PARLEY__KAFKA__BROKERS   mongodb $PARLEY__MONGO__URI (database $PARLEY__MONGO__DATABASE)"
   if [ -f "$state/credentials" ]; then
     echo "credentials (shared by the nodes):"
     sed 's/^/  /' "$state/credentials"

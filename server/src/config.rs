@@ -513,6 +513,30 @@ mod tests {
     }
 
     #[test]
+    fn durable_mode_needs_kafka_mongo_and_redis_together() {
+        let kafka = ("PARLEY__KAFKA__BROKERS", "127.0.0.1:9092");
+        let mongo = ("PARLEY__MONGO__URI", "mongodb://127.0.0.1:27017/");
+        let redis = ("PARLEY__REDIS__URL", "redis://127.0.0.1:6390/0");
+        let loaded = load_with_env(None, env(&[kafka, mongo, redis])).unwrap();
+        assert!(loaded.settings.kafka.enabled() && loaded.settings.mongo.enabled());
+        for partial in [vec![kafka, redis], vec![mongo, redis]] {
+            let error = load_with_env(None, env(&partial)).unwrap_err().to_string();
+            assert!(error.contains("`kafka.brokers`"), "{error}");
+        }
+        let error = load_with_env(None, env(&[kafka, mongo]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`redis.url`"), "{error}");
+        let error = load_with_env(None, env(&[kafka, redis, ("PARLEY__MONGO__URI", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`mongo.uri`"), "{error}");
+        // The ingest binary's section is accepted (one file for both binaries).
+        let loaded = load_with_env(None, env(&[("PARLEY__INGEST__MAX_BATCH", "64")])).unwrap();
+        assert_eq!(loaded.settings.ingest.max_batch, 64);
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("parley.toml");
