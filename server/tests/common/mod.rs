@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod durable;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
