@@ -27,6 +27,8 @@ pub struct FakeLog {
     pub events: Mutex<Vec<LogEvent>>,
     pub appends: AtomicUsize,
     pub fail: AtomicBool,
+    /// Failed appends are ambiguous (like Kafka's) instead of definite (like the embedded log's).
+    pub ambiguous_failures: AtomicBool,
 }
 
 #[async_trait]
@@ -54,6 +56,10 @@ impl EventLog for FakeLog {
 
     async fn is_ready(&self) -> bool {
         true
+    }
+
+    fn failed_appends_may_be_durable(&self) -> bool {
+        self.ambiguous_failures.load(Ordering::SeqCst)
     }
 }
 

@@ -39,6 +39,13 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Whether the log can take appends right now.
     async fn is_ready(&self) -> bool;
+
+    /// Whether a failed `append` may still have made some of its events durable, e.g. a broker
+    /// that wrote a record but whose acknowledgment was lost or timed out. When it may, callers
+    /// must not reuse anything the events claimed (their seqs). The default is the safe answer.
+    fn failed_appends_may_be_durable(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]

@@ -283,7 +283,10 @@ pub(super) async fn run(
         if let Err(error) = appended {
             metrics.log_append_failures.inc();
             tracing::warn!(conversation_id = %conversation_id, error = %error, "log append failed");
-            if let Some(first) = fresh.first() {
+            // A failure the log calls ambiguous may have stored the events anyway: their seqs
+            // stay used (a gap), so no other message can ever claim one of them.
+            let may_be_durable = node.ports().log.failed_appends_may_be_durable();
+            if let Some(first) = fresh.first().filter(|_| !may_be_durable) {
                 let released = node
                     .ports()
                     .sequencer

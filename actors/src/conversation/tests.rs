@@ -114,6 +114,26 @@ async fn a_failed_append_accepts_nothing_and_gives_the_seqs_back() {
 }
 
 #[actix_rt::test]
+async fn an_ambiguous_append_failure_burns_its_seqs() {
+    let harness = Harness::new(Limits::default());
+    let conversation_id = harness.group("c1", &["alice", "bob"]);
+    let log = &harness.log;
+    log.ambiguous_failures
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    log.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let error = send(&harness.node, &conversation_id, "alice", "m1")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::Unavailable);
+    log.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    // Seq 1 may already be in the log: the retry must not reuse it.
+    let retried = send(&harness.node, &conversation_id, "alice", "m1")
+        .await
+        .unwrap();
+    assert_eq!(retried.seq, Seq(2));
+}
+
+#[actix_rt::test]
 async fn a_retried_client_msg_id_returns_the_first_ack() {
     let harness = Harness::new(Limits::default());
     let conversation_id = harness.group("c1", &["alice", "bob"]);

@@ -189,6 +189,11 @@ impl EventLog for EmbeddedLog {
             && self.shared.writer_alive.load(Ordering::Acquire)
             && self.shared.last_commit_ok.load(Ordering::Acquire)
     }
+
+    /// A failed append is one write transaction that did not commit: none of it is durable.
+    fn failed_appends_may_be_durable(&self) -> bool {
+        false
+    }
 }
 
 /// Marks the writer dead when its thread ends, however it ends.
