@@ -57,4 +57,11 @@ pub trait LogConsumer: Send {
     /// Marks every record at or before each given position (per partition) as done for the
     /// group. After a restart the group resumes after the highest committed position.
     async fn commit(&mut self, positions: &[LogPosition]) -> Result<(), PortError>;
+
+    /// How far the group is behind on each partition assigned to this consumer, as
+    /// `(broker-side topic, partition, records)`: the partition's end minus the group's committed
+    /// position. Adapters that cannot tell report nothing (the default).
+    async fn lag(&mut self) -> Result<Vec<(String, u32, u64)>, PortError> {
+        Ok(Vec::new())
+    }
 }

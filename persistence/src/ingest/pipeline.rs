@@ -6,10 +6,17 @@
 //! crash anywhere re-consumes the batch; every store write is idempotent, and acknowledgments
 //! carry a deterministic event id. A failing step is retried with capped exponential backoff,
 //! never skipped, and nothing is committed meanwhile.
+//!
+//! # Shutdown
+//! [`IngestPipeline::run`] stops polling once shutdown is requested. A batch in hand is finished
+//! (store write, acknowledgments, commit) as long as its steps succeed; the loop stops only
+//! between batches, or when a step of the batch fails after shutdown was requested (the batch
+//! is then left uncommitted and is consumed again by the next run).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ports::{EventLog, LogConsumer, LogPosition, LogRecord, PortError, Store, StoreWrite};
 use thiserror::Error;
@@ -31,6 +38,8 @@ pub struct IngestConfig {
     /// First retry delay after a failure; doubles per failure up to `max_backoff`.
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// How often `run` refreshes the consumer lag gauge (between batches).
+    pub lag_refresh: Duration,
 }
 
 impl Default for IngestConfig {
@@ -41,6 +50,7 @@ impl Default for IngestConfig {
             poll_wait: Duration::from_millis(50),
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
+            lag_refresh: Duration::from_secs(5),
         }
     }
 }
@@ -58,6 +68,8 @@ pub struct IngestPipeline {
     store: Arc<dyn Store>,
     config: IngestConfig,
     metrics: Arc<IngestMetrics>,
+    /// True while `run` has a consumer and is in its loop.
+    consuming: Arc<AtomicBool>,
 }
 
 impl IngestPipeline {
@@ -67,11 +79,18 @@ impl IngestPipeline {
             store,
             config,
             metrics: Arc::new(IngestMetrics::default()),
+            consuming: Arc::new(AtomicBool::new(false)),
         }
     }
 
     pub fn metrics(&self) -> Arc<IngestMetrics> {
         Arc::clone(&self.metrics)
+    }
+
+    /// A flag that is true while [`IngestPipeline::run`] has opened its consumer and is in its
+    /// loop (readiness checks read it).
+    pub fn consuming(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.consuming)
     }
 
     /// Processes batches until a poll comes back empty: afterwards the store reflects every
@@ -92,14 +111,25 @@ impl IngestPipeline {
         }
     }
 
-    /// Runs until `shutdown` turns true (or its sender is dropped).
+    /// Runs until `shutdown` turns true (or its sender is dropped); see the module docs for
+    /// what happens to the batch in hand.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut consumer = match self.open_consumer(Some(&mut shutdown)).await {
             Ok(consumer) => consumer,
             Err(IngestError::ShuttingDown) => return,
         };
+        let _consuming = Consuming::start(&self.consuming);
         info!(group = %self.config.group, "ingest running");
+        let mut lag_refreshed: Option<Instant> = None;
         loop {
+            if lag_refreshed.is_none_or(|at| at.elapsed() >= self.config.lag_refresh) {
+                tokio::select! {
+                    () = self.refresh_lag(&mut consumer) => {}
+                    () = shutdown_requested(&mut shutdown) => break,
+                }
+                lag_refreshed = Some(Instant::now());
+            }
+            // Polling is abandoned on shutdown: nothing of it is in hand yet.
             let records = tokio::select! {
                 polled = self.poll(&mut consumer, None) => polled,
                 () = shutdown_requested(&mut shutdown) => break,
@@ -111,14 +141,24 @@ impl IngestPipeline {
             if records.is_empty() {
                 continue;
             }
+            // The batch in hand is finished even when shutdown is requested meanwhile, unless
+            // one of its steps fails after that.
             if let Err(IngestError::ShuttingDown) = self
                 .process(&mut consumer, records, Some(&mut shutdown))
                 .await
             {
+                warn!(group = %self.config.group, "ingest stopped with a batch uncommitted");
                 break;
             }
         }
         info!(group = %self.config.group, "ingest stopped");
+    }
+
+    async fn refresh_lag(&self, consumer: &mut Box<dyn LogConsumer>) {
+        match consumer.lag().await {
+            Ok(lags) => self.metrics.set_lag(&lags),
+            Err(error) => debug!(error = %error, "consumer lag unknown"),
+        }
     }
 
     async fn open_consumer(
@@ -176,7 +216,13 @@ impl IngestPipeline {
 
         if !writes.is_empty() {
             let mut backoff = self.backoff();
-            while let Err(error) = self.store.apply(writes.clone()).await {
+            loop {
+                let started = Instant::now();
+                let applied = self.store.apply(writes.clone()).await;
+                self.metrics
+                    .write_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                let Err(error) = applied else { break };
                 backoff
                     .wait("store apply", &error, shutdown.as_deref_mut())
                     .await?;
@@ -184,7 +230,13 @@ impl IngestPipeline {
         }
         if !acks.is_empty() {
             let mut backoff = self.backoff();
-            while let Err(error) = self.log.append(acks.clone()).await {
+            loop {
+                let started = Instant::now();
+                let appended = self.log.append(acks.clone()).await;
+                self.metrics
+                    .ack_append_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                let Err(error) = appended else { break };
                 backoff
                     .wait("append stored acks", &error, shutdown.as_deref_mut())
                     .await?;
@@ -198,6 +250,7 @@ impl IngestPipeline {
         }
 
         IngestMetrics::add(&self.metrics.batches, 1);
+        self.metrics.batch_size.observe(records.len() as f64);
         IngestMetrics::add(&self.metrics.events_consumed, records.len() as u64);
         IngestMetrics::add(&self.metrics.events_applied, writes.len() as u64);
         IngestMetrics::add(&self.metrics.acks_emitted, acks.len() as u64);
@@ -216,6 +269,22 @@ impl IngestPipeline {
             max: self.config.max_backoff.max(self.config.initial_backoff),
             metrics: &self.metrics,
         }
+    }
+}
+
+/// Sets the `consuming` flag while alive (also when `run`'s future is dropped mid-way).
+struct Consuming<'a>(&'a AtomicBool);
+
+impl<'a> Consuming<'a> {
+    fn start(flag: &'a AtomicBool) -> Self {
+        flag.store(true, Ordering::Release);
+        Self(flag)
+    }
+}
+
+impl Drop for Consuming<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

@@ -305,6 +305,48 @@ impl LogConsumer for KafkaConsumer {
             }
         }
     }
+
+    async fn lag(&mut self) -> Result<Vec<(String, u32, u64)>, PortError> {
+        let consumer = Arc::clone(self.consumer());
+        let timeout = self.config.request_timeout;
+        let measured = tokio::task::spawn_blocking(move || partition_lag(&consumer, timeout));
+        // One committed-offsets request plus one watermark request per partition.
+        let limit = timeout * 4;
+        match tokio::time::timeout(limit, measured).await {
+            Err(_elapsed) => Err(PortError::Unavailable(format!(
+                "kafka lag: no answer within {limit:?}"
+            ))),
+            Ok(Err(join_error)) => Err(PortError::Internal(format!("kafka lag: {join_error}"))),
+            Ok(Ok(result)) => result.map_err(|error| kafka_error("lag", error)),
+        }
+    }
+}
+
+/// Records between each assigned partition's committed position (its low watermark when the
+/// group has not committed there yet) and its high watermark. Blocking: broker round trips, each
+/// bounded by `timeout`.
+fn partition_lag(
+    consumer: &StreamConsumer,
+    timeout: Duration,
+) -> Result<Vec<(String, u32, u64)>, KafkaError> {
+    let assignment = consumer.assignment()?;
+    if assignment.count() == 0 {
+        return Ok(Vec::new());
+    }
+    let committed = consumer.committed_offsets(assignment, timeout)?;
+    let mut lags = Vec::with_capacity(committed.count());
+    for element in committed.elements() {
+        let (low, high) =
+            consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+        let position = match element.offset() {
+            Offset::Offset(offset) => offset,
+            _ => low,
+        };
+        let lag = u64::try_from(high.saturating_sub(position)).unwrap_or(0);
+        let partition = u32::try_from(element.partition()).unwrap_or(0);
+        lags.push((element.topic().to_owned(), partition, lag));
+    }
+    Ok(lags)
 }
 
 fn consume_error(group: &str, error: KafkaError) -> PortError {

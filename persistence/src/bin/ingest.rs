@@ -1,0 +1,65 @@
+//! `ingest`: consumes Parley's event log from Kafka, writes it to MongoDB and acknowledges
+//! stored messages on `message.delivered`. Usage in `persistence::ingest::cli::USAGE`; the
+//! work is in `persistence::ingest::service`.
+
+use std::process::ExitCode;
+
+use persistence::ingest::cli::{self, Command, Invocation};
+use persistence::ingest::service::{self, Stopped};
+use persistence::ingest::settings::ServiceSettings;
+use persistence::settings::parley_env;
+
+fn main() -> ExitCode {
+    let args = match cli::parse_args(std::env::args().skip(1)) {
+        Ok(Invocation::Help) => {
+            println!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Invocation::Start(args)) => args,
+        Err(error) => {
+            eprintln!("ingest: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match ServiceSettings::load(args.config.as_deref(), &parley_env()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("ingest: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    service::init_logging(&settings.log);
+    let hostname = std::env::var("HOSTNAME").ok();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ingest: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match args.command {
+            Command::Setup { timeout } => service::setup(&settings, hostname.as_deref(), timeout)
+                .await
+                .map(|()| {
+                    println!("ingest setup done");
+                    Stopped::Cleanly
+                }),
+            Command::Run => service::run(&settings, hostname.as_deref()).await,
+        }
+    });
+    match result {
+        Ok(Stopped::Cleanly) => ExitCode::SUCCESS,
+        // Work may still be running (a batch in hand past its deadline): leave without waiting
+        // for it. Nothing is lost: the uncommitted batch is consumed again.
+        Ok(Stopped::Forced) => std::process::exit(0),
+        Err(error) => {
+            tracing::error!(error = %error, "ingest failed");
+            eprintln!("ingest: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The `ingest` binary's HTTP endpoint: `GET /healthz` (the process runs), `GET /readyz`
+//! ([`Readiness`]) and `GET /metrics` (Prometheus text).
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::header::ContentType;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use ports::{EventLog, Store};
+use prometheus::{Registry, TextEncoder};
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+/// Whether ingest can do its work: MongoDB and Kafka answer, the indexes exist and the consumer
+/// loop runs.
+pub struct Readiness {
+    store: Arc<dyn Store>,
+    log: Arc<dyn EventLog>,
+    indexes_created: AtomicBool,
+    consuming: Arc<AtomicBool>,
+    /// The runtime the adapters live on: checks run there, not on the HTTP worker's runtime.
+    runtime: Handle,
+}
+
+impl Readiness {
+    /// `consuming` is the pipeline's flag ([`IngestPipeline::consuming`](super::IngestPipeline::consuming)).
+    /// Must be called within the adapters' Tokio runtime.
+    pub fn new(
+        store: Arc<dyn Store>,
+        log: Arc<dyn EventLog>,
+        consuming: Arc<AtomicBool>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            log,
+            indexes_created: AtomicBool::new(false),
+            consuming,
+            runtime: Handle::current(),
+        })
+    }
+
+    pub fn mark_indexes_created(&self) {
+        self.indexes_created.store(true, Ordering::Release);
+    }
+
+    /// `Ok` when ready, else every reason it is not, joined by "; ".
+    pub async fn check(&self) -> Result<(), String> {
+        let (store_ready, log_ready) = tokio::join!(self.store.is_ready(), self.log.is_ready());
+        let reasons: Vec<&str> = [
+            (!store_ready).then_some("mongodb unavailable"),
+            (!log_ready).then_some("kafka unavailable"),
+            (!self.indexes_created.load(Ordering::Acquire)).then_some("indexes not created yet"),
+            (!self.consuming.load(Ordering::Acquire)).then_some("consumer not running"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons.join("; "))
+        }
+    }
+
+    /// [`Readiness::check`] on the adapters' runtime.
+    async fn check_on_runtime(self: &Arc<Self>) -> Result<(), String> {
+        let readiness = Arc::clone(self);
+        self.runtime
+            .spawn(async move { readiness.check().await })
+            .await
+            .unwrap_or_else(|error| Err(format!("readiness check failed: {error}")))
+    }
+}
+
+struct EndpointState {
+    readiness: Arc<Readiness>,
+    registry: Registry,
+}
+
+/// The running endpoint.
+pub struct HealthServer {
+    address: SocketAddr,
+    handle: ServerHandle,
+    task: JoinHandle<io::Result<()>>,
+}
+
+impl HealthServer {
+    /// Binds `bind` (port 0 picks a free port) and serves the endpoints on one worker thread.
+    /// Connections are accepted from the moment this returns.
+    pub fn start(bind: &str, readiness: Arc<Readiness>, registry: Registry) -> io::Result<Self> {
+        let listener = TcpListener::bind(bind)?;
+        let address = listener.local_addr()?;
+        let state = web::Data::new(EndpointState {
+            readiness,
+            registry,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .route("/healthz", web::get().to(healthz))
+                .route("/readyz", web::get().to(readyz))
+                .route("/metrics", web::get().to(metrics))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        let task = tokio::spawn(server);
+        Ok(Self {
+            address,
+            handle,
+            task,
+        })
+    }
+
+    /// The bound address (the real port when `bind` asked for port 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Stops accepting and waits for the server to finish (open requests get a second).
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        match self.task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => warn!(error = %error, "health endpoint stopped with an error"),
+            Err(error) => warn!(error = %error, "health endpoint task failed"),
+        }
+    }
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::plaintext())
+        .body("ok")
+}
+
+async fn readyz(state: web::Data<EndpointState>) -> HttpResponse {
+    match state.readiness.check_on_runtime().await {
+        Ok(()) => HttpResponse::Ok()
+            .content_type(ContentType::plaintext())
+            .body("ready"),
+        Err(reasons) => HttpResponse::ServiceUnavailable()
+            .content_type(ContentType::plaintext())
+            .body(format!("not ready: {reasons}")),
+    }
+}
+
+async fn metrics(state: web::Data<EndpointState>) -> HttpResponse {
+    let encoder = TextEncoder::new();
+    match encoder.encode_to_string(&state.registry.gather()) {
+        Ok(text) => HttpResponse::Ok()
+            .content_type(prometheus::TEXT_FORMAT)
+            .body(text),
+        Err(error) => HttpResponse::InternalServerError()
+            .content_type(ContentType::plaintext())
+            .body(format!("metrics encoding failed: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EmbeddedLog, EmbeddedStore};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(address: SocketAddr, path: &str) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("request");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .expect("response");
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .expect("status line");
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readiness_needs_indexes_and_a_running_consumer() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let log = Arc::new(EmbeddedLog::open(&dir.path().join("log.redb")).expect("log"));
+        let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).expect("store"));
+        let consuming = Arc::new(AtomicBool::new(false));
+        let readiness = Readiness::new(store, log, Arc::clone(&consuming));
+        let registry = Registry::new();
+        let metrics = Arc::new(super::super::IngestMetrics::default());
+        metrics.register(&registry).expect("register");
+        let server =
+            HealthServer::start("127.0.0.1:0", Arc::clone(&readiness), registry).expect("start");
+        let address = server.address();
+        assert_ne!(address.port(), 0, "the real port is reported");
+
+        assert_eq!(get(address, "/healthz").await, (200, "ok".to_owned()));
+        let (status, body) = get(address, "/readyz").await;
+        assert_eq!(status, 503);
+        assert_eq!(
+            body,
+            "not ready: indexes not created yet; consumer not running"
+        );
+
+        readiness.mark_indexes_created();
+        consuming.store(true, Ordering::Release);
+        assert_eq!(get(address, "/readyz").await, (200, "ready".to_owned()));
+
+        let (status, body) = get(address, "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(body.contains("parley_ingest_batches_total 0"), "{body}");
+        assert!(
+            body.contains("parley_ingest_write_seconds_count 0"),
+            "{body}"
+        );
+        assert_eq!(get(address, "/nothing").await.0, 404);
+        server.stop().await;
+    }
+}

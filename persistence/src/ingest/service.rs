@@ -1,0 +1,413 @@
+//! The `ingest` binary's two commands over Kafka and MongoDB:
+//!
+//! - [`setup`]: wait for Kafka and MongoDB (capped exponential backoff, each wait logged),
+//!   create the missing topics and the indexes, within an overall deadline.
+//! - [`run`]: serve the health endpoint first ([`HealthServer`]), then wait for MongoDB and
+//!   create its indexes (retried until it answers), then run the [`IngestPipeline`] until
+//!   SIGTERM/SIGINT. Shutdown finishes the batch in hand within `ingest.shutdown_timeout_ms`; a
+//!   second signal, or the deadline, ends the process at once (an uncommitted batch is consumed
+//!   again, idempotently, by the next ingest).
+
+use std::future::Future;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ports::{EventLog, PortError, Store};
+use prometheus::Registry;
+use thiserror::Error;
+use tokio::sync::{watch, Notify};
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+use super::health::{HealthServer, Readiness};
+use super::pipeline::IngestPipeline;
+use super::settings::{ServiceSettings, SettingsError, INITIAL_BACKOFF};
+use crate::kafka::KafkaLog;
+use crate::mongo::MongoStore;
+use crate::settings::{LogFormat, LogSettings};
+
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// An adapter refused its configuration (a malformed MongoDB URI, a bad librdkafka setting).
+    #[error("configuration: {0}")]
+    AdapterConfig(PortError),
+    #[error("ingest.bind: cannot listen on {bind}: {source}")]
+    Bind { bind: String, source: io::Error },
+    #[error("setup did not finish within {timeout:?}: {step} ({last_error})")]
+    SetupTimedOut {
+        timeout: Duration,
+        step: &'static str,
+        last_error: String,
+    },
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot listen for signals: {0}")]
+    Signals(io::Error),
+    #[error("the ingest task failed: {0}")]
+    Task(String),
+}
+
+impl ServiceError {
+    /// 2 for configuration mistakes, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Settings(_) | Self::AdapterConfig(_) | Self::Bind { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// How `run` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Everything in hand was finished (or abandoned while failing) before the deadline.
+    Cleanly,
+    /// The deadline passed, or a second signal came: work may still be running; exit now.
+    Forced,
+}
+
+/// Logs to stderr with `[log]`'s filter and format; `RUST_LOG` overrides the filter.
+pub fn init_logging(settings: &LogSettings) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    match settings.format {
+        LogFormat::Json => subscriber.json().init(),
+        LogFormat::Text => subscriber.init(),
+    }
+}
+
+/// The adapters of one ingest process.
+struct Adapters {
+    log: Arc<KafkaLog>,
+    store: Arc<MongoStore>,
+}
+
+impl Adapters {
+    /// Builds both clients; neither connects yet.
+    async fn open(
+        settings: &ServiceSettings,
+        hostname: Option<&str>,
+    ) -> Result<Self, ServiceError> {
+        let log = KafkaLog::new(settings.kafka_config(hostname)).map_err(adapter_config)?;
+        let store = MongoStore::connect(settings.mongo_config())
+            .await
+            .map_err(adapter_config)?;
+        Ok(Self {
+            log: Arc::new(log),
+            store: Arc::new(store),
+        })
+    }
+}
+
+fn adapter_config(error: PortError) -> ServiceError {
+    ServiceError::AdapterConfig(error)
+}
+
+/// `ingest setup`: topics and indexes, within `timeout`.
+pub async fn setup(
+    settings: &ServiceSettings,
+    hostname: Option<&str>,
+    timeout: Duration,
+) -> Result<(), ServiceError> {
+    let adapters = Adapters::open(settings, hostname).await?;
+    let mut progress = Progress::new("waiting for kafka");
+    let steps = async {
+        let log = &adapters.log;
+        let (partitions, replication) =
+            (settings.kafka.partitions, settings.kafka.replication_factor);
+        retry(&mut progress, settings.max_backoff(), None, || async move {
+            if !log.is_ready().await {
+                return Err(PortError::Unavailable("no broker answered".to_owned()));
+            }
+            log.ensure_topics(partitions, replication).await
+        })
+        .await;
+        info!(partitions, replication, "kafka topics exist");
+        progress.start("waiting for mongodb");
+        let store = &adapters.store;
+        retry(&mut progress, settings.max_backoff(), None, || {
+            ensure_indexes(store)
+        })
+        .await;
+        info!(database = %settings.mongo.database, "mongodb indexes exist");
+    };
+    match tokio::time::timeout(timeout, steps).await {
+        Ok(()) => Ok(()),
+        Err(_elapsed) => Err(ServiceError::SetupTimedOut {
+            timeout,
+            step: progress.step,
+            last_error: progress
+                .last_error
+                .unwrap_or_else(|| "no answer yet".to_owned()),
+        }),
+    }
+}
+
+async fn ensure_indexes(store: &MongoStore) -> Result<(), PortError> {
+    store.ping().await?;
+    store.ensure_indexes().await
+}
+
+/// `ingest run`: prints `ingest listening on <addr>` once the endpoint accepts connections,
+/// then ingests until a signal.
+pub async fn run(
+    settings: &ServiceSettings,
+    hostname: Option<&str>,
+) -> Result<Stopped, ServiceError> {
+    let adapters = Adapters::open(settings, hostname).await?;
+    let log: Arc<dyn EventLog> = adapters.log.clone();
+    let store: Arc<dyn Store> = adapters.store.clone();
+    let pipeline = IngestPipeline::new(
+        Arc::clone(&log),
+        Arc::clone(&store),
+        settings.pipeline_config(),
+    );
+    let registry = Registry::new();
+    pipeline.metrics().register(&registry)?;
+    let readiness = Readiness::new(store, log, pipeline.consuming());
+    let server = HealthServer::start(&settings.ingest.bind, Arc::clone(&readiness), registry)
+        .map_err(|source| ServiceError::Bind {
+            bind: settings.ingest.bind.clone(),
+            source,
+        })?;
+    announce(&format!("ingest listening on {}", server.address()));
+    info!(
+        address = %server.address(),
+        group = %settings.ingest.group,
+        client_id = %adapters.log.config().client_id,
+        "ingest endpoint up"
+    );
+
+    let (shutdown, mut shutdown_requested) = watch::channel(false);
+    let forced = Arc::new(Notify::new());
+    let signals = listen_for_signals(shutdown, Arc::clone(&forced))?;
+    let max_backoff = settings.max_backoff();
+    let mongo = Arc::clone(&adapters.store);
+    let mut work_shutdown = shutdown_requested.clone();
+    let mut work = tokio::spawn(async move {
+        let mut progress = Progress::new("waiting for mongodb");
+        let prepared = retry(&mut progress, max_backoff, Some(&mut work_shutdown), || {
+            ensure_indexes(&mongo)
+        })
+        .await;
+        if prepared.is_none() {
+            return;
+        }
+        info!("mongodb indexes exist");
+        readiness.mark_indexes_created();
+        pipeline.run(work_shutdown).await;
+    });
+
+    let finished = tokio::select! {
+        finished = &mut work => Some(finished),
+        _ = shutdown_requested.wait_for(|requested| *requested) => None,
+    };
+    let stopped = match finished {
+        Some(Ok(())) => Stopped::Cleanly,
+        Some(Err(join_error)) => {
+            server.stop().await;
+            return Err(ServiceError::Task(join_error.to_string()));
+        }
+        None => {
+            let deadline = settings.shutdown_timeout();
+            info!(
+                deadline_ms = deadline.as_millis() as u64,
+                "finishing the batch in hand"
+            );
+            tokio::select! {
+                finished = tokio::time::timeout(deadline, &mut work) => match finished {
+                    Ok(Ok(())) => Stopped::Cleanly,
+                    Ok(Err(join_error)) => {
+                        error!(error = %join_error, "ingest task failed while stopping");
+                        Stopped::Cleanly
+                    }
+                    Err(_elapsed) => {
+                        warn!(deadline_ms = deadline.as_millis() as u64,
+                            "shutdown deadline passed; exiting with the batch in hand uncommitted");
+                        Stopped::Forced
+                    }
+                },
+                () = forced.notified() => {
+                    warn!("second signal; exiting with the batch in hand uncommitted");
+                    Stopped::Forced
+                }
+            }
+        }
+    };
+    signals.abort();
+    if stopped == Stopped::Cleanly {
+        server.stop().await;
+    }
+    info!(?stopped, "ingest exiting");
+    Ok(stopped)
+}
+
+/// Prints one line on stdout (what scripts wait for) and flushes it.
+fn announce(line: &str) {
+    let mut stdout = io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+/// The first SIGTERM/SIGINT requests shutdown; the next one notifies `forced`.
+fn listen_for_signals(
+    shutdown: watch::Sender<bool>,
+    forced: Arc<Notify>,
+) -> Result<tokio::task::JoinHandle<()>, ServiceError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).map_err(ServiceError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(ServiceError::Signals)?;
+    Ok(tokio::spawn(async move {
+        let mut received = 0_u32;
+        loop {
+            let name = tokio::select! {
+                _ = terminate.recv() => "SIGTERM",
+                _ = interrupt.recv() => "SIGINT",
+            };
+            received += 1;
+            if received == 1 {
+                info!(signal = name, "shutdown requested");
+                shutdown.send_replace(true);
+            } else {
+                forced.notify_one();
+            }
+        }
+    }))
+}
+
+/// What a retry loop is waiting for, and the last failure (for the timeout message).
+struct Progress {
+    step: &'static str,
+    last_error: Option<String>,
+}
+
+impl Progress {
+    fn new(step: &'static str) -> Self {
+        Self {
+            step,
+            last_error: None,
+        }
+    }
+
+    fn start(&mut self, step: &'static str) {
+        self.step = step;
+        self.last_error = None;
+    }
+}
+
+/// Calls `attempt` until it succeeds, sleeping with capped exponential backoff in between and
+/// logging each wait. `None` when `shutdown` is requested first.
+async fn retry<T, Attempt, Fut>(
+    progress: &mut Progress,
+    max_backoff: Duration,
+    mut shutdown: Option<&mut watch::Receiver<bool>>,
+    mut attempt: Attempt,
+) -> Option<T>
+where
+    Attempt: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, PortError>>,
+{
+    let mut delay = INITIAL_BACKOFF.min(max_backoff);
+    let mut attempts = 0_u32;
+    loop {
+        let outcome = match shutdown.as_deref_mut() {
+            Some(shutdown) => tokio::select! {
+                outcome = attempt() => outcome,
+                _ = shutdown.wait_for(|requested| *requested) => return None,
+            },
+            None => attempt().await,
+        };
+        let error = match outcome {
+            Ok(value) => return Some(value),
+            Err(error) => error,
+        };
+        attempts += 1;
+        warn!(
+            step = progress.step,
+            attempt = attempts,
+            retry_in_ms = delay.as_millis() as u64,
+            error = %error,
+            "dependency not ready, waiting"
+        );
+        progress.last_error = Some(error.to_string());
+        match shutdown.as_deref_mut() {
+            Some(shutdown) => tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = shutdown.wait_for(|requested| *requested) => return None,
+            },
+            None => tokio::time::sleep(delay).await,
+        }
+        delay = (delay * 2).min(max_backoff);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_backs_off_until_the_attempt_succeeds() {
+        let calls = AtomicU32::new(0);
+        let mut progress = Progress::new("waiting for the test");
+        let started = tokio::time::Instant::now();
+        let value = retry(&mut progress, Duration::from_millis(200), None, || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0..=4 => Err(PortError::Unavailable(format!(
+                    "down #{}",
+                    calls.load(Ordering::SeqCst)
+                ))),
+                _ => Ok("up"),
+            }
+        })
+        .await;
+        assert_eq!(value, Some("up"));
+        assert_eq!(calls.load(Ordering::SeqCst), 6);
+        assert_eq!(
+            progress.last_error.as_deref(),
+            Some("backing service unavailable: down #5")
+        );
+        // 50 + 100 + 200 + 200 + 200 ms of (virtual) waiting: doubling, capped.
+        assert_eq!(started.elapsed(), Duration::from_millis(750));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_gives_up_when_shutdown_is_requested() {
+        let (shutdown, mut requested) = watch::channel(false);
+        let mut progress = Progress::new("waiting for the test");
+        let waiting = retry(
+            &mut progress,
+            Duration::from_secs(1),
+            Some(&mut requested),
+            || async { Err::<(), _>(PortError::Unavailable("down".to_owned())) },
+        );
+        let stop = async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            shutdown.send_replace(true);
+        };
+        let (outcome, ()) = tokio::join!(waiting, stop);
+        assert_eq!(outcome, None);
+    }
+
+    #[test]
+    fn configuration_mistakes_exit_with_2() {
+        let invalid = ServiceError::Settings(SettingsError::Invalid(crate::settings::Invalid {
+            key: "kafka.brokers",
+            problem: "must be set".to_owned(),
+        }));
+        assert_eq!(invalid.exit_code(), 2);
+        let timed_out = ServiceError::SetupTimedOut {
+            timeout: Duration::from_secs(1),
+            step: "waiting for kafka",
+            last_error: "down".to_owned(),
+        };
+        assert_eq!(timed_out.exit_code(), 1);
+        assert!(timed_out.to_string().contains("waiting for kafka (down)"));
+    }
+}

@@ -1,0 +1,224 @@
+//! [`ServiceSettings`]: what the `ingest` binary reads from the shared configuration file —
+//! the sections `[kafka]`, `[mongo]`, `[ingest]` and `[log]` (the others belong to
+//! `parley-server` and are ignored here) — and the adapter and pipeline configurations built
+//! from them.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use super::pipeline::IngestConfig;
+use crate::kafka::KafkaConfig;
+use crate::mongo::MongoConfig;
+use crate::settings::{
+    load_layers, IngestSettings, Invalid, KafkaSettings, LogSettings, MongoSettings,
+};
+
+/// First delay between retries while a dependency is unavailable (doubling up to
+/// `ingest.max_backoff_ms`).
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Keys `load_layers` splits at commas. None of ours is a list, but an empty list would make the
+/// `config` crate split *every* environment value (`PARLEY__KAFKA__BROKERS=a:1,b:2` included),
+/// so this names the server's list, which ingest ignores.
+const LIST_KEYS: &[&str] = &["server.public_urls"];
+
+/// The sections of the shared file the `ingest` binary uses. Unknown top-level sections are
+/// allowed (they are `parley-server`'s); unknown keys inside these sections are not.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServiceSettings {
+    pub kafka: KafkaSettings,
+    pub mongo: MongoSettings,
+    pub ingest: IngestSettings,
+    pub log: LogSettings,
+}
+
+/// Why the settings could not be used: unreadable, or a value is invalid or missing.
+#[derive(Debug, Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: {0}")]
+    Invalid(Invalid),
+}
+
+impl ServiceSettings {
+    /// Loads defaults, then `file`, then the `PARLEY__*` entries of `env`, and validates.
+    pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Self, SettingsError> {
+        let settings: Self = load_layers(file, env, LIST_KEYS)?;
+        settings.validate().map_err(SettingsError::Invalid)?;
+        Ok(settings)
+    }
+
+    /// Every section's own checks, plus what ingest cannot run without: a broker list and a
+    /// MongoDB URI.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if !self.kafka.enabled() {
+            return Err(Invalid {
+                key: "kafka.brokers",
+                problem: "must be set for ingest (e.g. PARLEY__KAFKA__BROKERS=127.0.0.1:9092)"
+                    .to_owned(),
+            });
+        }
+        if !self.mongo.enabled() {
+            return Err(Invalid {
+                key: "mongo.uri",
+                problem:
+                    "must be set for ingest (e.g. PARLEY__MONGO__URI=mongodb://127.0.0.1:27017/)"
+                        .to_owned(),
+            });
+        }
+        self.kafka.validate()?;
+        self.mongo.validate()?;
+        self.ingest.validate()?;
+        if self
+            .log
+            .level
+            .parse::<tracing_subscriber::EnvFilter>()
+            .is_err()
+        {
+            return Err(Invalid {
+                key: "log.level",
+                problem: format!("{:?} is not a tracing filter", self.log.level),
+            });
+        }
+        Ok(())
+    }
+
+    /// The Kafka client configuration; the client id defaults to `ingest-<hostname>`.
+    pub fn kafka_config(&self, hostname: Option<&str>) -> KafkaConfig {
+        let host = hostname
+            .map(str::trim)
+            .filter(|host| !host.is_empty())
+            .unwrap_or("local");
+        self.kafka.kafka_config(&format!("ingest-{host}"))
+    }
+
+    pub fn mongo_config(&self) -> MongoConfig {
+        self.mongo.mongo_config()
+    }
+
+    pub fn pipeline_config(&self) -> IngestConfig {
+        let max_backoff = Duration::from_millis(self.ingest.max_backoff_ms);
+        IngestConfig {
+            group: self.ingest.group.clone(),
+            max_batch: self.ingest.max_batch,
+            poll_wait: Duration::from_millis(self.ingest.poll_wait_ms),
+            initial_backoff: INITIAL_BACKOFF.min(max_backoff),
+            max_backoff,
+            ..IngestConfig::default()
+        }
+    }
+
+    pub fn max_backoff(&self) -> Duration {
+        Duration::from_millis(self.ingest.max_backoff_ms)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.ingest.shutdown_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::LogFormat;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
+    }
+
+    const REQUIRED: [(&str, &str); 2] = [
+        ("PARLEY__KAFKA__BROKERS", "127.0.0.1:9092"),
+        ("PARLEY__MONGO__URI", "mongodb://127.0.0.1:27017/"),
+    ];
+
+    #[test]
+    fn brokers_and_mongo_uri_are_required_and_named() {
+        let error = ServiceSettings::load(None, &env(&[])).unwrap_err();
+        assert!(
+            matches!(&error, SettingsError::Invalid(invalid) if invalid.key == "kafka.brokers")
+        );
+        assert!(error.to_string().contains("`kafka.brokers`"));
+        let error = ServiceSettings::load(None, &env(&REQUIRED[..1])).unwrap_err();
+        assert!(matches!(&error, SettingsError::Invalid(invalid) if invalid.key == "mongo.uri"));
+    }
+
+    #[test]
+    fn environment_overrides_reach_the_pipeline_and_the_adapters() {
+        let mut pairs = REQUIRED.to_vec();
+        pairs.extend([
+            ("PARLEY__INGEST__GROUP", "ingest-test"),
+            ("PARLEY__INGEST__MAX_BATCH", "7"),
+            ("PARLEY__INGEST__POLL_WAIT_MS", "20"),
+            ("PARLEY__INGEST__MAX_BACKOFF_MS", "300"),
+            ("PARLEY__KAFKA__MAX_BATCH_RECORDS", "1"),
+            ("PARLEY__MONGO__DATABASE", "chat"),
+            ("PARLEY__LOG__FORMAT", "json"),
+        ]);
+        let settings = ServiceSettings::load(None, &env(&pairs)).expect("valid");
+        let pipeline = settings.pipeline_config();
+        assert_eq!(pipeline.group, "ingest-test");
+        assert_eq!(pipeline.max_batch, 7);
+        assert_eq!(pipeline.poll_wait, Duration::from_millis(20));
+        assert_eq!(pipeline.max_backoff, Duration::from_millis(300));
+        assert_eq!(settings.kafka_config(None).max_batch_records, 1);
+        assert_eq!(settings.mongo_config().database, "chat");
+        assert_eq!(settings.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn client_id_defaults_to_ingest_and_the_host() {
+        let settings = ServiceSettings::load(None, &env(&REQUIRED)).expect("valid");
+        assert_eq!(
+            settings.kafka_config(Some("box-7")).client_id,
+            "ingest-box-7"
+        );
+        assert_eq!(settings.kafka_config(None).client_id, "ingest-local");
+        assert_eq!(settings.kafka_config(Some(" ")).client_id, "ingest-local");
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("PARLEY__KAFKA__CLIENT_ID", "mine"));
+        let settings = ServiceSettings::load(None, &env(&pairs)).expect("valid");
+        assert_eq!(settings.kafka_config(Some("box-7")).client_id, "mine");
+    }
+
+    #[test]
+    fn other_sections_of_the_shared_file_are_ignored_but_typos_inside_ours_are_not() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("parley.toml");
+        std::fs::write(
+            &path,
+            "[server]\nbind = \"0.0.0.0:8080\"\n[auth]\napi_key = \"k\"\n[ingest]\ngroup = \"from-file\"\n",
+        )
+        .expect("write");
+        let settings = ServiceSettings::load(Some(&path), &env(&REQUIRED)).expect("valid");
+        assert_eq!(settings.ingest.group, "from-file");
+
+        std::fs::write(&path, "[ingest]\ngrup = \"typo\"\n").expect("write");
+        let error = ServiceSettings::load(Some(&path), &env(&REQUIRED)).unwrap_err();
+        assert!(matches!(error, SettingsError::Load(_)), "{error}");
+        assert!(error.to_string().contains("grup"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("PARLEY__KAFKA__BROKERS", "127.0.0.1:9092,127.0.0.1:9093"));
+        let settings = ServiceSettings::load(None, &env(&pairs)).expect("a broker list");
+        assert_eq!(settings.kafka.brokers, "127.0.0.1:9092,127.0.0.1:9093");
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("PARLEY__INGEST__BIND", "nowhere"));
+        let error = ServiceSettings::load(None, &env(&pairs)).unwrap_err();
+        assert!(error.to_string().contains("`ingest.bind`"), "{error}");
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("PARLEY__LOG__LEVEL", "info,[[["));
+        let error = ServiceSettings::load(None, &env(&pairs)).unwrap_err();
+        assert!(error.to_string().contains("`log.level`"), "{error}");
+    }
+}
