@@ -69,6 +69,41 @@ pub struct MessageRecord {
     pub version: u64,
 }
 
+/// The version of an aborted send's tombstone: above any real version (and within MongoDB's
+/// signed 64-bit integers), so it wins over the send whatever order they are applied in.
+pub const ABORTED_VERSION: u64 = i64::MAX as u64;
+
+impl MessageRecord {
+    /// Whether this is the tombstone of a send that was never accepted (see
+    /// [`LogEventBody::MessageAborted`]). Stores never return such records from reads.
+    pub fn is_aborted(&self) -> bool {
+        self.version == ABORTED_VERSION
+    }
+
+    /// The tombstone of this send: same id, conversation, seq, sender and `client_msg_id`,
+    /// nothing else.
+    pub fn aborted(&self) -> MessageRecord {
+        let message = &self.message;
+        MessageRecord {
+            message: Message {
+                message_id: message.message_id.clone(),
+                conversation_id: message.conversation_id.clone(),
+                seq: message.seq,
+                sender_id: message.sender_id.clone(),
+                client_msg_id: message.client_msg_id.clone(),
+                text: String::new(),
+                reply_to: None,
+                forwarded_from: None,
+                reactions: Default::default(),
+                created_at: message.created_at,
+                edited_at: None,
+                deleted: true,
+            },
+            version: ABORTED_VERSION,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LogEventBody {
@@ -93,6 +128,13 @@ pub enum LogEventBody {
         delivered_seq: Seq,
         read_seq: Seq,
     },
+    /// A send whose append failed in a way that may still have stored it (a broker that wrote
+    /// the record but whose acknowledgment was lost): its sender got an error, so the message
+    /// must never appear. `record` is the send's tombstone ([`MessageRecord::aborted`]), on the
+    /// `message.deleted` topic.
+    MessageAborted {
+        record: MessageRecord,
+    },
     /// Written by ingest once a message is in the store: the "stored" acknowledgment.
     MessageStored {
         conversation_id: ConversationId,
@@ -107,7 +149,9 @@ impl LogEventBody {
         match self {
             LogEventBody::MessageSent { .. } => topics::MESSAGE_SENT,
             LogEventBody::MessageEdited { .. } => topics::MESSAGE_EDITED,
-            LogEventBody::MessageDeleted { .. } => topics::MESSAGE_DELETED,
+            LogEventBody::MessageDeleted { .. } | LogEventBody::MessageAborted { .. } => {
+                topics::MESSAGE_DELETED
+            }
             LogEventBody::MessageReacted { .. } => topics::MESSAGE_REACTED,
             LogEventBody::ConversationUpdated { .. } => topics::CONVERSATION_UPDATED,
             LogEventBody::ReceiptUpdated { .. } => topics::RECEIPT_UPDATED,
@@ -121,6 +165,7 @@ impl LogEventBody {
             LogEventBody::MessageSent { record }
             | LogEventBody::MessageEdited { record }
             | LogEventBody::MessageDeleted { record }
+            | LogEventBody::MessageAborted { record }
             | LogEventBody::MessageReacted { record } => &record.message.conversation_id,
             LogEventBody::ConversationUpdated { record } => &record.conversation.conversation_id,
             LogEventBody::ReceiptUpdated {

@@ -286,6 +286,21 @@ pub(super) async fn run(
             // A failure the log calls ambiguous may have stored the events anyway: their seqs
             // stay used (a gap), so no other message can ever claim one of them.
             let may_be_durable = node.ports().log.failed_appends_may_be_durable();
+            if may_be_durable {
+                // Such a send may surface in the store later: its tombstone hides it for good.
+                let tombstones: Vec<LogEvent> = changed
+                    .iter()
+                    .filter(|record| record.version == 1 && fresh.contains(&record.message.seq))
+                    .map(|record| {
+                        log_event(LogEventBody::MessageAborted {
+                            record: record.aborted(),
+                        })
+                    })
+                    .collect();
+                if !tombstones.is_empty() {
+                    actix_rt::spawn(append_tombstones(node.clone(), tombstones));
+                }
+            }
             if let Some(first) = fresh.first().filter(|_| !may_be_durable) {
                 let released = node
                     .ports()
@@ -371,6 +386,35 @@ fn placeholder_ack() -> SendAck {
         message_id: MessageId::new(""),
         seq: Seq::ZERO,
         created_at: Utc::now(),
+    }
+}
+
+/// Appends the tombstones of sends whose append failed ambiguously, retrying with backoff
+/// while the log is down (for up to an hour: after that the sends, if the log has them, stay
+/// visible in the store and the failure is logged).
+async fn append_tombstones(node: Node, tombstones: Vec<LogEvent>) {
+    const GIVE_UP_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+    let started = Instant::now();
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        match node.ports().log.append(tombstones.clone()).await {
+            Ok(()) => {
+                tracing::info!(
+                    sends = tombstones.len(),
+                    "aborted sends recorded in the log"
+                );
+                return;
+            }
+            Err(error) if started.elapsed() < GIVE_UP_AFTER => {
+                tracing::debug!(error = %error, "recording aborted sends failed, retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(error) => {
+                tracing::error!(error = %error, sends = tombstones.len(), "gave up recording aborted sends; if the log stored them they stay visible");
+                return;
+            }
+        }
     }
 }
 

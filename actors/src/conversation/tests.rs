@@ -131,6 +131,27 @@ async fn an_ambiguous_append_failure_burns_its_seqs() {
         .await
         .unwrap();
     assert_eq!(retried.seq, Seq(2));
+    // And the failed send's tombstone reaches the log once it answers again.
+    let mut tombstone = None;
+    for _ in 0..100 {
+        tombstone = log
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|event| match &event.body {
+                wire::log::LogEventBody::MessageAborted { record } => Some(record.clone()),
+                _ => None,
+            });
+        if tombstone.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let tombstone = tombstone.expect("the aborted send is recorded");
+    assert!(tombstone.is_aborted());
+    assert_eq!(tombstone.message.seq, Seq(1));
+    assert_eq!(tombstone.message.client_msg_id.as_str(), "m1");
 }
 
 #[actix_rt::test]

@@ -18,6 +18,7 @@ pub fn store_write(event: &LogEvent) -> Option<StoreWrite> {
         LogEventBody::MessageSent { record }
         | LogEventBody::MessageEdited { record }
         | LogEventBody::MessageDeleted { record }
+        | LogEventBody::MessageAborted { record }
         | LogEventBody::MessageReacted { record } => Some(StoreWrite::Message(record.clone())),
         LogEventBody::ConversationUpdated { record } => {
             Some(StoreWrite::Conversation(record.clone()))

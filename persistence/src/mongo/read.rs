@@ -172,8 +172,11 @@ impl MongoStore {
         conversation_id: &ConversationId,
         message_id: &MessageId,
     ) -> Result<Option<MessageRecord>, PortError> {
-        let filter =
-            doc! { "_id": message_id.as_str(), "conversation_id": conversation_id.as_str() };
+        let filter = doc! {
+            "_id": message_id.as_str(),
+            "conversation_id": conversation_id.as_str(),
+            "version": not_aborted(),
+        };
         match self.find_one(MESSAGES, filter, None).await? {
             Some(document) => message_record(&document).map(Some),
             None => Ok(None),
@@ -190,6 +193,7 @@ impl MongoStore {
             "conversation_id": conversation_id.as_str(),
             "sender_id": sender_id.as_str(),
             "client_msg_id": client_msg_id.as_str(),
+            "version": not_aborted(),
         };
         match self
             .find_one(MESSAGES, filter, Some(doc! { "seq": 1 }))
@@ -215,7 +219,8 @@ impl MongoStore {
         if let Some(before) = query.before_seq {
             range.insert("$lt", signed("seq", before.0)?);
         }
-        let mut filter = doc! { "conversation_id": conversation_id.as_str() };
+        let mut filter =
+            doc! { "conversation_id": conversation_id.as_str(), "version": not_aborted() };
         if !range.is_empty() {
             filter.insert("seq", range);
         }
@@ -235,4 +240,9 @@ impl MongoStore {
         }
         Ok(records)
     }
+}
+
+/// Matches the versions of real messages: aborted sends' tombstones are never read.
+fn not_aborted() -> Document {
+    doc! { "$lt": wire::log::ABORTED_VERSION as i64 }
 }

@@ -224,7 +224,8 @@ impl Store for EmbeddedStore {
                 None => return Ok(None),
             };
             let messages = read.open_table(MESSAGES)?;
-            load_message(&messages, conversation_id.as_str(), seq)
+            Ok(load_message(&messages, conversation_id.as_str(), seq)?
+                .filter(|record| !record.is_aborted()))
         })
         .await
     }
@@ -249,7 +250,8 @@ impl Store for EmbeddedStore {
                 return Ok(None);
             };
             let messages = read.open_table(MESSAGES)?;
-            load_message(&messages, conversation_id.as_str(), seq)
+            Ok(load_message(&messages, conversation_id.as_str(), seq)?
+                .filter(|record| !record.is_aborted()))
         })
         .await
     }
@@ -275,19 +277,27 @@ impl Store for EmbeddedStore {
                     if lower >= upper {
                         return Ok(found);
                     }
-                    for entry in messages.range((id, lower)..(id, upper))?.take(query.limit) {
+                    for entry in messages.range((id, lower)..(id, upper))? {
                         let (_, bytes) = entry?;
-                        found.push(serde_json::from_slice(bytes.value())?);
+                        let record: MessageRecord = serde_json::from_slice(bytes.value())?;
+                        if !record.is_aborted() {
+                            found.push(record);
+                            if found.len() == query.limit {
+                                break;
+                            }
+                        }
                     }
                 }
                 None => {
-                    for entry in messages
-                        .range((id, 0)..(id, upper))?
-                        .rev()
-                        .take(query.limit)
-                    {
+                    for entry in messages.range((id, 0)..(id, upper))?.rev() {
                         let (_, bytes) = entry?;
-                        found.push(serde_json::from_slice(bytes.value())?);
+                        let record: MessageRecord = serde_json::from_slice(bytes.value())?;
+                        if !record.is_aborted() {
+                            found.push(record);
+                            if found.len() == query.limit {
+                                break;
+                            }
+                        }
                     }
                     found.reverse();
                 }

@@ -70,14 +70,19 @@ impl<'txn> WriteTables<'txn> {
             .insert((conversation_id, seq), bytes.as_slice())?;
         self.message_ids
             .insert(message.message_id.as_str(), (conversation_id, seq))?;
-        self.client_ids.insert(
-            (
-                conversation_id,
-                message.sender_id.as_str(),
-                message.client_msg_id.as_str(),
-            ),
-            seq,
-        )?;
+        // An aborted send's tombstone must not shadow a retry of the same client_msg_id.
+        let client_key = (
+            conversation_id,
+            message.sender_id.as_str(),
+            message.client_msg_id.as_str(),
+        );
+        if record.is_aborted() {
+            if self.client_ids.get(client_key)?.map(|value| value.value()) == Some(seq) {
+                self.client_ids.remove(client_key)?;
+            }
+        } else {
+            self.client_ids.insert(client_key, seq)?;
+        }
         let (last_seq, last_message_micros) = load_activity(&self.activity, conversation_id)?;
         let raised = (
             last_seq.max(seq),
