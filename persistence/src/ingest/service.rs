@@ -121,11 +121,10 @@ pub async fn setup(
         let log = &adapters.log;
         let (partitions, replication) =
             (settings.kafka.partitions, settings.kafka.replication_factor);
-        retry(&mut progress, settings.max_backoff(), None, || async move {
-            if !log.is_ready().await {
-                return Err(PortError::Unavailable("no broker answered".to_owned()));
-            }
-            log.ensure_topics(partitions, replication).await
+        // Not gated on `is_ready`: that wants the topics this step creates. An unreachable
+        // broker fails `ensure_topics` as unavailable within the request timeout.
+        retry(&mut progress, settings.max_backoff(), None, || {
+            log.ensure_topics(partitions, replication)
         })
         .await;
         info!(partitions, replication, "kafka topics exist");

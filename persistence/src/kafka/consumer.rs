@@ -310,7 +310,7 @@ impl LogConsumer for KafkaConsumer {
         let consumer = Arc::clone(self.consumer());
         let timeout = self.config.request_timeout;
         let measured = tokio::task::spawn_blocking(move || partition_lag(&consumer, timeout));
-        // One committed-offsets request plus one watermark request per partition.
+        // At most three requests (see `partition_lag`), plus slack.
         let limit = timeout * 4;
         match tokio::time::timeout(limit, measured).await {
             Err(_elapsed) => Err(PortError::Unavailable(format!(
@@ -322,9 +322,10 @@ impl LogConsumer for KafkaConsumer {
     }
 }
 
-/// Records between each assigned partition's committed position (its low watermark when the
-/// group has not committed there yet) and its high watermark. Blocking: broker round trips, each
-/// bounded by `timeout`.
+/// Records between each assigned partition's committed position (its start when the group has
+/// not committed there yet) and its end. Blocking: two or three broker requests (committed
+/// offsets, end offsets, start offsets when needed), each bounded by `timeout`, whatever the
+/// number of partitions. Partitions the broker reports no offset for are left out.
 fn partition_lag(
     consumer: &StreamConsumer,
     timeout: Duration,
@@ -333,18 +334,47 @@ fn partition_lag(
     if assignment.count() == 0 {
         return Ok(Vec::new());
     }
-    let committed = consumer.committed_offsets(assignment, timeout)?;
+    // ListOffsets with the special timestamps -1 (end) and -2 (start), for all partitions at once.
+    let offsets_at = |which: Offset| -> Result<TopicPartitionList, KafkaError> {
+        let mut list = assignment.clone();
+        list.set_all_offsets(which)?;
+        consumer.offsets_for_times(list, timeout)
+    };
+    let committed = consumer.committed_offsets(assignment.clone(), timeout)?;
+    let ends = offsets_at(Offset::End)?;
+    let uncommitted = committed
+        .elements()
+        .iter()
+        .any(|element| !matches!(element.offset(), Offset::Offset(_)));
+    let starts = if uncommitted {
+        Some(offsets_at(Offset::Beginning)?)
+    } else {
+        None
+    };
+    let offset_in = |list: &TopicPartitionList, topic: &str, partition: i32| {
+        let element = list.find_partition(topic, partition)?;
+        match (element.error(), element.offset()) {
+            (Ok(()), Offset::Offset(offset)) => Some(offset),
+            _ => None,
+        }
+    };
     let mut lags = Vec::with_capacity(committed.count());
     for element in committed.elements() {
-        let (low, high) =
-            consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
-        let position = match element.offset() {
-            Offset::Offset(offset) => offset,
-            _ => low,
+        let (topic, partition) = (element.topic(), element.partition());
+        let Some(end) = offset_in(&ends, topic, partition) else {
+            continue;
         };
-        let lag = u64::try_from(high.saturating_sub(position)).unwrap_or(0);
-        let partition = u32::try_from(element.partition()).unwrap_or(0);
-        lags.push((element.topic().to_owned(), partition, lag));
+        let position = match element.offset() {
+            Offset::Offset(offset) => Some(offset),
+            _ => starts
+                .as_ref()
+                .and_then(|starts| offset_in(starts, topic, partition)),
+        };
+        let (Some(position), Ok(partition)) = (position, u32::try_from(partition)) else {
+            continue;
+        };
+        let lag = u64::try_from(end.saturating_sub(position)).unwrap_or(0);
+        lags.push((topic.to_owned(), partition, lag));
     }
     Ok(lags)
 }

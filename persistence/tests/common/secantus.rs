@@ -38,16 +38,22 @@ fn binary() -> PathBuf {
     tools.join("secantus-venv/bin/secantusd-py")
 }
 
+/// [`binary`], or a panic naming the install script.
+fn installed_binary() -> PathBuf {
+    let binary = binary();
+    assert!(
+        binary.exists(),
+        "{} is missing: run `scripts/services/secantus.sh install` (the MongoDB tests need a \
+         real MongoDB-wire server; they do not skip)",
+        binary.display()
+    );
+    binary
+}
+
 impl SecantusServer {
     /// Starts a fresh server and waits until it accepts connections.
     pub fn start() -> SecantusServer {
-        let binary = binary();
-        assert!(
-            binary.exists(),
-            "{} is missing: run `scripts/services/secantus.sh install` (the MongoDB tests need a \
-             real MongoDB-wire server; they do not skip)",
-            binary.display()
-        );
+        let binary = installed_binary();
         let mut last_error = String::new();
         for _ in 0..3 {
             match Self::try_start(&binary) {
@@ -58,9 +64,20 @@ impl SecantusServer {
         panic!("could not start secantusd-py: {last_error}");
     }
 
+    /// Starts a fresh server on `port` (chosen earlier, e.g. to start a client before the
+    /// server exists) and waits until it accepts connections.
+    pub fn start_on_port(port: u16) -> SecantusServer {
+        let binary = installed_binary();
+        Self::try_start_on(&binary, port)
+            .unwrap_or_else(|error| panic!("could not start secantusd-py on port {port}: {error}"))
+    }
+
     fn try_start(binary: &PathBuf) -> Result<SecantusServer, String> {
+        Self::try_start_on(binary, free_port())
+    }
+
+    fn try_start_on(binary: &PathBuf, port: u16) -> Result<SecantusServer, String> {
         let dir = tempfile::tempdir().map_err(|error| error.to_string())?;
-        let port = free_port();
         let log = std::fs::File::create(dir.path().join("secantus.log"))
             .map_err(|error| error.to_string())?;
         let log_err = log.try_clone().map_err(|error| error.to_string())?;

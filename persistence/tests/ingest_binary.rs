@@ -1,0 +1,491 @@
+//! The real `ingest` binary against a private Tansu (Kafka protocol) and SecantusDB (MongoDB
+//! wire), both started by `common/`: `setup` creates the topics and indexes; `run` listens
+//! before MongoDB exists, turns ready once it does, ingests what is appended to the log,
+//! acknowledges it on `message.delivered` and exits 0 on SIGTERM. Plus the command line's
+//! failures (bad configuration: 2; setup past its deadline: 1).
+//!
+//! Each test's `IngestProcess` prints the binary's log when the test fails.
+
+// Each test crate uses part of `common` (this one: Tansu and SecantusDB).
+#[allow(dead_code)]
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::secantus::SecantusServer;
+use common::tansu::{free_port, TansuBroker};
+use futures::TryStreamExt;
+use mongodb::bson::{doc, Document};
+use persistence::kafka::{KafkaConfig, KafkaLog};
+use persistence::mongo::{MESSAGES_COLLECTION, PARTICIPANTS_COLLECTION};
+use ports::contract::fixtures::{sent_event, unique};
+use ports::EventLog;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+use wire::log::{topics, LogEventBody};
+use wire::{ConversationId, MessageId, UserId};
+
+const PARTITIONS: i32 = 2;
+/// Upper bound for anything the tests wait for (not a timing assertion: a failure bound).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The settings every test's ingest gets: Tansu needs one record per batch and accepts short
+/// sessions (fast group joins); short backoffs keep the waits short.
+fn ingest_env(brokers: &str, mongo_uri: &str, database: &str) -> Vec<(String, String)> {
+    [
+        ("PARLEY__KAFKA__BROKERS", brokers),
+        ("PARLEY__KAFKA__MAX_BATCH_RECORDS", "1"),
+        ("PARLEY__KAFKA__SESSION_TIMEOUT_MS", "6000"),
+        ("PARLEY__KAFKA__PARTITIONS", &PARTITIONS.to_string()),
+        ("PARLEY__MONGO__URI", mongo_uri),
+        ("PARLEY__MONGO__DATABASE", database),
+        ("PARLEY__MONGO__SERVER_SELECTION_TIMEOUT_MS", "1000"),
+        ("PARLEY__INGEST__BIND", "127.0.0.1:0"),
+        ("PARLEY__INGEST__GROUP", &unique("ingest")),
+        ("PARLEY__INGEST__MAX_BACKOFF_MS", "500"),
+        ("PARLEY__LOG__LEVEL", "info,persistence=debug"),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .collect()
+}
+
+/// One `ingest` process: killed when dropped; its stderr (the log) is printed when the test
+/// fails.
+struct IngestProcess {
+    child: Child,
+    stdout: tokio::io::Lines<BufReader<ChildStdout>>,
+    log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl IngestProcess {
+    fn start(args: &[&str], env: &[(String, String)]) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let log_path = dir.path().join("ingest.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ingest"));
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .env_remove("RUST_LOG")
+            .kill_on_drop(true);
+        for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("PARLEY__")) {
+            command.env_remove(key);
+        }
+        command.envs(env.iter().map(|(key, value)| (key, value)));
+        let mut child = command.spawn().expect("spawn ingest");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        Self {
+            child,
+            stdout,
+            log_path,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The next stdout line.
+    async fn line(&mut self) -> Option<String> {
+        tokio::time::timeout(PATIENCE, self.stdout.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no stdout line within {PATIENCE:?}\n{}", self.log()))
+            .expect("read stdout")
+    }
+
+    /// Waits for `ingest listening on <addr>`.
+    async fn listening_address(&mut self) -> SocketAddr {
+        let line = self.line().await.unwrap_or_default();
+        line.strip_prefix("ingest listening on ")
+            .and_then(|address| address.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}\n{}", self.log()))
+    }
+
+    async fn exit_status(&mut self) -> ExitStatus {
+        tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("ingest still runs after {PATIENCE:?}\n{}", self.log()))
+            .expect("wait for ingest")
+    }
+
+    fn terminate(&self) {
+        let pid = self.child.id().expect("ingest still runs");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid}");
+    }
+}
+
+impl Drop for IngestProcess {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- ingest log ----\n{}---- end ----", self.log());
+        }
+    }
+}
+
+/// `GET path` → (status, body).
+async fn get(address: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect to ingest");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: ingest\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("response");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Calls `probe` until it returns `Some`, or panics with `what` and the ingest log.
+async fn eventually<T, Fut>(ingest: &IngestProcess, what: &str, mut probe: impl FnMut() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {PATIENCE:?}\n{}",
+            ingest.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The samples of `name` in a Prometheus text body, by their label text.
+fn samples(body: &str, name: &str) -> BTreeMap<String, f64> {
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let labels = series.strip_prefix(name)?;
+            if !(labels.is_empty() || labels.starts_with('{')) {
+                return None;
+            }
+            Some((labels.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn test_kafka_config(brokers: String) -> KafkaConfig {
+    KafkaConfig::new(brokers)
+        .with_client_id(unique("ingest-test"))
+        .with_max_batch_records(1)
+        .with_session_timeout(Duration::from_secs(6))
+}
+
+/// Topic name → partition count, as the broker reports them.
+fn broker_topics(brokers: &str) -> BTreeMap<String, usize> {
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("metadata client");
+    let metadata = client
+        .fetch_metadata(None, Duration::from_secs(5))
+        .expect("metadata");
+    metadata
+        .topics()
+        .iter()
+        .map(|topic| (topic.name().to_owned(), topic.partitions().len()))
+        .collect()
+}
+
+async fn index_names(database: &mongodb::Database, collection: &str) -> BTreeSet<String> {
+    database
+        .collection::<Document>(collection)
+        .list_index_names()
+        .await
+        .expect("list indexes")
+        .into_iter()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_creates_the_topics_and_the_indexes() {
+    let broker = TansuBroker::start();
+    let mongo = SecantusServer::start();
+    let database_name = unique("ingest_setup").replace('-', "_");
+    let env = ingest_env(&broker.brokers(), &mongo.uri(), &database_name);
+
+    for round in ["first", "again (idempotent)"] {
+        let mut setup = IngestProcess::start(&["setup", "--timeout-secs", "60"], &env);
+        assert_eq!(
+            setup.line().await.as_deref(),
+            Some("ingest setup done"),
+            "{round}"
+        );
+        let status = setup.exit_status().await;
+        assert!(status.success(), "{round}: {status}\n{}", setup.log());
+    }
+
+    let created = broker_topics(&broker.brokers());
+    for topic in topics::ALL {
+        assert_eq!(
+            created.get(topic),
+            Some(&(PARTITIONS as usize)),
+            "topic {topic} in {created:?}"
+        );
+    }
+    let client = mongodb::Client::with_uri_str(mongo.uri())
+        .await
+        .expect("mongodb client");
+    let database = client.database(&database_name);
+    let messages = index_names(&database, MESSAGES_COLLECTION).await;
+    for index in [
+        "conversation_seq",
+        "message_id",
+        "conversation_sender_client_msg",
+    ] {
+        assert!(messages.contains(index), "{index} in {messages:?}");
+    }
+    let participants = index_names(&database, PARTICIPANTS_COLLECTION).await;
+    assert!(
+        participants.contains("conversation_user"),
+        "{participants:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_waits_for_mongodb_then_ingests_acknowledges_and_stops_on_sigterm() {
+    let broker = TansuBroker::start();
+    let log = KafkaLog::new(test_kafka_config(broker.brokers())).expect("kafka log");
+    log.ensure_topics(PARTITIONS, 1)
+        .await
+        .unwrap_or_else(|error| panic!("ensure topics: {error}\n{}", broker.log()));
+    let mongo_port = free_port();
+    let mongo_uri = format!("mongodb://127.0.0.1:{mongo_port}/");
+    let database_name = unique("ingest_run").replace('-', "_");
+    let env = ingest_env(&broker.brokers(), &mongo_uri, &database_name);
+
+    // Started before MongoDB exists: it listens and says why it is not ready.
+    let mut ingest = IngestProcess::start(&["run"], &env);
+    let address = ingest.listening_address().await;
+    assert_ne!(address.port(), 0);
+    assert_eq!(get(address, "/healthz").await, (200, "ok".to_owned()));
+    let (status, reason) = get(address, "/readyz").await;
+    assert_eq!(status, 503, "{reason}");
+    assert!(reason.contains("mongodb unavailable"), "{reason}");
+
+    // MongoDB appears: ready without a restart.
+    let mongo = SecantusServer::start_on_port(mongo_port);
+    eventually(&ingest, "ready once mongodb runs", || async {
+        (get(address, "/readyz").await == (200, "ready".to_owned())).then_some(())
+    })
+    .await;
+
+    // Sends appended to the log end up in MongoDB and are acknowledged on message.delivered.
+    let conversation_id = ConversationId::new(unique("ingest-binary"));
+    let sender = UserId::new(unique("sender"));
+    let events: Vec<_> = (1..=3)
+        .map(|seq| sent_event(&conversation_id, seq, &sender))
+        .collect();
+    let sent_ids: BTreeSet<MessageId> = events
+        .iter()
+        .filter_map(|event| match &event.body {
+            LogEventBody::MessageSent { record } => Some(record.message.message_id.clone()),
+            _ => None,
+        })
+        .collect();
+    log.append(events).await.expect("append sends");
+
+    let client = mongodb::Client::with_uri_str(mongo.uri())
+        .await
+        .expect("mongodb client");
+    let messages = client
+        .database(&database_name)
+        .collection::<Document>(MESSAGES_COLLECTION);
+    let stored: Vec<Document> = eventually(&ingest, "messages in mongodb", || async {
+        let found: Vec<Document> = messages
+            .find(doc! { "conversation_id": conversation_id.as_str() })
+            .sort(doc! { "seq": 1 })
+            .await
+            .ok()?
+            .try_collect()
+            .await
+            .ok()?;
+        (found.len() == sent_ids.len()).then_some(found)
+    })
+    .await;
+    let stored_ids: BTreeSet<MessageId> = stored
+        .iter()
+        .map(|document| MessageId::new(document.get_str("message_id").expect("message_id")))
+        .collect();
+    assert_eq!(stored_ids, sent_ids);
+
+    let mut acks = log
+        .consumer(&unique("acks"), &[topics::MESSAGE_DELIVERED])
+        .await
+        .expect("acks consumer");
+    let mut acknowledged = BTreeSet::new();
+    let deadline = Instant::now() + PATIENCE;
+    while !sent_ids.is_subset(&acknowledged) {
+        assert!(
+            Instant::now() < deadline,
+            "message.stored for {:?} only\n{}",
+            acknowledged,
+            ingest.log()
+        );
+        for record in acks
+            .poll(64, Duration::from_millis(200))
+            .await
+            .expect("poll acks")
+        {
+            if let LogEventBody::MessageStored { message_id, .. } = record.event.body {
+                acknowledged.insert(message_id);
+            }
+        }
+    }
+
+    // The metrics saw it, and the lag of the assigned partitions goes back to 0.
+    let (status, metrics) = get(address, "/metrics").await;
+    assert_eq!(status, 200);
+    let applied = samples(&metrics, "parley_ingest_events_applied_total");
+    assert!(applied[""] >= 3.0, "{metrics}");
+    assert!(samples(&metrics, "parley_ingest_acks_emitted_total")[""] >= 3.0);
+    assert!(samples(&metrics, "parley_ingest_batch_size_count")[""] >= 1.0);
+    assert!(samples(&metrics, "parley_ingest_write_seconds_count")[""] >= 1.0);
+    assert!(samples(&metrics, "parley_ingest_ack_append_seconds_count")[""] >= 1.0);
+    eventually(&ingest, "consumer lag reported and caught up", || async {
+        let (_, metrics) = get(address, "/metrics").await;
+        let lags = samples(&metrics, "parley_ingest_consumer_lag");
+        let sent_topic = format!("topic=\"{}\"", topics::MESSAGE_SENT);
+        let sees_sent = lags.keys().any(|labels| labels.contains(&sent_topic));
+        (sees_sent && lags.values().all(|lag| *lag == 0.0)).then_some(())
+    })
+    .await;
+
+    // SIGTERM: a clean exit.
+    ingest.terminate();
+    let status = ingest.exit_status().await;
+    assert!(status.success(), "{status}\n{}", ingest.log());
+    assert!(ingest.log().contains("shutdown requested"));
+    drop(mongo);
+}
+
+/// The lag `ingest` exports comes from `KafkaConsumer::lag`: uncommitted records count from the
+/// partition's start, committed ones stop counting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_lag_counts_what_the_group_has_not_committed() {
+    let broker = TansuBroker::start();
+    let log = KafkaLog::new(test_kafka_config(broker.brokers())).expect("kafka log");
+    log.ensure_topics(PARTITIONS, 1)
+        .await
+        .unwrap_or_else(|error| panic!("ensure topics: {error}\n{}", broker.log()));
+    let conversation_id = ConversationId::new(unique("lag"));
+    let sender = UserId::new(unique("sender"));
+    log.append(
+        (1..=3)
+            .map(|seq| sent_event(&conversation_id, seq, &sender))
+            .collect(),
+    )
+    .await
+    .expect("append");
+
+    let mut consumer = log
+        .consumer(&unique("lag-group"), &[topics::MESSAGE_SENT])
+        .await
+        .expect("consumer");
+    let deadline = Instant::now() + PATIENCE;
+    let mut records = Vec::new();
+    while records.len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "3 records, got {}",
+            records.len()
+        );
+        records.extend(
+            consumer
+                .poll(16, Duration::from_millis(200))
+                .await
+                .expect("poll"),
+        );
+    }
+    let total = |lags: &[(String, u32, u64)]| -> u64 {
+        assert!(lags
+            .iter()
+            .all(|(topic, _, _)| topic == topics::MESSAGE_SENT));
+        lags.iter().map(|(_, _, lag)| lag).sum()
+    };
+    let lags = consumer.lag().await.expect("lag");
+    assert_eq!(lags.len(), PARTITIONS as usize, "{lags:?}");
+    assert_eq!(total(&lags), 3, "nothing committed yet: {lags:?}");
+
+    let positions: Vec<_> = records.iter().map(|record| record.position).collect();
+    consumer.commit(&positions).await.expect("commit");
+    let lags = consumer.lag().await.expect("lag");
+    assert_eq!(total(&lags), 0, "all committed: {lags:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_gives_up_after_its_timeout() {
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let mut env = ingest_env(&nowhere, &format!("mongodb://{nowhere}/"), "parley");
+    // Attempts fail well within the deadline, so some wait is logged.
+    env.push((
+        "PARLEY__KAFKA__REQUEST_TIMEOUT_MS".to_owned(),
+        "200".to_owned(),
+    ));
+    let mut setup = IngestProcess::start(&["setup", "--timeout-secs", "1"], &env);
+    let status = setup.exit_status().await;
+    assert_eq!(status.code(), Some(1), "{}", setup.log());
+    let log = setup.log();
+    assert!(
+        log.contains("setup did not finish within 1s: waiting for kafka"),
+        "{log}"
+    );
+    assert!(log.contains("dependency not ready, waiting"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configuration_exits_with_2_and_names_the_key() {
+    let mut ingest = IngestProcess::start(&["run"], &[]);
+    assert_eq!(ingest.exit_status().await.code(), Some(2));
+    assert!(ingest.log().contains("`kafka.brokers`"), "{}", ingest.log());
+
+    let env = [(
+        "PARLEY__KAFKA__BROKERS".to_owned(),
+        "127.0.0.1:9092".to_owned(),
+    )];
+    let mut ingest = IngestProcess::start(&["setup"], &env);
+    assert_eq!(ingest.exit_status().await.code(), Some(2));
+    assert!(ingest.log().contains("`mongo.uri`"), "{}", ingest.log());
+
+    let mut ingest = IngestProcess::start(&["serve"], &env);
+    assert_eq!(ingest.exit_status().await.code(), Some(2));
+    assert!(ingest.log().contains("usage: ingest"), "{}", ingest.log());
+
+    let mut help = IngestProcess::start(&["--help"], &[]);
+    assert_eq!(
+        help.line().await.as_deref(),
+        Some("usage: ingest [--config PATH] [run | setup [--timeout-secs N]]")
+    );
+    assert!(help.exit_status().await.success());
+}
