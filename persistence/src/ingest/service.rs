@@ -159,6 +159,11 @@ pub async fn run(
     settings: &ServiceSettings,
     hostname: Option<&str>,
 ) -> Result<Stopped, ServiceError> {
+    // Before anything is announced: a SIGTERM right after the "listening" line must already
+    // mean a clean stop, not the default kill.
+    let (shutdown, mut shutdown_requested) = watch::channel(false);
+    let forced = Arc::new(Notify::new());
+    let signals = listen_for_signals(shutdown, Arc::clone(&forced))?;
     let adapters = Adapters::open(settings, hostname).await?;
     let log: Arc<dyn EventLog> = adapters.log.clone();
     let store: Arc<dyn Store> = adapters.store.clone();
@@ -183,9 +188,6 @@ pub async fn run(
         "ingest endpoint up"
     );
 
-    let (shutdown, mut shutdown_requested) = watch::channel(false);
-    let forced = Arc::new(Notify::new());
-    let signals = listen_for_signals(shutdown, Arc::clone(&forced))?;
     let max_backoff = settings.max_backoff();
     let mongo = Arc::clone(&adapters.store);
     let mut work_shutdown = shutdown_requested.clone();
