@@ -37,10 +37,13 @@ pub fn load_layers<T: DeserializeOwned>(
         .prefix_separator("__")
         .separator("__")
         .try_parsing(true)
-        .list_separator(",")
         .source(Some(env.clone()));
-    for key in list_keys {
-        environment = environment.with_list_parse_key(key);
+    // With a separator but no list keys, the config crate splits every value at commas.
+    if !list_keys.is_empty() {
+        environment = environment.list_separator(",");
+        for key in list_keys {
+            environment = environment.with_list_parse_key(key);
+        }
     }
     builder.add_source(environment).build()?.try_deserialize()
 }

@@ -21,10 +21,8 @@ use crate::settings::{
 /// `ingest.max_backoff_ms`).
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Keys `load_layers` splits at commas. None of ours is a list, but an empty list would make the
-/// `config` crate split *every* environment value (`PARLEY__KAFKA__BROKERS=a:1,b:2` included),
-/// so this names the server's list, which ingest ignores.
-const LIST_KEYS: &[&str] = &["server.public_urls"];
+/// Keys `load_layers` splits at commas: none of ingest's settings is a list.
+const LIST_KEYS: &[&str] = &[];
 
 /// The sections of the shared file the `ingest` binary uses. Unknown top-level sections are
 /// allowed (they are `parley-server`'s); unknown keys inside these sections are not.
