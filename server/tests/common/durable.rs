@@ -70,11 +70,48 @@ fn run_script(name: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// The last `lines` lines of a log file.
+/// The last `lines` lines of a log file, colours and timestamps removed and runs of the same
+/// line collapsed (a broken broker repeats one error thousands of times).
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    let mut condensed: Vec<(String, usize)> = Vec::new();
+    for line in text.lines() {
+        let plain = without_ansi(line);
+        let plain = match plain.split_once(' ') {
+            Some((time, rest)) if time.len() > 20 && time.ends_with('Z') => rest.to_owned(),
+            _ => plain,
+        };
+        match condensed.last_mut() {
+            Some((last, count)) if *last == plain => *count += 1,
+            _ => condensed.push((plain, 1)),
+        }
+    }
+    condensed[condensed.len().saturating_sub(lines)..]
+        .iter()
+        .map(|(line, count)| match count {
+            1 => line.clone(),
+            _ => format!("{line}  [x{count}]"),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn without_ansi(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(character) = chars.next() {
+        if character == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte
+            for next in chars.by_ref() {
+                if next.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        plain.push(character);
+    }
+    plain
 }
 
 fn utf8(path: &Path) -> &str {
@@ -126,14 +163,46 @@ impl TestTansu {
     }
 
     pub fn log_tail(&self) -> String {
-        tail(&self.dir.path().join("tansu.log"), 60)
+        tail(&self.dir.path().join("tansu.log"), 80)
+    }
+
+    /// Every panic in the broker's log (message and location), each tagged with the run of the
+    /// broker it happened in (0 = the first start). Tansu's storage task can die while the
+    /// listener keeps answering; every request then fails.
+    pub fn panics(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default();
+        let mut run = 0;
+        let mut found = Vec::new();
+        let mut lines = log.lines().peekable();
+        while let Some(line) = lines.next() {
+            if line.starts_with("tansu broker ") {
+                run += 1;
+            }
+            if line.contains("panicked at") {
+                let message = lines.peek().copied().unwrap_or_default();
+                found.push(format!("run {}: {} {message}", run - 1, without_ansi(line)));
+            }
+        }
+        found
+    }
+
+    /// Whether the broker started last has panicked.
+    pub fn panicked_since_start(&self) -> bool {
+        let log = std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default();
+        log.rsplit("tansu broker ")
+            .next()
+            .is_some_and(|current| current.contains("panicked at"))
     }
 }
 
 impl Drop for TestTansu {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("----- tansu log (tail) -----\n{}\n-----", self.log_tail());
+            eprintln!(
+                "----- tansu panics -----\n{}\n----- tansu log (tail) -----\n{}\n-----",
+                self.panics().join("\n"),
+                self.log_tail()
+            );
         }
         let _ = Command::new(script("tansu.sh"))
             .args(["stop", self.dir.path().to_str().unwrap_or_default()])
