@@ -75,7 +75,8 @@ pub const ABORTED_VERSION: u64 = i64::MAX as u64;
 
 impl MessageRecord {
     /// Whether this is the tombstone of a send that was never accepted (see
-    /// [`LogEventBody::MessageAborted`]). Stores never return such records from reads.
+    /// [`LogEventBody::MessageAborted`]). Stores return it like a deleted message at its seq
+    /// (seqs stay dense), but never as the message of its `client_msg_id` (the retry is).
     pub fn is_aborted(&self) -> bool {
         self.version == ABORTED_VERSION
     }
@@ -129,8 +130,9 @@ pub enum LogEventBody {
         read_seq: Seq,
     },
     /// A send whose append failed in a way that may still have stored it (a broker that wrote
-    /// the record but whose acknowledgment was lost): its sender got an error, so the message
-    /// must never appear. `record` is the send's tombstone ([`MessageRecord::aborted`]), on the
+    /// the record but whose acknowledgment was lost): its sender got an error, so its content
+    /// must never appear, and its seq is not reused. `record` is the send's tombstone
+    /// ([`MessageRecord::aborted`]): a deleted message that fills the seq, on the
     /// `message.deleted` topic.
     MessageAborted {
         record: MessageRecord,

@@ -172,11 +172,8 @@ impl MongoStore {
         conversation_id: &ConversationId,
         message_id: &MessageId,
     ) -> Result<Option<MessageRecord>, PortError> {
-        let filter = doc! {
-            "_id": message_id.as_str(),
-            "conversation_id": conversation_id.as_str(),
-            "version": not_aborted(),
-        };
+        let filter =
+            doc! { "_id": message_id.as_str(), "conversation_id": conversation_id.as_str() };
         match self.find_one(MESSAGES, filter, None).await? {
             Some(document) => message_record(&document).map(Some),
             None => Ok(None),
@@ -219,8 +216,7 @@ impl MongoStore {
         if let Some(before) = query.before_seq {
             range.insert("$lt", signed("seq", before.0)?);
         }
-        let mut filter =
-            doc! { "conversation_id": conversation_id.as_str(), "version": not_aborted() };
+        let mut filter = doc! { "conversation_id": conversation_id.as_str() };
         if !range.is_empty() {
             filter.insert("seq", range);
         }
@@ -242,7 +238,8 @@ impl MongoStore {
     }
 }
 
-/// Matches the versions of real messages: aborted sends' tombstones are never read.
+/// Matches the versions of real messages: an aborted send's tombstone never answers for its
+/// `client_msg_id` (its retry does).
 fn not_aborted() -> Document {
     doc! { "$lt": wire::log::ABORTED_VERSION as i64 }
 }

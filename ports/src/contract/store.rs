@@ -23,7 +23,7 @@ where
     conversations_of_orders_by_activity_and_pages(make().await).await;
     direct_conversation_is_found_by_either_order(make().await).await;
     messages_are_found_by_id_and_client_id(make().await).await;
-    aborted_sends_are_never_read(make().await).await;
+    aborted_sends_read_as_deleted_and_never_shadow_their_retry(make().await).await;
     assert!(make().await.port.is_ready().await, "a fresh store is ready");
 }
 
@@ -423,8 +423,9 @@ async fn messages_are_found_by_id_and_client_id(fixture: Fixture<dyn Store>) {
 }
 
 /// A send whose append failed ambiguously: its tombstone may arrive before or after the send
-/// itself (different topics), and a retry of the same `client_msg_id` got another seq.
-async fn aborted_sends_are_never_read(fixture: Fixture<dyn Store>) {
+/// itself (different topics), and a retry of the same `client_msg_id` got another seq. The
+/// tombstone reads as a deleted message at the send's seq (seqs stay dense), whatever the order.
+async fn aborted_sends_read_as_deleted_and_never_shadow_their_retry(fixture: Fixture<dyn Store>) {
     let store = fixture.port;
     let conversation_id = ConversationId::new(unique("store-aborted"));
     let sender = UserId::new(unique("sender"));
@@ -434,6 +435,7 @@ async fn aborted_sends_are_never_read(fixture: Fixture<dyn Store>) {
     retry.message.client_msg_id = orphan.message.client_msg_id.clone();
     let tombstone = orphan.aborted();
     assert!(tombstone.is_aborted() && !orphan.is_aborted());
+    assert!(tombstone.message.deleted && tombstone.message.text.is_empty());
     // Tombstone first, then the late send, then the retry.
     for write in [&before, &tombstone, &orphan, &retry] {
         store
@@ -441,52 +443,6 @@ async fn aborted_sends_are_never_read(fixture: Fixture<dyn Store>) {
             .await
             .expect("apply");
     }
-    let newest = MessageQuery {
-        after_seq: None,
-        before_seq: None,
-        limit: 2,
-    };
-    let stored = store
-        .messages(&conversation_id, newest)
-        .await
-        .expect("read");
-    assert_eq!(
-        ids(&stored),
-        vec![1, 3],
-        "the aborted seq is a gap, limits count real messages"
-    );
-    let after = MessageQuery {
-        after_seq: Some(Seq(1)),
-        before_seq: None,
-        limit: 1,
-    };
-    let stored = store.messages(&conversation_id, after).await.expect("read");
-    assert_eq!(ids(&stored), vec![3]);
-    assert_eq!(
-        store
-            .message(&conversation_id, &orphan.message.message_id)
-            .await
-            .expect("read"),
-        None
-    );
-    assert_eq!(
-        store
-            .message_by_client_id(&conversation_id, &sender, &orphan.message.client_msg_id)
-            .await
-            .expect("read"),
-        Some(retry.clone()),
-        "the retry, not the aborted send, answers for the client_msg_id"
-    );
-    // The send applied before its tombstone is hidden too.
-    let late = message_record(&conversation_id, 4, &sender, 1, at(4));
-    store
-        .apply(vec![StoreWrite::Message(late.clone())])
-        .await
-        .expect("apply");
-    store
-        .apply(vec![StoreWrite::Message(late.aborted())])
-        .await
-        .expect("apply");
     let everything = MessageQuery {
         after_seq: None,
         before_seq: None,
@@ -496,5 +452,49 @@ async fn aborted_sends_are_never_read(fixture: Fixture<dyn Store>) {
         .messages(&conversation_id, everything)
         .await
         .expect("read");
-    assert_eq!(ids(&stored), vec![1, 3]);
+    assert_eq!(
+        stored,
+        vec![before.clone(), tombstone.clone(), retry.clone()],
+        "the aborted seq reads as a deleted message"
+    );
+    assert_eq!(
+        store
+            .message(&conversation_id, &orphan.message.message_id)
+            .await
+            .expect("read"),
+        Some(tombstone)
+    );
+    assert_eq!(
+        store
+            .message_by_client_id(&conversation_id, &sender, &orphan.message.client_msg_id)
+            .await
+            .expect("read"),
+        Some(retry.clone()),
+        "the retry, not the aborted send, answers for the client_msg_id"
+    );
+    // A send applied before its tombstone is replaced by it.
+    let late = message_record(&conversation_id, 4, &sender, 1, at(4));
+    store
+        .apply(vec![StoreWrite::Message(late.clone())])
+        .await
+        .expect("apply");
+    store
+        .apply(vec![StoreWrite::Message(late.aborted())])
+        .await
+        .expect("apply");
+    let after = MessageQuery {
+        after_seq: Some(Seq(3)),
+        before_seq: None,
+        limit: 10,
+    };
+    let stored = store.messages(&conversation_id, after).await.expect("read");
+    assert_eq!(stored, vec![late.aborted()]);
+    assert_eq!(
+        store
+            .message_by_client_id(&conversation_id, &sender, &late.message.client_msg_id)
+            .await
+            .expect("read"),
+        None,
+        "an aborted send without a retry answers for nothing"
+    );
 }

@@ -224,8 +224,7 @@ impl Store for EmbeddedStore {
                 None => return Ok(None),
             };
             let messages = read.open_table(MESSAGES)?;
-            Ok(load_message(&messages, conversation_id.as_str(), seq)?
-                .filter(|record| !record.is_aborted()))
+            load_message(&messages, conversation_id.as_str(), seq)
         })
         .await
     }
@@ -277,27 +276,19 @@ impl Store for EmbeddedStore {
                     if lower >= upper {
                         return Ok(found);
                     }
-                    for entry in messages.range((id, lower)..(id, upper))? {
+                    for entry in messages.range((id, lower)..(id, upper))?.take(query.limit) {
                         let (_, bytes) = entry?;
-                        let record: MessageRecord = serde_json::from_slice(bytes.value())?;
-                        if !record.is_aborted() {
-                            found.push(record);
-                            if found.len() == query.limit {
-                                break;
-                            }
-                        }
+                        found.push(serde_json::from_slice(bytes.value())?);
                     }
                 }
                 None => {
-                    for entry in messages.range((id, 0)..(id, upper))?.rev() {
+                    for entry in messages
+                        .range((id, 0)..(id, upper))?
+                        .rev()
+                        .take(query.limit)
+                    {
                         let (_, bytes) = entry?;
-                        let record: MessageRecord = serde_json::from_slice(bytes.value())?;
-                        if !record.is_aborted() {
-                            found.push(record);
-                            if found.len() == query.limit {
-                                break;
-                            }
-                        }
+                        found.push(serde_json::from_slice(bytes.value())?);
                     }
                     found.reverse();
                 }
