@@ -31,24 +31,48 @@ pub struct AppState {
     store: Arc<dyn Store>,
     redis_clients: Vec<(&'static str, persistence::redis::RedisClient)>,
     redis_bus: Option<Arc<persistence::redis::RedisBus>>,
+    /// The last result of [`AppState::check_dependencies`], refreshed in the background.
+    dependencies: std::sync::Mutex<(bool, &'static str)>,
 }
 
+/// How often the background task checks the log, the store and Redis for `/readyz`.
+const DEPENDENCY_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 impl AppState {
-    /// Ready when start-up finished and the log and store answer.
+    /// Ready when start-up finished and the last dependency check passed. Answers at once:
+    /// probes never wait for a dead dependency's timeout.
     pub async fn readiness(&self) -> (bool, &'static str) {
         if !self.ready.load(Ordering::Acquire) {
             return (false, "starting or stopping");
         }
-        if !self.log.is_ready().await {
+        *self.dependencies.lock().expect("readiness lock")
+    }
+
+    /// Whether the log, the store and every Redis role answer (checked concurrently: a dead
+    /// dependency costs its timeout once, not once per dependency).
+    async fn check_dependencies(&self) -> (bool, &'static str) {
+        let (log_ready, store_ready, redis_ready) = tokio::join!(
+            self.log.is_ready(),
+            self.store.is_ready(),
+            futures::future::join_all(
+                self.redis_clients
+                    .iter()
+                    .map(|(_, client)| client.is_ready())
+            ),
+        );
+        if !log_ready {
             return (false, "event log unavailable");
         }
-        if !self.store.is_ready().await {
+        if !store_ready {
             return (false, "store unavailable");
         }
-        for (name, client) in &self.redis_clients {
-            if !client.is_ready().await {
-                return (false, name);
-            }
+        if let Some(((name, _), _)) = self
+            .redis_clients
+            .iter()
+            .zip(redis_ready)
+            .find(|(_, ready)| !ready)
+        {
+            return (false, name);
         }
         if self
             .redis_bus
@@ -58,6 +82,18 @@ impl AppState {
             return (false, "redis pub/sub subscription down");
         }
         (true, "")
+    }
+
+    /// Refreshes the dependency check every [`DEPENDENCY_CHECK_EVERY`] until shutdown.
+    async fn watch_dependencies(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let checked = self.check_dependencies().await;
+            *self.dependencies.lock().expect("readiness lock") = checked;
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(DEPENDENCY_CHECK_EVERY) => {}
+            }
+        }
     }
 }
 
@@ -138,6 +174,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         store: storage.store.clone(),
         redis_clients: adapters.redis_clients,
         redis_bus: adapters.redis_bus.clone(),
+        dependencies: std::sync::Mutex::new((false, "dependencies not checked yet")),
     });
 
     let max_body = settings.limits.max_frame_bytes;
@@ -190,6 +227,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
 
     // Start-up: the embedded store must reflect the whole log before the node serves.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(state.clone().watch_dependencies(shutdown_rx.clone()));
     let mut ingest_task = None;
     if let Some(ingest) = ingest {
         let caught_up = ingest

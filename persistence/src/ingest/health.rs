@@ -4,55 +4,79 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::header::ContentType;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use ports::{EventLog, Store};
 use prometheus::{Registry, TextEncoder};
-use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
+/// How often the background task checks MongoDB and Kafka for `/readyz`.
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
 /// Whether ingest can do its work: MongoDB and Kafka answer, the indexes exist and the consumer
-/// loop runs.
+/// loop runs. MongoDB and Kafka are checked in the background every [`REFRESH_EVERY`], so a
+/// probe is answered at once, never after a dead dependency's timeout.
 pub struct Readiness {
     store: Arc<dyn Store>,
     log: Arc<dyn EventLog>,
     indexes_created: AtomicBool,
     consuming: Arc<AtomicBool>,
-    /// The runtime the adapters live on: checks run there, not on the HTTP worker's runtime.
-    runtime: Handle,
+    /// `(mongodb answers, kafka answers)` at the last check; `None` before the first.
+    dependencies: Mutex<Option<(bool, bool)>>,
 }
 
 impl Readiness {
     /// `consuming` is the pipeline's flag ([`IngestPipeline::consuming`](super::IngestPipeline::consuming)).
-    /// Must be called within the adapters' Tokio runtime.
+    /// Must be called within the adapters' Tokio runtime: the background checks run there, until
+    /// the returned value is dropped.
     pub fn new(
         store: Arc<dyn Store>,
         log: Arc<dyn EventLog>,
         consuming: Arc<AtomicBool>,
     ) -> Arc<Self> {
-        Arc::new(Self {
+        let readiness = Arc::new(Self {
             store,
             log,
             indexes_created: AtomicBool::new(false),
             consuming,
-            runtime: Handle::current(),
-        })
+            dependencies: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&readiness);
+        tokio::spawn(async move {
+            while let Some(readiness) = weak.upgrade() {
+                readiness.refresh().await;
+                drop(readiness);
+                tokio::time::sleep(REFRESH_EVERY).await;
+            }
+        });
+        readiness
     }
 
     pub fn mark_indexes_created(&self) {
         self.indexes_created.store(true, Ordering::Release);
     }
 
+    /// Checks MongoDB and Kafka now (concurrently) and keeps the result for [`Readiness::check`].
+    pub async fn refresh(&self) {
+        let checked = tokio::join!(self.store.is_ready(), self.log.is_ready());
+        *self.dependencies.lock().expect("readiness lock") = Some(checked);
+    }
+
     /// `Ok` when ready, else every reason it is not, joined by "; ".
-    pub async fn check(&self) -> Result<(), String> {
-        let (store_ready, log_ready) = tokio::join!(self.store.is_ready(), self.log.is_ready());
+    pub fn check(&self) -> Result<(), String> {
+        let dependencies = *self.dependencies.lock().expect("readiness lock");
+        let (store_ready, log_ready) = dependencies.unwrap_or((false, false));
         let reasons: Vec<&str> = [
-            (!store_ready).then_some("mongodb unavailable"),
-            (!log_ready).then_some("kafka unavailable"),
+            dependencies
+                .is_none()
+                .then_some("mongodb and kafka not checked yet"),
+            (dependencies.is_some() && !store_ready).then_some("mongodb unavailable"),
+            (dependencies.is_some() && !log_ready).then_some("kafka unavailable"),
             (!self.indexes_created.load(Ordering::Acquire)).then_some("indexes not created yet"),
             (!self.consuming.load(Ordering::Acquire)).then_some("consumer not running"),
         ]
@@ -64,15 +88,6 @@ impl Readiness {
         } else {
             Err(reasons.join("; "))
         }
-    }
-
-    /// [`Readiness::check`] on the adapters' runtime.
-    async fn check_on_runtime(self: &Arc<Self>) -> Result<(), String> {
-        let readiness = Arc::clone(self);
-        self.runtime
-            .spawn(async move { readiness.check().await })
-            .await
-            .unwrap_or_else(|error| Err(format!("readiness check failed: {error}")))
     }
 }
 
@@ -142,7 +157,7 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<EndpointState>) -> HttpResponse {
-    match state.readiness.check_on_runtime().await {
+    match state.readiness.check() {
         Ok(()) => HttpResponse::Ok()
             .content_type(ContentType::plaintext())
             .body("ready"),
@@ -200,6 +215,7 @@ mod tests {
         let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).expect("store"));
         let consuming = Arc::new(AtomicBool::new(false));
         let readiness = Readiness::new(store, log, Arc::clone(&consuming));
+        readiness.refresh().await;
         let registry = Registry::new();
         let metrics = Arc::new(super::super::IngestMetrics::default());
         metrics.register(&registry).expect("register");
