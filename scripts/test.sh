@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Backing services the tests start privately (each install is skipped when already present):
 # Redis (Debian package), SecantusDB (MongoDB wire, a cached Python venv), Tansu (Kafka protocol,
-# `cargo install`: 15-25 minutes the first time on 2 cores, then cached in ~/.cargo/bin).
+# `cargo install` with the sqlite engine: 15-25 minutes the first time on 2 cores, then cached in
+# ~/.cache/parley-tools).
 scripts/services/redis.sh install
 scripts/services/secantus.sh install
 scripts/services/tansu.sh install

@@ -1,8 +1,8 @@
 //! A private Tansu broker (Kafka protocol) for one test: its own free port, in-memory storage,
 //! killed when the guard drops (also when the test panics).
 //!
-//! `tansu` must be on PATH or in `~/.cargo/bin`; `scripts/services/tansu.sh install` installs
-//! it. When it is missing the test fails (it never skips silently).
+//! The binary is the one `scripts/services/tansu.sh bin` names (`scripts/services/tansu.sh install`
+//! installs it). When it is missing the test fails (it never skips silently).
 
 // Every test crate that includes `common` compiles this; only the Kafka tests use it.
 #![allow(dead_code)]
@@ -108,26 +108,23 @@ impl Drop for TansuBroker {
     }
 }
 
-/// `tansu` from PATH or `~/.cargo/bin`; panics naming the install script when it is missing.
+/// The broker binary `scripts/services/tansu.sh bin` names (the cached sqlite-capable build, else
+/// one on PATH); panics naming the install script when there is none.
 fn tansu_binary() -> PathBuf {
-    let on_path = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("tansu"))
-            .find(|candidate| candidate.is_file())
-    });
-    let in_cargo_home = || {
-        let cargo_home = std::env::var_os("CARGO_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))?;
-        let candidate = cargo_home.join("bin").join("tansu");
-        candidate.is_file().then_some(candidate)
-    };
-    on_path.or_else(in_cargo_home).unwrap_or_else(|| {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services/tansu.sh");
+    let output = std::process::Command::new(&script)
+        .arg("bin")
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
+    let path = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if !output.status.success() || path.is_empty() {
         panic!(
             "tansu is not installed: run `scripts/services/tansu.sh install` \
              (the Kafka tests need a real Kafka-protocol broker; they do not skip)"
         )
-    })
+    }
+    PathBuf::from(path)
 }
 
 /// A port nothing listens on right now.
