@@ -1,8 +1,22 @@
 //! [`KafkaLog`]: `EventLog` over Kafka — an idempotent producer shared by every append (librdkafka
 //! batches concurrent appends: the group commit), explicit topic creation and readiness.
+//!
+//! # Replacing the producer
+//! After an append whose delivery timed out, or that failed with an error leaving the producer
+//! unusable (fatal, fenced, out-of-order sequence, unknown producer id: see [`spoiled_by`]), the
+//! log replaces its producer with a new one (a new producer id) before returning the error. The
+//! old producer is destroyed without flushing, on the blocking pool, once the last append using
+//! it finished. A timed-out record leaves a gap in the idempotent producer's sequence, so
+//! librdkafka would bump the producer's epoch (KIP-360, `InitProducerId` with the existing id)
+//! once the broker answers again; Tansu 0.6 cannot handle that (its sqlite storage task panics,
+//! its memory storage answers `PRODUCER_FENCED` forever), while a fresh producer works. Against
+//! Kafka, a fatal error requires a new producer anyway, and callers already treat a failed
+//! append as ambiguous, so nothing relies on the old producer's retries. Concurrent failing
+//! appends replace a producer once (a generation counter); [`KafkaLog::producer_restarts`]
+//! counts the replacements.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -28,13 +42,61 @@ const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
 /// consumers interleave partitions by it (Kafka's own timestamps have millisecond ties).
 pub const APPENDED_AT_HEADER: &str = "appended_at_us";
 
-/// The Kafka event log of one process: one producer, any number of consumers.
+/// The Kafka event log of one process: one producer at a time, any number of consumers.
 #[derive(Clone)]
 pub struct KafkaLog {
-    producer: FutureProducer,
+    /// The current producer; the lock is held only to clone or swap it, never across an await.
+    producer: Arc<RwLock<CurrentProducer>>,
+    /// Serialises replacements, so that appends failing together replace a producer once.
+    replacing: Arc<tokio::sync::Mutex<()>>,
     config: Arc<KafkaConfig>,
     /// The last [`APPENDED_AT_HEADER`] value handed out.
     last_stamp: Arc<AtomicI64>,
+}
+
+/// The producer appends use now, and how many producers it replaced.
+struct CurrentProducer {
+    producer: Arc<OwnedProducer>,
+    generation: u64,
+}
+
+/// A producer that nothing else holds a clone of, destroyed on the blocking pool: librdkafka's
+/// destroy purges, waits up to 500 ms for the purged deliveries and joins its threads.
+struct OwnedProducer {
+    /// `None` only while dropping.
+    producer: Option<FutureProducer>,
+}
+
+impl OwnedProducer {
+    fn create(config: &KafkaConfig) -> Result<Self, PortError> {
+        let producer: FutureProducer = producer_config(config)
+            .create()
+            .map_err(|error| kafka_error("producer", error))?;
+        Ok(Self {
+            producer: Some(producer),
+        })
+    }
+
+    fn get(&self) -> &FutureProducer {
+        self.producer
+            .as_ref()
+            .expect("the producer is only taken when dropping")
+    }
+}
+
+impl Drop for OwnedProducer {
+    fn drop(&mut self) {
+        let Some(producer) = self.producer.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                // Detached: nobody waits for a producer's destruction.
+                drop(runtime.spawn_blocking(move || drop(producer)));
+            }
+            Err(_) => drop(producer),
+        }
+    }
 }
 
 impl std::fmt::Debug for KafkaLog {
@@ -49,11 +111,13 @@ impl std::fmt::Debug for KafkaLog {
 impl KafkaLog {
     /// Builds the producer; connects lazily, so this succeeds while the brokers are down.
     pub fn new(config: KafkaConfig) -> Result<Self, PortError> {
-        let producer: FutureProducer = producer_config(&config)
-            .create()
-            .map_err(|error| kafka_error("producer", error))?;
+        let producer = OwnedProducer::create(&config)?;
         Ok(Self {
-            producer,
+            producer: Arc::new(RwLock::new(CurrentProducer {
+                producer: Arc::new(producer),
+                generation: 0,
+            })),
+            replacing: Arc::new(tokio::sync::Mutex::new(())),
             config: Arc::new(config),
             last_stamp: Arc::new(AtomicI64::new(0)),
         })
@@ -61,6 +125,54 @@ impl KafkaLog {
 
     pub fn config(&self) -> &KafkaConfig {
         &self.config
+    }
+
+    /// How many times the producer was replaced after a timed-out or fatal append (see the
+    /// module docs).
+    pub fn producer_restarts(&self) -> u64 {
+        self.current_producer().1
+    }
+
+    /// The producer appends use now, and its generation.
+    fn current_producer(&self) -> (Arc<OwnedProducer>, u64) {
+        let current = self.producer.read().unwrap_or_else(PoisonError::into_inner);
+        (Arc::clone(&current.producer), current.generation)
+    }
+
+    /// Replaces the producer of `generation` with a new one, unless another append already did.
+    /// The old one is dropped without flushing (see the module docs).
+    async fn replace_producer(&self, generation: u64, reason: &str) {
+        let _replacing = self.replacing.lock().await;
+        if self.current_producer().1 != generation {
+            return;
+        }
+        let config = Arc::clone(&self.config);
+        let created = tokio::task::spawn_blocking(move || OwnedProducer::create(&config)).await;
+        let producer = match created {
+            Ok(Ok(producer)) => producer,
+            Ok(Err(error)) => {
+                warn!(error = %error, reason, "creating a new kafka producer failed; keeping the old one");
+                return;
+            }
+            Err(join_error) => {
+                warn!(error = %join_error, reason, "creating a new kafka producer failed; keeping the old one");
+                return;
+            }
+        };
+        let old = {
+            let mut current = self
+                .producer
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            current.generation += 1;
+            std::mem::replace(&mut current.producer, Arc::new(producer))
+        };
+        warn!(
+            restarts = generation + 1,
+            reason, "kafka producer replaced: the old one is dropped without flushing"
+        );
+        // Destroyed on the blocking pool once the appends still holding it finished.
+        drop(old);
     }
 
     /// Creates every topic of `wire::log::topics::ALL` that does not exist yet, with
@@ -120,12 +232,13 @@ impl KafkaLog {
     /// Hands one record to the producer queue, waiting while the queue is full.
     async fn enqueue(
         &self,
+        producer: &FutureProducer,
         topic: &str,
         key: &str,
         payload: &[u8],
         event: &LogEvent,
         deadline: Instant,
-    ) -> Result<DeliveryFuture, PortError> {
+    ) -> Result<DeliveryFuture, KafkaError> {
         let stamp = self.next_stamp().to_string();
         loop {
             let version = event.v.to_string();
@@ -146,16 +259,67 @@ impl KafkaLog {
                 .key(key)
                 .payload(payload)
                 .headers(headers);
-            match self.producer.send_result(record) {
+            match producer.send_result(record) {
                 Ok(delivery) => return Ok(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
                     if Instant::now() < deadline =>
                 {
                     tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
                 }
-                Err((error, _)) => return Err(kafka_error("produce", error)),
+                Err((error, _)) => return Err(error),
             }
         }
+    }
+}
+
+/// Why an append failed, and whether that leaves its producer unusable.
+struct AppendFailure {
+    error: PortError,
+    /// Why the producer must be replaced (see the module docs), if it must.
+    spoiled: Option<&'static str>,
+}
+
+impl AppendFailure {
+    fn of(what: &str, error: KafkaError, producer: &FutureProducer) -> Self {
+        let spoiled = spoiled_by(&error).or_else(|| {
+            producer
+                .client()
+                .fatal_error()
+                .map(|_| "the producer raised a fatal error")
+        });
+        Self {
+            error: kafka_error(what, error),
+            spoiled,
+        }
+    }
+}
+
+/// Why a failed enqueue or delivery leaves the idempotent producer unusable, or `None` when it
+/// does not: a timed-out record (librdkafka will bump the epoch) or an error of the producer
+/// id, its epoch or its sequence (fatal for an idempotent producer, or recovered by an epoch
+/// bump). Ordinary broker trouble (unknown topic, not enough replicas, …) keeps the producer.
+fn spoiled_by(error: &KafkaError) -> Option<&'static str> {
+    match error {
+        KafkaError::MessageProduction(code) => match code {
+            RDKafkaErrorCode::MessageTimedOut
+            | RDKafkaErrorCode::TimedOutQueue
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::RequestTimedOut => Some("a record timed out"),
+            RDKafkaErrorCode::Fatal
+            | RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::InvalidProducerIdMapping
+            | RDKafkaErrorCode::UnknownProducerId
+            | RDKafkaErrorCode::OutOfOrderSequenceNumber
+            | RDKafkaErrorCode::GaplessGuarantee
+            | RDKafkaErrorCode::Inconsistent => {
+                Some("the broker rejected the producer's id, epoch or sequence")
+            }
+            _ => None,
+        },
+        KafkaError::Transaction(_) => Some("a transactional producer error"),
+        _ => None,
     }
 }
 
@@ -181,47 +345,83 @@ impl EventLog for KafkaLog {
         // against a lost delivery report.
         let limit = self.config.message_timeout + Duration::from_secs(1);
         let deadline = started + self.config.message_timeout;
+        let (producer, generation) = self.current_producer();
         let attempt = async {
             let mut deliveries = Vec::with_capacity(events.len());
             // Enqueued in order: the idempotent producer keeps that order per partition.
             for event in &events {
-                let payload = serde_json::to_vec(event).map_err(|error| {
-                    PortError::Internal(format!("encoding log event {}: {error}", event.event_id))
+                let payload = serde_json::to_vec(event).map_err(|error| AppendFailure {
+                    error: PortError::Internal(format!(
+                        "encoding log event {}: {error}",
+                        event.event_id
+                    )),
+                    spoiled: None,
                 })?;
                 let topic = self.config.topic_name(event.body.topic());
                 let key = event.body.conversation_id().as_str();
-                deliveries.push(self.enqueue(&topic, key, &payload, event, deadline).await?);
+                let enqueued = self
+                    .enqueue(producer.get(), &topic, key, &payload, event, deadline)
+                    .await;
+                match enqueued {
+                    Ok(delivery) => deliveries.push(delivery),
+                    Err(error) => return Err(AppendFailure::of("produce", error, producer.get())),
+                }
             }
-            let mut first_error = None;
+            let mut first_failure: Option<AppendFailure> = None;
             for (event, outcome) in events.iter().zip(join_all(deliveries).await) {
                 let failure = match outcome {
                     Ok(Ok(_delivery)) => continue,
-                    Ok(Err((error, _message))) => kafka_error("delivery", error),
-                    Err(_canceled) => {
-                        PortError::Unavailable("kafka delivery: producer dropped the record".into())
+                    Ok(Err((error, _message))) => {
+                        AppendFailure::of("delivery", error, producer.get())
                     }
+                    Err(_canceled) => AppendFailure {
+                        error: PortError::Unavailable(
+                            "kafka delivery: producer dropped the record".into(),
+                        ),
+                        spoiled: None,
+                    },
                 };
                 warn!(
                     event_id = %event.event_id,
                     topic = event.body.topic(),
-                    error = %failure,
+                    error = %failure.error,
                     "kafka append failed"
                 );
-                first_error.get_or_insert(failure);
+                match &mut first_failure {
+                    None => first_failure = Some(failure),
+                    Some(first) => first.spoiled = first.spoiled.or(failure.spoiled),
+                }
             }
-            match first_error {
-                Some(error) => Err(error),
-                None => Ok(()),
-            }
+            first_failure.map_or(Ok(()), Err)
         };
-        let result = bounded(limit, "append", attempt).await?;
+        let outcome = tokio::time::timeout(limit, attempt)
+            .await
+            .unwrap_or_else(|_elapsed| {
+                Err(AppendFailure {
+                    error: PortError::Unavailable(format!(
+                        "kafka append: no delivery report within {limit:?}"
+                    )),
+                    spoiled: Some("a delivery report was lost"),
+                })
+            });
+        // Released before a replacement: the old producer then lives only as long as the appends
+        // still in flight on it.
+        drop(producer);
         debug!(
             events = events.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
-            ok = result.is_ok(),
+            ok = outcome.is_ok(),
             "kafka append"
         );
-        result
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(AppendFailure { error, spoiled }) => {
+                if let Some(reason) = spoiled {
+                    self.replace_producer(generation, reason).await;
+                }
+                Err(error)
+            }
+        }
     }
 
     async fn consumer(
@@ -236,7 +436,7 @@ impl EventLog for KafkaLog {
     /// Ready when a broker answers and every Parley topic exists (created by the setup step;
     /// appends to a missing topic would fail).
     async fn is_ready(&self) -> bool {
-        let producer = self.producer.clone();
+        let (producer, _generation) = self.current_producer();
         let timeout = self.config.request_timeout;
         let expected: Vec<String> = topics::ALL
             .iter()
@@ -244,6 +444,7 @@ impl EventLog for KafkaLog {
             .collect();
         let fetched = tokio::task::spawn_blocking(move || {
             producer
+                .get()
                 .client()
                 .fetch_metadata(None, Timeout::After(timeout))
                 .map(|metadata| {
@@ -280,5 +481,87 @@ impl EventLog for KafkaLog {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::log::LogEventBody;
+    use wire::{ConversationId, MessageId, Seq, UserId};
+
+    #[test]
+    fn timeouts_and_producer_id_errors_spoil_the_producer_but_broker_trouble_does_not() {
+        let production = KafkaError::MessageProduction;
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::Fatal,
+            RDKafkaErrorCode::ProducerFenced,
+            RDKafkaErrorCode::OutOfOrderSequenceNumber,
+            RDKafkaErrorCode::UnknownProducerId,
+        ] {
+            assert!(spoiled_by(&production(code)).is_some(), "{code:?}");
+        }
+        for code in [
+            RDKafkaErrorCode::QueueFull,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::NotEnoughReplicas,
+            RDKafkaErrorCode::MessageSizeTooLarge,
+        ] {
+            assert!(spoiled_by(&production(code)).is_none(), "{code:?}");
+        }
+        assert!(spoiled_by(&KafkaError::Canceled).is_none());
+    }
+
+    fn event(index: usize) -> LogEvent {
+        LogEvent::new(
+            format!("replace-{index}"),
+            chrono::Utc::now(),
+            LogEventBody::MessageStored {
+                conversation_id: ConversationId::new(format!("c{index}")),
+                message_id: MessageId::new(format!("m{index}")),
+                seq: Seq(1),
+                sender_id: UserId::new("u"),
+            },
+        )
+    }
+
+    /// No broker listens, so every record times out; appends failing together replace the
+    /// producer once, and the next failure replaces the new one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn timed_out_appends_replace_the_producer_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let nobody = listener.local_addr().expect("address");
+        drop(listener);
+        let mut config =
+            KafkaConfig::new(nobody.to_string()).with_message_timeout(Duration::from_millis(300));
+        config.request_timeout = Duration::from_millis(300);
+        let log = KafkaLog::new(config).expect("the log needs no broker");
+        assert_eq!(log.producer_restarts(), 0);
+
+        let appends = (0..3).map(|index| log.append(vec![event(index)]));
+        for result in join_all(appends).await {
+            assert!(
+                matches!(result, Err(PortError::Unavailable(_))),
+                "{result:?}"
+            );
+        }
+        assert_eq!(
+            log.producer_restarts(),
+            1,
+            "one replacement for one producer"
+        );
+
+        let result = log.append(vec![event(3)]).await;
+        assert!(
+            matches!(result, Err(PortError::Unavailable(_))),
+            "{result:?}"
+        );
+        assert_eq!(
+            log.producer_restarts(),
+            2,
+            "the new producer was used and replaced"
+        );
+        assert!(!log.is_ready().await, "readiness asks the current producer");
     }
 }
