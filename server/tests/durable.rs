@@ -962,3 +962,109 @@ async fn nodes_and_ingest_started_before_kafka_and_mongodb_wait_and_become_ready
     assert_eq!(document.get_str("text"), Ok("after the services came"));
     assert_eq!(integer(&document, "seq"), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_history_is_served_from_mongodb_after_caches_are_gone() {
+    // A window and cache of 4 messages: everything older comes from MongoDB.
+    let mut cluster = DurableCluster::start(
+        "parley_e2e_history",
+        1,
+        &[("PARLEY__LIMITS__RECENT_MESSAGES", "4")],
+    )
+    .await;
+    let mut alice = cluster.nodes[0].connect("alice").await;
+    let conversation_id = create_group(&mut alice, &["bob", "carol"], "history").await;
+    let mut acks = Vec::new();
+    for index in 1..=12 {
+        acks.push(
+            send(
+                &mut alice,
+                &conversation_id,
+                &format!("h-{index}"),
+                &format!("text {index}"),
+            )
+            .await,
+        );
+    }
+    let deadline = tokio::time::Instant::now() + PIPELINE_WAIT;
+    while messages_of(&cluster.db, &conversation_id).await.len() < acks.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ingest did not store the {} messages within {PIPELINE_WAIT:?}",
+            acks.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let expected: Vec<(u64, String)> = (1..=12).map(|seq| (seq, format!("text {seq}"))).collect();
+    let texts = |messages: &Value| -> Vec<(u64, String)> {
+        messages
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|message| {
+                (
+                    message["seq"].as_u64().expect("seq"),
+                    text_of(&message["text"]).to_owned(),
+                )
+            })
+            .collect()
+    };
+
+    // The cached messages expire, the sequence and the recorded acks are lost, and the node
+    // restarts: only MongoDB knows the old messages (the conversation directory stays in Redis).
+    for pattern in ["parley:cache*", "parley:seq:*", "parley:ack:*"] {
+        let deleted = std::process::Command::new("redis-cli")
+            .args(["-p", &cluster.redis.port.to_string(), "EVAL"])
+            .arg("local keys = redis.call('KEYS', ARGV[1]) for _, key in ipairs(keys) do redis.call('DEL', key) end return #keys")
+            .args(["0", pattern])
+            .output()
+            .expect("redis-cli runs");
+        let count = String::from_utf8_lossy(&deleted.stdout).trim().to_owned();
+        assert!(
+            deleted.status.success() && count.parse::<u64>().is_ok_and(|count| count > 0),
+            "deleting {pattern}: {deleted:?}"
+        );
+    }
+    cluster.nodes[0].restart().await;
+    let mut alice = cluster.nodes[0].connect("alice").await;
+    let mut bob = cluster.nodes[0].connect("bob").await;
+
+    let history = bob
+        .ok(
+            "history.get",
+            json!({ "conversation_id": conversation_id, "limit": 100 }),
+        )
+        .await;
+    assert_eq!(texts(&history["messages"]), expected, "{history}");
+    assert_eq!(history["has_more"], false);
+    let older = bob
+        .ok(
+            "history.get",
+            json!({ "conversation_id": conversation_id, "before_seq": 6, "limit": 3 }),
+        )
+        .await;
+    assert_eq!(
+        texts(&older["messages"]),
+        expected[2..5].to_vec(),
+        "{older}"
+    );
+    let synced = bob
+        .ok(
+            "sync",
+            json!({ "conversations": { conversation_id.as_str(): 2 } }),
+        )
+        .await;
+    assert_eq!(
+        texts(&synced["conversations"][conversation_id.as_str()]["messages"]),
+        expected[2..].to_vec(),
+        "{synced}"
+    );
+
+    // The sequence restarts from MongoDB's newest seq: the next message is 13, and a retry of
+    // an old client_msg_id is found in MongoDB instead of becoming a second message.
+    let next = send(&mut bob, &conversation_id, "h-13", "text 13").await;
+    assert_eq!(next["seq"], 13, "{next}");
+    let retried = send(&mut alice, &conversation_id, "h-1", "text 1").await;
+    assert_eq!(retried["message_id"], acks[0]["message_id"], "{retried}");
+    assert_eq!(retried["seq"], 1, "{retried}");
+}
