@@ -15,10 +15,30 @@
 //! partitions (and topics) are interleaved by their append time (the `appended_at_us` header,
 //! strictly increasing per producer) while each partition keeps its offset order, so one
 //! append's events of several topics come back in append order.
+//!
+//! # Errors
+//! librdkafka reports trouble on the consumer queue as it happens, one error event per
+//! occurrence, and recovers from nearly all of it by itself (librdkafka's own rule: consumer
+//! errors are informational unless fatal). `poll` therefore sorts each error by its code:
+//! - **transient** (everything not listed below: all brokers down, transport failure, connection
+//!   refused, timeouts, coordinator moves, rebalances, leader changes, offset resets librdkafka
+//!   applies itself …): logged (at most one warning per [`TRANSIENT_WARN_EVERY`], the rest at
+//!   debug) while `poll` keeps waiting for records until its `wait` is over. An outage thus
+//!   costs its callers nothing but empty polls, and the errors queued during it are drained at
+//!   once when the brokers come back instead of one per poll.
+//! - **unknown topic or partition**: a broker that just restarted may briefly answer without a
+//!   topic, so the report is only remembered. A poll at least [`UNKNOWN_TOPIC_GRACE`] later
+//!   asks the brokers for metadata: a subscribed topic still missing is an `Unavailable` error
+//!   (the setup step has not run, or the topic was deleted: the caller may reopen the consumer
+//!   once it exists), otherwise the report is forgotten.
+//! - **actionable** (fatal errors, failed authentication, topic/group/cluster authorization
+//!   failures, an offset reset that has nowhere to go, a group id, protocol or session timeout the
+//!   group coordinator rejects): returned as `Err` at once; retrying the same consumer cannot fix
+//!   them. An actionable error met after records were taken is returned by the next poll.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::FutureExt;
@@ -26,6 +46,8 @@ use ports::{LogConsumer, LogPosition, LogRecord, PortError};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, error, warn};
 use wire::log::LogEvent;
@@ -37,6 +59,13 @@ use super::log::APPENDED_AT_HEADER;
 /// Partitions per topic in the `LogPosition::partition` encoding (see the module docs).
 pub const TOPIC_STRIDE: u32 = 1 << 20;
 
+/// At most one warning per consumer for transient errors in this interval (see the module docs).
+pub const TRANSIENT_WARN_EVERY: Duration = Duration::from_secs(5);
+
+/// How long an unknown topic or partition may be reported before the brokers are asked whether
+/// the subscribed topics exist (see the module docs).
+pub const UNKNOWN_TOPIC_GRACE: Duration = Duration::from_secs(5);
+
 /// A consumer-group member over some topics, with explicit synchronous commits.
 pub struct KafkaConsumer {
     /// `None` only while dropping (the close runs on the blocking pool).
@@ -47,6 +76,11 @@ pub struct KafkaConsumer {
     config: Arc<KafkaConfig>,
     /// Records already taken from librdkafka but not yet returned (after a bad record).
     pending: VecDeque<LogRecord>,
+    /// An actionable error taken from librdkafka after records; returned by the next poll.
+    pending_error: Option<PortError>,
+    /// When an unknown topic or partition was reported, until a metadata check settles it.
+    unknown_topic_since: Option<Instant>,
+    transient_errors: TransientErrors,
 }
 
 impl std::fmt::Debug for KafkaConsumer {
@@ -105,6 +139,9 @@ impl KafkaConsumer {
             group: group.to_owned(),
             config,
             pending: VecDeque::new(),
+            pending_error: None,
+            unknown_topic_since: None,
+            transient_errors: TransientErrors::default(),
         })
     }
 
@@ -142,6 +179,155 @@ impl KafkaConsumer {
             },
             timestamp: appended_at(message),
         })
+    }
+}
+
+impl KafkaConsumer {
+    /// Sorts a consumer error (see the module docs): `Some` is an error for the caller, `None`
+    /// means keep waiting.
+    fn handle_error(&mut self, error: KafkaError) -> Option<PortError> {
+        match classify(&error) {
+            ErrorClass::Transient => {
+                self.transient_errors
+                    .note(&self.group, &error, Instant::now());
+                None
+            }
+            ErrorClass::UnknownTopic => {
+                if self.unknown_topic_since.is_none() {
+                    warn!(
+                        group = %self.group,
+                        error = %error,
+                        recheck_in_s = UNKNOWN_TOPIC_GRACE.as_secs(),
+                        "kafka reports an unknown topic or partition"
+                    );
+                    self.unknown_topic_since = Some(Instant::now());
+                }
+                None
+            }
+            ErrorClass::Actionable => Some(consume_error(&self.group, error)),
+        }
+    }
+
+    /// After [`UNKNOWN_TOPIC_GRACE`], asks the brokers whether every subscribed topic exists.
+    async fn check_unknown_topics(&mut self) -> Result<(), PortError> {
+        let Some(since) = self.unknown_topic_since else {
+            return Ok(());
+        };
+        if since.elapsed() < UNKNOWN_TOPIC_GRACE {
+            return Ok(());
+        }
+        let consumer = Arc::clone(self.consumer());
+        let topics = self.topics.clone();
+        let timeout = self.config.request_timeout;
+        let fetched = tokio::task::spawn_blocking(move || {
+            consumer
+                .fetch_metadata(None, Timeout::After(timeout))
+                .map(|metadata| {
+                    topics
+                        .into_iter()
+                        .filter(|name| {
+                            !metadata.topics().iter().any(|topic| {
+                                topic.name() == name
+                                    && topic.error().is_none()
+                                    && !topic.partitions().is_empty()
+                            })
+                        })
+                        .collect::<Vec<String>>()
+                })
+        });
+        match tokio::time::timeout(timeout * 2, fetched).await {
+            Ok(Ok(Ok(missing))) if missing.is_empty() => {
+                debug!(group = %self.group, "every subscribed kafka topic exists");
+                self.unknown_topic_since = None;
+                Ok(())
+            }
+            Ok(Ok(Ok(missing))) => {
+                self.unknown_topic_since = None;
+                warn!(group = %self.group, ?missing, "subscribed kafka topics do not exist");
+                Err(PortError::Unavailable(format!(
+                    "kafka consume: topics {missing:?} do not exist (run the setup step)"
+                )))
+            }
+            outcome => {
+                // The brokers do not answer: transient; check again after another grace.
+                let error = match outcome {
+                    Ok(Ok(Err(error))) => error.to_string(),
+                    Ok(Err(join_error)) => join_error.to_string(),
+                    _ => format!("no answer within {:?}", timeout * 2),
+                };
+                debug!(group = %self.group, error = %error, "kafka topic check failed");
+                self.unknown_topic_since = Some(Instant::now());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// How `poll` treats a consumer error (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorClass {
+    /// librdkafka recovers by itself: logged, and `poll` keeps waiting.
+    Transient,
+    /// A subscribed topic or partition is missing: an error only if it stays missing.
+    UnknownTopic,
+    /// Retrying the same consumer cannot help: returned to the caller.
+    Actionable,
+}
+
+fn classify(error: &KafkaError) -> ErrorClass {
+    let code = match error {
+        KafkaError::MessageConsumption(code) => code,
+        KafkaError::PartitionEOF(_) => return ErrorClass::Transient,
+        // `MessageConsumptionFatal`, and anything `recv` is not documented to return.
+        _ => return ErrorClass::Actionable,
+    };
+    match code {
+        RDKafkaErrorCode::UnknownTopicOrPartition
+        | RDKafkaErrorCode::UnknownTopic
+        | RDKafkaErrorCode::UnknownPartition => ErrorClass::UnknownTopic,
+        RDKafkaErrorCode::Fatal
+        | RDKafkaErrorCode::Authentication
+        | RDKafkaErrorCode::SaslAuthenticationFailed
+        | RDKafkaErrorCode::TopicAuthorizationFailed
+        | RDKafkaErrorCode::GroupAuthorizationFailed
+        | RDKafkaErrorCode::ClusterAuthorizationFailed
+        | RDKafkaErrorCode::AutoOffsetReset
+        | RDKafkaErrorCode::InvalidGroupId
+        | RDKafkaErrorCode::InconsistentGroupProtocol
+        | RDKafkaErrorCode::InvalidSessionTimeout => ErrorClass::Actionable,
+        _ => ErrorClass::Transient,
+    }
+}
+
+/// Rate-limited logging of transient consumer errors.
+#[derive(Debug, Default)]
+struct TransientErrors {
+    last_warned: Option<Instant>,
+    /// Transient errors logged at debug since the last warning.
+    suppressed: u64,
+}
+
+impl TransientErrors {
+    /// Logs `error` at warn, or at debug when the last warning is less than
+    /// [`TRANSIENT_WARN_EVERY`] before `now`. Returns whether it warned.
+    fn note(&mut self, group: &str, error: &KafkaError, now: Instant) -> bool {
+        let recently = self
+            .last_warned
+            .is_some_and(|at| now.saturating_duration_since(at) < TRANSIENT_WARN_EVERY);
+        if recently {
+            self.suppressed += 1;
+            debug!(group, error = %error, "kafka consumer error, librdkafka retries");
+            return false;
+        }
+        warn!(
+            group,
+            error = %error,
+            suppressed = self.suppressed,
+            "kafka consumer error, librdkafka retries; waiting for records"
+        );
+        self.last_warned = Some(now);
+        self.suppressed = 0;
+        true
     }
 }
 
@@ -225,11 +411,23 @@ impl LogConsumer for KafkaConsumer {
             let count = max.min(self.pending.len());
             return Ok(self.pending.drain(..count).collect());
         }
+        if let Some(error) = self.pending_error.take() {
+            return Err(error);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        self.check_unknown_topics().await?;
         let consumer = Arc::clone(self.consumer());
-        let first = match tokio::time::timeout(wait, consumer.recv()).await {
-            Err(_elapsed) => return Ok(Vec::new()),
-            Ok(Err(error)) => return Err(consume_error(&self.group, error)),
-            Ok(Ok(message)) => self.decode(&message),
+        // Transient errors are logged and the wait goes on (see the module docs).
+        let first = loop {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Err(_elapsed) => return Ok(Vec::new()),
+                Ok(Ok(message)) => break self.decode(&message),
+                Ok(Err(error)) => {
+                    if let Some(error) = self.handle_error(error) {
+                        return Err(error);
+                    }
+                }
+            }
         };
         let mut taken = Vec::new();
         let mut bad_record = None;
@@ -246,8 +444,11 @@ impl LogConsumer for KafkaConsumer {
                     Err(error) => bad_record = Some(error),
                 },
                 Some(Err(error)) => {
-                    warn!(group = %self.group, error = %error, "kafka consume error after records");
-                    break;
+                    if let Some(error) = self.handle_error(error) {
+                        // The records taken so far come first.
+                        self.pending_error = Some(error);
+                        break;
+                    }
                 }
             }
         }
@@ -421,6 +622,74 @@ mod tests {
         assert_eq!(encode_partition(0, -1), None);
         assert_eq!(encode_partition(0, TOPIC_STRIDE as i32), None);
         assert_eq!(encode_partition(5000, 0), None);
+    }
+
+    #[test]
+    fn transport_trouble_is_transient_and_only_fatal_or_permission_errors_are_returned() {
+        let consumption = KafkaError::MessageConsumption;
+        for code in [
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::Resolve,
+            RDKafkaErrorCode::OperationTimedOut,
+            RDKafkaErrorCode::CoordinatorNotAvailable,
+            RDKafkaErrorCode::NotCoordinator,
+            RDKafkaErrorCode::NetworkException,
+            RDKafkaErrorCode::OffsetOutOfRange,
+        ] {
+            assert_eq!(
+                classify(&consumption(code)),
+                ErrorClass::Transient,
+                "{code:?}"
+            );
+        }
+        for code in [
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::UnknownTopic,
+            RDKafkaErrorCode::UnknownPartition,
+        ] {
+            assert_eq!(
+                classify(&consumption(code)),
+                ErrorClass::UnknownTopic,
+                "{code:?}"
+            );
+        }
+        for code in [
+            RDKafkaErrorCode::Fatal,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::GroupAuthorizationFailed,
+            RDKafkaErrorCode::SaslAuthenticationFailed,
+            RDKafkaErrorCode::AutoOffsetReset,
+        ] {
+            assert_eq!(
+                classify(&consumption(code)),
+                ErrorClass::Actionable,
+                "{code:?}"
+            );
+        }
+        assert_eq!(
+            classify(&KafkaError::MessageConsumptionFatal(
+                RDKafkaErrorCode::AllBrokersDown
+            )),
+            ErrorClass::Actionable
+        );
+        assert_eq!(
+            classify(&KafkaError::PartitionEOF(0)),
+            ErrorClass::Transient
+        );
+    }
+
+    #[test]
+    fn transient_errors_warn_at_most_once_per_interval() {
+        let error = KafkaError::MessageConsumption(RDKafkaErrorCode::AllBrokersDown);
+        let mut errors = TransientErrors::default();
+        let start = Instant::now();
+        assert!(errors.note("g", &error, start), "the first one warns");
+        assert!(!errors.note("g", &error, start + Duration::from_millis(10)));
+        assert!(!errors.note("g", &error, start + TRANSIENT_WARN_EVERY / 2));
+        assert_eq!(errors.suppressed, 2);
+        assert!(errors.note("g", &error, start + TRANSIENT_WARN_EVERY));
+        assert_eq!(errors.suppressed, 0);
     }
 
     fn taken(partition: u32, offset: u64, timestamp: i64) -> Taken {

@@ -3,7 +3,7 @@
 //!
 //! # Replacing the producer
 //! After an append whose delivery timed out, or that failed with an error leaving the producer
-//! unusable (fatal, fenced, out-of-order sequence, unknown producer id: see [`spoiled_by`]), the
+//! unusable (fatal, fenced, out-of-order sequence, unknown producer id: see `spoiled_by`), the
 //! log replaces its producer with a new one (a new producer id) before returning the error. The
 //! old producer is destroyed without flushing, on the blocking pool, once the last append using
 //! it finished. A timed-out record leaves a gap in the idempotent producer's sequence, so

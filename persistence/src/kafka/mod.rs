@@ -3,10 +3,12 @@
 //! - [`config`]: [`KafkaConfig`] (brokers, client id, topic prefix, timeouts).
 //! - [`client`]: the librdkafka client settings shared by producer, consumers and admin, and the
 //!   mapping of Kafka failures onto `PortError` (transport trouble and timeouts → `Unavailable`).
-//! - [`log`]: [`KafkaLog`], the idempotent producer behind `EventLog::append`, explicit topic
-//!   creation ([`KafkaLog::ensure_topics`]) and readiness.
-//! - [`consumer`]: [`KafkaConsumer`], a consumer-group member behind `LogConsumer`, and how a
-//!   `LogPosition` names a (topic, partition) pair.
+//! - [`log`]: [`KafkaLog`], the idempotent producer behind `EventLog::append` (replaced by a new
+//!   one after a timed-out or fatal append), explicit topic creation
+//!   ([`KafkaLog::ensure_topics`]) and readiness.
+//! - [`consumer`]: [`KafkaConsumer`], a consumer-group member behind `LogConsumer`, how a
+//!   `LogPosition` names a (topic, partition) pair, and which consumer errors reach the caller
+//!   (transport trouble does not: librdkafka retries it).
 //!
 //! One record per event on the topic `topic_prefix + event.body.topic()`, keyed by the
 //! conversation id (one conversation's events stay ordered in one partition), JSON payload (the
