@@ -290,8 +290,13 @@ async fn run_waits_for_mongodb_then_ingests_acknowledges_and_stops_on_sigterm() 
     let address = ingest.listening_address().await;
     assert_ne!(address.port(), 0);
     assert_eq!(get(address, "/healthz").await, (200, "ok".to_owned()));
-    let (status, reason) = get(address, "/readyz").await;
-    assert_eq!(status, 503, "{reason}");
+    // Dependencies are checked in the background: wait for the first check's verdict.
+    let reason = eventually(&ingest, "the first dependency check", || async {
+        let (status, reason) = get(address, "/readyz").await;
+        assert_eq!(status, 503, "{reason}");
+        (!reason.contains("not checked yet")).then_some(reason)
+    })
+    .await;
     assert!(reason.contains("mongodb unavailable"), "{reason}");
 
     // MongoDB appears: ready without a restart.
