@@ -155,6 +155,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     if let Some(bus) = &adapters.redis_bus {
         metrics = metrics.with_redis_bus(bus.clone());
     }
+    if let Some(kafka) = &storage.kafka {
+        metrics = metrics.with_kafka(kafka.clone());
+    }
 
     let node = Node::new(
         node_id.clone(),
@@ -285,6 +288,8 @@ struct Storage {
     /// The embedded store (standalone and Redis-only cluster mode): also the standalone
     /// directory, and written by an in-process ingest. `None` in durable mode.
     embedded: Option<Arc<EmbeddedStore>>,
+    /// The Kafka log in durable mode (for its metrics).
+    kafka: Option<KafkaLog>,
     /// For the start-up log line.
     description: &'static str,
 }
@@ -310,9 +315,10 @@ impl Storage {
                 "durable cluster mode: log in Kafka, store in MongoDB (written by the ingest binary)"
             );
             return Ok(Self {
-                log: Arc::new(log),
+                log: Arc::new(log.clone()),
                 store: Arc::new(store),
                 embedded: None,
+                kafka: Some(log),
                 description: "kafka+mongodb",
             });
         }
@@ -330,6 +336,7 @@ impl Storage {
             log: Arc::new(log),
             store: store.clone(),
             embedded: Some(store),
+            kafka: None,
             description: "embedded",
         })
     }

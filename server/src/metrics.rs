@@ -15,6 +15,7 @@ pub struct NodeMetrics {
     pub http_request_duration: HistogramVec,
     ingest: Option<(Arc<IngestMetrics>, IngestGauges)>,
     redis_bus: Option<(Arc<persistence::redis::RedisBus>, IntGauge, IntGauge)>,
+    kafka: Option<(persistence::kafka::KafkaLog, IntGauge)>,
 }
 
 #[derive(Clone)]
@@ -48,6 +49,7 @@ impl NodeMetrics {
             http_request_duration,
             ingest: None,
             redis_bus: None,
+            kafka: None,
         }
     }
 
@@ -107,8 +109,25 @@ impl NodeMetrics {
         self
     }
 
+    /// Exposes the Kafka producer's replacements as `parley_kafka_producer_restarts_total`.
+    pub fn with_kafka(mut self, log: persistence::kafka::KafkaLog) -> Self {
+        let restarts = IntGauge::with_opts(Opts::new(
+            "parley_kafka_producer_restarts_total",
+            "Kafka producers replaced after a timed-out or fatal append",
+        ))
+        .expect("valid metric");
+        self.registry
+            .register(Box::new(restarts.clone()))
+            .expect("unique metric");
+        self.kafka = Some((log, restarts));
+        self
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        if let Some((log, restarts)) = &self.kafka {
+            restarts.set(log.producer_restarts() as i64);
+        }
         if let Some((ingest, gauges)) = &self.ingest {
             let snapshot = ingest.snapshot();
             gauges.batches.set(snapshot.batches as i64);
