@@ -8,6 +8,9 @@
 #   scripts/dev-cluster.sh down     stop the nodes (graceful drain), ingest and the services
 #   scripts/dev-cluster.sh status   what runs, where, and the credentials to use
 #
+# PARLEY_DEV_MODE=redis starts the Redis-only cluster instead (embedded log and store per node,
+# no Kafka, MongoDB or ingest), e.g. to compare with the benchmarks measured that way.
+#
 # State (data, logs, pids, credentials) lives in ./tmp/dev-cluster; `down` keeps it, remove the
 # directory to start afresh. Ports: PARLEY_DEV_REDIS_PORT (6390), PARLEY_DEV_KAFKA_PORT (19092),
 # PARLEY_DEV_MONGO_PORT (27018), PARLEY_DEV_INGEST_PORT (9091), PARLEY_DEV_PORTS ("8081 8082").
@@ -23,14 +26,22 @@ read -r -a ports <<< "${PARLEY_DEV_PORTS:-8081 8082}"
 binary="${PARLEY_SERVER_BIN:-$PWD/target/release/parley-server}"
 ingest_binary="${PARLEY_INGEST_BIN:-$PWD/target/release/ingest}"
 
+mode="${PARLEY_DEV_MODE:-durable}"
+case "$mode" in
+  durable|redis) ;;
+  *) echo "PARLEY_DEV_MODE must be durable or redis, not $mode" >&2; exit 2 ;;
+esac
+
 # Settings every Parley process of this cluster shares. Tansu 0.6 needs one record per produce
 # batch (it cannot fetch from inside a batch) and joins groups faster with a short session.
 export PARLEY__REDIS__URL="redis://127.0.0.1:$redis_port/0"
-export PARLEY__KAFKA__BROKERS="127.0.0.1:$kafka_port"
-export PARLEY__KAFKA__MAX_BATCH_RECORDS=1
-export PARLEY__KAFKA__SESSION_TIMEOUT_MS=6000
-export PARLEY__MONGO__URI="mongodb://127.0.0.1:$mongo_port/"
-export PARLEY__MONGO__DATABASE=parley_dev
+if [ "$mode" = durable ]; then
+  export PARLEY__KAFKA__BROKERS="127.0.0.1:$kafka_port"
+  export PARLEY__KAFKA__MAX_BATCH_RECORDS=1
+  export PARLEY__KAFKA__SESSION_TIMEOUT_MS=6000
+  export PARLEY__MONGO__URI="mongodb://127.0.0.1:$mongo_port/"
+  export PARLEY__MONGO__DATABASE=parley_dev
+fi
 
 credentials() {
   mkdir -p "$state"
@@ -81,14 +92,41 @@ stop_process() {
 
 up() {
   scripts/services/redis.sh install
-  scripts/services/secantus.sh install
-  scripts/services/tansu.sh install
-  if [ ! -x "$binary" ] || [ ! -x "$ingest_binary" ]; then
-    echo "==> building parley-server and ingest (release)"
-    cargo build --release -p server --bin parley-server -p persistence --bin ingest
+  if [ ! -x "$binary" ]; then
+    echo "==> building parley-server (release)"
+    cargo build --release -p server --bin parley-server
   fi
   credentials
   scripts/services/redis.sh start "$state/redis" "$redis_port"
+  if [ "$mode" = durable ]; then
+    start_pipeline
+  fi
+  for port in "${ports[@]}"; do
+    if node_running "$port"; then
+      echo "node on $port already running (pid $(cat "$state/node-$port.pid"))"
+      continue
+    fi
+    PARLEY__SERVER__BIND="127.0.0.1:$port" \
+    PARLEY__SERVER__NODE_ID="dev-node-$port" \
+    PARLEY__STORAGE__DATA_DIR="$state/node-$port" \
+      nohup "$binary" >"$state/node-$port.out" 2>"$state/node-$port.log" &
+    echo $! > "$state/node-$port.pid"
+  done
+  if [ "$mode" = durable ]; then
+    wait_ready ingest "$ingest_port"
+  fi
+  for port in "${ports[@]}"; do wait_ready "node-$port" "$port"; done
+  status
+}
+
+# Kafka (Tansu), MongoDB (SecantusDB), the setup step and one ingest.
+start_pipeline() {
+  scripts/services/secantus.sh install
+  scripts/services/tansu.sh install
+  if [ ! -x "$ingest_binary" ]; then
+    echo "==> building ingest (release)"
+    cargo build --release -p persistence --bin ingest
+  fi
   scripts/services/tansu.sh start "$state/kafka" "$kafka_port" --durable
   scripts/services/secantus.sh start "$state/mongo" "$mongo_port"
   echo "==> ingest setup (Kafka topics, MongoDB indexes)"
@@ -101,19 +139,6 @@ up() {
       nohup "$ingest_binary" run >"$state/ingest.out" 2>"$state/ingest.log" &
     echo $! > "$state/ingest.pid"
   fi
-  for port in "${ports[@]}"; do
-    if node_running "$port"; then
-      echo "node on $port already running (pid $(cat "$state/node-$port.pid"))"
-      continue
-    fi
-    PARLEY__SERVER__BIND="127.0.0.1:$port" \
-    PARLEY__SERVER__NODE_ID="dev-node-$port" \
-      nohup "$binary" >"$state/node-$port.out" 2>"$state/node-$port.log" &
-    echo $! > "$state/node-$port.pid"
-  done
-  wait_ready ingest "$ingest_port"
-  for port in "${ports[@]}"; do wait_ready "node-$port" "$port"; done
-  status
 }
 
 down() {
@@ -136,7 +161,9 @@ status() {
       echo "node  127.0.0.1:$port  not running"
     fi
   done
-  if running ingest; then
+  if [ "$mode" = redis ]; then
+    echo "mode    redis (embedded log and store per node)"
+  elif running ingest; then
     local ready=no
     curl -fsS "http://127.0.0.1:$ingest_port/readyz" >/dev/null 2>&1 && ready=yes
     echo "ingest  http://127.0.0.1:$ingest_port/metrics  pid $(cat "$state/ingest.pid")  ready=$ready  log $state/ingest.log"
@@ -144,9 +171,11 @@ status() {
     echo "ingest  not running"
   fi
   scripts/services/redis.sh status "$state/redis" || true
-  scripts/services/tansu.sh status "$state/kafka" || true
-  scripts/services/secantus.sh status "$state/mongo" || true
-  echo "kafka   $PARLEY__KAFKA__BROKERS   mongodb $PARLEY__MONGO__URI (database $PARLEY__MONGO__DATABASE)"
+  if [ "$mode" = durable ]; then
+    scripts/services/tansu.sh status "$state/kafka" || true
+    scripts/services/secantus.sh status "$state/mongo" || true
+    echo "kafka   $PARLEY__KAFKA__BROKERS   mongodb $PARLEY__MONGO__URI (database $PARLEY__MONGO__DATABASE)"
+  fi
   if [ -f "$state/credentials" ]; then
     echo "credentials (shared by the nodes):"
     sed 's/^/  /' "$state/credentials"
