@@ -1117,7 +1117,7 @@ async fn wait_for_message_count(db: &Database, expected: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_ingest_processes_share_the_partitions_and_one_takes_over_when_the_other_stops() {
-    let mut cluster = DurableCluster::start("parley_e2e_two_ingest", 1, &[]).await;
+    let cluster = DurableCluster::start("parley_e2e_two_ingest", 1, &[]).await;
     let mut second = TestIngest::start(&cluster.pipeline_env()).await;
     second.wait_ready(PIPELINE_WAIT).await;
     // The group has rebalanced once the newcomer reports partitions of its own (its lag gauge
