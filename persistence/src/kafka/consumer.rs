@@ -19,22 +19,26 @@
 //! # Errors
 //! librdkafka reports trouble on the consumer queue as it happens, one error event per
 //! occurrence, and recovers from nearly all of it by itself (librdkafka's own rule: consumer
-//! errors are informational unless fatal). `poll` therefore sorts each error by its code:
+//! errors are informational unless fatal). Every such event has already been logged by the
+//! consumer's [`KafkaContext`] (at error when actionable, else at most one warning per
+//! [`TRANSIENT_WARN_EVERY`]), so `poll` only sorts each error by its code:
 //! - **transient** (everything not listed below: all brokers down, transport failure, connection
 //!   refused, timeouts, coordinator moves, rebalances, leader changes, offset resets librdkafka
-//!   applies itself …): logged (at most one warning per [`TRANSIENT_WARN_EVERY`], the rest at
-//!   debug) while `poll` keeps waiting for records until its `wait` is over. An outage thus
-//!   costs its callers nothing but empty polls, and the errors queued during it are drained at
-//!   once when the brokers come back instead of one per poll.
+//!   applies itself …): `poll` keeps waiting for records until its `wait` is over. An outage
+//!   thus costs its callers nothing but empty polls, and the errors queued during it are drained
+//!   at once when the brokers come back instead of one per poll.
 //! - **unknown topic or partition**: a broker that just restarted may briefly answer without a
 //!   topic, so the report is only remembered. A poll at least [`UNKNOWN_TOPIC_GRACE`] later
 //!   asks the brokers for metadata: a subscribed topic still missing is an `Unavailable` error
 //!   (the setup step has not run, or the topic was deleted: the caller may reopen the consumer
 //!   once it exists), otherwise the report is forgotten.
-//! - **actionable** (fatal errors, failed authentication, topic/group/cluster authorization
+//! - **actionable** (`client::is_actionable`: fatal errors, failed authentication, authorization
 //!   failures, an offset reset that has nowhere to go, a group id, protocol or session timeout the
-//!   group coordinator rejects): returned as `Err` at once; retrying the same consumer cannot fix
-//!   them. An actionable error met after records were taken is returned by the next poll.
+//!   group coordinator rejects; also any error librdkafka flags as fatal): returned as `Err` at
+//!   once; retrying the same consumer cannot fix them. An actionable error met after records were
+//!   taken is returned by the next poll.
+//!
+//! [`TRANSIENT_WARN_EVERY`]: super::client::TRANSIENT_WARN_EVERY
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -52,15 +56,12 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, error, warn};
 use wire::log::LogEvent;
 
-use super::client::{consumer_config, kafka_error};
+use super::client::{consumer_config, is_actionable, kafka_error, KafkaContext};
 use super::config::KafkaConfig;
 use super::log::APPENDED_AT_HEADER;
 
 /// Partitions per topic in the `LogPosition::partition` encoding (see the module docs).
 pub const TOPIC_STRIDE: u32 = 1 << 20;
-
-/// At most one warning per consumer for transient errors in this interval (see the module docs).
-pub const TRANSIENT_WARN_EVERY: Duration = Duration::from_secs(5);
 
 /// How long an unknown topic or partition may be reported before the brokers are asked whether
 /// the subscribed topics exist (see the module docs).
@@ -69,7 +70,7 @@ pub const UNKNOWN_TOPIC_GRACE: Duration = Duration::from_secs(5);
 /// A consumer-group member over some topics, with explicit synchronous commits.
 pub struct KafkaConsumer {
     /// `None` only while dropping (the close runs on the blocking pool).
-    consumer: Option<Arc<StreamConsumer>>,
+    consumer: Option<Arc<StreamConsumer<KafkaContext>>>,
     /// Broker-side topic names; the index is the `topic_index` of the position encoding.
     topics: Vec<String>,
     group: String,
@@ -80,7 +81,6 @@ pub struct KafkaConsumer {
     pending_error: Option<PortError>,
     /// When an unknown topic or partition was reported, until a metadata check settles it.
     unknown_topic_since: Option<Instant>,
-    transient_errors: TransientErrors,
 }
 
 impl std::fmt::Debug for KafkaConsumer {
@@ -125,8 +125,8 @@ impl KafkaConsumer {
                 u32::MAX / TOPIC_STRIDE
             )));
         }
-        let consumer: StreamConsumer = consumer_config(&config, group)
-            .create()
+        let consumer: StreamConsumer<KafkaContext> = consumer_config(&config, group)
+            .create_with_context(KafkaContext::consumer(group))
             .map_err(|error| kafka_error("consumer", error))?;
         let subscription: Vec<&str> = names.iter().map(String::as_str).collect();
         consumer
@@ -141,11 +141,10 @@ impl KafkaConsumer {
             pending: VecDeque::new(),
             pending_error: None,
             unknown_topic_since: None,
-            transient_errors: TransientErrors::default(),
         })
     }
 
-    fn consumer(&self) -> &Arc<StreamConsumer> {
+    fn consumer(&self) -> &Arc<StreamConsumer<KafkaContext>> {
         self.consumer
             .as_ref()
             .expect("the consumer is only taken when dropping")
@@ -188,8 +187,8 @@ impl KafkaConsumer {
     fn handle_error(&mut self, error: KafkaError) -> Option<PortError> {
         match classify(&error) {
             ErrorClass::Transient => {
-                self.transient_errors
-                    .note(&self.group, &error, Instant::now());
+                // The context already logged it (see the module docs).
+                debug!(group = %self.group, error = %error, "kafka consumer error, librdkafka retries");
                 None
             }
             ErrorClass::UnknownTopic => {
@@ -266,7 +265,7 @@ impl KafkaConsumer {
 /// How `poll` treats a consumer error (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ErrorClass {
-    /// librdkafka recovers by itself: logged, and `poll` keeps waiting.
+    /// librdkafka recovers by itself: `poll` keeps waiting.
     Transient,
     /// A subscribed topic or partition is missing: an error only if it stays missing.
     UnknownTopic,
@@ -285,49 +284,8 @@ fn classify(error: &KafkaError) -> ErrorClass {
         RDKafkaErrorCode::UnknownTopicOrPartition
         | RDKafkaErrorCode::UnknownTopic
         | RDKafkaErrorCode::UnknownPartition => ErrorClass::UnknownTopic,
-        RDKafkaErrorCode::Fatal
-        | RDKafkaErrorCode::Authentication
-        | RDKafkaErrorCode::SaslAuthenticationFailed
-        | RDKafkaErrorCode::TopicAuthorizationFailed
-        | RDKafkaErrorCode::GroupAuthorizationFailed
-        | RDKafkaErrorCode::ClusterAuthorizationFailed
-        | RDKafkaErrorCode::AutoOffsetReset
-        | RDKafkaErrorCode::InvalidGroupId
-        | RDKafkaErrorCode::InconsistentGroupProtocol
-        | RDKafkaErrorCode::InvalidSessionTimeout => ErrorClass::Actionable,
+        code if is_actionable(*code) => ErrorClass::Actionable,
         _ => ErrorClass::Transient,
-    }
-}
-
-/// Rate-limited logging of transient consumer errors.
-#[derive(Debug, Default)]
-struct TransientErrors {
-    last_warned: Option<Instant>,
-    /// Transient errors logged at debug since the last warning.
-    suppressed: u64,
-}
-
-impl TransientErrors {
-    /// Logs `error` at warn, or at debug when the last warning is less than
-    /// [`TRANSIENT_WARN_EVERY`] before `now`. Returns whether it warned.
-    fn note(&mut self, group: &str, error: &KafkaError, now: Instant) -> bool {
-        let recently = self
-            .last_warned
-            .is_some_and(|at| now.saturating_duration_since(at) < TRANSIENT_WARN_EVERY);
-        if recently {
-            self.suppressed += 1;
-            debug!(group, error = %error, "kafka consumer error, librdkafka retries");
-            return false;
-        }
-        warn!(
-            group,
-            error = %error,
-            suppressed = self.suppressed,
-            "kafka consumer error, librdkafka retries; waiting for records"
-        );
-        self.last_warned = Some(now);
-        self.suppressed = 0;
-        true
     }
 }
 
@@ -528,7 +486,7 @@ impl LogConsumer for KafkaConsumer {
 /// offsets, end offsets, start offsets when needed), each bounded by `timeout`, whatever the
 /// number of partitions. Partitions the broker reports no offset for are left out.
 fn partition_lag(
-    consumer: &StreamConsumer,
+    consumer: &StreamConsumer<KafkaContext>,
     timeout: Duration,
 ) -> Result<Vec<(String, u32, u64)>, KafkaError> {
     let assignment = consumer.assignment()?;
@@ -677,19 +635,6 @@ mod tests {
             classify(&KafkaError::PartitionEOF(0)),
             ErrorClass::Transient
         );
-    }
-
-    #[test]
-    fn transient_errors_warn_at_most_once_per_interval() {
-        let error = KafkaError::MessageConsumption(RDKafkaErrorCode::AllBrokersDown);
-        let mut errors = TransientErrors::default();
-        let start = Instant::now();
-        assert!(errors.note("g", &error, start), "the first one warns");
-        assert!(!errors.note("g", &error, start + Duration::from_millis(10)));
-        assert!(!errors.note("g", &error, start + TRANSIENT_WARN_EVERY / 2));
-        assert_eq!(errors.suppressed, 2);
-        assert!(errors.note("g", &error, start + TRANSIENT_WARN_EVERY));
-        assert_eq!(errors.suppressed, 0);
     }
 
     fn taken(partition: u32, offset: u64, timestamp: i64) -> Taken {

@@ -23,7 +23,6 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use ports::{EventLog, LogConsumer, PortError};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -31,7 +30,7 @@ use rdkafka::util::Timeout;
 use tracing::{debug, info, warn};
 use wire::log::{topics, LogEvent};
 
-use super::client::{admin_config, kafka_error, producer_config};
+use super::client::{admin_config, kafka_error, producer_config, KafkaContext};
 use super::config::KafkaConfig;
 use super::consumer::KafkaConsumer;
 
@@ -64,20 +63,20 @@ struct CurrentProducer {
 /// destroy purges, waits up to 500 ms for the purged deliveries and joins its threads.
 struct OwnedProducer {
     /// `None` only while dropping.
-    producer: Option<FutureProducer>,
+    producer: Option<FutureProducer<KafkaContext>>,
 }
 
 impl OwnedProducer {
     fn create(config: &KafkaConfig) -> Result<Self, PortError> {
-        let producer: FutureProducer = producer_config(config)
-            .create()
+        let producer: FutureProducer<KafkaContext> = producer_config(config)
+            .create_with_context(KafkaContext::producer())
             .map_err(|error| kafka_error("producer", error))?;
         Ok(Self {
             producer: Some(producer),
         })
     }
 
-    fn get(&self) -> &FutureProducer {
+    fn get(&self) -> &FutureProducer<KafkaContext> {
         self.producer
             .as_ref()
             .expect("the producer is only taken when dropping")
@@ -179,8 +178,8 @@ impl KafkaLog {
     /// `partitions` partitions and `replication` replicas (existing topics are left as they are).
     /// The explicit setup step: Parley never relies on broker auto-create.
     pub async fn ensure_topics(&self, partitions: i32, replication: i32) -> Result<(), PortError> {
-        let admin: AdminClient<DefaultClientContext> = admin_config(&self.config)
-            .create()
+        let admin: AdminClient<KafkaContext> = admin_config(&self.config)
+            .create_with_context(KafkaContext::admin())
             .map_err(|error| kafka_error("admin client", error))?;
         let names: Vec<String> = topics::ALL
             .iter()
@@ -232,7 +231,7 @@ impl KafkaLog {
     /// Hands one record to the producer queue, waiting while the queue is full.
     async fn enqueue(
         &self,
-        producer: &FutureProducer,
+        producer: &FutureProducer<KafkaContext>,
         topic: &str,
         key: &str,
         payload: &[u8],
@@ -280,7 +279,7 @@ struct AppendFailure {
 }
 
 impl AppendFailure {
-    fn of(what: &str, error: KafkaError, producer: &FutureProducer) -> Self {
+    fn of(what: &str, error: KafkaError, producer: &FutureProducer<KafkaContext>) -> Self {
         let spoiled = spoiled_by(&error).or_else(|| {
             producer
                 .client()

@@ -1,8 +1,10 @@
 //! Kafka adapter of the event log for cluster mode (rdkafka over bundled librdkafka).
 //!
 //! - [`config`]: [`KafkaConfig`] (brokers, client id, topic prefix, timeouts).
-//! - [`client`]: the librdkafka client settings shared by producer, consumers and admin, and the
-//!   mapping of Kafka failures onto `PortError` (transport trouble and timeouts → `Unavailable`).
+//! - [`client`]: the librdkafka client settings shared by producer, consumers and admin, the
+//!   mapping of Kafka failures onto `PortError` (transport trouble and timeouts → `Unavailable`),
+//!   and [`client::KafkaContext`], which logs librdkafka's errors: fatal and permission errors at
+//!   error, broker trouble librdkafka retries at most once per 5 s per client at warn.
 //! - [`log`]: [`KafkaLog`], the idempotent producer behind `EventLog::append` (replaced by a new
 //!   one after a timed-out or fatal append), explicit topic creation
 //!   ([`KafkaLog::ensure_topics`]) and readiness.
