@@ -319,10 +319,25 @@ pub(super) async fn run(
         }
     }
 
-    // Durable: share the new versions with the other nodes, record the activity and the acks
-    // (concurrently: independent keys, one round trip instead of three), answer, then fan out.
-    // The acks are recorded before answering: a retry through another node must find them as
-    // soon as the client holds an ack.
+    // Durable: share the new versions with the other nodes, record the acks, answer, then fan
+    // out.
+    if !changed.is_empty() {
+        if let Err(error) = node.ports().cache.put(&conversation_id, &changed).await {
+            tracing::warn!(conversation_id = %conversation_id, error = %error, "updating the message cache failed");
+        }
+    }
+    if !fresh.is_empty() {
+        if let Err(error) = node
+            .ports()
+            .directory
+            .record_activity(&conversation_id, working.last_seq, now)
+            .await
+        {
+            tracing::warn!(conversation_id = %conversation_id, error = %error, "recording activity failed");
+        }
+    }
+    // Record the acks before answering: a retry through another node must find them as soon
+    // as the client holds an ack.
     let acks: Vec<(DedupKey, SendAck)> = pending
         .iter()
         .filter_map(|answer| match answer {
@@ -330,38 +345,15 @@ pub(super) async fn run(
             _ => None,
         })
         .collect();
-    let ports = node.ports();
-    let (cached, activity, confirmed) = tokio::join!(
-        async {
-            if changed.is_empty() {
-                return Ok(());
-            }
-            ports.cache.put(&conversation_id, &changed).await
-        },
-        async {
-            if fresh.is_empty() {
-                return Ok(());
-            }
-            ports
-                .directory
-                .record_activity(&conversation_id, working.last_seq, now)
-                .await
-        },
-        async {
-            if acks.is_empty() {
-                return Ok(());
-            }
-            ports.sequencer.confirm(&conversation_id, &acks).await
-        },
-    );
-    if let Err(error) = cached {
-        tracing::warn!(conversation_id = %conversation_id, error = %error, "updating the message cache failed");
-    }
-    if let Err(error) = activity {
-        tracing::warn!(conversation_id = %conversation_id, error = %error, "recording activity failed");
-    }
-    if let Err(error) = confirmed {
-        tracing::warn!(conversation_id = %conversation_id, error = %error, "recording send acks failed; retries fall back to the store");
+    if !acks.is_empty() {
+        if let Err(error) = node
+            .ports()
+            .sequencer
+            .confirm(&conversation_id, &acks)
+            .await
+        {
+            tracing::warn!(conversation_id = %conversation_id, error = %error, "recording send acks failed; retries fall back to the store");
+        }
     }
     for answer in pending {
         match answer {
