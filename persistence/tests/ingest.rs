@@ -8,10 +8,11 @@ use async_trait::async_trait;
 use persistence::ingest::IngestConfig;
 use persistence::{EmbeddedLog, EmbeddedStore, IngestPipeline};
 use ports::contract::fixtures::{at, conversation_record, log_event, message_record, sent_event};
-use ports::{EventLog, MessageQuery, PortError, Store, StoreWrite, StoredConversation, Watermarks};
+use ports::contract::{ApplyHook, HookedStore};
+use ports::{EventLog, MessageQuery, PortError, Store, Watermarks};
 use tokio::time::Instant;
-use wire::log::{topics, LogEventBody, MessageRecord};
-use wire::{ClientMsgId, ConversationId, ConversationKind, MessageId, Seq, UserId};
+use wire::log::{topics, LogEventBody};
+use wire::{ClientMsgId, ConversationId, ConversationKind, Seq, UserId};
 
 struct Node {
     log: Arc<EmbeddedLog>,
@@ -164,76 +165,20 @@ async fn run_acknowledges_new_sends_until_shutdown() {
         .expect("ingest task");
 }
 
-/// A store whose first `failures` applies fail as unavailable.
-struct FlakyStore {
-    inner: Arc<EmbeddedStore>,
+/// Makes the first `failures` applies of a [`HookedStore`] fail as unavailable.
+struct Flaky {
     failures: AtomicU32,
 }
 
 #[async_trait]
-impl Store for FlakyStore {
-    async fn apply(&self, writes: Vec<StoreWrite>) -> Result<(), PortError> {
+impl ApplyHook for Flaky {
+    async fn before_apply(&self) -> Result<(), PortError> {
         let left = self.failures.load(Ordering::SeqCst);
         if left > 0 {
             self.failures.store(left - 1, Ordering::SeqCst);
             return Err(PortError::Unavailable("flaky store".to_owned()));
         }
-        self.inner.apply(writes).await
-    }
-    async fn conversation(
-        &self,
-        conversation_id: &ConversationId,
-    ) -> Result<Option<StoredConversation>, PortError> {
-        self.inner.conversation(conversation_id).await
-    }
-    async fn conversations_of(
-        &self,
-        user_id: &UserId,
-        after: Option<&ConversationId>,
-        limit: usize,
-    ) -> Result<Vec<StoredConversation>, PortError> {
-        self.inner.conversations_of(user_id, after, limit).await
-    }
-    async fn direct_conversation(
-        &self,
-        first: &UserId,
-        second: &UserId,
-    ) -> Result<Option<ConversationId>, PortError> {
-        self.inner.direct_conversation(first, second).await
-    }
-    async fn watermarks(
-        &self,
-        conversation_id: &ConversationId,
-        user_id: &UserId,
-    ) -> Result<Watermarks, PortError> {
-        self.inner.watermarks(conversation_id, user_id).await
-    }
-    async fn message(
-        &self,
-        conversation_id: &ConversationId,
-        message_id: &MessageId,
-    ) -> Result<Option<MessageRecord>, PortError> {
-        self.inner.message(conversation_id, message_id).await
-    }
-    async fn message_by_client_id(
-        &self,
-        conversation_id: &ConversationId,
-        sender_id: &UserId,
-        client_msg_id: &ClientMsgId,
-    ) -> Result<Option<MessageRecord>, PortError> {
-        self.inner
-            .message_by_client_id(conversation_id, sender_id, client_msg_id)
-            .await
-    }
-    async fn messages(
-        &self,
-        conversation_id: &ConversationId,
-        query: MessageQuery,
-    ) -> Result<Vec<MessageRecord>, PortError> {
-        self.inner.messages(conversation_id, query).await
-    }
-    async fn is_ready(&self) -> bool {
-        self.inner.is_ready().await
+        Ok(())
     }
 }
 
@@ -250,15 +195,17 @@ async fn an_unavailable_store_is_retried_not_skipped() {
         )
         .await
         .expect("append");
-    let flaky = Arc::new(FlakyStore {
+    let flaky = Arc::new(HookedStore {
         inner: node.store.clone(),
-        failures: AtomicU32::new(3),
+        hook: Flaky {
+            failures: AtomicU32::new(3),
+        },
     });
     let log: Arc<dyn EventLog> = node.log.clone();
     let store: Arc<dyn Store> = flaky.clone();
     let pipeline = IngestPipeline::new(log, store, fast_config());
     assert_eq!(pipeline.catch_up().await, Ok(2));
-    assert_eq!(flaky.failures.load(Ordering::SeqCst), 0);
+    assert_eq!(flaky.hook.failures.load(Ordering::SeqCst), 0);
     assert_eq!(pipeline.metrics().snapshot().retries, 3);
     let stored = node
         .store

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ports::contract::fixtures::sent_event;
-use ports::{EventLog, MessageQuery, PortError, Store, StoreWrite, StoredConversation, Watermarks};
+use ports::contract::{ApplyHook, HookedStore};
+use ports::{EventLog, PortError, Store};
 use tokio::sync::{watch, Notify};
-use wire::log::{topics, LogEventBody, MessageRecord};
-use wire::{ClientMsgId, ConversationId, MessageId, UserId};
+use wire::log::{topics, LogEventBody};
+use wire::{ConversationId, UserId};
 
 use super::{IngestConfig, IngestPipeline};
 use crate::{EmbeddedLog, EmbeddedStore};
@@ -34,20 +35,14 @@ enum Behaviour {
     Failing { failed: Notify },
 }
 
-/// The embedded store with a controllable `apply`.
-struct ControlledStore {
-    inner: Arc<EmbeddedStore>,
-    behaviour: Behaviour,
-}
-
 #[async_trait]
-impl Store for ControlledStore {
-    async fn apply(&self, writes: Vec<StoreWrite>) -> Result<(), PortError> {
-        match &self.behaviour {
+impl ApplyHook for Behaviour {
+    async fn before_apply(&self) -> Result<(), PortError> {
+        match self {
             Behaviour::Gated { entered, release } => {
                 entered.notify_one();
                 release.notified().await;
-                self.inner.apply(writes).await
+                Ok(())
             }
             Behaviour::Failing { failed } => {
                 failed.notify_one();
@@ -55,62 +50,10 @@ impl Store for ControlledStore {
             }
         }
     }
-    async fn conversation(
-        &self,
-        conversation_id: &ConversationId,
-    ) -> Result<Option<StoredConversation>, PortError> {
-        self.inner.conversation(conversation_id).await
-    }
-    async fn conversations_of(
-        &self,
-        user_id: &UserId,
-        after: Option<&ConversationId>,
-        limit: usize,
-    ) -> Result<Vec<StoredConversation>, PortError> {
-        self.inner.conversations_of(user_id, after, limit).await
-    }
-    async fn direct_conversation(
-        &self,
-        first: &UserId,
-        second: &UserId,
-    ) -> Result<Option<ConversationId>, PortError> {
-        self.inner.direct_conversation(first, second).await
-    }
-    async fn watermarks(
-        &self,
-        conversation_id: &ConversationId,
-        user_id: &UserId,
-    ) -> Result<Watermarks, PortError> {
-        self.inner.watermarks(conversation_id, user_id).await
-    }
-    async fn message(
-        &self,
-        conversation_id: &ConversationId,
-        message_id: &MessageId,
-    ) -> Result<Option<MessageRecord>, PortError> {
-        self.inner.message(conversation_id, message_id).await
-    }
-    async fn message_by_client_id(
-        &self,
-        conversation_id: &ConversationId,
-        sender_id: &UserId,
-        client_msg_id: &ClientMsgId,
-    ) -> Result<Option<MessageRecord>, PortError> {
-        self.inner
-            .message_by_client_id(conversation_id, sender_id, client_msg_id)
-            .await
-    }
-    async fn messages(
-        &self,
-        conversation_id: &ConversationId,
-        query: MessageQuery,
-    ) -> Result<Vec<MessageRecord>, PortError> {
-        self.inner.messages(conversation_id, query).await
-    }
-    async fn is_ready(&self) -> bool {
-        self.inner.is_ready().await
-    }
 }
+
+/// The embedded store with a controllable `apply`.
+type ControlledStore = HookedStore<Behaviour>;
 
 struct Node {
     log: Arc<EmbeddedLog>,
@@ -167,12 +110,12 @@ async fn shutdown_during_a_batch_finishes_and_commits_it() {
     let node = node_with_one_send().await;
     let controlled = Arc::new(ControlledStore {
         inner: node.store.clone(),
-        behaviour: Behaviour::Gated {
+        hook: Behaviour::Gated {
             entered: Notify::new(),
             release: Notify::new(),
         },
     });
-    let Behaviour::Gated { entered, release } = &controlled.behaviour else {
+    let Behaviour::Gated { entered, release } = &controlled.hook else {
         unreachable!("built gated")
     };
     let log: Arc<dyn EventLog> = node.log.clone();
@@ -205,11 +148,11 @@ async fn shutdown_while_a_step_fails_leaves_the_batch_uncommitted() {
     let node = node_with_one_send().await;
     let controlled = Arc::new(ControlledStore {
         inner: node.store.clone(),
-        behaviour: Behaviour::Failing {
+        hook: Behaviour::Failing {
             failed: Notify::new(),
         },
     });
-    let Behaviour::Failing { failed } = &controlled.behaviour else {
+    let Behaviour::Failing { failed } = &controlled.hook else {
         unreachable!("built failing")
     };
     let log: Arc<dyn EventLog> = node.log.clone();

@@ -9,11 +9,13 @@
 //! - [`log`]: [`event_log_suite`] · [`store`]: [`store_suite`] · [`directory`]: [`directory_suite`]
 //! - [`sequencer`]: [`sequencer_suite`] · [`presence`]: [`presence_suite`] · [`bus`]: [`bus_suite`]
 //! - [`rate_limit`]: [`rate_limiter_suite`] · [`cache`]: [`message_cache_suite`] · [`fixtures`]: record builders shared by the suites.
+//! - [`hooked_store`]: [`HookedStore`], a store whose writes a test can fail or hold.
 
 pub mod bus;
 pub mod cache;
 pub mod directory;
 pub mod fixtures;
+pub mod hooked_store;
 pub mod log;
 pub mod presence;
 pub mod rate_limit;
@@ -26,6 +28,7 @@ use std::sync::Arc;
 pub use bus::bus_suite;
 pub use cache::message_cache_suite;
 pub use directory::directory_suite;
+pub use hooked_store::{ApplyHook, HookedStore};
 pub use log::event_log_suite;
 pub use presence::presence_suite;
 pub use rate_limit::rate_limiter_suite;
