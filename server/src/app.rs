@@ -31,16 +31,22 @@ pub struct AppState {
     store: Arc<dyn Store>,
     redis_clients: Vec<(&'static str, persistence::redis::RedisClient)>,
     redis_bus: Option<Arc<persistence::redis::RedisBus>>,
-    /// The last result of [`AppState::check_dependencies`], refreshed in the background.
+    /// The last result of [`AppState::check_dependencies`] (ready, and why not or what is
+    /// degraded), refreshed in the background.
     dependencies: std::sync::Mutex<(bool, &'static str)>,
+    /// Durable mode: once MongoDB answered, its outage degrades the node instead of making it
+    /// not ready.
+    store_may_degrade: bool,
+    store_seen_ready: AtomicBool,
 }
 
 /// How often the background task checks the log, the store and Redis for `/readyz`.
 const DEPENDENCY_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 impl AppState {
-    /// Ready when start-up finished and the last dependency check passed. Answers at once:
-    /// probes never wait for a dead dependency's timeout.
+    /// Ready when start-up finished and the last dependency check passed; the reason says why
+    /// not, or what is degraded while ready. Answers at once: probes never wait for a dead
+    /// dependency's timeout.
     pub async fn readiness(&self) -> (bool, &'static str) {
         if !self.ready.load(Ordering::Acquire) {
             return (false, "starting or stopping");
@@ -63,9 +69,17 @@ impl AppState {
         if !log_ready {
             return (false, "event log unavailable");
         }
-        if !store_ready {
+        // A durable node serves without MongoDB once it has seen it (sends need only Kafka and
+        // Redis; reads beyond the cache fail with `unavailable`): it stays ready, degraded. At
+        // start-up MongoDB must answer first.
+        let store_degraded = if store_ready {
+            self.store_seen_ready.store(true, Ordering::Release);
+            false
+        } else if self.store_may_degrade && self.store_seen_ready.load(Ordering::Acquire) {
+            true
+        } else {
             return (false, "store unavailable");
-        }
+        };
         if let Some(((name, _), _)) = self
             .redis_clients
             .iter()
@@ -80,6 +94,9 @@ impl AppState {
             .is_some_and(|bus| !bus.is_connected())
         {
             return (false, "redis pub/sub subscription down");
+        }
+        if store_degraded {
+            return (true, "store unavailable: history beyond the cache fails");
         }
         (true, "")
     }
@@ -178,6 +195,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         redis_clients: adapters.redis_clients,
         redis_bus: adapters.redis_bus.clone(),
         dependencies: std::sync::Mutex::new((false, "dependencies not checked yet")),
+        store_may_degrade: storage.embedded.is_none(),
+        store_seen_ready: AtomicBool::new(false),
     });
 
     let max_body = settings.limits.max_frame_bytes;

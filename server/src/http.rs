@@ -69,8 +69,10 @@ async fn healthz() -> HttpResponse {
 
 async fn readyz(state: web::Data<Arc<AppState>>) -> HttpResponse {
     let (ready, reason) = state.readiness().await;
-    if ready {
+    if ready && reason.is_empty() {
         HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
+    } else if ready {
+        HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "degraded": reason }))
     } else {
         HttpResponse::ServiceUnavailable()
             .json(serde_json::json!({ "status": "not_ready", "reason": reason }))

@@ -1190,3 +1190,77 @@ async fn two_ingest_processes_share_the_partitions_and_one_takes_over_when_the_o
         assert_eq!(stored, expected, "{conversation_id}");
     }
 }
+
+/// Polls a node's `/readyz` until `check` accepts its status and JSON body.
+async fn wait_readyz_body(node: &TestServer, when: &str, check: impl Fn(u16, &Value) -> bool) {
+    let deadline = tokio::time::Instant::now() + PIPELINE_WAIT;
+    loop {
+        let answer = node.http("GET", "/readyz", &[], None).await;
+        if let Ok((status, body)) = &answer {
+            if check(*status, body) {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz of {} answered {answer:?} {when}",
+            node.addr
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_outage_pauses_ingest_while_nodes_keep_accepting_then_everything_is_stored() {
+    let mut cluster = DurableCluster::start("parley_e2e_mongo_outage", 1, &[]).await;
+    let node = &cluster.nodes[0];
+    let mut alice = node.connect("alice").await;
+    let conversation_id = common::create_conversation(&mut alice, "direct", &["bob"]).await;
+    let mut acks = vec![send(&mut alice, &conversation_id, "before", "before the outage").await];
+    expect_stored(&mut alice, &conversation_id, &acks[0]).await;
+
+    // MongoDB goes away: ingest is not ready and pauses; the node stays ready, degraded, and
+    // keeps accepting sends (they need only Kafka and Redis).
+    cluster.mongo.stop();
+    wait_readyz_body(node, "while mongodb is down", |status, body| {
+        status == 200
+            && body["degraded"]
+                .as_str()
+                .is_some_and(|reason| reason.contains("store"))
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + PIPELINE_WAIT;
+    while cluster.ingest.readyz().await != 503 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ingest stayed ready without mongodb"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for index in 1..=5 {
+        acks.push(
+            send(
+                &mut alice,
+                &conversation_id,
+                &format!("during-{index}"),
+                &format!("during the outage {index}"),
+            )
+            .await,
+        );
+    }
+
+    // MongoDB returns on the same data: ingest resumes without a restart, every sender gets
+    // its `message.stored`, and MongoDB holds each accepted message once.
+    cluster.mongo.resume();
+    for ack in &acks[1..] {
+        expect_stored(&mut alice, &conversation_id, ack).await;
+    }
+    cluster.ingest.wait_ready(PIPELINE_WAIT).await;
+    wait_readyz_body(node, "after mongodb came back", |status, body| {
+        status == 200 && body.get("degraded").is_none()
+    })
+    .await;
+    let tombstones = assert_exactly_accepted(&cluster.db, &conversation_id, &acks).await;
+    assert!(tombstones.is_empty(), "{tombstones:#?}");
+    assert!(cluster.ingest.is_running(), "ingest survived the outage");
+}
