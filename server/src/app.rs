@@ -114,7 +114,7 @@ impl AppState {
     }
 }
 
-/// Runs a standalone node until it is stopped (SIGINT/SIGTERM).
+/// Runs a node (standalone, Redis cluster or durable cluster mode) until it is stopped (SIGINT/SIGTERM).
 pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let settings = loaded.settings;
     tracing::info!(
