@@ -691,18 +691,7 @@ async fn broker_stop_gives_unavailable_and_traffic_resumes() {
     let mut bob = b.connect("bob").await;
     let conversation_id = common::create_conversation(&mut alice, "direct", &["bob"]).await;
 
-    let mut acks = Vec::new();
-    for index in 1..=3 {
-        acks.push(
-            send(
-                &mut alice,
-                &conversation_id,
-                &format!("before-{index}"),
-                "before",
-            )
-            .await,
-        );
-    }
+    let mut acks = send_numbered(&mut alice, &conversation_id, 3, "before", "before").await;
     expect_stored(&mut alice, &conversation_id, &acks[2]).await;
 
     // The broker goes away: a send fails with `unavailable` within the message timeout.
@@ -828,18 +817,7 @@ async fn broker_restart_between_sends_is_survived_without_restarting_nodes_or_in
     let mut alice = a.connect("alice").await;
     let mut bob = b.connect("bob").await;
     let conversation_id = common::create_conversation(&mut alice, "direct", &["bob"]).await;
-    let mut acks = Vec::new();
-    for index in 1..=2 {
-        acks.push(
-            send(
-                &mut alice,
-                &conversation_id,
-                &format!("before-{index}"),
-                "before",
-            )
-            .await,
-        );
-    }
+    let mut acks = send_numbered(&mut alice, &conversation_id, 2, "before", "before").await;
     expect_stored(&mut alice, &conversation_id, &acks[1]).await;
 
     cluster.tansu.stop();
@@ -974,18 +952,7 @@ async fn whole_history_is_served_from_mongodb_after_caches_are_gone() {
     .await;
     let mut alice = cluster.nodes[0].connect("alice").await;
     let conversation_id = create_group(&mut alice, &["bob", "carol"], "history").await;
-    let mut acks = Vec::new();
-    for index in 1..=12 {
-        acks.push(
-            send(
-                &mut alice,
-                &conversation_id,
-                &format!("h-{index}"),
-                &format!("text {index}"),
-            )
-            .await,
-        );
-    }
+    let acks = send_numbered(&mut alice, &conversation_id, 12, "h", "text").await;
     let deadline = tokio::time::Instant::now() + PIPELINE_WAIT;
     while messages_of(&cluster.db, &conversation_id).await.len() < acks.len() {
         assert!(
@@ -1067,6 +1034,31 @@ async fn whole_history_is_served_from_mongodb_after_caches_are_gone() {
     let retried = send(&mut alice, &conversation_id, "h-1", "text 1").await;
     assert_eq!(retried["message_id"], acks[0]["message_id"], "{retried}");
     assert_eq!(retried["seq"], 1, "{retried}");
+}
+
+/// Sends `count` messages numbered from 1 (`client_msg_id` "{id_prefix}-N", text
+/// "{text_prefix} N") to one conversation; returns the acks in order.
+async fn send_numbered(
+    client: &mut Client,
+    conversation_id: &str,
+    count: usize,
+    id_prefix: &str,
+    text_prefix: &str,
+) -> Vec<Value> {
+    let mut acks = Vec::with_capacity(count);
+    for index in 1..=count {
+        let client_msg_id = format!("{id_prefix}-{index}");
+        acks.push(
+            send(
+                client,
+                conversation_id,
+                &client_msg_id,
+                &format!("{text_prefix} {index}"),
+            )
+            .await,
+        );
+    }
+    acks
 }
 
 /// Sends `count` messages from `client`, round robin over `conversations`; returns the acks.
@@ -1237,17 +1229,16 @@ async fn mongodb_outage_pauses_ingest_while_nodes_keep_accepting_then_everything
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for index in 1..=5 {
-        acks.push(
-            send(
-                &mut alice,
-                &conversation_id,
-                &format!("during-{index}"),
-                &format!("during the outage {index}"),
-            )
-            .await,
-        );
-    }
+    acks.extend(
+        send_numbered(
+            &mut alice,
+            &conversation_id,
+            5,
+            "during",
+            "during the outage",
+        )
+        .await,
+    );
 
     // MongoDB returns on the same data: ingest resumes without a restart, every sender gets
     // its `message.stored`, and MongoDB holds each accepted message once.
