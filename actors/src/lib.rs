@@ -30,5 +30,5 @@ pub mod supervisor;
 mod testing;
 
 pub use error::OpError;
-pub use node::{Limits, Node, Ports};
+pub use node::{Limits, Node, Ports, Quiesced};
 pub use session::{SessionHandle, SessionParams};

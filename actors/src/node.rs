@@ -1,7 +1,8 @@
 //! The per-node context shared by every actor.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ports::{Bus, Directory, EventLog, MessageCache, Presence, RateLimiter, Sequencer, Store};
 use wire::NodeId;
@@ -87,6 +88,34 @@ struct NodeInner {
     metrics: Metrics,
     registry: LocalRegistry,
     supervisor: Supervisor,
+    /// Log appends running detached from any request (tombstones of aborted sends).
+    background_appends: Arc<AtomicUsize>,
+}
+
+/// What was still running when [`Node::quiesce`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Quiesced {
+    /// Conversation actors with a batch in flight or operations queued.
+    pub busy_conversations: usize,
+    /// Detached log appends (tombstones) not finished.
+    pub background_appends: usize,
+}
+
+impl Quiesced {
+    pub fn is_idle(&self) -> bool {
+        self.busy_conversations == 0 && self.background_appends == 0
+    }
+}
+
+/// Counts one detached log append for as long as it lives.
+pub(crate) struct BackgroundAppend {
+    counter: Arc<AtomicUsize>,
+}
+
+impl Drop for BackgroundAppend {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Node {
@@ -102,6 +131,7 @@ impl Node {
                 metrics,
                 registry,
                 supervisor: Supervisor::default(),
+                background_appends: Arc::new(AtomicUsize::new(0)),
             }),
         }
     }
@@ -128,5 +158,29 @@ impl Node {
 
     pub fn supervisor(&self) -> &Supervisor {
         &self.inner.supervisor
+    }
+
+    /// Registers a detached log append; [`Node::quiesce`] waits for it while the guard lives.
+    pub(crate) fn track_background_append(&self) -> BackgroundAppend {
+        self.inner.background_appends.fetch_add(1, Ordering::AcqRel);
+        BackgroundAppend {
+            counter: self.inner.background_appends.clone(),
+        }
+    }
+
+    /// Waits until no conversation has work in flight or queued and no detached append is
+    /// running, or until `deadline`; returns what was still running. Part of the graceful stop,
+    /// after the sessions are closed (nothing queues new work then).
+    pub async fn quiesce(&self, deadline: Instant) -> Quiesced {
+        loop {
+            let quiesced = Quiesced {
+                busy_conversations: self.supervisor().busy().await,
+                background_appends: self.inner.background_appends.load(Ordering::Acquire),
+            };
+            if quiesced.is_idle() || Instant::now() >= deadline {
+                return quiesced;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use actix::{Actor, Addr};
 use wire::ConversationId;
 
-use crate::conversation::{Conversation, ConversationHandle, ConversationOp};
+use crate::conversation::{CheckIdle, Conversation, ConversationHandle, ConversationOp};
 use crate::node::Node;
 
 #[derive(Clone, Default)]
@@ -87,5 +87,17 @@ impl Supervisor {
 
     pub fn active(&self) -> usize {
         self.actors().len()
+    }
+
+    /// How many conversation actors have a batch in flight or operations queued. An actor
+    /// that stopped counts as idle.
+    pub async fn busy(&self) -> usize {
+        let addrs: Vec<Addr<Conversation>> = self.actors().values().cloned().collect();
+        let answers =
+            futures::future::join_all(addrs.iter().map(|addr| addr.send(CheckIdle))).await;
+        answers
+            .into_iter()
+            .filter(|answer| matches!(answer, Ok(false)))
+            .count()
     }
 }

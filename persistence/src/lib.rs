@@ -17,6 +17,7 @@
 //! - [`settings`]: the configuration file shared by the binaries (`[kafka]`, `[mongo]`,
 //!   `[ingest]`, `[log]`), its layered loader and [`Secret`](settings::Secret).
 //! - [`error`]: [`PersistenceError`] and its mapping onto `PortError`.
+//! - [`probe`]: the `probe URL` health check both binaries offer to container runtimes.
 
 pub mod embedded;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod ingest;
 pub mod kafka;
 pub mod memory;
 pub mod mongo;
+pub mod probe;
 pub mod redis;
 pub mod settings;
 

@@ -46,6 +46,14 @@ pub trait EventLog: Send + Sync + 'static {
     fn failed_appends_may_be_durable(&self) -> bool {
         true
     }
+
+    /// Waits, at most `timeout`, until whatever the log still buffers has reached durable
+    /// storage or failed: the last step of a node's graceful stop. Logs whose `append` returns
+    /// only once its events are durable have nothing buffered (the default).
+    async fn flush(&self, timeout: Duration) -> Result<(), PortError> {
+        let _ = timeout;
+        Ok(())
+    }
 }
 
 #[async_trait]

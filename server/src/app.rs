@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpServer};
 use actors::Node;
@@ -277,22 +277,67 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     ready.store(true, Ordering::Release);
     tracing::info!("ready");
     let drain_window = Duration::from_millis(settings.server.drain_window_ms);
+    let shutdown_timeout = Duration::from_millis(settings.server.shutdown_timeout_ms);
+    let (stop_deadline_tx, stop_deadline_rx) = tokio::sync::oneshot::channel();
     actix_rt::spawn({
         let node = node.clone();
         let ready = ready.clone();
         async move {
             wait_for_stop_signal().await;
-            tracing::info!("stop signal received, draining");
+            // Everything below, and the exit, happens before this deadline.
+            let deadline = Instant::now() + shutdown_timeout;
+            let _ = stop_deadline_tx.send(deadline);
+            exit_at(deadline);
+            tracing::info!(
+                drain_window_ms = drain_window.as_millis() as u64,
+                shutdown_timeout_ms = shutdown_timeout.as_millis() as u64,
+                "stop signal received: not ready, draining sessions"
+            );
+            // Readiness flips first: load balancers stop routing here, upgrades and REST
+            // requests are refused from now on.
             ready.store(false, Ordering::Release);
             drain_sessions(&node, drain_window).await;
-            server_handle.stop(true).await;
+            // The sessions are closed; stop accepting and wait for the other connections.
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(remaining, server_handle.stop(true))
+                .await
+                .is_err()
+            {
+                tracing::warn!("connections still open at the stop deadline");
+            }
         }
     });
 
     let result = server.await;
     ready.store(false, Ordering::Release);
+    // No session is left to queue work: let the conversations finish what is in flight (an
+    // append whose seq is allocated must land or leave its tombstone, or the seq would be a
+    // hole), then flush what the log still buffers.
+    let deadline = match stop_deadline_rx.await {
+        Ok(deadline) => deadline,
+        Err(_) => Instant::now() + shutdown_timeout,
+    };
+    let quiesce_by = deadline
+        .checked_sub(FLUSH_SHARE_OF_DEADLINE)
+        .unwrap_or(deadline);
+    let quiesced = node.quiesce(quiesce_by).await;
+    if quiesced.is_idle() {
+        tracing::info!("conversations drained");
+    } else {
+        tracing::warn!(
+            busy_conversations = quiesced.busy_conversations,
+            background_appends = quiesced.background_appends,
+            "stopping with conversation work still in flight"
+        );
+    }
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    match storage.log.flush(remaining).await {
+        Ok(()) => tracing::info!("log flushed"),
+        Err(error) => tracing::warn!(error = %error, "log flush failed"),
+    }
     let _ = shutdown_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), relay_task).await;
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let _ = tokio::time::timeout(remaining.min(Duration::from_secs(5)), relay_task).await;
     if let Some(ingest_task) = ingest_task {
         let _ = tokio::task::spawn_blocking(move || ingest_task.join()).await;
     }
@@ -422,6 +467,27 @@ async fn drain_sessions(node: &Node, window: Duration) {
     tracing::info!(sessions = total, "sessions drained");
     // Let the writers put the close frames on the wire.
     tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+/// The part of the stop deadline kept for flushing the log after the conversations drained.
+const FLUSH_SHARE_OF_DEADLINE: Duration = Duration::from_millis(500);
+
+/// Ends the process at `deadline` if the graceful stop has not finished by then, so the node
+/// always exits within `server.shutdown_timeout_ms` of the signal (before an orchestrator's
+/// grace period runs out and it is killed without its producer flushed).
+fn exit_at(deadline: Instant) {
+    let spawned = std::thread::Builder::new()
+        .name("parley-stop-deadline".to_owned())
+        .spawn(move || {
+            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+            tracing::error!(
+                "graceful stop did not finish within server.shutdown_timeout_ms: exiting"
+            );
+            std::process::exit(1);
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(error = %error, "cannot start the stop deadline thread");
+    }
 }
 
 /// Runs a future on a dedicated thread with its own runtime, off the HTTP workers.

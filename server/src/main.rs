@@ -23,10 +23,17 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "usage: parley-server [--config PATH]
+       parley-server probe [URL]
 
 Runs a Parley node. With nothing configured: standalone on 127.0.0.1:8080, data under ./data.
 Settings: built-in defaults (see config/parley.toml), then --config PATH, then environment
-variables PARLEY__SECTION__KEY (e.g. PARLEY__SERVER__BIND=0.0.0.0:8080).";
+variables PARLEY__SECTION__KEY (e.g. PARLEY__SERVER__BIND=0.0.0.0:8080).
+
+probe [URL]: GET URL (default http://127.0.0.1:8080/healthz) and exit 0 if it answers 2xx
+within 2 s, else 1. The container health check (the image has no curl).";
+
+/// The URL `parley-server probe` checks when given none: `/healthz` on the default bind.
+const DEFAULT_PROBE_URL: &str = "http://127.0.0.1:8080/healthz";
 
 fn parse_args() -> Result<Option<PathBuf>, String> {
     let mut args = std::env::args().skip(1);
@@ -47,6 +54,15 @@ fn parse_args() -> Result<Option<PathBuf>, String> {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("probe") {
+        if args.len() > 2 {
+            eprintln!("unexpected argument {:?}\n\n{USAGE}", args[2]);
+            return ExitCode::from(2);
+        }
+        let url = args.get(1).map_or(DEFAULT_PROBE_URL, String::as_str);
+        return persistence::probe::run_probe_command("parley-server", url);
+    }
     let config_path = match parse_args() {
         Ok(path) => path,
         Err(message) => {

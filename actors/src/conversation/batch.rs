@@ -298,7 +298,12 @@ pub(super) async fn run(
                     })
                     .collect();
                 if !tombstones.is_empty() {
-                    actix_rt::spawn(append_tombstones(node.clone(), tombstones));
+                    let tracked = node.track_background_append();
+                    let tombstone_node = node.clone();
+                    actix_rt::spawn(async move {
+                        append_tombstones(tombstone_node, tombstones).await;
+                        drop(tracked);
+                    });
                 }
             }
             if let Some(first) = fresh.first().filter(|_| !may_be_durable) {

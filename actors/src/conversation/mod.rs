@@ -347,6 +347,20 @@ impl Handler<Deliver> for Conversation {
     }
 }
 
+/// Asks whether the actor has nothing in flight and nothing queued (a node's graceful stop
+/// waits for that before it exits).
+#[derive(actix::Message)]
+#[rtype(result = "bool")]
+pub(crate) struct CheckIdle;
+
+impl Handler<CheckIdle> for Conversation {
+    type Result = bool;
+
+    fn handle(&mut self, _message: CheckIdle, _ctx: &mut Self::Context) -> bool {
+        !self.busy && self.queue.is_empty()
+    }
+}
+
 /// Another node changed the membership or title: reload the record before the next batch.
 #[derive(actix::Message)]
 #[rtype(result = "()")]

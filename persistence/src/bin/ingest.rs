@@ -15,6 +15,9 @@ fn main() -> ExitCode {
             println!("{}", cli::USAGE);
             return ExitCode::SUCCESS;
         }
+        Ok(Invocation::Probe { url }) => {
+            return persistence::probe::run_probe_command("ingest", &url);
+        }
         Ok(Invocation::Start(args)) => args,
         Err(error) => {
             eprintln!("ingest: {error}");

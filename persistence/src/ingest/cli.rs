@@ -6,6 +6,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub const USAGE: &str = "usage: ingest [--config PATH] [run | setup [--timeout-secs N]]
+       ingest probe [URL]
 
 Consumes Parley's event log from Kafka, writes it to MongoDB and appends message.stored
 acknowledgments to the topic message.delivered.
@@ -15,6 +16,8 @@ commands:
           create its indexes, then ingest until SIGTERM/SIGINT
   setup   wait for Kafka and MongoDB, create the missing topics and the indexes, then exit
           (--timeout-secs N: give up after N seconds, default 120)
+  probe   GET URL (default http://127.0.0.1:9091/healthz) and exit 0 if it answers 2xx
+          within 2 s, else 1: the container health check (no curl in the image)
 
 options:
   -c, --config PATH    settings file (see config/parley.toml; sections [kafka], [mongo],
@@ -41,10 +44,17 @@ pub struct Args {
     pub command: Command,
 }
 
+/// The URL `ingest probe` checks when given none: `/healthz` on the default `ingest.bind`.
+pub const DEFAULT_PROBE_URL: &str = "http://127.0.0.1:9091/healthz";
+
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invocation {
     Help,
+    /// `probe [URL]`: a health check of a running ingest; loads no settings.
+    Probe {
+        url: String,
+    },
     Start(Args),
 }
 
@@ -54,7 +64,15 @@ pub struct UsageError(String);
 
 /// Parses the arguments after the program name.
 pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Invocation, UsageError> {
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
+    if args.peek().map(String::as_str) == Some("probe") {
+        args.next();
+        let url = args.next().unwrap_or_else(|| DEFAULT_PROBE_URL.to_owned());
+        if let Some(extra) = args.next() {
+            return Err(UsageError(format!("unexpected argument {extra:?}")));
+        }
+        return Ok(Invocation::Probe { url });
+    }
     let mut config = None;
     let mut command = None;
     let mut timeout = None;
@@ -114,6 +132,23 @@ mod tests {
             config: config.map(PathBuf::from),
             command,
         }))
+    }
+
+    #[test]
+    fn probe_takes_an_optional_url() {
+        assert_eq!(
+            parse(&["probe"]),
+            Ok(Invocation::Probe {
+                url: DEFAULT_PROBE_URL.to_owned()
+            })
+        );
+        assert_eq!(
+            parse(&["probe", "http://127.0.0.1:9091/readyz"]),
+            Ok(Invocation::Probe {
+                url: "http://127.0.0.1:9091/readyz".to_owned()
+            })
+        );
+        assert!(parse(&["probe", "http://a:1/", "extra"]).is_err());
     }
 
     #[test]

@@ -481,6 +481,17 @@ impl EventLog for KafkaLog {
             }
         }
     }
+
+    /// Flushes the current producer: every queued record is delivered or has failed (its
+    /// append then reports the failure) within `timeout`.
+    async fn flush(&self, timeout: Duration) -> Result<(), PortError> {
+        let (producer, _generation) = self.current_producer();
+        let flushed =
+            tokio::task::spawn_blocking(move || producer.get().flush(Timeout::After(timeout)))
+                .await
+                .map_err(|error| PortError::Unavailable(format!("kafka flush: {error}")))?;
+        flushed.map_err(|error| kafka_error("flush", error))
+    }
 }
 
 #[cfg(test)]

@@ -303,6 +303,14 @@ pub struct Closed {
 }
 
 impl Client {
+    /// Connects to `url` (e.g. another node's `ws_url`) and reads the welcome.
+    pub async fn connect_url(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
+        Client::after_connect(ws).await
+    }
+
     async fn after_connect(ws: Socket) -> Client {
         let mut client = Client {
             ws,
