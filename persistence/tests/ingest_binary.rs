@@ -138,6 +138,16 @@ impl Drop for IngestProcess {
 }
 
 /// `GET path` → (status, body).
+/// Runs `ingest probe URL`; whether it exited 0.
+fn probe(url: &str) -> bool {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ingest"))
+        .args(["probe", url])
+        .output()
+        .expect("ingest probe runs")
+        .status
+        .success()
+}
+
 async fn get(address: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(address)
         .await
@@ -298,6 +308,9 @@ async fn run_waits_for_mongodb_then_ingests_acknowledges_and_stops_on_sigterm() 
     })
     .await;
     assert!(reason.contains("mongodb unavailable"), "{reason}");
+    // The container health check (`ingest probe URL`) follows: live, not ready.
+    assert!(probe(&format!("http://{address}/healthz")));
+    assert!(!probe(&format!("http://{address}/readyz")));
 
     // MongoDB appears: ready without a restart.
     let mongo = SecantusServer::start_on_port(mongo_port);
@@ -305,6 +318,7 @@ async fn run_waits_for_mongodb_then_ingests_acknowledges_and_stops_on_sigterm() 
         (get(address, "/readyz").await == (200, "ready".to_owned())).then_some(())
     })
     .await;
+    assert!(probe(&format!("http://{address}/readyz")));
 
     // Sends appended to the log end up in MongoDB and are acknowledged on message.delivered.
     let conversation_id = ConversationId::new(unique("ingest-binary"));

@@ -21,6 +21,9 @@ async fn sigterm_sends_goaway_then_closes_with_1001() {
     let mut server = TestServer::start_with(&[("PARLEY__SERVER__DRAIN_WINDOW_MS", "1500")]).await;
     let mut alice = server.connect("alice").await;
     let mut bob = server.connect("bob").await;
+    // The container health check (`parley-server probe URL`) follows readiness.
+    let readyz = format!("http://{}/readyz", server.addr);
+    assert!(probe(&readyz).await, "probe of a ready node");
     server.terminate();
     // Readiness flips before the first session is told to go.
     let goaway = alice.event("goaway").await;
@@ -32,6 +35,7 @@ async fn sigterm_sends_goaway_then_closes_with_1001() {
     );
     let (status, body) = server.http("GET", "/readyz", &[], None).await.unwrap();
     assert_eq!(status, 503, "{body}");
+    assert!(!probe(&readyz).await, "probe of a draining node");
     // New work is refused with `unavailable` while the node drains.
     let (status, body) = server
         .http(
@@ -64,6 +68,17 @@ async fn sigterm_sends_goaway_then_closes_with_1001() {
         server.exited_within(Duration::from_secs(15)).await,
         "the server exits after draining"
     );
+}
+
+/// Runs `parley-server probe URL`; whether it exited 0.
+async fn probe(url: &str) -> bool {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_parley-server"))
+        .args(["probe", url])
+        .output()
+        .await
+        .expect("parley-server probe runs")
+        .status
+        .success()
 }
 
 /// How a request ended for a client of a draining node.
