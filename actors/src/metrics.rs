@@ -1,9 +1,34 @@
 //! Prometheus metrics of the actors, named `parley_<subsystem>_<name>_<unit>`.
+//!
+//! Labelled metrics whose label values form a fixed set (error codes, close codes, ops, bus
+//! topic kinds) are created for every value at registration, so each series is exported from
+//! the first scrape (at 0) and `rate()` and `increase()` work before the first event.
 
 use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, Opts, Registry,
 };
+use wire::ops::Op;
+use wire::{CloseCode, ErrorCode};
+
+/// Every close code the server sends (`parley_ws_closes_total{code}`): the [`CloseCode`]s plus
+/// 1002 (protocol error) and 1013 (session registration failed, try again later).
+pub const SERVER_CLOSE_CODES: [u16; 8] = [
+    CloseCode::Normal as u16,
+    CloseCode::GoingAway as u16,
+    1002,
+    CloseCode::MessageTooBig as u16,
+    1013,
+    CloseCode::TokenInvalid as u16,
+    CloseCode::RateLimitAbuse as u16,
+    CloseCode::TooSlow as u16,
+];
+
+/// The `op` label of requests whose op is not one of protocol v1's.
+pub const UNKNOWN_OP_LABEL: &str = "unknown";
+
+/// The `topic` labels of `parley_bus_envelopes_received_total`.
+pub const BUS_TOPIC_KINDS: [&str; 2] = ["conversation", "user"];
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -33,8 +58,31 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registr
 }
 
 impl Metrics {
-    /// Creates the metrics and registers them in `registry`.
+    /// Creates the metrics and registers them in `registry`, every known label value at 0.
     pub fn new(registry: &Registry) -> Self {
+        let metrics = Self::create(registry);
+        metrics.initialise_labels();
+        metrics
+    }
+
+    /// Creates the series of every known label value (at 0).
+    fn initialise_labels(&self) {
+        for code in ErrorCode::ALL {
+            self.errors.with_label_values(&[code.as_str()]);
+        }
+        for code in SERVER_CLOSE_CODES {
+            self.closes.with_label_values(&[&code.to_string()]);
+        }
+        for op in Op::ALL {
+            self.request_duration.with_label_values(&[op.as_str()]);
+        }
+        self.request_duration.with_label_values(&[UNKNOWN_OP_LABEL]);
+        for kind in BUS_TOPIC_KINDS {
+            self.bus_received.with_label_values(&[kind]);
+        }
+    }
+
+    fn create(registry: &Registry) -> Self {
         let latency_buckets = exponential_buckets(0.000_05, 2.0, 18).expect("valid buckets");
         Self {
             sessions_open: register(
@@ -176,5 +224,35 @@ impl Metrics {
     /// Metrics registered in a private registry (tests).
     pub fn unregistered() -> Self {
         Self::new(&Registry::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_label_values_are_exported_at_zero_before_any_event() {
+        let registry = Registry::new();
+        let _metrics = Metrics::new(&registry);
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .expect("text encoding");
+        for expected in [
+            r#"parley_errors_total{code="unavailable"} 0"#,
+            r#"parley_errors_total{code="internal"} 0"#,
+            r#"parley_ws_closes_total{code="4009"} 0"#,
+            r#"parley_ws_closes_total{code="1001"} 0"#,
+            r#"parley_request_duration_seconds_count{op="message.send"} 0"#,
+            r#"parley_request_duration_seconds_count{op="unknown"} 0"#,
+            r#"parley_bus_envelopes_received_total{topic="user"} 0"#,
+        ] {
+            assert!(text.contains(expected), "missing {expected} in:\n{text}");
+        }
+        let error_series = text
+            .lines()
+            .filter(|line| line.starts_with("parley_errors_total{"))
+            .count();
+        assert_eq!(error_series, ErrorCode::ALL.len());
     }
 }

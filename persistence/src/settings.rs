@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::kafka::KafkaConfig;
 use crate::mongo::MongoConfig;
@@ -74,6 +74,13 @@ impl Secret {
     }
 }
 
+/// Serializes like `Debug`: `"[redacted]"`, or `""` when empty; never the value.
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(if self.0.is_empty() { "" } else { "[redacted]" })
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str(if self.0.is_empty() {
@@ -112,7 +119,7 @@ fn at_least(key: &'static str, value: u64, minimum: u64) -> Result<(), Invalid> 
 }
 
 /// `[kafka]`: the event log in durable cluster mode.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
     pub brokers: String,
@@ -182,7 +189,7 @@ impl KafkaSettings {
 }
 
 /// `[mongo]`: the store in durable cluster mode.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MongoSettings {
     pub uri: Secret,
@@ -237,14 +244,14 @@ impl MongoSettings {
 }
 
 /// `[log]`: what the binaries log, and how.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
     pub level: String,
     pub format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     Text,
@@ -252,7 +259,7 @@ pub enum LogFormat {
 }
 
 /// `[ingest]`: the `ingest` binary (log → MongoDB → stored acknowledgments).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestSettings {
     pub bind: String,

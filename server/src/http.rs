@@ -80,6 +80,8 @@ async fn readyz(state: web::Data<Arc<AppState>>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<Arc<AppState>>) -> HttpResponse {
+    let (ready, _reason) = state.readiness().await;
+    state.metrics.node_ready.set(i64::from(ready));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())

@@ -1,11 +1,18 @@
-//! Prometheus registry of the node: the actors' metrics, HTTP latency, and the in-process
-//! ingest pipeline's counters.
+//! Prometheus registry of the node: the actors' metrics, HTTP latency, readiness, the process's
+//! CPU and memory, and what the adapters count (Redis bus, Kafka producer, in-process ingest).
+//!
+//! The adapters keep their counts in atomics; [`ObservedValue`] reads them at each scrape, so
+//! nothing has to copy them into Prometheus instruments in between.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use persistence::IngestMetrics;
+use prometheus::core::{Collector, Desc, Describer};
+use prometheus::proto::MetricFamily;
 use prometheus::{
-    exponential_buckets, HistogramOpts, HistogramVec, IntGauge, Opts, Registry, TextEncoder,
+    exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 #[derive(Clone)]
@@ -13,18 +20,8 @@ pub struct NodeMetrics {
     pub registry: Registry,
     pub actors: actors::metrics::Metrics,
     pub http_request_duration: HistogramVec,
-    ingest: Option<(Arc<IngestMetrics>, IngestGauges)>,
-    redis_bus: Option<(Arc<persistence::redis::RedisBus>, IntGauge, IntGauge)>,
-    kafka: Option<(persistence::kafka::KafkaLog, IntGauge)>,
-}
-
-#[derive(Clone)]
-struct IngestGauges {
-    batches: IntGauge,
-    events_consumed: IntGauge,
-    events_applied: IntGauge,
-    acks_emitted: IntGauge,
-    retries: IntGauge,
+    /// `parley_node_ready`: 1 while `/readyz` answers 200; set before each scrape.
+    pub node_ready: IntGauge,
 }
 
 impl NodeMetrics {
@@ -34,7 +31,7 @@ impl NodeMetrics {
         let http_request_duration = HistogramVec::new(
             HistogramOpts::new(
                 "parley_http_request_duration_seconds",
-                "HTTP request latency by route",
+                "HTTP request latency by route and status",
             )
             .buckets(exponential_buckets(0.000_1, 2.0, 16).expect("valid buckets")),
             &["route", "status"],
@@ -43,108 +40,69 @@ impl NodeMetrics {
         registry
             .register(Box::new(http_request_duration.clone()))
             .expect("unique metric");
+        let node_ready = IntGauge::new(
+            "parley_node_ready",
+            "1 while the node is ready (GET /readyz answers 200), else 0",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(node_ready.clone()))
+            .expect("unique metric");
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique metric");
         Self {
             registry,
             actors,
             http_request_duration,
-            ingest: None,
-            redis_bus: None,
-            kafka: None,
+            node_ready,
         }
     }
 
-    /// Exposes the in-process ingest pipeline's counters as `parley_ingest_*`.
-    pub fn with_ingest(mut self, ingest: Arc<IngestMetrics>) -> Self {
-        let gauge = |name: &str, help: &str| {
-            let gauge = IntGauge::with_opts(Opts::new(name, help)).expect("valid metric");
-            self.registry
-                .register(Box::new(gauge.clone()))
-                .expect("unique metric");
-            gauge
-        };
-        let gauges = IngestGauges {
-            batches: gauge(
-                "parley_ingest_batches_total",
-                "ingest batches written and committed",
-            ),
-            events_consumed: gauge(
-                "parley_ingest_events_consumed_total",
-                "log records consumed by ingest",
-            ),
-            events_applied: gauge(
-                "parley_ingest_events_applied_total",
-                "store writes applied by ingest",
-            ),
-            acks_emitted: gauge(
-                "parley_ingest_acks_emitted_total",
-                "message.stored acknowledgments written by ingest",
-            ),
-            retries: gauge(
-                "parley_ingest_retries_total",
-                "ingest steps retried after a failure",
-            ),
-        };
-        self.ingest = Some((ingest, gauges));
+    /// Exposes the in-process ingest pipeline's metrics (`parley_ingest_*`).
+    pub fn with_ingest(self, ingest: Arc<IngestMetrics>) -> Self {
+        ingest.register(&self.registry).expect("unique metric");
         self
     }
 
     /// Exposes the Redis bus's state as `parley_redis_bus_*`.
-    pub fn with_redis_bus(mut self, bus: Arc<persistence::redis::RedisBus>) -> Self {
-        let reconnects = IntGauge::with_opts(Opts::new(
+    pub fn with_redis_bus(self, bus: Arc<persistence::redis::RedisBus>) -> Self {
+        let reconnects_of = Arc::clone(&bus);
+        self.observe(ObservedValue::counter(
             "parley_redis_bus_reconnects_total",
-            "times the Redis pub/sub connection was re-established",
-        ))
-        .expect("valid metric");
-        let connected = IntGauge::with_opts(Opts::new(
+            "times the Redis pub/sub connection was re-established after a loss",
+            move || reconnects_of.counters().reconnects.load(Ordering::Relaxed),
+        ));
+        self.observe(ObservedValue::gauge(
             "parley_redis_bus_connected",
             "1 while the Redis pub/sub connection is up with every channel subscribed",
-        ))
-        .expect("valid metric");
-        for gauge in [&reconnects, &connected] {
-            self.registry
-                .register(Box::new(gauge.clone()))
-                .expect("unique metric");
-        }
-        self.redis_bus = Some((bus, reconnects, connected));
+            move || u64::from(bus.is_connected()),
+        ));
         self
     }
 
     /// Exposes the Kafka producer's replacements as `parley_kafka_producer_restarts_total`.
-    pub fn with_kafka(mut self, log: persistence::kafka::KafkaLog) -> Self {
-        let restarts = IntGauge::with_opts(Opts::new(
+    pub fn with_kafka(self, log: persistence::kafka::KafkaLog) -> Self {
+        self.observe(ObservedValue::counter(
             "parley_kafka_producer_restarts_total",
             "Kafka producers replaced after a timed-out or fatal append",
-        ))
-        .expect("valid metric");
-        self.registry
-            .register(Box::new(restarts.clone()))
-            .expect("unique metric");
-        self.kafka = Some((log, restarts));
+            move || log.producer_restarts(),
+        ));
         self
+    }
+
+    fn observe(&self, value: ObservedValue) {
+        self.registry
+            .register(Box::new(value))
+            .expect("unique metric");
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        if let Some((log, restarts)) = &self.kafka {
-            restarts.set(log.producer_restarts() as i64);
-        }
-        if let Some((ingest, gauges)) = &self.ingest {
-            let snapshot = ingest.snapshot();
-            gauges.batches.set(snapshot.batches as i64);
-            gauges.events_consumed.set(snapshot.events_consumed as i64);
-            gauges.events_applied.set(snapshot.events_applied as i64);
-            gauges.acks_emitted.set(snapshot.acks_emitted as i64);
-            gauges.retries.set(snapshot.retries as i64);
-        }
-        if let Some((bus, reconnects, connected)) = &self.redis_bus {
-            let counters = bus.counters();
-            reconnects.set(
-                counters
-                    .reconnects
-                    .load(std::sync::atomic::Ordering::Relaxed) as i64,
-            );
-            connected.set(i64::from(bus.is_connected()));
-        }
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()
@@ -154,5 +112,102 @@ impl NodeMetrics {
 impl Default for NodeMetrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A counter or gauge whose value is read from elsewhere (an adapter's atomic) at each scrape.
+struct ObservedValue {
+    opts: Opts,
+    counter: bool,
+    desc: Desc,
+    read: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl ObservedValue {
+    fn counter(name: &str, help: &str, read: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        Self::new(name, help, true, Box::new(read))
+    }
+
+    fn gauge(name: &str, help: &str, read: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        Self::new(name, help, false, Box::new(read))
+    }
+
+    fn new(
+        name: &str,
+        help: &str,
+        counter: bool,
+        read: Box<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Self {
+        let opts = Opts::new(name, help);
+        let desc = opts.describe().expect("valid metric");
+        Self {
+            opts,
+            counter,
+            desc,
+            read,
+        }
+    }
+}
+
+impl Collector for ObservedValue {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let value = (self.read)();
+        if self.counter {
+            let counter = IntCounter::with_opts(self.opts.clone()).expect("valid metric");
+            counter.inc_by(value);
+            counter.collect()
+        } else {
+            let gauge = IntGauge::with_opts(self.opts.clone()).expect("valid metric");
+            gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+            gauge.collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn observed_values_are_read_at_each_scrape_with_their_type() {
+        let metrics = NodeMetrics::new();
+        let source = Arc::new(AtomicU64::new(2));
+        let read = Arc::clone(&source);
+        metrics.observe(ObservedValue::counter(
+            "parley_test_things_total",
+            "things",
+            move || read.load(Ordering::Relaxed),
+        ));
+        let text = metrics.render();
+        assert!(
+            text.contains("# TYPE parley_test_things_total counter"),
+            "{text}"
+        );
+        assert!(text.contains("parley_test_things_total 2"), "{text}");
+        source.store(5, Ordering::Relaxed);
+        assert!(metrics.render().contains("parley_test_things_total 5"));
+        assert!(text.contains("parley_node_ready 0"), "{text}");
+        assert!(text.contains(r#"parley_errors_total{code="unavailable"} 0"#));
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    }
+
+    #[test]
+    fn in_process_ingest_counters_are_counters() {
+        let metrics = NodeMetrics::new().with_ingest(Arc::new(IngestMetrics::default()));
+        let text = metrics.render();
+        assert!(
+            text.contains("# TYPE parley_ingest_batches_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE parley_ingest_retries_total counter"),
+            "{text}"
+        );
     }
 }

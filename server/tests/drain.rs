@@ -135,12 +135,10 @@ async fn request_until_closed(
     {
         return Answer::Closed(0);
     }
-    loop {
-        match next_frame_or_close(client, seen, node_addr, on_event).await {
-            Ok(reply) if reply["re"] == json!(id) => return Answer::Reply(reply),
-            Ok(reply) => panic!("unexpected reply while waiting for {id}: {reply}"),
-            Err(code) => return Answer::Closed(code),
-        }
+    match next_frame_or_close(client, seen, node_addr, on_event).await {
+        Ok(reply) if reply["re"] == json!(id) => Answer::Reply(reply),
+        Ok(reply) => panic!("unexpected reply while waiting for {id}: {reply}"),
+        Err(code) => Answer::Closed(code),
     }
 }
 
@@ -383,14 +381,13 @@ async fn run_watcher(
             "the watcher is still missing messages: live {live:?} synced {synced:?} targets {targets:?}"
         );
         let mut on_live = |frame: &Value| record_live(&mut live, frame);
-        match tokio::time::timeout(
+        let next = tokio::time::timeout(
             Duration::from_millis(200),
             next_frame_or_close(&mut client, &mut DrainSeen::default(), "", &mut on_live),
         )
-        .await
-        {
-            Ok(Err(code)) => panic!("the second node closed the watcher ({code})"),
-            Ok(Ok(_)) | Err(_) => {}
+        .await;
+        if let Ok(Err(code)) = next {
+            panic!("the second node closed the watcher ({code})");
         }
     }
     (seen, live, synced)

@@ -1255,3 +1255,364 @@ async fn mongodb_outage_pauses_ingest_while_nodes_keep_accepting_then_everything
     assert!(tombstones.is_empty(), "{tombstones:#?}");
     assert!(cluster.ingest.is_running(), "ingest survived the outage");
 }
+
+/// Issue 6: the Grafana dashboard and the alerting rules reference only metrics that a live node
+/// and a live ingest export, and docs/operations.md lists every metric they export.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_and_alerts_use_only_live_metrics_and_the_docs_list_every_one() {
+    /// Metric names referenced by a PromQL expression: identifiers that are not functions,
+    /// aggregations, keywords, grouping labels, label matchers, ranges, numbers, durations,
+    /// strings or Grafana variables.
+    fn metric_names(promql: &str) -> BTreeSet<String> {
+        const KEYWORDS: [&str; 8] = [
+            "and", "or", "unless", "offset", "bool", "inf", "nan", "atan2",
+        ];
+        const GROUPING: [&str; 6] = [
+            "by",
+            "without",
+            "on",
+            "ignoring",
+            "group_left",
+            "group_right",
+        ];
+        let chars: Vec<char> = promql.chars().collect();
+        let skip_past = |from: usize, open: char, close: char| {
+            let mut depth = 0;
+            let mut index = from;
+            let mut quote = None;
+            while index < chars.len() {
+                let char = chars[index];
+                match quote {
+                    Some(_) if char == '\\' => index += 1,
+                    Some(quoted) if char == quoted => quote = None,
+                    Some(_) => {}
+                    None if matches!(char, '"' | '\'' | '`') => quote = Some(char),
+                    None if char == open => depth += 1,
+                    None if char == close => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return index + 1;
+                        }
+                    }
+                    None => {}
+                }
+                index += 1;
+            }
+            panic!("unbalanced {open}{close} in {promql}")
+        };
+        let is_identifier = |char: char| char.is_ascii_alphanumeric() || char == '_' || char == ':';
+        let mut names = BTreeSet::new();
+        let mut index = 0;
+        while index < chars.len() {
+            let char = chars[index];
+            if matches!(char, '"' | '\'' | '`') {
+                let mut end = index + 1;
+                while chars[end] != char {
+                    end += if chars[end] == '\\' { 2 } else { 1 };
+                }
+                index = end + 1;
+            } else if char == '{' {
+                index = skip_past(index, '{', '}');
+            } else if char == '[' {
+                index = skip_past(index, '[', ']');
+            } else if char.is_ascii_digit()
+                || (char == '.' && chars.get(index + 1).is_some_and(char::is_ascii_digit))
+            {
+                // A number or a duration (0.99, 1e3, 15m).
+                while index < chars.len() && (is_identifier(chars[index]) || chars[index] == '.') {
+                    index += 1;
+                }
+            } else if char == '$' {
+                index += 1;
+                while index < chars.len()
+                    && (is_identifier(chars[index]) || "{}".contains(chars[index]))
+                {
+                    index += 1;
+                }
+            } else if char.is_ascii_alphabetic() || char == '_' || char == ':' {
+                let start = index;
+                while index < chars.len() && is_identifier(chars[index]) {
+                    index += 1;
+                }
+                let identifier: String = chars[start..index].iter().collect();
+                let mut next = index;
+                while next < chars.len() && chars[next].is_whitespace() {
+                    next += 1;
+                }
+                let before_parenthesis = chars.get(next) == Some(&'(');
+                // `sum by (le) (...)`: an aggregation whose grouping comes first.
+                let next_word: String = chars[next..]
+                    .iter()
+                    .take_while(|char| is_identifier(**char))
+                    .collect();
+                let before_grouping = next_word == "by" || next_word == "without";
+                if before_grouping {
+                    // Skipped: the grouping keyword and its labels come next.
+                } else if GROUPING.contains(&identifier.as_str()) {
+                    if before_parenthesis {
+                        index = skip_past(next, '(', ')');
+                    }
+                } else if !before_parenthesis && !KEYWORDS.contains(&identifier.as_str()) {
+                    names.insert(identifier);
+                }
+            } else {
+                index += 1;
+            }
+        }
+        names
+    }
+
+    /// `name → type` of every `# TYPE` line of a Prometheus text exposition.
+    fn exported_types(exposition: &str) -> BTreeMap<String, String> {
+        exposition
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|rest| rest.split_once(' '))
+            .map(|(name, kind)| (name.to_owned(), kind.trim().to_owned()))
+            .collect()
+    }
+
+    /// Whether `name` (a series name, maybe a histogram's `_bucket`/`_sum`/`_count`) is exported.
+    fn is_exported(types: &BTreeMap<String, String>, name: &str) -> bool {
+        name == "up"
+            || types.contains_key(name)
+            || ["_bucket", "_sum", "_count"].iter().any(|suffix| {
+                name.strip_suffix(suffix).is_some_and(|family| {
+                    types.get(family).is_some_and(|kind| {
+                        kind == "histogram" || (kind == "summary" && *suffix != "_bucket")
+                    })
+                })
+            })
+    }
+
+    /// The Markdown anchor of a heading, as GitHub makes it.
+    fn anchor(heading: &str) -> String {
+        heading
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|char| char.is_alphanumeric() || matches!(char, ' ' | '-' | '_'))
+            .map(|char| if char == ' ' { '-' } else { char })
+            .collect()
+    }
+
+    /// Every `targets[].expr` of the dashboard's panels, rows' nested panels included.
+    fn panel_exprs(panels: &[Value], exprs: &mut Vec<String>) {
+        const DATASOURCE: &str = r#"{"type":"prometheus","uid":"prometheus"}"#;
+        let datasource: Value = serde_json::from_str(DATASOURCE).expect("datasource");
+        for panel in panels {
+            if panel["type"] != "row" {
+                assert_eq!(panel["datasource"], datasource, "panel {}", panel["title"]);
+                let targets = panel["targets"].as_array().expect("targets");
+                assert!(
+                    !targets.is_empty(),
+                    "panel {} has no target",
+                    panel["title"]
+                );
+                for target in targets {
+                    assert_eq!(target["datasource"], datasource, "{target}");
+                    exprs.push(target["expr"].as_str().expect("expr").to_owned());
+                }
+            }
+            if let Some(nested) = panel["panels"].as_array() {
+                panel_exprs(nested, exprs);
+            }
+        }
+    }
+
+    // The extraction itself, on what the dashboard and the rules use.
+    let sample = r#"histogram_quantile(0.99, sum by (le, op) (rate(parley_x_seconds_bucket{job=~"$job",op="a{b}"}[$__rate_interval]))) / ignoring (code) group_left sum without (code) (parley_y_total offset 15m) > 1e3 and on (instance) up"#;
+    assert_eq!(
+        metric_names(sample),
+        ["parley_x_seconds_bucket", "parley_y_total", "up"]
+            .map(String::from)
+            .into(),
+    );
+
+    // A little traffic on two nodes, one failing request, and the pipeline through ingest.
+    let cluster = DurableCluster::start("parley_e2e_metrics", 2, &[]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut alice = a.connect("alice").await;
+    let mut bob = b.connect("bob").await;
+    let conversation_id = create_group(&mut alice, &["bob"], "Metrics").await;
+    bob.event("member.joined").await;
+    for number in 0..3 {
+        let ack = send(
+            &mut alice,
+            &conversation_id,
+            &format!("metrics-{number}"),
+            "hi",
+        )
+        .await;
+        expect_stored(&mut alice, &conversation_id, &ack).await;
+        bob.event("message.new").await;
+    }
+    let error = alice
+        .err(
+            "conversation.get",
+            json!({ "conversation_id": "no-such-conversation" }),
+        )
+        .await;
+    let error_code = error["code"].as_str().expect("error code").to_owned();
+
+    // Live expositions: both nodes and ingest, once ingest has published its partition lag.
+    let scrape = |addr: String| async move {
+        let (status, body) = common::durable::http_get(&addr, "/metrics")
+            .await
+            .expect("GET /metrics");
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let node_a = scrape(a.addr.clone()).await;
+    let node_b = scrape(b.addr.clone()).await;
+    let deadline = tokio::time::Instant::now() + PIPELINE_WAIT;
+    let ingest = loop {
+        let body = scrape(cluster.ingest.addr.clone()).await;
+        if body.contains("parley_ingest_consumer_lag{") {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ingest never exported parley_ingest_consumer_lag:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let failed = format!(r#"parley_errors_total{{code="{error_code}"}} 1"#);
+    assert!(node_a.contains(&failed), "{failed} missing:\n{node_a}");
+    let accepted = [&node_a, &node_b].map(|body| {
+        common::durable::metric_in(body, "parley_messages_accepted_total").unwrap_or(0.0)
+    });
+    assert!(accepted.iter().sum::<f64>() >= 3.0, "{accepted:?}");
+    assert!(common::durable::metric_in(&ingest, "parley_ingest_acks_emitted_total") >= Some(3.0));
+    let node_types = exported_types(&format!("{node_a}{node_b}"));
+    let ingest_types = exported_types(&ingest);
+    for expected in [
+        "parley_redis_bus_reconnects_total",
+        "parley_kafka_producer_restarts_total",
+        "parley_node_ready",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(node_types.contains_key(expected), "node lacks {expected}");
+    }
+    assert!(ingest_types.contains_key("parley_ingest_ready"));
+    let mut live = node_types.clone();
+    live.extend(ingest_types.clone());
+
+    // The dashboard: Grafana JSON, every expression on live metrics.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let dashboard_text =
+        std::fs::read_to_string(format!("{root}/deploy/grafana/dashboards/parley.json"))
+            .expect("dashboard file");
+    let dashboard: Value = serde_json::from_str(&dashboard_text).expect("dashboard JSON");
+    assert!(dashboard["schemaVersion"].as_u64() >= Some(39));
+    let mut exprs = Vec::new();
+    panel_exprs(dashboard["panels"].as_array().expect("panels"), &mut exprs);
+    for variable in dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating")
+    {
+        let query = variable["query"]["query"]
+            .as_str()
+            .or(variable["query"].as_str())
+            .expect("variable query");
+        let query = query
+            .strip_prefix("label_values(")
+            .and_then(|rest| rest.rsplit_once(','))
+            .map_or(query, |(selector, _label)| selector);
+        exprs.push(query.to_owned());
+    }
+    assert!(exprs.len() > 20, "{exprs:?}");
+
+    // The alerting rules: complete rules, runbooks that exist in the docs.
+    let operations =
+        std::fs::read_to_string(format!("{root}/docs/operations.md")).expect("operations.md");
+    let anchors: BTreeSet<String> = operations
+        .lines()
+        .filter_map(|line| line.strip_prefix('#'))
+        .map(|heading| anchor(heading.trim_start_matches('#')))
+        .collect();
+    let alerts_text = std::fs::read_to_string(format!("{root}/deploy/prometheus/alerts.yml"))
+        .expect("alerts file");
+    let alerts: Value = serde_norway::from_str(&alerts_text).expect("alerts YAML");
+    let mut alert_exprs = Vec::new();
+    for group in alerts["groups"].as_array().expect("groups") {
+        for rule in group["rules"].as_array().expect("rules") {
+            let name = rule["alert"].as_str().expect("alert name");
+            assert!(
+                matches!(
+                    rule["labels"]["severity"].as_str(),
+                    Some("critical" | "warning")
+                ),
+                "{name}: severity"
+            );
+            for annotation in ["summary", "description"] {
+                assert!(
+                    rule["annotations"][annotation].is_string(),
+                    "{name}: {annotation}"
+                );
+            }
+            let runbook = rule["annotations"]["runbook_url"]
+                .as_str()
+                .expect("runbook_url");
+            let (_, fragment) = runbook
+                .split_once("docs/operations.md#")
+                .unwrap_or_else(|| panic!("{name}: runbook {runbook}"));
+            assert!(
+                anchors.contains(fragment),
+                "{name}: no heading for #{fragment}"
+            );
+            alert_exprs.push(rule["expr"].as_str().expect("expr").to_owned());
+        }
+    }
+    let alerted: BTreeSet<String> = alert_exprs
+        .iter()
+        .flat_map(|expr| metric_names(expr))
+        .collect();
+    for required in [
+        "up",
+        "parley_ingest_consumer_lag",
+        "parley_errors_total",
+        "parley_ws_closes_total",
+        "parley_redis_bus_reconnects_total",
+        "parley_log_append_failures_total",
+        "parley_kafka_producer_restarts_total",
+        "parley_ingest_retries_total",
+    ] {
+        assert!(alerted.contains(required), "no alert on {required}");
+    }
+    assert!(alert_exprs
+        .iter()
+        .any(|expr| expr.contains(r#"code="unavailable""#)));
+    assert!(alert_exprs
+        .iter()
+        .any(|expr| expr.contains(r#"code="4009""#)));
+
+    // Every referenced metric is exported live.
+    let mut missing = Vec::new();
+    for expr in exprs.iter().chain(&alert_exprs) {
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "no metric found in {expr}");
+        for name in names {
+            if !is_exported(&live, &name) {
+                missing.push(format!("{name} (in {expr})"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not exported by node or ingest: {missing:#?}"
+    );
+
+    // And docs/operations.md lists every metric they export.
+    let undocumented: Vec<&String> = live
+        .keys()
+        .filter(|name| {
+            !operations.contains(&format!("`{name}`"))
+                && !operations.contains(&format!("`{name}{{"))
+        })
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "metrics missing from docs/operations.md: {undocumented:?}"
+    );
+}

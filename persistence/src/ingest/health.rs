@@ -15,6 +15,8 @@ use prometheus::{Registry, TextEncoder};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
+use super::metrics::ProcessMetrics;
+
 /// How often the background task checks MongoDB and Kafka for `/readyz`.
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
@@ -94,6 +96,7 @@ impl Readiness {
 struct EndpointState {
     readiness: Arc<Readiness>,
     registry: Registry,
+    process: ProcessMetrics,
 }
 
 /// The running endpoint.
@@ -104,14 +107,17 @@ pub struct HealthServer {
 }
 
 impl HealthServer {
-    /// Binds `bind` (port 0 picks a free port) and serves the endpoints on one worker thread.
+    /// Binds `bind` (port 0 picks a free port) and serves the endpoints on one worker thread;
+    /// `/metrics` serves `registry` plus the [`ProcessMetrics`] registered into it here.
     /// Connections are accepted from the moment this returns.
     pub fn start(bind: &str, readiness: Arc<Readiness>, registry: Registry) -> io::Result<Self> {
+        let process = ProcessMetrics::register(&registry).map_err(io::Error::other)?;
         let listener = TcpListener::bind(bind)?;
         let address = listener.local_addr()?;
         let state = web::Data::new(EndpointState {
             readiness,
             registry,
+            process,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -168,6 +174,8 @@ async fn readyz(state: web::Data<EndpointState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<EndpointState>) -> HttpResponse {
+    let ready = state.readiness.check().is_ok();
+    state.process.ready.set(i64::from(ready));
     let encoder = TextEncoder::new();
     match encoder.encode_to_string(&state.registry.gather()) {
         Ok(text) => HttpResponse::Ok()

@@ -4,7 +4,8 @@
 //! for its in-process ingest. The histograms and the lag gauge are Prometheus instruments the
 //! pipeline always records into; they are created unregistered, so they only show up where a
 //! binary calls [`IngestMetrics::register`] (the `ingest` binary, which also exports the
-//! counters that way). Every name is `parley_ingest_*`.
+//! counters that way). Every name is `parley_ingest_*`. [`ProcessMetrics`] are the `ingest`
+//! binary's own: its readiness and the process's CPU, memory and file descriptors.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -14,7 +15,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntGaugeVec, Opts, Registry,
+    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 pub struct IngestMetrics {
@@ -156,6 +158,29 @@ impl IngestMetrics {
     }
 }
 
+/// The `ingest` process's own metrics, registered by its HTTP endpoint: `parley_ingest_ready`
+/// and, on Linux, the standard `process_*` metrics (CPU, resident memory, file descriptors,
+/// threads, start time).
+pub struct ProcessMetrics {
+    /// `parley_ingest_ready`: 1 while `/readyz` answers 200; set before each scrape.
+    pub ready: IntGauge,
+}
+
+impl ProcessMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let ready = IntGauge::new(
+            "parley_ingest_ready",
+            "1 while the ingest process is ready (GET /readyz answers 200), else 0",
+        )?;
+        registry.register(Box::new(ready.clone()))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Self { ready })
+    }
+}
+
 /// Exposes the atomic counters as Prometheus counters, brought up to date at each scrape.
 struct CounterMirror {
     metrics: Arc<IngestMetrics>,
@@ -259,6 +284,20 @@ mod tests {
         assert!(text.contains("parley_ingest_events_applied_total 5"));
         assert!(text.contains("# TYPE parley_ingest_events_applied_total counter"));
         assert!(text.contains("parley_ingest_batch_size_count 1"));
+    }
+
+    #[test]
+    fn process_metrics_are_exported() {
+        let registry = Registry::new();
+        let process = ProcessMetrics::register(&registry).expect("register");
+        process.ready.set(1);
+        let text = gathered(&registry);
+        assert!(text.contains("parley_ingest_ready 1"), "{text}");
+        #[cfg(target_os = "linux")]
+        assert!(
+            text.contains("# TYPE process_cpu_seconds_total counter"),
+            "{text}"
+        );
     }
 
     #[test]
