@@ -2,7 +2,7 @@
 # The whole test suite, from a fresh clone: installs what it needs (backing services,
 # cargo-nextest), then checks formatting and lints and runs every test (unit, port contract
 # suites against embedded adapters and real services, end-to-end tests against real
-# parley-server processes).
+# parley-server processes) and validates the deploy files offline (scripts/check-deploy.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Backing services the tests start privately (each install is skipped when already present):
@@ -26,3 +26,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "==> cargo nextest run"
 cargo nextest run --workspace --profile ci "$@"
+
+# After the tests: the k8s check also starts the just-built binaries on the rendered config.
+echo "==> deploy files (offline: hadolint, compose schema, kubectl kustomize + kubernetes-validate)"
+scripts/check-deploy.sh
