@@ -1,7 +1,11 @@
-//! The `Session` actor: one per WebSocket. It owns the socket's read side as its stream and a
-//! writer task owning the actix-ws session, fed by a bounded outbound queue. It decodes frames,
-//! enforces frame limits, rate limits and in-flight limits, heartbeats, closes on token expiry,
-//! and on close leaves the registry and presence.
+//! The `Session` actor: one per WebSocket. It owns the socket's read half as its stream, and a
+//! writer task owns the write half, fed by a bounded outbound queue. It decodes frames, enforces
+//! frame limits, rate limits and in-flight limits, heartbeats, closes on token expiry, and on
+//! close leaves the registry and presence.
+//!
+//! The socket is a tokio-tungstenite stream over the raw TCP connection (the server answers the
+//! upgrade itself), so an established WebSocket holds only what the session needs: no HTTP
+//! dispatcher buffers.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -11,9 +15,16 @@ use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context as ActixContext, StreamHandler,
     WrapFuture,
 };
-use actix_ws::{AggregatedMessage, CloseReason, ProtocolError};
 use bytestring::ByteString;
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
 use wire::events::{ServerEvent, Welcome};
 use wire::frames::{decode_request, encode_error, encode_event, peek_request_id};
 use wire::{CloseCode, ErrorBody, ErrorCode, SessionId, Timestamp, UserId, PROTOCOL_VERSION};
@@ -30,12 +41,36 @@ pub struct SessionParams {
     pub token_expires_at: Timestamp,
 }
 
-/// A frame on its way to the writer task.
+/// An upgraded client connection.
+pub type Socket = WebSocketStream<tokio::net::TcpStream>;
+
+/// Most frames the writer hands to the socket before one flush (one write system call for a
+/// burst of queued frames instead of one per frame).
+const WRITE_BATCH: usize = 64;
+
+/// How long a closing session keeps reading for the client's close frame before it drops the
+/// connection (closing a socket with unread input would reset it, and the client could lose
+/// the close frame).
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The WebSocket settings of a session: frames and messages up to `hard_frame_bytes` (larger
+/// ones close the session with 1009 without being read), a small read buffer that grows only
+/// for large frames, and writes gathered up to 4 KiB before they reach the socket.
+pub fn socket_config(hard_frame_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(1024)
+        .write_buffer_size(4096)
+        .max_write_buffer_size(4096 + hard_frame_bytes * 2)
+        .max_message_size(Some(hard_frame_bytes))
+        .max_frame_size(Some(hard_frame_bytes))
+}
+
+/// A frame on its way to the writer task. Pings from the client are answered by the socket
+/// itself.
 #[derive(Debug)]
 pub enum Outbound {
     Text(ByteString),
     Ping,
-    Pong(bytes::Bytes),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,16 +194,13 @@ pub struct Session {
     inflight: usize,
     rejections: VecDeque<Instant>,
     registered: bool,
+    /// A close was requested: only the client's close frame (or the end) is awaited.
+    closing: bool,
 }
 
 impl Session {
     /// Starts the session actor and its writer task for an upgraded connection.
-    pub fn start(
-        node: Node,
-        params: SessionParams,
-        ws_session: actix_ws::Session,
-        stream: actix_ws::MessageStream,
-    ) -> SessionHandle {
+    pub fn start(node: Node, params: SessionParams, socket: Socket) -> SessionHandle {
         let limits = node.limits().clone();
         let (outbound_tx, outbound_rx) = mpsc::channel(limits.outbound_queue.max(1));
         let (close_tx, close_rx) = watch::channel(None);
@@ -181,11 +213,8 @@ impl Session {
                 metrics: node.metrics().clone(),
             }),
         };
-        actix_rt::spawn(write_frames(ws_session, outbound_rx, close_rx.clone()));
-        let stream = stream
-            .max_frame_size(limits.hard_frame_bytes)
-            .aggregate_continuations()
-            .max_continuation_size(limits.hard_frame_bytes);
+        let (sink, stream) = socket.split();
+        actix_rt::spawn(write_frames(sink, outbound_rx, close_rx.clone()));
         let actor_handle = handle.clone();
         Session::create(move |ctx| {
             ctx.add_stream(stream);
@@ -194,7 +223,7 @@ impl Session {
                 actix::fut::wrap_future::<_, Session>(async move {
                     let _ = close_signal.wait_for(|request| request.is_some()).await;
                 })
-                .map(|_, _act, ctx| ctx.stop()),
+                .map(|_, act, ctx| act.begin_closing(ctx)),
             );
             Session {
                 node,
@@ -204,9 +233,20 @@ impl Session {
                 inflight: 0,
                 rejections: VecDeque::new(),
                 registered: false,
+                closing: false,
             }
         });
         handle
+    }
+
+    /// A close was requested (the writer sends the close frame): stop handling frames and wait,
+    /// at most [`CLOSE_LINGER`], for the client's close frame or the end of the connection.
+    fn begin_closing(&mut self, ctx: &mut ActixContext<Self>) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        ctx.run_later(CLOSE_LINGER, |_act, ctx| ctx.stop());
     }
 
     fn caller(&self) -> Caller {
@@ -244,7 +284,7 @@ impl Session {
             tracing::info!(user_id = %self.params.user_id, "closing session for rate limit abuse");
             self.handle
                 .close(CloseCode::RateLimitAbuse, "rate limit abuse");
-            ctx.stop();
+            self.begin_closing(ctx);
         }
     }
 
@@ -346,7 +386,7 @@ impl Session {
 
 /// A data frame from the client.
 enum Frame {
-    Text(ByteString),
+    Text(Utf8Bytes),
     Binary,
 }
 
@@ -382,15 +422,18 @@ impl Actor for Session {
                             reason: "service unavailable, try again later".to_owned(),
                             flush_queue: true,
                         });
-                        ctx.stop();
+                        act.begin_closing(ctx);
                     }
                 }),
         );
         let heartbeat = self.node.limits().heartbeat;
         ctx.run_interval(heartbeat, |act, ctx| {
+            if act.closing {
+                return;
+            }
             if act.last_heard.elapsed() > act.node.limits().client_timeout {
                 act.handle.close(CloseCode::Normal, "idle timeout");
-                ctx.stop();
+                act.begin_closing(ctx);
                 return;
             }
             act.handle.queue(Outbound::Ping);
@@ -400,7 +443,7 @@ impl Actor for Session {
             .unwrap_or_default();
         ctx.run_later(until_expiry, |act, ctx| {
             act.handle.close(CloseCode::TokenInvalid, "token expired");
-            ctx.stop();
+            act.begin_closing(ctx);
         });
     }
 
@@ -415,41 +458,53 @@ impl Actor for Session {
     }
 }
 
-impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for Session {
-    fn handle(&mut self, item: Result<AggregatedMessage, ProtocolError>, ctx: &mut Self::Context) {
+impl StreamHandler<Result<Message, WsError>> for Session {
+    fn handle(&mut self, item: Result<Message, WsError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
+        if self.closing {
+            // Waiting for the client's close frame; nothing else is handled any more.
+            if matches!(item, Ok(Message::Close(_)) | Err(_)) {
+                ctx.stop();
+            }
+            return;
+        }
         match item {
-            Ok(AggregatedMessage::Text(text)) => {
+            Ok(Message::Text(text)) => {
                 self.node.metrics().frames_in.inc();
                 self.handle_frame(Frame::Text(text), ctx);
             }
-            Ok(AggregatedMessage::Binary(_)) => {
+            Ok(Message::Binary(_)) => {
                 self.node.metrics().frames_in.inc();
                 self.handle_frame(Frame::Binary, ctx);
             }
-            Ok(AggregatedMessage::Ping(bytes)) => {
-                self.handle.queue(Outbound::Pong(bytes));
-            }
-            Ok(AggregatedMessage::Pong(_)) => {}
-            Ok(AggregatedMessage::Close(_)) => {
+            // The socket answers pings itself.
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+            Ok(Message::Close(_)) => {
+                // The socket has answered the close; the connection is over.
                 self.handle.close(CloseCode::Normal, "closed by client");
                 ctx.stop();
             }
-            Err(ProtocolError::Overflow) => {
+            Err(WsError::Capacity(
+                CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders,
+            )) => {
                 self.handle.request_close(CloseRequest {
                     code: CloseCode::MessageTooBig.code(),
                     reason: "frame over 1 MiB".to_owned(),
                     flush_queue: true,
                 });
-                ctx.stop();
+                self.begin_closing(ctx);
             }
-            Err(error) => {
+            Err(error @ (WsError::Protocol(_) | WsError::Utf8(_))) => {
                 tracing::debug!(error = %error, "websocket protocol error");
                 self.handle.request_close(CloseRequest {
                     code: 1002,
                     reason: "protocol error".to_owned(),
                     flush_queue: false,
                 });
+                self.begin_closing(ctx);
+            }
+            Err(error) => {
+                tracing::debug!(error = %error, "websocket connection ended");
                 ctx.stop();
             }
         }
@@ -460,10 +515,10 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for Session {
     }
 }
 
-/// The writer task: owns the actix-ws session and writes queued frames until a close is
-/// requested or the connection goes away.
+/// The writer task: owns the socket's write half and writes queued frames, a burst of them per
+/// flush, until a close is requested or the connection goes away; then sends the close frame.
 async fn write_frames(
-    mut ws: actix_ws::Session,
+    mut sink: SplitSink<Socket, Message>,
     mut outbound: mpsc::Receiver<Outbound>,
     mut close: watch::Receiver<Option<CloseRequest>>,
 ) {
@@ -475,12 +530,12 @@ async fn write_frames(
         };
         let Some(next) = next else { break };
         // Only a close that drops the queue (4009: the client does not read, this write may
-        // never finish) interrupts a frame being written; any other close lets it finish and
+        // never finish) interrupts frames being written; any other close lets them finish and
         // then flushes the rest, so a `goaway` queued just before its close is never lost.
         let written = tokio::select! {
             biased;
             _ = close.wait_for(|request| request.as_ref().is_some_and(|request| !request.flush_queue)) => break,
-            written = write_one(&mut ws, next) => written,
+            written = write_burst(&mut sink, next, &mut outbound) => written,
         };
         if written.is_err() {
             return;
@@ -494,40 +549,44 @@ async fn write_frames(
     let finish = async {
         if request.flush_queue {
             while let Ok(next) = outbound.try_recv() {
-                if write_one(&mut ws, next).await.is_err() {
+                if sink.feed(message_of(next)).await.is_err() {
                     return;
                 }
             }
         }
-        let reason = CloseReason {
-            code: actix_ws::CloseCode::Other(request.code),
-            description: Some(request.reason.clone()),
+        let frame = CloseFrame {
+            code: WsCloseCode::from(request.code),
+            reason: Utf8Bytes::from(request.reason),
         };
-        let reason = match request.code {
-            1000 => CloseReason {
-                code: actix_ws::CloseCode::Normal,
-                ..reason
-            },
-            1001 => CloseReason {
-                code: actix_ws::CloseCode::Away,
-                ..reason
-            },
-            1009 => CloseReason {
-                code: actix_ws::CloseCode::Size,
-                ..reason
-            },
-            _ => reason,
-        };
-        let _ = ws.close(Some(reason)).await;
+        let _ = sink.send(Message::Close(Some(frame))).await;
     };
     // A client that does not read may never take the close frame; give up after a while.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), finish).await;
 }
 
-async fn write_one(ws: &mut actix_ws::Session, outbound: Outbound) -> Result<(), actix_ws::Closed> {
+/// Writes `first` and whatever else is queued (at most [`WRITE_BATCH`] frames), then flushes.
+async fn write_burst(
+    sink: &mut SplitSink<Socket, Message>,
+    first: Outbound,
+    outbound: &mut mpsc::Receiver<Outbound>,
+) -> Result<(), WsError> {
+    sink.feed(message_of(first)).await?;
+    for _ in 1..WRITE_BATCH {
+        match outbound.try_recv() {
+            Ok(next) => sink.feed(message_of(next)).await?,
+            Err(_) => break,
+        }
+    }
+    sink.flush().await
+}
+
+fn message_of(outbound: Outbound) -> Message {
     match outbound {
-        Outbound::Text(text) => ws.text(text).await,
-        Outbound::Ping => ws.ping(b"").await,
-        Outbound::Pong(bytes) => ws.pong(&bytes).await,
+        // Frames are built from `String`s, so they are valid UTF-8.
+        Outbound::Text(text) => match Utf8Bytes::try_from(text.into_bytes()) {
+            Ok(text) => Message::Text(text),
+            Err(_) => unreachable!("a ByteString is valid UTF-8"),
+        },
+        Outbound::Ping => Message::Ping(bytes::Bytes::new()),
     }
 }

@@ -6,13 +6,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpServer};
+use actix_service::{IntoServiceFactory as _, ServiceFactoryExt as _};
+use actix_web::{web, App};
 use actors::Node;
 use anyhow::Context as _;
 use persistence::kafka::KafkaLog;
 use persistence::mongo::MongoStore;
 use persistence::{EmbeddedLog, EmbeddedStore, IngestConfig, IngestPipeline};
 use ports::{EventLog, Store};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use wire::NodeId;
 
@@ -201,43 +203,65 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
 
     let max_body = settings.limits.max_frame_bytes;
     let http_metrics = metrics.http_request_duration.clone();
-    let mut server = HttpServer::new({
-        let state = state.clone();
-        move || {
-            let http_metrics = http_metrics.clone();
-            App::new()
-                .app_data(web::Data::new(state.clone()))
-                .wrap_fn(move |request, service| {
-                    use actix_web::dev::Service as _;
-                    let started = std::time::Instant::now();
-                    let route = request
-                        .match_pattern()
-                        .unwrap_or_else(|| "unmatched".to_owned());
-                    let http_metrics = http_metrics.clone();
-                    let response = service.call(request);
-                    async move {
-                        let response = response.await?;
-                        http_metrics
-                            .with_label_values(&[&route, response.status().as_str()])
-                            .observe(started.elapsed().as_secs_f64());
-                        Ok(response)
-                    }
-                })
-                .configure(|config| crate::http::configure(config, max_body))
-        }
-    })
-    // Small frames must leave at once: without TCP_NODELAY, Nagle's algorithm and delayed ACKs
-    // hold replies and events back by up to ~40 ms.
-    .on_connect(|connection, _extensions| {
-        if let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::debug!(error = %error, "cannot set TCP_NODELAY");
+    // actix-server with actix-http's HTTP/1 service rather than actix-web's `HttpServer`, so
+    // that WebSocket upgrades are handed over with their raw connection (`crate::ws`).
+    let mut server = actix_server::Server::build()
+        .listen("parley-http", listener, {
+            let state = state.clone();
+            move || {
+                let http_metrics = http_metrics.clone();
+                let app = App::new()
+                    .app_data(web::Data::new(state.clone()))
+                    .wrap_fn(move |request, service| {
+                        use actix_web::dev::Service as _;
+                        let started = std::time::Instant::now();
+                        let route = request
+                            .match_pattern()
+                            .unwrap_or_else(|| "unmatched".to_owned());
+                        let http_metrics = http_metrics.clone();
+                        let response = service.call(request);
+                        async move {
+                            let response = response.await?;
+                            http_metrics
+                                .with_label_values(&[&route, response.status().as_str()])
+                                .observe(started.elapsed().as_secs_f64());
+                            Ok(response)
+                        }
+                    })
+                    .configure(|config| crate::http::configure(config, max_body));
+                let upgrade_state = state.clone();
+                let upgrade = actix_service::fn_service(
+                    move |(request, framed): (
+                        actix_http::Request,
+                        actix_codec::Framed<TcpStream, actix_http::h1::Codec>,
+                    )| {
+                        let served =
+                            crate::ws::serve_upgrade(upgrade_state.clone(), request, framed);
+                        async move {
+                            served.await;
+                            Ok::<(), actix_web::Error>(())
+                        }
+                    },
+                );
+                let app = app.into_factory().map_err(|error| error.error_response());
+                actix_http::HttpService::build()
+                    // actix-web's defaults.
+                    .keep_alive(actix_http::KeepAlive::default())
+                    .client_request_timeout(Duration::from_secs(5))
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    // Small frames must leave at once: without TCP_NODELAY, Nagle's algorithm
+                    // and delayed ACKs hold replies and events back by up to ~40 ms.
+                    .tcp_nodelay(true)
+                    .local_addr(local_addr)
+                    .upgrade(upgrade)
+                    .finish(actix_service::map_config(app, |()| {
+                        actix_web::dev::AppConfig::default()
+                    }))
+                    .tcp()
             }
-        }
-    })
-    .listen(listener)?
-    .disable_signals()
-    .shutdown_timeout(settings.server.shutdown_timeout_ms.div_ceil(1000));
+        })?
+        .disable_signals()
+        .shutdown_timeout(settings.server.shutdown_timeout_ms.div_ceil(1000));
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }

@@ -51,7 +51,7 @@ pub fn configure(config: &mut web::ServiceConfig, max_body_bytes: usize) {
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
-        .route("/ws", web::get().to(crate::ws::upgrade))
+        .route("/ws", web::get().to(crate::ws::not_upgraded))
         .route("/api/v1/auth/token", web::post().to(issue_token))
         .route(
             "/api/v1/conversations/{conversation_id}/messages",

@@ -1,15 +1,30 @@
-//! `GET /ws`: authenticate before the upgrade, then hand the socket to a session actor.
-
+//! `GET /ws`: the WebSocket endpoint.
+//!
+//! An upgrade request never reaches actix-web's router: actix-http hands it, with the raw TCP
+//! connection, to [`serve_upgrade`], which checks the protocol version, the token and the
+//! node's readiness, answers the handshake itself and gives the connection to a session actor
+//! that speaks WebSocket through tokio-tungstenite. An established WebSocket so keeps none of
+//! actix-http's per-connection HTTP buffers (two of 8 KiB: docs/benchmarks.md, "Where the idle
+//! memory goes"). A `GET /ws` that is no upgrade goes through the router to [`not_upgraded`]:
+//! the same checks, then 400.
+use actix_http::HttpMessage as _;
+use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use actix_codec::Framed;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actors::session::{Session, SessionParams};
+use actors::session::{socket_config, Session, SessionParams};
 use serde::Deserialize;
-use wire::ErrorCode;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+use wire::{ErrorBody, ErrorCode};
 
 use crate::app::AppState;
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Verified};
 use crate::http::error_response;
 
 #[derive(Debug, Deserialize)]
@@ -20,29 +35,47 @@ pub struct ConnectQuery {
     v: Option<String>,
 }
 
-pub async fn upgrade(
-    state: web::Data<Arc<AppState>>,
-    request: HttpRequest,
-    body: web::Payload,
-    query: web::Query<ConnectQuery>,
-) -> actix_web::Result<HttpResponse> {
-    let query = query.into_inner();
+/// Why a connection attempt is refused: an error code, its message, and the HTTP status when
+/// it is not the code's own.
+#[derive(Debug)]
+struct Refusal {
+    code: ErrorCode,
+    message: String,
+    status: Option<u16>,
+}
+
+impl Refusal {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            status: None,
+        }
+    }
+}
+
+/// The checks every `/ws` request passes, in this order: protocol version, token, readiness.
+fn admit(
+    state: &AppState,
+    query: Option<&str>,
+    authorization: Option<&str>,
+) -> Result<Verified, Refusal> {
+    let query = web::Query::<ConnectQuery>::from_query(query.unwrap_or_default())
+        .map_err(|error| Refusal::new(ErrorCode::BadRequest, format!("bad query: {error}")))?
+        .into_inner();
     if let Some(version) = &query.v {
         if version != "1" {
-            return Ok(error_response(
+            return Err(Refusal::new(
                 ErrorCode::BadRequest,
                 format!("unsupported protocol version {version:?}: this server speaks v=1"),
             ));
         }
     }
-    let header_token = request
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
+    let header_token = authorization
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::to_owned);
     let Some(token) = query.token.or(header_token) else {
-        return Ok(error_response(
+        return Err(Refusal::new(
             ErrorCode::Unauthorized,
             "missing token: pass ?token= or Authorization: Bearer",
         ));
@@ -50,30 +83,156 @@ pub async fn upgrade(
     let verified = match state.auth.verify(&token) {
         Ok(verified) => verified,
         Err(AuthError::Expired) => {
-            return Ok(error_response(ErrorCode::Unauthorized, "token expired"))
+            return Err(Refusal::new(ErrorCode::Unauthorized, "token expired"))
         }
         Err(AuthError::Invalid(reason)) => {
-            return Ok(error_response(
+            return Err(Refusal::new(
                 ErrorCode::Unauthorized,
                 format!("invalid token: {reason}"),
             ))
         }
     };
     if !state.ready.load(Ordering::Acquire) {
-        return Ok(error_response(
+        return Err(Refusal::new(
             ErrorCode::Unavailable,
             "the node is starting or stopping",
         ));
     }
-    let (response, session, stream) = actix_ws::handle(&request, body)?;
-    Session::start(
-        state.node.clone(),
-        SessionParams {
-            user_id: verified.user_id,
-            token_expires_at: verified.expires_at,
-        },
-        session,
-        stream,
+    Ok(verified)
+}
+
+/// `GET /ws` without an upgrade: the same answers as an upgrade for a bad version, token or
+/// readiness, else 400.
+pub async fn not_upgraded(state: web::Data<Arc<AppState>>, request: HttpRequest) -> HttpResponse {
+    let authorization = request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    match admit(&state, Some(request.query_string()), authorization) {
+        Ok(_) => error_response(
+            ErrorCode::BadRequest,
+            "expected a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)",
+        ),
+        Err(refusal) => error_response(refusal.code, refusal.message),
+    }
+}
+
+/// Serves one upgrade request handed over by actix-http with its connection.
+pub async fn serve_upgrade(
+    state: Arc<AppState>,
+    request: actix_http::Request,
+    framed: Framed<TcpStream, actix_http::h1::Codec>,
+) {
+    if let Err(error) = answer_upgrade(state, request, framed).await {
+        // The client went away during the handshake.
+        tracing::debug!(error = %error, "websocket handshake failed");
+    }
+}
+
+async fn answer_upgrade(
+    state: Arc<AppState>,
+    request: actix_http::Request,
+    framed: Framed<TcpStream, actix_http::h1::Codec>,
+) -> Result<(), std::io::Error> {
+    let parts = framed.into_parts();
+    let mut io = parts.io;
+    // What the client sent after its request head (nothing, for a client that waits for the
+    // handshake); the HTTP buffers themselves are dropped here.
+    let leftover = parts.read_buf.to_vec();
+    drop(parts.read_buf);
+    drop(parts.write_buf);
+    match accept_key(&state, &request) {
+        Ok((verified, accept)) => {
+            let response = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+            );
+            io.write_all(response.as_bytes()).await?;
+            let config = socket_config(state.node.limits().hard_frame_bytes);
+            let socket =
+                WebSocketStream::from_partially_read(io, leftover, Role::Server, Some(config))
+                    .await;
+            Session::start(
+                state.node.clone(),
+                SessionParams {
+                    user_id: verified.user_id,
+                    token_expires_at: verified.expires_at,
+                },
+                socket,
+            );
+            Ok(())
+        }
+        Err(refusal) => {
+            io.write_all(refusal_response(&refusal).as_bytes()).await?;
+            io.shutdown().await
+        }
+    }
+}
+
+/// Checks an upgrade request; returns the caller and the `Sec-WebSocket-Accept` value.
+fn accept_key(
+    state: &AppState,
+    request: &actix_http::Request,
+) -> Result<(Verified, String), Refusal> {
+    if request.path() != "/ws" {
+        return Err(Refusal::new(
+            ErrorCode::NotFound,
+            format!("no WebSocket endpoint at {}", request.path()),
+        ));
+    }
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+    };
+    let verified = admit(state, request.uri().query(), header("authorization"))?;
+    if request.method() != actix_http::Method::GET {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "a WebSocket upgrade is a GET",
+        ));
+    }
+    if !header("upgrade").is_some_and(|value| value.eq_ignore_ascii_case("websocket")) {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "only `Upgrade: websocket` is supported",
+        ));
+    }
+    if header("sec-websocket-version") != Some("13") {
+        return Err(Refusal {
+            status: Some(426),
+            ..Refusal::new(
+                ErrorCode::BadRequest,
+                "unsupported WebSocket version: use 13",
+            )
+        });
+    }
+    let Some(key) = header("sec-websocket-key").filter(|key| !key.is_empty()) else {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "missing Sec-WebSocket-Key",
+        ));
+    };
+    Ok((verified, derive_accept_key(key.as_bytes())))
+}
+
+/// The whole HTTP/1.1 response refusing an upgrade: the JSON error body of every endpoint.
+fn refusal_response(refusal: &Refusal) -> String {
+    let status = refusal.status.unwrap_or(refusal.code.http_status());
+    let reason = actix_http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|status| status.canonical_reason())
+        .unwrap_or("Error");
+    let body =
+        serde_json::json!({ "error": ErrorBody::new(refusal.code, refusal.message.clone()) })
+            .to_string();
+    let mut response = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
     );
-    Ok(response)
+    if status == 426 {
+        response.push_str("sec-websocket-version: 13\r\n");
+    }
+    let _ = write!(response, "\r\n{body}");
+    response
 }

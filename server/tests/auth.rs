@@ -359,3 +359,129 @@ async fn session_is_closed_with_4001_when_the_token_expires() {
     let reply = other.request("ping", json!({})).await;
     assert_eq!(reply["result"], json!({}));
 }
+
+/// Sends a raw HTTP/1.1 request head and returns the status and the JSON body of the answer.
+async fn raw_exchange(server: &TestServer, head: &str) -> (u16, String, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(&server.addr)
+        .await
+        .expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(common::WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("answer within the wait")
+        .expect("read");
+    let text = String::from_utf8_lossy(&response).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status");
+    (
+        status,
+        head.to_ascii_lowercase(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+    )
+}
+
+/// The handshake the server answers itself (docs/protocol.md §2): RFC 6455's headers are
+/// checked after the token, with the JSON error body of every endpoint.
+#[tokio::test]
+async fn the_websocket_handshake_is_checked_after_the_token() {
+    let server = TestServer::start().await;
+    let token = server.token("alice").await;
+    let upgrade = |path: &str, extra: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{extra}\r\n"
+        )
+    };
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let ws_path = format!("/ws?token={token}");
+
+    // Version 13 is the only one.
+    let (status, head, body) = raw_exchange(
+        &server,
+        &upgrade(&ws_path, &format!("{key}Sec-WebSocket-Version: 8\r\n")),
+    )
+    .await;
+    assert_eq!(status, 426, "{head}");
+    assert!(head.contains("sec-websocket-version: 13"), "{head}");
+    assert_eq!(body["error"]["code"], "bad_request", "{body}");
+
+    // No key.
+    let (status, _, body) =
+        raw_exchange(&server, &upgrade(&ws_path, "Sec-WebSocket-Version: 13\r\n")).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "bad_request", "{body}");
+
+    // The token comes first: a bad one is 401 whatever the handshake.
+    let (status, _, body) = raw_exchange(
+        &server,
+        &upgrade("/ws?token=nope", "Sec-WebSocket-Version: 8\r\n"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "unauthorized", "{body}");
+
+    // An upgrade anywhere else is not found.
+    let (status, _, body) = raw_exchange(
+        &server,
+        &upgrade(
+            &format!("/api/v1/ws?token={token}"),
+            &format!("{key}Sec-WebSocket-Version: 13\r\n"),
+        ),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "not_found", "{body}");
+
+    // A plain GET /ws: checked the same way, then 400.
+    let plain = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let (status, _, body) = raw_exchange(&server, &plain(&ws_path)).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "bad_request", "{body}");
+    let (status, _, body) = raw_exchange(&server, &plain("/ws")).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "unauthorized", "{body}");
+
+    // And the real handshake still works, with the accept key of RFC 6455's example.
+    let (status, head) = raw_exchange_upgrade(
+        &server,
+        &upgrade(&ws_path, &format!("{key}Sec-WebSocket-Version: 13\r\n")),
+    )
+    .await;
+    assert_eq!(status, 101, "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+}
+
+/// Like [`raw_exchange`] for a request that is accepted: returns the status and the response
+/// head (lowercase), without waiting for the connection to end.
+async fn raw_exchange_upgrade(server: &TestServer, head: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(&server.addr)
+        .await
+        .expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 512];
+    while !response.windows(4).any(|window| window == b"\r\n\r\n") {
+        let read = tokio::time::timeout(common::WAIT, stream.read(&mut buffer))
+            .await
+            .expect("answer within the wait")
+            .expect("read");
+        assert!(read > 0, "connection closed before the response head");
+        response.extend_from_slice(&buffer[..read]);
+    }
+    let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status");
+    (status, text)
+}
