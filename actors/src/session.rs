@@ -16,13 +16,14 @@ use actix::{
     WrapFuture,
 };
 use bytestring::ByteString;
-use futures::stream::SplitSink;
+use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, watch};
+use std::sync::Mutex;
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use wire::events::{ServerEvent, Welcome};
@@ -54,11 +55,12 @@ const WRITE_BATCH: usize = 64;
 const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The WebSocket settings of a session: frames and messages up to `hard_frame_bytes` (larger
-/// ones close the session with 1009 without being read), a small read buffer that grows only
-/// for large frames, and writes gathered up to 4 KiB before they reach the socket.
+/// ones close the session with 1009 without being read), a 512-byte read buffer (chat frames
+/// are a few hundred bytes; it grows for a larger frame, which is then read 512 bytes per
+/// call), and writes gathered up to 4 KiB before they reach the socket.
 pub fn socket_config(hard_frame_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(1024)
+        .read_buffer_size(512)
         .write_buffer_size(4096)
         .max_write_buffer_size(4096 + hard_frame_bytes * 2)
         .max_message_size(Some(hard_frame_bytes))
@@ -81,12 +83,90 @@ pub struct CloseRequest {
     pub flush_queue: bool,
 }
 
+/// The outgoing side of a session, shared by every handle and the writer task.
+///
+/// A plain queue behind a mutex rather than a channel: a channel preallocates a block of 32
+/// slots (≈ 1.5 KiB with its header) per session, which is most of what an idle WebSocket
+/// would hold; the queue allocates only while frames wait and gives the memory back once it
+/// drained (docs/benchmarks.md, "RSS per idle connection").
 struct SessionShared {
     session_id: SessionId,
     user_id: UserId,
-    outbound: mpsc::Sender<Outbound>,
-    close: watch::Sender<Option<CloseRequest>>,
     metrics: Metrics,
+    /// Most frames queued at once (`limits.outbound_queue`).
+    capacity: usize,
+    outgoing: Mutex<Outgoing>,
+    /// Wakes the writer: a frame was queued or a close requested (one waiter, permit kept).
+    writer_wake: Notify,
+    /// Wakes whoever waits for a close request (the actor, the writer during a write).
+    close_wake: Notify,
+}
+
+#[derive(Default)]
+struct Outgoing {
+    queue: VecDeque<Outbound>,
+    close: Option<CloseRequest>,
+    /// The writer is gone: nothing queued would ever be written.
+    writer_gone: bool,
+}
+
+impl SessionShared {
+    fn new(user_id: UserId, capacity: usize, metrics: Metrics) -> Arc<Self> {
+        Arc::new(Self {
+            session_id: SessionId::new(uuid::Uuid::now_v7().to_string()),
+            user_id,
+            metrics,
+            capacity: capacity.max(1),
+            outgoing: Mutex::new(Outgoing::default()),
+            writer_wake: Notify::new(),
+            close_wake: Notify::new(),
+        })
+    }
+
+    fn outgoing(&self) -> std::sync::MutexGuard<'_, Outgoing> {
+        self.outgoing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn close_request(&self) -> Option<CloseRequest> {
+        self.outgoing().close.clone()
+    }
+
+    /// Waits until a close matching `matches` is requested.
+    async fn close_requested(&self, matches: impl Fn(&CloseRequest) -> bool) {
+        loop {
+            // Created before the check: a request made in between still wakes it.
+            let notified = self.close_wake.notified();
+            if self.outgoing().close.as_ref().is_some_and(&matches) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Up to `max` queued frames, oldest first, and the close request if there is one. The
+    /// queue's memory is released once it is empty.
+    fn take_burst(&self, max: usize) -> (Vec<Outbound>, Option<CloseRequest>) {
+        let mut outgoing = self.outgoing();
+        let take = outgoing.queue.len().min(max);
+        let frames: Vec<Outbound> = outgoing.queue.drain(..take).collect();
+        if outgoing.queue.is_empty() && outgoing.queue.capacity() > 0 {
+            outgoing.queue = VecDeque::new();
+        }
+        (frames, outgoing.close.clone())
+    }
+}
+
+/// Marks the writer gone when the writer task ends, however it ends.
+struct WriterGone(Arc<SessionShared>);
+
+impl Drop for WriterGone {
+    fn drop(&mut self) {
+        let mut outgoing = self.0.outgoing();
+        outgoing.writer_gone = true;
+        outgoing.queue = VecDeque::new();
+    }
 }
 
 /// How the rest of the node reaches a session: a bounded outbound queue and a close signal.
@@ -94,6 +174,12 @@ struct SessionShared {
 #[derive(Clone)]
 pub struct SessionHandle {
     shared: Arc<SessionShared>,
+}
+
+/// What a session refuses a frame for.
+enum Refused {
+    Full,
+    Gone,
 }
 
 impl SessionHandle {
@@ -108,12 +194,12 @@ impl SessionHandle {
     /// Queues a text frame. When the queue is full the client is not keeping up: the session is
     /// closed with 4009 and the frame dropped. Returns whether the frame was queued.
     pub fn deliver(&self, frame: ByteString) -> bool {
-        match self.shared.outbound.try_send(Outbound::Text(frame)) {
+        match self.queue(Outbound::Text(frame)) {
             Ok(()) => {
                 self.shared.metrics.frames_out.inc();
                 true
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 if self.request_close(CloseRequest {
                     code: CloseCode::TooSlow.code(),
                     reason: "outbound queue overflow: client too slow".to_owned(),
@@ -124,28 +210,27 @@ impl SessionHandle {
                 }
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(Refused::Gone) => false,
         }
     }
 
     /// Asks the session to close. Returns false when a close was already requested.
     pub fn request_close(&self, request: CloseRequest) -> bool {
-        let mut first = false;
-        self.shared.close.send_if_modified(|current| {
-            if current.is_none() {
-                self.shared
-                    .metrics
-                    .closes
-                    .with_label_values(&[&request.code.to_string()])
-                    .inc();
-                *current = Some(request.clone());
-                first = true;
-                true
-            } else {
-                false
+        {
+            let mut outgoing = self.shared.outgoing();
+            if outgoing.close.is_some() {
+                return false;
             }
-        });
-        first
+            self.shared
+                .metrics
+                .closes
+                .with_label_values(&[&request.code.to_string()])
+                .inc();
+            outgoing.close = Some(request);
+        }
+        self.shared.writer_wake.notify_one();
+        self.shared.close_wake.notify_waiters();
+        true
     }
 
     pub fn close(&self, code: CloseCode, reason: &str) {
@@ -156,33 +241,52 @@ impl SessionHandle {
         });
     }
 
-    /// A handle with no socket behind it: frames go to the returned receiver. For tests of the
-    /// actors and for in-process consumers.
+    /// A handle with no socket behind it: its frames and close request are read through the
+    /// returned [`DetachedSession`]. For tests of the actors and for in-process consumers.
     pub fn detached(
         user_id: UserId,
         queue: usize,
         metrics: Metrics,
-    ) -> (
-        SessionHandle,
-        mpsc::Receiver<Outbound>,
-        watch::Receiver<Option<CloseRequest>>,
-    ) {
-        let (outbound, receiver) = mpsc::channel(queue.max(1));
-        let (close, close_receiver) = watch::channel(None);
-        let handle = SessionHandle {
-            shared: Arc::new(SessionShared {
-                session_id: SessionId::new(uuid::Uuid::now_v7().to_string()),
-                user_id,
-                outbound,
-                close,
-                metrics,
-            }),
-        };
-        (handle, receiver, close_receiver)
+    ) -> (SessionHandle, DetachedSession) {
+        let shared = SessionShared::new(user_id, queue, metrics);
+        (
+            SessionHandle {
+                shared: shared.clone(),
+            },
+            DetachedSession { shared },
+        )
     }
 
-    fn queue(&self, outbound: Outbound) -> bool {
-        self.shared.outbound.try_send(outbound).is_ok()
+    fn queue(&self, outbound: Outbound) -> Result<(), Refused> {
+        {
+            let mut outgoing = self.shared.outgoing();
+            if outgoing.writer_gone {
+                return Err(Refused::Gone);
+            }
+            if outgoing.queue.len() >= self.shared.capacity {
+                return Err(Refused::Full);
+            }
+            outgoing.queue.push_back(outbound);
+        }
+        self.shared.writer_wake.notify_one();
+        Ok(())
+    }
+}
+
+/// The far side of a [`SessionHandle::detached`] session.
+pub struct DetachedSession {
+    shared: Arc<SessionShared>,
+}
+
+impl DetachedSession {
+    /// The oldest queued frame, if any.
+    pub fn try_recv(&self) -> Option<Outbound> {
+        self.shared.outgoing().queue.pop_front()
+    }
+
+    /// The close requested so far, if any.
+    pub fn close_request(&self) -> Option<CloseRequest> {
+        self.shared.close_request()
     }
 }
 
@@ -199,29 +303,43 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts the session actor and its writer task for an upgraded connection.
-    pub fn start(node: Node, params: SessionParams, socket: Socket) -> SessionHandle {
-        let limits = node.limits().clone();
-        let (outbound_tx, outbound_rx) = mpsc::channel(limits.outbound_queue.max(1));
-        let (close_tx, close_rx) = watch::channel(None);
+    /// Serves an upgraded connection on one task: builds the WebSocket over `io` (`leftover`:
+    /// bytes the client sent after its handshake), starts the session actor on its read half,
+    /// then writes the session's frames to the write half until the session closes.
+    ///
+    /// Everything that polls the socket runs on that task or in the actor, so nothing keeps a
+    /// waker of the HTTP connection task that handed the socket over (its ≈ 1 KiB task would
+    /// otherwise stay allocated for the life of the WebSocket). Must be called on an actix
+    /// arbiter.
+    pub fn serve(node: Node, params: SessionParams, io: tokio::net::TcpStream, leftover: Vec<u8>) {
+        actix_rt::spawn(async move {
+            let config = socket_config(node.limits().hard_frame_bytes);
+            let socket =
+                WebSocketStream::from_partially_read(io, leftover, Role::Server, Some(config))
+                    .await;
+            let (sink, stream) = socket.split();
+            let shared = Session::start(node, params, stream);
+            write_frames(sink, shared).await;
+        });
+    }
+
+    /// Starts the session actor on the socket's read half; returns what the writer needs.
+    fn start(node: Node, params: SessionParams, stream: SplitStream<Socket>) -> Arc<SessionShared> {
+        let shared = SessionShared::new(
+            params.user_id.clone(),
+            node.limits().outbound_queue,
+            node.metrics().clone(),
+        );
         let handle = SessionHandle {
-            shared: Arc::new(SessionShared {
-                session_id: SessionId::new(uuid::Uuid::now_v7().to_string()),
-                user_id: params.user_id.clone(),
-                outbound: outbound_tx,
-                close: close_tx,
-                metrics: node.metrics().clone(),
-            }),
+            shared: shared.clone(),
         };
-        let (sink, stream) = socket.split();
-        actix_rt::spawn(write_frames(sink, outbound_rx, close_rx.clone()));
+        let close_shared = shared.clone();
         let actor_handle = handle.clone();
         Session::create(move |ctx| {
             ctx.add_stream(stream);
-            let mut close_signal = close_rx;
             ctx.spawn(
                 actix::fut::wrap_future::<_, Session>(async move {
-                    let _ = close_signal.wait_for(|request| request.is_some()).await;
+                    close_shared.close_requested(|_| true).await;
                 })
                 .map(|_, act, ctx| act.begin_closing(ctx)),
             );
@@ -236,7 +354,7 @@ impl Session {
                 closing: false,
             }
         });
-        handle
+        shared
     }
 
     /// A close was requested (the writer sends the close frame): stop handling frames and wait,
@@ -436,7 +554,8 @@ impl Actor for Session {
                 act.begin_closing(ctx);
                 return;
             }
-            act.handle.queue(Outbound::Ping);
+            // A full queue already means a 4009 close.
+            let _ = act.handle.queue(Outbound::Ping);
         });
         let until_expiry = (self.params.token_expires_at - chrono::Utc::now())
             .to_std()
@@ -517,65 +636,58 @@ impl StreamHandler<Result<Message, WsError>> for Session {
 
 /// The writer task: owns the socket's write half and writes queued frames, a burst of them per
 /// flush, until a close is requested or the connection goes away; then sends the close frame.
-async fn write_frames(
-    mut sink: SplitSink<Socket, Message>,
-    mut outbound: mpsc::Receiver<Outbound>,
-    mut close: watch::Receiver<Option<CloseRequest>>,
-) {
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = close.wait_for(|request| request.is_some()) => break,
-            next = outbound.recv() => next,
-        };
-        let Some(next) = next else { break };
-        // Only a close that drops the queue (4009: the client does not read, this write may
-        // never finish) interrupts frames being written; any other close lets them finish and
-        // then flushes the rest, so a `goaway` queued just before its close is never lost.
+async fn write_frames(mut sink: SplitSink<Socket, Message>, shared: Arc<SessionShared>) {
+    let _gone = WriterGone(shared.clone());
+    let request = loop {
+        // Created before the queue is looked at: a frame queued in between still wakes it.
+        let woken = shared.writer_wake.notified();
+        let (frames, close) = shared.take_burst(WRITE_BATCH);
+        if let Some(request) = close.as_ref() {
+            // 4009 (the client does not read) drops the queue; any other close writes what is
+            // queued first, so a `goaway` queued just before its close is never lost.
+            if !request.flush_queue || frames.is_empty() {
+                break close;
+            }
+        }
+        if frames.is_empty() {
+            woken.await;
+            continue;
+        }
+        // Only a close that drops the queue interrupts frames being written: this write may
+        // never finish when the client does not read.
         let written = tokio::select! {
             biased;
-            _ = close.wait_for(|request| request.as_ref().is_some_and(|request| !request.flush_queue)) => break,
-            written = write_burst(&mut sink, next, &mut outbound) => written,
+            _ = shared.close_requested(|request| !request.flush_queue) => continue,
+            written = write_burst(&mut sink, frames) => written,
         };
         if written.is_err() {
             return;
         }
-    }
-    let request = close.borrow().clone().unwrap_or(CloseRequest {
+    };
+    let request = request.unwrap_or(CloseRequest {
         code: CloseCode::Normal.code(),
         reason: "session closed".to_owned(),
         flush_queue: false,
     });
-    let finish = async {
-        if request.flush_queue {
-            while let Ok(next) = outbound.try_recv() {
-                if sink.feed(message_of(next)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        let frame = CloseFrame {
-            code: WsCloseCode::from(request.code),
-            reason: Utf8Bytes::from(request.reason),
-        };
-        let _ = sink.send(Message::Close(Some(frame))).await;
+    let frame = CloseFrame {
+        code: WsCloseCode::from(request.code),
+        reason: Utf8Bytes::from(request.reason),
     };
     // A client that does not read may never take the close frame; give up after a while.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), finish).await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        sink.send(Message::Close(Some(frame))),
+    )
+    .await;
 }
 
-/// Writes `first` and whatever else is queued (at most [`WRITE_BATCH`] frames), then flushes.
+/// Writes `frames`, then flushes once.
 async fn write_burst(
     sink: &mut SplitSink<Socket, Message>,
-    first: Outbound,
-    outbound: &mut mpsc::Receiver<Outbound>,
+    frames: Vec<Outbound>,
 ) -> Result<(), WsError> {
-    sink.feed(message_of(first)).await?;
-    for _ in 1..WRITE_BATCH {
-        match outbound.try_recv() {
-            Ok(next) => sink.feed(message_of(next)).await?,
-            Err(_) => break,
-        }
+    for frame in frames {
+        sink.feed(message_of(frame)).await?;
     }
     sink.flush().await
 }

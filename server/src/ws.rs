@@ -14,13 +14,11 @@ use std::sync::Arc;
 
 use actix_codec::Framed;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actors::session::{socket_config, Session, SessionParams};
+use actors::session::{Session, SessionParams};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 use wire::{ErrorBody, ErrorCode};
 
 use crate::app::AppState;
@@ -147,17 +145,14 @@ async fn answer_upgrade(
                 "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
             );
             io.write_all(response.as_bytes()).await?;
-            let config = socket_config(state.node.limits().hard_frame_bytes);
-            let socket =
-                WebSocketStream::from_partially_read(io, leftover, Role::Server, Some(config))
-                    .await;
-            Session::start(
+            Session::serve(
                 state.node.clone(),
                 SessionParams {
                     user_id: verified.user_id,
                     token_expires_at: verified.expires_at,
                 },
-                socket,
+                io,
+                leftover,
             );
             Ok(())
         }

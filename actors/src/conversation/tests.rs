@@ -10,7 +10,7 @@ use wire::{ClientMsgId, ConversationId, ErrorCode, MessageId, Seq, UserId};
 
 use super::{ConversationOp, Deliver, OpActor};
 use crate::node::{Limits, Node};
-use crate::session::{Outbound, SessionHandle};
+use crate::session::{DetachedSession, Outbound, SessionHandle};
 use crate::testing::Harness;
 use crate::OpError;
 
@@ -230,8 +230,8 @@ async fn members_only_and_senders_only() {
 async fn connect_bob(
     harness: &Harness,
     conversation_id: &ConversationId,
-) -> (SessionHandle, tokio::sync::mpsc::Receiver<Outbound>) {
-    let (session, outbound, _close) =
+) -> (SessionHandle, DetachedSession) {
+    let (session, outbound) =
         SessionHandle::detached(UserId::new("bob"), 16, harness.node.metrics().clone());
     harness
         .node
@@ -242,9 +242,9 @@ async fn connect_bob(
     (session, outbound)
 }
 
-fn frames(receiver: &mut tokio::sync::mpsc::Receiver<Outbound>) -> Vec<String> {
+fn frames(receiver: &mut DetachedSession) -> Vec<String> {
     let mut frames = Vec::new();
-    while let Ok(Outbound::Text(text)) = receiver.try_recv() {
+    while let Some(Outbound::Text(text)) = receiver.try_recv() {
         frames.push(text.to_string());
     }
     frames
@@ -322,14 +322,13 @@ async fn idle_conversations_stop_and_restart_on_demand() {
 async fn a_session_that_does_not_read_is_closed_with_4009() {
     let harness = Harness::new(Limits::default());
     let metrics = harness.node.metrics().clone();
-    let (session, _outbound, close) =
-        SessionHandle::detached(UserId::new("bob"), 2, metrics.clone());
+    let (session, detached) = SessionHandle::detached(UserId::new("bob"), 2, metrics.clone());
     assert!(session.deliver(ByteString::from("1")));
     assert!(session.deliver(ByteString::from("2")));
     assert!(!session.deliver(ByteString::from("3")));
     assert!(!session.deliver(ByteString::from("4")));
     assert_eq!(
-        close.borrow().as_ref().map(|request| request.code),
+        detached.close_request().map(|request| request.code),
         Some(4009)
     );
     assert_eq!(metrics.outbound_overflows.get(), 1, "counted once");
