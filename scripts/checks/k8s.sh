@@ -18,7 +18,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-TOOLS="${PARLEY_TOOLS_DIR:-$HOME/.cache/parley-tools}"
+# shellcheck source=scripts/checks/lib.sh
+source "$ROOT/scripts/checks/lib.sh"
 # Pinned: the newest release on PyPI when this was written; it bundles schemas 1.25..1.37.
 KUBERNETES_VALIDATE_VERSION="1.37.0"
 # 1.30: the oldest Kubernetes these manifests are meant for. The preStop `sleep` action they use
@@ -31,11 +32,6 @@ RENDERS=(base overlays/dev overlays/production)
 
 log() { printf 'k8s-check: %s\n' "$*" >&2; }
 
-as_root() {
-    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
-        log "need root to run: $*"; return 1; fi
-}
-
 install_kubectl() {
     command -v kubectl >/dev/null && return 0
     log "kubectl missing: installing Debian's kubectl (or kubernetes-client) with apt-get"
@@ -45,23 +41,9 @@ install_kubectl() {
     command -v kubectl >/dev/null || { log "kubectl still missing"; return 1; }
 }
 
-VENV="$TOOLS/k8s-validate-$KUBERNETES_VALIDATE_VERSION"
+VENV="$PARLEY_TOOLS/k8s-validate-$KUBERNETES_VALIDATE_VERSION"
 install_validator() {
-    if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" - "$KUBERNETES_VALIDATE_VERSION" <<'EOF' 2>/dev/null
-import sys, yaml, kubernetes_validate.version as v
-try:
-    import tomllib
-except ImportError:
-    import tomli
-sys.exit(0 if v.__version__ == sys.argv[1] else 1)
-EOF
-    then return 0; fi
-    log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $VENV"
-    mkdir -p "$TOOLS"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check \
-        "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" 'tomli; python_version < "3.11"' >&2
+    pip_tools "$VENV" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" 'tomli; python_version < "3.11"'
 }
 
 install_kubectl

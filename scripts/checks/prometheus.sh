@@ -13,13 +13,10 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-TOOLS="${PARLEY_TOOLS_DIR:-$HOME/.cache/parley-tools}"
-DIR="$TOOLS/promtool-deb12"
+# shellcheck source=scripts/checks/lib.sh
+source "$ROOT/scripts/checks/lib.sh"
+DIR="$PARLEY_TOOLS/promtool-deb12"
 PROMTOOL="$DIR/usr/bin/promtool"
-
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
-}
 
 if [ ! -x "$PROMTOOL" ]; then
   echo "promtool missing: unpacking it from Debian's prometheus package into $DIR" >&2
