@@ -360,7 +360,9 @@ async fn session_is_closed_with_4001_when_the_token_expires() {
     assert_eq!(reply["result"], json!({}));
 }
 
-/// Sends a raw HTTP/1.1 request head and returns the status and the JSON body of the answer.
+/// Sends a raw HTTP/1.1 request head; returns the answer's status, its head (lowercase) and its
+/// JSON body (`Null` when there is none). Reads only the head and `content-length` bytes, so it
+/// also works for a 101 whose connection stays open.
 async fn raw_exchange(server: &TestServer, head: &str) -> (u16, String, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(&server.addr)
@@ -368,10 +370,27 @@ async fn raw_exchange(server: &TestServer, head: &str) -> (u16, String, Value) {
         .expect("connect");
     stream.write_all(head.as_bytes()).await.expect("write");
     let mut response = Vec::new();
-    tokio::time::timeout(common::WAIT, stream.read_to_end(&mut response))
-        .await
-        .expect("answer within the wait")
-        .expect("read");
+    let mut buffer = [0u8; 512];
+    let complete = |response: &[u8]| {
+        let text = String::from_utf8_lossy(response).to_ascii_lowercase();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return false;
+        };
+        let length = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length: "))
+            .and_then(|length| length.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        body.len() >= length
+    };
+    while !complete(&response) {
+        let read = tokio::time::timeout(common::WAIT, stream.read(&mut buffer))
+            .await
+            .expect("answer within the wait")
+            .expect("read");
+        assert!(read > 0, "connection closed before the whole answer");
+        response.extend_from_slice(&buffer[..read]);
+    }
     let text = String::from_utf8_lossy(&response).to_string();
     let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
     let status = head
@@ -447,7 +466,7 @@ async fn the_websocket_handshake_is_checked_after_the_token() {
     assert_eq!(body["error"]["code"], "unauthorized", "{body}");
 
     // And the real handshake still works, with the accept key of RFC 6455's example.
-    let (status, head) = raw_exchange_upgrade(
+    let (status, head, _) = raw_exchange(
         &server,
         &upgrade(&ws_path, &format!("{key}Sec-WebSocket-Version: 13\r\n")),
     )
@@ -457,31 +476,4 @@ async fn the_websocket_handshake_is_checked_after_the_token() {
         head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
         "{head}"
     );
-}
-
-/// Like [`raw_exchange`] for a request that is accepted: returns the status and the response
-/// head (lowercase), without waiting for the connection to end.
-async fn raw_exchange_upgrade(server: &TestServer, head: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(&server.addr)
-        .await
-        .expect("connect");
-    stream.write_all(head.as_bytes()).await.expect("write");
-    let mut response = Vec::new();
-    let mut buffer = [0u8; 512];
-    while !response.windows(4).any(|window| window == b"\r\n\r\n") {
-        let read = tokio::time::timeout(common::WAIT, stream.read(&mut buffer))
-            .await
-            .expect("answer within the wait")
-            .expect("read");
-        assert!(read > 0, "connection closed before the response head");
-        response.extend_from_slice(&buffer[..read]);
-    }
-    let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("a status");
-    (status, text)
 }
