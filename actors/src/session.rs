@@ -642,11 +642,11 @@ async fn write_frames(mut sink: SplitSink<Socket, Message>, shared: Arc<SessionS
         // Created before the queue is looked at: a frame queued in between still wakes it.
         let woken = shared.writer_wake.notified();
         let (frames, close) = shared.take_burst(WRITE_BATCH);
-        if let Some(request) = close.as_ref() {
+        if let Some(request) = close {
             // 4009 (the client does not read) drops the queue; any other close writes what is
             // queued first, so a `goaway` queued just before its close is never lost.
             if !request.flush_queue || frames.is_empty() {
-                break close;
+                break request;
             }
         }
         if frames.is_empty() {
@@ -664,11 +664,6 @@ async fn write_frames(mut sink: SplitSink<Socket, Message>, shared: Arc<SessionS
             return;
         }
     };
-    let request = request.unwrap_or(CloseRequest {
-        code: CloseCode::Normal.code(),
-        reason: "session closed".to_owned(),
-        flush_queue: false,
-    });
     let frame = CloseFrame {
         code: WsCloseCode::from(request.code),
         reason: Utf8Bytes::from(request.reason),
