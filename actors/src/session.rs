@@ -233,6 +233,11 @@ impl SessionHandle {
         true
     }
 
+    /// Whether a close was requested already.
+    pub fn close_requested(&self) -> bool {
+        self.shared.close_request().is_some()
+    }
+
     pub fn close(&self, code: CloseCode, reason: &str) {
         self.request_close(CloseRequest {
             code: code.code(),

@@ -320,7 +320,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             // Readiness flips first: load balancers stop routing here, upgrades and REST
             // requests are refused from now on.
             ready.store(false, Ordering::Release);
-            drain_sessions(&node, drain_window).await;
+            let sessions_by = deadline
+                .checked_sub(FLUSH_SHARE_OF_DEADLINE * 2)
+                .unwrap_or(deadline);
+            drain_sessions(&node, drain_window, sessions_by).await;
             // The sessions are closed; stop accepting and wait for the other connections.
             let remaining = deadline.saturating_duration_since(Instant::now());
             if tokio::time::timeout(remaining, server_handle.stop(true))
@@ -468,9 +471,11 @@ async fn wait_for_stop_signal() {
 }
 
 /// Tells every session to reconnect elsewhere (`goaway` with a jittered delay, then close
-/// 1001), in batches spread over `window` so the clients do not all come back at once.
-async fn drain_sessions(node: &Node, window: Duration) {
-    use rand::Rng as _;
+/// 1001), in batches spread over `window` so the clients do not all come back at once, then
+/// waits (until `until` at the latest) for the sessions to end. Upgraded connections are not
+/// the HTTP server's, so nothing else waits for their close frames to go out; a session ends
+/// once its client answered the close frame, or after its close linger.
+async fn drain_sessions(node: &Node, window: Duration, until: Instant) {
     const BATCHES: usize = 10;
     let sessions = node.registry().all_sessions();
     let total = sessions.len();
@@ -481,16 +486,38 @@ async fn drain_sessions(node: &Node, window: Duration) {
             tokio::time::sleep(pause).await;
         }
         for session in batch {
-            let reconnect_after_ms =
-                rand::rng().random_range(250..=1000 + window.as_millis() as u64);
-            let goaway = wire::events::ServerEvent::Goaway { reconnect_after_ms };
-            session.deliver(wire::frames::encode_event(&goaway).into());
-            session.close(wire::CloseCode::GoingAway, "server going away");
+            send_away(session, window);
         }
     }
-    tracing::info!(sessions = total, "sessions drained");
-    // Let the writers put the close frames on the wire.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    loop {
+        let left = node.registry().all_sessions();
+        if left.is_empty() {
+            tracing::info!(sessions = total, "sessions drained");
+            return;
+        }
+        if Instant::now() >= until {
+            tracing::warn!(
+                sessions = total,
+                still_open = left.len(),
+                "sessions drained, some still closing at the deadline"
+            );
+            return;
+        }
+        // A session that was still being set up when the batches started.
+        for session in left.iter().filter(|session| !session.close_requested()) {
+            send_away(session, window);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `goaway` with a jittered `reconnect_after_ms`, then close 1001.
+fn send_away(session: &actors::SessionHandle, window: Duration) {
+    use rand::Rng as _;
+    let reconnect_after_ms = rand::rng().random_range(250..=1000 + window.as_millis() as u64);
+    let goaway = wire::events::ServerEvent::Goaway { reconnect_after_ms };
+    session.deliver(wire::frames::encode_event(&goaway).into());
+    session.close(wire::CloseCode::GoingAway, "server going away");
 }
 
 /// The part of the stop deadline kept for flushing the log after the conversations drained.
