@@ -58,7 +58,7 @@ const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 /// ones close the session with 1009 without being read), a 512-byte read buffer (chat frames
 /// are a few hundred bytes; it grows for a larger frame, which is then read 512 bytes per
 /// call), and writes gathered up to 4 KiB before they reach the socket.
-pub fn socket_config(hard_frame_bytes: usize) -> WebSocketConfig {
+fn socket_config(hard_frame_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(512)
         .write_buffer_size(4096)

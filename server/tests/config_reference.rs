@@ -78,6 +78,15 @@ struct Outline {
     dangling_comments: Vec<usize>,
 }
 
+impl Outline {
+    /// Every key with its section, in file order.
+    fn keys(&self) -> impl Iterator<Item = (&Section, &Key)> {
+        self.sections
+            .iter()
+            .flat_map(|section| section.keys.iter().map(move |key| (section, key)))
+    }
+}
+
 /// Walks the file's lines: sections, keys and the comment block that describes each. The file
 /// header (comments before the first section) is the file's own introduction and is skipped.
 fn outline(text: &str) -> Outline {
@@ -316,14 +325,8 @@ fn every_key_of_the_file_is_a_setting_and_every_setting_has_a_key() {
     );
 
     let walked: BTreeSet<String> = outline(&text)
-        .sections
-        .iter()
-        .flat_map(|section| {
-            section
-                .keys
-                .iter()
-                .map(move |key| format!("{}.{}", section.name, key.name))
-        })
+        .keys()
+        .map(|(section, key)| format!("{}.{}", section.name, key.name))
         .collect();
     assert_eq!(
         walked, in_file,
@@ -352,15 +355,9 @@ fn every_key_of_the_file_is_a_setting_and_every_setting_has_a_key() {
 fn every_key_has_a_comment() {
     let outline = outline(&config_file());
     let uncommented: Vec<String> = outline
-        .sections
-        .iter()
-        .flat_map(|section| {
-            section
-                .keys
-                .iter()
-                .filter(|key| key.description.iter().all(|line| line.trim().is_empty()))
-                .map(move |key| format!("{}.{}", section.name, key.name))
-        })
+        .keys()
+        .filter(|(_, key)| key.description.iter().all(|line| line.trim().is_empty()))
+        .map(|(section, key)| format!("{}.{}", section.name, key.name))
         .collect();
     assert!(
         uncommented.is_empty(),
