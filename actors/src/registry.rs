@@ -110,6 +110,9 @@ impl LocalRegistry {
             if user_sessions.is_empty() {
                 new_topics.push(BusTopic::User(session.user_id().clone()));
             }
+            // Most users have one or two sessions: grow one slot at a time (a first push would
+            // reserve four).
+            user_sessions.reserve_exact(1);
             user_sessions.push(session.clone());
             let mut new_conversations = Vec::new();
             for conversation_id in conversations {

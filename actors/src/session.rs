@@ -1,25 +1,30 @@
-//! The `Session` actor: one per WebSocket. It owns the socket's read half as its stream, and a
-//! writer task owns the write half, fed by a bounded outbound queue. It decodes frames, enforces
-//! frame limits, rate limits and in-flight limits, heartbeats, closes on token expiry, and on
-//! close leaves the registry and presence.
+//! The `Session` actor: one per WebSocket, owning its socket. It decodes frames, enforces
+//! frame limits, rate limits and in-flight limits, writes the frames queued for it (a bounded
+//! outbound queue that conversations and the router fill), heartbeats, closes on token expiry,
+//! and on close leaves the registry and presence.
 //!
 //! The socket is a tokio-tungstenite stream over the raw TCP connection (the server answers the
-//! upgrade itself), so an established WebSocket holds only what the session needs: no HTTP
-//! dispatcher buffers.
+//! upgrade itself). It is driven by one future in the actor's own context ([`Connection`]):
+//! reading, writing, the heartbeat, the token expiry and the close handshake share the actor's
+//! task and a single timer, so an established WebSocket holds the actor and its socket and
+//! nothing else (docs/adr/0003-websocket-transport.md).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
-use tokio::time::Instant;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::time::{Instant, Sleep};
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context as ActixContext, StreamHandler,
+    Actor, ActorContext, ActorFuture, ActorFutureExt, AsyncContext, Context as ActixContext,
     WrapFuture,
 };
 use bytestring::ByteString;
-use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt, StreamExt};
-use std::sync::Mutex;
-use tokio::sync::Notify;
+use futures::future::LocalBoxFuture;
+use futures::task::AtomicWaker;
+use futures::{FutureExt, SinkExt, StreamExt};
+use prometheus::{IntCounter, IntCounterVec};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
@@ -45,29 +50,35 @@ pub struct SessionParams {
 /// An upgraded client connection.
 pub type Socket = WebSocketStream<tokio::net::TcpStream>;
 
-/// Most frames the writer hands to the socket before one flush (one write system call for a
-/// burst of queued frames instead of one per frame).
-const WRITE_BATCH: usize = 64;
+/// Most frames written per poll of a connection before it lets the actor's other work run.
+const WRITE_BUDGET: usize = 256;
 
-/// How long a closing session keeps reading for the client's close frame before it drops the
-/// connection (closing a socket with unread input would reset it, and the client could lose
-/// the close frame).
+/// Most frames read per poll of a connection before it lets the actor's other work run.
+const READ_BUDGET: usize = 32;
+
+/// How long a session that is closing may take to send what it still has to send and its close
+/// frame (a client that does not read may never take them).
+const CLOSE_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a closing session keeps reading for the client's close frame once its own went out
+/// (closing a socket with unread input would reset it, and the client could lose the close
+/// frame).
 const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The WebSocket settings of a session: frames and messages up to `hard_frame_bytes` (larger
-/// ones close the session with 1009 without being read), a 512-byte read buffer (chat frames
-/// are a few hundred bytes; it grows for a larger frame, which is then read 512 bytes per
+/// ones close the session with 1009 without being read), a 256-byte read buffer (most chat
+/// frames fit; it grows for a larger frame, which is then read 256 bytes per
 /// call), and writes gathered up to 4 KiB before they reach the socket.
 fn socket_config(hard_frame_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(512)
+        .read_buffer_size(256)
         .write_buffer_size(4096)
         .max_write_buffer_size(4096 + hard_frame_bytes * 2)
         .max_message_size(Some(hard_frame_bytes))
         .max_frame_size(Some(hard_frame_bytes))
 }
 
-/// A frame on its way to the writer task. Pings from the client are answered by the socket
+/// A frame queued for a session's socket. Pings from the client are answered by the socket
 /// itself.
 #[derive(Debug)]
 pub enum Outbound {
@@ -83,7 +94,7 @@ pub struct CloseRequest {
     pub flush_queue: bool,
 }
 
-/// The outgoing side of a session, shared by every handle and the writer task.
+/// The outgoing side of a session, shared by every handle and the session's connection.
 ///
 /// A plain queue behind a mutex rather than a channel: a channel preallocates a block of 32
 /// slots (≈ 1.5 KiB with its header) per session, which is most of what an idle WebSocket
@@ -92,34 +103,43 @@ pub struct CloseRequest {
 struct SessionShared {
     session_id: SessionId,
     user_id: UserId,
-    metrics: Metrics,
+    /// The three metrics a handle updates (not all of [`Metrics`]: every session keeps these).
+    frames_out: IntCounter,
+    outbound_overflows: IntCounter,
+    closes: IntCounterVec,
     /// Most frames queued at once (`limits.outbound_queue`).
     capacity: usize,
     outgoing: Mutex<Outgoing>,
-    /// Wakes the writer: a frame was queued or a close requested (one waiter, permit kept).
-    writer_wake: Notify,
-    /// Wakes whoever waits for a close request (the actor, the writer during a write).
-    close_wake: Notify,
+    /// The session's task, woken when a frame is queued or a close requested.
+    wake: AtomicWaker,
 }
 
 #[derive(Default)]
 struct Outgoing {
     queue: VecDeque<Outbound>,
     close: Option<CloseRequest>,
-    /// The writer is gone: nothing queued would ever be written.
-    writer_gone: bool,
+    /// The connection is gone: nothing queued would ever be written.
+    connection_gone: bool,
+}
+
+/// What a connection writes next.
+enum Next {
+    Frame(Outbound),
+    Close(CloseFrame),
+    Idle,
 }
 
 impl SessionShared {
-    fn new(user_id: UserId, capacity: usize, metrics: Metrics) -> Arc<Self> {
+    fn new(user_id: UserId, capacity: usize, metrics: &Metrics) -> Arc<Self> {
         Arc::new(Self {
             session_id: SessionId::new(uuid::Uuid::now_v7().to_string()),
             user_id,
-            metrics,
+            frames_out: metrics.frames_out.clone(),
+            outbound_overflows: metrics.outbound_overflows.clone(),
+            closes: metrics.closes.clone(),
             capacity: capacity.max(1),
             outgoing: Mutex::new(Outgoing::default()),
-            writer_wake: Notify::new(),
-            close_wake: Notify::new(),
+            wake: AtomicWaker::new(),
         })
     }
 
@@ -133,38 +153,42 @@ impl SessionShared {
         self.outgoing().close.clone()
     }
 
-    /// Waits until a close matching `matches` is requested.
-    async fn close_requested(&self, matches: impl Fn(&CloseRequest) -> bool) {
-        loop {
-            // Created before the check: a request made in between still wakes it.
-            let notified = self.close_wake.notified();
-            if self.outgoing().close.as_ref().is_some_and(&matches) {
-                return;
-            }
-            notified.await;
-        }
+    fn close_requested(&self) -> bool {
+        self.outgoing().close.is_some()
     }
 
-    /// Up to `max` queued frames, oldest first, and the close request if there is one. The
-    /// queue's memory is released once it is empty.
-    fn take_burst(&self, max: usize) -> (Vec<Outbound>, Option<CloseRequest>) {
+    /// The oldest queued frame; once a close is requested and the queue is written (or, for a
+    /// close that drops the queue, at once), the close frame. The queue's memory is released
+    /// once it is empty.
+    fn next(&self) -> Next {
         let mut outgoing = self.outgoing();
-        let take = outgoing.queue.len().min(max);
-        let frames: Vec<Outbound> = outgoing.queue.drain(..take).collect();
-        if outgoing.queue.is_empty() && outgoing.queue.capacity() > 0 {
+        let close_now = outgoing
+            .close
+            .as_ref()
+            .is_some_and(|close| !close.flush_queue || outgoing.queue.is_empty());
+        if close_now {
             outgoing.queue = VecDeque::new();
+            let close = outgoing.close.as_ref().expect("checked above");
+            return Next::Close(CloseFrame {
+                code: WsCloseCode::from(close.code),
+                reason: Utf8Bytes::from(close.reason.clone()),
+            });
         }
-        (frames, outgoing.close.clone())
+        match outgoing.queue.pop_front() {
+            Some(frame) => {
+                if outgoing.queue.is_empty() {
+                    outgoing.queue = VecDeque::new();
+                }
+                Next::Frame(frame)
+            }
+            None => Next::Idle,
+        }
     }
-}
 
-/// Marks the writer gone when the writer task ends, however it ends.
-struct WriterGone(Arc<SessionShared>);
-
-impl Drop for WriterGone {
-    fn drop(&mut self) {
-        let mut outgoing = self.0.outgoing();
-        outgoing.writer_gone = true;
+    /// The connection ended: frames are refused from now on and the queue is released.
+    fn connection_gone(&self) {
+        let mut outgoing = self.outgoing();
+        outgoing.connection_gone = true;
         outgoing.queue = VecDeque::new();
     }
 }
@@ -196,7 +220,7 @@ impl SessionHandle {
     pub fn deliver(&self, frame: ByteString) -> bool {
         match self.queue(Outbound::Text(frame)) {
             Ok(()) => {
-                self.shared.metrics.frames_out.inc();
+                self.shared.frames_out.inc();
                 true
             }
             Err(Refused::Full) => {
@@ -205,7 +229,7 @@ impl SessionHandle {
                     reason: "outbound queue overflow: client too slow".to_owned(),
                     flush_queue: false,
                 }) {
-                    self.shared.metrics.outbound_overflows.inc();
+                    self.shared.outbound_overflows.inc();
                     tracing::info!(session_id = %self.session_id(), user_id = %self.user_id(), "closing slow session");
                 }
                 false
@@ -222,20 +246,18 @@ impl SessionHandle {
                 return false;
             }
             self.shared
-                .metrics
                 .closes
                 .with_label_values(&[&request.code.to_string()])
                 .inc();
             outgoing.close = Some(request);
         }
-        self.shared.writer_wake.notify_one();
-        self.shared.close_wake.notify_waiters();
+        self.shared.wake.wake();
         true
     }
 
     /// Whether a close was requested already.
     pub fn close_requested(&self) -> bool {
-        self.shared.close_request().is_some()
+        self.shared.close_requested()
     }
 
     pub fn close(&self, code: CloseCode, reason: &str) {
@@ -253,7 +275,7 @@ impl SessionHandle {
         queue: usize,
         metrics: Metrics,
     ) -> (SessionHandle, DetachedSession) {
-        let shared = SessionShared::new(user_id, queue, metrics);
+        let shared = SessionShared::new(user_id, queue, &metrics);
         (
             SessionHandle {
                 shared: shared.clone(),
@@ -265,7 +287,7 @@ impl SessionHandle {
     fn queue(&self, outbound: Outbound) -> Result<(), Refused> {
         {
             let mut outgoing = self.shared.outgoing();
-            if outgoing.writer_gone {
+            if outgoing.connection_gone {
                 return Err(Refused::Gone);
             }
             if outgoing.queue.len() >= self.shared.capacity {
@@ -273,7 +295,7 @@ impl SessionHandle {
             }
             outgoing.queue.push_back(outbound);
         }
-        self.shared.writer_wake.notify_one();
+        self.shared.wake.wake();
         Ok(())
     }
 }
@@ -298,83 +320,54 @@ impl DetachedSession {
 pub struct Session {
     node: Node,
     handle: SessionHandle,
-    params: SessionParams,
     last_heard: Instant,
     inflight: usize,
     rejections: VecDeque<Instant>,
     registered: bool,
-    /// A close was requested: only the client's close frame (or the end) is awaited.
-    closing: bool,
 }
 
 impl Session {
-    /// Serves an upgraded connection on one task: builds the WebSocket over `io` (`leftover`:
-    /// bytes the client sent after its handshake), starts the session actor on its read half,
-    /// then writes the session's frames to the write half until the session closes.
+    /// Serves an upgraded connection: starts the session actor, which builds the WebSocket over
+    /// `io` (`leftover`: bytes the client sent after its handshake) and drives it from its own
+    /// context until the connection ends. Must be called on an actix arbiter.
     ///
-    /// Everything that polls the socket runs on that task or in the actor, so nothing keeps a
-    /// waker of the HTTP connection task that handed the socket over (its ≈ 1 KiB task would
-    /// otherwise stay allocated for the life of the WebSocket). Must be called on an actix
-    /// arbiter.
+    /// The socket is first polled by the actor, so nothing keeps a waker of the HTTP connection
+    /// task that handed it over (that task would otherwise stay allocated for the life of the
+    /// WebSocket).
     pub fn serve(node: Node, params: SessionParams, io: tokio::net::TcpStream, leftover: Vec<u8>) {
-        actix_rt::spawn(async move {
-            let config = socket_config(node.limits().hard_frame_bytes);
-            let socket =
+        let limits = node.limits();
+        let config = socket_config(limits.hard_frame_bytes);
+        let heartbeat = limits.heartbeat;
+        let shared = SessionShared::new(params.user_id, limits.outbound_queue, node.metrics());
+        let now = Instant::now();
+        let until_expiry = (params.token_expires_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        let connection = Connection {
+            timer: tokio::time::sleep_until(now + heartbeat),
+            state: ConnectionState::Building(
                 WebSocketStream::from_partially_read(io, leftover, Role::Server, Some(config))
-                    .await;
-            let (sink, stream) = socket.split();
-            let shared = Session::start(node, params, stream);
-            write_frames(sink, shared).await;
-        });
-    }
-
-    /// Starts the session actor on the socket's read half; returns what the writer needs.
-    fn start(node: Node, params: SessionParams, stream: SplitStream<Socket>) -> Arc<SessionShared> {
-        let shared = SessionShared::new(
-            params.user_id.clone(),
-            node.limits().outbound_queue,
-            node.metrics().clone(),
-        );
-        let handle = SessionHandle {
-            shared: shared.clone(),
+                    .boxed_local(),
+            ),
+            next_ping: now + heartbeat,
+            expires: now + until_expiry,
         };
-        let close_shared = shared.clone();
-        let actor_handle = handle.clone();
         Session::create(move |ctx| {
-            ctx.add_stream(stream);
-            ctx.spawn(
-                actix::fut::wrap_future::<_, Session>(async move {
-                    close_shared.close_requested(|_| true).await;
-                })
-                .map(|_, act, ctx| act.begin_closing(ctx)),
-            );
+            ctx.spawn(connection);
             Session {
                 node,
-                handle: actor_handle,
-                params,
-                last_heard: Instant::now(),
+                handle: SessionHandle { shared },
+                last_heard: now,
                 inflight: 0,
                 rejections: VecDeque::new(),
                 registered: false,
-                closing: false,
             }
         });
-        shared
-    }
-
-    /// A close was requested (the writer sends the close frame): stop handling frames and wait,
-    /// at most [`CLOSE_LINGER`], for the client's close frame or the end of the connection.
-    fn begin_closing(&mut self, ctx: &mut ActixContext<Self>) {
-        if self.closing {
-            return;
-        }
-        self.closing = true;
-        ctx.run_later(CLOSE_LINGER, |_act, ctx| ctx.stop());
     }
 
     fn caller(&self) -> Caller {
         Caller {
-            user_id: self.params.user_id.clone(),
+            user_id: self.handle.user_id().clone(),
             session_id: self.handle.session_id().clone(),
         }
     }
@@ -392,7 +385,7 @@ impl Session {
         self.send_text(encode_error(id, error));
     }
 
-    fn record_rejection(&mut self, ctx: &mut ActixContext<Self>) {
+    fn record_rejection(&mut self) {
         let limits = self.node.limits();
         let now = Instant::now();
         self.rejections.push_back(now);
@@ -404,17 +397,16 @@ impl Session {
             }
         }
         if self.rejections.len() as u32 >= limits.abuse_rejections {
-            tracing::info!(user_id = %self.params.user_id, "closing session for rate limit abuse");
+            tracing::info!(user_id = %self.handle.user_id(), "closing session for rate limit abuse");
             self.handle
                 .close(CloseCode::RateLimitAbuse, "rate limit abuse");
-            self.begin_closing(ctx);
         }
     }
 
     /// Every frame first takes a rate-limit token, then is processed (see docs/protocol.md,
     /// "Order of checks").
     fn handle_frame(&mut self, frame: Frame, ctx: &mut ActixContext<Self>) {
-        let user_id = self.params.user_id.clone();
+        let user_id = self.handle.user_id().clone();
         let rate_limiter = self.node.ports().rate_limiter.clone();
         let check = async move { rate_limiter.check(&user_id, 1).await }
             .into_actor(self)
@@ -431,7 +423,7 @@ impl Session {
                             readable_id(&frame),
                             ErrorBody::rate_limited(retry_after_ms),
                         );
-                        act.record_rejection(ctx);
+                        act.record_rejection();
                     }
                     Err(error) => {
                         act.send_error(readable_id(&frame), OpError::from(error).into_body());
@@ -481,7 +473,7 @@ impl Session {
         let id = request.id;
         if self.inflight >= limits.max_inflight_requests {
             self.send_error(Some(id), ErrorBody::rate_limited(50));
-            self.record_rejection(ctx);
+            self.record_rejection();
             return;
         }
         self.inflight += 1;
@@ -513,17 +505,96 @@ enum Frame {
     Binary,
 }
 
+/// What a message read from the socket means for the connection.
+enum Received {
+    /// Handled, or ignored while closing: go on reading.
+    Frame,
+    /// The client's close frame: the socket has queued the answer; nothing more is read.
+    PeerClosed,
+    /// Nothing more can be read (the connection ended, or a protocol or size error).
+    End,
+}
+
+impl Session {
+    /// Handles one message from the socket. Once a close was requested, only the client's close
+    /// frame and the end of the connection matter.
+    fn on_message(
+        &mut self,
+        item: Result<Message, WsError>,
+        ctx: &mut ActixContext<Self>,
+    ) -> Received {
+        self.last_heard = Instant::now();
+        if self.handle.close_requested() {
+            return match item {
+                Ok(Message::Close(_)) => Received::PeerClosed,
+                Ok(_) => Received::Frame,
+                Err(_) => Received::End,
+            };
+        }
+        match item {
+            Ok(Message::Text(text)) => {
+                self.node.metrics().frames_in.inc();
+                self.handle_frame(Frame::Text(text), ctx);
+                Received::Frame
+            }
+            Ok(Message::Binary(_)) => {
+                self.node.metrics().frames_in.inc();
+                self.handle_frame(Frame::Binary, ctx);
+                Received::Frame
+            }
+            // The socket answers pings itself.
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => Received::Frame,
+            Ok(Message::Close(_)) => {
+                self.handle.close(CloseCode::Normal, "closed by client");
+                Received::PeerClosed
+            }
+            Err(WsError::Capacity(
+                CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders,
+            )) => {
+                self.handle.request_close(CloseRequest {
+                    code: CloseCode::MessageTooBig.code(),
+                    reason: "frame over 1 MiB".to_owned(),
+                    flush_queue: true,
+                });
+                Received::End
+            }
+            Err(error @ (WsError::Protocol(_) | WsError::Utf8(_))) => {
+                tracing::debug!(error = %error, "websocket protocol error");
+                self.handle.request_close(CloseRequest {
+                    code: 1002,
+                    reason: "protocol error".to_owned(),
+                    flush_queue: false,
+                });
+                Received::End
+            }
+            Err(error) => {
+                tracing::debug!(error = %error, "websocket connection ended");
+                Received::End
+            }
+        }
+    }
+
+    /// Every `heartbeat`: closes an idle session, else queues a ping.
+    fn heartbeat(&mut self) {
+        if self.last_heard.elapsed() > self.node.limits().client_timeout {
+            self.handle.close(CloseCode::Normal, "idle timeout");
+        } else {
+            // A full queue already means a 4009 close.
+            let _ = self.handle.queue(Outbound::Ping);
+        }
+    }
+}
+
 impl Actor for Session {
     type Context = ActixContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.node.metrics().sessions_open.inc();
-        ctx.set_mailbox_capacity(64);
         // Register before anything is read. The welcome is queued inside the registration,
         // before any event can reach the session, so it is the first frame and it means
         // "you receive everything from now on".
         let welcome = ServerEvent::Welcome(Welcome {
-            user_id: self.params.user_id.clone(),
+            user_id: self.handle.user_id().clone(),
             session_id: self.handle.session_id().clone(),
             node_id: self.node.node_id().clone(),
             protocol: PROTOCOL_VERSION,
@@ -535,45 +606,25 @@ impl Actor for Session {
         ctx.wait(
             async move { dispatch::open_session(&node, &handle, welcome).await }
                 .into_actor(self)
-                .map(|result, act, ctx| match result {
+                .map(|result, act, _ctx| match result {
                     Ok(()) => act.registered = true,
                     Err(error) => {
-                        tracing::warn!(user_id = %act.params.user_id, error = %error, "session registration failed");
+                        tracing::warn!(user_id = %act.handle.user_id(), error = %error, "session registration failed");
                         act.registered = true;
                         act.handle.request_close(CloseRequest {
                             code: 1013,
                             reason: "service unavailable, try again later".to_owned(),
                             flush_queue: true,
                         });
-                        act.begin_closing(ctx);
                     }
                 }),
         );
-        let heartbeat = self.node.limits().heartbeat;
-        ctx.run_interval(heartbeat, |act, ctx| {
-            if act.closing {
-                return;
-            }
-            if act.last_heard.elapsed() > act.node.limits().client_timeout {
-                act.handle.close(CloseCode::Normal, "idle timeout");
-                act.begin_closing(ctx);
-                return;
-            }
-            // A full queue already means a 4009 close.
-            let _ = act.handle.queue(Outbound::Ping);
-        });
-        let until_expiry = (self.params.token_expires_at - chrono::Utc::now())
-            .to_std()
-            .unwrap_or_default();
-        ctx.run_later(until_expiry, |act, ctx| {
-            act.handle.close(CloseCode::TokenInvalid, "token expired");
-            act.begin_closing(ctx);
-        });
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         self.node.metrics().sessions_open.dec();
         self.handle.close(CloseCode::Normal, "session closed");
+        self.handle.shared.connection_gone();
         if self.registered {
             let node = self.node.clone();
             let handle = self.handle.clone();
@@ -582,114 +633,204 @@ impl Actor for Session {
     }
 }
 
-impl StreamHandler<Result<Message, WsError>> for Session {
-    fn handle(&mut self, item: Result<Message, WsError>, ctx: &mut Self::Context) {
-        self.last_heard = Instant::now();
-        if self.closing {
-            // Waiting for the client's close frame; nothing else is handled any more.
-            if matches!(item, Ok(Message::Close(_)) | Err(_)) {
-                ctx.stop();
-            }
-            return;
-        }
-        match item {
-            Ok(Message::Text(text)) => {
-                self.node.metrics().frames_in.inc();
-                self.handle_frame(Frame::Text(text), ctx);
-            }
-            Ok(Message::Binary(_)) => {
-                self.node.metrics().frames_in.inc();
-                self.handle_frame(Frame::Binary, ctx);
-            }
-            // The socket answers pings itself.
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-            Ok(Message::Close(_)) => {
-                // The socket has answered the close; the connection is over.
-                self.handle.close(CloseCode::Normal, "closed by client");
-                ctx.stop();
-            }
-            Err(WsError::Capacity(
-                CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders,
-            )) => {
-                self.handle.request_close(CloseRequest {
-                    code: CloseCode::MessageTooBig.code(),
-                    reason: "frame over 1 MiB".to_owned(),
-                    flush_queue: true,
-                });
-                self.begin_closing(ctx);
-            }
-            Err(error @ (WsError::Protocol(_) | WsError::Utf8(_))) => {
-                tracing::debug!(error = %error, "websocket protocol error");
-                self.handle.request_close(CloseRequest {
-                    code: 1002,
-                    reason: "protocol error".to_owned(),
-                    flush_queue: false,
-                });
-                self.begin_closing(ctx);
-            }
-            Err(error) => {
-                tracing::debug!(error = %error, "websocket connection ended");
-                ctx.stop();
-            }
-        }
-    }
-
-    fn finished(&mut self, ctx: &mut Self::Context) {
-        ctx.stop();
+pin_project_lite::pin_project! {
+    /// The socket of a session, driven from the session actor's context: it reads frames into
+    /// the actor, writes the queued frames, keeps the heartbeat and the token expiry, and does
+    /// the close handshake; when the connection is over it stops the actor. One timer serves
+    /// the heartbeat, the expiry and the close deadlines.
+    struct Connection {
+        #[pin]
+        timer: Sleep,
+        state: ConnectionState,
+        next_ping: Instant,
+        expires: Instant,
     }
 }
 
-/// The writer task: owns the socket's write half and writes queued frames, a burst of them per
-/// flush, until a close is requested or the connection goes away; then sends the close frame.
-async fn write_frames(mut sink: SplitSink<Socket, Message>, shared: Arc<SessionShared>) {
-    let _gone = WriterGone(shared.clone());
-    let request = loop {
-        // Created before the queue is looked at: a frame queued in between still wakes it.
-        let woken = shared.writer_wake.notified();
-        let (frames, close) = shared.take_burst(WRITE_BATCH);
-        if let Some(request) = close {
-            // 4009 (the client does not read) drops the queue; any other close writes what is
-            // queued first, so a `goaway` queued just before its close is never lost.
-            if !request.flush_queue || frames.is_empty() {
-                break request;
+// The connection lives in one allocation (the actor context boxes it); boxing the socket too
+// would add a second one per session for a state that lasts one poll.
+#[allow(clippy::large_enum_variant)]
+enum ConnectionState {
+    /// The WebSocket is built on the first poll, so the socket's wakers are the actor's.
+    Building(LocalBoxFuture<'static, Socket>),
+    Open(Link),
+}
+
+/// An open WebSocket and where its close handshake stands.
+struct Link {
+    socket: Socket,
+    /// Written frames not flushed yet (or, after the client's close frame, the socket's answer).
+    unflushed: bool,
+    /// Our close frame is written.
+    close_sent: bool,
+    /// The client's close frame arrived.
+    peer_closed: bool,
+    /// Nothing more can be read.
+    read_ended: bool,
+    /// Closing: the connection ends at this instant at the latest.
+    closing_deadline: Option<Instant>,
+}
+
+impl Link {
+    fn new(socket: Socket) -> Self {
+        Self {
+            socket,
+            unflushed: false,
+            close_sent: false,
+            peer_closed: false,
+            read_ended: false,
+            closing_deadline: None,
+        }
+    }
+
+    /// Reads and handles frames until the socket has none. Returns false when the actor is
+    /// waiting for a frame's checks: nothing more is read until they finished.
+    fn read(
+        &mut self,
+        act: &mut Session,
+        ctx: &mut ActixContext<Session>,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        for _ in 0..READ_BUDGET {
+            if self.read_ended || self.peer_closed {
+                return true;
+            }
+            match self.socket.poll_next_unpin(cx) {
+                Poll::Pending => return true,
+                Poll::Ready(None) => self.read_ended = true,
+                Poll::Ready(Some(item)) => {
+                    match act.on_message(item, ctx) {
+                        Received::Frame => {}
+                        Received::PeerClosed => {
+                            self.peer_closed = true;
+                            self.unflushed = true;
+                        }
+                        Received::End => self.read_ended = true,
+                    }
+                    if ctx.waiting() {
+                        return false;
+                    }
+                }
             }
         }
-        if frames.is_empty() {
-            woken.await;
-            continue;
+        // More to read: let the actor's other work run first.
+        cx.waker().wake_by_ref();
+        true
+    }
+
+    /// Writes queued frames, then the close frame once a close is requested, and flushes.
+    /// `Err` when the connection is broken.
+    fn write(&mut self, shared: &SessionShared, cx: &mut Context<'_>) -> Result<(), WsError> {
+        if !self.close_sent && !self.peer_closed {
+            let mut budget = WRITE_BUDGET;
+            loop {
+                if budget == 0 {
+                    cx.waker().wake_by_ref();
+                    break;
+                }
+                budget -= 1;
+                if self.socket.poll_ready_unpin(cx)?.is_pending() {
+                    break;
+                }
+                match shared.next() {
+                    Next::Idle => break,
+                    Next::Frame(frame) => self.socket.start_send_unpin(message_of(frame))?,
+                    Next::Close(frame) => {
+                        self.socket.start_send_unpin(Message::Close(Some(frame)))?;
+                        self.close_sent = true;
+                    }
+                }
+                self.unflushed = true;
+                if self.close_sent {
+                    break;
+                }
+            }
         }
-        // Only a close that drops the queue interrupts frames being written: this write may
-        // never finish when the client does not read.
-        let written = tokio::select! {
-            biased;
-            _ = shared.close_requested(|request| !request.flush_queue) => continue,
-            written = write_burst(&mut sink, frames) => written,
+        if self.unflushed && self.socket.poll_flush_unpin(cx)?.is_ready() {
+            self.unflushed = false;
+            if self.close_sent {
+                let linger = Instant::now() + CLOSE_LINGER;
+                self.closing_deadline =
+                    Some(self.closing_deadline.map_or(linger, |at| at.min(linger)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Nothing more will be read and everything owed to the client is written.
+    fn finished(&self, close_requested: bool) -> bool {
+        (self.peer_closed || self.read_ended)
+            && !self.unflushed
+            && (self.close_sent || self.peer_closed || !close_requested)
+    }
+}
+
+impl ActorFuture<Session> for Connection {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut Session,
+        ctx: &mut ActixContext<Session>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        let this = self.project();
+        let mut timer = this.timer;
+        let link = match this.state {
+            ConnectionState::Open(link) => link,
+            ConnectionState::Building(build) => {
+                let socket = std::task::ready!(build.as_mut().poll(cx));
+                *this.state = ConnectionState::Open(Link::new(socket));
+                match this.state {
+                    ConnectionState::Open(link) => link,
+                    ConnectionState::Building(_) => unreachable!("just opened"),
+                }
+            }
         };
-        if written.is_err() {
-            return;
+        let shared = act.handle.shared.clone();
+        shared.wake.register(cx.waker());
+        if !link.read(act, ctx, cx) {
+            return Poll::Pending;
         }
-    };
-    let frame = CloseFrame {
-        code: WsCloseCode::from(request.code),
-        reason: Utf8Bytes::from(request.reason),
-    };
-    // A client that does not read may never take the close frame; give up after a while.
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        sink.send(Message::Close(Some(frame))),
-    )
-    .await;
-}
-
-/// Writes `frames`, then flushes once.
-async fn write_burst(
-    sink: &mut SplitSink<Socket, Message>,
-    frames: Vec<Outbound>,
-) -> Result<(), WsError> {
-    for frame in frames {
-        sink.feed(message_of(frame)).await?;
+        let close_requested = shared.close_requested();
+        let now = Instant::now();
+        if link.closing_deadline.is_none()
+            && (close_requested || link.read_ended || link.peer_closed)
+        {
+            link.closing_deadline = Some(now + CLOSE_SEND_TIMEOUT);
+        }
+        let written = link.write(&shared, cx);
+        if let Err(error) = &written {
+            tracing::debug!(error = %error, "websocket write failed");
+        }
+        if written.is_err() || link.finished(close_requested) {
+            ctx.stop();
+            return Poll::Ready(());
+        }
+        let deadline = link
+            .closing_deadline
+            .unwrap_or_else(|| (*this.next_ping).min(*this.expires));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if link.closing_deadline.is_some() {
+            // Closing took too long (the client does not read, or does not answer the close).
+            ctx.stop();
+            return Poll::Ready(());
+        }
+        if now >= *this.expires {
+            act.handle.close(CloseCode::TokenInvalid, "token expired");
+        } else if now >= *this.next_ping {
+            act.heartbeat();
+            *this.next_ping = now + act.node.limits().heartbeat;
+        }
+        // Poll again: the ping or the close is to be written, and the timer re-armed.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
-    sink.flush().await
 }
 
 fn message_of(outbound: Outbound) -> Message {

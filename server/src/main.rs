@@ -53,6 +53,11 @@ fn parse_args() -> Result<Option<PathBuf>, String> {
     Ok(config)
 }
 
+/// jemalloc rather than the system allocator: it keeps an idle WebSocket's memory near what the
+/// session really holds (docs/adr/0004-jemalloc.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("probe") {

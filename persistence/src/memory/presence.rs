@@ -1,6 +1,6 @@
 //! [`MemoryPresence`]: who is online on this node, with last-seen times.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -11,7 +11,9 @@ use wire::{NodeId, SessionId, Timestamp, UserId};
 
 #[derive(Debug, Default)]
 struct UserPresence {
-    sessions: HashSet<(NodeId, SessionId)>,
+    /// A user has a few sessions at most: a vector sized to them, not a hash set (whose
+    /// smallest table is four slots, ≈ 200 bytes per online user).
+    sessions: Vec<(NodeId, SessionId)>,
     last_seen: Option<Timestamp>,
 }
 
@@ -44,10 +46,17 @@ impl Presence for MemoryPresence {
         let mut users = self.users();
         let presence = users.entry(user_id.clone()).or_default();
         let was_offline = presence.sessions.is_empty();
-        let added = presence
+        let known = presence
             .sessions
-            .insert((node_id.clone(), session_id.clone()));
-        Ok(was_offline && added)
+            .iter()
+            .any(|(node, session)| node == node_id && session == session_id);
+        if !known {
+            presence.sessions.reserve_exact(1);
+            presence
+                .sessions
+                .push((node_id.clone(), session_id.clone()));
+        }
+        Ok(was_offline && !known)
     }
 
     async fn disconnect(
@@ -60,9 +69,14 @@ impl Presence for MemoryPresence {
         let Some(presence) = users.get_mut(user_id) else {
             return Ok(false);
         };
-        let removed = presence
+        let before = presence.sessions.len();
+        presence
             .sessions
-            .remove(&(node_id.clone(), session_id.clone()));
+            .retain(|(node, session)| !(node == node_id && session == session_id));
+        let removed = presence.sessions.len() < before;
+        if presence.sessions.is_empty() {
+            presence.sessions = Vec::new();
+        }
         let went_offline = removed && presence.sessions.is_empty();
         if went_offline {
             presence.last_seen = Some(Utc::now());
