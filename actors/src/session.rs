@@ -324,6 +324,9 @@ pub struct Session {
     inflight: usize,
     rejections: VecDeque<Instant>,
     registered: bool,
+    /// A frame's rate-limit check is running: the next frame is read once it is done (frames
+    /// are handled in order), while writing goes on.
+    checking: bool,
 }
 
 impl Session {
@@ -361,6 +364,7 @@ impl Session {
                 inflight: 0,
                 rejections: VecDeque::new(),
                 registered: false,
+                checking: false,
             }
         });
     }
@@ -404,13 +408,18 @@ impl Session {
     }
 
     /// Every frame first takes a rate-limit token, then is processed (see docs/protocol.md,
-    /// "Order of checks").
+    /// "Order of checks"). No other frame is read meanwhile; the socket keeps being written
+    /// (in cluster mode the check is a Redis round trip).
     fn handle_frame(&mut self, frame: Frame, ctx: &mut ActixContext<Self>) {
+        self.checking = true;
         let user_id = self.handle.user_id().clone();
         let rate_limiter = self.node.ports().rate_limiter.clone();
         let check = async move { rate_limiter.check(&user_id, 1).await }
             .into_actor(self)
             .map(move |decision, act, ctx| {
+                act.checking = false;
+                // The connection reads on.
+                act.handle.shared.wake.wake();
                 let readable_id = |frame: &Frame| match frame {
                     Frame::Text(text) => peek_request_id(text),
                     Frame::Binary => None,
@@ -430,7 +439,7 @@ impl Session {
                     }
                 }
             });
-        ctx.wait(check);
+        ctx.spawn(check);
     }
 
     fn process_frame(&mut self, frame: Frame, ctx: &mut ActixContext<Self>) {
@@ -683,39 +692,27 @@ impl Link {
         }
     }
 
-    /// Reads and handles frames until the socket has none. Returns false when the actor is
-    /// waiting for a frame's checks: nothing more is read until they finished.
-    fn read(
-        &mut self,
-        act: &mut Session,
-        ctx: &mut ActixContext<Session>,
-        cx: &mut Context<'_>,
-    ) -> bool {
+    /// Reads and handles frames until the socket has none, or a frame's checks are running.
+    fn read(&mut self, act: &mut Session, ctx: &mut ActixContext<Session>, cx: &mut Context<'_>) {
         for _ in 0..READ_BUDGET {
-            if self.read_ended || self.peer_closed {
-                return true;
+            if self.read_ended || self.peer_closed || act.checking {
+                return;
             }
             match self.socket.poll_next_unpin(cx) {
-                Poll::Pending => return true,
+                Poll::Pending => return,
                 Poll::Ready(None) => self.read_ended = true,
-                Poll::Ready(Some(item)) => {
-                    match act.on_message(item, ctx) {
-                        Received::Frame => {}
-                        Received::PeerClosed => {
-                            self.peer_closed = true;
-                            self.unflushed = true;
-                        }
-                        Received::End => self.read_ended = true,
+                Poll::Ready(Some(item)) => match act.on_message(item, ctx) {
+                    Received::Frame => {}
+                    Received::PeerClosed => {
+                        self.peer_closed = true;
+                        self.unflushed = true;
                     }
-                    if ctx.waiting() {
-                        return false;
-                    }
-                }
+                    Received::End => self.read_ended = true,
+                },
             }
         }
         // More to read: let the actor's other work run first.
         cx.waker().wake_by_ref();
-        true
     }
 
     /// Writes queued frames, then the close frame once a close is requested, and flushes.
@@ -787,19 +784,16 @@ impl ActorFuture<Session> for Connection {
                 }
             }
         };
-        let shared = act.handle.shared.clone();
-        shared.wake.register(cx.waker());
-        if !link.read(act, ctx, cx) {
-            return Poll::Pending;
-        }
-        let close_requested = shared.close_requested();
+        act.handle.shared.wake.register(cx.waker());
+        link.read(act, ctx, cx);
+        let close_requested = act.handle.close_requested();
         let now = Instant::now();
         if link.closing_deadline.is_none()
             && (close_requested || link.read_ended || link.peer_closed)
         {
             link.closing_deadline = Some(now + CLOSE_SEND_TIMEOUT);
         }
-        let written = link.write(&shared, cx);
+        let written = link.write(&act.handle.shared, cx);
         if let Err(error) = &written {
             tracing::debug!(error = %error, "websocket write failed");
         }
