@@ -481,9 +481,7 @@ impl Client {
         stats.deliveries.fetch_add(1, Ordering::Relaxed);
         let now_us = stats.clock.now_us();
         if let Some(scheduled_us) = scheduled_of(&message.text) {
-            stats
-                .delivery_latency
-                .record(now_us.saturating_sub(scheduled_us));
+            stats.record_delivery(scheduled_us, now_us);
             // The ceiling has no ack: the sender's own copy coming back stands for it.
             if self.context.target == Target::Ceiling && message.sender_id == self.user_id {
                 stats.acks.fetch_add(1, Ordering::Relaxed);

@@ -169,6 +169,26 @@ impl Correctness {
     }
 }
 
+/// Where the measured window of a run starts, in [`Clock`] micros; `u64::MAX` (no send is in
+/// it) until it is set.
+pub struct WindowStart(AtomicU64);
+
+impl WindowStart {
+    pub fn set(&self, micros: u64) {
+        self.0.store(micros, Ordering::Relaxed);
+    }
+
+    pub fn micros(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for WindowStart {
+    fn default() -> Self {
+        Self(AtomicU64::new(u64::MAX))
+    }
+}
+
 /// Everything a run measures.
 #[derive(Default)]
 pub struct Stats {
@@ -182,12 +202,26 @@ pub struct Stats {
     pub reconnects: AtomicU64,
     pub ack_latency: LatencyHistogram,
     pub delivery_latency: LatencyHistogram,
+    /// Send→delivery of the sends scheduled inside the measured window only (from
+    /// `window_start_us` on): the steady state, without the first second's cold start.
+    pub window_delivery_latency: LatencyHistogram,
+    pub window_start: WindowStart,
     pub reconnect_latency: LatencyHistogram,
     pub correctness: Correctness,
     errors: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Stats {
+    /// Records a delivery's latency; also in the window's histogram when its send was scheduled
+    /// inside the measured window.
+    pub fn record_delivery(&self, scheduled_us: u64, now_us: u64) {
+        let latency = now_us.saturating_sub(scheduled_us);
+        self.delivery_latency.record(latency);
+        if scheduled_us >= self.window_start.micros() {
+            self.window_delivery_latency.record(latency);
+        }
+    }
+
     /// Counts an error by its code (`rate_limited`, `close_4009`, `connect`, ...).
     pub fn error(&self, code: &str) {
         let mut errors = self.errors.lock().expect("errors lock");
@@ -252,6 +286,21 @@ pub fn format_micros(micros: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_sends_scheduled_inside_the_window_count_for_the_window() {
+        let stats = Stats::default();
+        // Before the window is known, no send is in it.
+        stats.record_delivery(10, 500);
+        stats.window_start.set(1_000);
+        stats.record_delivery(900, 5_000); // scheduled before the window, delivered inside
+        stats.record_delivery(1_000, 1_300);
+        stats.record_delivery(2_000, 2_100);
+        assert_eq!(stats.delivery_latency.summary().count, 4);
+        let window = stats.window_delivery_latency.summary();
+        assert_eq!(window.count, 2);
+        assert_eq!(window.max_us, 300);
+    }
 
     #[test]
     fn histogram_quantiles() {

@@ -85,6 +85,12 @@ pub fn print_summary(report: &Report) {
         );
         println!("{}", latency_row("send->ack", &phase.ack_latency));
         println!("{}", latency_row("send->delivery", &phase.delivery_latency));
+        if phase.window_delivery_latency.count > 0 {
+            println!(
+                "{}",
+                latency_row("  in the window", &phase.window_delivery_latency)
+            );
+        }
         println!(
             "{}",
             latency_row("reconnect+sync", &phase.reconnect_latency)
