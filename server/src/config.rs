@@ -202,6 +202,12 @@ pub fn load_with_env(
         );
     }
     let mut settings: Settings = load_layers(file, &env, &["server.public_urls"])?;
+    // "ws://a/ws, wss://b/ws" and a trailing comma are what people write.
+    settings.server.public_urls = std::mem::take(&mut settings.server.public_urls)
+        .into_iter()
+        .map(|url| url.trim().to_owned())
+        .filter(|url| !url.is_empty())
+        .collect();
     let source_of = |env_key: &str, file_key: &str, value: &Secret| {
         if value.is_empty() {
             SecretSource::DevDefault
@@ -457,7 +463,7 @@ mod tests {
                 ("PARLEY__SERVER__BIND", "127.0.0.1:9999"),
                 ("PARLEY__LIMITS__OUTBOUND_QUEUE", "16"),
                 ("PARLEY__AUTH__API_KEY", "an-api-key-of-enough-length"),
-                ("PARLEY__SERVER__PUBLIC_URLS", "ws://a/ws,wss://b/ws"),
+                ("PARLEY__SERVER__PUBLIC_URLS", "ws://a/ws, wss://b/ws,"),
             ]),
         )
         .unwrap();
