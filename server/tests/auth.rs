@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::raw::RawSocket;
 use common::{TestServer, API_KEY, JWT_SECRET};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -369,10 +370,10 @@ async fn session_is_closed_with_4001_when_the_token_expires() {
 async fn a_closing_session_waits_for_the_clients_close_frame_then_gives_up() {
     let server = TestServer::start().await;
     let token = |user: &str| hs256(&json!({"sub": user, "exp": now() + 2}));
-    let mut late = RawClient::connect(&server, &token("late")).await;
-    let mut silent = RawClient::connect(&server, &token("silent")).await;
+    let mut late = RawSocket::connect(&server.addr, &token("late")).await;
+    let mut silent = RawSocket::connect(&server.addr, &token("silent")).await;
     let answers_late = async {
-        assert_eq!(late.close_code().await, 4001);
+        assert_eq!(late.close_frame().await.0, 4001);
         assert!(
             late.ended_within(std::time::Duration::from_secs(1))
                 .await
@@ -386,7 +387,7 @@ async fn a_closing_session_waits_for_the_clients_close_frame_then_gives_up() {
             .expect("a clean end (FIN), not a reset");
     };
     let never_answers = async {
-        assert_eq!(silent.close_code().await, 4001);
+        assert_eq!(silent.close_frame().await.0, 4001);
         let sent = std::time::Instant::now();
         silent
             .ended_within(std::time::Duration::from_secs(8))
@@ -404,131 +405,6 @@ async fn a_closing_session_waits_for_the_clients_close_frame_then_gives_up() {
     let mut other = server.connect("bob").await;
     let reply = other.request("ping", json!({})).await;
     assert_eq!(reply["result"], json!({}));
-}
-
-/// A WebSocket client at the frame level that answers nothing by itself (a library client
-/// answers a close frame as soon as it reads it), so a test decides when, and whether, the close
-/// is answered.
-struct RawClient {
-    stream: tokio::net::TcpStream,
-    /// Bytes read and not parsed yet.
-    buffer: Vec<u8>,
-}
-
-impl RawClient {
-    async fn connect(server: &TestServer, token: &str) -> Self {
-        use tokio::io::AsyncWriteExt;
-        let mut stream = tokio::net::TcpStream::connect(&server.addr)
-            .await
-            .expect("connect");
-        let head = format!(
-            "GET /ws?v=1&token={token} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        );
-        stream.write_all(head.as_bytes()).await.expect("write");
-        let mut client = RawClient {
-            stream,
-            buffer: Vec::new(),
-        };
-        let end = loop {
-            if let Some(at) = client.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                break at + 4;
-            }
-            assert!(client.fill().await > 0, "closed during the handshake");
-        };
-        let head = String::from_utf8_lossy(&client.buffer[..end]).to_string();
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        client.buffer.drain(..end);
-        client
-    }
-
-    /// Reads more bytes into the buffer; the count (0 at the end of the connection).
-    async fn fill(&mut self) -> usize {
-        use tokio::io::AsyncReadExt;
-        let mut chunk = [0u8; 4096];
-        let read = tokio::time::timeout(common::WAIT, self.stream.read(&mut chunk))
-            .await
-            .expect("data within the wait")
-            .expect("read");
-        self.buffer.extend_from_slice(&chunk[..read]);
-        read
-    }
-
-    /// The next frame from the server (unmasked, unfragmented): opcode and payload.
-    async fn frame(&mut self) -> (u8, Vec<u8>) {
-        loop {
-            if let Some((header, length)) = frame_length(&self.buffer) {
-                if self.buffer.len() >= header + length {
-                    let opcode = self.buffer[0] & 0x0f;
-                    let payload = self.buffer[header..header + length].to_vec();
-                    self.buffer.drain(..header + length);
-                    return (opcode, payload);
-                }
-            }
-            assert!(
-                self.fill().await > 0,
-                "connection ended before a whole frame"
-            );
-        }
-    }
-
-    /// Reads frames up to the server's close frame; its code.
-    async fn close_code(&mut self) -> u16 {
-        loop {
-            let (opcode, payload) = self.frame().await;
-            if opcode == 0x8 {
-                assert!(payload.len() >= 2, "a close frame with a code");
-                return u16::from_be_bytes([payload[0], payload[1]]);
-            }
-        }
-    }
-
-    /// Sends a (masked) close frame with `code`.
-    async fn send_close(&mut self, code: u16) {
-        use tokio::io::AsyncWriteExt;
-        let mask = [0x12u8, 0x34, 0x56, 0x78];
-        let mut frame = vec![0x88, 0x80 | 2];
-        frame.extend_from_slice(&mask);
-        frame.extend(
-            code.to_be_bytes()
-                .iter()
-                .enumerate()
-                .map(|(index, byte)| byte ^ mask[index % 4]),
-        );
-        self.stream.write_all(&frame).await.expect("write close");
-    }
-
-    /// Whether the server ends the connection within `limit`, reading (and dropping) anything
-    /// else it sends: `None` when it is still open, `Some(Err(_))` for a reset.
-    async fn ended_within(&mut self, limit: std::time::Duration) -> Option<std::io::Result<()>> {
-        use tokio::io::AsyncReadExt;
-        let deadline = tokio::time::Instant::now() + limit;
-        let mut chunk = [0u8; 4096];
-        loop {
-            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
-                Err(_) => return None,
-                Ok(Ok(0)) => return Some(Ok(())),
-                Ok(Ok(_)) => continue,
-                Ok(Err(error)) => return Some(Err(error)),
-            }
-        }
-    }
-}
-
-/// The header length and payload length of the frame at the start of `bytes`, once its header
-/// is complete.
-fn frame_length(bytes: &[u8]) -> Option<(usize, usize)> {
-    let short = usize::from(*bytes.get(1)? & 0x7f);
-    match short {
-        126 => Some((
-            4,
-            usize::from(u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?])),
-        )),
-        127 => {
-            let length: [u8; 8] = bytes.get(2..10)?.try_into().ok()?;
-            Some((10, u64::from_be_bytes(length) as usize))
-        }
-        length => Some((2, length)),
-    }
 }
 
 /// Sends a raw HTTP/1.1 request head; returns the answer's status, its head (lowercase) and its

@@ -241,7 +241,7 @@ async fn heartbeats_keep_readers_alive_and_silent_clients_are_closed() {
     .await;
     let mut reader = server.connect("alice").await;
     let silent_token = server.token("bob").await;
-    let mut silent = RawSocket::connect(&server.addr, &silent_token).await;
+    let mut silent = common::raw::RawSocket::connect(&server.addr, &silent_token).await;
     assert_eq!(reader.welcome["heartbeat_ms"], 200, "{}", reader.welcome);
 
     let reading = async {
@@ -271,83 +271,4 @@ async fn heartbeats_keep_readers_alive_and_silent_clients_are_closed() {
     let ((), (code, reason)) = tokio::join!(reading, silence);
     assert_eq!(code, 1000, "{reason}");
     assert_eq!(reason, "idle timeout");
-}
-
-/// A minimal WebSocket client over raw TCP that only reads (never pongs).
-struct RawSocket {
-    stream: tokio::net::TcpStream,
-    buffer: Vec<u8>,
-}
-
-impl RawSocket {
-    async fn connect(addr: &str, token: &str) -> RawSocket {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("tcp");
-        let request = format!(
-            "GET /ws?token={token} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-             Sec-WebSocket-Version: 13\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).await.expect("write");
-        let mut buffer = Vec::new();
-        let end = loop {
-            let mut chunk = [0u8; 4096];
-            let read = tokio::time::timeout(common::WAIT, stream.read(&mut chunk))
-                .await
-                .expect("handshake in time")
-                .expect("read");
-            assert!(read > 0, "connection closed during the handshake");
-            buffer.extend_from_slice(&chunk[..read]);
-            if let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
-                break end + 4;
-            }
-        };
-        let head = String::from_utf8_lossy(&buffer[..end]).to_string();
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        buffer.drain(..end);
-        RawSocket { stream, buffer }
-    }
-
-    async fn fill(&mut self, want: usize) -> bool {
-        use tokio::io::AsyncReadExt;
-        while self.buffer.len() < want {
-            let mut chunk = [0u8; 65536];
-            let read = tokio::time::timeout(Duration::from_secs(30), self.stream.read(&mut chunk))
-                .await
-                .expect("data in time")
-                .expect("read");
-            if read == 0 {
-                return false;
-            }
-            self.buffer.extend_from_slice(&chunk[..read]);
-        }
-        true
-    }
-
-    /// Reads server frames (unmasked) until a close frame; returns its code and reason.
-    async fn close_frame(&mut self) -> (u16, String) {
-        loop {
-            assert!(self.fill(2).await, "connection ended without a close frame");
-            let opcode = self.buffer[0] & 0x0f;
-            let (mut length, mut header) = (u64::from(self.buffer[1] & 0x7f), 2usize);
-            if length == 126 {
-                assert!(self.fill(4).await);
-                length = u64::from(u16::from_be_bytes([self.buffer[2], self.buffer[3]]));
-                header = 4;
-            } else if length == 127 {
-                assert!(self.fill(10).await);
-                length = u64::from_be_bytes(self.buffer[2..10].try_into().unwrap());
-                header = 10;
-            }
-            let total = header + length as usize;
-            assert!(self.fill(total).await, "connection ended inside a frame");
-            let payload: Vec<u8> = self.buffer[header..total].to_vec();
-            self.buffer.drain(..total);
-            if opcode == 0x8 {
-                assert!(payload.len() >= 2, "close frame without a code");
-                let code = u16::from_be_bytes([payload[0], payload[1]]);
-                return (code, String::from_utf8_lossy(&payload[2..]).to_string());
-            }
-        }
-    }
 }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod durable;
+pub mod raw;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
