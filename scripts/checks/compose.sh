@@ -480,9 +480,4 @@ then
   status=1
 fi
 
-if [ "$status" -eq 0 ]; then
-  echo "compose check: ok"
-else
-  echo "compose check: FAILED" >&2
-fi
-exit "$status"
+finish_check compose "$status"

@@ -365,9 +365,4 @@ then
   status=1
 fi
 
-if [ "$status" -eq 0 ]; then
-  echo "dockerfile check: ok"
-else
-  echo "dockerfile check: FAILED" >&2
-fi
-exit "$status"
+finish_check dockerfile "$status"

@@ -30,3 +30,14 @@ pip_tools() {
     || { echo "pip could not install $wanted (is PyPI reachable?)" >&2; return 1; }
   echo "$wanted" >"$venv/.parley-packages"
 }
+
+# finish_check NAME STATUS: prints the check's verdict ("NAME check: ok", or FAILED on stderr)
+# and exits with STATUS.
+finish_check() {
+  if [ "$2" -eq 0 ]; then
+    echo "$1 check: ok"
+  else
+    echo "$1 check: FAILED" >&2
+  fi
+  exit "$2"
+}
