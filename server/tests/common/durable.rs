@@ -709,6 +709,26 @@ pub async fn wait_for_document(
     what: &str,
     check: impl Fn(&Document) -> bool,
 ) -> Document {
+    let found = wait_for_documents(db, collection, filter, what, |found| {
+        found.iter().any(&check)
+    })
+    .await;
+    found
+        .into_iter()
+        .find(|document| check(document))
+        .expect("the check passed")
+}
+
+/// Polls `collection` until the documents matching `filter`, all together, satisfy `check`
+/// (returns them) or [`PIPELINE_WAIT`] passes (panics with what was last seen). For states a
+/// single document cannot show, such as one having gone.
+pub async fn wait_for_documents(
+    db: &Database,
+    collection: &str,
+    filter: Document,
+    what: &str,
+    check: impl Fn(&[Document]) -> bool,
+) -> Vec<Document> {
     let deadline = tokio::time::Instant::now() + PIPELINE_WAIT;
     let mut last = Vec::new();
     loop {
@@ -723,13 +743,13 @@ pub async fn wait_for_document(
             },
             Err(error) => eprintln!("find in {collection}: {error}"),
         }
-        if let Some(document) = last.iter().find(|document| check(document)) {
-            return document.clone();
+        if check(&last) {
+            return last;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{what}: no document in {collection} matching {filter} passed the check within \
-             {PIPELINE_WAIT:?}; last seen: {last:#?}"
+            "{what}: the documents in {collection} matching {filter} did not pass the check \
+             within {PIPELINE_WAIT:?}; last seen: {last:#?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
