@@ -51,6 +51,16 @@ impl OpError {
         Self::new(ErrorCode::Unavailable, message)
     }
 
+    /// `unavailable` with a hint when to retry: the work was refused before it started, to
+    /// keep memory bounded (a conversation's queue is full).
+    pub fn overloaded(message: impl Into<String>, retry_after_ms: u64) -> Self {
+        Self {
+            code: ErrorCode::Unavailable,
+            message: message.into(),
+            retry_after_ms: Some(retry_after_ms),
+        }
+    }
+
     pub fn rate_limited(retry_after_ms: u64) -> Self {
         Self {
             code: ErrorCode::RateLimited,

@@ -43,6 +43,7 @@ pub struct Metrics {
     pub closes: IntCounterVec,
     pub conversations_active: IntGauge,
     pub conversation_restarts: IntCounter,
+    pub conversation_overloads: IntCounter,
     pub log_append_duration: Histogram,
     pub log_batch_events: Histogram,
     pub log_append_failures: IntCounter,
@@ -166,6 +167,14 @@ impl Metrics {
                 IntCounter::new(
                     "parley_conversation_actor_restarts_total",
                     "conversation actors restarted after a failure",
+                )
+                .unwrap(),
+            ),
+            conversation_overloads: register(
+                registry,
+                IntCounter::new(
+                    "parley_conversation_overloads_total",
+                    "operations refused with `unavailable` because their conversation's queue was full",
                 )
                 .unwrap(),
             ),

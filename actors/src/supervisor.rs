@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use actix::{Actor, Addr};
 use wire::ConversationId;
 
-use crate::conversation::{CheckIdle, Conversation, ConversationHandle, ConversationOp};
+use crate::conversation::{
+    refuse_overloaded, CheckIdle, Conversation, ConversationHandle, ConversationOp, Refused,
+};
 use crate::node::Node;
 
 #[derive(Clone, Default)]
@@ -49,17 +51,21 @@ impl Supervisor {
             .map(|addr| ConversationHandle::new(addr.clone()))
     }
 
-    /// Queues `op`, restarting the actor once if it has just stopped.
+    /// Queues `op`, restarting the actor once if it has just stopped. An overloaded
+    /// conversation answers `op` with `unavailable` and a `retry_after_ms`.
     pub fn enqueue(&self, node: &Node, conversation_id: &ConversationId, op: ConversationOp) {
         let op = match self.conversation(node, conversation_id).enqueue(op) {
             Ok(()) => return,
-            Err(op) => op,
+            Err(Refused::Full(op)) => return refuse_overloaded(node, *op),
+            Err(Refused::Stopped(op)) => op,
         };
         self.forget_dead(conversation_id);
-        if let Err(op) = self.conversation(node, conversation_id).enqueue(*op) {
-            op.fail(crate::OpError::unavailable(
+        match self.conversation(node, conversation_id).enqueue(*op) {
+            Ok(()) => {}
+            Err(Refused::Full(op)) => refuse_overloaded(node, *op),
+            Err(Refused::Stopped(op)) => op.fail(crate::OpError::unavailable(
                 "conversation actor unavailable, retry",
-            ));
+            )),
         }
     }
 

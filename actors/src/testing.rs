@@ -29,6 +29,8 @@ pub struct FakeLog {
     pub fail: AtomicBool,
     /// Failed appends are ambiguous (like Kafka's) instead of definite (like the embedded log's).
     pub ambiguous_failures: AtomicBool,
+    /// Appends never finish (a log that hangs): the batch in flight holds its conversation.
+    pub stall: AtomicBool,
 }
 
 #[async_trait]
@@ -36,6 +38,9 @@ impl EventLog for FakeLog {
     async fn append(&self, events: Vec<LogEvent>) -> Result<(), PortError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(PortError::Unavailable("injected log failure".to_owned()));
+        }
+        if self.stall.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
         }
         self.appends.fetch_add(1, Ordering::SeqCst);
         // Yield so concurrent callers queue up behind this append, like a real fsync.

@@ -32,6 +32,32 @@ pub use state::{ConversationState, Snapshot};
 use crate::node::Node;
 use crate::OpError;
 
+/// Most `Enqueue` messages waiting in a conversation actor's mailbox. Past it, callers are
+/// answered `unavailable` with [`OVERLOAD_RETRY_AFTER_MS`] instead of queueing.
+pub const MAILBOX_CAPACITY: usize = 1024;
+/// Most operations waiting in the actor's own queue behind the batch in flight (the mailbox
+/// hands every operation to this queue as soon as the actor runs). Past it, the same answer.
+pub const MAX_QUEUED_OPS: usize = 1024;
+/// The `retry_after_ms` of an operation refused because its conversation is overloaded.
+pub const OVERLOAD_RETRY_AFTER_MS: u64 = 200;
+
+/// Why [`ConversationHandle::enqueue`] gave an operation back.
+pub enum Refused {
+    /// The mailbox is full: the conversation is overloaded.
+    Full(Box<ConversationOp>),
+    /// The actor has stopped (idle or failed): start a fresh one.
+    Stopped(Box<ConversationOp>),
+}
+
+/// Answers an operation that its overloaded conversation cannot take, and counts it.
+pub(crate) fn refuse_overloaded(node: &Node, op: ConversationOp) {
+    node.metrics().conversation_overloads.inc();
+    op.fail(OpError::overloaded(
+        "the conversation is overloaded, retry later",
+        OVERLOAD_RETRY_AFTER_MS,
+    ));
+}
+
 /// Queue an operation.
 #[derive(actix::Message)]
 #[rtype(result = "()")]
@@ -270,7 +296,7 @@ impl Actor for Conversation {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(1024);
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         self.node.metrics().conversations_active.inc();
         let idle = self.node.limits().conversation_idle;
         ctx.run_interval(idle / 2, move |act, ctx| {
@@ -305,6 +331,10 @@ impl Handler<Enqueue> for Conversation {
 
     fn handle(&mut self, message: Enqueue, ctx: &mut Self::Context) {
         self.last_activity = Instant::now();
+        if self.queue.len() >= MAX_QUEUED_OPS {
+            refuse_overloaded(&self.node, message.op);
+            return;
+        }
         self.queue.push_back(message.op);
         self.pump(ctx);
     }
@@ -386,15 +416,15 @@ impl ConversationHandle {
     }
 
     /// Queues an operation; its answer arrives on the reply channel inside it. Operations
-    /// queued by one caller run in the order they were queued.
-    pub fn enqueue(&self, op: ConversationOp) -> Result<(), Box<ConversationOp>> {
+    /// queued by one caller run in the order they were queued. A full mailbox refuses the
+    /// operation instead of growing (see [`MAILBOX_CAPACITY`]).
+    pub fn enqueue(&self, op: ConversationOp) -> Result<(), Refused> {
         match self.addr.try_send(Enqueue { op }) {
             Ok(()) => Ok(()),
-            Err(actix::dev::SendError::Full(Enqueue { op })) => {
-                self.addr.do_send(Enqueue { op });
-                Ok(())
+            Err(actix::dev::SendError::Full(Enqueue { op })) => Err(Refused::Full(Box::new(op))),
+            Err(actix::dev::SendError::Closed(Enqueue { op })) => {
+                Err(Refused::Stopped(Box::new(op)))
             }
-            Err(actix::dev::SendError::Closed(Enqueue { op })) => Err(Box::new(op)),
         }
     }
 
@@ -426,5 +456,7 @@ pub fn excluded_user(event: &wire::events::ServerEvent) -> Option<&UserId> {
     }
 }
 
+#[cfg(test)]
+mod overload_tests;
 #[cfg(test)]
 mod tests;
