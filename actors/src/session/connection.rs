@@ -72,35 +72,6 @@ enum ConnectionState {
     Open(Link),
 }
 
-/// An open WebSocket and where its close handshake stands.
-struct Link {
-    socket: Socket,
-    phase: Phase,
-    /// Written frames not flushed yet (or, after the client's close frame, the socket's answer).
-    unflushed: bool,
-    /// Closing: the connection ends at this instant at the latest.
-    closing_deadline: Option<Instant>,
-}
-
-/// Which way a link still carries frames. A close requested while [`Phase::Open`] leaves the
-/// phase as it is until the close frame is written (the queue goes first, unless the close
-/// discards it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Reading frames and writing the queue.
-    Open,
-    /// Our close frame is written: reading on, only for the client's close frame.
-    AwaitingClientClose,
-    /// Nothing more can be read: writing on, up to the close frame if a close is requested.
-    ReadEnded,
-    /// Nothing more to read or write (the client's close frame arrived, or ours went out after
-    /// reading ended): the connection ends once the socket is flushed.
-    FlushingToEnd,
-}
-
-// A link's phase costs one byte, as the flags it replaced did.
-const _: () = assert!(std::mem::size_of::<Phase>() == 1);
-
 impl Connection {
     /// A connection to build over `io` (`leftover`: bytes read past the handshake), its first
     /// ping due one heartbeat after `now`, its token expiring at `token_expires_at`.
@@ -127,6 +98,35 @@ impl Connection {
     }
 }
 
+/// An open WebSocket and where its close handshake stands.
+struct Link {
+    socket: Socket,
+    phase: Phase,
+    /// Written frames not flushed yet (or, after the client's close frame, the socket's answer).
+    unflushed: bool,
+    /// Closing: the connection ends at this instant at the latest.
+    closing_deadline: Option<Instant>,
+}
+
+/// Which way a link still carries frames. A close requested while [`Phase::Open`] leaves the
+/// phase as it is until the close frame is written (the queue goes first, unless the close
+/// discards it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading frames and writing the queue.
+    Open,
+    /// Our close frame is written: reading on, only for the client's close frame.
+    AwaitingClientClose,
+    /// Nothing more can be read: writing on, up to the close frame if a close is requested.
+    ReadEnded,
+    /// Nothing more to read or write (the client's close frame arrived, or ours went out after
+    /// reading ended): the connection ends once the socket is flushed.
+    FlushingToEnd,
+}
+
+// A link's phase is one byte (it took the place of three of the link's four flags).
+const _: () = assert!(std::mem::size_of::<Phase>() == 1);
+
 impl Phase {
     fn reads(self) -> bool {
         matches!(self, Phase::Open | Phase::AwaitingClientClose)
@@ -140,9 +140,9 @@ impl Phase {
     fn read_ended(self) -> Self {
         match self {
             Phase::Open => Phase::ReadEnded,
-            Phase::AwaitingClientClose | Phase::ReadEnded | Phase::FlushingToEnd => {
-                Phase::FlushingToEnd
-            }
+            Phase::AwaitingClientClose => Phase::FlushingToEnd,
+            // Nothing is read in these phases.
+            Phase::ReadEnded | Phase::FlushingToEnd => self,
         }
     }
 
@@ -150,9 +150,9 @@ impl Phase {
     fn close_sent(self) -> Self {
         match self {
             Phase::Open => Phase::AwaitingClientClose,
-            Phase::AwaitingClientClose | Phase::ReadEnded | Phase::FlushingToEnd => {
-                Phase::FlushingToEnd
-            }
+            Phase::ReadEnded => Phase::FlushingToEnd,
+            // Nothing is written in these phases.
+            Phase::AwaitingClientClose | Phase::FlushingToEnd => self,
         }
     }
 }

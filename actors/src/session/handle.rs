@@ -32,6 +32,7 @@ pub enum QueuedFrames {
     Discard,
 }
 
+/// A request to close a session: its close frame, and what happens to the frames queued before.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseRequest {
     /// The close frame's code: a [`CloseCode`] (see [`CloseRequest::new`]), kept as the number
