@@ -11,19 +11,6 @@ use prometheus::{
 use wire::ops::Op;
 use wire::{CloseCode, ErrorCode};
 
-/// Every close code the server sends (`parley_ws_closes_total{code}`): the [`CloseCode`]s plus
-/// 1002 (protocol error) and 1013 (session registration failed, try again later).
-pub const SERVER_CLOSE_CODES: [u16; 8] = [
-    CloseCode::Normal as u16,
-    CloseCode::GoingAway as u16,
-    1002,
-    CloseCode::MessageTooBig as u16,
-    1013,
-    CloseCode::TokenInvalid as u16,
-    CloseCode::RateLimitAbuse as u16,
-    CloseCode::TooSlow as u16,
-];
-
 /// The `op` label of requests whose op is not one of protocol v1's.
 pub const UNKNOWN_OP_LABEL: &str = "unknown";
 
@@ -71,8 +58,8 @@ impl Metrics {
         for code in ErrorCode::ALL {
             self.errors.with_label_values(&[code.as_str()]);
         }
-        for code in SERVER_CLOSE_CODES {
-            self.closes.with_label_values(&[&code.to_string()]);
+        for code in CloseCode::ALL {
+            self.closes.with_label_values(&[&code.code().to_string()]);
         }
         for op in Op::ALL {
             self.request_duration.with_label_values(&[op.as_str()]);

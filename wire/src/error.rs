@@ -107,8 +107,12 @@ pub enum CloseCode {
     Normal = 1000,
     /// Going away: the node drains; preceded by a `goaway` event.
     GoingAway = 1001,
+    /// The client broke the WebSocket protocol itself (for example an invalid frame).
+    ProtocolError = 1002,
     /// A frame over the hard limit (1 MiB) was not read.
     MessageTooBig = 1009,
+    /// Try again later: the session could not be registered.
+    TryAgainLater = 1013,
     /// The token expired or is invalid.
     TokenInvalid = 4001,
     /// Sustained rate-limit abuse.
@@ -118,6 +122,18 @@ pub enum CloseCode {
 }
 
 impl CloseCode {
+    /// Every close code the server sends (each has a `parley_ws_closes_total{code}` series).
+    pub const ALL: [CloseCode; 8] = [
+        CloseCode::Normal,
+        CloseCode::GoingAway,
+        CloseCode::ProtocolError,
+        CloseCode::MessageTooBig,
+        CloseCode::TryAgainLater,
+        CloseCode::TokenInvalid,
+        CloseCode::RateLimitAbuse,
+        CloseCode::TooSlow,
+    ];
+
     pub fn code(self) -> u16 {
         self as u16
     }

@@ -104,9 +104,11 @@ pub struct ErrorFrame {
     pub error: ErrorBody,
 }
 
-/// Serializes a success reply.
-pub fn encode_reply<T: Serialize>(id: RequestId, result: &T) -> String {
-    serde_json::to_string(&ReplyFrame { re: id, result }).expect("reply serializes")
+/// Serializes a success reply around its result, already serialized to JSON (operations
+/// serialize their own results; the reply does not parse them again). The text is what
+/// serializing a [`ReplyFrame`] gives.
+pub fn encode_reply(id: RequestId, result_json: &str) -> String {
+    format!("{{\"re\":{id},\"result\":{result_json}}}")
 }
 
 /// Serializes a failure reply.
@@ -168,6 +170,15 @@ mod tests {
         );
         assert_eq!(peek_request_id(r#"{"op":"x"}"#), None);
         assert_eq!(peek_request_id("garbage"), None);
+    }
+
+    #[test]
+    fn reply_is_a_serialized_reply_frame() {
+        let result = serde_json::json!({"seq": 3, "text": "a \"quoted\" word", "tags": [1, 2]});
+        let result_json = serde_json::to_string(&result).unwrap();
+        let expected = serde_json::to_string(&ReplyFrame { re: -7, result }).unwrap();
+        assert_eq!(encode_reply(-7, &result_json), expected);
+        assert_eq!(encode_reply(1, "null"), r#"{"re":1,"result":null}"#);
     }
 
     #[test]
