@@ -49,23 +49,23 @@ pub(super) async fn drain(
         shutdown_timeout_ms = shutdown_timeout.as_millis() as u64,
         "stop signal received: not ready, draining sessions"
     );
-    // 1. Readiness flips first: load balancers stop routing here, upgrades and REST requests
-    //    are refused from now on.
+    // Readiness flips first: load balancers stop routing here, upgrades and REST requests are
+    // refused from now on.
     state.ready.store(false, Ordering::Release);
-    // 2. Every session is told to reconnect elsewhere, in batches over the drain window.
+    // Every session is told to reconnect elsewhere, in batches over the drain window.
     let sessions = send_goaway_in_batches(&state.node, drain_window).await;
-    // 3. The sessions finish their close handshakes; leave time for the steps after.
+    // The sessions finish their close handshakes; leave time for the steps after.
     let sessions_by = deadline
         .checked_sub(FLUSH_SHARE_OF_DEADLINE * 2)
         .unwrap_or(deadline);
     wait_for_sessions_to_close(&state.node, sessions, drain_window, sessions_by).await;
-    // 4. The sessions are closed; stop accepting and wait for the other connections.
+    // The sessions are closed; stop accepting and wait for the other connections.
     let served = http.stop(deadline).await;
-    // 5. No session is left to queue work: the conversations finish what is in flight.
+    // No session is left to queue work: the conversations finish what is in flight.
     finish_conversation_work(&state.node, deadline).await;
-    // 6. Flush what the log still buffers (the Kafka producer).
+    // Flush what the log still buffers (the Kafka producer).
     flush_log(state.log.as_ref(), deadline).await;
-    // 7. The ingest finishes its batch, the stored-ack relay leaves its group.
+    // The ingest finishes its batch, the stored-ack relay leaves its group.
     background.stop(deadline).await;
     tracing::info!("stopped");
     served
