@@ -1,6 +1,12 @@
 //! Configuration: built-in defaults (`config/parley.toml`), an optional file, then environment
 //! overrides `PARLEY__SECTION__KEY`; validated with messages naming the bad key.
 
+// The explicit path keeps one answer for both ways this file is compiled: as `crate::config`
+// of the binary, and through `#[path]` in `tests/config_reference.rs`, where a plain
+// `mod validate;` would be looked for beside this file.
+#[path = "config/validate.rs"]
+mod validate;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -238,175 +244,12 @@ pub fn load_with_env(
     if api_key_source == SecretSource::DevDefault {
         settings.auth.api_key = Secret::new(DEV_API_KEY);
     }
-    validate(&settings)?;
+    validate::validate(&settings)?;
     Ok(Loaded {
         settings,
         jwt_secret_source,
         api_key_source,
     })
-}
-
-fn validate(settings: &Settings) -> Result<(), ConfigError> {
-    settings
-        .server
-        .bind
-        .parse::<SocketAddr>()
-        .map_err(|error| {
-            invalid(
-                "server.bind",
-                format!("is not an address like 127.0.0.1:8080: {error}"),
-            )
-        })?;
-    for url in &settings.server.public_urls {
-        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-            return Err(invalid(
-                "server.public_urls",
-                format!("entry {url:?} must start with ws:// or wss://"),
-            ));
-        }
-    }
-    if settings.server.drain_window_ms >= settings.server.shutdown_timeout_ms {
-        return Err(invalid(
-            "server.drain_window_ms",
-            "must be less than server.shutdown_timeout_ms",
-        ));
-    }
-    if let Some(roles) = settings.redis.roles() {
-        for (key, url) in [
-            ("redis.pubsub_url", &roles.pubsub),
-            ("redis.cache_url", &roles.cache),
-            ("redis.presence_url", &roles.presence),
-            ("redis.state_url", &roles.state),
-            ("redis.ratelimit_url", &roles.ratelimit),
-        ] {
-            let url = url.expose();
-            if !(url.starts_with("redis://")
-                || url.starts_with("rediss://")
-                || url.starts_with("redis+unix://")
-                || url.starts_with("unix://"))
-            {
-                return Err(invalid(
-                    key,
-                    "must be a redis:// URL (set it, or set redis.url for every role)",
-                ));
-            }
-        }
-    }
-    if settings.redis.command_timeout_ms == 0 {
-        return Err(invalid("redis.command_timeout_ms", "must be at least 1"));
-    }
-    if settings.redis.presence_ttl_ms < 100 {
-        return Err(invalid("redis.presence_ttl_ms", "must be at least 100"));
-    }
-    if settings.redis.dedup_ttl_secs == 0 || settings.redis.cache_ttl_secs == 0 {
-        return Err(invalid(
-            "redis.dedup_ttl_secs",
-            "and redis.cache_ttl_secs must be at least 1",
-        ));
-    }
-    for checked in [
-        settings.kafka.validate(),
-        settings.mongo.validate(),
-        settings.ingest.validate(),
-    ] {
-        checked.map_err(|error| invalid(error.key, error.problem))?;
-    }
-    if settings.kafka.enabled() != settings.mongo.enabled() {
-        return Err(invalid(
-            "kafka.brokers",
-            "and mongo.uri must be set together (durable cluster mode) or both left empty",
-        ));
-    }
-    if settings.kafka.enabled() && settings.redis.roles().is_none() {
-        return Err(invalid(
-            "redis.url",
-            "must be set in durable cluster mode (kafka.brokers and mongo.uri are set)",
-        ));
-    }
-    if settings.storage.data_dir.as_os_str().is_empty() {
-        return Err(invalid("storage.data_dir", "must not be empty"));
-    }
-    if settings.auth.jwt_secret.expose().len() < 32 {
-        return Err(invalid("auth.jwt_secret", "must be at least 32 bytes"));
-    }
-    if settings.auth.api_key.expose().len() < 16 {
-        return Err(invalid("auth.api_key", "must be at least 16 bytes"));
-    }
-    let auth = &settings.auth;
-    if auth.token_ttl_secs == 0 || auth.token_ttl_secs > auth.max_token_ttl_secs {
-        return Err(invalid(
-            "auth.token_ttl_secs",
-            format!(
-                "must be between 1 and auth.max_token_ttl_secs ({})",
-                auth.max_token_ttl_secs
-            ),
-        ));
-    }
-    let limits = &settings.limits;
-    if !(1..=HARD_FRAME_BYTES).contains(&limits.max_frame_bytes) {
-        return Err(invalid(
-            "limits.max_frame_bytes",
-            format!(
-                "must be between 1 and {HARD_FRAME_BYTES}, got {}",
-                limits.max_frame_bytes
-            ),
-        ));
-    }
-    if limits.outbound_queue == 0 {
-        return Err(invalid("limits.outbound_queue", "must be at least 1"));
-    }
-    if limits.heartbeat_ms < 100 {
-        return Err(invalid("limits.heartbeat_ms", "must be at least 100"));
-    }
-    if limits.client_timeout_ms <= limits.heartbeat_ms {
-        return Err(invalid(
-            "limits.client_timeout_ms",
-            "must be greater than limits.heartbeat_ms",
-        ));
-    }
-    if limits.max_group_members < 2 {
-        return Err(invalid("limits.max_group_members", "must be at least 2"));
-    }
-    if limits.recent_messages == 0 {
-        return Err(invalid("limits.recent_messages", "must be at least 1"));
-    }
-    if limits.conversation_idle_ms < 100 {
-        return Err(invalid(
-            "limits.conversation_idle_ms",
-            "must be at least 100",
-        ));
-    }
-    if limits.max_inflight_requests == 0 {
-        return Err(invalid(
-            "limits.max_inflight_requests",
-            "must be at least 1",
-        ));
-    }
-    if limits.max_batch_ops == 0 {
-        return Err(invalid("limits.max_batch_ops", "must be at least 1"));
-    }
-    if !(1..=1000).contains(&limits.sync_page) {
-        return Err(invalid("limits.sync_page", "must be between 1 and 1000"));
-    }
-    let rate = &settings.rate_limit;
-    if !(rate.per_second.is_finite() && rate.per_second > 0.0) {
-        return Err(invalid(
-            "rate_limit.per_second",
-            "must be a positive number",
-        ));
-    }
-    if rate.burst == 0 {
-        return Err(invalid("rate_limit.burst", "must be at least 1"));
-    }
-    if rate.abuse_rejections == 0 {
-        return Err(invalid("rate_limit.abuse_rejections", "must be at least 1"));
-    }
-    if rate.abuse_window_ms == 0 {
-        return Err(invalid("rate_limit.abuse_window_ms", "must be at least 1"));
-    }
-    tracing_subscriber::EnvFilter::try_new(&settings.log.level)
-        .map_err(|error| invalid("log.level", format!("is not a valid filter: {error}")))?;
-    Ok(())
 }
 
 impl Settings {

@@ -1,0 +1,133 @@
+//! The node's background tasks: the dependency check behind `/readyz`, the in-process ingest
+//! (embedded store), the router, the stored-ack relay and, in cluster mode, the presence sweep.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actors::Node;
+use anyhow::Context as _;
+use persistence::{IngestConfig, IngestPipeline};
+use tokio::sync::watch;
+
+use super::storage::Storage;
+use super::AppState;
+
+/// The embedded store is written by an in-process ingest; in durable mode the `ingest` binary
+/// writes MongoDB.
+pub(super) fn in_process_ingest(storage: &Storage) -> Option<IngestPipeline> {
+    storage.embedded.is_some().then(|| {
+        IngestPipeline::new(
+            storage.log.clone(),
+            storage.store.clone(),
+            IngestConfig::default(),
+        )
+    })
+}
+
+/// The running background tasks, until [`Background::stop`].
+pub(super) struct Background {
+    /// Sends `true` to every task to stop it (and must live until then: dropping it stops them
+    /// too).
+    stop: watch::Sender<bool>,
+    stored_acks_relay: tokio::task::JoinHandle<()>,
+    ingest_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Starts the tasks. The embedded store must reflect the whole log before the node serves:
+    /// the ingest catches up first, then keeps following the log on its own thread.
+    pub(super) async fn start(
+        state: &Arc<AppState>,
+        ingest: Option<IngestPipeline>,
+        redis_presence: Option<Arc<persistence::redis::RedisPresence>>,
+    ) -> anyhow::Result<Self> {
+        let node = &state.node;
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(state.clone().watch_dependencies(stopped.clone()));
+        let mut ingest_thread = None;
+        if let Some(ingest) = ingest {
+            let caught_up = ingest
+                .catch_up()
+                .await
+                .map_err(|error| anyhow::anyhow!("ingest catch-up failed: {error}"))?;
+            tracing::info!(records = caught_up, "store caught up with the log");
+            ingest_thread = Some(spawn_on_own_thread(
+                "parley-ingest",
+                ingest.run(stopped.clone()),
+            ));
+        }
+        actors::router::start(node.clone()).context("starting the router")?;
+        let stored_acks_relay =
+            tokio::spawn(actors::stored_acks::run(node.clone(), stopped.clone()));
+        if let Some(presence) = redis_presence {
+            let sweep_every = Duration::from_millis(state.settings.redis.presence_ttl_ms / 3)
+                .max(Duration::from_millis(50));
+            tokio::spawn(sweep_expired_presence(
+                node.clone(),
+                presence,
+                sweep_every,
+                stopped,
+            ));
+        }
+        Ok(Self {
+            stop,
+            stored_acks_relay,
+            ingest_thread,
+        })
+    }
+
+    /// Tells every task to stop, then waits (until `deadline`, 5 s at most) for the stored-ack
+    /// relay to leave its group, and for the ingest (standalone) to finish its batch.
+    pub(super) async fn stop(self, deadline: Instant) {
+        let _ = self.stop.send(true);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let _ = tokio::time::timeout(
+            remaining.min(Duration::from_secs(5)),
+            self.stored_acks_relay,
+        )
+        .await;
+        if let Some(ingest_thread) = self.ingest_thread {
+            let _ = tokio::task::spawn_blocking(move || ingest_thread.join()).await;
+        }
+    }
+}
+
+/// Announces offline the users whose node died (their sessions expired in Redis).
+async fn sweep_expired_presence(
+    node: Node,
+    presence: Arc<persistence::redis::RedisPresence>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match presence.expired_users().await {
+            Ok(users) => {
+                for user_id in users {
+                    actors::dispatch::announce_offline(&node, &user_id).await;
+                }
+            }
+            Err(error) => tracing::warn!(error = %error, "presence sweep failed"),
+        }
+    }
+}
+
+/// Runs a future on a dedicated thread with its own runtime, off the HTTP workers.
+fn spawn_on_own_thread(
+    name: &str,
+    future: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime builds");
+            runtime.block_on(future);
+        })
+        .expect("thread spawns")
+}

@@ -1,0 +1,107 @@
+//! The state every HTTP handler and WebSocket upgrade shares, and the node's readiness.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::Node;
+use ports::{EventLog, Store};
+use tokio::sync::watch;
+
+use crate::auth::Authenticator;
+use crate::config::Settings;
+use crate::metrics::NodeMetrics;
+
+pub struct AppState {
+    pub node: Node,
+    pub auth: Authenticator,
+    pub settings: Settings,
+    pub metrics: NodeMetrics,
+    pub ready: Arc<AtomicBool>,
+    pub socket_urls: Vec<String>,
+    pub(super) log: Arc<dyn EventLog>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) redis_clients: Vec<(&'static str, persistence::redis::RedisClient)>,
+    pub(super) redis_bus: Option<Arc<persistence::redis::RedisBus>>,
+    /// The last result of [`AppState::check_dependencies`] (ready, and why not or what is
+    /// degraded), refreshed in the background.
+    pub(super) dependencies: std::sync::Mutex<(bool, &'static str)>,
+    /// Durable mode: once MongoDB answered, its outage degrades the node instead of making it
+    /// not ready.
+    pub(super) store_may_degrade: bool,
+    pub(super) store_seen_ready: AtomicBool,
+}
+
+/// How often the background task checks the log, the store and Redis for `/readyz`.
+const DEPENDENCY_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+impl AppState {
+    /// Ready when start-up finished and the last dependency check passed; the reason says why
+    /// not, or what is degraded while ready. Answers at once: probes never wait for a dead
+    /// dependency's timeout.
+    pub async fn readiness(&self) -> (bool, &'static str) {
+        if !self.ready.load(Ordering::Acquire) {
+            return (false, "starting or stopping");
+        }
+        *self.dependencies.lock().expect("readiness lock")
+    }
+
+    /// Whether the log, the store and every Redis role answer (checked concurrently: a dead
+    /// dependency costs its timeout once, not once per dependency).
+    async fn check_dependencies(&self) -> (bool, &'static str) {
+        let (log_ready, store_ready, redis_ready) = tokio::join!(
+            self.log.is_ready(),
+            self.store.is_ready(),
+            futures::future::join_all(
+                self.redis_clients
+                    .iter()
+                    .map(|(_, client)| client.is_ready())
+            ),
+        );
+        if !log_ready {
+            return (false, "event log unavailable");
+        }
+        // A durable node serves without MongoDB once it has seen it (sends need only Kafka and
+        // Redis; reads beyond the cache fail with `unavailable`): it stays ready, degraded. At
+        // start-up MongoDB must answer first.
+        let store_degraded = if store_ready {
+            self.store_seen_ready.store(true, Ordering::Release);
+            false
+        } else if self.store_may_degrade && self.store_seen_ready.load(Ordering::Acquire) {
+            true
+        } else {
+            return (false, "store unavailable");
+        };
+        if let Some(((name, _), _)) = self
+            .redis_clients
+            .iter()
+            .zip(redis_ready)
+            .find(|(_, ready)| !ready)
+        {
+            return (false, name);
+        }
+        if self
+            .redis_bus
+            .as_ref()
+            .is_some_and(|bus| !bus.is_connected())
+        {
+            return (false, "redis pub/sub subscription down");
+        }
+        if store_degraded {
+            return (true, "store unavailable: history beyond the cache fails");
+        }
+        (true, "")
+    }
+
+    /// Refreshes the dependency check every [`DEPENDENCY_CHECK_EVERY`] until shutdown.
+    pub(super) async fn watch_dependencies(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let checked = self.check_dependencies().await;
+            *self.dependencies.lock().expect("readiness lock") = checked;
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(DEPENDENCY_CHECK_EVERY) => {}
+            }
+        }
+    }
+}

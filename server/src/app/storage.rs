@@ -1,0 +1,81 @@
+//! The node's event log and store: embedded files, or Kafka and MongoDB in durable cluster mode.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use persistence::kafka::KafkaLog;
+use persistence::mongo::MongoStore;
+use persistence::{EmbeddedLog, EmbeddedStore};
+use ports::{EventLog, Store};
+use wire::NodeId;
+
+use crate::config::Settings;
+
+/// The node's event log and store.
+pub(super) struct Storage {
+    pub(super) log: Arc<dyn EventLog>,
+    pub(super) store: Arc<dyn Store>,
+    /// The embedded store (standalone and Redis-only cluster mode): also the standalone
+    /// directory, and written by an in-process ingest. `None` in durable mode.
+    pub(super) embedded: Option<Arc<EmbeddedStore>>,
+    /// The Kafka log in durable mode (for its metrics).
+    pub(super) kafka: Option<KafkaLog>,
+    /// For the start-up log line.
+    pub(super) description: &'static str,
+}
+
+impl Storage {
+    /// Kafka and MongoDB when `kafka.brokers` and `mongo.uri` are set, else the embedded files
+    /// under `storage.data_dir`. Neither Kafka nor MongoDB needs to be up: both clients connect
+    /// lazily and `/readyz` reports them until they answer.
+    pub(super) async fn open(settings: &Settings, node_id: &NodeId) -> anyhow::Result<Self> {
+        if settings.kafka.enabled() {
+            return Self::open_durable(settings, node_id).await;
+        }
+        Self::open_embedded(settings)
+    }
+
+    async fn open_durable(settings: &Settings, node_id: &NodeId) -> anyhow::Result<Self> {
+        let kafka = settings.kafka.kafka_config(node_id.as_str());
+        let brokers = kafka.brokers.clone();
+        let log = KafkaLog::new(kafka).map_err(|error| anyhow::anyhow!("kafka: {error}"))?;
+        let mongo = settings.mongo.mongo_config();
+        let mongo_uri = mongo.redacted_uri();
+        let store = MongoStore::connect(mongo)
+            .await
+            .map_err(|error| anyhow::anyhow!("mongo.uri: {error}"))?;
+        tracing::info!(
+            kafka = %brokers,
+            mongo = %mongo_uri,
+            database = %settings.mongo.database,
+            "durable cluster mode: log in Kafka, store in MongoDB (written by the ingest binary)"
+        );
+        Ok(Self {
+            log: Arc::new(log.clone()),
+            store: Arc::new(store),
+            embedded: None,
+            kafka: Some(log),
+            description: "kafka+mongodb",
+        })
+    }
+
+    fn open_embedded(settings: &Settings) -> anyhow::Result<Self> {
+        let data_dir = &settings.storage.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create storage.data_dir {}", data_dir.display()))?;
+        let log = EmbeddedLog::open(&data_dir.join("log.redb"))
+            .with_context(|| format!("cannot open the log in {}", data_dir.display()))?;
+        let store = Arc::new(
+            EmbeddedStore::open(&data_dir.join("store.redb"))
+                .with_context(|| format!("cannot open the store in {}", data_dir.display()))?,
+        );
+        tracing::info!(data_dir = %data_dir.display(), "embedded log and store");
+        Ok(Self {
+            log: Arc::new(log),
+            store: store.clone(),
+            embedded: Some(store),
+            kafka: None,
+            description: "embedded",
+        })
+    }
+}
