@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ports::{EventLog, PortError, Store};
+use ports::{Backoff, EventLog, PortError, Store};
 use prometheus::Registry;
 use thiserror::Error;
 use tokio::sync::{watch, Notify};
@@ -314,7 +314,7 @@ where
     Attempt: FnMut() -> Fut,
     Fut: Future<Output = Result<T, PortError>>,
 {
-    let mut delay = INITIAL_BACKOFF.min(max_backoff);
+    let mut backoff = Backoff::new(INITIAL_BACKOFF.min(max_backoff), max_backoff);
     let mut attempts = 0_u32;
     loop {
         let outcome = match shutdown.as_deref_mut() {
@@ -329,6 +329,7 @@ where
             Err(error) => error,
         };
         attempts += 1;
+        let delay = backoff.next_delay();
         warn!(
             step = progress.step,
             attempt = attempts,
@@ -344,7 +345,6 @@ where
             },
             None => tokio::time::sleep(delay).await,
         }
-        delay = (delay * 2).min(max_backoff);
     }
 }
 
