@@ -14,10 +14,9 @@
 //!   idempotent keyed producer and consumer-group members.
 //! - [`ingest`]: [`IngestPipeline`], log → store → `message.delivered`, generic over the ports
 //!   so the same code runs in-process (standalone) and as the `ingest` binary.
-//! - [`settings`]: the configuration file shared by the binaries (`[kafka]`, `[mongo]`,
-//!   `[ingest]`, `[log]`), its layered loader and [`Secret`](settings::Secret).
+//! - [`settings`]: the sections of the shared configuration file both binaries read
+//!   (`[kafka]`, `[mongo]`, `[ingest]`).
 //! - [`error`]: [`PersistenceError`] and its mapping onto `PortError`.
-//! - [`probe`]: the `probe URL` health check both binaries offer to container runtimes.
 
 pub mod embedded;
 pub mod error;
@@ -25,7 +24,6 @@ pub mod ingest;
 pub mod kafka;
 pub mod memory;
 pub mod mongo;
-pub mod probe;
 pub mod redis;
 pub mod settings;
 

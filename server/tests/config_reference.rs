@@ -217,8 +217,7 @@ fn secret_keys(values: &BTreeMap<String, toml::Value>) -> BTreeSet<String> {
             continue;
         }
         let env = HashMap::from([(env_name(key), PROBE.to_owned())]);
-        let Ok(settings) = persistence::settings::load_layers::<config::Settings>(None, &env, &[])
-        else {
+        let Ok(settings) = bootstrap::load_layers::<config::Settings>(None, &env, &[]) else {
             continue;
         };
         let seen = serialized(&settings).remove(key).expect("a known key");

@@ -4,10 +4,10 @@
 
 use std::process::ExitCode;
 
+use bootstrap::parley_env;
 use persistence::ingest::cli::{self, Command, Invocation};
 use persistence::ingest::service::{self, Stopped};
 use persistence::ingest::settings::ServiceSettings;
-use persistence::settings::parley_env;
 
 fn main() -> ExitCode {
     let args = match cli::parse_args(std::env::args().skip(1)) {
@@ -16,7 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Invocation::Probe { url }) => {
-            return persistence::probe::run_probe_command("ingest", &url);
+            return bootstrap::probe::run_probe_command("ingest", &url);
         }
         Ok(Invocation::Start(args)) => args,
         Err(error) => {
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    service::init_logging(&settings.log);
+    bootstrap::init_logging(&settings.log);
     let hostname = std::env::var("HOSTNAME").ok();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

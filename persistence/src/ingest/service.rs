@@ -13,19 +13,18 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bootstrap::StopSignals;
 use ports::{Backoff, EventLog, PortError, Store};
 use prometheus::Registry;
 use thiserror::Error;
 use tokio::sync::{watch, Notify};
 use tracing::{error, info, warn};
-use tracing_subscriber::EnvFilter;
 
 use super::health::{HealthServer, Readiness};
 use super::pipeline::IngestPipeline;
 use super::settings::{ServiceSettings, SettingsError, INITIAL_BACKOFF};
 use crate::kafka::KafkaLog;
 use crate::mongo::MongoStore;
-use crate::settings::{LogFormat, LogSettings};
 
 #[derive(Debug, Error)]
 pub enum ServiceError {
@@ -67,19 +66,6 @@ pub enum Stopped {
     Cleanly,
     /// The deadline passed, or a second signal came: work may still be running; exit now.
     Forced,
-}
-
-/// Logs to stderr with `[log]`'s filter and format; `RUST_LOG` overrides the filter.
-pub fn init_logging(settings: &LogSettings) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr);
-    match settings.format {
-        LogFormat::Json => subscriber.json().init(),
-        LogFormat::Text => subscriber.init(),
-    }
 }
 
 /// The adapters of one ingest process.
@@ -261,19 +247,14 @@ fn listen_for_signals(
     shutdown: watch::Sender<bool>,
     forced: Arc<Notify>,
 ) -> Result<tokio::task::JoinHandle<()>, ServiceError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).map_err(ServiceError::Signals)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(ServiceError::Signals)?;
+    let mut signals = StopSignals::listen().map_err(ServiceError::Signals)?;
     Ok(tokio::spawn(async move {
         let mut received = 0_u32;
         loop {
-            let name = tokio::select! {
-                _ = terminate.recv() => "SIGTERM",
-                _ = interrupt.recv() => "SIGINT",
-            };
+            let signal = signals.recv().await;
             received += 1;
             if received == 1 {
-                info!(signal = name, "shutdown requested");
+                info!(signal = signal.name(), "shutdown requested");
                 shutdown.send_replace(true);
             } else {
                 forced.notify_one();

@@ -13,9 +13,8 @@ use thiserror::Error;
 use super::pipeline::IngestConfig;
 use crate::kafka::KafkaConfig;
 use crate::mongo::MongoConfig;
-use crate::settings::{
-    load_layers, IngestSettings, Invalid, KafkaSettings, LogSettings, MongoSettings,
-};
+use crate::settings::{IngestSettings, Invalid, KafkaSettings, MongoSettings};
+use bootstrap::{load_layers, LogSettings};
 
 /// First delay between retries while a dependency is unavailable (doubling up to
 /// `ingest.max_backoff_ms`).
@@ -123,7 +122,7 @@ impl ServiceSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::LogFormat;
+    use bootstrap::LogFormat;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
