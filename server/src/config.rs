@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bootstrap::load_layers;
 pub use bootstrap::{LogSettings, Secret};
-use persistence::settings::{IngestSettings, KafkaSettings, MongoSettings};
+use ingest::settings::{IngestSettings, KafkaSettings, MongoSettings};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

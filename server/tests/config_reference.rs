@@ -16,7 +16,7 @@ mod config;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use persistence::ingest::settings::ServiceSettings;
+use ingest::settings::ServiceSettings;
 
 const BEGIN: &str =
     "<!-- BEGIN GENERATED from config/parley.toml by server/tests/config_reference.rs -->";

@@ -24,8 +24,8 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use wire::log::LogEvent;
 
-use super::mapping::{ingest_topics, store_write, stored_ack};
-use super::metrics::IngestMetrics;
+use crate::mapping::{ingest_topics, store_write, stored_ack};
+use crate::metrics::IngestMetrics;
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {

@@ -1,15 +1,15 @@
 //! The sections of the shared configuration file both `parley-server` and `ingest` read:
-//! `[kafka]`, `[mongo]` and `[ingest]` (the file and its loader are `bootstrap`'s).
+//! `[kafka]` and `[mongo]` (durable cluster mode; each builds its adapter's configuration) and
+//! `[ingest]` (the pipeline). The file and its loader are `bootstrap`'s.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bootstrap::Secret;
+use persistence::kafka::KafkaConfig;
+use persistence::mongo::MongoConfig;
 use serde::{Deserialize, Serialize};
-
-use crate::kafka::KafkaConfig;
-use crate::mongo::MongoConfig;
 
 /// A setting that failed validation: the key (`section.name`) and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,13 +1,18 @@
 //! `ingest`: consumes Parley's event log from Kafka, writes it to MongoDB and acknowledges
-//! stored messages on `message.delivered`. Usage in `persistence::ingest::cli::USAGE`; the
-//! work is in `persistence::ingest::service`.
+//! stored messages on `message.delivered`. Usage in `cli::USAGE`; the work is in
+//! `service`, the pipeline itself in the library ([`ingest::IngestPipeline`]).
+
+mod cli;
+mod health;
+mod service;
 
 use std::process::ExitCode;
 
 use bootstrap::parley_env;
-use persistence::ingest::cli::{self, Command, Invocation};
-use persistence::ingest::service::{self, Stopped};
-use persistence::ingest::settings::ServiceSettings;
+use ingest::settings::ServiceSettings;
+
+use crate::cli::{Command, Invocation};
+use crate::service::Stopped;
 
 fn main() -> ExitCode {
     let args = match cli::parse_args(std::env::args().skip(1)) {

@@ -20,11 +20,12 @@ use thiserror::Error;
 use tokio::sync::{watch, Notify};
 use tracing::{error, info, warn};
 
-use super::health::{HealthServer, Readiness};
-use super::pipeline::IngestPipeline;
-use super::settings::{ServiceSettings, SettingsError, INITIAL_BACKOFF};
-use crate::kafka::KafkaLog;
-use crate::mongo::MongoStore;
+use ingest::settings::{ServiceSettings, SettingsError, INITIAL_BACKOFF};
+use ingest::IngestPipeline;
+use persistence::kafka::KafkaLog;
+use persistence::mongo::MongoStore;
+
+use crate::health::{HealthServer, Readiness};
 
 #[derive(Debug, Error)]
 pub enum ServiceError {
@@ -379,7 +380,7 @@ mod tests {
 
     #[test]
     fn configuration_mistakes_exit_with_2() {
-        let invalid = ServiceError::Settings(SettingsError::Invalid(crate::settings::Invalid {
+        let invalid = ServiceError::Settings(SettingsError::Invalid(ingest::settings::Invalid {
             key: "kafka.brokers",
             problem: "must be set".to_owned(),
         }));
