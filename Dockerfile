@@ -51,14 +51,14 @@ COPY --from=planner /src/recipe.json recipe.json
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     cargo chef cook --release --locked --recipe-path recipe.json \
-        -p server -p persistence -p loadtest \
+        -p server -p ingest -p loadtest \
         --bin parley-server --bin ingest --bin parley-loadtest
 
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     cargo build --release --locked \
-        -p server -p persistence -p loadtest \
+        -p server -p ingest -p loadtest \
         --bin parley-server --bin ingest --bin parley-loadtest \
     && mkdir -p /out \
     && cp target/release/parley-server target/release/ingest target/release/parley-loadtest /out/

@@ -125,7 +125,7 @@ start_pipeline() {
   scripts/services/tansu.sh install
   if [ ! -x "$ingest_binary" ]; then
     echo "==> building ingest (release)"
-    cargo build --release -p persistence --bin ingest
+    cargo build --release -p ingest
   fi
   scripts/services/tansu.sh start "$state/kafka" "$kafka_port" --durable
   scripts/services/secantus.sh start "$state/mongo" "$mongo_port"

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ports::{BusEnvelope, BusPayload, BusTopic};
+use ports::{Backoff, BusEnvelope, BusPayload, BusTopic};
 use tokio::sync::watch;
 use wire::events::ServerEvent;
 use wire::log::{topics, LogEventBody};
@@ -14,9 +14,13 @@ use crate::node::Node;
 /// Consumer group shared by every node: each acknowledgment is relayed once.
 pub const STORED_ACKS_GROUP: &str = "parley-stored-acks";
 
+/// First pause after a failure; doubles per failure up to [`MAX_BACKOFF`].
+const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
 /// Runs until `shutdown` turns true. Retries with backoff while the log is unavailable.
 pub async fn run(node: Node, mut shutdown: watch::Receiver<bool>) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
     while !*shutdown.borrow() {
         let consumer = node
             .ports()
@@ -27,8 +31,7 @@ pub async fn run(node: Node, mut shutdown: watch::Receiver<bool>) {
             Ok(consumer) => consumer,
             Err(error) => {
                 tracing::warn!(error = %error, "stored-ack consumer unavailable, retrying");
-                wait(&mut shutdown, backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                wait(&mut shutdown, backoff.next_delay()).await;
                 continue;
             }
         };
@@ -41,13 +44,13 @@ pub async fn run(node: Node, mut shutdown: watch::Receiver<bool>) {
                 Ok(records) => records,
                 Err(error) => {
                     // E.g. the topic does not exist yet: reopen after a growing pause.
-                    tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "polling stored acks failed");
-                    wait(&mut shutdown, backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "polling stored acks failed");
+                    wait(&mut shutdown, delay).await;
                     break;
                 }
             };
-            backoff = Duration::from_millis(50);
+            backoff.reset();
             if records.is_empty() {
                 continue;
             }

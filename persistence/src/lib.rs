@@ -1,4 +1,5 @@
-//! Parley's adapters: everything behind the ports that is not the actors.
+//! Parley's adapters: everything behind the ports that is not the actors. The ingest pipeline
+//! and binary that write the store from the log are the `ingest` crate.
 //!
 //! # Layout
 //! - [`embedded`]: standalone durable adapters over redb files in the data directory —
@@ -12,26 +13,17 @@
 //!   by ingest with bulk, idempotent upserts.
 //! - [`kafka`]: [`KafkaLog`](kafka::KafkaLog), the event log over Kafka (cluster mode), an
 //!   idempotent keyed producer and consumer-group members.
-//! - [`ingest`]: [`IngestPipeline`], log → store → `message.delivered`, generic over the ports
-//!   so the same code runs in-process (standalone) and as the `ingest` binary.
-//! - [`settings`]: the configuration file shared by the binaries (`[kafka]`, `[mongo]`,
-//!   `[ingest]`, `[log]`), its layered loader and [`Secret`](settings::Secret).
 //! - [`error`]: [`PersistenceError`] and its mapping onto `PortError`.
-//! - [`probe`]: the `probe URL` health check both binaries offer to container runtimes.
 
 pub mod embedded;
 pub mod error;
-pub mod ingest;
 pub mod kafka;
 pub mod memory;
 pub mod mongo;
-pub mod probe;
 pub mod redis;
-pub mod settings;
 
 pub use embedded::{EmbeddedLog, EmbeddedStore};
 pub use error::PersistenceError;
-pub use ingest::{IngestConfig, IngestMetrics, IngestPipeline};
 pub use memory::{
     InProcessBus, MemoryMessageCache, MemoryPresence, MemoryRateLimiter, MemorySequencer,
     NoMessageCache,

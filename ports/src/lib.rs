@@ -12,8 +12,10 @@
 //! - [`bus`]: [`Bus`], cross-node routing of events (in-process, Redis pub/sub).
 //! - [`rate_limit`]: [`RateLimiter`], per-user token buckets.
 //! - [`cache`]: [`MessageCache`], the newest messages per conversation, shared by the nodes.
+//! - [`Backoff`]: the capped exponential delay between retries, shared by every retry loop.
 //! - `contract` (feature `contract`): one test suite per port, run against every adapter.
 
+mod backoff;
 pub mod bus;
 pub mod cache;
 pub mod directory;
@@ -27,6 +29,7 @@ pub mod store;
 #[cfg(feature = "contract")]
 pub mod contract;
 
+pub use backoff::Backoff;
 pub use bus::{Bus, BusEnvelope, BusPayload, BusTopic};
 pub use cache::MessageCache;
 pub use directory::{CreateOutcome, Directory};

@@ -129,7 +129,7 @@ ONE_SHOT = {
 }
 # The only services reachable from the host.
 PUBLISHED_ALLOWED = {"proxy", "prometheus", "grafana"}
-# The sections the ingest binary reads (persistence/src/ingest/settings.rs).
+# The sections the ingest binary reads (ingest/src/settings/mod.rs, `ServiceSettings`).
 INGEST_SECTIONS = {"kafka", "mongo", "ingest", "log"}
 READY_CONDITIONS = {"service_healthy", "service_completed_successfully"}
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use actors::Node;
 use anyhow::Context as _;
-use persistence::IngestPipeline;
+use ingest::IngestPipeline;
 use wire::NodeId;
 
 use crate::adapters::Adapters;
@@ -54,7 +54,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     state.ready.store(true, Ordering::Release);
     tracing::info!("ready");
     let http = http_server::serve(server);
-    shutdown::wait_for_stop_signal().await;
+    bootstrap::wait_for_stop_signal().await;
     shutdown::drain(&state, http, background).await
 }
 

@@ -12,8 +12,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use persistence::settings::{load_layers, IngestSettings, KafkaSettings, MongoSettings};
-pub use persistence::settings::{LogFormat, LogSettings, Secret};
+use bootstrap::load_layers;
+pub use bootstrap::{LogSettings, Secret};
+use ingest::settings::{IngestSettings, KafkaSettings, MongoSettings};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

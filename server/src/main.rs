@@ -20,8 +20,6 @@ mod ws;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use tracing_subscriber::EnvFilter;
-
 const USAGE: &str = "usage: parley-server [--config PATH]
        parley-server probe [URL]
 
@@ -66,7 +64,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         let url = args.get(1).map_or(DEFAULT_PROBE_URL, String::as_str);
-        return persistence::probe::run_probe_command("parley-server", url);
+        return bootstrap::probe::run_probe_command("parley-server", url);
     }
     let config_path = match parse_args() {
         Ok(path) => path,
@@ -82,15 +80,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(&loaded.settings.log.level));
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match loaded.settings.log.format {
-        config::LogFormat::Json => subscriber.json().init(),
-        config::LogFormat::Text => subscriber.init(),
-    }
+    bootstrap::init_logging(&loaded.settings.log);
     let result = actix_web::rt::System::new().block_on(app::run(loaded));
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,7 +16,7 @@ mod config;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use persistence::ingest::settings::ServiceSettings;
+use ingest::settings::ServiceSettings;
 
 const BEGIN: &str =
     "<!-- BEGIN GENERATED from config/parley.toml by server/tests/config_reference.rs -->";
@@ -217,8 +217,7 @@ fn secret_keys(values: &BTreeMap<String, toml::Value>) -> BTreeSet<String> {
             continue;
         }
         let env = HashMap::from([(env_name(key), PROBE.to_owned())]);
-        let Ok(settings) = persistence::settings::load_layers::<config::Settings>(None, &env, &[])
-        else {
+        let Ok(settings) = bootstrap::load_layers::<config::Settings>(None, &env, &[]) else {
             continue;
         };
         let seen = serialized(&settings).remove(key).expect("a known key");

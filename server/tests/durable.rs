@@ -3,7 +3,7 @@
 //! MongoDB-wire server (SecantusDB), and the tests read MongoDB and Kafka directly.
 //!
 //! Needs `scripts/services/{redis,tansu,secantus}.sh install` and the ingest binary
-//! (`cargo build -p persistence --bin ingest`); the tests fail, never skip, without them.
+//! (`cargo build -p ingest`); the tests fail, never skip, without them.
 
 mod common;
 

@@ -25,7 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, aio::PubSubSink, aio::PubSubStream};
 use futures::StreamExt;
-use ports::{Bus, BusEnvelope, BusTopic, PortError};
+use ports::{Backoff, Bus, BusEnvelope, BusTopic, PortError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -202,7 +202,7 @@ struct Subscriber {
 
 impl Subscriber {
     async fn run(mut self) {
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
         let mut connected_before = false;
         loop {
             match self.connect().await {
@@ -212,7 +212,7 @@ impl Subscriber {
                         tracing::info!(channels = self.wanted.len(), "bus resubscribed");
                     }
                     connected_before = true;
-                    backoff = MIN_BACKOFF;
+                    backoff.reset();
                     self.counters.connected.store(true, Ordering::Release);
                     let ended = self.serve(&mut sink, &mut stream).await;
                     self.counters.connected.store(false, Ordering::Release);
@@ -225,10 +225,9 @@ impl Subscriber {
                 }
                 Err(reason) => tracing::warn!(error = %reason, "bus pub/sub connect failed"),
             }
-            if !self.wait_disconnected(backoff).await {
+            if !self.wait_disconnected(backoff.next_delay()).await {
                 return;
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
@@ -364,10 +363,10 @@ impl Subscriber {
         }
     }
 
-    /// Sleeps `backoff` while answering requests as a disconnected bus. False when the bus was
+    /// Sleeps `delay` while answering requests as a disconnected bus. False when the bus was
     /// dropped.
-    async fn wait_disconnected(&mut self, backoff: Duration) -> bool {
-        let wake = tokio::time::sleep(backoff);
+    async fn wait_disconnected(&mut self, delay: Duration) -> bool {
+        let wake = tokio::time::sleep(delay);
         tokio::pin!(wake);
         loop {
             tokio::select! {

@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (also by `ingest/tests/binary.rs`, through `#[path]`).
 
 pub mod redis;
 pub mod secantus;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use actors::Node;
 use anyhow::Context as _;
-use persistence::{IngestConfig, IngestPipeline};
+use ingest::{IngestConfig, IngestPipeline};
 use tokio::sync::watch;
 
 use super::storage::Storage;

@@ -16,21 +16,6 @@ const GOAWAY_BATCHES: usize = 10;
 /// The part of the stop deadline kept for flushing the log after the conversations drained.
 const FLUSH_SHARE_OF_DEADLINE: Duration = Duration::from_millis(500);
 
-/// Resolves on SIGINT or SIGTERM.
-pub(super) async fn wait_for_stop_signal() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match terminate.as_mut() {
-                Some(terminate) => { terminate.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
-    }
-}
-
 /// Stops the node once the stop signal arrived, in the order docs/operations.md ("Graceful
 /// stop") documents, and all within `server.shutdown_timeout_ms` of the signal: a watchdog
 /// thread exits the process at that deadline if a step hangs. Returns the HTTP server's result.

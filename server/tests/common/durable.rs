@@ -4,8 +4,8 @@
 //! - [`TestTansu`]: a private Tansu with durable sqlite storage (`scripts/services/tansu.sh
 //!   start DIR PORT --durable`); it can be stopped and started again on the same port and data.
 //! - [`TestMongo`]: a private SecantusDB (`scripts/services/secantus.sh`), queried directly.
-//! - [`TestIngest`]: the `ingest` binary (`cargo build -p persistence --bin ingest`), its
-//!   endpoints, `kill -9`, SIGTERM and restarts; its log is printed when a test fails.
+//! - [`TestIngest`]: the `ingest` binary (`cargo build -p ingest`), its endpoints, `kill -9`,
+//!   SIGTERM and restarts; its log is printed when a test fails.
 //! - [`DurableCluster`]: Redis + Tansu + MongoDB + `ingest setup` + ingest + N nodes.
 //!
 //! Like the rest of the harness it imports no project crate: MongoDB is read with the `mongodb`
@@ -297,7 +297,7 @@ pub fn ingest_binary() -> PathBuf {
         .unwrap_or_else(|| {
             panic!(
                 "the ingest binary is missing (looked at {candidates:?}): build it with \
-                 `cargo build -p persistence --bin ingest` before running the durable tests"
+                 `cargo build -p ingest` before running the durable tests"
             )
         })
 }

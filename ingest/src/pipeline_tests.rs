@@ -13,8 +13,9 @@ use tokio::sync::{watch, Notify};
 use wire::log::{topics, LogEventBody};
 use wire::{ConversationId, UserId};
 
-use super::{IngestConfig, IngestPipeline};
-use crate::{EmbeddedLog, EmbeddedStore};
+use persistence::{EmbeddedLog, EmbeddedStore};
+
+use crate::{IngestConfig, IngestPipeline};
 
 /// Safety net for awaiting a stop that must happen; never a timing assertion.
 const STOPS_WITHIN: Duration = Duration::from_secs(20);

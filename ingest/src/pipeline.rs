@@ -18,14 +18,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ports::{EventLog, LogConsumer, LogPosition, LogRecord, PortError, Store, StoreWrite};
+use ports::{Backoff, EventLog, LogConsumer, LogPosition, LogRecord, PortError, Store, StoreWrite};
 use thiserror::Error;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use wire::log::LogEvent;
 
-use super::mapping::{ingest_topics, store_write, stored_ack};
-use super::metrics::IngestMetrics;
+use crate::mapping::{ingest_topics, store_write, stored_ack};
+use crate::metrics::IngestMetrics;
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -166,12 +166,12 @@ impl IngestPipeline {
         mut shutdown: Option<&mut watch::Receiver<bool>>,
     ) -> Result<Box<dyn LogConsumer>, IngestError> {
         let topics = ingest_topics();
-        let mut backoff = self.backoff();
+        let mut retry = self.step_retry();
         loop {
             match self.log.consumer(&self.config.group, &topics).await {
                 Ok(consumer) => return Ok(consumer),
                 Err(error) => {
-                    backoff
+                    retry
                         .wait("open consumer", &error, shutdown.as_deref_mut())
                         .await?
                 }
@@ -185,15 +185,11 @@ impl IngestPipeline {
         mut shutdown: Option<&mut watch::Receiver<bool>>,
     ) -> Result<Vec<LogRecord>, IngestError> {
         let max = self.config.max_batch.max(1);
-        let mut backoff = self.backoff();
+        let mut retry = self.step_retry();
         loop {
             match consumer.poll(max, self.config.poll_wait).await {
                 Ok(records) => return Ok(records),
-                Err(error) => {
-                    backoff
-                        .wait("poll", &error, shutdown.as_deref_mut())
-                        .await?
-                }
+                Err(error) => retry.wait("poll", &error, shutdown.as_deref_mut()).await?,
             }
         }
     }
@@ -215,7 +211,7 @@ impl IngestPipeline {
         let positions = highest_positions(&records);
 
         if !writes.is_empty() {
-            let mut backoff = self.backoff();
+            let mut retry = self.step_retry();
             loop {
                 let started = Instant::now();
                 let applied = self.store.apply(writes.clone()).await;
@@ -223,13 +219,13 @@ impl IngestPipeline {
                     .write_seconds
                     .observe(started.elapsed().as_secs_f64());
                 let Err(error) = applied else { break };
-                backoff
+                retry
                     .wait("store apply", &error, shutdown.as_deref_mut())
                     .await?;
             }
         }
         if !acks.is_empty() {
-            let mut backoff = self.backoff();
+            let mut retry = self.step_retry();
             loop {
                 let started = Instant::now();
                 let appended = self.log.append(acks.clone()).await;
@@ -237,14 +233,14 @@ impl IngestPipeline {
                     .ack_append_seconds
                     .observe(started.elapsed().as_secs_f64());
                 let Err(error) = appended else { break };
-                backoff
+                retry
                     .wait("append stored acks", &error, shutdown.as_deref_mut())
                     .await?;
             }
         }
-        let mut backoff = self.backoff();
+        let mut retry = self.step_retry();
         while let Err(error) = consumer.commit(&positions).await {
-            backoff
+            retry
                 .wait("commit", &error, shutdown.as_deref_mut())
                 .await?;
         }
@@ -263,10 +259,9 @@ impl IngestPipeline {
         Ok(())
     }
 
-    fn backoff(&self) -> Backoff<'_> {
-        Backoff {
-            next: self.config.initial_backoff,
-            max: self.config.max_backoff.max(self.config.initial_backoff),
+    fn step_retry(&self) -> StepRetry<'_> {
+        StepRetry {
+            backoff: Backoff::new(self.config.initial_backoff, self.config.max_backoff),
             metrics: &self.metrics,
         }
     }
@@ -288,14 +283,14 @@ impl Drop for Consuming<'_> {
     }
 }
 
-/// Capped exponential backoff between attempts of one step.
-struct Backoff<'a> {
-    next: Duration,
-    max: Duration,
+/// The pauses between attempts of one step: capped exponential [`Backoff`], each failure
+/// counted and logged.
+struct StepRetry<'a> {
+    backoff: Backoff,
     metrics: &'a IngestMetrics,
 }
 
-impl Backoff<'_> {
+impl StepRetry<'_> {
     /// Records a failed attempt and sleeps before the next one; fails only when shutdown is
     /// requested meanwhile.
     async fn wait(
@@ -305,14 +300,13 @@ impl Backoff<'_> {
         shutdown: Option<&mut watch::Receiver<bool>>,
     ) -> Result<(), IngestError> {
         IngestMetrics::add(&self.metrics.retries, 1);
+        let delay = self.backoff.next_delay();
         warn!(
             operation,
             error = %error,
-            backoff_ms = self.next.as_millis() as u64,
+            backoff_ms = delay.as_millis() as u64,
             "ingest step failed, retrying"
         );
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
         match shutdown {
             Some(shutdown) => {
                 tokio::select! {

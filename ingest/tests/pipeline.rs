@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use persistence::ingest::IngestConfig;
-use persistence::{EmbeddedLog, EmbeddedStore, IngestPipeline};
+use ingest::{IngestConfig, IngestPipeline};
+use persistence::{EmbeddedLog, EmbeddedStore};
 use ports::contract::fixtures::{at, conversation_record, log_event, message_record, sent_event};
 use ports::contract::{ApplyHook, HookedStore};
 use ports::{EventLog, MessageQuery, PortError, Store, Watermarks};

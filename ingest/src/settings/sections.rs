@@ -1,95 +1,15 @@
-//! Settings shared by Parley's binaries: the one configuration file (`config/parley.toml`, built
-//! in as [`DEFAULTS`]) loaded in layers — defaults, then an optional file, then environment
-//! variables `PARLEY__SECTION__KEY` — and the sections both `parley-server` and `ingest` read:
-//! `[kafka]`, `[mongo]` and `[ingest]`. [`Secret`] keeps credentials out of logs.
+//! The sections of the shared configuration file both `parley-server` and `ingest` read:
+//! `[kafka]` and `[mongo]` (durable cluster mode; each builds its adapter's configuration) and
+//! `[ingest]` (the pipeline). The file and its loader are `bootstrap`'s.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize, Serializer};
-
-use crate::kafka::KafkaConfig;
-use crate::mongo::MongoConfig;
-
-/// Every setting with its default and comment: the file users copy.
-pub const DEFAULTS: &str = include_str!("../../config/parley.toml");
-
-/// Environment variables considered by [`load_layers`] start with this.
-pub const ENV_PREFIX: &str = "PARLEY__";
-
-/// Loads [`DEFAULTS`], then `file` if given, then the `PARLEY__*` entries of `env`, into `T`.
-/// `list_keys` are keys whose environment value is a comma-separated list.
-pub fn load_layers<T: DeserializeOwned>(
-    file: Option<&Path>,
-    env: &HashMap<String, String>,
-    list_keys: &[&str],
-) -> Result<T, config::ConfigError> {
-    let mut builder = config::Config::builder()
-        .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
-    if let Some(path) = file {
-        builder = builder.add_source(config::File::from(path).required(true));
-    }
-    let mut environment = config::Environment::with_prefix("PARLEY")
-        .prefix_separator("__")
-        .separator("__")
-        .try_parsing(true)
-        .source(Some(env.clone()));
-    // With a separator but no list keys, the config crate splits every value at commas.
-    if !list_keys.is_empty() {
-        environment = environment.list_separator(",");
-        for key in list_keys {
-            environment = environment.with_list_parse_key(key);
-        }
-    }
-    builder.add_source(environment).build()?.try_deserialize()
-}
-
-/// The `PARLEY__*` variables of the process environment.
-pub fn parley_env() -> HashMap<String, String> {
-    std::env::vars()
-        .filter(|(key, _)| key.starts_with(ENV_PREFIX))
-        .collect()
-}
-
-/// A secret string: never printed by `Debug` or `Display`.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-/// Serializes like `Debug`: `"[redacted]"`, or `""` when empty; never the value.
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(if self.0.is_empty() { "" } else { "[redacted]" })
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(if self.0.is_empty() {
-            "\"\""
-        } else {
-            "[redacted]"
-        })
-    }
-}
+use bootstrap::Secret;
+use persistence::kafka::KafkaConfig;
+use persistence::mongo::MongoConfig;
+use serde::{Deserialize, Serialize};
 
 /// A setting that failed validation: the key (`section.name`) and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,21 +163,6 @@ impl MongoSettings {
     }
 }
 
-/// `[log]`: what the binaries log, and how.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogSettings {
-    pub level: String,
-    pub format: LogFormat,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
 /// `[ingest]`: the `ingest` binary (log → MongoDB → stored acknowledgments).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -292,6 +197,7 @@ impl IngestSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bootstrap::load_layers;
 
     #[derive(Debug, Deserialize)]
     struct Shared {

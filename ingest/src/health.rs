@@ -15,7 +15,7 @@ use prometheus::{Registry, TextEncoder};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use super::metrics::ProcessMetrics;
+use ingest::metrics::ProcessMetrics;
 
 /// How often the background task checks MongoDB and Kafka for `/readyz`.
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
@@ -33,7 +33,7 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    /// `consuming` is the pipeline's flag ([`IngestPipeline::consuming`](super::IngestPipeline::consuming)).
+    /// `consuming` is the pipeline's flag ([`IngestPipeline::consuming`](ingest::IngestPipeline::consuming)).
     /// Must be called within the adapters' Tokio runtime: the background checks run there, until
     /// the returned value is dropped.
     pub fn new(
@@ -190,7 +190,7 @@ async fn metrics(state: web::Data<EndpointState>) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{EmbeddedLog, EmbeddedStore};
+    use persistence::{EmbeddedLog, EmbeddedStore};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn get(address: SocketAddr, path: &str) -> (u16, String) {
@@ -225,7 +225,7 @@ mod tests {
         let readiness = Readiness::new(store, log, Arc::clone(&consuming));
         readiness.refresh().await;
         let registry = Registry::new();
-        let metrics = Arc::new(super::super::IngestMetrics::default());
+        let metrics = Arc::new(ingest::IngestMetrics::default());
         metrics.register(&registry).expect("register");
         let server =
             HealthServer::start("127.0.0.1:0", Arc::clone(&readiness), registry).expect("start");

@@ -6,8 +6,9 @@
 //!
 //! Each test's `IngestProcess` prints the binary's log when the test fails.
 
-// Each test crate uses part of `common` (this one: Tansu and SecantusDB).
+// persistence's service helpers, shared rather than copied; this test uses Tansu and SecantusDB.
 #[allow(dead_code)]
+#[path = "../../persistence/tests/common/mod.rs"]
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,7 +50,7 @@ fn ingest_env(brokers: &str, mongo_uri: &str, database: &str) -> Vec<(String, St
         ("PARLEY__INGEST__BIND", "127.0.0.1:0"),
         ("PARLEY__INGEST__GROUP", &unique("ingest")),
         ("PARLEY__INGEST__MAX_BACKOFF_MS", "500"),
-        ("PARLEY__LOG__LEVEL", "info,persistence=debug"),
+        ("PARLEY__LOG__LEVEL", "info,ingest=debug,persistence=debug"),
     ]
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value.to_owned()))

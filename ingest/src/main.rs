@@ -1,13 +1,18 @@
 //! `ingest`: consumes Parley's event log from Kafka, writes it to MongoDB and acknowledges
-//! stored messages on `message.delivered`. Usage in `persistence::ingest::cli::USAGE`; the
-//! work is in `persistence::ingest::service`.
+//! stored messages on `message.delivered`. Usage in `cli::USAGE`; the work is in
+//! `service`, the pipeline itself in the library ([`ingest::IngestPipeline`]).
+
+mod cli;
+mod health;
+mod service;
 
 use std::process::ExitCode;
 
-use persistence::ingest::cli::{self, Command, Invocation};
-use persistence::ingest::service::{self, Stopped};
-use persistence::ingest::settings::ServiceSettings;
-use persistence::settings::parley_env;
+use bootstrap::parley_env;
+use ingest::settings::ServiceSettings;
+
+use crate::cli::{Command, Invocation};
+use crate::service::Stopped;
 
 fn main() -> ExitCode {
     let args = match cli::parse_args(std::env::args().skip(1)) {
@@ -16,7 +21,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Invocation::Probe { url }) => {
-            return persistence::probe::run_probe_command("ingest", &url);
+            return bootstrap::probe::run_probe_command("ingest", &url);
         }
         Ok(Invocation::Start(args)) => args,
         Err(error) => {
@@ -31,7 +36,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    service::init_logging(&settings.log);
+    bootstrap::init_logging(&settings.log);
     let hostname = std::env::var("HOSTNAME").ok();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,21 +1,27 @@
-//! [`ServiceSettings`]: what the `ingest` binary reads from the shared configuration file —
-//! the sections `[kafka]`, `[mongo]`, `[ingest]` and `[log]` (the others belong to
-//! `parley-server` and are ignored here) — and the adapter and pipeline configurations built
-//! from them.
+//! The configuration of ingest.
+//!
+//! - `sections`: [`KafkaSettings`], [`MongoSettings`] and [`IngestSettings`], the sections both
+//!   binaries read (`parley-server` embeds them in its own settings), and [`Invalid`].
+//! - Here: [`ServiceSettings`], what the `ingest` binary reads from the shared configuration
+//!   file — the sections `[kafka]`, `[mongo]`, `[ingest]` and `[log]` (the others belong to
+//!   `parley-server` and are ignored here) — and the adapter and pipeline configurations built
+//!   from them.
+
+mod sections;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use bootstrap::{load_layers, LogSettings};
+use persistence::kafka::KafkaConfig;
+use persistence::mongo::MongoConfig;
 use serde::Deserialize;
 use thiserror::Error;
 
-use super::pipeline::IngestConfig;
-use crate::kafka::KafkaConfig;
-use crate::mongo::MongoConfig;
-use crate::settings::{
-    load_layers, IngestSettings, Invalid, KafkaSettings, LogSettings, MongoSettings,
-};
+use crate::pipeline::IngestConfig;
+
+pub use sections::{IngestSettings, Invalid, KafkaSettings, MongoSettings};
 
 /// First delay between retries while a dependency is unavailable (doubling up to
 /// `ingest.max_backoff_ms`).
@@ -123,7 +129,7 @@ impl ServiceSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::LogFormat;
+    use bootstrap::LogFormat;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -13,19 +13,19 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ports::{EventLog, PortError, Store};
+use bootstrap::StopSignals;
+use ports::{Backoff, EventLog, PortError, Store};
 use prometheus::Registry;
 use thiserror::Error;
 use tokio::sync::{watch, Notify};
 use tracing::{error, info, warn};
-use tracing_subscriber::EnvFilter;
 
-use super::health::{HealthServer, Readiness};
-use super::pipeline::IngestPipeline;
-use super::settings::{ServiceSettings, SettingsError, INITIAL_BACKOFF};
-use crate::kafka::KafkaLog;
-use crate::mongo::MongoStore;
-use crate::settings::{LogFormat, LogSettings};
+use ingest::settings::{ServiceSettings, SettingsError, INITIAL_BACKOFF};
+use ingest::IngestPipeline;
+use persistence::kafka::KafkaLog;
+use persistence::mongo::MongoStore;
+
+use crate::health::{HealthServer, Readiness};
 
 #[derive(Debug, Error)]
 pub enum ServiceError {
@@ -67,19 +67,6 @@ pub enum Stopped {
     Cleanly,
     /// The deadline passed, or a second signal came: work may still be running; exit now.
     Forced,
-}
-
-/// Logs to stderr with `[log]`'s filter and format; `RUST_LOG` overrides the filter.
-pub fn init_logging(settings: &LogSettings) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.level));
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr);
-    match settings.format {
-        LogFormat::Json => subscriber.json().init(),
-        LogFormat::Text => subscriber.init(),
-    }
 }
 
 /// The adapters of one ingest process.
@@ -261,19 +248,14 @@ fn listen_for_signals(
     shutdown: watch::Sender<bool>,
     forced: Arc<Notify>,
 ) -> Result<tokio::task::JoinHandle<()>, ServiceError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).map_err(ServiceError::Signals)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(ServiceError::Signals)?;
+    let mut signals = StopSignals::listen().map_err(ServiceError::Signals)?;
     Ok(tokio::spawn(async move {
         let mut received = 0_u32;
         loop {
-            let name = tokio::select! {
-                _ = terminate.recv() => "SIGTERM",
-                _ = interrupt.recv() => "SIGINT",
-            };
+            let signal = signals.recv().await;
             received += 1;
             if received == 1 {
-                info!(signal = name, "shutdown requested");
+                info!(signal = signal.name(), "shutdown requested");
                 shutdown.send_replace(true);
             } else {
                 forced.notify_one();
@@ -314,7 +296,7 @@ where
     Attempt: FnMut() -> Fut,
     Fut: Future<Output = Result<T, PortError>>,
 {
-    let mut delay = INITIAL_BACKOFF.min(max_backoff);
+    let mut backoff = Backoff::new(INITIAL_BACKOFF.min(max_backoff), max_backoff);
     let mut attempts = 0_u32;
     loop {
         let outcome = match shutdown.as_deref_mut() {
@@ -329,6 +311,7 @@ where
             Err(error) => error,
         };
         attempts += 1;
+        let delay = backoff.next_delay();
         warn!(
             step = progress.step,
             attempt = attempts,
@@ -344,7 +327,6 @@ where
             },
             None => tokio::time::sleep(delay).await,
         }
-        delay = (delay * 2).min(max_backoff);
     }
 }
 
@@ -398,7 +380,7 @@ mod tests {
 
     #[test]
     fn configuration_mistakes_exit_with_2() {
-        let invalid = ServiceError::Settings(SettingsError::Invalid(crate::settings::Invalid {
+        let invalid = ServiceError::Settings(SettingsError::Invalid(ingest::settings::Invalid {
             key: "kafka.brokers",
             problem: "must be set".to_owned(),
         }));

@@ -1,0 +1,29 @@
+//! Parley's ingest: consumes the event log, writes it to the store and acknowledges stored
+//! messages on `message.delivered`.
+//!
+//! # Layout
+//! The library, shared with `parley-server` (which runs the pipeline in-process in standalone
+//! mode and reads the same configuration sections):
+//! - [`pipeline`]: [`IngestPipeline`], the consume / apply / acknowledge / commit loop, generic
+//!   over the ports.
+//! - [`mapping`]: which store write each log event becomes.
+//! - [`metrics`]: [`IngestMetrics`], the counters `parley-server` exports and the histograms
+//!   and lag gauge the `ingest` binary adds; [`ProcessMetrics`](metrics::ProcessMetrics), the
+//!   binary's own.
+//! - [`settings`]: the `[kafka]`, `[mongo]` and `[ingest]` sections both binaries read, and
+//!   [`ServiceSettings`](settings::ServiceSettings), everything the `ingest` binary reads.
+//!
+//! The `ingest` binary (`src/main.rs`) adds its command line (`cli`), `setup` and `run` over
+//! Kafka and MongoDB (`service`) and its `/healthz`, `/readyz` and `/metrics` endpoint
+//! (`health`).
+
+pub mod mapping;
+pub mod metrics;
+pub mod pipeline;
+pub mod settings;
+
+#[cfg(test)]
+mod pipeline_tests;
+
+pub use metrics::{IngestMetrics, IngestMetricsSnapshot};
+pub use pipeline::{IngestConfig, IngestError, IngestPipeline};
