@@ -118,14 +118,6 @@ impl Store for FakeStore {
             .collect())
     }
 
-    async fn direct_conversation(
-        &self,
-        _first: &UserId,
-        _second: &UserId,
-    ) -> Result<Option<ConversationId>, PortError> {
-        Ok(None)
-    }
-
     async fn watermarks(
         &self,
         _conversation_id: &ConversationId,

@@ -104,13 +104,6 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<StoredConversation>, PortError>;
 
-    /// The direct conversation between two users, if one exists.
-    async fn direct_conversation(
-        &self,
-        first: &UserId,
-        second: &UserId,
-    ) -> Result<Option<ConversationId>, PortError>;
-
     /// Zero watermarks for a participant with none recorded.
     async fn watermarks(
         &self,

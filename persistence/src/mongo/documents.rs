@@ -15,7 +15,7 @@ use chrono::DateTime;
 use mongodb::bson::{self, doc, Bson, Document};
 use ports::{PortError, StoredConversation};
 use wire::log::{ConversationRecord, MessageRecord, ParticipantRole};
-use wire::{ConversationKind, Seq, Timestamp, UserId};
+use wire::{ConversationKind, Seq, Timestamp};
 
 use super::client::integer;
 
@@ -76,33 +76,12 @@ pub(super) fn message_record(document: &Document) -> Result<MessageRecord, PortE
     decode("message", document)
 }
 
-/// The key of a direct pair: both user ids, ascending, length-framed.
-pub(super) fn pair_key(first: &UserId, second: &UserId) -> String {
-    let (low, high) = if first <= second {
-        (first, second)
-    } else {
-        (second, first)
-    };
-    format!("{}:{}{}", low.as_str().len(), low.as_str(), high.as_str())
-}
-
-/// The pair a direct conversation belongs to (see the embedded store's `direct_pair`).
+/// The `direct_pair` field of a direct conversation: its pair's two user ids, ascending,
+/// length-framed.
 fn direct_pair(record: &ConversationRecord) -> Option<String> {
-    if record.conversation.kind != ConversationKind::Direct {
-        return None;
-    }
-    let mut users: Vec<&UserId> = record
-        .participants
-        .iter()
-        .map(|participant| &participant.user_id)
-        .collect();
-    users.sort();
-    users.dedup();
-    match users.as_slice() {
-        [only] => Some(pair_key(only, only)),
-        [first, second] => Some(pair_key(first, second)),
-        _ => None,
-    }
+    let pair = record.direct_pair()?;
+    let lower = pair.lower.as_str();
+    Some(format!("{}:{lower}{}", lower.len(), pair.higher.as_str()))
 }
 
 /// The `$set` of a conversation at `record.version`.

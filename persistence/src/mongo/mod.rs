@@ -180,14 +180,6 @@ impl Store for MongoStore {
         self.read_conversations_of(user_id, after, limit).await
     }
 
-    async fn direct_conversation(
-        &self,
-        first: &UserId,
-        second: &UserId,
-    ) -> Result<Option<ConversationId>, PortError> {
-        self.read_direct_conversation(first, second).await
-    }
-
     async fn watermarks(
         &self,
         conversation_id: &ConversationId,

@@ -7,8 +7,7 @@ use wire::{ClientMsgId, ConversationId, MessageId, UserId};
 
 use super::client::{integer, within};
 use super::documents::{
-    message_record, pair_key, signed, stored_conversation, watermark, CONVERSATIONS, MESSAGES,
-    PARTICIPANTS,
+    message_record, signed, stored_conversation, watermark, CONVERSATIONS, MESSAGES, PARTICIPANTS,
 };
 use super::MongoStore;
 
@@ -130,25 +129,6 @@ impl MongoStore {
             )
             .await?;
         found.iter().map(stored_conversation).collect()
-    }
-
-    pub(super) async fn read_direct_conversation(
-        &self,
-        first: &UserId,
-        second: &UserId,
-    ) -> Result<Option<ConversationId>, PortError> {
-        let filter = doc! { "direct_pair": pair_key(first, second), "version": { "$gt": 0_i64 } };
-        let found = self
-            .find_one(
-                CONVERSATIONS,
-                filter,
-                Some(doc! { "created_at": 1, "_id": 1 }),
-            )
-            .await?;
-        Ok(found
-            .as_ref()
-            .and_then(|document| document.get_str("_id").ok())
-            .map(ConversationId::new))
     }
 
     pub(super) async fn read_watermarks(

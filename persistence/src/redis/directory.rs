@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use deadpool_redis::redis::{self, Value};
 use ports::{CreateOutcome, Directory, PortError, StoredConversation};
 use wire::log::ConversationRecord;
-use wire::{ConversationId, ConversationKind, Seq, Timestamp, UserId};
+use wire::{ConversationId, Seq, Timestamp, UserId};
 
 use super::client::{decode, encode, framed, LuaScript, RedisClient};
 
@@ -59,25 +59,12 @@ impl RedisDirectory {
 
     /// The pair key of a direct conversation (one user talking to themselves counts too).
     fn direct_pair_key(&self, record: &ConversationRecord) -> Option<String> {
-        if record.conversation.kind != ConversationKind::Direct {
-            return None;
-        }
-        let mut users: Vec<&UserId> = record
-            .participants
-            .iter()
-            .map(|participant| &participant.user_id)
-            .collect();
-        users.sort();
-        users.dedup();
-        let (first, second) = match users.as_slice() {
-            [only] => (*only, *only),
-            [first, second] => (*first, *second),
-            _ => return None,
-        };
-        Some(
-            self.client
-                .key(&format!("direct:{}:{}", framed(first.as_str()), second)),
-        )
+        let pair = record.direct_pair()?;
+        Some(self.client.key(&format!(
+            "direct:{}:{}",
+            framed(pair.lower.as_str()),
+            pair.higher
+        )))
     }
 
     /// One conversation's record and recorded activity, from `HMGET record last_seq last_activity`.

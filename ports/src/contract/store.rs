@@ -21,7 +21,6 @@ where
     message_queries_page_both_ways(make().await).await;
     activity_follows_messages_even_before_the_conversation(make().await).await;
     conversations_of_orders_by_activity_and_pages(make().await).await;
-    direct_conversation_is_found_by_either_order(make().await).await;
     messages_are_found_by_id_and_client_id(make().await).await;
     aborted_sends_read_as_deleted_and_never_shadow_their_retry(make().await).await;
     assert!(make().await.port.is_ready().await, "a fresh store is ready");
@@ -345,37 +344,6 @@ async fn conversations_of_orders_by_activity_and_pages(fixture: Fixture<dyn Stor
         .await
         .expect("list")
         .is_empty());
-}
-
-async fn direct_conversation_is_found_by_either_order(fixture: Fixture<dyn Store>) {
-    let store = fixture.port;
-    let conversation_id = ConversationId::new(unique("store-direct"));
-    let first = UserId::new(unique("first"));
-    let second = UserId::new(unique("second"));
-    let third = UserId::new(unique("third"));
-    store
-        .apply(vec![StoreWrite::Conversation(conversation_record(
-            &conversation_id,
-            ConversationKind::Direct,
-            &[&first, &second],
-            1,
-            at(0),
-        ))])
-        .await
-        .expect("apply");
-    for (one, other) in [(&first, &second), (&second, &first)] {
-        assert_eq!(
-            store.direct_conversation(one, other).await.expect("read"),
-            Some(conversation_id.clone())
-        );
-    }
-    assert_eq!(
-        store
-            .direct_conversation(&first, &third)
-            .await
-            .expect("read"),
-        None
-    );
 }
 
 async fn messages_are_found_by_id_and_client_id(fixture: Fixture<dyn Store>) {
