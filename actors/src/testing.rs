@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use ports::{
     Bus, BusEnvelope, BusTopic, CreateOutcome, DedupKey, Directory, EventLog, LogConsumer,
     MessageCache, MessageQuery, PortError, Presence, RateDecision, RateLimiter, Reservation,
-    Sequencer, Store, StoreWrite, StoredConversation, Watermarks,
+    Sequencer, Service, Store, StoreWrite, StoredConversation, Watermarks,
 };
 use tokio::sync::mpsc;
 use wire::log::{ConversationRecord, LogEvent, MessageRecord, Participant, ParticipantRole};
@@ -35,7 +35,10 @@ pub struct FakeLog {
 impl EventLog for FakeLog {
     async fn append(&self, events: Vec<LogEvent>) -> Result<(), PortError> {
         if self.fail.load(Ordering::SeqCst) {
-            return Err(PortError::Unavailable("injected log failure".to_owned()));
+            return Err(PortError::unavailable(
+                Service::InProcess,
+                "injected log failure",
+            ));
         }
         self.appends.fetch_add(1, Ordering::SeqCst);
         // Yield so concurrent callers queue up behind this append, like a real fsync.
@@ -49,8 +52,9 @@ impl EventLog for FakeLog {
         _group: &str,
         _topics: &[&str],
     ) -> Result<Box<dyn LogConsumer>, PortError> {
-        Err(PortError::Unavailable(
-            "fake log has no consumers".to_owned(),
+        Err(PortError::unavailable(
+            Service::InProcess,
+            "fake log has no consumers",
         ))
     }
 
@@ -211,7 +215,7 @@ impl Directory for FakeStore {
             .map(|stored| stored.version)
             .unwrap_or(0);
         if current + 1 != record.version {
-            return Err(PortError::Conflict("version".to_owned()));
+            return Err(PortError::conflict("version"));
         }
         conversations.insert(id, record);
         Ok(())

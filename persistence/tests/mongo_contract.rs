@@ -229,7 +229,7 @@ async fn indexes_exist_and_enforce_unique_seqs() {
     impostor.message.text = "impostor".to_owned();
     let refused = store.apply(vec![StoreWrite::Message(impostor)]).await;
     assert!(
-        matches!(refused, Err(PortError::Internal(_))),
+        matches!(refused, Err(PortError::Internal { .. })),
         "another message at a stored seq is a bug, not a silent no-op: {refused:?}"
     );
     let stored = store
@@ -265,7 +265,7 @@ async fn an_unreachable_server_is_unavailable_within_the_timeout() {
         ))])
         .await;
     assert!(
-        matches!(written, Err(PortError::Unavailable(_))),
+        matches!(written, Err(PortError::Unavailable { .. })),
         "{written:?}"
     );
     let read = store
@@ -278,10 +278,13 @@ async fn an_unreachable_server_is_unavailable_within_the_timeout() {
             },
         )
         .await;
-    assert!(matches!(read, Err(PortError::Unavailable(_))), "{read:?}");
+    assert!(
+        matches!(read, Err(PortError::Unavailable { .. })),
+        "{read:?}"
+    );
     let indexes = store.ensure_indexes().await;
     assert!(
-        matches!(indexes, Err(PortError::Unavailable(_))),
+        matches!(indexes, Err(PortError::Unavailable { .. })),
         "{indexes:?}"
     );
     assert!(!store.is_ready().await);

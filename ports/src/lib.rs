@@ -30,7 +30,7 @@ pub mod contract;
 pub use bus::{Bus, BusEnvelope, BusPayload, BusTopic};
 pub use cache::MessageCache;
 pub use directory::{CreateOutcome, Directory};
-pub use error::PortError;
+pub use error::{Cause, During, PortError, Service};
 pub use log::{EventLog, LogConsumer, LogPosition, LogRecord};
 pub use presence::Presence;
 pub use rate_limit::{RateDecision, RateLimiter};
