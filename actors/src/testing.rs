@@ -102,26 +102,6 @@ impl Store for FakeStore {
             }))
     }
 
-    async fn conversations_of(
-        &self,
-        user_id: &UserId,
-        _after: Option<&ConversationId>,
-        _limit: usize,
-    ) -> Result<Vec<StoredConversation>, PortError> {
-        Ok(self
-            .conversations
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|record| record.is_member(user_id))
-            .map(|record| StoredConversation {
-                record: record.clone(),
-                last_seq: Seq::ZERO,
-                last_activity_at: record.updated_at,
-            })
-            .collect())
-    }
-
     async fn watermarks(
         &self,
         _conversation_id: &ConversationId,
@@ -224,10 +204,21 @@ impl Directory for FakeStore {
     async fn list_for_user(
         &self,
         user_id: &UserId,
-        after: Option<&ConversationId>,
-        limit: usize,
+        _after: Option<&ConversationId>,
+        _limit: usize,
     ) -> Result<Vec<StoredConversation>, PortError> {
-        self.conversations_of(user_id, after, limit).await
+        Ok(self
+            .conversations
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|record| record.is_member(user_id))
+            .map(|record| StoredConversation {
+                record: record.clone(),
+                last_seq: Seq::ZERO,
+                last_activity_at: record.updated_at,
+            })
+            .collect())
     }
 }
 

@@ -156,12 +156,11 @@ async fn reapplying_a_batch_changes_no_document() {
         .await
         .expect("direct delete");
     store.apply(batch).await.expect("retry");
-    assert_eq!(documents(&store, PARTICIPANTS_COLLECTION).await.len(), 2);
-    let listed = store
-        .conversations_of(&member, None, 10)
-        .await
-        .expect("list");
-    assert_eq!(listed.len(), 1, "the member participates again");
+    assert_eq!(
+        documents(&store, PARTICIPANTS_COLLECTION).await.len(),
+        2,
+        "the member participates again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -172,15 +172,6 @@ impl Store for MongoStore {
         self.read_conversation(conversation_id).await
     }
 
-    async fn conversations_of(
-        &self,
-        user_id: &UserId,
-        after: Option<&ConversationId>,
-        limit: usize,
-    ) -> Result<Vec<StoredConversation>, PortError> {
-        self.read_conversations_of(user_id, after, limit).await
-    }
-
     async fn watermarks(
         &self,
         conversation_id: &ConversationId,

@@ -34,15 +34,6 @@ impl<H: ApplyHook> Store for HookedStore<H> {
         self.inner.conversation(conversation_id).await
     }
 
-    async fn conversations_of(
-        &self,
-        user_id: &UserId,
-        after: Option<&ConversationId>,
-        limit: usize,
-    ) -> Result<Vec<StoredConversation>, PortError> {
-        self.inner.conversations_of(user_id, after, limit).await
-    }
-
     async fn watermarks(
         &self,
         conversation_id: &ConversationId,

@@ -163,15 +163,6 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn conversations_of(
-        &self,
-        user_id: &UserId,
-        after: Option<&ConversationId>,
-        limit: usize,
-    ) -> Result<Vec<StoredConversation>, PortError> {
-        self.list_conversations(user_id, after, limit).await
-    }
-
     async fn watermarks(
         &self,
         conversation_id: &ConversationId,
