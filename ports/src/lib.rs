@@ -1,7 +1,8 @@
 //! Ports: the traits the actors talk to, implemented by adapters in `persistence`.
 //!
 //! # Layout
-//! - [`error`]: `PortError`, the one error type every port returns.
+//! - [`error`]: `PortError`, the one error type every port returns: the kind of failure, the
+//!   backing [`Service`], and the underlying error as its source.
 //! - [`log`]: [`EventLog`] and [`LogConsumer`], the durable ordered log (embedded log, Kafka).
 //! - [`store`]: [`Store`], the message/conversation/participant store that ingest writes
 //!   (embedded store, MongoDB).
