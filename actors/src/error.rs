@@ -78,14 +78,50 @@ impl OpError {
     }
 }
 
+/// The code and message a client sees for a port failure. Unavailable and conflict keep their
+/// codes; everything else is internal.
 impl From<PortError> for OpError {
     fn from(error: PortError) -> Self {
         match error {
-            PortError::Unavailable(message) => OpError::unavailable(format!(
-                "a backing service is unavailable, nothing was accepted: {message}"
+            PortError::Unavailable { service, source } => OpError::unavailable(format!(
+                "a backing service is unavailable, nothing was accepted: {service}: {source}"
             )),
-            PortError::Conflict(message) => OpError::conflict(message),
-            PortError::Internal(message) => OpError::internal(message),
+            PortError::Conflict { what } => OpError::conflict(what),
+            PortError::Rejected { service, source } => {
+                OpError::internal(format!("{service}: {source}"))
+            }
+            PortError::Internal { source } => OpError::internal(source.to_string()),
+            corrupt @ PortError::Corrupt { .. } => OpError::internal(corrupt.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ports::Service;
+
+    use super::*;
+
+    #[test]
+    fn port_failures_keep_their_client_codes_and_messages() {
+        let unavailable =
+            OpError::from(PortError::unavailable(Service::Redis, "connection refused"));
+        assert_eq!(unavailable.code, ErrorCode::Unavailable);
+        assert_eq!(
+            unavailable.message,
+            "a backing service is unavailable, nothing was accepted: redis: connection refused"
+        );
+        let conflict = OpError::from(PortError::conflict("conversation c is not at version 1"));
+        assert_eq!(conflict.code, ErrorCode::Conflict);
+        assert_eq!(conflict.message, "conversation c is not at version 1");
+        let rejected = OpError::from(PortError::rejected(Service::MongoDb, "write refused"));
+        assert_eq!(rejected.code, ErrorCode::Internal);
+        assert_eq!(rejected.message, "mongodb: write refused");
+        let internal = OpError::from(PortError::internal("subscription worker stopped"));
+        assert_eq!(internal.code, ErrorCode::Internal);
+        assert_eq!(internal.message, "subscription worker stopped");
+        let corrupt = OpError::from(PortError::corrupt(Service::Redis, "message", "eof"));
+        assert_eq!(corrupt.code, ErrorCode::Internal);
+        assert_eq!(corrupt.message, "bad message in redis: eof");
     }
 }

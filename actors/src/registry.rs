@@ -355,11 +355,9 @@ async fn await_subscription(
 ) -> Result<(), ports::PortError> {
     match receiver {
         None => Ok(()),
-        Some(receiver) => receiver.await.unwrap_or_else(|_| {
-            Err(ports::PortError::Internal(
-                "subscription worker stopped".to_owned(),
-            ))
-        }),
+        Some(receiver) => receiver
+            .await
+            .unwrap_or_else(|_| Err(ports::PortError::internal("subscription worker stopped"))),
     }
 }
 

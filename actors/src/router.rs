@@ -17,7 +17,7 @@ pub fn start(node: Node) -> Result<(), PortError> {
         .ports()
         .bus
         .take_incoming()
-        .ok_or_else(|| PortError::Internal("bus incoming stream already taken".to_owned()))?;
+        .ok_or_else(|| PortError::internal("bus incoming stream already taken"))?;
     actix_rt::spawn(async move {
         while let Some(envelope) = incoming.recv().await {
             route(&node, envelope).await;

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use ports::{
     Bus, BusEnvelope, BusTopic, CreateOutcome, DedupKey, Directory, EventLog, LogConsumer,
     MessageCache, MessageQuery, PortError, Presence, RateDecision, RateLimiter, Reservation,
-    Sequencer, Store, StoreWrite, StoredConversation, Watermarks,
+    Sequencer, Service, Store, StoreWrite, StoredConversation, Watermarks,
 };
 use tokio::sync::mpsc;
 use wire::log::{ConversationRecord, LogEvent, MessageRecord, Participant, ParticipantRole};
@@ -37,7 +37,10 @@ pub struct FakeLog {
 impl EventLog for FakeLog {
     async fn append(&self, events: Vec<LogEvent>) -> Result<(), PortError> {
         if self.fail.load(Ordering::SeqCst) {
-            return Err(PortError::Unavailable("injected log failure".to_owned()));
+            return Err(PortError::unavailable(
+                Service::InProcess,
+                "injected log failure",
+            ));
         }
         if self.stall.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
@@ -54,8 +57,9 @@ impl EventLog for FakeLog {
         _group: &str,
         _topics: &[&str],
     ) -> Result<Box<dyn LogConsumer>, PortError> {
-        Err(PortError::Unavailable(
-            "fake log has no consumers".to_owned(),
+        Err(PortError::unavailable(
+            Service::InProcess,
+            "fake log has no consumers",
         ))
     }
 
@@ -101,34 +105,6 @@ impl Store for FakeStore {
                 last_seq: Seq::ZERO,
                 last_activity_at: record.updated_at,
             }))
-    }
-
-    async fn conversations_of(
-        &self,
-        user_id: &UserId,
-        _after: Option<&ConversationId>,
-        _limit: usize,
-    ) -> Result<Vec<StoredConversation>, PortError> {
-        Ok(self
-            .conversations
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|record| record.is_member(user_id))
-            .map(|record| StoredConversation {
-                record: record.clone(),
-                last_seq: Seq::ZERO,
-                last_activity_at: record.updated_at,
-            })
-            .collect())
-    }
-
-    async fn direct_conversation(
-        &self,
-        _first: &UserId,
-        _second: &UserId,
-    ) -> Result<Option<ConversationId>, PortError> {
-        Ok(None)
     }
 
     async fn watermarks(
@@ -224,7 +200,7 @@ impl Directory for FakeStore {
             .map(|stored| stored.version)
             .unwrap_or(0);
         if current + 1 != record.version {
-            return Err(PortError::Conflict("version".to_owned()));
+            return Err(PortError::conflict("version"));
         }
         conversations.insert(id, record);
         Ok(())
@@ -233,10 +209,21 @@ impl Directory for FakeStore {
     async fn list_for_user(
         &self,
         user_id: &UserId,
-        after: Option<&ConversationId>,
-        limit: usize,
+        _after: Option<&ConversationId>,
+        _limit: usize,
     ) -> Result<Vec<StoredConversation>, PortError> {
-        self.conversations_of(user_id, after, limit).await
+        Ok(self
+            .conversations
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|record| record.is_member(user_id))
+            .map(|record| StoredConversation {
+                record: record.clone(),
+                last_seq: Seq::ZERO,
+                last_activity_at: record.updated_at,
+            })
+            .collect())
     }
 }
 

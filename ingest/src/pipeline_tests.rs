@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ports::contract::fixtures::sent_event;
 use ports::contract::{ApplyHook, HookedStore};
-use ports::{EventLog, PortError, Store};
+use ports::{EventLog, PortError, Service, Store};
 use tokio::sync::{watch, Notify};
 use wire::log::{topics, LogEventBody};
 use wire::{ConversationId, UserId};
@@ -47,7 +47,10 @@ impl ApplyHook for Behaviour {
             }
             Behaviour::Failing { failed } => {
                 failed.notify_one();
-                Err(PortError::Unavailable("store down for the test".to_owned()))
+                Err(PortError::unavailable(
+                    Service::InProcess,
+                    "store down for the test",
+                ))
             }
         }
     }

@@ -333,6 +333,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ports::Service;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     #[tokio::test(start_paused = true)]
@@ -342,10 +343,10 @@ mod tests {
         let started = tokio::time::Instant::now();
         let value = retry(&mut progress, Duration::from_millis(200), None, || async {
             match calls.fetch_add(1, Ordering::SeqCst) {
-                0..=4 => Err(PortError::Unavailable(format!(
-                    "down #{}",
-                    calls.load(Ordering::SeqCst)
-                ))),
+                0..=4 => Err(PortError::unavailable(
+                    Service::InProcess,
+                    format!("down #{}", calls.load(Ordering::SeqCst)),
+                )),
                 _ => Ok("up"),
             }
         })
@@ -354,7 +355,7 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 6);
         assert_eq!(
             progress.last_error.as_deref(),
-            Some("backing service unavailable: down #5")
+            Some("in-process unavailable: down #5")
         );
         // 50 + 100 + 200 + 200 + 200 ms of (virtual) waiting: doubling, capped.
         assert_eq!(started.elapsed(), Duration::from_millis(750));
@@ -368,7 +369,7 @@ mod tests {
             &mut progress,
             Duration::from_secs(1),
             Some(&mut requested),
-            || async { Err::<(), _>(PortError::Unavailable("down".to_owned())) },
+            || async { Err::<(), _>(PortError::unavailable(Service::InProcess, "down")) },
         );
         let stop = async {
             tokio::time::sleep(Duration::from_secs(5)).await;

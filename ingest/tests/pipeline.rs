@@ -9,7 +9,7 @@ use ingest::{IngestConfig, IngestPipeline};
 use persistence::{EmbeddedLog, EmbeddedStore};
 use ports::contract::fixtures::{at, conversation_record, log_event, message_record, sent_event};
 use ports::contract::{ApplyHook, HookedStore};
-use ports::{EventLog, MessageQuery, PortError, Store, Watermarks};
+use ports::{EventLog, MessageQuery, PortError, Service, Store, Watermarks};
 use tokio::time::Instant;
 use wire::log::{topics, LogEventBody};
 use wire::{ClientMsgId, ConversationId, ConversationKind, Seq, UserId};
@@ -176,7 +176,7 @@ impl ApplyHook for Flaky {
         let left = self.failures.load(Ordering::SeqCst);
         if left > 0 {
             self.failures.store(left - 1, Ordering::SeqCst);
-            return Err(PortError::Unavailable("flaky store".to_owned()));
+            return Err(PortError::unavailable(Service::InProcess, "flaky store"));
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! The persistence crate's error type and its mapping onto [`PortError`].
 
-use ports::PortError;
+use ports::{PortError, Service};
 use thiserror::Error;
 
 /// What an embedded adapter can fail with, before it is reported through a port.
@@ -54,17 +54,19 @@ impl From<tokio::task::JoinError> for PersistenceError {
     }
 }
 
+/// redb and I/O failures make the embedded storage unavailable; data that does not decode is
+/// corrupt; a failed blocking task is a bug. The `PersistenceError` stays the source.
 impl From<PersistenceError> for PortError {
     fn from(error: PersistenceError) -> Self {
         match error {
-            PersistenceError::Storage(_) | PersistenceError::Io(_) => {
-                PortError::Unavailable(error.to_string())
+            PersistenceError::Storage(_)
+            | PersistenceError::Io(_)
+            | PersistenceError::WriterStopped => PortError::unavailable(Service::Embedded, error),
+            PersistenceError::Conflict(what) => PortError::conflict(what),
+            PersistenceError::Encoding(_) | PersistenceError::Corrupted(_) => {
+                PortError::corrupt(Service::Embedded, "data", error)
             }
-            PersistenceError::WriterStopped => PortError::Unavailable(error.to_string()),
-            PersistenceError::Conflict(message) => PortError::Conflict(message),
-            PersistenceError::Encoding(_)
-            | PersistenceError::Blocking(_)
-            | PersistenceError::Corrupted(_) => PortError::Internal(error.to_string()),
+            PersistenceError::Blocking(_) => PortError::internal(error),
         }
     }
 }

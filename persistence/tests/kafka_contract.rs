@@ -250,7 +250,7 @@ async fn appends_fail_fast_when_no_broker_listens() {
     let started = Instant::now();
     let result = log.append(vec![event]).await;
     assert!(
-        matches!(result, Err(PortError::Unavailable(_))),
+        matches!(result, Err(PortError::Unavailable { .. })),
         "append without a broker is unavailable: {result:?}"
     );
     assert!(
@@ -281,7 +281,7 @@ async fn appends_fail_fast_after_the_broker_died() {
         .append(vec![sent_event(&conversation_id, 2, &sender)])
         .await;
     assert!(
-        matches!(result, Err(PortError::Unavailable(_))),
+        matches!(result, Err(PortError::Unavailable { .. })),
         "append after the broker died is unavailable: {result:?}"
     );
     assert!(

@@ -156,12 +156,11 @@ async fn reapplying_a_batch_changes_no_document() {
         .await
         .expect("direct delete");
     store.apply(batch).await.expect("retry");
-    assert_eq!(documents(&store, PARTICIPANTS_COLLECTION).await.len(), 2);
-    let listed = store
-        .conversations_of(&member, None, 10)
-        .await
-        .expect("list");
-    assert_eq!(listed.len(), 1, "the member participates again");
+    assert_eq!(
+        documents(&store, PARTICIPANTS_COLLECTION).await.len(),
+        2,
+        "the member participates again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,7 +228,7 @@ async fn indexes_exist_and_enforce_unique_seqs() {
     impostor.message.text = "impostor".to_owned();
     let refused = store.apply(vec![StoreWrite::Message(impostor)]).await;
     assert!(
-        matches!(refused, Err(PortError::Internal(_))),
+        matches!(refused, Err(PortError::Internal { .. })),
         "another message at a stored seq is a bug, not a silent no-op: {refused:?}"
     );
     let stored = store
@@ -265,7 +264,7 @@ async fn an_unreachable_server_is_unavailable_within_the_timeout() {
         ))])
         .await;
     assert!(
-        matches!(written, Err(PortError::Unavailable(_))),
+        matches!(written, Err(PortError::Unavailable { .. })),
         "{written:?}"
     );
     let read = store
@@ -278,10 +277,13 @@ async fn an_unreachable_server_is_unavailable_within_the_timeout() {
             },
         )
         .await;
-    assert!(matches!(read, Err(PortError::Unavailable(_))), "{read:?}");
+    assert!(
+        matches!(read, Err(PortError::Unavailable { .. })),
+        "{read:?}"
+    );
     let indexes = store.ensure_indexes().await;
     assert!(
-        matches!(indexes, Err(PortError::Unavailable(_))),
+        matches!(indexes, Err(PortError::Unavailable { .. })),
         "{indexes:?}"
     );
     assert!(!store.is_ready().await);

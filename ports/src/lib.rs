@@ -1,7 +1,8 @@
 //! Ports: the traits the actors talk to, implemented by adapters in `persistence`.
 //!
 //! # Layout
-//! - [`error`]: `PortError`, the one error type every port returns.
+//! - [`error`]: `PortError`, the one error type every port returns: the kind of failure, the
+//!   backing [`Service`], and the underlying error as its source.
 //! - [`log`]: [`EventLog`] and [`LogConsumer`], the durable ordered log (embedded log, Kafka).
 //! - [`store`]: [`Store`], the message/conversation/participant store that ingest writes
 //!   (embedded store, MongoDB).
@@ -33,7 +34,7 @@ pub use backoff::Backoff;
 pub use bus::{Bus, BusEnvelope, BusPayload, BusTopic};
 pub use cache::MessageCache;
 pub use directory::{CreateOutcome, Directory};
-pub use error::PortError;
+pub use error::{Cause, During, PortError, Service};
 pub use log::{EventLog, LogConsumer, LogPosition, LogRecord};
 pub use presence::Presence;
 pub use rate_limit::{RateDecision, RateLimiter};

@@ -95,22 +95,6 @@ pub trait Store: Send + Sync + 'static {
         conversation_id: &ConversationId,
     ) -> Result<Option<StoredConversation>, PortError>;
 
-    /// Conversations `user_id` participates in, most recent activity first, paging after the
-    /// conversation `after` (exclusive) when given.
-    async fn conversations_of(
-        &self,
-        user_id: &UserId,
-        after: Option<&ConversationId>,
-        limit: usize,
-    ) -> Result<Vec<StoredConversation>, PortError>;
-
-    /// The direct conversation between two users, if one exists.
-    async fn direct_conversation(
-        &self,
-        first: &UserId,
-        second: &UserId,
-    ) -> Result<Option<ConversationId>, PortError>;
-
     /// Zero watermarks for a participant with none recorded.
     async fn watermarks(
         &self,

@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Conversation, ConversationId, Message, MessageId, Seq, Timestamp, UserId};
+use crate::{
+    Conversation, ConversationId, ConversationKind, Message, MessageId, Seq, Timestamp, UserId,
+};
 
 /// Payload schema version written by this build.
 pub const LOG_EVENT_VERSION: u32 = 1;
@@ -60,6 +62,39 @@ impl ConversationRecord {
             .iter()
             .any(|participant| &participant.user_id == user_id)
     }
+
+    /// The pair a direct conversation belongs to: its distinct participants in ascending order
+    /// (one user talking to themselves is the pair of them twice). `None` for groups and for
+    /// malformed direct conversations (none or more than two distinct participants). Every
+    /// directory keys a pair's one conversation by this.
+    pub fn direct_pair(&self) -> Option<DirectPair<'_>> {
+        if self.conversation.kind != ConversationKind::Direct {
+            return None;
+        }
+        let mut users: Vec<&UserId> = self
+            .participants
+            .iter()
+            .map(|participant| &participant.user_id)
+            .collect();
+        users.sort();
+        users.dedup();
+        match users.as_slice() {
+            [only] => Some(DirectPair {
+                lower: only,
+                higher: only,
+            }),
+            [lower, higher] => Some(DirectPair { lower, higher }),
+            _ => None,
+        }
+    }
+}
+
+/// The two users of a direct conversation, `lower <= higher` (see
+/// [`ConversationRecord::direct_pair`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectPair<'a> {
+    pub lower: &'a UserId,
+    pub higher: &'a UserId,
 }
 
 /// A message at one `version` (1 when sent, +1 per edit, delete or reaction change).
@@ -199,5 +234,77 @@ impl LogEvent {
             at,
             body,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+
+    use super::*;
+
+    fn record(kind: ConversationKind, users: &[&str]) -> ConversationRecord {
+        let at = DateTime::from_timestamp(0, 0).expect("epoch");
+        let participants = users
+            .iter()
+            .map(|user| Participant {
+                user_id: UserId::new(*user),
+                role: ParticipantRole::Member,
+                joined_at: at,
+            })
+            .collect();
+        ConversationRecord {
+            conversation: Conversation {
+                conversation_id: ConversationId::new("c"),
+                kind,
+                title: None,
+                members: users.iter().map(|user| UserId::new(*user)).collect(),
+                created_by: UserId::new(users.first().copied().unwrap_or("nobody")),
+                created_at: at,
+                last_seq: Seq::ZERO,
+            },
+            participants,
+            version: 1,
+            updated_at: at,
+        }
+    }
+
+    fn pair(kind: ConversationKind, users: &[&str]) -> Option<(String, String)> {
+        record(kind, users).direct_pair().map(|pair| {
+            (
+                pair.lower.as_str().to_owned(),
+                pair.higher.as_str().to_owned(),
+            )
+        })
+    }
+
+    #[test]
+    fn a_direct_pair_is_its_two_users_in_ascending_order() {
+        let expected = Some(("alice".to_owned(), "bob".to_owned()));
+        assert_eq!(pair(ConversationKind::Direct, &["alice", "bob"]), expected);
+        assert_eq!(pair(ConversationKind::Direct, &["bob", "alice"]), expected);
+        assert_eq!(
+            pair(ConversationKind::Direct, &["bob", "alice", "bob"]),
+            expected,
+            "a repeated participant counts once"
+        );
+    }
+
+    #[test]
+    fn talking_to_oneself_is_a_pair_of_one_user_twice() {
+        assert_eq!(
+            pair(ConversationKind::Direct, &["alice"]),
+            Some(("alice".to_owned(), "alice".to_owned()))
+        );
+    }
+
+    #[test]
+    fn groups_and_malformed_direct_conversations_have_no_pair() {
+        assert_eq!(pair(ConversationKind::Group, &["alice", "bob"]), None);
+        assert_eq!(pair(ConversationKind::Direct, &[]), None);
+        assert_eq!(
+            pair(ConversationKind::Direct, &["alice", "bob", "carol"]),
+            None
+        );
     }
 }

@@ -217,7 +217,7 @@ async fn commit(
     let conversation_id = next.record.conversation.conversation_id.clone();
     match node.ports().directory.update(next.record.clone()).await {
         Ok(()) => {}
-        Err(PortError::Conflict(message)) => {
+        Err(PortError::Conflict { what: message }) => {
             let _ = reply.send(Err(OpError::conflict(format!(
                 "the conversation changed concurrently, retry: {message}"
             ))));

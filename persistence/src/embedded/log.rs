@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use ports::{EventLog, LogConsumer, PortError};
+use ports::{During, EventLog, LogConsumer, PortError};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info};
@@ -140,7 +140,7 @@ impl EventLog for EmbeddedLog {
         let mut encoded = Vec::with_capacity(events.len());
         for event in &events {
             let bytes = serde_json::to_vec(event)
-                .map_err(|error| PortError::Internal(format!("encoding log event: {error}")))?;
+                .map_err(|error| PortError::internal(During::new("encoding log event", error)))?;
             encoded.push(bytes);
         }
         let requests = self

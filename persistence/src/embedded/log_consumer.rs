@@ -133,7 +133,7 @@ impl LogConsumer for EmbeddedLogConsumer {
             .iter()
             .find(|position| position.partition != PARTITION)
         {
-            return Err(PortError::Internal(format!(
+            return Err(PortError::internal(format!(
                 "embedded log has one partition, got a position in partition {}",
                 position.partition
             )));

@@ -17,7 +17,7 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use ports::PortError;
+use ports::{During, PortError, Service};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
@@ -105,14 +105,14 @@ pub(crate) fn millis(duration: Duration) -> u64 {
         .max(1)
 }
 
-/// Client construction and configuration errors are `Internal` (a bug or a bad setting);
-/// everything a broker or the network can cause is `Unavailable` (retryable).
+/// Client construction and configuration errors are `Rejected` (a bad setting retrying does not
+/// fix); everything a broker or the network can cause is `Unavailable` (retryable).
 pub(crate) fn kafka_error(what: &str, error: KafkaError) -> PortError {
     match error {
         KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_) => {
-            PortError::Internal(format!("kafka {what}: {error}"))
+            PortError::rejected(Service::Kafka, During::new(what, error))
         }
-        other => PortError::Unavailable(format!("kafka {what}: {other}")),
+        other => PortError::unavailable(Service::Kafka, During::new(what, other)),
     }
 }
 
@@ -289,11 +289,11 @@ mod tests {
                 "produce",
                 KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)
             ),
-            PortError::Unavailable(_)
+            PortError::Unavailable { .. }
         ));
         assert!(matches!(
             kafka_error("create", KafkaError::ClientCreation("bad".to_owned())),
-            PortError::Internal(_)
+            PortError::Rejected { .. }
         ));
     }
 

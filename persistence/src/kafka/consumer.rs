@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use ports::{LogConsumer, LogPosition, LogRecord, PortError};
+use ports::{During, LogConsumer, LogPosition, LogRecord, PortError, Service};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -115,12 +115,10 @@ impl KafkaConsumer {
             }
         }
         if names.is_empty() {
-            return Err(PortError::Internal(
-                "a consumer needs at least one topic".into(),
-            ));
+            return Err(PortError::internal("a consumer needs at least one topic"));
         }
         if names.len() > (u32::MAX / TOPIC_STRIDE) as usize {
-            return Err(PortError::Internal(format!(
+            return Err(PortError::internal(format!(
                 "a consumer reads at most {} topics",
                 u32::MAX / TOPIC_STRIDE
             )));
@@ -150,15 +148,16 @@ impl KafkaConsumer {
             .expect("the consumer is only taken when dropping")
     }
 
-    /// Decodes one record; bad data is `Internal`.
+    /// Decodes one record; bad data is `Corrupt`.
     fn decode(&self, message: &BorrowedMessage<'_>) -> Result<Taken, PortError> {
         let bad = |what: String| {
-            PortError::Internal(format!(
-                "kafka record {}/{}@{}: {what}",
+            let record = format!(
+                "record {}/{}@{}",
                 message.topic(),
                 message.partition(),
                 message.offset()
-            ))
+            );
+            PortError::corrupt(Service::Kafka, record, what)
         };
         let topic_index = self
             .topics
@@ -243,9 +242,10 @@ impl KafkaConsumer {
             Ok(Ok(Ok(missing))) => {
                 self.unknown_topic_since = None;
                 warn!(group = %self.group, ?missing, "subscribed kafka topics do not exist");
-                Err(PortError::Unavailable(format!(
-                    "kafka consume: topics {missing:?} do not exist (run the setup step)"
-                )))
+                Err(PortError::unavailable(
+                    Service::Kafka,
+                    format!("consume: topics {missing:?} do not exist (run the setup step)"),
+                ))
             }
             outcome => {
                 // The brokers do not answer: transient; check again after another grace.
@@ -427,7 +427,7 @@ impl LogConsumer for KafkaConsumer {
         for position in positions {
             let (topic_index, partition) = decode_partition(position.partition);
             if topic_index >= self.topics.len() {
-                return Err(PortError::Internal(format!(
+                return Err(PortError::internal(format!(
                     "position {position:?} names topic #{topic_index}; this consumer reads {}",
                     self.topics.len()
                 )));
@@ -441,7 +441,7 @@ impl LogConsumer for KafkaConsumer {
         let mut list = TopicPartitionList::new();
         for ((topic_index, partition), offset) in &highest {
             let next = i64::try_from(offset.saturating_add(1))
-                .map_err(|_| PortError::Internal(format!("offset {offset} out of range")))?;
+                .map_err(|_| PortError::internal(format!("offset {offset} out of range")))?;
             list.add_partition_offset(&self.topics[*topic_index], *partition, Offset::Offset(next))
                 .map_err(|error| kafka_error("commit", error))?;
         }
@@ -450,10 +450,11 @@ impl LogConsumer for KafkaConsumer {
         let committed =
             tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync));
         match tokio::time::timeout(limit, committed).await {
-            Err(_elapsed) => Err(PortError::Unavailable(format!(
-                "kafka commit: no answer within {limit:?}"
-            ))),
-            Ok(Err(join_error)) => Err(PortError::Internal(format!("kafka commit: {join_error}"))),
+            Err(_elapsed) => Err(PortError::unavailable(
+                Service::Kafka,
+                format!("commit: no answer within {limit:?}"),
+            )),
+            Ok(Err(join_error)) => Err(PortError::internal(During::new("commit", join_error))),
             Ok(Ok(Err(error))) => {
                 warn!(group = %self.group, error = %error, "kafka commit failed");
                 Err(kafka_error("commit", error))
@@ -472,10 +473,11 @@ impl LogConsumer for KafkaConsumer {
         // At most three requests (see `partition_lag`), plus slack.
         let limit = timeout * 4;
         match tokio::time::timeout(limit, measured).await {
-            Err(_elapsed) => Err(PortError::Unavailable(format!(
-                "kafka lag: no answer within {limit:?}"
-            ))),
-            Ok(Err(join_error)) => Err(PortError::Internal(format!("kafka lag: {join_error}"))),
+            Err(_elapsed) => Err(PortError::unavailable(
+                Service::Kafka,
+                format!("lag: no answer within {limit:?}"),
+            )),
+            Ok(Err(join_error)) => Err(PortError::internal(During::new("lag", join_error))),
             Ok(Ok(result)) => result.map_err(|error| kafka_error("lag", error)),
         }
     }

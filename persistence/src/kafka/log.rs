@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::future::join_all;
-use ports::{EventLog, LogConsumer, PortError};
+use ports::{During, EventLog, LogConsumer, PortError, Service};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -328,9 +328,12 @@ async fn bounded<T>(
     what: &str,
     future: impl std::future::Future<Output = T>,
 ) -> Result<T, PortError> {
-    tokio::time::timeout(limit, future)
-        .await
-        .map_err(|_| PortError::Unavailable(format!("kafka {what}: no answer within {limit:?}")))
+    tokio::time::timeout(limit, future).await.map_err(|_| {
+        PortError::unavailable(
+            Service::Kafka,
+            format!("{what}: no answer within {limit:?}"),
+        )
+    })
 }
 
 #[async_trait]
@@ -350,9 +353,9 @@ impl EventLog for KafkaLog {
             // Enqueued in order: the idempotent producer keeps that order per partition.
             for event in &events {
                 let payload = serde_json::to_vec(event).map_err(|error| AppendFailure {
-                    error: PortError::Internal(format!(
-                        "encoding log event {}: {error}",
-                        event.event_id
+                    error: PortError::internal(During::new(
+                        format!("encoding log event {}", event.event_id),
+                        error,
                     )),
                     spoiled: None,
                 })?;
@@ -374,8 +377,9 @@ impl EventLog for KafkaLog {
                         AppendFailure::of("delivery", error, producer.get())
                     }
                     Err(_canceled) => AppendFailure {
-                        error: PortError::Unavailable(
-                            "kafka delivery: producer dropped the record".into(),
+                        error: PortError::unavailable(
+                            Service::Kafka,
+                            "delivery: producer dropped the record",
                         ),
                         spoiled: None,
                     },
@@ -397,9 +401,10 @@ impl EventLog for KafkaLog {
             .await
             .unwrap_or_else(|_elapsed| {
                 Err(AppendFailure {
-                    error: PortError::Unavailable(format!(
-                        "kafka append: no delivery report within {limit:?}"
-                    )),
+                    error: PortError::unavailable(
+                        Service::Kafka,
+                        format!("append: no delivery report within {limit:?}"),
+                    ),
                     spoiled: Some("a delivery report was lost"),
                 })
             });
@@ -489,7 +494,9 @@ impl EventLog for KafkaLog {
         let flushed =
             tokio::task::spawn_blocking(move || producer.get().flush(Timeout::After(timeout)))
                 .await
-                .map_err(|error| PortError::Unavailable(format!("kafka flush: {error}")))?;
+                .map_err(|error| {
+                    PortError::unavailable(Service::Kafka, During::new("flush", error))
+                })?;
         flushed.map_err(|error| kafka_error("flush", error))
     }
 }
@@ -552,7 +559,7 @@ mod tests {
         let appends = (0..3).map(|index| log.append(vec![event(index)]));
         for result in join_all(appends).await {
             assert!(
-                matches!(result, Err(PortError::Unavailable(_))),
+                matches!(result, Err(PortError::Unavailable { .. })),
                 "{result:?}"
             );
         }
@@ -564,7 +571,7 @@ mod tests {
 
         let result = log.append(vec![event(3)]).await;
         assert!(
-            matches!(result, Err(PortError::Unavailable(_))),
+            matches!(result, Err(PortError::Unavailable { .. })),
             "{result:?}"
         );
         assert_eq!(

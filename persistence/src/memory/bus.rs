@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use ports::{Bus, BusEnvelope, BusTopic, PortError};
+use ports::{Bus, BusEnvelope, BusTopic, PortError, Service};
 use tokio::sync::mpsc;
 
 /// Default capacity of the incoming channel.
@@ -81,10 +81,9 @@ impl Bus for InProcessBus {
                 .fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        self.sender
-            .send(envelope)
-            .await
-            .map_err(|_| PortError::Unavailable("bus incoming channel closed".to_owned()))?;
+        self.sender.send(envelope).await.map_err(|_| {
+            PortError::unavailable(Service::InProcess, "bus incoming channel closed")
+        })?;
         self.counters.delivered.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -59,7 +59,7 @@ impl MessageCache for MemoryMessageCache {
             .iter()
             .find(|record| record.message.conversation_id != *conversation_id)
         {
-            return Err(PortError::Internal(format!(
+            return Err(PortError::internal(format!(
                 "message of {} put into the cache of {conversation_id}",
                 record.message.conversation_id
             )));

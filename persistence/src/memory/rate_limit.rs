@@ -130,27 +130,39 @@ mod tests {
     async fn tokens_refill_continuously_and_idle_buckets_are_swept() {
         let limiter = MemoryRateLimiter::new(1.0, 2);
         let user = UserId::new("user");
-        assert_eq!(limiter.check(&user, 1).await, Ok(RateDecision::Allowed));
-        assert_eq!(limiter.check(&user, 1).await, Ok(RateDecision::Allowed));
         assert_eq!(
-            limiter.check(&user, 1).await,
-            Ok(RateDecision::Limited {
+            limiter.check(&user, 1).await.expect("check"),
+            RateDecision::Allowed
+        );
+        assert_eq!(
+            limiter.check(&user, 1).await.expect("check"),
+            RateDecision::Allowed
+        );
+        assert_eq!(
+            limiter.check(&user, 1).await.expect("check"),
+            RateDecision::Limited {
                 retry_after: Duration::from_secs(1)
-            })
+            }
         );
         tokio::time::advance(Duration::from_millis(500)).await;
         assert_eq!(
-            limiter.check(&user, 1).await,
-            Ok(RateDecision::Limited {
+            limiter.check(&user, 1).await.expect("check"),
+            RateDecision::Limited {
                 retry_after: Duration::from_millis(500)
-            })
+            }
         );
         tokio::time::advance(Duration::from_millis(500)).await;
-        assert_eq!(limiter.check(&user, 1).await, Ok(RateDecision::Allowed));
+        assert_eq!(
+            limiter.check(&user, 1).await.expect("check"),
+            RateDecision::Allowed
+        );
 
         tokio::time::advance(SWEEP_INTERVAL).await;
         let other = UserId::new("other");
-        assert_eq!(limiter.check(&other, 1).await, Ok(RateDecision::Allowed));
+        assert_eq!(
+            limiter.check(&other, 1).await.expect("check"),
+            RateDecision::Allowed
+        );
         assert_eq!(limiter.tracked_users(), 1, "the refilled bucket was swept");
     }
 }

@@ -95,7 +95,7 @@ impl MemorySequencer {
         }
         match guard.as_mut() {
             Some(sequence) => work(sequence).await,
-            None => Err(PortError::Internal("sequence state missing".to_owned())),
+            None => Err(PortError::internal("sequence state missing")),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::{self, Error as MongoError, ErrorKind, WriteFailure};
 use mongodb::Database;
-use ports::PortError;
+use ports::{PortError, Service};
 
 /// Duplicate key: a unique index refused an insert (for a guarded upsert: a newer version is
 /// stored).
@@ -20,9 +20,10 @@ where
 {
     match tokio::time::timeout(deadline, operation).await {
         Ok(result) => result.map_err(mongo_error),
-        Err(_) => Err(PortError::Unavailable(format!(
-            "mongodb did not answer within {deadline:?}"
-        ))),
+        Err(_) => Err(PortError::unavailable(
+            Service::MongoDb,
+            format!("no answer within {deadline:?}"),
+        )),
     }
 }
 
@@ -32,7 +33,7 @@ const RETRYABLE_CODES: [i32; 14] = [
 ];
 
 /// Connection trouble and a server that cannot serve right now are `Unavailable` (retryable);
-/// everything else (a refused command, bad data) is `Internal`.
+/// everything else (a refused command, bad data) is `Rejected`.
 pub(super) fn mongo_error(error: MongoError) -> PortError {
     let code = match &*error.kind {
         ErrorKind::Command(command) => Some(command.code),
@@ -57,9 +58,9 @@ pub(super) fn mongo_error(error: MongoError) -> PortError {
     .any(|label| error.contains_label(label))
         || code.is_some_and(|code| RETRYABLE_CODES.contains(&code));
     if unavailable {
-        PortError::Unavailable(format!("mongodb: {error}"))
+        PortError::unavailable(Service::MongoDb, error)
     } else {
-        PortError::Internal(format!("mongodb: {error}"))
+        PortError::rejected(Service::MongoDb, error)
     }
 }
 
@@ -97,22 +98,27 @@ pub(super) async fn bulk(
     };
     let response = within(deadline, database.run_command(body)).await?;
     if let Ok(concern) = response.get_document("writeConcernError") {
-        return Err(PortError::Unavailable(format!(
-            "mongodb write concern on {collection}: {concern}"
-        )));
+        return Err(PortError::unavailable(
+            Service::MongoDb,
+            format!("write concern on {collection}: {concern}"),
+        ));
     }
     let mut refused = Vec::new();
     if let Ok(errors) = response.get_array("writeErrors") {
         for error in errors {
             let Bson::Document(error) = error else {
-                return Err(PortError::Internal(format!(
-                    "mongodb: malformed write error {error}"
-                )));
+                return Err(PortError::rejected(
+                    Service::MongoDb,
+                    format!("malformed write error {error}"),
+                ));
             };
             let index = integer(error.get("index"))
                 .and_then(|index| usize::try_from(index).ok())
                 .ok_or_else(|| {
-                    PortError::Internal(format!("mongodb: write error without index {error}"))
+                    PortError::rejected(
+                        Service::MongoDb,
+                        format!("write error without index {error}"),
+                    )
                 })?;
             refused.push(StatementError {
                 index,
@@ -130,17 +136,20 @@ pub(super) enum BulkCommand {
     Delete,
 }
 
-/// Fails with `Internal` on any refusal other than a duplicate key.
+/// Fails with `Rejected` on any refusal other than a duplicate key.
 pub(super) fn only_duplicates(
     collection: &str,
     refused: &[StatementError],
 ) -> Result<(), PortError> {
     match refused.iter().find(|error| error.code != DUPLICATE_KEY) {
         None => Ok(()),
-        Some(error) => Err(PortError::Internal(format!(
-            "mongodb refused a write to {collection} (code {}): {}",
-            error.code, error.message
-        ))),
+        Some(error) => Err(PortError::rejected(
+            Service::MongoDb,
+            format!(
+                "write to {collection} refused (code {}): {}",
+                error.code, error.message
+            ),
+        )),
     }
 }
 

@@ -13,9 +13,9 @@
 
 use chrono::DateTime;
 use mongodb::bson::{self, doc, Bson, Document};
-use ports::{PortError, StoredConversation};
+use ports::{During, PortError, Service, StoredConversation};
 use wire::log::{ConversationRecord, MessageRecord, ParticipantRole};
-use wire::{ConversationKind, Seq, Timestamp, UserId};
+use wire::{ConversationKind, Seq, Timestamp};
 
 use super::client::integer;
 
@@ -34,25 +34,24 @@ pub(super) fn date(timestamp: &Timestamp) -> bson::DateTime {
 /// A `u64` (seq, version) as BSON's signed 64-bit integer.
 pub(super) fn signed(what: &str, value: u64) -> Result<i64, PortError> {
     i64::try_from(value)
-        .map_err(|_| PortError::Internal(format!("{what} {value} does not fit a bson int64")))
+        .map_err(|_| PortError::internal(format!("{what} {value} does not fit a bson int64")))
 }
 
 fn unsigned(what: &str, document: &Document, field: &str) -> Result<u64, PortError> {
     let value = integer(document.get(field)).unwrap_or(0);
-    u64::try_from(value).map_err(|_| PortError::Internal(format!("negative {what} in mongodb")))
+    u64::try_from(value).map_err(|_| PortError::corrupt(Service::MongoDb, what, "negative"))
 }
 
 fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<String, PortError> {
     serde_json::to_string(value)
-        .map_err(|error| PortError::Internal(format!("encoding {what}: {error}")))
+        .map_err(|error| PortError::internal(During::new(format!("encoding {what}"), error)))
 }
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, document: &Document) -> Result<T, PortError> {
-    let json = document.get_str("record").map_err(|error| {
-        PortError::Internal(format!("{what} without record in mongodb: {error}"))
-    })?;
-    serde_json::from_str(json)
-        .map_err(|error| PortError::Internal(format!("bad {what} in mongodb: {error}")))
+    let json = document
+        .get_str("record")
+        .map_err(|error| PortError::corrupt(Service::MongoDb, format!("{what} document"), error))?;
+    serde_json::from_str(json).map_err(|error| PortError::corrupt(Service::MongoDb, what, error))
 }
 
 /// The `$set` of a message at `record.version`.
@@ -76,33 +75,12 @@ pub(super) fn message_record(document: &Document) -> Result<MessageRecord, PortE
     decode("message", document)
 }
 
-/// The key of a direct pair: both user ids, ascending, length-framed.
-pub(super) fn pair_key(first: &UserId, second: &UserId) -> String {
-    let (low, high) = if first <= second {
-        (first, second)
-    } else {
-        (second, first)
-    };
-    format!("{}:{}{}", low.as_str().len(), low.as_str(), high.as_str())
-}
-
-/// The pair a direct conversation belongs to (see the embedded store's `direct_pair`).
+/// The `direct_pair` field of a direct conversation: its pair's two user ids, ascending,
+/// length-framed.
 fn direct_pair(record: &ConversationRecord) -> Option<String> {
-    if record.conversation.kind != ConversationKind::Direct {
-        return None;
-    }
-    let mut users: Vec<&UserId> = record
-        .participants
-        .iter()
-        .map(|participant| &participant.user_id)
-        .collect();
-    users.sort();
-    users.dedup();
-    match users.as_slice() {
-        [only] => Some(pair_key(only, only)),
-        [first, second] => Some(pair_key(first, second)),
-        _ => None,
-    }
+    let pair = record.direct_pair()?;
+    let lower = pair.lower.as_str();
+    Some(format!("{}:{lower}{}", lower.len(), pair.higher.as_str()))
 }
 
 /// The `$set` of a conversation at `record.version`.

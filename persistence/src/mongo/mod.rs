@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use mongodb::bson::{doc, Document};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Database, IndexModel};
-use ports::{MessageQuery, PortError, Store, StoreWrite, StoredConversation, Watermarks};
+use ports::{During, MessageQuery, PortError, Store, StoreWrite, StoredConversation, Watermarks};
 use wire::log::MessageRecord;
 use wire::{ClientMsgId, ConversationId, MessageId, UserId};
 
@@ -48,16 +48,17 @@ impl std::fmt::Debug for MongoStore {
 
 impl MongoStore {
     /// Builds the client; connects lazily, so this succeeds while MongoDB is down (a bad URI
-    /// fails with `Internal`). Call [`MongoStore::ensure_indexes`] at start-up.
+    /// fails with `Rejected`). Call [`MongoStore::ensure_indexes`] at start-up.
     pub async fn connect(config: MongoConfig) -> Result<Self, PortError> {
         let parse = ClientOptions::parse(config.uri.as_str());
         let mut options = within(config.operation_timeout, async { parse.await })
             .await
             .map_err(|error| match error {
-                PortError::Internal(message) | PortError::Conflict(message) => PortError::Internal(
-                    format!("bad mongodb uri {}: {message}", config.redacted_uri()),
+                PortError::Rejected { service, source } => PortError::rejected(
+                    service,
+                    During::new(format!("bad mongodb uri {}", config.redacted_uri()), source),
                 ),
-                unavailable => unavailable,
+                other => other,
             })?;
         options.server_selection_timeout = Some(config.server_selection_timeout);
         options.connect_timeout = Some(config.connect_timeout);
@@ -169,23 +170,6 @@ impl Store for MongoStore {
         conversation_id: &ConversationId,
     ) -> Result<Option<StoredConversation>, PortError> {
         self.read_conversation(conversation_id).await
-    }
-
-    async fn conversations_of(
-        &self,
-        user_id: &UserId,
-        after: Option<&ConversationId>,
-        limit: usize,
-    ) -> Result<Vec<StoredConversation>, PortError> {
-        self.read_conversations_of(user_id, after, limit).await
-    }
-
-    async fn direct_conversation(
-        &self,
-        first: &UserId,
-        second: &UserId,
-    ) -> Result<Option<ConversationId>, PortError> {
-        self.read_direct_conversation(first, second).await
     }
 
     async fn watermarks(

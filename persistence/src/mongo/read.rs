@@ -5,10 +5,9 @@ use ports::{MessageQuery, PortError, StoredConversation, Watermarks};
 use wire::log::MessageRecord;
 use wire::{ClientMsgId, ConversationId, MessageId, UserId};
 
-use super::client::{integer, within};
+use super::client::within;
 use super::documents::{
-    message_record, pair_key, signed, stored_conversation, watermark, CONVERSATIONS, MESSAGES,
-    PARTICIPANTS,
+    message_record, signed, stored_conversation, watermark, CONVERSATIONS, MESSAGES, PARTICIPANTS,
 };
 use super::MongoStore;
 
@@ -71,84 +70,6 @@ impl MongoStore {
             Some(document) => stored_conversation(&document).map(Some),
             None => Ok(None),
         }
-    }
-
-    pub(super) async fn read_conversations_of(
-        &self,
-        user_id: &UserId,
-        after: Option<&ConversationId>,
-        limit: usize,
-    ) -> Result<Vec<StoredConversation>, PortError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let participation = self
-            .find_all(
-                PARTICIPANTS,
-                doc! { "user_id": user_id.as_str(), "member": true },
-                doc! { "_id": 0, "conversation_id": 1 },
-            )
-            .await?;
-        let ids: Vec<String> = participation
-            .iter()
-            .filter_map(|document| document.get_str("conversation_id").ok())
-            .map(str::to_owned)
-            .collect();
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut filter = doc! { "_id": { "$in": ids }, "version": { "$gt": 0_i64 } };
-        if let Some(after_id) = after {
-            // The cursor's own sort key, even if the user has left it since.
-            let cursor = self
-                .find_one(
-                    CONVERSATIONS,
-                    doc! { "_id": after_id.as_str(), "version": { "$gt": 0_i64 } },
-                    None,
-                )
-                .await?;
-            let Some(cursor) = cursor else {
-                return Ok(Vec::new());
-            };
-            let activity = integer(cursor.get("activity_micros")).unwrap_or(i64::MIN);
-            filter.insert(
-                "$or",
-                vec![
-                    doc! { "activity_micros": { "$lt": activity } },
-                    doc! { "activity_micros": activity, "_id": { "$gt": after_id.as_str() } },
-                ],
-            );
-        }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let found = self
-            .find_sorted(
-                CONVERSATIONS,
-                filter,
-                Document::new(),
-                Some(doc! { "activity_micros": -1, "_id": 1 }),
-                Some(limit),
-            )
-            .await?;
-        found.iter().map(stored_conversation).collect()
-    }
-
-    pub(super) async fn read_direct_conversation(
-        &self,
-        first: &UserId,
-        second: &UserId,
-    ) -> Result<Option<ConversationId>, PortError> {
-        let filter = doc! { "direct_pair": pair_key(first, second), "version": { "$gt": 0_i64 } };
-        let found = self
-            .find_one(
-                CONVERSATIONS,
-                filter,
-                Some(doc! { "created_at": 1, "_id": 1 }),
-            )
-            .await?;
-        Ok(found
-            .as_ref()
-            .and_then(|document| document.get_str("_id").ok())
-            .map(ConversationId::new))
     }
 
     pub(super) async fn read_watermarks(

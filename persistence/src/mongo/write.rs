@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use mongodb::bson::{doc, Document};
-use ports::{PortError, StoreWrite};
+use ports::{PortError, Service, StoreWrite};
 use wire::log::{ConversationRecord, MessageRecord};
 
 use super::client::{bulk, integer, only_duplicates, BulkCommand, StatementError};
@@ -161,7 +161,7 @@ impl MongoStore {
                     && integer(document.get("version")).unwrap_or(0) >= record.version as i64
             });
             if !newer {
-                return Err(PortError::Internal(format!(
+                return Err(PortError::internal(format!(
                     "message {} (conversation {}, seq {}) collides with another stored message",
                     message.message_id, message.conversation_id, message.seq.0
                 )));
@@ -279,10 +279,13 @@ impl MongoStore {
         )
         .await?;
         if let Some(error) = refused.first() {
-            return Err(PortError::Internal(format!(
-                "mongodb refused a delete from participants (code {}): {}",
-                error.code, error.message
-            )));
+            return Err(PortError::rejected(
+                Service::MongoDb,
+                format!(
+                    "delete from participants refused (code {}): {}",
+                    error.code, error.message
+                ),
+            ));
         }
         // A duplicate key: a newer conversation version already set this participant.
         let refused = self.update(PARTICIPANTS, upserts).await?;
@@ -323,10 +326,13 @@ impl MongoStore {
         let refused = self.update(collection, again).await?;
         match refused.first() {
             None => Ok(()),
-            Some(error) => Err(PortError::Unavailable(format!(
-                "mongodb kept refusing a write to {collection} (code {}): {}",
-                error.code, error.message
-            ))),
+            Some(error) => Err(PortError::unavailable(
+                Service::MongoDb,
+                format!(
+                    "write to {collection} refused again (code {}): {}",
+                    error.code, error.message
+                ),
+            )),
         }
     }
 }

@@ -25,11 +25,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, aio::PubSubSink, aio::PubSubStream};
 use futures::StreamExt;
-use ports::{Backoff, Bus, BusEnvelope, BusTopic, PortError};
+use ports::{Backoff, Bus, BusEnvelope, BusTopic, PortError, Service};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::client::{decode, encode, redis_error, RedisClient};
+use super::client::{bad_url, decode, encode, redis_error, RedisClient};
 
 /// Default capacity of the incoming channel.
 pub const DEFAULT_INCOMING_CAPACITY: usize = 65_536;
@@ -80,12 +80,8 @@ pub struct RedisBus {
 impl RedisBus {
     /// Starts the subscriber task (call within a Tokio runtime); it connects in the background.
     pub fn new(client: RedisClient, incoming_capacity: usize) -> Result<Self, PortError> {
-        let redis_client = redis::Client::open(client.config().url.as_str()).map_err(|error| {
-            PortError::Internal(format!(
-                "bad redis url {}: {error}",
-                client.config().redacted_url()
-            ))
-        })?;
+        let redis_client = redis::Client::open(client.config().url.as_str())
+            .map_err(|error| bad_url(client.config(), error))?;
         let (incoming_sender, incoming) = mpsc::channel(incoming_capacity.max(1));
         let (requests, request_receiver) = mpsc::channel(1024);
         let counters = Arc::new(RedisBusCounters::default());
@@ -137,7 +133,7 @@ impl RedisBus {
             channels,
             reply,
         };
-        let stopped = || PortError::Internal("bus subscriber task stopped".to_owned());
+        let stopped = || PortError::internal("bus subscriber task stopped");
         self.requests.send(request).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -262,10 +258,13 @@ impl Subscriber {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => return Err(redis_error(error)),
                 Err(_) => {
-                    return Err(PortError::Unavailable(format!(
-                        "redis did not confirm {change:?} within {:?}",
-                        self.command_timeout
-                    )))
+                    return Err(PortError::unavailable(
+                        Service::Redis,
+                        format!(
+                            "no confirmation of {change:?} within {:?}",
+                            self.command_timeout
+                        ),
+                    ))
                 }
             }
         }
@@ -378,9 +377,7 @@ impl Subscriber {
                     let answer = match change {
                         Change::Subscribe => {
                             self.wanted.extend(channels);
-                            Err(PortError::Unavailable(
-                                "bus not connected to redis (subscribed on reconnect)".to_owned(),
-                            ))
+                            Err(PortError::unavailable(Service::Redis, "bus not connected (subscribed on reconnect)"))
                         }
                         Change::Unsubscribe => {
                             for channel in &channels {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_redis::redis;
-use ports::{MessageCache, PortError};
+use ports::{MessageCache, PortError, Service};
 use wire::log::MessageRecord;
 use wire::{ConversationId, Seq};
 
@@ -73,7 +73,7 @@ impl MessageCache for RedisMessageCache {
         args.push(self.ttl.as_millis().to_string());
         for record in records {
             if record.message.conversation_id != *conversation_id {
-                return Err(PortError::Internal(format!(
+                return Err(PortError::internal(format!(
                     "message of {} put into the cache of {conversation_id}",
                     record.message.conversation_id
                 )));
@@ -114,10 +114,9 @@ impl MessageCache for RedisMessageCache {
             let Some(value) = value else {
                 return Ok(None);
             };
-            let separator = value
-                .iter()
-                .position(|byte| *byte == b'|')
-                .ok_or_else(|| PortError::Internal("cached message without version".to_owned()))?;
+            let separator = value.iter().position(|byte| *byte == b'|').ok_or_else(|| {
+                PortError::corrupt(Service::Redis, "cached message", "no version")
+            })?;
             records.push(decode("cached message", &value[separator + 1..])?);
         }
         Ok(Some(records))

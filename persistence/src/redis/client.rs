@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use deadpool_redis::redis::{self, FromRedisValue, RedisError};
 use deadpool_redis::{Manager, Pool, PoolError, Runtime, Timeouts};
-use ports::PortError;
+use ports::{During, PortError, Service};
 
 use super::config::RedisConfig;
 
@@ -70,10 +70,8 @@ impl RedisClient {
         let connection_config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.command_timeout));
-        let manager =
-            Manager::new_with_config(config.url.as_str(), connection_config).map_err(|error| {
-                PortError::Internal(format!("bad redis url {}: {error}", config.redacted_url()))
-            })?;
+        let manager = Manager::new_with_config(config.url.as_str(), connection_config)
+            .map_err(|error| bad_url(&config, error))?;
         let pool = Pool::builder(manager)
             .max_size(config.pool_size.max(1))
             .runtime(Runtime::Tokio1)
@@ -83,7 +81,7 @@ impl RedisClient {
                 recycle: Some(config.command_timeout),
             })
             .build()
-            .map_err(|error| PortError::Internal(format!("redis pool: {error}")))?;
+            .map_err(|error| PortError::internal(During::new("redis pool", error)))?;
         Ok(Self {
             pool,
             shared: Arc::default(),
@@ -210,9 +208,10 @@ impl RedisClient {
         })
         .await
         .map_err(|error| match error {
-            PortError::Internal(message) => {
-                PortError::Internal(format!("script {}: {message}", script.name))
-            }
+            PortError::Rejected { service, source } => PortError::rejected(
+                service,
+                During::new(format!("script {}", script.name), source),
+            ),
             other => other,
         })
     }
@@ -223,9 +222,10 @@ impl RedisClient {
         if answer == "PONG" {
             Ok(())
         } else {
-            Err(PortError::Internal(format!(
-                "unexpected PING answer {answer}"
-            )))
+            Err(PortError::rejected(
+                Service::Redis,
+                format!("unexpected PING answer {answer}"),
+            ))
         }
     }
 
@@ -235,22 +235,28 @@ impl RedisClient {
     }
 }
 
+/// A URL the redis client does not accept: a setting retrying does not fix.
+pub(crate) fn bad_url(config: &RedisConfig, error: RedisError) -> PortError {
+    let step = format!("bad redis url {}", config.redacted_url());
+    PortError::rejected(Service::Redis, During::new(step, error))
+}
+
 fn timed_out(deadline: Duration) -> PortError {
-    PortError::Unavailable(format!("redis did not answer within {deadline:?}"))
+    PortError::unavailable(Service::Redis, format!("no answer within {deadline:?}"))
 }
 
 fn pool_error(error: PoolError) -> PortError {
     match error {
         PoolError::Backend(error) => redis_error(error),
         PoolError::Timeout(kind) => {
-            PortError::Unavailable(format!("redis pool timeout ({kind:?})"))
+            PortError::unavailable(Service::Redis, format!("pool timeout ({kind:?})"))
         }
-        other => PortError::Unavailable(format!("redis pool: {other}")),
+        other => PortError::unavailable(Service::Redis, During::new("pool", other)),
     }
 }
 
 /// Connection trouble and a Redis that cannot serve right now are `Unavailable` (retryable);
-/// everything else (a script error, a reply of the wrong type) is `Internal`.
+/// everything else (a script error, a reply of the wrong type) is `Rejected`.
 pub(crate) fn redis_error(error: RedisError) -> PortError {
     use redis::{ErrorKind, ServerErrorKind};
     let unavailable = error.is_io_error()
@@ -274,24 +280,23 @@ pub(crate) fn redis_error(error: RedisError) -> PortError {
             Some("OOM" | "BUSY" | "NOREPLICAS" | "MISCONF")
         );
     if unavailable {
-        PortError::Unavailable(format!("redis: {error}"))
+        PortError::unavailable(Service::Redis, error)
     } else {
-        PortError::Internal(format!("redis: {error}"))
+        PortError::rejected(Service::Redis, error)
     }
 }
 
-/// Decodes JSON read from Redis; bad data is `Internal`.
+/// Decodes JSON read from Redis; bad data is `Corrupt`.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     what: &str,
     bytes: &[u8],
 ) -> Result<T, PortError> {
-    serde_json::from_slice(bytes)
-        .map_err(|error| PortError::Internal(format!("bad {what} in redis: {error}")))
+    serde_json::from_slice(bytes).map_err(|error| PortError::corrupt(Service::Redis, what, error))
 }
 
 pub(crate) fn encode<T: serde::Serialize>(what: &str, value: &T) -> Result<String, PortError> {
     serde_json::to_string(value)
-        .map_err(|error| PortError::Internal(format!("encoding {what}: {error}")))
+        .map_err(|error| PortError::internal(During::new(format!("encoding {what}"), error)))
 }
 
 /// A key part that cannot run into the next one: `{len}:{value}`.

@@ -17,9 +17,9 @@
 
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, Value};
-use ports::{CreateOutcome, Directory, PortError, StoredConversation};
+use ports::{CreateOutcome, Directory, PortError, Service, StoredConversation};
 use wire::log::ConversationRecord;
-use wire::{ConversationId, ConversationKind, Seq, Timestamp, UserId};
+use wire::{ConversationId, Seq, Timestamp, UserId};
 
 use super::client::{decode, encode, framed, LuaScript, RedisClient};
 
@@ -59,31 +59,18 @@ impl RedisDirectory {
 
     /// The pair key of a direct conversation (one user talking to themselves counts too).
     fn direct_pair_key(&self, record: &ConversationRecord) -> Option<String> {
-        if record.conversation.kind != ConversationKind::Direct {
-            return None;
-        }
-        let mut users: Vec<&UserId> = record
-            .participants
-            .iter()
-            .map(|participant| &participant.user_id)
-            .collect();
-        users.sort();
-        users.dedup();
-        let (first, second) = match users.as_slice() {
-            [only] => (*only, *only),
-            [first, second] => (*first, *second),
-            _ => return None,
-        };
-        Some(
-            self.client
-                .key(&format!("direct:{}:{}", framed(first.as_str()), second)),
-        )
+        let pair = record.direct_pair()?;
+        Some(self.client.key(&format!(
+            "direct:{}:{}",
+            framed(pair.lower.as_str()),
+            pair.higher
+        )))
     }
 
     /// One conversation's record and recorded activity, from `HMGET record last_seq last_activity`.
     fn stored(values: &[Option<Vec<u8>>]) -> Result<Option<StoredConversation>, PortError> {
         let [record, last_seq, last_activity] = values else {
-            return Err(PortError::Internal("unexpected HMGET reply".to_owned()));
+            return Err(PortError::internal("unexpected HMGET reply"));
         };
         let Some(record) = record else {
             return Ok(None);
@@ -93,7 +80,7 @@ impl RedisDirectory {
             Some(bytes) => Seq(std::str::from_utf8(bytes)
                 .ok()
                 .and_then(|text| text.parse().ok())
-                .ok_or_else(|| PortError::Internal("bad last_seq in redis".to_owned()))?),
+                .ok_or_else(|| PortError::corrupt(Service::Redis, "last_seq", "not a number"))?),
             None => Seq::ZERO,
         };
         let last_activity_at: Timestamp = match last_activity {
@@ -178,10 +165,10 @@ impl Directory for RedisDirectory {
             [Value::Int(1), Value::BulkString(existing)] => {
                 Ok(CreateOutcome::Existing(decode("conversation", existing)?))
             }
-            [Value::Int(2)] => Err(PortError::Conflict(format!(
+            [Value::Int(2)] => Err(PortError::conflict(format!(
                 "conversation {conversation_id} already exists"
             ))),
-            other => Err(PortError::Internal(format!(
+            other => Err(PortError::internal(format!(
                 "unexpected directory_create reply {other:?}"
             ))),
         }
@@ -208,7 +195,7 @@ impl Directory for RedisDirectory {
     async fn update(&self, record: ConversationRecord) -> Result<(), PortError> {
         let conversation_id = record.conversation.conversation_id.clone();
         if record.version < 2 {
-            return Err(PortError::Conflict(format!(
+            return Err(PortError::conflict(format!(
                 "update of {conversation_id} to version {}",
                 record.version
             )));
@@ -234,7 +221,7 @@ impl Directory for RedisDirectory {
         if replaced == 1 {
             Ok(())
         } else {
-            Err(PortError::Conflict(format!(
+            Err(PortError::conflict(format!(
                 "conversation {conversation_id} is not at version {}",
                 record.version - 1
             )))

@@ -239,7 +239,7 @@ impl Presence for RedisPresence {
             .collect();
         let answer: Vec<i64> = shared.client.eval(&GET, &keys, &[]).await?;
         if answer.len() != user_ids.len() * 2 {
-            return Err(PortError::Internal(format!(
+            return Err(PortError::internal(format!(
                 "presence_get answered {} values for {} users",
                 answer.len(),
                 user_ids.len()

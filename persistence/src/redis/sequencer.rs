@@ -137,7 +137,7 @@ fn integer(value: &Value) -> Option<i64> {
 }
 
 fn unexpected(value: &[Value]) -> PortError {
-    PortError::Internal(format!("unexpected reserve reply {value:?}"))
+    PortError::internal(format!("unexpected reserve reply {value:?}"))
 }
 
 #[async_trait]
@@ -196,7 +196,7 @@ impl Sequencer for RedisSequencer {
                 _ => return Err(unexpected(&reply)),
             }
         }
-        Err(PortError::Internal(format!(
+        Err(PortError::internal(format!(
             "sequence of {conversation_id} kept disappearing while reserving"
         )))
     }

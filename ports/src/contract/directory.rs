@@ -110,7 +110,10 @@ async fn update_needs_the_next_version(fixture: Fixture<dyn Directory>) {
     stale.version = 2;
     stale.conversation.title = Some("lost update".to_owned());
     assert!(
-        matches!(directory.update(stale).await, Err(PortError::Conflict(_))),
+        matches!(
+            directory.update(stale).await,
+            Err(PortError::Conflict { .. })
+        ),
         "a second v2 conflicts"
     );
     let mut skipping = second.clone();
@@ -118,7 +121,7 @@ async fn update_needs_the_next_version(fixture: Fixture<dyn Directory>) {
     assert!(
         matches!(
             directory.update(skipping).await,
-            Err(PortError::Conflict(_))
+            Err(PortError::Conflict { .. })
         ),
         "skipping a version conflicts"
     );

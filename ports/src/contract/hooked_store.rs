@@ -34,23 +34,6 @@ impl<H: ApplyHook> Store for HookedStore<H> {
         self.inner.conversation(conversation_id).await
     }
 
-    async fn conversations_of(
-        &self,
-        user_id: &UserId,
-        after: Option<&ConversationId>,
-        limit: usize,
-    ) -> Result<Vec<StoredConversation>, PortError> {
-        self.inner.conversations_of(user_id, after, limit).await
-    }
-
-    async fn direct_conversation(
-        &self,
-        first: &UserId,
-        second: &UserId,
-    ) -> Result<Option<ConversationId>, PortError> {
-        self.inner.direct_conversation(first, second).await
-    }
-
     async fn watermarks(
         &self,
         conversation_id: &ConversationId,

@@ -20,8 +20,6 @@ where
     watermarks_only_go_up(make().await).await;
     message_queries_page_both_ways(make().await).await;
     activity_follows_messages_even_before_the_conversation(make().await).await;
-    conversations_of_orders_by_activity_and_pages(make().await).await;
-    direct_conversation_is_found_by_either_order(make().await).await;
     messages_are_found_by_id_and_client_id(make().await).await;
     aborted_sends_read_as_deleted_and_never_shadow_their_retry(make().await).await;
     assert!(make().await.port.is_ready().await, "a fresh store is ready");
@@ -146,16 +144,14 @@ async fn replacing_participants_keeps_watermarks_of_those_who_stay(fixture: Fixt
         .await
         .expect("apply v2");
 
-    let of_leaver = store
-        .conversations_of(&leaves, None, 10)
-        .await
-        .expect("list");
-    assert!(of_leaver.is_empty(), "a removed user stops participating");
-    let of_stayer = store
-        .conversations_of(&stays, None, 10)
-        .await
-        .expect("list");
-    assert_eq!(of_stayer.len(), 1);
+    assert_eq!(
+        store
+            .watermarks(&conversation_id, &leaves)
+            .await
+            .expect("read"),
+        Watermarks::default(),
+        "a removed user stops participating: their watermarks go"
+    );
     assert_eq!(
         store
             .watermarks(&conversation_id, &stays)
@@ -284,98 +280,6 @@ async fn activity_follows_messages_even_before_the_conversation(fixture: Fixture
         .expect("stored");
     assert_eq!(stored.last_seq, Seq(2));
     assert_eq!(stored.last_activity_at, at(20));
-}
-
-async fn conversations_of_orders_by_activity_and_pages(fixture: Fixture<dyn Store>) {
-    let store = fixture.port;
-    let user = UserId::new(unique("user"));
-    let prefix = unique("store-list");
-    let id = |suffix: &str| ConversationId::new(format!("{prefix}-{suffix}"));
-    let (busy, old, tie_first, tie_second) = (id("a"), id("b"), id("c"), id("d"));
-    let group = |conversation_id: &ConversationId, created: i64| {
-        StoreWrite::Conversation(conversation_record(
-            conversation_id,
-            ConversationKind::Group,
-            &[&user],
-            1,
-            at(created),
-        ))
-    };
-    store
-        .apply(vec![
-            group(&busy, 0),
-            group(&old, 1),
-            group(&tie_second, 5),
-            group(&tie_first, 5),
-            StoreWrite::Message(message_record(&busy, 1, &user, 1, at(10))),
-        ])
-        .await
-        .expect("apply");
-    let listed = |page: Vec<crate::StoredConversation>| -> Vec<ConversationId> {
-        page.into_iter()
-            .map(|stored| stored.record.conversation.conversation_id)
-            .collect()
-    };
-    let all = store.conversations_of(&user, None, 10).await.expect("list");
-    assert_eq!(
-        listed(all),
-        vec![
-            busy.clone(),
-            tie_first.clone(),
-            tie_second.clone(),
-            old.clone()
-        ],
-        "newest activity first, ties by id"
-    );
-    let first_page = store.conversations_of(&user, None, 2).await.expect("list");
-    assert_eq!(listed(first_page), vec![busy.clone(), tie_first.clone()]);
-    let second_page = store
-        .conversations_of(&user, Some(&tie_first), 2)
-        .await
-        .expect("list");
-    assert_eq!(listed(second_page), vec![tie_second, old.clone()]);
-    let last_page = store
-        .conversations_of(&user, Some(&old), 2)
-        .await
-        .expect("list");
-    assert!(last_page.is_empty());
-    let stranger = UserId::new(unique("stranger"));
-    assert!(store
-        .conversations_of(&stranger, None, 10)
-        .await
-        .expect("list")
-        .is_empty());
-}
-
-async fn direct_conversation_is_found_by_either_order(fixture: Fixture<dyn Store>) {
-    let store = fixture.port;
-    let conversation_id = ConversationId::new(unique("store-direct"));
-    let first = UserId::new(unique("first"));
-    let second = UserId::new(unique("second"));
-    let third = UserId::new(unique("third"));
-    store
-        .apply(vec![StoreWrite::Conversation(conversation_record(
-            &conversation_id,
-            ConversationKind::Direct,
-            &[&first, &second],
-            1,
-            at(0),
-        ))])
-        .await
-        .expect("apply");
-    for (one, other) in [(&first, &second), (&second, &first)] {
-        assert_eq!(
-            store.direct_conversation(one, other).await.expect("read"),
-            Some(conversation_id.clone())
-        );
-    }
-    assert_eq!(
-        store
-            .direct_conversation(&first, &third)
-            .await
-            .expect("read"),
-        None
-    );
 }
 
 async fn messages_are_found_by_id_and_client_id(fixture: Fixture<dyn Store>) {

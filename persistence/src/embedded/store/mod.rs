@@ -23,10 +23,9 @@ use tracing::info;
 use wire::log::MessageRecord;
 use wire::{ClientMsgId, ConversationId, MessageId, UserId};
 
-use self::read::{load_message, load_stored_conversation, load_watermarks, pair_key};
+use self::read::{load_message, load_stored_conversation, load_watermarks};
 use self::tables::{
-    ACTIVITY, CLIENT_IDS, CONVERSATIONS, DIRECT_PAIRS, MESSAGES, MESSAGE_IDS, USER_CONVERSATIONS,
-    WATERMARKS,
+    ACTIVITY, CLIENT_IDS, CONVERSATIONS, MESSAGES, MESSAGE_IDS, USER_CONVERSATIONS, WATERMARKS,
 };
 use self::write::WriteTables;
 use crate::error::{run_blocking, PersistenceError};
@@ -160,32 +159,6 @@ impl Store for EmbeddedStore {
             let conversations = read.open_table(CONVERSATIONS)?;
             let activity = read.open_table(ACTIVITY)?;
             load_stored_conversation(&conversations, &activity, conversation_id.as_str())
-        })
-        .await
-    }
-
-    async fn conversations_of(
-        &self,
-        user_id: &UserId,
-        after: Option<&ConversationId>,
-        limit: usize,
-    ) -> Result<Vec<StoredConversation>, PortError> {
-        self.list_conversations(user_id, after, limit).await
-    }
-
-    async fn direct_conversation(
-        &self,
-        first: &UserId,
-        second: &UserId,
-    ) -> Result<Option<ConversationId>, PortError> {
-        let first = first.clone();
-        let second = second.clone();
-        self.read(move |read| {
-            let pairs = read.open_table(DIRECT_PAIRS)?;
-            let found = pairs
-                .get(pair_key(&first, &second))?
-                .map(|value| ConversationId::new(value.value()));
-            Ok(found)
         })
         .await
     }

@@ -4,7 +4,7 @@ use chrono::DateTime;
 use ports::{StoredConversation, Watermarks};
 use redb::ReadableTable;
 use wire::log::{ConversationRecord, MessageRecord};
-use wire::{Seq, Timestamp, UserId};
+use wire::{Seq, Timestamp};
 
 use crate::error::PersistenceError;
 
@@ -85,31 +85,9 @@ pub(super) fn load_watermarks(
     })
 }
 
-/// The key of a direct pair: the two user ids in ascending order.
-pub(super) fn pair_key<'a>(first: &'a UserId, second: &'a UserId) -> (&'a str, &'a str) {
-    if first <= second {
-        (first.as_str(), second.as_str())
-    } else {
-        (second.as_str(), first.as_str())
-    }
-}
-
-/// The pair a direct conversation belongs to: its two distinct participants (or one, for a
-/// conversation with oneself). `None` for groups and malformed direct conversations.
+/// The `direct_pairs` key of a direct conversation: its pair's two user ids, ascending.
 pub(super) fn direct_pair(record: &ConversationRecord) -> Option<(&str, &str)> {
-    if record.conversation.kind != wire::ConversationKind::Direct {
-        return None;
-    }
-    let mut users: Vec<&UserId> = record
-        .participants
-        .iter()
-        .map(|participant| &participant.user_id)
-        .collect();
-    users.sort();
-    users.dedup();
-    match users.as_slice() {
-        [only] => Some((only.as_str(), only.as_str())),
-        [first, second] => Some(pair_key(first, second)),
-        _ => None,
-    }
+    record
+        .direct_pair()
+        .map(|pair| (pair.lower.as_str(), pair.higher.as_str()))
 }
