@@ -20,6 +20,8 @@ pub mod dispatch;
 pub mod error;
 pub mod metrics;
 pub mod node;
+pub mod ops;
+pub mod presence;
 pub mod registry;
 pub mod router;
 pub mod session;
