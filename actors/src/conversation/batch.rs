@@ -6,17 +6,20 @@
 //! batch of a conversation is in flight at a time, so when the append fails the seqs it
 //! reserved are given back and seq stays dense.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use chrono::Utc;
-use ports::{BusEnvelope, BusPayload, BusTopic, DedupKey, PortError, Reservation, Watermarks};
-use wire::events::ServerEvent;
+use ports::{BusEnvelope, DedupKey, PortError, Reservation};
 use wire::log::{LogEvent, LogEventBody, MessageRecord};
 use wire::ops::SendAck;
-use wire::{ConversationId, Seq, Timestamp, UserId};
+use wire::{ConversationId, Seq, Timestamp};
 
-use super::op::{Applied, ConversationOp, Queued, Reply};
+mod apply;
+
+use apply::{apply, Staged};
+
+use super::op::{ConversationOp, Queued, Reply};
 use super::state::ConversationState;
 use crate::node::Node;
 use crate::ops::message_send::ValidSend;
@@ -185,191 +188,6 @@ async fn reserve_seqs(
         .reserve(conversation_id, &keys)
         .await
         .map_err(OpError::from)
-}
-
-/// What the apply stage produced: the new state and everything that waits for the append.
-struct Staged {
-    working: ConversationState,
-    events: Vec<LogEvent>,
-    pending: Vec<Pending>,
-    envelopes: Vec<BusEnvelope>,
-    /// The seqs reserved fresh in this batch, ascending.
-    fresh: Vec<Seq>,
-    /// Members' sends raise their own watermarks to their newest send.
-    own_watermarks: BTreeMap<UserId, Seq>,
-}
-
-/// Stage 2: applies every operation in queue order to the working state (reads see
-/// `committed`), then raises the senders' own watermarks.
-async fn apply(
-    node: &Node,
-    committed: &ConversationState,
-    reserved: Vec<Reserved>,
-    now: Timestamp,
-) -> Staged {
-    let mut staged = Staged {
-        working: committed.clone(),
-        events: Vec::new(),
-        pending: Vec::new(),
-        envelopes: Vec::new(),
-        fresh: Vec::new(),
-        own_watermarks: BTreeMap::new(),
-    };
-    for item in reserved {
-        match item {
-            Reserved::Send {
-                send,
-                replies,
-                reservation,
-            } => staged.apply_send(node, send, replies, reservation, now),
-            Reserved::Op(op) => apply_op(node, committed, &mut staged, op, now).await,
-        }
-    }
-    staged.raise_own_watermarks(node).await;
-    staged
-}
-
-/// Calls the apply step of the operation's file.
-async fn apply_op(
-    node: &Node,
-    committed: &ConversationState,
-    staged: &mut Staged,
-    op: ConversationOp,
-    now: Timestamp,
-) {
-    let working = &mut staged.working;
-    match op {
-        ConversationOp::Edit(Queued { command, reply }) => {
-            let outcome = command.apply(node, working, now).await;
-            staged.settle(node, reply, outcome);
-        }
-        ConversationOp::Delete(Queued { command, reply }) => {
-            let outcome = command.apply(node, working).await;
-            staged.settle(node, reply, outcome);
-        }
-        ConversationOp::React(Queued { command, reply }) => {
-            let outcome = command.apply(node, working).await;
-            staged.settle(node, reply, outcome);
-        }
-        ConversationOp::Receipt(Queued { command, reply }) => {
-            let outcome = command.apply(node, working).await;
-            staged.settle(node, reply, outcome);
-        }
-        ConversationOp::Typing(Queued { command, reply }) => {
-            staged.settle(node, reply, command.apply(committed));
-        }
-        ConversationOp::Snapshot(Queued { command, reply }) => {
-            staged.settle(node, reply, command.apply(committed));
-        }
-        ConversationOp::Get(Queued { command, reply }) => {
-            staged.settle(node, reply, command.apply(committed));
-        }
-        ConversationOp::History(Queued { command, reply }) => {
-            let outcome = command.apply(node, committed).await;
-            staged.settle(node, reply, outcome);
-        }
-        ConversationOp::ReadMessage(Queued { command, reply }) => {
-            let outcome = command.apply(node, committed).await;
-            staged.settle(node, reply, outcome);
-        }
-        misrouted @ (ConversationOp::UpdateTitle(_)
-        | ConversationOp::AddMembers(_)
-        | ConversationOp::RemoveMembers(_)
-        | ConversationOp::Send(_)) => {
-            misrouted.fail(OpError::internal("operation routed to the wrong batch"));
-        }
-    }
-}
-
-impl Staged {
-    fn envelope(&self, node: &Node, seq: Option<Seq>, event: ServerEvent) -> BusEnvelope {
-        BusEnvelope {
-            topic: BusTopic::Conversation(self.working.record.conversation.conversation_id.clone()),
-            origin: node.node_id().clone(),
-            payload: BusPayload::Event { seq, event },
-        }
-    }
-
-    /// Creates a send's message under its fresh seq, or answers a retry with its first ack.
-    fn apply_send(
-        &mut self,
-        node: &Node,
-        send: ValidSend,
-        replies: SendReplies,
-        reservation: Reservation,
-        now: Timestamp,
-    ) {
-        let seq = match reservation {
-            Reservation::Duplicate(ack) => return replies.answer(&Ok(ack)),
-            Reservation::Fresh(seq) => seq,
-        };
-        self.fresh.push(seq);
-        let key = send.key.clone();
-        let raise_watermarks = send.raise_watermarks;
-        let accepted = send.apply(&mut self.working, seq, now);
-        self.events.push(log_event(accepted.event));
-        if raise_watermarks {
-            self.own_watermarks.insert(key.sender_id.clone(), seq);
-        }
-        let envelope = self.envelope(node, Some(seq), accepted.bus_event);
-        self.envelopes.push(envelope);
-        self.pending.push(Pending::Sent {
-            key,
-            ack: accepted.ack,
-            replies,
-        });
-    }
-
-    /// Takes an apply step's outcome: errors and reads are answered now, changes wait.
-    fn settle<T: 'static>(
-        &mut self,
-        node: &Node,
-        reply: Reply<T>,
-        outcome: Result<Applied<T>, OpError>,
-    ) {
-        match outcome {
-            Err(error) => drop(reply.send(Err(error))),
-            Ok(Applied::Answered(answer)) => drop(reply.send(Ok(answer))),
-            Ok(Applied::Changed {
-                event,
-                bus_event,
-                answer,
-            }) => {
-                self.events.push(log_event(event));
-                let envelope = self.envelope(node, None, bus_event);
-                self.envelopes.push(envelope);
-                self.pending.push(Pending::answer(reply, answer));
-            }
-            Ok(Applied::Relayed { bus_event, answer }) => {
-                let envelope = self.envelope(node, None, bus_event);
-                self.envelopes.push(envelope);
-                self.pending.push(Pending::answer(reply, answer));
-            }
-        }
-    }
-
-    /// A member has read what they sent: their watermarks rise to their newest send.
-    async fn raise_own_watermarks(&mut self, node: &Node) {
-        let conversation_id = self.working.record.conversation.conversation_id.clone();
-        for (user_id, seq) in std::mem::take(&mut self.own_watermarks) {
-            let Ok(current) = self.working.watermarks(node, &user_id).await else {
-                continue;
-            };
-            let raised = Watermarks {
-                delivered_seq: current.delivered_seq.max(seq),
-                read_seq: current.read_seq.max(seq),
-            };
-            if raised != current {
-                self.working.set_watermarks(&user_id, raised);
-                self.events.push(log_event(LogEventBody::ReceiptUpdated {
-                    conversation_id: conversation_id.clone(),
-                    user_id,
-                    delivered_seq: raised.delivered_seq,
-                    read_seq: raised.read_seq,
-                }));
-            }
-        }
-    }
 }
 
 /// The message versions among the events (for the cache, and the tombstones of failed sends).
