@@ -5,12 +5,17 @@
 //!   the local registry and the conversation supervisor).
 //! - [`session`]: the `Session` actor, one per WebSocket, and [`SessionHandle`].
 //! - [`conversation`]: the `Conversation` actor, one per active conversation: membership checks,
-//!   batching of writes, sequencing, hand-off to the log, ordered local fan-out.
+//!   batching of writes (a batch runs as stages: reserve → apply → append or give back →
+//!   confirm → publish), sequencing, hand-off to the log, ordered local fan-out.
 //! - [`supervisor`]: starts conversation actors on demand, restarts failed ones, forgets idle ones.
 //! - [`registry`]: which local sessions belong to which users and conversations; keeps the bus
 //!   subscriptions of this node in step.
 //! - [`router`]: takes envelopes from the bus and hands them to conversations and sessions.
-//! - [`dispatch`]: turns a decoded request into work for the right actor or port.
+//! - [`dispatch`]: turns a decoded request into work: a table from each operation to its file
+//!   in [`ops`].
+//! - [`ops`]: one file per client operation: its argument checks, the command it queues on the
+//!   conversation actor (or its work against the ports), and the command's apply step.
+//! - [`presence`]: sessions coming and going, and online/offline announcements to co-members.
 //! - [`stored_acks`]: relays `message.stored` acknowledgments from the log to senders.
 //! - [`error`]: [`OpError`], the client-facing error of an operation.
 //! - [`metrics`]: the Prometheus metrics of this crate.
@@ -20,6 +25,8 @@ pub mod dispatch;
 pub mod error;
 pub mod metrics;
 pub mod node;
+pub mod ops;
+pub mod presence;
 pub mod registry;
 pub mod router;
 pub mod session;

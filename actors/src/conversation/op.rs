@@ -1,10 +1,25 @@
-//! The operations a conversation actor performs, each with the channel its answer goes to.
+//! The operations a conversation actor performs, each a command of its operation's file in
+//! [`crate::ops`] queued with the channel its answer goes to, and what applying one yields.
 
-use ports::MessageQuery;
 use tokio::sync::oneshot;
+use wire::events::ServerEvent;
+use wire::log::LogEventBody;
 use wire::ops::{HistoryResult, SendAck};
-use wire::{ClientMsgId, Conversation, ForwardedFrom, Message, MessageId, Seq, UserId};
+use wire::{Conversation, Message, UserId};
 
+use crate::ops::conversation_add_members::AddMembers;
+use crate::ops::conversation_get::GetConversation;
+use crate::ops::conversation_list::TakeSnapshot;
+use crate::ops::conversation_remove_members::RemoveMembers;
+use crate::ops::conversation_update::UpdateTitle;
+use crate::ops::history_get::ReadHistory;
+use crate::ops::message_delete::DeleteMessage;
+use crate::ops::message_edit::EditMessage;
+use crate::ops::message_forward::ReadMessage;
+use crate::ops::message_send::SendMessage;
+use crate::ops::reaction::ChangeReaction;
+use crate::ops::receipt::RaiseWatermark;
+use crate::ops::typing::RelayTyping;
 use crate::OpError;
 
 pub type Reply<T> = oneshot::Sender<Result<T, OpError>>;
@@ -16,81 +31,38 @@ pub enum Actor {
     Backend(UserId),
 }
 
+/// A command queued on a conversation actor, with the channel its answer goes to.
+pub struct Queued<C, T> {
+    pub command: C,
+    pub reply: Reply<T>,
+}
+
+impl<C, T> Queued<C, T> {
+    pub fn new(command: C, reply: Reply<T>) -> Self {
+        Self { command, reply }
+    }
+
+    /// Answers with an error.
+    pub fn fail(self, error: OpError) {
+        let _ = self.reply.send(Err(error));
+    }
+}
+
+/// Everything a conversation actor can be asked to do, one variant per command.
 pub enum ConversationOp {
-    Send {
-        actor: Actor,
-        client_msg_id: ClientMsgId,
-        text: String,
-        reply_to: Option<MessageId>,
-        forwarded_from: Option<ForwardedFrom>,
-        reply: Reply<SendAck>,
-    },
-    Edit {
-        user_id: UserId,
-        message_id: MessageId,
-        text: String,
-        reply: Reply<Message>,
-    },
-    Delete {
-        user_id: UserId,
-        message_id: MessageId,
-        reply: Reply<()>,
-    },
-    React {
-        user_id: UserId,
-        message_id: MessageId,
-        emoji: String,
-        add: bool,
-        reply: Reply<Message>,
-    },
-    Receipt {
-        user_id: UserId,
-        seq: Seq,
-        read: bool,
-        reply: Reply<()>,
-    },
-    Typing {
-        user_id: UserId,
-        started: bool,
-        reply: Reply<()>,
-    },
-    Get {
-        user_id: UserId,
-        reply: Reply<Conversation>,
-    },
-    /// The live counters of a conversation (no membership check: callers listed it from the
-    /// user's own conversations).
-    Snapshot {
-        user_id: UserId,
-        reply: Reply<super::state::Snapshot>,
-    },
-    History {
-        /// `None` for the app backend, which may read any conversation.
-        user_id: Option<UserId>,
-        query: MessageQuery,
-        reply: Reply<HistoryResult>,
-    },
-    /// Reads one message for forwarding (membership checked).
-    ReadMessage {
-        user_id: UserId,
-        message_id: MessageId,
-        reply: Reply<Message>,
-    },
-    UpdateTitle {
-        user_id: UserId,
-        title: String,
-        reply: Reply<Conversation>,
-    },
-    AddMembers {
-        user_id: UserId,
-        user_ids: Vec<UserId>,
-        reply: Reply<Conversation>,
-    },
-    RemoveMembers {
-        user_id: UserId,
-        user_ids: Vec<UserId>,
-        reply: Reply<Conversation>,
-    },
+    Send(Queued<SendMessage, SendAck>),
+    Edit(Queued<EditMessage, Message>),
+    Delete(Queued<DeleteMessage, ()>),
+    React(Queued<ChangeReaction, Message>),
+    Receipt(Queued<RaiseWatermark, ()>),
+    Typing(Queued<RelayTyping, ()>),
+    Get(Queued<GetConversation, Conversation>),
+    Snapshot(Queued<TakeSnapshot, super::state::Snapshot>),
+    History(Queued<ReadHistory, HistoryResult>),
+    ReadMessage(Queued<ReadMessage, Message>),
+    UpdateTitle(Queued<UpdateTitle, Conversation>),
+    AddMembers(Queued<AddMembers, Conversation>),
+    RemoveMembers(Queued<RemoveMembers, Conversation>),
 }
 
 impl ConversationOp {
@@ -98,28 +70,45 @@ impl ConversationOp {
     pub fn changes_membership(&self) -> bool {
         matches!(
             self,
-            ConversationOp::UpdateTitle { .. }
-                | ConversationOp::AddMembers { .. }
-                | ConversationOp::RemoveMembers { .. }
+            ConversationOp::UpdateTitle(_)
+                | ConversationOp::AddMembers(_)
+                | ConversationOp::RemoveMembers(_)
         )
     }
 
     /// Answers the operation with an error, whatever its result type.
     pub fn fail(self, error: OpError) {
         match self {
-            ConversationOp::Send { reply, .. } => drop(reply.send(Err(error))),
-            ConversationOp::Edit { reply, .. }
-            | ConversationOp::React { reply, .. }
-            | ConversationOp::ReadMessage { reply, .. } => drop(reply.send(Err(error))),
-            ConversationOp::Delete { reply, .. }
-            | ConversationOp::Receipt { reply, .. }
-            | ConversationOp::Typing { reply, .. } => drop(reply.send(Err(error))),
-            ConversationOp::Get { reply, .. }
-            | ConversationOp::UpdateTitle { reply, .. }
-            | ConversationOp::AddMembers { reply, .. }
-            | ConversationOp::RemoveMembers { reply, .. } => drop(reply.send(Err(error))),
-            ConversationOp::History { reply, .. } => drop(reply.send(Err(error))),
-            ConversationOp::Snapshot { reply, .. } => drop(reply.send(Err(error))),
+            ConversationOp::Send(queued) => queued.fail(error),
+            ConversationOp::Edit(queued) => queued.fail(error),
+            ConversationOp::Delete(queued) => queued.fail(error),
+            ConversationOp::React(queued) => queued.fail(error),
+            ConversationOp::Receipt(queued) => queued.fail(error),
+            ConversationOp::Typing(queued) => queued.fail(error),
+            ConversationOp::Get(queued) => queued.fail(error),
+            ConversationOp::Snapshot(queued) => queued.fail(error),
+            ConversationOp::History(queued) => queued.fail(error),
+            ConversationOp::ReadMessage(queued) => queued.fail(error),
+            ConversationOp::UpdateTitle(queued) => queued.fail(error),
+            ConversationOp::AddMembers(queued) => queued.fail(error),
+            ConversationOp::RemoveMembers(queued) => queued.fail(error),
         }
     }
+}
+
+/// What applying one command (other than a send or a membership change) to the state yields.
+/// An `Err` instead is answered at once.
+// Short-lived per operation; boxing would only add allocations.
+#[allow(clippy::large_enum_variant)]
+pub enum Applied<T> {
+    /// Nothing to log or relay (a read, or nothing changed): answered at once.
+    Answered(T),
+    /// A change that goes to the log, then to the members; answered after the append.
+    Changed {
+        event: LogEventBody,
+        bus_event: ServerEvent,
+        answer: T,
+    },
+    /// Not persisted, relayed to the members after the batch; answered with the batch.
+    Relayed { bus_event: ServerEvent, answer: T },
 }

@@ -7,8 +7,10 @@ use tokio::sync::oneshot;
 use wire::ops::SendAck;
 use wire::{ClientMsgId, ErrorCode, UserId};
 
+use super::op::Queued;
 use super::{ConversationOp, OpActor, MAILBOX_CAPACITY, MAX_QUEUED_OPS, OVERLOAD_RETRY_AFTER_MS};
 use crate::node::Limits;
+use crate::ops::message_send::SendMessage;
 use crate::testing::Harness;
 use crate::OpError;
 
@@ -27,14 +29,16 @@ fn flood(
             harness.node.supervisor().enqueue(
                 &harness.node,
                 conversation,
-                ConversationOp::Send {
-                    actor: OpActor::Member(UserId::new("alice")),
-                    client_msg_id: ClientMsgId::new(format!("flood-{round}-{index}")),
-                    text: "x".repeat(1024),
-                    reply_to: None,
-                    forwarded_from: None,
+                ConversationOp::Send(Queued::new(
+                    SendMessage {
+                        actor: OpActor::Member(UserId::new("alice")),
+                        client_msg_id: ClientMsgId::new(format!("flood-{round}-{index}")),
+                        text: "x".repeat(1024),
+                        reply_to: None,
+                        forwarded_from: None,
+                    },
                     reply,
-                },
+                )),
             );
             answer
         })

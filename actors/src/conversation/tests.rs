@@ -8,8 +8,13 @@ use wire::log::LogEventBody;
 use wire::ops::SendAck;
 use wire::{ClientMsgId, ConversationId, ErrorCode, MessageId, Seq, UserId};
 
+use super::op::Queued;
 use super::{ConversationOp, Deliver, OpActor};
 use crate::node::{Limits, Node};
+use crate::ops::conversation_get::GetConversation;
+use crate::ops::message_delete::DeleteMessage;
+use crate::ops::message_edit::EditMessage;
+use crate::ops::message_send::SendMessage;
 use crate::session::{DetachedSession, Outbound, SessionHandle};
 use crate::testing::Harness;
 use crate::OpError;
@@ -24,14 +29,16 @@ fn enqueue_send(
     node.supervisor().enqueue(
         node,
         conversation_id,
-        ConversationOp::Send {
-            actor: OpActor::Member(UserId::new(user)),
-            client_msg_id: ClientMsgId::new(client_msg_id),
-            text: format!("text of {client_msg_id}"),
-            reply_to: None,
-            forwarded_from: None,
+        ConversationOp::Send(Queued::new(
+            SendMessage {
+                actor: OpActor::Member(UserId::new(user)),
+                client_msg_id: ClientMsgId::new(client_msg_id),
+                text: format!("text of {client_msg_id}"),
+                reply_to: None,
+                forwarded_from: None,
+            },
             reply,
-        },
+        )),
     );
     answer
 }
@@ -191,12 +198,14 @@ async fn members_only_and_senders_only() {
     harness.node.supervisor().enqueue(
         &harness.node,
         &conversation_id,
-        ConversationOp::Edit {
-            user_id: UserId::new("bob"),
-            message_id: ack.message_id.clone(),
-            text: "not yours".to_owned(),
+        ConversationOp::Edit(Queued::new(
+            EditMessage {
+                user_id: UserId::new("bob"),
+                message_id: ack.message_id.clone(),
+                text: "not yours".to_owned(),
+            },
             reply,
-        },
+        )),
     );
     assert_eq!(
         answer.await.unwrap().unwrap_err().code,
@@ -206,21 +215,25 @@ async fn members_only_and_senders_only() {
     harness.node.supervisor().enqueue(
         &harness.node,
         &conversation_id,
-        ConversationOp::Delete {
-            user_id: UserId::new("alice"),
-            message_id: MessageId::new("no-such-message"),
+        ConversationOp::Delete(Queued::new(
+            DeleteMessage {
+                user_id: UserId::new("alice"),
+                message_id: MessageId::new("no-such-message"),
+            },
             reply,
-        },
+        )),
     );
     assert_eq!(answer.await.unwrap().unwrap_err().code, ErrorCode::NotFound);
     let (reply, answer) = oneshot::channel();
     harness.node.supervisor().enqueue(
         &harness.node,
         &ConversationId::new("missing"),
-        ConversationOp::Get {
-            user_id: UserId::new("alice"),
+        ConversationOp::Get(Queued::new(
+            GetConversation {
+                user_id: UserId::new("alice"),
+            },
             reply,
-        },
+        )),
     );
     assert_eq!(answer.await.unwrap().unwrap_err().code, ErrorCode::NotFound);
 }

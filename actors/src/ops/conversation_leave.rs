@@ -1,0 +1,26 @@
+//! `conversation.leave`: the caller removes themselves from a group.
+
+use wire::frames::Request;
+use wire::ops::{ConversationRef, Empty};
+
+use super::conversation_remove_members::RemoveMembers;
+use super::shared::{ask_json, decode, Answer};
+use crate::conversation::ConversationOp;
+use crate::dispatch::Caller;
+use crate::node::Node;
+use crate::OpError;
+
+pub(crate) fn start(node: &Node, caller: &Caller, request: &Request) -> Result<Answer, OpError> {
+    let args: ConversationRef = decode(request)?;
+    let leave = RemoveMembers {
+        user_id: caller.user_id.clone(),
+        user_ids: vec![caller.user_id.clone()],
+    };
+    Ok(ask_json(
+        node,
+        &args.conversation_id,
+        ConversationOp::RemoveMembers,
+        leave,
+        |_| Empty {},
+    ))
+}

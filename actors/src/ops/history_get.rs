@@ -1,0 +1,79 @@
+//! `history.get` (and the backend's REST history): a page of a conversation's messages.
+
+use ports::MessageQuery;
+use wire::frames::Request;
+use wire::ops::{self, HistoryArgs, HistoryResult};
+use wire::{ConversationId, Seq, UserId};
+
+use super::shared::{ask, ask_json, check_limit, decode, Answer};
+use crate::conversation::op::Applied;
+use crate::conversation::{ConversationOp, ConversationState};
+use crate::dispatch::Caller;
+use crate::node::Node;
+use crate::OpError;
+
+/// Reads messages, from the actor's window when it covers the range, else the cache or store.
+pub struct ReadHistory {
+    /// `None` for the app backend, which may read any conversation.
+    pub user_id: Option<UserId>,
+    pub query: MessageQuery,
+}
+
+pub(crate) fn start(node: &Node, caller: &Caller, request: &Request) -> Result<Answer, OpError> {
+    let args: HistoryArgs = decode(request)?;
+    let limit = check_limit(
+        args.limit,
+        ops::HISTORY_DEFAULT_LIMIT,
+        ops::HISTORY_MAX_LIMIT,
+    )?;
+    let read = ReadHistory {
+        user_id: Some(caller.user_id.clone()),
+        query: MessageQuery {
+            after_seq: args.after_seq,
+            before_seq: args.before_seq,
+            limit,
+        },
+    };
+    Ok(ask_json(
+        node,
+        &args.conversation_id,
+        ConversationOp::History,
+        read,
+        |history| history,
+    ))
+}
+
+/// History for the app backend (REST, API key).
+pub async fn backend_history(
+    node: &Node,
+    conversation_id: &ConversationId,
+    before_seq: Option<Seq>,
+    after_seq: Option<Seq>,
+    limit: Option<u32>,
+) -> Result<HistoryResult, OpError> {
+    let limit = check_limit(limit, ops::HISTORY_DEFAULT_LIMIT, ops::HISTORY_MAX_LIMIT)?;
+    let read = ReadHistory {
+        user_id: None,
+        query: MessageQuery {
+            after_seq,
+            before_seq,
+            limit,
+        },
+    };
+    ask(node, conversation_id, ConversationOp::History, read).await
+}
+
+impl ReadHistory {
+    pub(crate) async fn apply(
+        self,
+        node: &Node,
+        committed: &ConversationState,
+    ) -> Result<Applied<HistoryResult>, OpError> {
+        if let Some(user_id) = &self.user_id {
+            committed.require_member(user_id)?;
+        }
+        Ok(Applied::Answered(
+            committed.history(node, self.query).await?,
+        ))
+    }
+}

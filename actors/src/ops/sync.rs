@@ -1,0 +1,61 @@
+//! `sync`: the messages after the last seq a client saw, for several conversations at once.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+use futures::FutureExt;
+use ports::MessageQuery;
+use wire::frames::Request;
+use wire::ops::{SyncArgs, SyncResult};
+use wire::ErrorCode;
+
+use super::history_get::ReadHistory;
+use super::shared::{ask, decode, json, Answer};
+use crate::conversation::ConversationOp;
+use crate::dispatch::Caller;
+use crate::node::Node;
+use crate::OpError;
+
+/// Most conversations one `sync` may list.
+pub const MAX_SYNC_CONVERSATIONS: usize = 1000;
+
+pub(crate) fn start(node: &Node, caller: &Caller, request: &Request) -> Result<Answer, OpError> {
+    let args: SyncArgs = decode(request)?;
+    if args.conversations.len() > MAX_SYNC_CONVERSATIONS {
+        return Err(OpError::bad_request(format!(
+            "at most {MAX_SYNC_CONVERSATIONS} conversations per sync"
+        )));
+    }
+    let page = node.limits().sync_page;
+    let answers: Vec<_> = args
+        .conversations
+        .into_iter()
+        .map(|(conversation_id, last_seen)| {
+            let read = ReadHistory {
+                user_id: Some(caller.user_id.clone()),
+                query: MessageQuery {
+                    after_seq: Some(last_seen),
+                    before_seq: None,
+                    limit: page,
+                },
+            };
+            let answer = ask(node, &conversation_id, ConversationOp::History, read);
+            async move { (conversation_id, answer.await) }
+        })
+        .collect();
+    Ok(async move {
+        let mut conversations = BTreeMap::new();
+        for (conversation_id, answer) in join_all(answers).await {
+            match answer {
+                Ok(history) => {
+                    conversations.insert(conversation_id, history);
+                }
+                // Conversations the user left or that are gone are left out.
+                Err(error) if matches!(error.code, ErrorCode::NotMember | ErrorCode::NotFound) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        json(&SyncResult { conversations })
+    }
+    .boxed_local())
+}

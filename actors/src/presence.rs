@@ -1,0 +1,135 @@
+//! Sessions coming and going: registering a session with the registry and presence, and
+//! telling a user's co-members when the user comes online or goes offline.
+
+use std::collections::BTreeSet;
+
+use chrono::Utc;
+use ports::StoredConversation;
+use wire::events::ServerEvent;
+use wire::{ConversationId, UserId};
+
+use crate::conversation::publish;
+use crate::node::Node;
+use crate::session::SessionHandle;
+use crate::OpError;
+
+/// All conversations of a user.
+async fn all_conversations(
+    node: &Node,
+    user_id: &UserId,
+) -> Result<Vec<StoredConversation>, OpError> {
+    // One call, one snapshot: paging by the activity cursor could skip a conversation whose
+    // activity changed between two pages (the adapters load a user's whole list per call).
+    const EVERY: usize = 1_000_000;
+    Ok(node
+        .ports()
+        .directory
+        .list_for_user(user_id, None, EVERY)
+        .await?)
+}
+
+fn co_members(user_id: &UserId, conversations: &[StoredConversation]) -> BTreeSet<UserId> {
+    conversations
+        .iter()
+        .flat_map(|stored| stored.record.conversation.members.iter())
+        .filter(|member| *member != user_id)
+        .cloned()
+        .collect()
+}
+
+/// Tells co-members a user came online (`last_seen: None`) or went offline at `last_seen`.
+async fn announce_presence(
+    node: &Node,
+    user_id: &UserId,
+    last_seen: Option<wire::Timestamp>,
+    co_members: BTreeSet<UserId>,
+) {
+    let online = last_seen.is_none();
+    for member in co_members {
+        publish(
+            node,
+            ports::BusTopic::User(member),
+            ServerEvent::Presence {
+                user_id: user_id.clone(),
+                online,
+                last_seen,
+            },
+        )
+        .await;
+    }
+}
+
+/// Registers a new session: queues `welcome` as its first frame, routes its user's
+/// conversations to it and marks the user online.
+pub async fn open_session(
+    node: &Node,
+    session: &SessionHandle,
+    welcome: bytestring::ByteString,
+) -> Result<(), OpError> {
+    let user_id = session.user_id();
+    let conversations = all_conversations(node, user_id).await?;
+    let ids: Vec<ConversationId> = conversations
+        .iter()
+        .map(|stored| stored.record.conversation.conversation_id.clone())
+        .collect();
+    node.registry()
+        .register_session(session, &ids, Some(welcome))
+        .await?;
+    let came_online = node
+        .ports()
+        .presence
+        .connect(user_id, session.session_id(), node.node_id())
+        .await?;
+    if came_online {
+        announce_presence(node, user_id, None, co_members(user_id, &conversations)).await;
+    }
+    Ok(())
+}
+
+/// Unregisters a closed session; announces the user offline when it was their last.
+pub async fn close_session(node: &Node, session: &SessionHandle) {
+    node.registry().unregister_session(session);
+    let user_id = session.user_id();
+    let went_offline = match node
+        .ports()
+        .presence
+        .disconnect(user_id, session.session_id(), node.node_id())
+        .await
+    {
+        Ok(went_offline) => went_offline,
+        Err(error) => {
+            tracing::warn!(user_id = %user_id, error = %error, "presence disconnect failed");
+            return;
+        }
+    };
+    if went_offline {
+        announce_offline(node, user_id).await;
+    }
+}
+
+/// Tells the user's co-members that the user went offline, with the recorded `last_seen`.
+pub async fn announce_offline(node: &Node, user_id: &UserId) {
+    let conversations = match all_conversations(node, user_id).await {
+        Ok(conversations) => conversations,
+        Err(error) => {
+            tracing::warn!(user_id = %user_id, error = %error, "announcing offline failed");
+            return;
+        }
+    };
+    let last_seen = node
+        .ports()
+        .presence
+        .get(std::slice::from_ref(user_id))
+        .await
+        .ok()
+        .and_then(|mut presence| presence.remove(user_id))
+        .and_then(|info| info.last_seen)
+        .unwrap_or_else(Utc::now);
+    announce_presence(
+        node,
+        user_id,
+        Some(last_seen),
+        co_members(user_id, &conversations),
+    )
+    .await
+}
