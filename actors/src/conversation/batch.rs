@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use chrono::Utc;
-use ports::{BusEnvelope, DedupKey, PortError, Reservation};
+use ports::{Backoff, BusEnvelope, DedupKey, PortError, Reservation};
 use wire::log::{LogEvent, LogEventBody, MessageRecord};
 use wire::ops::SendAck;
 use wire::{ConversationId, Seq, Timestamp};
@@ -334,7 +334,10 @@ async fn publish(node: &Node, conversation_id: &ConversationId, envelopes: Vec<B
 async fn append_tombstones(node: Node, tombstones: Vec<LogEvent>) {
     const GIVE_UP_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
     let started = Instant::now();
-    let mut backoff = std::time::Duration::from_millis(100);
+    let mut backoff = Backoff::new(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(5),
+    );
     loop {
         match node.ports().log.append(tombstones.clone()).await {
             Ok(()) => {
@@ -346,8 +349,7 @@ async fn append_tombstones(node: Node, tombstones: Vec<LogEvent>) {
             }
             Err(error) if started.elapsed() < GIVE_UP_AFTER => {
                 tracing::debug!(error = %error, "recording aborted sends failed, retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                tokio::time::sleep(backoff.next_delay()).await;
             }
             Err(error) => {
                 tracing::error!(error = %error, sends = tombstones.len(), "gave up recording aborted sends; if the log stored them they stay visible");

@@ -6,7 +6,7 @@ use bytestring::ByteString;
 use tokio::sync::oneshot;
 use wire::log::LogEventBody;
 use wire::ops::SendAck;
-use wire::{ClientMsgId, ConversationId, ErrorCode, MessageId, Seq, UserId};
+use wire::{ClientMsgId, CloseCode, ConversationId, ErrorCode, MessageId, Seq, UserId};
 
 use super::op::Queued;
 use super::{ConversationOp, Deliver, OpActor};
@@ -342,7 +342,7 @@ async fn a_session_that_does_not_read_is_closed_with_4009() {
     assert!(!session.deliver(ByteString::from("4")));
     assert_eq!(
         detached.close_request().map(|request| request.code),
-        Some(4009)
+        Some(CloseCode::TooSlow)
     );
     assert_eq!(metrics.outbound_overflows.get(), 1, "counted once");
 }

@@ -35,9 +35,7 @@ pub enum QueuedFrames {
 /// A request to close a session: its close frame, and what happens to the frames queued before.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseRequest {
-    /// The close frame's code: a [`CloseCode`] (see [`CloseRequest::new`]), kept as the number
-    /// the frame and the `parley_ws_closes_total` label carry.
-    pub code: u16,
+    pub code: CloseCode,
     pub reason: String,
     pub queued: QueuedFrames,
 }
@@ -45,7 +43,7 @@ pub struct CloseRequest {
 impl CloseRequest {
     pub fn new(code: CloseCode, reason: &str, queued: QueuedFrames) -> Self {
         Self {
-            code: code.code(),
+            code,
             reason: reason.to_owned(),
             queued,
         }
@@ -121,7 +119,7 @@ impl SessionShared {
             outgoing.queue = VecDeque::new();
             let close = outgoing.close.as_ref().expect("checked above");
             return Next::Close(CloseFrame {
-                code: WsCloseCode::from(close.code),
+                code: WsCloseCode::from(close.code.code()),
                 reason: Utf8Bytes::from(close.reason.clone()),
             });
         }
@@ -198,7 +196,7 @@ impl SessionHandle {
             }
             self.shared
                 .closes
-                .with_label_values(&[&request.code.to_string()])
+                .with_label_values(&[&request.code.code().to_string()])
                 .inc();
             outgoing.close = Some(request);
         }
