@@ -17,9 +17,13 @@ use serde_json::{json, Value};
 /// A frame twice the hard limit (1 MiB): the server must close with 1009.
 const OVERSIZED_FRAME_BYTES: usize = 2 * 1024 * 1024;
 
+/// How soon the server must end the connection once the client answered its close: well
+/// under the 2 s it waits for a client that does not answer.
+const CLOSE_ANSWERED_WITHIN: Duration = Duration::from_millis(1500);
+
 /// Connects to `node` as `user_id`, sends one 2 MiB text frame, and checks that the close frame
-/// with 1009 arrives (not a reset), and that the connection then ends cleanly once the client
-/// has answered the close.
+/// with 1009 arrives (not a reset), and that the connection then ends cleanly as soon as the
+/// client has answered the close (the server sees the answer behind the unread frame).
 async fn oversized_frame_gets_its_close_code(node: &TestServer, user_id: &str) {
     let token = node.token(user_id).await;
     let mut socket = RawSocket::connect(&node.addr, &token).await;
@@ -30,10 +34,10 @@ async fn oversized_frame_gets_its_close_code(node: &TestServer, user_id: &str) {
     let (code, reason) = socket.close_frame().await;
     assert_eq!(code, 1009, "{user_id}: {reason}");
     socket.send_close(1009).await;
-    match socket.ended_within(Duration::from_secs(5)).await {
+    match socket.ended_within(CLOSE_ANSWERED_WITHIN).await {
         Some(Ok(())) => {}
         Some(Err(error)) => panic!("{user_id}: reset after the close handshake: {error}"),
-        None => panic!("{user_id}: the server kept the connection open after the handshake"),
+        None => panic!("{user_id}: the connection was still open {CLOSE_ANSWERED_WITHIN:?} after the client's close answer"),
     }
 }
 
@@ -59,6 +63,27 @@ async fn a_frame_over_the_hard_limit_is_closed_with_1009_on_a_cluster_node() {
     let cluster = TestCluster::start(2, &[]).await;
     let nodes: Vec<&TestServer> = cluster.nodes.iter().collect();
     oversized_frames_on(&nodes, 4).await;
+}
+
+#[tokio::test]
+async fn a_protocol_error_is_closed_with_1002_not_a_reset() {
+    let server = TestServer::start().await;
+    let token = server.token("mallory").await;
+    let mut socket = RawSocket::connect(&server.addr, &token).await;
+    // A frame of a reserved opcode, then more input the server never reads as frames.
+    socket.send_frame(0x3, b"reserved").await.expect("sent");
+    let trailing = vec![b'y'; 512 * 1024];
+    if let Err(error) = socket.send_frame(0x1, &trailing).await {
+        panic!("the server broke the connection while input was sent: {error}");
+    }
+    let (code, reason) = socket.close_frame().await;
+    assert_eq!(code, 1002, "{reason}");
+    socket.send_close(1002).await;
+    match socket.ended_within(CLOSE_ANSWERED_WITHIN).await {
+        Some(Ok(())) => {}
+        Some(Err(error)) => panic!("reset after the close handshake: {error}"),
+        None => panic!("still open {CLOSE_ANSWERED_WITHIN:?} after the client's close answer"),
+    }
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 use wire::{CloseCode, Timestamp};
 
 use super::actor::{Received, Session};
+use super::framing::TrackedStream;
 use super::handle::{Next, Outbound, SessionShared};
 use super::Socket;
 use crate::node::Limits;
@@ -94,8 +95,13 @@ impl Connection {
         Self {
             timer: tokio::time::sleep_until(now + limits.heartbeat),
             state: ConnectionState::Building(
-                WebSocketStream::from_partially_read(io, leftover, Role::Server, Some(config))
-                    .boxed_local(),
+                WebSocketStream::from_partially_read(
+                    TrackedStream::new(io, &leftover),
+                    leftover,
+                    Role::Server,
+                    Some(config),
+                )
+                .boxed_local(),
             ),
             next_ping: now + limits.heartbeat,
             expires: now + until_expiry,
@@ -141,7 +147,8 @@ enum Input {
     /// Raw bytes from the TCP stream, dropped: the WebSocket can no longer read frames (a frame
     /// over the hard limit, a protocol error), and closing a socket with unread input would
     /// reset the connection, losing the close frame on its way to the client. Until the
-    /// client ends the connection or the close handshake times out.
+    /// client's close frame went by ([`TrackedStream`]), the client ends the connection, or
+    /// the close handshake times out.
     Dropped,
 }
 
@@ -214,10 +221,15 @@ impl Link {
     }
 
     /// Reads and drops what the client sends ([`Input::Dropped`]) until nothing is left for
-    /// now, or the connection ends.
+    /// now, or its close frame went by, or the connection ends.
     fn drop_input(&mut self, cx: &mut Context<'_>) {
         let mut scratch = [0u8; DISCARD_CHUNK];
         for _ in 0..READ_BUDGET {
+            if self.socket.get_ref().client_closed() {
+                // Nothing more comes: the connection ends once our close frame is out.
+                self.phase = self.phase.read_ended();
+                return;
+            }
             let mut buffer = ReadBuf::new(&mut scratch);
             match Pin::new(self.socket.get_mut()).poll_read(cx, &mut buffer) {
                 Poll::Pending => return,
