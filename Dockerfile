@@ -4,7 +4,11 @@
 # parley-loadtest.
 #
 #   docker build -t parley:local .
-#   docker run --rm -p 8080:8080 -v parley-data:/var/lib/parley parley:local     # standalone node
+#   docker run --rm -p 127.0.0.1:8080:8080 -v parley-data:/var/lib/parley \
+#     -e PARLEY__AUTH__JWT_SECRET="$(openssl rand -base64 48)" \
+#     -e PARLEY__AUTH__API_KEY="$(openssl rand -hex 24)" parley:local          # standalone node
+#   (the image binds 0.0.0.0, where the node refuses to start with the public development
+#   secrets: pass real ones)
 #   docker run --rm --entrypoint ingest parley:local --help
 #
 # Stages:
@@ -99,6 +103,9 @@ COPY config/parley.toml /etc/parley/parley.toml
 WORKDIR /var/lib/parley
 USER 10001:10001
 
+# All interfaces, so the published port reaches the node: it then refuses the public development
+# secrets (auth.allow_dev_secrets_on_public_bind), so PARLEY__AUTH__JWT_SECRET and
+# PARLEY__AUTH__API_KEY must be given.
 ENV PARLEY__SERVER__BIND=0.0.0.0:8080
 # 8080: parley-server (HTTP, WebSocket, /metrics). 9091: ingest (/healthz, /readyz, /metrics)
 # once ingest.bind is set to 0.0.0.0:9091.

@@ -78,20 +78,26 @@ impl OpError {
     }
 }
 
+/// What a client reads for a port failure that is not a conflict: a fixed text, since the
+/// detail (hosts, keys, driver messages) is for the operator's log, not for clients.
+pub const UNAVAILABLE_MESSAGE: &str = "a backing service is unavailable, nothing was accepted";
+pub const INTERNAL_MESSAGE: &str = "internal error (the details are in the server's log)";
+
 /// The code and message a client sees for a port failure. Unavailable and conflict keep their
-/// codes; everything else is internal.
+/// codes; everything else is internal. The full error goes to the log (warn), never to the
+/// client: a conflict's text is Parley's own, every other failure answers a fixed text.
 impl From<PortError> for OpError {
     fn from(error: PortError) -> Self {
         match error {
-            PortError::Unavailable { service, source } => OpError::unavailable(format!(
-                "a backing service is unavailable, nothing was accepted: {service}: {source}"
-            )),
             PortError::Conflict { what } => OpError::conflict(what),
-            PortError::Rejected { service, source } => {
-                OpError::internal(format!("{service}: {source}"))
+            error @ PortError::Unavailable { .. } => {
+                tracing::warn!(error = %error, "backing service unavailable, answered `unavailable`");
+                OpError::unavailable(UNAVAILABLE_MESSAGE)
             }
-            PortError::Internal { source } => OpError::internal(source.to_string()),
-            corrupt @ PortError::Corrupt { .. } => OpError::internal(corrupt.to_string()),
+            error => {
+                tracing::warn!(error = %error, "backing service failure, answered `internal`");
+                OpError::internal(INTERNAL_MESSAGE)
+            }
         }
     }
 }
@@ -103,25 +109,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn port_failures_keep_their_client_codes_and_messages() {
+    fn port_failures_keep_their_codes_and_never_show_their_detail() {
         let unavailable =
             OpError::from(PortError::unavailable(Service::Redis, "connection refused"));
         assert_eq!(unavailable.code, ErrorCode::Unavailable);
-        assert_eq!(
-            unavailable.message,
-            "a backing service is unavailable, nothing was accepted: redis: connection refused"
-        );
+        assert_eq!(unavailable.message, UNAVAILABLE_MESSAGE);
         let conflict = OpError::from(PortError::conflict("conversation c is not at version 1"));
         assert_eq!(conflict.code, ErrorCode::Conflict);
         assert_eq!(conflict.message, "conversation c is not at version 1");
         let rejected = OpError::from(PortError::rejected(Service::MongoDb, "write refused"));
         assert_eq!(rejected.code, ErrorCode::Internal);
-        assert_eq!(rejected.message, "mongodb: write refused");
+        assert_eq!(rejected.message, INTERNAL_MESSAGE);
         let internal = OpError::from(PortError::internal("subscription worker stopped"));
         assert_eq!(internal.code, ErrorCode::Internal);
-        assert_eq!(internal.message, "subscription worker stopped");
+        assert_eq!(internal.message, INTERNAL_MESSAGE);
         let corrupt = OpError::from(PortError::corrupt(Service::Redis, "message", "eof"));
         assert_eq!(corrupt.code, ErrorCode::Internal);
-        assert_eq!(corrupt.message, "bad message in redis: eof");
+        assert_eq!(corrupt.message, INTERNAL_MESSAGE);
     }
 }

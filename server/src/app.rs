@@ -75,6 +75,15 @@ fn report_secret_sources(loaded: &Loaded) {
     if loaded.jwt_secret_source == SecretSource::DevDefault {
         tracing::warn!("USING THE DEVELOPMENT JWT SECRET: set PARLEY__AUTH__JWT_SECRET for anything but local development");
     }
+    let settings = &loaded.settings;
+    if let (Some(key), true) = (settings.dev_secret_in_use(), settings.binds_publicly()) {
+        // Validation let it through: auth.allow_dev_secrets_on_public_bind is set.
+        tracing::warn!(
+            key,
+            bind = %settings.server.bind,
+            "PUBLIC DEVELOPMENT SECRET ON A NON-LOOPBACK ADDRESS (auth.allow_dev_secrets_on_public_bind): anyone can mint tokens or call the HTTP API"
+        );
+    }
 }
 
 /// The bound HTTP listener, and the names the node takes from its address.

@@ -1,4 +1,5 @@
-//! Tokens (HS256 JWTs: `sub`, `exp`, `iat`) and the app backends' API key.
+//! Tokens (HS256 JWTs: `sub`, `exp`, `iat`, and `nbf` when a token has one) and the app
+//! backends' API key.
 
 use chrono::{DateTime, TimeZone, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -32,6 +33,9 @@ pub enum AuthError {
     Invalid(String),
 }
 
+/// Seconds of clock difference tolerated on `exp` and `nbf` (docs/protocol.md §2.2).
+const TOKEN_CLOCK_LEEWAY_SECS: u64 = 60;
+
 pub struct Authenticator {
     encoding: EncodingKey,
     decoding: DecodingKey,
@@ -44,7 +48,10 @@ impl Authenticator {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
         validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 60;
+        // A token carrying `nbf` is refused until then (RFC 7519 §4.1.5); the leeway applies to
+        // `exp` and `nbf` alike, for clocks that disagree a little.
+        validation.validate_nbf = true;
+        validation.leeway = TOKEN_CLOCK_LEEWAY_SECS;
         Self {
             encoding: EncodingKey::from_secret(jwt_secret.expose().as_bytes()),
             decoding: DecodingKey::from_secret(jwt_secret.expose().as_bytes()),
@@ -77,11 +84,14 @@ impl Authenticator {
         Ok((token, expires_at))
     }
 
-    /// Verifies signature (HS256 only), expiry and subject.
+    /// Verifies signature (HS256 only), expiry, not-before and subject.
     pub fn verify(&self, token: &str) -> Result<Verified, AuthError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|error| match error.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                    AuthError::Invalid("not valid yet (`nbf` is in the future)".to_owned())
+                }
                 _ => AuthError::Invalid(error.to_string()),
             })?;
         let claims = data.claims;
@@ -207,6 +217,37 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(auth.verify(&hs512), Err(AuthError::Invalid(_))));
+    }
+
+    /// A token signed with the test secret whose payload is `payload`.
+    fn signed(payload: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &payload,
+            &EncodingKey::from_secret(b"a-test-secret-that-is-long-enough-123"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn not_before_is_enforced_with_the_leeway() {
+        let auth = authenticator();
+        let now = Utc::now().timestamp();
+        let exp = now + 7200;
+        let later = signed(serde_json::json!({"sub": "alice", "exp": exp, "nbf": now + 3600}));
+        assert!(
+            matches!(auth.verify(&later), Err(AuthError::Invalid(reason)) if reason.contains("nbf"))
+        );
+        let within_leeway =
+            signed(serde_json::json!({"sub": "alice", "exp": exp, "nbf": now + 30}));
+        assert!(auth.verify(&within_leeway).is_ok());
+        let past = signed(serde_json::json!({"sub": "alice", "exp": exp, "nbf": now - 10}));
+        assert!(auth.verify(&past).is_ok());
+        let malformed = signed(serde_json::json!({"sub": "alice", "exp": exp, "nbf": "soon"}));
+        assert!(matches!(
+            auth.verify(&malformed),
+            Err(AuthError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -113,6 +113,9 @@ pub struct AuthSettings {
     pub api_key: Secret,
     pub token_ttl_secs: u64,
     pub max_token_ttl_secs: u64,
+    /// Start even with a public development secret on a non-loopback `server.bind` (logged
+    /// at warn); for throwaway test setups only.
+    pub allow_dev_secrets_on_public_bind: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -258,6 +261,25 @@ impl Settings {
         self.server.bind.parse().expect("validated")
     }
 
+    /// `server.bind` is not a loopback address: other machines may reach the node.
+    pub fn binds_publicly(&self) -> bool {
+        self.server
+            .bind
+            .parse::<SocketAddr>()
+            .is_ok_and(|address| !address.ip().is_loopback())
+    }
+
+    /// The key of the first public development default in use, if any.
+    pub fn dev_secret_in_use(&self) -> Option<&'static str> {
+        if self.auth.jwt_secret.expose() == DEV_JWT_SECRET {
+            Some("auth.jwt_secret")
+        } else if self.auth.api_key.expose() == DEV_API_KEY {
+            Some("auth.api_key")
+        } else {
+            None
+        }
+    }
+
     pub fn limits(&self) -> actors::Limits {
         let limits = &self.limits;
         actors::Limits {
@@ -336,6 +358,35 @@ mod tests {
             .to_string();
         assert!(error.contains("auth.jwt_secret"), "{error}");
         assert!(!error.contains("short"), "secret value leaked: {error}");
+    }
+
+    #[test]
+    fn dev_secrets_only_on_loopback_unless_allowed() {
+        let public = ("PARLEY__SERVER__BIND", "0.0.0.0:8080");
+        let error = load_with_env(None, env(&[public])).unwrap_err().to_string();
+        assert!(error.contains("auth.jwt_secret"), "{error}");
+        assert!(
+            !error.contains(DEV_JWT_SECRET),
+            "secret value leaked: {error}"
+        );
+        let jwt_secret = (
+            "PARLEY__AUTH__JWT_SECRET",
+            "a-real-secret-of-at-least-32-bytes-long",
+        );
+        let error = load_with_env(None, env(&[public, jwt_secret]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("auth.api_key"), "{error}");
+        // The default's value given explicitly is the same public secret.
+        let dev_key = ("PARLEY__AUTH__API_KEY", DEV_API_KEY);
+        assert!(load_with_env(None, env(&[public, jwt_secret, dev_key])).is_err());
+        let api_key = ("PARLEY__AUTH__API_KEY", "a-real-api-key-long-enough");
+        assert!(load_with_env(None, env(&[public, jwt_secret, api_key])).is_ok());
+        assert!(load_with_env(None, env(&[("PARLEY__SERVER__BIND", "[::1]:8080")])).is_ok());
+        let allowed = ("PARLEY__AUTH__ALLOW_DEV_SECRETS_ON_PUBLIC_BIND", "true");
+        let loaded = load_with_env(None, env(&[public, allowed])).unwrap();
+        assert!(loaded.settings.binds_publicly());
+        assert_eq!(loaded.settings.dev_secret_in_use(), Some("auth.jwt_secret"));
     }
 
     #[test]

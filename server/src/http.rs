@@ -4,7 +4,10 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
+use actix_web::middleware::{self, Next};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use wire::{ClientMsgId, ConversationId, ErrorBody, ErrorCode, MessageId, Seq, UserId};
@@ -52,14 +55,20 @@ pub fn configure(config: &mut web::ServiceConfig, max_body_bytes: usize) {
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/ws", web::get().to(crate::ws::not_upgraded))
-        .route("/api/v1/auth/token", web::post().to(issue_token))
-        .route(
-            "/api/v1/conversations/{conversation_id}/messages",
-            web::get().to(list_messages),
-        )
-        .route(
-            "/api/v1/conversations/{conversation_id}/messages",
-            web::post().to(post_message),
+        .service(
+            // Every app-backend endpoint checks `X-Api-Key` before its path, query or body is
+            // read: an anonymous caller learns nothing but 401.
+            web::scope("/api/v1")
+                .wrap(middleware::from_fn(require_api_key))
+                .route("/auth/token", web::post().to(issue_token))
+                .route(
+                    "/conversations/{conversation_id}/messages",
+                    web::get().to(list_messages),
+                )
+                .route(
+                    "/conversations/{conversation_id}/messages",
+                    web::post().to(post_message),
+                ),
         );
 }
 
@@ -94,10 +103,20 @@ fn api_key(request: &HttpRequest) -> Option<&str> {
         .and_then(|value| value.to_str().ok())
 }
 
-/// The 401 answer when the request lacks the right API key.
-fn api_key_rejection(state: &AppState, request: &HttpRequest) -> Option<HttpResponse> {
-    (!state.auth.api_key_matches(api_key(request)))
-        .then(|| error_response(ErrorCode::Unauthorized, "missing or wrong X-Api-Key"))
+/// Answers 401 to a request without the right API key, before anything else of it is read;
+/// passes the others on.
+async fn require_api_key(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let authorized = request
+        .app_data::<web::Data<Arc<AppState>>>()
+        .is_some_and(|state| state.auth.api_key_matches(api_key(request.request())));
+    if !authorized {
+        let response = error_response(ErrorCode::Unauthorized, "missing or wrong X-Api-Key");
+        return Ok(request.into_response(response));
+    }
+    Ok(next.call(request).await?.map_into_boxed_body())
 }
 
 /// The 503 answer while the node is starting or stopping.
@@ -117,12 +136,8 @@ struct TokenRequest {
 
 async fn issue_token(
     state: web::Data<Arc<AppState>>,
-    request: HttpRequest,
     body: web::Json<TokenRequest>,
 ) -> HttpResponse {
-    if let Some(response) = api_key_rejection(&state, &request) {
-        return response;
-    }
     let body = body.into_inner();
     if let Err(error) = actors::dispatch::check_user_id(&body.user_id) {
         return op_error_response(error);
@@ -160,13 +175,10 @@ struct HistoryQuery {
 
 async fn list_messages(
     state: web::Data<Arc<AppState>>,
-    request: HttpRequest,
     path: web::Path<String>,
     query: web::Query<HistoryQuery>,
 ) -> HttpResponse {
-    if let Some(response) =
-        api_key_rejection(&state, &request).or_else(|| not_ready_rejection(&state))
-    {
+    if let Some(response) = not_ready_rejection(&state) {
         return response;
     }
     let conversation_id = ConversationId::new(path.into_inner());
@@ -196,13 +208,10 @@ struct PostMessage {
 
 async fn post_message(
     state: web::Data<Arc<AppState>>,
-    request: HttpRequest,
     path: web::Path<String>,
     body: web::Json<PostMessage>,
 ) -> HttpResponse {
-    if let Some(response) =
-        api_key_rejection(&state, &request).or_else(|| not_ready_rejection(&state))
-    {
+    if let Some(response) = not_ready_rejection(&state) {
         return response;
     }
     let conversation_id = ConversationId::new(path.into_inner());

@@ -46,7 +46,11 @@ pub(super) enum Received {
     Frame,
     /// The client's close frame: the socket has queued the answer; nothing more is read.
     PeerClosed,
-    /// Nothing more can be read (the connection ended, or a protocol or size error).
+    /// No more frames can be read (a frame over the hard limit, or a protocol error), but the
+    /// client may still be sending: what it sends is read and dropped until it ends the
+    /// connection or the close handshake times out.
+    Unreadable,
+    /// Nothing more can be read: the connection ended.
     End,
 }
 
@@ -238,7 +242,7 @@ impl Session {
             return match item {
                 Ok(Message::Close(_)) => Received::PeerClosed,
                 Ok(_) => Received::Frame,
-                Err(_) => Received::End,
+                Err(error) => self.on_read_error(error),
             };
         }
         match item {
@@ -258,16 +262,14 @@ impl Session {
                 self.handle.close(CloseCode::Normal, "closed by client");
                 Received::PeerClosed
             }
-            Err(error) => {
-                self.on_read_error(error);
-                Received::End
-            }
+            Err(error) => self.on_read_error(error),
         }
     }
 
-    /// Nothing more can be read: closes with 1009 for a frame over the hard limit, 1002 for a
-    /// broken protocol (the connection is then dropped as it is).
-    fn on_read_error(&self, error: WsError) {
+    /// No more frames can be read: closes with 1009 for a frame over the hard limit, 1002 for
+    /// a broken protocol (unless a close is under way already); the close handshake then goes
+    /// on over a socket whose input is dropped ([`Received::Unreadable`]).
+    fn on_read_error(&self, error: WsError) -> Received {
         match error {
             WsError::Capacity(
                 CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders,
@@ -277,6 +279,7 @@ impl Session {
                     "frame over 1 MiB",
                     QueuedFrames::SendBeforeClose,
                 ));
+                Received::Unreadable
             }
             error @ (WsError::Protocol(_) | WsError::Utf8(_)) => {
                 tracing::debug!(error = %error, "websocket protocol error");
@@ -285,8 +288,12 @@ impl Session {
                     "protocol error",
                     QueuedFrames::Discard,
                 ));
+                Received::Unreadable
             }
-            error => tracing::debug!(error = %error, "websocket connection ended"),
+            error => {
+                tracing::debug!(error = %error, "websocket connection ended");
+                Received::End
+            }
         }
     }
 

@@ -10,6 +10,7 @@ use tokio::time::{Instant, Sleep};
 use actix::{ActorContext, ActorFuture, Context as ActixContext};
 use futures::future::LocalBoxFuture;
 use futures::{FutureExt, SinkExt, StreamExt};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -17,6 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 use wire::{CloseCode, Timestamp};
 
 use super::actor::{Received, Session};
+use super::framing::TrackedStream;
 use super::handle::{Next, Outbound, SessionShared};
 use super::Socket;
 use crate::node::Limits;
@@ -35,6 +37,10 @@ const CLOSE_SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// (closing a socket with unread input would reset it, and the client could lose the close
 /// frame).
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Bytes read per call while input is dropped (after a frame over the hard limit or a protocol
+/// error); with [`READ_BUDGET`] calls per poll, up to 256 KiB per poll.
+const DISCARD_CHUNK: usize = 8 * 1024;
 
 /// The WebSocket settings of a session: frames and messages up to `hard_frame_bytes` (larger
 /// ones close the session with 1009 without being read), a 256-byte read buffer (most chat
@@ -89,8 +95,13 @@ impl Connection {
         Self {
             timer: tokio::time::sleep_until(now + limits.heartbeat),
             state: ConnectionState::Building(
-                WebSocketStream::from_partially_read(io, leftover, Role::Server, Some(config))
-                    .boxed_local(),
+                WebSocketStream::from_partially_read(
+                    TrackedStream::new(io, &leftover),
+                    leftover,
+                    Role::Server,
+                    Some(config),
+                )
+                .boxed_local(),
             ),
             next_ping: now + limits.heartbeat,
             expires: now + until_expiry,
@@ -102,6 +113,7 @@ impl Connection {
 struct Link {
     socket: Socket,
     phase: Phase,
+    input: Input,
     /// Written frames not flushed yet (or, after the client's close frame, the socket's answer).
     unflushed: bool,
     /// Closing: the connection ends at this instant at the latest.
@@ -126,6 +138,19 @@ enum Phase {
 
 // A link's phase is one byte (it took the place of three of the link's four flags).
 const _: () = assert!(std::mem::size_of::<Phase>() == 1);
+
+/// What reading does while the phase reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// Frames, through the WebSocket.
+    Frames,
+    /// Raw bytes from the TCP stream, dropped: the WebSocket can no longer read frames (a frame
+    /// over the hard limit, a protocol error), and closing a socket with unread input would
+    /// reset the connection, losing the close frame on its way to the client. Until the
+    /// client's close frame went by ([`TrackedStream`]), the client ends the connection, or
+    /// the close handshake times out.
+    Dropped,
+}
 
 impl Phase {
     fn reads(self) -> bool {
@@ -162,6 +187,7 @@ impl Link {
         Self {
             socket,
             phase: Phase::Open,
+            input: Input::Frames,
             unflushed: false,
             closing_deadline: None,
         }
@@ -173,6 +199,9 @@ impl Link {
             if !self.phase.reads() || act.checking {
                 return;
             }
+            if self.input == Input::Dropped {
+                return self.drop_input(cx);
+            }
             match self.socket.poll_next_unpin(cx) {
                 Poll::Pending => return,
                 Poll::Ready(None) => self.phase = self.phase.read_ended(),
@@ -182,11 +211,37 @@ impl Link {
                         self.phase = Phase::FlushingToEnd;
                         self.unflushed = true;
                     }
+                    Received::Unreadable => self.input = Input::Dropped,
                     Received::End => self.phase = self.phase.read_ended(),
                 },
             }
         }
         // More to read: let the actor's other work run first.
+        cx.waker().wake_by_ref();
+    }
+
+    /// Reads and drops what the client sends ([`Input::Dropped`]) until nothing is left for
+    /// now, or its close frame went by, or the connection ends.
+    fn drop_input(&mut self, cx: &mut Context<'_>) {
+        let mut scratch = [0u8; DISCARD_CHUNK];
+        for _ in 0..READ_BUDGET {
+            if self.socket.get_ref().client_closed() {
+                // Nothing more comes: the connection ends once our close frame is out.
+                self.phase = self.phase.read_ended();
+                return;
+            }
+            let mut buffer = ReadBuf::new(&mut scratch);
+            match Pin::new(self.socket.get_mut()).poll_read(cx, &mut buffer) {
+                Poll::Pending => return,
+                Poll::Ready(Ok(())) if !buffer.filled().is_empty() => {}
+                // The end of the connection, or a broken one.
+                Poll::Ready(_) => {
+                    self.phase = self.phase.read_ended();
+                    return;
+                }
+            }
+        }
+        // More to drop: let the actor's other work run first.
         cx.waker().wake_by_ref();
     }
 

@@ -14,9 +14,12 @@
 //!   outbound queue and its close request ([`CloseRequest`]).
 //! - `actor`: the [`Session`] actix actor and what it does with each frame read.
 //! - `connection`: the socket driver: reads, writes, one timer, the close handshake.
+//! - `framing`: the TCP stream under the WebSocket, which follows the client's frame
+//!   boundaries so that input dropped after a 1009 or 1002 still shows the client's close frame.
 
 mod actor;
 mod connection;
+mod framing;
 mod handle;
 
 use tokio_tungstenite::WebSocketStream;
@@ -33,4 +36,4 @@ pub struct SessionParams {
 }
 
 /// An upgraded client connection.
-pub type Socket = WebSocketStream<tokio::net::TcpStream>;
+type Socket = WebSocketStream<framing::TrackedStream>;

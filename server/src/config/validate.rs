@@ -15,6 +15,7 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
     validate_durable_sections(settings)?;
     validate_storage(&settings.storage)?;
     validate_auth(&settings.auth)?;
+    validate_dev_secrets_bind(settings)?;
     validate_limits(&settings.limits)?;
     validate_rate_limit(&settings.rate_limit)?;
     validate_log(&settings.log)
@@ -138,6 +139,27 @@ fn validate_auth(auth: &AuthSettings) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// The public development secrets only on a loopback address, unless explicitly allowed
+/// (`auth.allow_dev_secrets_on_public_bind`, which the start-up log then warns about).
+fn validate_dev_secrets_bind(settings: &Settings) -> Result<(), ConfigError> {
+    if settings.auth.allow_dev_secrets_on_public_bind || !settings.binds_publicly() {
+        return Ok(());
+    }
+    let Some(dev_key) = settings.dev_secret_in_use() else {
+        return Ok(());
+    };
+    Err(invalid(
+        dev_key,
+        format!(
+            "is the public development default (empty or not set), and server.bind {} is not a \
+             loopback address: set a secret of your own (PARLEY__{}), or \
+             auth.allow_dev_secrets_on_public_bind = true for a throwaway test setup",
+            settings.server.bind,
+            dev_key.replace('.', "__").to_uppercase()
+        ),
+    ))
 }
 
 fn validate_limits(limits: &LimitSettings) -> Result<(), ConfigError> {

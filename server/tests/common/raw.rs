@@ -84,6 +84,32 @@ impl RawSocket {
         }
     }
 
+    /// Sends one final, masked data frame of `opcode` (0x1 text, 0x2 binary) with `payload`,
+    /// however large; `Err` when the server breaks the connection while it is written.
+    pub async fn send_frame(&mut self, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
+        let mask = [0x0fu8, 0xf0, 0x3c, 0xc3];
+        let mut frame = vec![0x80 | opcode];
+        match payload.len() {
+            length @ 0..=125 => frame.push(0x80 | length as u8),
+            length @ 126..=0xffff => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(length as u16).to_be_bytes());
+            }
+            length => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(length as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(
+            payload
+                .iter()
+                .enumerate()
+                .map(|(index, byte)| byte ^ mask[index % 4]),
+        );
+        self.stream.write_all(&frame).await
+    }
+
     /// Sends a (masked) close frame with `code`.
     pub async fn send_close(&mut self, code: u16) {
         let mask = [0x12u8, 0x34, 0x56, 0x78];
