@@ -113,7 +113,10 @@ mod tests {
 
     #[test]
     fn seqs_past_the_maximum_are_refused_when_decoded() {
-        assert_eq!(serde_json::from_str::<Seq>("9007199254740991").unwrap(), Seq::MAX);
+        assert_eq!(
+            serde_json::from_str::<Seq>("9007199254740991").unwrap(),
+            Seq::MAX
+        );
         for out_of_range in ["9007199254740992", "18446744073709551615"] {
             let error = serde_json::from_str::<Seq>(out_of_range).unwrap_err();
             assert!(error.to_string().contains("out of range"), "{error}");

@@ -1,0 +1,162 @@
+//! Hostile-client regressions (issue #13, items 4, 6, 7 and 8): what one member sends or asks
+//! must never cut another member off, overflow the server's arithmetic, or leave a reader on
+//! another node with an old version of a message.
+
+mod common;
+
+use common::{assert_code, create_conversation, send, seqs, unthrottled_server, Client, API_KEY};
+use serde_json::{json, Value};
+
+/// The largest JSON integer `after_seq` may carry is 2^53 - 1; this is u64::MAX.
+const U64_MAX: &str = "18446744073709551615";
+
+/// Reads a conversation forward with `history.get` pages of `limit`; returns the seqs and the
+/// number of pages.
+async fn read_forward(client: &mut Client, conversation_id: &str, limit: u64) -> (Vec<u64>, usize) {
+    let mut all = Vec::new();
+    let mut pages = 0;
+    loop {
+        let after = all.last().copied().unwrap_or(0);
+        let page = client
+            .ok(
+                "history.get",
+                json!({"conversation_id": conversation_id, "after_seq": after, "limit": limit}),
+            )
+            .await;
+        pages += 1;
+        let page_seqs = seqs(&page["messages"]);
+        assert!(!page_seqs.is_empty() || page["has_more"] == false, "{page}");
+        all.extend(page_seqs);
+        if page["has_more"] == false {
+            return (all, pages);
+        }
+    }
+}
+
+/// The encoded size of a reply's messages, as the server counts its byte budget.
+fn messages_bytes(messages: &Value) -> usize {
+    messages
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|message| message.to_string().len())
+        .sum()
+}
+
+#[tokio::test]
+async fn seqs_past_the_json_maximum_are_bad_requests() {
+    let server = unthrottled_server().await;
+    let mut alice = server.connect("alice").await;
+    let conversation_id = create_conversation(&mut alice, "group", &["bob"]).await;
+    send(&mut alice, &conversation_id, "m1", "one").await;
+    send(&mut alice, &conversation_id, "m2", "two").await;
+
+    // Raw frames: the number must reach the server as written.
+    for (op, args) in [
+        (
+            "history.get",
+            format!(r#"{{"conversation_id":"{conversation_id}","after_seq":{U64_MAX}}}"#),
+        ),
+        (
+            "history.get",
+            format!(r#"{{"conversation_id":"{conversation_id}","before_seq":{U64_MAX}}}"#),
+        ),
+        (
+            "sync",
+            format!(r#"{{"conversations":{{"{conversation_id}":{U64_MAX}}}}}"#),
+        ),
+        (
+            "receipt.read",
+            format!(r#"{{"conversation_id":"{conversation_id}","seq":9007199254740992}}"#),
+        ),
+    ] {
+        alice
+            .send_text(format!(r#"{{"id":900,"op":"{op}","args":{args}}}"#))
+            .await;
+        let reply = alice.reply_to(900).await;
+        assert_code(&reply["error"], "bad_request");
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("out of range"),
+            "{op}: {reply}"
+        );
+    }
+    // The largest seq is accepted, and nothing comes after it.
+    let page = alice
+        .ok(
+            "history.get",
+            json!({"conversation_id": conversation_id, "after_seq": 9_007_199_254_740_991_u64}),
+        )
+        .await;
+    assert_eq!(seqs(&page["messages"]), Vec::<u64>::new());
+    assert_eq!(page["has_more"], false);
+
+    let (status, body) = server
+        .http(
+            "GET",
+            &format!("/api/v1/conversations/{conversation_id}/messages?after_seq={U64_MAX}"),
+            &[("X-Api-Key", API_KEY)],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert_code(&body["error"], "bad_request");
+}
+
+#[tokio::test]
+async fn large_messages_never_make_a_reply_too_large_to_write() {
+    let server = unthrottled_server().await;
+    let mut alice = server.connect("alice").await;
+    let mut bob = server.connect("bob").await;
+    let conversation_id = create_conversation(&mut alice, "group", &["bob"]).await;
+    let text = "x".repeat(60 * 1024);
+    for index in 0..40 {
+        send(&mut alice, &conversation_id, &format!("big-{index}"), &text).await;
+    }
+
+    // One page: as many messages as fit the byte budget, the rest announced by has_more.
+    let page = bob
+        .ok(
+            "history.get",
+            json!({"conversation_id": conversation_id, "limit": 40}),
+        )
+        .await;
+    let newest = seqs(&page["messages"]);
+    assert!(!newest.is_empty() && newest.len() < 40, "{newest:?}");
+    assert_eq!(
+        newest.last(),
+        Some(&40),
+        "the newest page ends at the newest"
+    );
+    assert_eq!(page["has_more"], true);
+    assert!(messages_bytes(&page["messages"]) <= 512 * 1024);
+
+    // Paging forward by the returned seqs reads everything exactly once.
+    let (all, pages) = read_forward(&mut bob, &conversation_id, 100).await;
+    assert_eq!(all, (1..=40).collect::<Vec<u64>>());
+    assert!(pages > 1);
+
+    // sync: the same budget across the whole reply.
+    let other = create_conversation(&mut alice, "group", &["bob"]).await;
+    send(&mut alice, &other, "small", "hello").await;
+    let synced = bob
+        .ok(
+            "sync",
+            json!({"conversations": {conversation_id.clone(): 0, other.clone(): 0}}),
+        )
+        .await;
+    let conversations = &synced["conversations"];
+    let total: usize = [&conversation_id, &other]
+        .iter()
+        .map(|id| messages_bytes(&conversations[id.as_str()]["messages"]))
+        .sum();
+    assert!(total <= 512 * 1024, "{total}");
+    let big = &conversations[conversation_id.as_str()];
+    assert!(!seqs(&big["messages"]).is_empty());
+    assert_eq!(big["has_more"], true);
+    // The connection still works.
+    bob.ok("ping", json!({})).await;
+}
