@@ -160,3 +160,30 @@ async fn large_messages_never_make_a_reply_too_large_to_write() {
     // The connection still works.
     bob.ok("ping", json!({})).await;
 }
+
+#[tokio::test]
+async fn too_many_distinct_reactions_are_refused() {
+    let server = unthrottled_server().await;
+    let mut alice = server.connect("alice").await;
+    let mut bob = server.connect("bob").await;
+    let conversation_id = create_conversation(&mut alice, "group", &["bob"]).await;
+    let ack = send(&mut alice, &conversation_id, "m1", "react to me").await;
+    let react = |emoji: String| json!({"conversation_id": conversation_id, "message_id": ack["message_id"], "emoji": emoji});
+    for index in 0..20 {
+        alice.ok("reaction.add", react(format!("e{index}"))).await;
+    }
+    let error = alice.err("reaction.add", react("e20".into())).await;
+    assert_code(&error, "conflict");
+    // An emoji already on the message can still be added by someone else.
+    let message = bob.ok("reaction.add", react("e0".into())).await;
+    assert_eq!(
+        message["message"]["reactions"]["e0"],
+        json!(["alice", "bob"])
+    );
+    assert_eq!(
+        message["message"]["reactions"]
+            .as_object()
+            .map(|reactions| reactions.len()),
+        Some(20)
+    );
+}
