@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{assert_code, create_conversation, send, seqs, unthrottled_server, Client, API_KEY};
+use common::{
+    assert_code, create_conversation, send, seqs, unthrottled_server, Client, TestCluster, API_KEY,
+};
 use serde_json::{json, Value};
 
 /// The largest JSON integer `after_seq` may carry is 2^53 - 1; this is u64::MAX.
@@ -186,4 +188,55 @@ async fn too_many_distinct_reactions_are_refused() {
             .map(|reactions| reactions.len()),
         Some(20)
     );
+}
+
+#[tokio::test]
+async fn a_change_made_on_one_node_is_read_on_the_other() {
+    let cluster = TestCluster::start(2, &[]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut alice = a.connect("alice").await;
+    let mut bob = a.connect_to("bob", b).await;
+    let conversation_id = create_conversation(&mut alice, "group", &["bob"]).await;
+    bob.event("member.joined").await;
+    let first = send(&mut alice, &conversation_id, "m1", "first").await;
+    let second = send(&mut alice, &conversation_id, "m2", "second").await;
+    // Both are in A's store (A's reads may find them there).
+    for _ in 0..2 {
+        alice.event("message.stored").await;
+    }
+    for message in [&first, &second] {
+        bob.ok(
+            "reaction.add",
+            json!({"conversation_id": conversation_id, "message_id": message["message_id"], "emoji": "👍"}),
+        )
+        .await;
+        alice.event("reaction.updated").await;
+    }
+
+    alice
+        .ok(
+            "message.edit",
+            json!({"conversation_id": conversation_id, "message_id": first["message_id"], "text": "first, edited"}),
+        )
+        .await;
+    alice
+        .ok(
+            "message.delete",
+            json!({"conversation_id": conversation_id, "message_id": second["message_id"]}),
+        )
+        .await;
+    bob.event("message.edited").await;
+    bob.event("message.deleted").await;
+
+    for reader in [&mut bob, &mut alice] {
+        let page = reader
+            .ok("history.get", json!({"conversation_id": conversation_id}))
+            .await;
+        let messages = page["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 2, "{page}");
+        assert_eq!(messages[0]["text"], "first, edited", "{page}");
+        assert_eq!(messages[0]["reactions"], json!({"👍": ["bob"]}), "{page}");
+        assert_eq!(messages[1]["deleted"], true, "{page}");
+        assert_eq!(messages[1]["text"], "", "{page}");
+    }
 }

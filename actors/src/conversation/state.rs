@@ -180,8 +180,31 @@ impl ConversationState {
         (slot < self.recent.len()).then_some(slot)
     }
 
-    /// Finds a message of this conversation, from the window or the store.
+    /// Finds the newest version of a message of this conversation, for a change to build on:
+    /// from the window or the store, then compared with the shared cache, where another node
+    /// may have put a newer version (this node's store never sees that node's changes in
+    /// cluster mode, and trails the log in durable mode). A change built on an older version
+    /// would lose to the cached one, and readers would never see it.
     pub async fn find_message(
+        &self,
+        node: &Node,
+        message_id: &MessageId,
+    ) -> Result<MessageRecord, OpError> {
+        let found = self.find_message_here(node, message_id).await?;
+        let seq = found.message.seq;
+        let conversation_id = &self.record.conversation.conversation_id;
+        let cached = node.ports().cache.range(conversation_id, seq, seq).await?;
+        Ok(
+            match cached.and_then(|records| records.into_iter().next()) {
+                Some(cached) if cached.supersedes(&found) => cached,
+                _ => found,
+            },
+        )
+    }
+
+    /// Finds a message of this conversation, from the window or the store (or, for one
+    /// accepted on another node, the shared cache).
+    async fn find_message_here(
         &self,
         node: &Node,
         message_id: &MessageId,

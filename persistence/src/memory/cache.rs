@@ -68,7 +68,7 @@ impl MessageCache for MemoryMessageCache {
         let messages = conversations.entry(conversation_id.clone()).or_default();
         for record in records {
             match messages.get(&record.message.seq) {
-                Some(cached) if cached.version >= record.version => {}
+                Some(cached) if !record.supersedes(cached) => {}
                 _ => {
                     messages.insert(record.message.seq, record.clone());
                 }

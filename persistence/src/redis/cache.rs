@@ -1,9 +1,10 @@
 //! [`RedisMessageCache`]: the newest messages of each conversation, shared by every node.
 //!
-//! Keys per conversation: `cache:{conversation}`, a hash `seq → "{version}|{json}"`, and
-//! `cache-seqs:{conversation}`, a sorted set of the cached seqs used to trim the oldest. `put`
-//! is one Lua script (`scripts/cache_put.lua`): a stored version is only replaced by a higher
-//! one, then the conversation is trimmed to `capacity` seqs. Both keys expire after `ttl` without
+//! Keys per conversation: `cache:{conversation}`, a hash `seq → "{version}|{json}"` (`{version}d`
+//! for a deleted message), and `cache-seqs:{conversation}`, a sorted set of the cached seqs used
+//! to trim the oldest. `put` is one Lua script (`scripts/cache_put.lua`): a stored version is
+//! only replaced by one that supersedes it ([`MessageRecord::supersedes`]: a deletion is final,
+//! else the higher version wins), then the conversation is trimmed to `capacity` seqs. Both keys expire after `ttl` without
 //! a `put` (an idle conversation's window is read from the store again). `range` is one `HMGET`;
 //! any missing seq makes it `None`.
 
@@ -68,7 +69,7 @@ impl MessageCache for RedisMessageCache {
         if records.is_empty() {
             return Ok(());
         }
-        let mut args = Vec::with_capacity(2 + records.len() * 3);
+        let mut args = Vec::with_capacity(2 + records.len() * 4);
         args.push(self.capacity.to_string());
         args.push(self.ttl.as_millis().to_string());
         for record in records {
@@ -80,6 +81,7 @@ impl MessageCache for RedisMessageCache {
             }
             args.push(record.message.seq.0.to_string());
             args.push(record.version.to_string());
+            args.push(u8::from(record.message.deleted).to_string());
             args.push(encode("message", record)?);
         }
         let _cached: i64 = self
