@@ -240,3 +240,41 @@ async fn a_change_made_on_one_node_is_read_on_the_other() {
         assert_eq!(messages[1]["text"], "", "{page}");
     }
 }
+
+#[tokio::test]
+async fn a_change_to_an_older_message_is_read_on_the_other_node() {
+    // Window and cache of 4 messages: seq 1 is long out of both when it is edited.
+    let cluster = TestCluster::start(2, &[("PARLEY__LIMITS__RECENT_MESSAGES", "4")]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut alice = a.connect("alice").await;
+    let mut bob = a.connect_to("bob", b).await;
+    let conversation_id = create_conversation(&mut alice, "group", &["bob"]).await;
+    bob.event("member.joined").await;
+    let first = send(&mut alice, &conversation_id, "old", "old text").await;
+    alice.event("message.stored").await;
+    for index in 0..6 {
+        send(&mut bob, &conversation_id, &format!("b{index}"), "later").await;
+        bob.event("message.stored").await;
+    }
+    alice
+        .ok(
+            "message.edit",
+            json!({"conversation_id": conversation_id, "message_id": first["message_id"], "text": "new text"}),
+        )
+        .await;
+    bob.event("message.edited").await;
+
+    // B's store never had seq 1 (it was accepted on A); the shared cache has its new version.
+    let page = bob
+        .ok(
+            "history.get",
+            json!({"conversation_id": conversation_id, "after_seq": 0, "limit": 10}),
+        )
+        .await;
+    assert_eq!(
+        seqs(&page["messages"]),
+        (1..=7).collect::<Vec<u64>>(),
+        "{page}"
+    );
+    assert_eq!(page["messages"][0]["text"], "new text", "{page}");
+}

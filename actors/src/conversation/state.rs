@@ -1,7 +1,7 @@
 //! What a conversation actor knows about its conversation: the directory record, the last seq,
 //! a window of recent messages and the watermarks it has looked at.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use ports::{MessageQuery, Watermarks};
@@ -237,13 +237,12 @@ impl ConversationState {
                 .saturating_sub(self.recent_capacity as u64 - 1)
                 .max(1));
             let cache = &node.ports().cache;
-            if let Some(cached) = cache.range(conversation_id, from, self.last_seq).await? {
-                if let Some(record) = cached
-                    .into_iter()
-                    .find(|record| &record.message.message_id == message_id)
-                {
-                    return Ok(record);
-                }
+            let held = cache.held(conversation_id, from, self.last_seq).await?;
+            if let Some(record) = held
+                .into_iter()
+                .find(|record| &record.message.message_id == message_id)
+            {
+                return Ok(record);
             }
         }
         Err(OpError::not_found("no such message in this conversation"))
@@ -316,32 +315,44 @@ impl ConversationState {
                 .collect();
             return Ok(HistoryResult { messages, has_more });
         }
-        let stored = node
-            .ports()
-            .store
-            .messages(
-                conversation_id,
-                MessageQuery {
-                    after_seq: Some(Seq(from.0 - 1)),
-                    before_seq: Some(to.next()),
-                    limit: query.limit,
-                },
-            )
-            .await?;
-        // The store trails the log by ingest's lag (MongoDB in durable mode): the window fills
-        // in, and takes precedence for, the seqs it covers.
-        let mut merged: std::collections::BTreeMap<Seq, _> = stored
-            .into_iter()
-            .map(|record| (record.message.seq, record.message))
-            .collect();
-        for record in &self.recent {
-            let seq = record.message.seq;
-            if (from..=to).contains(&seq) {
-                merged.insert(seq, record.message.clone());
+        let messages = self.read_store(node, from, to, query.limit).await?;
+        Ok(HistoryResult { messages, has_more })
+    }
+
+    /// Reads `from..=to` from the store, which trails the log by ingest's lag (MongoDB in
+    /// durable mode) and, in cluster mode, never sees other nodes' changes: the versions the
+    /// shared cache still holds, then the window's, replace the stored ones they supersede.
+    async fn read_store(
+        &self,
+        node: &Node,
+        from: Seq,
+        to: Seq,
+        limit: usize,
+    ) -> Result<Vec<wire::Message>, OpError> {
+        let conversation_id = &self.record.conversation.conversation_id;
+        let ports = node.ports();
+        let query = MessageQuery {
+            after_seq: Some(Seq(from.0 - 1)),
+            before_seq: Some(to.next()),
+            limit,
+        };
+        let stored = ports.store.messages(conversation_id, query).await?;
+        let held = ports.cache.held(conversation_id, from, to).await?;
+        let window = self
+            .recent
+            .iter()
+            .filter(|record| (from..=to).contains(&record.message.seq))
+            .map(|record| MessageRecord::clone(record));
+        let mut merged: BTreeMap<Seq, MessageRecord> = BTreeMap::new();
+        for record in stored.into_iter().chain(held).chain(window) {
+            match merged.get(&record.message.seq) {
+                Some(kept) if kept.supersedes(&record) => {}
+                _ => {
+                    merged.insert(record.message.seq, record);
+                }
             }
         }
-        let messages = merged.into_values().collect();
-        Ok(HistoryResult { messages, has_more })
+        Ok(merged.into_values().map(|record| record.message).collect())
     }
 }
 

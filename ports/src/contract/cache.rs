@@ -22,6 +22,7 @@ where
     cached_ranges_are_complete_or_none(make(CAPACITY).await).await;
     a_lower_version_never_replaces_a_higher_one(make(CAPACITY).await).await;
     a_deletion_is_final(make(CAPACITY).await).await;
+    a_changed_older_message_stays_cached(make(CAPACITY).await).await;
     only_the_newest_capacity_seqs_are_kept(make(CAPACITY).await).await;
 }
 
@@ -188,6 +189,48 @@ async fn a_deletion_is_final(fixture: Fixture<dyn MessageCache>) {
         .await
         .expect("put");
     assert_eq!(cached().await.expect("range"), Some(vec![deleted(4)]));
+}
+
+/// A change to an older message is put last: the least recently put seqs go first, and `held`
+/// returns what the cache has of a range with holes.
+async fn a_changed_older_message_stays_cached(fixture: Fixture<dyn MessageCache>) {
+    let cache = fixture.port;
+    let conversation_id = ConversationId::new(unique("cache-changed"));
+    let capacity = CAPACITY as u64;
+    let sender = UserId::new("cache-sender");
+    cache
+        .put(&conversation_id, &records(&conversation_id, 1..=capacity))
+        .await
+        .expect("put");
+    let changed = message_record(&conversation_id, 1, &sender, 2, at(1));
+    cache
+        .put(&conversation_id, std::slice::from_ref(&changed))
+        .await
+        .expect("put");
+    cache
+        .put(
+            &conversation_id,
+            &records(&conversation_id, capacity + 1..=capacity + 1),
+        )
+        .await
+        .expect("put");
+    let mut expected = vec![changed];
+    expected.extend(records(&conversation_id, 3..=capacity + 1));
+    assert_eq!(
+        cache
+            .held(&conversation_id, Seq(1), Seq(capacity + 1))
+            .await
+            .expect("held"),
+        expected,
+        "seq 2 was put least recently"
+    );
+    assert_eq!(
+        cache
+            .range(&conversation_id, Seq(1), Seq(2))
+            .await
+            .expect("range"),
+        None
+    );
 }
 
 async fn only_the_newest_capacity_seqs_are_kept(fixture: Fixture<dyn MessageCache>) {
