@@ -278,3 +278,62 @@ async fn a_change_to_an_older_message_is_read_on_the_other_node() {
     );
     assert_eq!(page["messages"][0]["text"], "new text", "{page}");
 }
+
+#[tokio::test]
+async fn concurrent_reactions_to_an_older_message_are_all_kept() {
+    // A window of 2: seq 1 is outside it, so each change reads it from the store.
+    let server = common::TestServer::start_with(&[
+        ("PARLEY__LIMITS__RECENT_MESSAGES", "2"),
+        ("PARLEY__RATE_LIMIT__PER_SECOND", "10000"),
+        ("PARLEY__RATE_LIMIT__BURST", "10000"),
+    ])
+    .await;
+    let mut alice = server.connect("alice").await;
+    let mut bob = server.connect("bob").await;
+    let conversation_id = create_conversation(&mut alice, "group", &["bob"]).await;
+    let first = send(&mut alice, &conversation_id, "m1", "old").await;
+    for index in 0..4 {
+        send(
+            &mut alice,
+            &conversation_id,
+            &format!("m{}", index + 2),
+            "newer",
+        )
+        .await;
+    }
+    // Both users' reactions queued at once (their answers are read afterwards).
+    let emojis = 8;
+    for index in 0..emojis {
+        for (client, id_base) in [(&mut alice, 1000), (&mut bob, 2000)] {
+            let frame = json!({"id": id_base + index, "op": "reaction.add", "args": {
+                "conversation_id": conversation_id, "message_id": first["message_id"],
+                "emoji": format!("e{index}")}});
+            client.send_text(frame.to_string()).await;
+        }
+    }
+    // Answers to one session's requests may come in any order.
+    for client in [&mut alice, &mut bob] {
+        let mut answered = 0;
+        while answered < emojis {
+            let frame = client.next_frame().await;
+            if frame.get("re").is_some() {
+                assert!(frame.get("result").is_some(), "{frame}");
+                answered += 1;
+            }
+        }
+    }
+    let page = bob
+        .ok(
+            "history.get",
+            json!({"conversation_id": conversation_id, "after_seq": 0, "limit": 1}),
+        )
+        .await;
+    let reactions = page["messages"][0]["reactions"]
+        .as_object()
+        .unwrap()
+        .clone();
+    assert_eq!(reactions.len(), emojis as usize, "{page}");
+    for users in reactions.values() {
+        assert_eq!(users.as_array().unwrap().len(), 2, "{page}");
+    }
+}

@@ -29,6 +29,10 @@ pub struct ConversationState {
     /// Newest messages, ascending and contiguous by seq, ending at `last_seq` when non-empty.
     recent: VecDeque<Arc<MessageRecord>>,
     recent_capacity: usize,
+    /// Versions this actor made of messages older than the window (at most `recent_capacity`,
+    /// the oldest seqs dropped first): the store has them only once ingest wrote them, so the
+    /// next change of the same message, and reads, must start from these.
+    changed_before_window: BTreeMap<Seq, Arc<MessageRecord>>,
     watermarks: HashMap<UserId, Watermarks>,
 }
 
@@ -77,6 +81,7 @@ impl ConversationState {
             last_seq,
             recent,
             recent_capacity: capacity,
+            changed_before_window: BTreeMap::new(),
             watermarks: HashMap::new(),
         }))
     }
@@ -121,9 +126,11 @@ impl ConversationState {
         Ok(())
     }
 
-    /// Drops the window of recent messages (another node changed one of them).
+    /// Drops the window of recent messages and the versions of older ones (another node
+    /// changed one of them: the shared cache has the newer versions).
     pub fn forget_recent(&mut self) {
         self.recent.clear();
+        self.changed_before_window.clear();
     }
 
     /// What `conversation.list` needs that the store may not have yet.
@@ -166,8 +173,14 @@ impl ConversationState {
             }
             return;
         }
-        if let Some(slot) = self.recent_slot(seq) {
-            self.recent[slot] = Arc::new(record);
+        match self.recent_slot(seq) {
+            Some(slot) => self.recent[slot] = Arc::new(record),
+            None => {
+                self.changed_before_window.insert(seq, Arc::new(record));
+                while self.changed_before_window.len() > self.recent_capacity {
+                    self.changed_before_window.pop_first();
+                }
+            }
         }
     }
 
@@ -212,6 +225,7 @@ impl ConversationState {
         if let Some(record) = self
             .recent
             .iter()
+            .chain(self.changed_before_window.values())
             .find(|record| &record.message.message_id == message_id)
         {
             return Ok(MessageRecord::clone(record));
@@ -321,7 +335,8 @@ impl ConversationState {
 
     /// Reads `from..=to` from the store, which trails the log by ingest's lag (MongoDB in
     /// durable mode) and, in cluster mode, never sees other nodes' changes: the versions the
-    /// shared cache still holds, then the window's, replace the stored ones they supersede.
+    /// shared cache still holds, then this actor's own (older changed messages, the window),
+    /// replace the stored ones they supersede.
     async fn read_store(
         &self,
         node: &Node,
@@ -339,8 +354,10 @@ impl ConversationState {
         let stored = ports.store.messages(conversation_id, query).await?;
         let held = ports.cache.held(conversation_id, from, to).await?;
         let window = self
-            .recent
-            .iter()
+            .changed_before_window
+            .range(from..=to)
+            .map(|(_, record)| record)
+            .chain(&self.recent)
             .filter(|record| (from..=to).contains(&record.message.seq))
             .map(|record| MessageRecord::clone(record));
         let mut merged: BTreeMap<Seq, MessageRecord> = BTreeMap::new();
