@@ -4,8 +4,10 @@
 
 mod common;
 
+use common::durable::DurableCluster;
 use common::{
-    assert_code, create_conversation, send, seqs, unthrottled_server, Client, TestCluster, API_KEY,
+    assert_code, create_conversation, send, seqs, unthrottled_server, Client, TestCluster,
+    TestServer, API_KEY,
 };
 use serde_json::{json, Value};
 
@@ -190,10 +192,9 @@ async fn too_many_distinct_reactions_are_refused() {
     );
 }
 
-#[tokio::test]
-async fn a_change_made_on_one_node_is_read_on_the_other() {
-    let cluster = TestCluster::start(2, &[]).await;
-    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+/// Alice on node `a` edits and deletes messages bob (on node `b`) reacted to: once bob is told,
+/// both read the new versions.
+async fn changes_on_one_node_are_read_on_the_other(a: &TestServer, b: &TestServer) {
     let mut alice = a.connect("alice").await;
     let mut bob = a.connect_to("bob", b).await;
     let conversation_id = create_conversation(&mut alice, "group", &["bob"]).await;
@@ -241,11 +242,10 @@ async fn a_change_made_on_one_node_is_read_on_the_other() {
     }
 }
 
-#[tokio::test]
-async fn a_change_to_an_older_message_is_read_on_the_other_node() {
-    // Window and cache of 4 messages: seq 1 is long out of both when it is edited.
-    let cluster = TestCluster::start(2, &[("PARLEY__LIMITS__RECENT_MESSAGES", "4")]).await;
-    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+/// Alice on node `a` edits a message that left the window and the cache (of 4) long ago; bob
+/// reads it on node `b`, whose store never had it (cluster mode) or has it only once ingest
+/// wrote the edit (durable mode).
+async fn a_change_to_an_older_message_is_read_on_the_other_node(a: &TestServer, b: &TestServer) {
     let mut alice = a.connect("alice").await;
     let mut bob = a.connect_to("bob", b).await;
     let conversation_id = create_conversation(&mut alice, "group", &["bob"]).await;
@@ -277,6 +277,25 @@ async fn a_change_to_an_older_message_is_read_on_the_other_node() {
         "{page}"
     );
     assert_eq!(page["messages"][0]["text"], "new text", "{page}");
+}
+
+/// Nodes whose window and cache hold 4 messages.
+const SMALL_WINDOW: (&str, &str) = ("PARLEY__LIMITS__RECENT_MESSAGES", "4");
+
+#[tokio::test]
+async fn changes_made_on_one_cluster_node_are_read_on_the_other() {
+    let cluster = TestCluster::start(2, &[SMALL_WINDOW]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    changes_on_one_node_are_read_on_the_other(a, b).await;
+    a_change_to_an_older_message_is_read_on_the_other_node(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_on_one_durable_node_are_read_on_the_other() {
+    let cluster = DurableCluster::start("parley_e2e_hostile_readers", 2, &[SMALL_WINDOW]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    changes_on_one_node_are_read_on_the_other(a, b).await;
+    a_change_to_an_older_message_is_read_on_the_other_node(a, b).await;
 }
 
 #[tokio::test]
