@@ -10,8 +10,9 @@ use crate::PortError;
 
 #[async_trait]
 pub trait MessageCache: Send + Sync + 'static {
-    /// Stores new messages or new versions of cached ones (a lower version never replaces a
-    /// higher one), then trims the conversation to the newest `capacity` seqs.
+    /// Stores new messages or new versions of cached ones (only a version that supersedes the
+    /// cached one replaces it: [`MessageRecord::supersedes`]), then trims the conversation to
+    /// the `capacity` seqs put most recently (so a changed older message stays cached a while).
     async fn put(
         &self,
         conversation_id: &ConversationId,
@@ -26,4 +27,18 @@ pub trait MessageCache: Send + Sync + 'static {
         from: Seq,
         to: Seq,
     ) -> Result<Option<Vec<MessageRecord>>, PortError>;
+
+    /// Whichever messages with `from <= seq <= to` the cache holds, ascending (a reader of the
+    /// store overlays them: they may be newer versions than the store has yet).
+    async fn held(
+        &self,
+        conversation_id: &ConversationId,
+        from: Seq,
+        to: Seq,
+    ) -> Result<Vec<MessageRecord>, PortError> {
+        Ok(self
+            .range(conversation_id, from, to)
+            .await?
+            .unwrap_or_default())
+    }
 }

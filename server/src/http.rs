@@ -166,9 +166,9 @@ async fn issue_token(
 #[derive(Debug, Deserialize)]
 struct HistoryQuery {
     #[serde(default)]
-    before_seq: Option<u64>,
+    before_seq: Option<Seq>,
     #[serde(default)]
-    after_seq: Option<u64>,
+    after_seq: Option<Seq>,
     #[serde(default)]
     limit: Option<u32>,
 }
@@ -186,8 +186,8 @@ async fn list_messages(
     match actors::dispatch::backend_history(
         &state.node,
         &conversation_id,
-        query.before_seq.map(Seq),
-        query.after_seq.map(Seq),
+        query.before_seq,
+        query.after_seq,
         query.limit,
     )
     .await

@@ -67,23 +67,67 @@ string_id!(
 );
 
 /// Position of a message in its conversation: dense, strictly increasing, starting at 1.
-/// `Seq(0)` means "nothing yet".
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
-)]
+/// `Seq(0)` means "nothing yet". Seqs are at most [`Seq::MAX`]: a larger number is refused
+/// where it is decoded (so a client's `after_seq` cannot overflow the server's arithmetic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
 #[serde(transparent)]
 pub struct Seq(pub u64);
 
 impl Seq {
     pub const ZERO: Seq = Seq(0);
+    /// The largest seq: 2^53 - 1, the largest integer every JSON implementation reads exactly.
+    pub const MAX: Seq = Seq((1 << 53) - 1);
 
+    /// The following seq. Every seq is at most [`Seq::MAX`], so this cannot overflow; it panics
+    /// rather than wrap if a seq was ever built past it.
     pub fn next(self) -> Seq {
-        Seq(self.0 + 1)
+        Seq(self
+            .0
+            .checked_add(1)
+            .expect("seqs are at most Seq::MAX, so the next one fits"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Seq {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = u64::deserialize(deserializer)?;
+        if value > Seq::MAX.0 {
+            return Err(serde::de::Error::custom(format!(
+                "seq {value} is out of range (at most {})",
+                Seq::MAX.0
+            )));
+        }
+        Ok(Seq(value))
     }
 }
 
 impl fmt::Display for Seq {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(formatter, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seqs_past_the_maximum_are_refused_when_decoded() {
+        assert_eq!(
+            serde_json::from_str::<Seq>("9007199254740991").unwrap(),
+            Seq::MAX
+        );
+        for out_of_range in ["9007199254740992", "18446744073709551615"] {
+            let error = serde_json::from_str::<Seq>(out_of_range).unwrap_err();
+            assert!(error.to_string().contains("out of range"), "{error}");
+        }
+        assert!(serde_json::from_str::<Seq>("-1").is_err());
+    }
+
+    #[test]
+    fn the_seq_after_the_maximum_does_not_wrap() {
+        assert_eq!(Seq::MAX.next(), Seq(1 << 53));
+        let wrapped = std::panic::catch_unwind(|| Seq(u64::MAX).next());
+        assert!(wrapped.is_err(), "Seq::next must not wrap to 0");
     }
 }

@@ -116,6 +116,17 @@ impl MessageRecord {
         self.version == ABORTED_VERSION
     }
 
+    /// Whether this version of a message replaces `other` (the same message) wherever copies
+    /// are kept: a deletion is final (a deleted version replaces any live one, and no live
+    /// version replaces a deleted one); otherwise the higher version wins.
+    pub fn supersedes(&self, other: &MessageRecord) -> bool {
+        match (self.message.deleted, other.message.deleted) {
+            (true, false) => true,
+            (false, true) => false,
+            _ => self.version > other.version,
+        }
+    }
+
     /// The tombstone of this send: same id, conversation, seq, sender and `client_msg_id`,
     /// nothing else.
     pub fn aborted(&self) -> MessageRecord {

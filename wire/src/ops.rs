@@ -13,6 +13,11 @@ use crate::{
 pub const HISTORY_MAX_LIMIT: u32 = 100;
 /// `limit` of `history.get` when the client gives none.
 pub const HISTORY_DEFAULT_LIMIT: u32 = 50;
+/// Most bytes of encoded messages in one `history.get` or `sync` reply (and a REST history
+/// page). A page stops adding messages before it would pass this budget and says `has_more`,
+/// so a reply always fits the socket's frame limit however large the messages are; a page
+/// holds at least one message when there is one.
+pub const REPLY_MESSAGE_BYTES: usize = 512 * 1024;
 /// Largest `limit` accepted by `conversation.list`.
 pub const LIST_MAX_LIMIT: u32 = 200;
 /// `limit` of `conversation.list` when the client gives none.
@@ -210,6 +215,70 @@ pub struct HistoryResult {
     pub has_more: bool,
 }
 
+/// Which end of a page [`HistoryResult::keep_within`] keeps: the oldest messages when the
+/// client pages forward (`after_seq`), the newest when it pages backward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    Oldest,
+    Newest,
+}
+
+/// Whether [`HistoryResult::keep_within`] keeps a first message that alone passes the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtLeast {
+    OneMessage,
+    Nothing,
+}
+
+impl HistoryResult {
+    /// Keeps the messages, from the `keep` end, whose encoded size fits `budget` bytes; sets
+    /// `has_more` when some were left out. Returns the bytes kept.
+    pub fn keep_within(&mut self, keep: Keep, budget: usize, at_least: AtLeast) -> usize {
+        let sizes = self.messages.iter().map(encoded_bytes);
+        let sizes: Vec<usize> = match keep {
+            Keep::Oldest => sizes.collect(),
+            Keep::Newest => sizes.rev().collect(),
+        };
+        let mut used = 0;
+        let mut fitting = 0;
+        for size in sizes {
+            let first_allowed = fitting == 0 && at_least == AtLeast::OneMessage;
+            if used + size > budget && !first_allowed {
+                break;
+            }
+            used += size;
+            fitting += 1;
+        }
+        let dropped = self.messages.len() - fitting;
+        if dropped > 0 {
+            match keep {
+                Keep::Oldest => self.messages.truncate(fitting),
+                Keep::Newest => drop(self.messages.drain(..dropped)),
+            }
+            self.has_more = true;
+        }
+        used
+    }
+}
+
+/// The length of a message encoded as JSON.
+fn encoded_bytes(message: &Message) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Encoding a `Message` into a writer that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut counter, message);
+    counter.0
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SyncResult {
     pub conversations: BTreeMap<ConversationId, HistoryResult>,
@@ -237,5 +306,70 @@ mod tests {
         }
         assert_eq!(Op::parse("message.explode"), None);
         assert_eq!(Op::ALL.len(), 21);
+    }
+
+    fn page(texts: &[usize]) -> HistoryResult {
+        let messages = texts
+            .iter()
+            .enumerate()
+            .map(|(index, length)| Message {
+                message_id: MessageId::new(format!("m{index}")),
+                conversation_id: ConversationId::new("c"),
+                seq: Seq(index as u64 + 1),
+                sender_id: UserId::new("alice"),
+                client_msg_id: ClientMsgId::new(format!("k{index}")),
+                text: "x".repeat(*length),
+                reply_to: None,
+                forwarded_from: None,
+                reactions: Default::default(),
+                created_at: chrono::DateTime::UNIX_EPOCH,
+                edited_at: None,
+                deleted: false,
+            })
+            .collect();
+        HistoryResult {
+            messages,
+            has_more: false,
+        }
+    }
+
+    fn page_seqs(page: &HistoryResult) -> Vec<u64> {
+        page.messages.iter().map(|message| message.seq.0).collect()
+    }
+
+    #[test]
+    fn a_page_keeps_what_fits_its_byte_budget_from_the_paging_end() {
+        let one = encoded_bytes(&page(&[1000]).messages[0]);
+        let mut forward = page(&[1000, 1000, 1000]);
+        assert_eq!(
+            forward.keep_within(Keep::Oldest, 2 * one, AtLeast::Nothing),
+            2 * one
+        );
+        assert_eq!((page_seqs(&forward), forward.has_more), (vec![1, 2], true));
+
+        let mut backward = page(&[1000, 1000, 1000]);
+        backward.keep_within(Keep::Newest, 2 * one + 10, AtLeast::Nothing);
+        assert_eq!(
+            (page_seqs(&backward), backward.has_more),
+            (vec![2, 3], true)
+        );
+
+        let mut everything = page(&[1000, 1000]);
+        everything.keep_within(Keep::Oldest, usize::MAX, AtLeast::Nothing);
+        assert_eq!(
+            (page_seqs(&everything), everything.has_more),
+            (vec![1, 2], false)
+        );
+    }
+
+    #[test]
+    fn a_message_over_the_budget_is_kept_alone_only_when_asked() {
+        let mut alone = page(&[5000, 10]);
+        alone.keep_within(Keep::Oldest, 100, AtLeast::OneMessage);
+        assert_eq!((page_seqs(&alone), alone.has_more), (vec![1], true));
+
+        let mut none = page(&[5000, 10]);
+        assert_eq!(none.keep_within(Keep::Oldest, 100, AtLeast::Nothing), 0);
+        assert_eq!((page_seqs(&none), none.has_more), (vec![], true));
     }
 }

@@ -1,7 +1,7 @@
 //! What a conversation actor knows about its conversation: the directory record, the last seq,
 //! a window of recent messages and the watermarks it has looked at.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use ports::{MessageQuery, Watermarks};
@@ -29,6 +29,10 @@ pub struct ConversationState {
     /// Newest messages, ascending and contiguous by seq, ending at `last_seq` when non-empty.
     recent: VecDeque<Arc<MessageRecord>>,
     recent_capacity: usize,
+    /// Versions this actor made of messages older than the window (at most `recent_capacity`,
+    /// the oldest seqs dropped first): the store has them only once ingest wrote them, so the
+    /// next change of the same message, and reads, must start from these.
+    changed_before_window: BTreeMap<Seq, Arc<MessageRecord>>,
     watermarks: HashMap<UserId, Watermarks>,
 }
 
@@ -77,6 +81,7 @@ impl ConversationState {
             last_seq,
             recent,
             recent_capacity: capacity,
+            changed_before_window: BTreeMap::new(),
             watermarks: HashMap::new(),
         }))
     }
@@ -121,9 +126,11 @@ impl ConversationState {
         Ok(())
     }
 
-    /// Drops the window of recent messages (another node changed one of them).
+    /// Drops the window of recent messages and the versions of older ones (another node
+    /// changed one of them: the shared cache has the newer versions).
     pub fn forget_recent(&mut self) {
         self.recent.clear();
+        self.changed_before_window.clear();
     }
 
     /// What `conversation.list` needs that the store may not have yet.
@@ -166,8 +173,14 @@ impl ConversationState {
             }
             return;
         }
-        if let Some(slot) = self.recent_slot(seq) {
-            self.recent[slot] = Arc::new(record);
+        match self.recent_slot(seq) {
+            Some(slot) => self.recent[slot] = Arc::new(record),
+            None => {
+                self.changed_before_window.insert(seq, Arc::new(record));
+                while self.changed_before_window.len() > self.recent_capacity {
+                    self.changed_before_window.pop_first();
+                }
+            }
         }
     }
 
@@ -180,8 +193,31 @@ impl ConversationState {
         (slot < self.recent.len()).then_some(slot)
     }
 
-    /// Finds a message of this conversation, from the window or the store.
+    /// Finds the newest version of a message of this conversation, for a change to build on:
+    /// from the window or the store, then compared with the shared cache, where another node
+    /// may have put a newer version (this node's store never sees that node's changes in
+    /// cluster mode, and trails the log in durable mode). A change built on an older version
+    /// would lose to the cached one, and readers would never see it.
     pub async fn find_message(
+        &self,
+        node: &Node,
+        message_id: &MessageId,
+    ) -> Result<MessageRecord, OpError> {
+        let found = self.find_message_here(node, message_id).await?;
+        let seq = found.message.seq;
+        let conversation_id = &self.record.conversation.conversation_id;
+        let cached = node.ports().cache.range(conversation_id, seq, seq).await?;
+        Ok(
+            match cached.and_then(|records| records.into_iter().next()) {
+                Some(cached) if cached.supersedes(&found) => cached,
+                _ => found,
+            },
+        )
+    }
+
+    /// Finds a message of this conversation, from the window or the store (or, for one
+    /// accepted on another node, the shared cache).
+    async fn find_message_here(
         &self,
         node: &Node,
         message_id: &MessageId,
@@ -189,6 +225,7 @@ impl ConversationState {
         if let Some(record) = self
             .recent
             .iter()
+            .chain(self.changed_before_window.values())
             .find(|record| &record.message.message_id == message_id)
         {
             return Ok(MessageRecord::clone(record));
@@ -214,13 +251,12 @@ impl ConversationState {
                 .saturating_sub(self.recent_capacity as u64 - 1)
                 .max(1));
             let cache = &node.ports().cache;
-            if let Some(cached) = cache.range(conversation_id, from, self.last_seq).await? {
-                if let Some(record) = cached
-                    .into_iter()
-                    .find(|record| &record.message.message_id == message_id)
-                {
-                    return Ok(record);
-                }
+            let held = cache.held(conversation_id, from, self.last_seq).await?;
+            if let Some(record) = held
+                .into_iter()
+                .find(|record| &record.message.message_id == message_id)
+            {
+                return Ok(record);
             }
         }
         Err(OpError::not_found("no such message in this conversation"))
@@ -293,32 +329,47 @@ impl ConversationState {
                 .collect();
             return Ok(HistoryResult { messages, has_more });
         }
-        let stored = node
-            .ports()
-            .store
-            .messages(
-                conversation_id,
-                MessageQuery {
-                    after_seq: Some(Seq(from.0 - 1)),
-                    before_seq: Some(to.next()),
-                    limit: query.limit,
-                },
-            )
-            .await?;
-        // The store trails the log by ingest's lag (MongoDB in durable mode): the window fills
-        // in, and takes precedence for, the seqs it covers.
-        let mut merged: std::collections::BTreeMap<Seq, _> = stored
-            .into_iter()
-            .map(|record| (record.message.seq, record.message))
-            .collect();
-        for record in &self.recent {
-            let seq = record.message.seq;
-            if (from..=to).contains(&seq) {
-                merged.insert(seq, record.message.clone());
+        let messages = self.read_store(node, from, to, query.limit).await?;
+        Ok(HistoryResult { messages, has_more })
+    }
+
+    /// Reads `from..=to` from the store, which trails the log by ingest's lag (MongoDB in
+    /// durable mode) and, in cluster mode, never sees other nodes' changes: the versions the
+    /// shared cache still holds, then this actor's own (older changed messages, the window),
+    /// replace the stored ones they supersede.
+    async fn read_store(
+        &self,
+        node: &Node,
+        from: Seq,
+        to: Seq,
+        limit: usize,
+    ) -> Result<Vec<wire::Message>, OpError> {
+        let conversation_id = &self.record.conversation.conversation_id;
+        let ports = node.ports();
+        let query = MessageQuery {
+            after_seq: Some(Seq(from.0 - 1)),
+            before_seq: Some(to.next()),
+            limit,
+        };
+        let stored = ports.store.messages(conversation_id, query).await?;
+        let held = ports.cache.held(conversation_id, from, to).await?;
+        let window = self
+            .changed_before_window
+            .range(from..=to)
+            .map(|(_, record)| record)
+            .chain(&self.recent)
+            .filter(|record| (from..=to).contains(&record.message.seq))
+            .map(|record| MessageRecord::clone(record));
+        let mut merged: BTreeMap<Seq, MessageRecord> = BTreeMap::new();
+        for record in stored.into_iter().chain(held).chain(window) {
+            match merged.get(&record.message.seq) {
+                Some(kept) if kept.supersedes(&record) => {}
+                _ => {
+                    merged.insert(record.message.seq, record);
+                }
             }
         }
-        let messages = merged.into_values().collect();
-        Ok(HistoryResult { messages, has_more })
+        Ok(merged.into_values().map(|record| record.message).collect())
     }
 }
 

@@ -2,7 +2,7 @@
 
 use ports::MessageQuery;
 use wire::frames::Request;
-use wire::ops::{self, HistoryArgs, HistoryResult};
+use wire::ops::{self, AtLeast, HistoryArgs, HistoryResult, Keep, REPLY_MESSAGE_BYTES};
 use wire::{ConversationId, Seq, UserId};
 
 use super::shared::{ask, ask_json, check_limit, decode, Answer};
@@ -12,7 +12,8 @@ use crate::dispatch::Caller;
 use crate::node::Node;
 use crate::OpError;
 
-/// Reads messages, from the actor's window when it covers the range, else the cache or store.
+/// Reads messages, from the actor's window when it covers the range, else the cache or store;
+/// a page holds at most `limit` messages and [`REPLY_MESSAGE_BYTES`] of them (at least one).
 pub struct ReadHistory {
     /// `None` for the app backend, which may read any conversation.
     pub user_id: Option<UserId>,
@@ -72,8 +73,13 @@ impl ReadHistory {
         if let Some(user_id) = &self.user_id {
             committed.require_member(user_id)?;
         }
-        Ok(Applied::Answered(
-            committed.history(node, self.query).await?,
-        ))
+        // Forward pages keep their oldest messages, backward pages their newest.
+        let keep = match self.query.after_seq {
+            Some(_) => Keep::Oldest,
+            None => Keep::Newest,
+        };
+        let mut page = committed.history(node, self.query).await?;
+        page.keep_within(keep, REPLY_MESSAGE_BYTES, AtLeast::OneMessage);
+        Ok(Applied::Answered(page))
     }
 }

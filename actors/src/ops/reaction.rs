@@ -15,6 +15,11 @@ use crate::OpError;
 
 /// Longest reaction emoji, in bytes.
 pub const MAX_EMOJI_BYTES: usize = 64;
+/// Most distinct emojis on one message.
+pub const MAX_EMOJIS_PER_MESSAGE: usize = 20;
+/// Most reactions (user and emoji pairs) on one message. With the emoji and id lengths this
+/// keeps a message, and so every event and reply carrying it, well within a frame.
+pub const MAX_REACTIONS_PER_MESSAGE: usize = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReactionChange {
@@ -76,7 +81,7 @@ impl ChangeReaction {
         if record.message.deleted {
             return Err(OpError::conflict("the message is deleted"));
         }
-        if !self.change_reactions(&mut record.message) {
+        if self.change_reactions(&mut record.message)? == Outcome::Unchanged {
             return Ok(Applied::Answered(record.message));
         }
         record.version += 1;
@@ -93,18 +98,31 @@ impl ChangeReaction {
         })
     }
 
-    /// Changes the message's reactions; returns whether they changed.
-    fn change_reactions(self, message: &mut Message) -> bool {
+    /// Changes the message's reactions; an add past [`MAX_EMOJIS_PER_MESSAGE`] or
+    /// [`MAX_REACTIONS_PER_MESSAGE`] is a `conflict`.
+    fn change_reactions(self, message: &mut Message) -> Result<Outcome, OpError> {
         let reactions = &mut message.reactions;
         match self.change {
             ReactionChange::Add => {
-                let users = reactions.entry(self.emoji).or_default();
-                if users.contains(&self.user_id) {
-                    false
-                } else {
-                    users.push(self.user_id);
-                    true
+                if reactions
+                    .get(&self.emoji)
+                    .is_some_and(|users| users.contains(&self.user_id))
+                {
+                    return Ok(Outcome::Unchanged);
                 }
+                if !reactions.contains_key(&self.emoji) && reactions.len() >= MAX_EMOJIS_PER_MESSAGE
+                {
+                    return Err(OpError::conflict(format!(
+                        "a message holds at most {MAX_EMOJIS_PER_MESSAGE} distinct emojis"
+                    )));
+                }
+                if reactions.values().map(Vec::len).sum::<usize>() >= MAX_REACTIONS_PER_MESSAGE {
+                    return Err(OpError::conflict(format!(
+                        "a message holds at most {MAX_REACTIONS_PER_MESSAGE} reactions"
+                    )));
+                }
+                reactions.entry(self.emoji).or_default().push(self.user_id);
+                Ok(Outcome::Changed)
             }
             ReactionChange::Remove => match reactions.get_mut(&self.emoji) {
                 Some(users) if users.contains(&self.user_id) => {
@@ -112,10 +130,74 @@ impl ChangeReaction {
                     if users.is_empty() {
                         reactions.remove(&self.emoji);
                     }
-                    true
+                    Ok(Outcome::Changed)
                 }
-                _ => false,
+                _ => Ok(Outcome::Unchanged),
             },
         }
+    }
+}
+
+/// Whether a reaction change changed the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Changed,
+    Unchanged,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message_with(reactions: &[(&str, usize)]) -> Message {
+        let mut record = wire::log::MessageRecord {
+            message: serde_json::from_value(serde_json::json!({
+                "message_id": "m1", "conversation_id": "c1", "seq": 1, "sender_id": "alice",
+                "client_msg_id": "k1", "text": "hi", "reply_to": null, "forwarded_from": null,
+                "reactions": {}, "created_at": "2026-01-01T00:00:00Z", "edited_at": null,
+                "deleted": false
+            }))
+            .expect("message"),
+            version: 1,
+        };
+        for (emoji, users) in reactions {
+            let users = (0..*users).map(|index| UserId::new(format!("u{index}")));
+            record
+                .message
+                .reactions
+                .insert(emoji.to_string(), users.collect());
+        }
+        record.message
+    }
+
+    fn add(user: &str, emoji: &str) -> ChangeReaction {
+        ChangeReaction {
+            user_id: UserId::new(user),
+            message_id: MessageId::new("m1"),
+            emoji: emoji.to_owned(),
+            change: ReactionChange::Add,
+        }
+    }
+
+    #[test]
+    fn a_message_holds_at_most_the_reactions_it_may() {
+        let mut full = message_with(&[("a", 500), ("b", 500)]);
+        let error = add("someone", "a").change_reactions(&mut full).unwrap_err();
+        assert_eq!(error.code, wire::ErrorCode::Conflict);
+        // Adding one already there, and removing, still work.
+        assert_eq!(
+            add("u1", "a").change_reactions(&mut full).unwrap(),
+            Outcome::Unchanged
+        );
+        let mut remove = add("u1", "a");
+        remove.change = ReactionChange::Remove;
+        assert_eq!(
+            remove.change_reactions(&mut full).unwrap(),
+            Outcome::Changed
+        );
+        assert_eq!(
+            add("u1", "a").change_reactions(&mut full).unwrap(),
+            Outcome::Changed
+        );
     }
 }

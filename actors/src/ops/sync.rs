@@ -6,7 +6,7 @@ use futures::future::join_all;
 use futures::FutureExt;
 use ports::MessageQuery;
 use wire::frames::Request;
-use wire::ops::{SyncArgs, SyncResult};
+use wire::ops::{AtLeast, Keep, SyncArgs, SyncResult, REPLY_MESSAGE_BYTES};
 use wire::ErrorCode;
 
 use super::history_get::ReadHistory;
@@ -45,9 +45,19 @@ pub(crate) fn start(node: &Node, caller: &Caller, request: &Request) -> Result<A
         .collect();
     Ok(async move {
         let mut conversations = BTreeMap::new();
+        // One byte budget for the whole reply: once it is spent, the remaining conversations
+        // answer `has_more` with fewer (or no) messages, to be paged with `history.get`.
+        let mut budget_left = REPLY_MESSAGE_BYTES;
         for (conversation_id, answer) in join_all(answers).await {
             match answer {
-                Ok(history) => {
+                Ok(mut history) => {
+                    let at_least = if budget_left == REPLY_MESSAGE_BYTES {
+                        AtLeast::OneMessage
+                    } else {
+                        AtLeast::Nothing
+                    };
+                    let used = history.keep_within(Keep::Oldest, budget_left, at_least);
+                    budget_left = budget_left.saturating_sub(used);
                     conversations.insert(conversation_id, history);
                 }
                 // Conversations the user left or that are gone are left out.

@@ -1,8 +1,9 @@
-//! [`MemoryMessageCache`]: the recent-message cache of a standalone node.
+//! [`MemoryMessageCache`]: an in-process recent-message cache (the contract's reference
+//! adapter; a standalone node runs without a cache, see [`NoMessageCache`]).
 //!
-//! Per conversation, a map seq → newest version, trimmed to the newest `capacity` seqs. Memory
-//! grows with the number of conversations that ever had messages put (at most `capacity`
-//! messages each); a standalone node's conversations are bounded by its store anyway.
+//! Per conversation, a map seq → the version that supersedes the others, trimmed to the
+//! `capacity` seqs put most recently. Memory grows with the number of conversations that ever
+//! had messages put (at most `capacity` messages each).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -18,11 +19,41 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 200;
 #[derive(Debug)]
 pub struct MemoryMessageCache {
     capacity: usize,
-    conversations: Mutex<HashMap<ConversationId, BTreeMap<Seq, MessageRecord>>>,
+    conversations: Mutex<HashMap<ConversationId, Cached>>,
+}
+
+/// One conversation's cached messages, each with the put that stored it (its put order).
+#[derive(Debug, Default)]
+struct Cached {
+    messages: BTreeMap<Seq, (u64, MessageRecord)>,
+    puts: u64,
+}
+
+impl Cached {
+    fn range(&self, from: Seq, to: Seq) -> Vec<MessageRecord> {
+        self.messages
+            .range(from..=to)
+            .map(|(_, (_, record))| record.clone())
+            .collect()
+    }
+
+    /// Drops the seqs put least recently until `capacity` are left.
+    fn trim(&mut self, capacity: usize) {
+        while self.messages.len() > capacity {
+            let oldest_put = self
+                .messages
+                .iter()
+                .min_by_key(|(_, (put, _))| *put)
+                .map(|(seq, _)| *seq);
+            if let Some(seq) = oldest_put {
+                self.messages.remove(&seq);
+            }
+        }
+    }
 }
 
 impl MemoryMessageCache {
-    /// Keeps the newest `capacity` (at least 1) messages per conversation.
+    /// Keeps the `capacity` (at least 1) messages put most recently per conversation.
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
@@ -30,9 +61,7 @@ impl MemoryMessageCache {
         }
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<ConversationId, BTreeMap<Seq, MessageRecord>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConversationId, Cached>> {
         self.conversations
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -65,18 +94,18 @@ impl MessageCache for MemoryMessageCache {
             )));
         }
         let mut conversations = self.lock();
-        let messages = conversations.entry(conversation_id.clone()).or_default();
+        let cached = conversations.entry(conversation_id.clone()).or_default();
         for record in records {
-            match messages.get(&record.message.seq) {
-                Some(cached) if cached.version >= record.version => {}
+            match cached.messages.get(&record.message.seq) {
+                Some((_, held)) if !record.supersedes(held) => {}
                 _ => {
-                    messages.insert(record.message.seq, record.clone());
+                    cached.puts += 1;
+                    let entry = (cached.puts, record.clone());
+                    cached.messages.insert(record.message.seq, entry);
                 }
             }
         }
-        while messages.len() > self.capacity {
-            messages.pop_first();
-        }
+        cached.trim(self.capacity);
         Ok(())
     }
 
@@ -90,17 +119,30 @@ impl MessageCache for MemoryMessageCache {
             return Ok(Some(Vec::new()));
         }
         let conversations = self.lock();
-        let Some(messages) = conversations.get(conversation_id) else {
+        let Some(cached) = conversations.get(conversation_id) else {
             return Ok(None);
         };
-        let found: Vec<MessageRecord> = messages
-            .range(from..=to)
-            .map(|(_, record)| record.clone())
-            .collect();
+        let found = cached.range(from, to);
         if found.len() as u64 != to.0 - from.0 + 1 {
             return Ok(None);
         }
         Ok(Some(found))
+    }
+
+    async fn held(
+        &self,
+        conversation_id: &ConversationId,
+        from: Seq,
+        to: Seq,
+    ) -> Result<Vec<MessageRecord>, PortError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let conversations = self.lock();
+        Ok(conversations
+            .get(conversation_id)
+            .map(|cached| cached.range(from, to))
+            .unwrap_or_default())
     }
 }
 

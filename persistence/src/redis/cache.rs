@@ -1,11 +1,13 @@
 //! [`RedisMessageCache`]: the newest messages of each conversation, shared by every node.
 //!
-//! Keys per conversation: `cache:{conversation}`, a hash `seq → "{version}|{json}"`, and
-//! `cache-seqs:{conversation}`, a sorted set of the cached seqs used to trim the oldest. `put`
-//! is one Lua script (`scripts/cache_put.lua`): a stored version is only replaced by a higher
-//! one, then the conversation is trimmed to `capacity` seqs. Both keys expire after `ttl` without
-//! a `put` (an idle conversation's window is read from the store again). `range` is one `HMGET`;
-//! any missing seq makes it `None`.
+//! Keys per conversation: `cache:{conversation}`, a hash `seq → "{version}|{json}"` (`{version}d`
+//! for a deleted message), and `cache-seqs:{conversation}`, a sorted set of the cached seqs
+//! scored by when they were put, used to trim the least recently put. `put` is one Lua script
+//! (`scripts/cache_put.lua`): a stored version is only replaced by one that supersedes it
+//! ([`MessageRecord::supersedes`]: a deletion is final, else the higher version wins), then the
+//! conversation is trimmed to `capacity` seqs. Both keys expire after `ttl` without
+//! a `put` (an idle conversation's window is read from the store again). `range` and `held` are one `HMGET`;
+//! any missing seq makes `range` `None`.
 
 use std::time::Duration;
 
@@ -68,7 +70,7 @@ impl MessageCache for RedisMessageCache {
         if records.is_empty() {
             return Ok(());
         }
-        let mut args = Vec::with_capacity(2 + records.len() * 3);
+        let mut args = Vec::with_capacity(2 + records.len() * 4);
         args.push(self.capacity.to_string());
         args.push(self.ttl.as_millis().to_string());
         for record in records {
@@ -80,6 +82,7 @@ impl MessageCache for RedisMessageCache {
             }
             args.push(record.message.seq.0.to_string());
             args.push(record.version.to_string());
+            args.push(u8::from(record.message.deleted).to_string());
             args.push(encode("message", record)?);
         }
         let _cached: i64 = self
@@ -102,23 +105,56 @@ impl MessageCache for RedisMessageCache {
             // Seq 0 never exists, and a wider range than the cache holds cannot be complete.
             return Ok(None);
         }
+        let values = self.get(conversation_id, from, to).await?;
+        if values.iter().any(Option::is_none) {
+            return Ok(None);
+        }
+        values
+            .into_iter()
+            .flatten()
+            .map(decode_cached)
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
+    async fn held(
+        &self,
+        conversation_id: &ConversationId,
+        from: Seq,
+        to: Seq,
+    ) -> Result<Vec<MessageRecord>, PortError> {
+        if from > to || from == Seq::ZERO {
+            return Ok(Vec::new());
+        }
+        // Callers ask for a page (at most a few hundred seqs): one HMGET.
+        let values = self.get(conversation_id, from, to).await?;
+        values.into_iter().flatten().map(decode_cached).collect()
+    }
+}
+
+impl RedisMessageCache {
+    /// The cached values of the seqs `from..=to`, in order (`None` where none is cached).
+    async fn get(
+        &self,
+        conversation_id: &ConversationId,
+        from: Seq,
+        to: Seq,
+    ) -> Result<Vec<Option<Vec<u8>>>, PortError> {
         let [hash, _] = self.keys(conversation_id);
         let mut command = redis::cmd("HMGET");
         command.arg(hash);
         for seq in from.0..=to.0 {
             command.arg(seq);
         }
-        let values: Vec<Option<Vec<u8>>> = self.client.query(command).await?;
-        let mut records = Vec::with_capacity(values.len());
-        for value in values {
-            let Some(value) = value else {
-                return Ok(None);
-            };
-            let separator = value.iter().position(|byte| *byte == b'|').ok_or_else(|| {
-                PortError::corrupt(Service::Redis, "cached message", "no version")
-            })?;
-            records.push(decode("cached message", &value[separator + 1..])?);
-        }
-        Ok(Some(records))
+        self.client.query(command).await
     }
+}
+
+/// Decodes a cached `"{version}|{json}"` value.
+fn decode_cached(value: Vec<u8>) -> Result<MessageRecord, PortError> {
+    let separator = value
+        .iter()
+        .position(|byte| *byte == b'|')
+        .ok_or_else(|| PortError::corrupt(Service::Redis, "cached message", "no version"))?;
+    decode("cached message", &value[separator + 1..])
 }

@@ -21,6 +21,8 @@ where
 {
     cached_ranges_are_complete_or_none(make(CAPACITY).await).await;
     a_lower_version_never_replaces_a_higher_one(make(CAPACITY).await).await;
+    a_deletion_is_final(make(CAPACITY).await).await;
+    a_changed_older_message_stays_cached(make(CAPACITY).await).await;
     only_the_newest_capacity_seqs_are_kept(make(CAPACITY).await).await;
 }
 
@@ -153,6 +155,81 @@ async fn a_lower_version_never_replaces_a_higher_one(fixture: Fixture<dyn Messag
             .expect("range"),
         Some(vec![version(4)]),
         "within one put too"
+    );
+}
+
+/// Two nodes may change one message concurrently from the same version: the deletion wins
+/// whatever the versions, and no live version replaces it.
+async fn a_deletion_is_final(fixture: Fixture<dyn MessageCache>) {
+    let cache = fixture.port;
+    let conversation_id = ConversationId::new(unique("cache-deleted"));
+    let sender = UserId::new(unique("sender"));
+    let live = |version: u64| message_record(&conversation_id, 1, &sender, version, at(1));
+    let deleted = |version: u64| {
+        let mut record = live(version);
+        record.message.deleted = true;
+        record.message.text.clear();
+        record
+    };
+    let cached = || cache.range(&conversation_id, Seq(1), Seq(1));
+    cache.put(&conversation_id, &[live(3)]).await.expect("put");
+    cache
+        .put(&conversation_id, &[deleted(2)])
+        .await
+        .expect("put");
+    assert_eq!(cached().await.expect("range"), Some(vec![deleted(2)]));
+    cache.put(&conversation_id, &[live(5)]).await.expect("put");
+    assert_eq!(
+        cached().await.expect("range"),
+        Some(vec![deleted(2)]),
+        "a live version never replaces a deletion"
+    );
+    cache
+        .put(&conversation_id, &[deleted(4)])
+        .await
+        .expect("put");
+    assert_eq!(cached().await.expect("range"), Some(vec![deleted(4)]));
+}
+
+/// A change to an older message is put last: the least recently put seqs go first, and `held`
+/// returns what the cache has of a range with holes.
+async fn a_changed_older_message_stays_cached(fixture: Fixture<dyn MessageCache>) {
+    let cache = fixture.port;
+    let conversation_id = ConversationId::new(unique("cache-changed"));
+    let capacity = CAPACITY as u64;
+    let sender = UserId::new("cache-sender");
+    cache
+        .put(&conversation_id, &records(&conversation_id, 1..=capacity))
+        .await
+        .expect("put");
+    let changed = message_record(&conversation_id, 1, &sender, 2, at(1));
+    cache
+        .put(&conversation_id, std::slice::from_ref(&changed))
+        .await
+        .expect("put");
+    cache
+        .put(
+            &conversation_id,
+            &records(&conversation_id, capacity + 1..=capacity + 1),
+        )
+        .await
+        .expect("put");
+    let mut expected = vec![changed];
+    expected.extend(records(&conversation_id, 3..=capacity + 1));
+    assert_eq!(
+        cache
+            .held(&conversation_id, Seq(1), Seq(capacity + 1))
+            .await
+            .expect("held"),
+        expected,
+        "seq 2 was put least recently"
+    );
+    assert_eq!(
+        cache
+            .range(&conversation_id, Seq(1), Seq(2))
+            .await
+            .expect("range"),
+        None
     );
 }
 

@@ -1,20 +1,41 @@
--- Store messages of one conversation, newer versions only, then trim to the newest seqs.
--- KEYS[1] hash seq -> "{version}|{json}"; KEYS[2] zset of the cached seqs (score = seq)
--- ARGV[1] capacity; ARGV[2] TTL in ms (0: none); then triples (seq, version, json)
+-- Store messages of one conversation, newer versions only, then trim to the seqs put most
+-- recently (a changed older message stays cached while newer ones arrive).
+-- KEYS[1] hash seq -> "{version}|{json}", or "{version}d|{json}" for a deleted message;
+-- KEYS[2] zset of the cached seqs (score = put order)
+-- ARGV[1] capacity; ARGV[2] TTL in ms (0: none); then quadruples (seq, version, deleted 0/1, json)
+-- A deletion is final: a deleted version replaces any live one and no live version replaces
+-- it (MessageRecord::supersedes); otherwise the higher version wins.
 local capacity = tonumber(ARGV[1])
 local ttl_ms = tonumber(ARGV[2])
-for i = 3, #ARGV, 3 do
+local newest = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local tick = tonumber(newest[2] or '0')
+for i = 3, #ARGV, 4 do
   local seq = ARGV[i]
   local version = tonumber(ARGV[i + 1])
+  local deleted = ARGV[i + 2] == '1'
   local stored = redis.call('HGET', KEYS[1], seq)
   local newer = true
   if stored then
     local separator = string.find(stored, '|', 1, true)
-    newer = version > tonumber(string.sub(stored, 1, separator - 1))
+    local head = string.sub(stored, 1, separator - 1)
+    local stored_deleted = string.sub(head, -1) == 'd'
+    if stored_deleted then
+      head = string.sub(head, 1, -2)
+    end
+    if deleted ~= stored_deleted then
+      newer = deleted
+    else
+      newer = version > tonumber(head)
+    end
   end
   if newer then
-    redis.call('HSET', KEYS[1], seq, ARGV[i + 1] .. '|' .. ARGV[i + 2])
-    redis.call('ZADD', KEYS[2], seq, seq)
+    local marker = ''
+    if deleted then
+      marker = 'd'
+    end
+    redis.call('HSET', KEYS[1], seq, ARGV[i + 1] .. marker .. '|' .. ARGV[i + 3])
+    tick = tick + 1
+    redis.call('ZADD', KEYS[2], tick, seq)
   end
 end
 local excess = redis.call('ZCARD', KEYS[2]) - capacity
