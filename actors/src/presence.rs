@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::Utc;
 use ports::StoredConversation;
 use wire::events::ServerEvent;
-use wire::{ConversationId, UserId};
+use wire::UserId;
 
 use crate::conversation::publish;
 use crate::node::Node;
@@ -67,11 +67,19 @@ pub async fn open_session(
     welcome: bytestring::ByteString,
 ) -> Result<(), OpError> {
     let user_id = session.user_id();
-    let conversations = all_conversations(node, user_id).await?;
-    let ids: Vec<ConversationId> = conversations
-        .iter()
-        .map(|stored| stored.record.conversation.conversation_id.clone())
-        .collect();
+    // A user with a session on this node already: the new session is routed the same
+    // conversations, without reading them from the directory again.
+    let (ids, loaded) = match node.registry().sibling_conversations(user_id) {
+        Some(ids) => (ids, None),
+        None => {
+            let conversations = all_conversations(node, user_id).await?;
+            let ids = conversations
+                .iter()
+                .map(|stored| stored.record.conversation.conversation_id.clone())
+                .collect();
+            (ids, Some(conversations))
+        }
+    };
     node.registry()
         .register_session(session, &ids, Some(welcome))
         .await?;
@@ -81,6 +89,10 @@ pub async fn open_session(
         .connect(user_id, session.session_id(), node.node_id())
         .await?;
     if came_online {
+        let conversations = match loaded {
+            Some(conversations) => conversations,
+            None => all_conversations(node, user_id).await?,
+        };
         announce_presence(node, user_id, None, co_members(user_id, &conversations)).await;
     }
     Ok(())
