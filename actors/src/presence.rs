@@ -145,3 +145,40 @@ pub async fn announce_offline(node: &Node, user_id: &UserId) {
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use bytestring::ByteString;
+    use wire::UserId;
+
+    use super::open_session;
+    use crate::node::Limits;
+    use crate::session::SessionHandle;
+    use crate::testing::Harness;
+
+    /// A user's second session on a node is routed the first one's conversations without
+    /// reading the directory again (issue #13, item 3).
+    #[actix_rt::test]
+    async fn a_second_session_copies_the_first_ones_conversations() {
+        let harness = Harness::new(Limits::default());
+        let first_conversation = harness.group("c1", &["alice", "bob"]);
+        let metrics = harness.node.metrics().clone();
+        let (first, _first_frames) =
+            SessionHandle::detached(UserId::new("alice"), 16, metrics.clone());
+        open_session(&harness.node, &first, ByteString::from("welcome"))
+            .await
+            .unwrap();
+        // Written behind the node's back: only a directory read would find it.
+        let unseen = harness.group("c2", &["alice", "carol"]);
+        let (second, _second_frames) = SessionHandle::detached(UserId::new("alice"), 16, metrics);
+        open_session(&harness.node, &second, ByteString::from("welcome"))
+            .await
+            .unwrap();
+        let registry = harness.node.registry();
+        assert!(registry.session_in_conversation(second.session_id(), &first_conversation));
+        assert!(
+            !registry.session_in_conversation(second.session_id(), &unseen),
+            "the second session read the directory again"
+        );
+    }
+}
