@@ -6,9 +6,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_code, create_conversation, metric, Client, TestCluster, TestServer};
+use common::{assert_code, create_conversation, metric, Client, TestCluster, TestServer, WAIT};
 use futures::SinkExt;
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Conversation actors running on a node.
@@ -33,21 +35,28 @@ fn unknown_ids(count: usize) -> serde_json::Map<String, Value> {
         .collect()
 }
 
-/// Tries to open a WebSocket as `user_id`; the status and JSON body of a refused upgrade.
+/// Asks for an upgrade as `user_id` over plain TCP; the status and JSON body of the refusal
+/// (a refusal ends the connection; an accepted upgrade times out here).
 async fn refused(server: &TestServer, user_id: &str) -> (u16, Value) {
     let token = server.token(user_id).await;
-    match tokio_tungstenite::connect_async(server.ws_url(&token)).await {
-        Ok((_, response)) => panic!("upgrade should be refused, got {}", response.status()),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            let body = response
-                .body()
-                .as_deref()
-                .and_then(|body| serde_json::from_slice(body).ok())
-                .unwrap_or(Value::Null);
-            (response.status().as_u16(), body)
-        }
-        Err(error) => panic!("unexpected connect error: {error}"),
-    }
+    let mut stream = TcpStream::connect(&server.addr).await.expect("tcp");
+    let upgrade = format!(
+        "GET /ws?token={token} HTTP/1.1\r\nHost: parley\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(upgrade.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response))
+        .await
+        .expect("the upgrade is refused: the connection ends")
+        .expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a whole response");
+    let status = head.split(' ').nth(1).and_then(|code| code.parse().ok());
+    (
+        status.expect("a status"),
+        serde_json::from_str(body).expect("a JSON body"),
+    )
 }
 
 /// Item 1: sync and single operations on conversations that do not exist, or that the caller
