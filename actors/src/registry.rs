@@ -282,6 +282,14 @@ impl LocalRegistry {
         Some(conversations)
     }
 
+    /// How many conversations the session is registered for (its user's conversations).
+    pub fn session_conversation_count(&self, session_id: &SessionId) -> usize {
+        self.maps()
+            .conversations_by_session
+            .get(session_id)
+            .map_or(0, HashSet::len)
+    }
+
     /// Whether the session is registered for the conversation: the conversations its user was
     /// a member of when it connected, kept up to date by membership changes (`sync` asks only
     /// these).

@@ -22,6 +22,7 @@ use crate::OpError;
 
 pub(crate) fn start(node: &Node, caller: &Caller, request: &Request) -> Result<Answer, OpError> {
     let args: CreateConversationArgs = decode(request)?;
+    check_conversation_quota(node, caller)?;
     let creator = caller.user_id.clone();
     let node = node.clone();
     Ok(async move {
@@ -38,7 +39,6 @@ async fn create(
     args: CreateConversationArgs,
 ) -> Result<Conversation, OpError> {
     let (others, title) = check_members(node, &creator, args.members, args.kind, args.title)?;
-    check_conversation_quota(node, &creator).await?;
     let record = new_record(creator.clone(), others.clone(), args.kind, title);
     let members = record.conversation.members.clone();
     let record = match node.ports().directory.create(record).await? {
@@ -75,16 +75,15 @@ async fn create(
 }
 
 /// A user who is a member of `limits.max_conversations_per_user` conversations creates no more
-/// (`forbidden`). Reads at most that many of the user's conversations.
-async fn check_conversation_quota(node: &Node, creator: &UserId) -> Result<(), OpError> {
+/// (`forbidden`). Counted from the conversations the caller's session is routed (every
+/// conversation of the user, kept up to date by membership changes): no directory read.
+fn check_conversation_quota(node: &Node, caller: &Caller) -> Result<(), OpError> {
     let max = node.limits().max_conversations_per_user;
-    let held = node
-        .ports()
-        .directory
-        .list_for_user(creator, None, max)
-        .await?
-        .len();
-    if held >= max {
+    if node
+        .registry()
+        .session_conversation_count(&caller.session_id)
+        >= max
+    {
         return Err(OpError::forbidden(format!(
             "a user may be a member of at most {max} conversations"
         )));
