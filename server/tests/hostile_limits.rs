@@ -165,6 +165,14 @@ async fn member_lists_are_size_checked_before_anything_else() {
         .await;
     assert_code(&error, "bad_request");
 
+    // Ids no token can carry are refused wherever a list of users is taken.
+    for bad in ["x".repeat(129), "bell\u{7}".to_owned()] {
+        let error = alice
+            .err("presence.get", json!({ "user_ids": [bad] }))
+            .await;
+        assert_code(&error, "bad_request");
+    }
+
     // 8000 distinct ids: refused at once; another user's ping stays quick meanwhile.
     let distinct: Vec<String> = (0..8000).map(|index| format!("u{index}")).collect();
     let started = Instant::now();
