@@ -51,13 +51,13 @@ impl AddMembers {
         reply: Reply<Conversation>,
     ) -> Option<ConversationState> {
         // Linear: the list's length was checked at decode, members are looked up in a set.
-        let mut skipped: HashSet<UserId> = (state.record.participants.iter())
+        let mut members_and_added: HashSet<UserId> = (state.record.participants.iter())
             .map(|participant| participant.user_id.clone())
             .collect();
         let added: Vec<UserId> = self
             .user_ids
             .into_iter()
-            .filter(|candidate| skipped.insert(candidate.clone()))
+            .filter(|candidate| members_and_added.insert(candidate.clone()))
             .collect();
         if added.is_empty() {
             let _ = reply.send(Ok(state.conversation()));
