@@ -8,6 +8,7 @@
 //!   batching of writes (a batch runs as stages: reserve → apply → append or give back →
 //!   confirm → publish), sequencing, hand-off to the log, ordered local fan-out.
 //! - [`supervisor`]: starts conversation actors on demand, restarts failed ones, forgets idle ones.
+//! - [`connections`]: the connection caps (per user and per node) and their permits.
 //! - [`registry`]: which local sessions belong to which users and conversations; keeps the bus
 //!   subscriptions of this node in step.
 //! - [`router`]: takes envelopes from the bus and hands them to conversations and sessions.
@@ -20,6 +21,7 @@
 //! - [`error`]: [`OpError`], the client-facing error of an operation.
 //! - [`metrics`]: the Prometheus metrics of this crate.
 
+pub mod connections;
 pub mod conversation;
 pub mod dispatch;
 pub mod error;
@@ -36,6 +38,7 @@ pub mod supervisor;
 #[cfg(test)]
 mod testing;
 
+pub use connections::{ConnectionPermit, ConnectionRefused};
 pub use error::OpError;
 pub use node::{Limits, Node, Ports, Quiesced};
 pub use session::{SessionHandle, SessionParams};

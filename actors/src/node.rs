@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ports::{Bus, Directory, EventLog, MessageCache, Presence, RateLimiter, Sequencer, Store};
-use wire::NodeId;
+use wire::{NodeId, UserId};
 
+use crate::connections::{ConnectionCounter, ConnectionPermit, ConnectionRefused};
 use crate::metrics::Metrics;
 use crate::registry::LocalRegistry;
 use crate::supervisor::Supervisor;
@@ -52,6 +53,13 @@ pub struct Limits {
     pub gap_wait: Duration,
     /// Messages returned per conversation by `sync`.
     pub sync_page: usize,
+    /// WebSocket connections one user may hold on this node; more are refused before the
+    /// upgrade.
+    pub max_connections_per_user: usize,
+    /// WebSocket connections this node holds in all; more are refused before the upgrade.
+    pub max_connections: usize,
+    /// Conversations a user may be a member of to create another one.
+    pub max_conversations_per_user: usize,
 }
 
 impl Default for Limits {
@@ -71,6 +79,9 @@ impl Default for Limits {
             max_batch_ops: 512,
             gap_wait: Duration::from_secs(2),
             sync_page: 100,
+            max_connections_per_user: 32,
+            max_connections: 100_000,
+            max_conversations_per_user: 10_000,
         }
     }
 }
@@ -88,6 +99,7 @@ struct NodeInner {
     metrics: Metrics,
     registry: LocalRegistry,
     supervisor: Supervisor,
+    connections: ConnectionCounter,
     /// Log appends running detached from any request (tombstones of aborted sends).
     background_appends: Arc<AtomicUsize>,
 }
@@ -131,6 +143,7 @@ impl Node {
                 metrics,
                 registry,
                 supervisor: Supervisor::default(),
+                connections: ConnectionCounter::default(),
                 background_appends: Arc::new(AtomicUsize::new(0)),
             }),
         }
@@ -158,6 +171,20 @@ impl Node {
 
     pub fn supervisor(&self) -> &Supervisor {
         &self.inner.supervisor
+    }
+
+    /// Admits one more WebSocket connection of `user_id` within the connection caps; the
+    /// permit lives as long as the session.
+    pub fn admit_connection(
+        &self,
+        user_id: &UserId,
+    ) -> Result<ConnectionPermit, ConnectionRefused> {
+        let limits = self.limits();
+        self.inner.connections.admit(
+            user_id,
+            limits.max_connections_per_user,
+            limits.max_connections,
+        )
     }
 
     /// Registers a detached log append; [`Node::quiesce`] waits for it while the guard lives.

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::Utc;
 use ports::StoredConversation;
 use wire::events::ServerEvent;
-use wire::{ConversationId, UserId};
+use wire::UserId;
 
 use crate::conversation::publish;
 use crate::node::Node;
@@ -67,11 +67,19 @@ pub async fn open_session(
     welcome: bytestring::ByteString,
 ) -> Result<(), OpError> {
     let user_id = session.user_id();
-    let conversations = all_conversations(node, user_id).await?;
-    let ids: Vec<ConversationId> = conversations
-        .iter()
-        .map(|stored| stored.record.conversation.conversation_id.clone())
-        .collect();
+    // A user with a session on this node already: the new session is routed the same
+    // conversations, without reading them from the directory again.
+    let (ids, loaded) = match node.registry().sibling_conversations(user_id) {
+        Some(ids) => (ids, None),
+        None => {
+            let conversations = all_conversations(node, user_id).await?;
+            let ids = conversations
+                .iter()
+                .map(|stored| stored.record.conversation.conversation_id.clone())
+                .collect();
+            (ids, Some(conversations))
+        }
+    };
     node.registry()
         .register_session(session, &ids, Some(welcome))
         .await?;
@@ -81,6 +89,10 @@ pub async fn open_session(
         .connect(user_id, session.session_id(), node.node_id())
         .await?;
     if came_online {
+        let conversations = match loaded {
+            Some(conversations) => conversations,
+            None => all_conversations(node, user_id).await?,
+        };
         announce_presence(node, user_id, None, co_members(user_id, &conversations)).await;
     }
     Ok(())
@@ -132,4 +144,41 @@ pub async fn announce_offline(node: &Node, user_id: &UserId) {
         co_members(user_id, &conversations),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use bytestring::ByteString;
+    use wire::UserId;
+
+    use super::open_session;
+    use crate::node::Limits;
+    use crate::session::SessionHandle;
+    use crate::testing::Harness;
+
+    /// A user's second session on a node is routed the first one's conversations without
+    /// reading the directory again (issue #13, item 3).
+    #[actix_rt::test]
+    async fn a_second_session_copies_the_first_ones_conversations() {
+        let harness = Harness::new(Limits::default());
+        let first_conversation = harness.group("c1", &["alice", "bob"]);
+        let metrics = harness.node.metrics().clone();
+        let (first, _first_frames) =
+            SessionHandle::detached(UserId::new("alice"), 16, metrics.clone());
+        open_session(&harness.node, &first, ByteString::from("welcome"))
+            .await
+            .unwrap();
+        // Written behind the node's back: only a directory read would find it.
+        let unseen = harness.group("c2", &["alice", "carol"]);
+        let (second, _second_frames) = SessionHandle::detached(UserId::new("alice"), 16, metrics);
+        open_session(&harness.node, &second, ByteString::from("welcome"))
+            .await
+            .unwrap();
+        let registry = harness.node.registry();
+        assert!(registry.session_in_conversation(second.session_id(), &first_conversation));
+        assert!(
+            !registry.session_in_conversation(second.session_id(), &unseen),
+            "the second session read the directory again"
+        );
+    }
 }

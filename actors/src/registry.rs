@@ -269,6 +269,41 @@ impl LocalRegistry {
         deliver_all(sessions, frame, None)
     }
 
+    /// The conversations one of the user's sessions on this node is registered for; `None`
+    /// when the user has no session here.
+    pub fn sibling_conversations(&self, user_id: &UserId) -> Option<Vec<ConversationId>> {
+        let maps = self.maps();
+        let sibling = maps.sessions_by_user.get(user_id)?.first()?;
+        let conversations = maps
+            .conversations_by_session
+            .get(sibling.session_id())
+            .map(|conversations| conversations.iter().cloned().collect())
+            .unwrap_or_default();
+        Some(conversations)
+    }
+
+    /// How many conversations the session is registered for (its user's conversations).
+    pub fn session_conversation_count(&self, session_id: &SessionId) -> usize {
+        self.maps()
+            .conversations_by_session
+            .get(session_id)
+            .map_or(0, HashSet::len)
+    }
+
+    /// Whether the session is registered for the conversation: the conversations its user was
+    /// a member of when it connected, kept up to date by membership changes (`sync` asks only
+    /// these).
+    pub fn session_in_conversation(
+        &self,
+        session_id: &SessionId,
+        conversation_id: &ConversationId,
+    ) -> bool {
+        self.maps()
+            .conversations_by_session
+            .get(session_id)
+            .is_some_and(|conversations| conversations.contains(conversation_id))
+    }
+
     pub fn has_local_sessions(&self, conversation_id: &ConversationId) -> bool {
         self.maps()
             .sessions_by_conversation

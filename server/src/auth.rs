@@ -8,6 +8,33 @@ use wire::UserId;
 
 use crate::config::Secret;
 
+/// Longest `display_name` a token may carry, in bytes (it travels in every token).
+pub const MAX_DISPLAY_NAME_BYTES: usize = 256;
+
+/// Checks what `POST /api/v1/auth/token` is asked to sign: the user id (see
+/// [`actors::dispatch::check_user_id`]) and the display name (at most
+/// [`MAX_DISPLAY_NAME_BYTES`], no control characters). Failures are `bad_request`.
+pub fn check_token_request(
+    user_id: &UserId,
+    display_name: Option<&str>,
+) -> Result<(), actors::OpError> {
+    actors::dispatch::check_user_id(user_id)?;
+    let Some(display_name) = display_name else {
+        return Ok(());
+    };
+    if display_name.len() > MAX_DISPLAY_NAME_BYTES {
+        return Err(actors::OpError::bad_request(format!(
+            "`display_name` is longer than {MAX_DISPLAY_NAME_BYTES} bytes"
+        )));
+    }
+    if display_name.chars().any(char::is_control) {
+        return Err(actors::OpError::bad_request(
+            "`display_name` must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
@@ -248,6 +275,18 @@ mod tests {
             auth.verify(&malformed),
             Err(AuthError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn token_requests_refuse_long_names_and_control_characters() {
+        let alice = UserId::new("alice");
+        assert!(check_token_request(&alice, Some("Alice")).is_ok());
+        assert!(check_token_request(&alice, None).is_ok());
+        let long_name = "x".repeat(MAX_DISPLAY_NAME_BYTES + 1);
+        assert!(check_token_request(&alice, Some(&long_name)).is_err());
+        assert!(check_token_request(&alice, Some("Alice\nINFO forged")).is_err());
+        let forged = UserId::new("mallory\r\n2026-01-01 INFO admin logged in");
+        assert!(check_token_request(&forged, None).is_err());
     }
 
     #[test]

@@ -131,6 +131,9 @@ pub struct LimitSettings {
     pub max_inflight_requests: usize,
     pub max_batch_ops: usize,
     pub sync_page: usize,
+    pub max_connections_per_user: usize,
+    pub max_connections: usize,
+    pub max_conversations_per_user: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -297,6 +300,9 @@ impl Settings {
             max_batch_ops: limits.max_batch_ops,
             gap_wait: Duration::from_secs(2),
             sync_page: limits.sync_page,
+            max_connections_per_user: limits.max_connections_per_user,
+            max_connections: limits.max_connections,
+            max_conversations_per_user: limits.max_conversations_per_user,
         }
     }
 }

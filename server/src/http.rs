@@ -139,7 +139,9 @@ async fn issue_token(
     body: web::Json<TokenRequest>,
 ) -> HttpResponse {
     let body = body.into_inner();
-    if let Err(error) = actors::dispatch::check_user_id(&body.user_id) {
+    if let Err(error) =
+        crate::auth::check_token_request(&body.user_id, body.display_name.as_deref())
+    {
         return op_error_response(error);
     }
     let auth_settings = &state.settings.auth;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use actix_codec::Framed;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::session::{Session, SessionParams};
+use actors::{ConnectionPermit, ConnectionRefused};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -40,6 +41,7 @@ struct Refusal {
     code: ErrorCode,
     message: String,
     status: Option<u16>,
+    retry_after_ms: Option<u64>,
 }
 
 impl Refusal {
@@ -48,6 +50,25 @@ impl Refusal {
             code,
             message: message.into(),
             status: None,
+            retry_after_ms: None,
+        }
+    }
+}
+
+/// How long a client refused by a connection cap should wait before it tries again.
+const CONNECTION_CAP_RETRY_AFTER_MS: u64 = 1000;
+
+/// A connection cap refuses the upgrade: the user's with `rate_limited` (429), the node's with
+/// `unavailable` (503), both with a `retry_after_ms`.
+impl From<ConnectionRefused> for Refusal {
+    fn from(refused: ConnectionRefused) -> Self {
+        let code = match refused {
+            ConnectionRefused::UserAtCap { .. } => ErrorCode::RateLimited,
+            ConnectionRefused::NodeAtCap { .. } => ErrorCode::Unavailable,
+        };
+        Self {
+            retry_after_ms: Some(CONNECTION_CAP_RETRY_AFTER_MS),
+            ..Self::new(code, refused.to_string())
         }
     }
 }
@@ -140,7 +161,7 @@ async fn answer_upgrade(
     drop(parts.read_buf);
     drop(parts.write_buf);
     match accept_key(&state, &request) {
-        Ok((verified, accept)) => {
+        Ok((verified, accept, permit)) => {
             let response = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
             );
@@ -150,6 +171,7 @@ async fn answer_upgrade(
                 SessionParams {
                     user_id: verified.user_id,
                     token_expires_at: verified.expires_at,
+                    permit,
                 },
                 io,
                 leftover,
@@ -163,11 +185,12 @@ async fn answer_upgrade(
     }
 }
 
-/// Checks an upgrade request; returns the caller and the `Sec-WebSocket-Accept` value.
+/// Checks an upgrade request; returns the caller, the `Sec-WebSocket-Accept` value and the
+/// connection's permit (taken last, when everything else passed).
 fn accept_key(
     state: &AppState,
     request: &actix_http::Request,
-) -> Result<(Verified, String), Refusal> {
+) -> Result<(Verified, String, ConnectionPermit), Refusal> {
     if request.path() != "/ws" {
         return Err(Refusal::new(
             ErrorCode::NotFound,
@@ -208,7 +231,9 @@ fn accept_key(
             "missing Sec-WebSocket-Key",
         ));
     };
-    Ok((verified, derive_accept_key(key.as_bytes())))
+    let accept = derive_accept_key(key.as_bytes());
+    let permit = state.node.admit_connection(&verified.user_id)?;
+    Ok((verified, accept, permit))
 }
 
 /// The whole HTTP/1.1 response refusing an upgrade: the JSON error body of every endpoint.
@@ -218,9 +243,11 @@ fn refusal_response(refusal: &Refusal) -> String {
         .ok()
         .and_then(|status| status.canonical_reason())
         .unwrap_or("Error");
-    let body =
-        serde_json::json!({ "error": ErrorBody::new(refusal.code, refusal.message.clone()) })
-            .to_string();
+    let error = ErrorBody {
+        retry_after_ms: refusal.retry_after_ms,
+        ..ErrorBody::new(refusal.code, refusal.message.clone())
+    };
+    let body = serde_json::json!({ "error": error }).to_string();
     let mut response = format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
         body.len()

@@ -9,6 +9,7 @@
 mod batch;
 mod members;
 pub mod op;
+mod retire;
 mod state;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -31,6 +32,7 @@ pub use state::{ConversationState, Snapshot};
 
 use crate::node::Node;
 use crate::OpError;
+use retire::Outcome;
 
 /// Most `Enqueue` messages waiting in a conversation actor's mailbox. Past it, callers are
 /// answered `unavailable` with [`OVERLOAD_RETRY_AFTER_MS`] instead of queueing.
@@ -98,6 +100,9 @@ pub struct Conversation {
     window_stale: bool,
     gap_timer: Option<SpawnHandle>,
     last_activity: Instant,
+    /// The supervisor forgot this actor (see [`retire`]): operations that still reach it are
+    /// handed to a fresh actor, and it stops.
+    retired: bool,
 }
 
 impl Conversation {
@@ -115,6 +120,7 @@ impl Conversation {
             window_stale: false,
             gap_timer: None,
             last_activity: Instant::now(),
+            retired: false,
         }
     }
 
@@ -157,13 +163,13 @@ impl Conversation {
                         for op in ops {
                             op.fail(OpError::not_found("no such conversation"));
                         }
-                        return None;
+                        return Outcome::Missing;
                     }
                     Err(error) => {
                         for op in ops {
                             op.fail(error.clone());
                         }
-                        return None;
+                        return Outcome::Ran(None);
                     }
                 },
             };
@@ -174,13 +180,13 @@ impl Conversation {
                 for op in ops {
                     op.fail(error.clone());
                 }
-                return None;
+                return Outcome::Ran(None);
             }
             if membership {
                 let op = ops.into_iter().next().expect("one membership op");
-                members::run(&node, state, op).await
+                Outcome::Ran(members::run(&node, state, op).await)
             } else {
-                Some(batch::run(&node, state, ops).await)
+                Outcome::Ran(Some(batch::run(&node, state, ops).await))
             }
         };
         ctx.spawn(
@@ -191,7 +197,8 @@ impl Conversation {
                     act.busy = false;
                     act.last_activity = Instant::now();
                     match outcome {
-                        Ok(state) => act.state = state,
+                        Ok(Outcome::Ran(state)) => act.state = state,
+                        Ok(Outcome::Missing) => return act.retire_missing(ctx),
                         Err(_) => {
                             // The batch panicked: its callers got `internal` (their reply
                             // channels dropped). Stop; the supervisor starts a fresh actor.
@@ -200,6 +207,9 @@ impl Conversation {
                             ctx.stop();
                             return;
                         }
+                    }
+                    if act.holds_nothing_for_local_sessions() {
+                        return act.retire(ctx);
                     }
                     act.pump(ctx);
                 }),
@@ -305,6 +315,7 @@ impl Actor for Conversation {
                 && act.reorder.is_empty()
                 && act.last_activity.elapsed() >= idle;
             if quiet
+                && !act.retired
                 && act
                     .node
                     .supervisor()
@@ -330,6 +341,9 @@ impl Handler<Enqueue> for Conversation {
     type Result = ();
 
     fn handle(&mut self, message: Enqueue, ctx: &mut Self::Context) {
+        if self.retired {
+            return self.hand_on(message.op);
+        }
         self.last_activity = Instant::now();
         if self.queue.len() >= MAX_QUEUED_OPS {
             refuse_overloaded(&self.node, message.op);

@@ -319,6 +319,8 @@ async fn idle_conversations_stop_and_restart_on_demand() {
     };
     let harness = Harness::new(limits);
     let conversation_id = harness.group("c1", &["alice", "bob"]);
+    // With a session on this node the actor keeps its state until it is idle.
+    let (_session, _outbound) = connect_bob(&harness, &conversation_id).await;
     send(&harness.node, &conversation_id, "alice", "m1")
         .await
         .unwrap();

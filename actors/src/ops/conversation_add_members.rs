@@ -1,5 +1,7 @@
 //! `conversation.add_members`: a member of a group adds users to it.
 
+use std::collections::HashSet;
+
 use chrono::Utc;
 use wire::events::ServerEvent;
 use wire::frames::Request;
@@ -25,7 +27,7 @@ pub struct AddMembers {
 }
 
 pub(crate) fn start(node: &Node, caller: &Caller, request: &Request) -> Result<Answer, OpError> {
-    let args = decode_members(request)?;
+    let args = decode_members(node, request)?;
     let add = AddMembers {
         user_id: caller.user_id.clone(),
         user_ids: args.user_ids,
@@ -48,12 +50,15 @@ impl AddMembers {
         state: ConversationState,
         reply: Reply<Conversation>,
     ) -> Option<ConversationState> {
-        let mut added: Vec<UserId> = Vec::new();
-        for candidate in self.user_ids {
-            if !state.is_member(&candidate) && !added.contains(&candidate) {
-                added.push(candidate);
-            }
-        }
+        // Linear: the list's length was checked at decode, members are looked up in a set.
+        let mut members_and_added: HashSet<UserId> = (state.record.participants.iter())
+            .map(|participant| participant.user_id.clone())
+            .collect();
+        let added: Vec<UserId> = self
+            .user_ids
+            .into_iter()
+            .filter(|candidate| members_and_added.insert(candidate.clone()))
+            .collect();
         if added.is_empty() {
             let _ = reply.send(Ok(state.conversation()));
             return Some(state);

@@ -2,6 +2,8 @@
 //! existing one) or a group. Runs against the ports: the directory first, then the log for
 //! the store, then the members' nodes are told to route it and the members are told.
 
+use std::collections::HashSet;
+
 use chrono::Utc;
 use futures::FutureExt;
 use ports::CreateOutcome;
@@ -12,7 +14,7 @@ use wire::ops::{ConversationResult, CreateConversationArgs};
 use wire::{Conversation, ConversationId, ConversationKind, Seq, UserId};
 
 use super::conversation_update::MAX_TITLE_BYTES;
-use super::shared::{check_text, check_user_id, decode, json, Answer};
+use super::shared::{check_members_list_length, check_text, check_user_id, decode, json, Answer};
 use crate::conversation::{announce_membership, log_event_for, publish_to_users};
 use crate::dispatch::Caller;
 use crate::node::Node;
@@ -20,6 +22,7 @@ use crate::OpError;
 
 pub(crate) fn start(node: &Node, caller: &Caller, request: &Request) -> Result<Answer, OpError> {
     let args: CreateConversationArgs = decode(request)?;
+    check_conversation_quota(node, caller)?;
     let creator = caller.user_id.clone();
     let node = node.clone();
     Ok(async move {
@@ -71,6 +74,23 @@ async fn create(
     Ok(conversation)
 }
 
+/// A user who is a member of `limits.max_conversations_per_user` conversations creates no more
+/// (`forbidden`). Counted from the conversations the caller's session is routed (every
+/// conversation of the user, kept up to date by membership changes): no directory read.
+fn check_conversation_quota(node: &Node, caller: &Caller) -> Result<(), OpError> {
+    let max = node.limits().max_conversations_per_user;
+    if node
+        .registry()
+        .session_conversation_count(&caller.session_id)
+        >= max
+    {
+        return Err(OpError::forbidden(format!(
+            "a user may be a member of at most {max} conversations"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks the members and title for the kind: returns the members other than the creator
 /// (each once) and the title, if the conversation has one.
 fn check_members(
@@ -80,13 +100,16 @@ fn check_members(
     kind: ConversationKind,
     title: Option<String>,
 ) -> Result<(Vec<UserId>, Option<String>), OpError> {
-    let mut others: Vec<UserId> = Vec::new();
-    for member in members {
-        check_user_id(&member)?;
-        if &member != creator && !others.contains(&member) {
-            others.push(member);
-        }
+    // Sizes first: the list is checked and de-duplicated only when it is short enough.
+    check_members_list_length(node, members.len())?;
+    for member in &members {
+        check_user_id(member)?;
     }
+    let mut kept: HashSet<UserId> = HashSet::with_capacity(members.len());
+    let others: Vec<UserId> = members
+        .into_iter()
+        .filter(|member| member != creator && kept.insert(member.clone()))
+        .collect();
     let title = match kind {
         ConversationKind::Direct => {
             if others.len() != 1 {
@@ -148,5 +171,37 @@ fn new_record(
         participants,
         version: 1,
         updated_at: now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Harness;
+
+    #[actix_rt::test]
+    async fn a_members_list_over_the_cap_is_refused_before_it_is_deduplicated() {
+        let harness = Harness::new(crate::node::Limits::default());
+        let max = harness.node.limits().max_group_members;
+        let alice = UserId::new("alice");
+        let repeated = vec![UserId::new("bob"); max + 1];
+        let refused = check_members(
+            &harness.node,
+            &alice,
+            repeated,
+            ConversationKind::Group,
+            None,
+        );
+        assert_eq!(refused.unwrap_err().code, wire::ErrorCode::BadRequest);
+        let repeated = vec![UserId::new("bob"); max];
+        let (others, _) = check_members(
+            &harness.node,
+            &alice,
+            repeated,
+            ConversationKind::Group,
+            None,
+        )
+        .unwrap();
+        assert_eq!(others, [UserId::new("bob")]);
     }
 }

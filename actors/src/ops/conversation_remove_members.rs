@@ -25,7 +25,7 @@ pub struct RemoveMembers {
 }
 
 pub(crate) fn start(node: &Node, caller: &Caller, request: &Request) -> Result<Answer, OpError> {
-    let args = decode_members(request)?;
+    let args = decode_members(node, request)?;
     let remove = RemoveMembers {
         user_id: caller.user_id.clone(),
         user_ids: args.user_ids,

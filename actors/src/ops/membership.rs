@@ -11,18 +11,19 @@ use wire::log::LogEventBody;
 use wire::ops::MembersArgs;
 use wire::Conversation;
 
-use super::shared::{check_user_id, decode};
+use super::shared::{check_members_list_length, check_user_id, decode};
 use crate::conversation::op::Reply;
 use crate::conversation::{log_event_for, ConversationState};
 use crate::node::Node;
 use crate::OpError;
 
 /// Decodes and checks the arguments of `conversation.add_members` and `.remove_members`.
-pub(crate) fn decode_members(request: &Request) -> Result<MembersArgs, OpError> {
+pub(crate) fn decode_members(node: &Node, request: &Request) -> Result<MembersArgs, OpError> {
     let args: MembersArgs = decode(request)?;
     if args.user_ids.is_empty() {
         return Err(OpError::bad_request("`user_ids` must not be empty"));
     }
+    check_members_list_length(node, args.user_ids.len())?;
     for user in &args.user_ids {
         check_user_id(user)?;
     }

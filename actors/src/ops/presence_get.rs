@@ -4,7 +4,7 @@ use futures::FutureExt;
 use wire::frames::Request;
 use wire::ops::{PresenceGetArgs, PresenceResult};
 
-use super::shared::{decode, json, Answer};
+use super::shared::{check_user_id, decode, json, Answer};
 use crate::dispatch::Caller;
 use crate::node::Node;
 use crate::OpError;
@@ -18,6 +18,9 @@ pub(crate) fn start(node: &Node, _caller: &Caller, request: &Request) -> Result<
         return Err(OpError::bad_request(format!(
             "at most {MAX_PRESENCE_USERS} users per presence.get"
         )));
+    }
+    for user_id in &args.user_ids {
+        check_user_id(user_id)?;
     }
     let node = node.clone();
     Ok(async move {

@@ -95,11 +95,18 @@ pub fn check_text(field: &str, text: &str, max_bytes: usize) -> Result<(), OpErr
     Ok(())
 }
 
+/// A user id is 1 to [`MAX_ID_BYTES`] bytes without control characters (ids reach the logs).
 pub fn check_user_id(user_id: &UserId) -> Result<(), OpError> {
-    if user_id.as_str().is_empty() || user_id.as_str().len() > MAX_ID_BYTES {
+    let id = user_id.as_str();
+    if id.is_empty() || id.len() > MAX_ID_BYTES {
         return Err(OpError::bad_request(format!(
             "user ids must be 1 to {MAX_ID_BYTES} bytes"
         )));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(OpError::bad_request(
+            "user ids must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -108,6 +115,19 @@ pub fn check_client_msg_id(client_msg_id: &ClientMsgId) -> Result<(), OpError> {
     if client_msg_id.as_str().is_empty() || client_msg_id.as_str().len() > MAX_ID_BYTES {
         return Err(OpError::bad_request(format!(
             "`client_msg_id` must be 1 to {MAX_ID_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// A members list (`conversation.create`'s `members`, the `user_ids` of `add_members` and
+/// `remove_members`) holds at most `limits.max_group_members` entries, duplicates included.
+/// Checked before anything looks at the entries.
+pub fn check_members_list_length(node: &Node, entries: usize) -> Result<(), OpError> {
+    let max = node.limits().max_group_members;
+    if entries > max {
+        return Err(OpError::bad_request(format!(
+            "a members list holds at most {max} entries, got {entries}"
         )));
     }
     Ok(())

@@ -26,9 +26,13 @@ pub(crate) fn start(node: &Node, caller: &Caller, request: &Request) -> Result<A
             "at most {MAX_SYNC_CONVERSATIONS} conversations per sync"
         )));
     }
+    // Only the session's own conversations reach an actor: an unknown or foreign id starts
+    // nothing and is left out like a conversation the user left.
+    let registry = node.registry();
+    let mut conversations = args.conversations;
+    conversations.retain(|id, _| registry.session_in_conversation(&caller.session_id, id));
     let page = node.limits().sync_page;
-    let answers: Vec<_> = args
-        .conversations
+    let answers: Vec<_> = conversations
         .into_iter()
         .map(|(conversation_id, last_seen)| {
             let read = ReadHistory {

@@ -32,12 +32,17 @@ pub struct Session {
     /// A frame's rate-limit check is running: the next frame is read once it is done (frames
     /// are handled in order), while writing goes on.
     pub(super) checking: bool,
+    /// The connection's place within the connection caps, given back when the session stops.
+    permit: Option<crate::ConnectionPermit>,
 }
 
-/// A data frame from the client.
+/// A frame from the client that takes a rate-limit token.
 enum Frame {
     Text(Utf8Bytes),
     Binary,
+    /// A WebSocket ping or pong: the socket answers a ping itself; over the rate it only
+    /// counts toward the abuse close (4008), it has no request to answer.
+    Control,
 }
 
 /// What a message read from the socket means for the connection.
@@ -77,6 +82,7 @@ impl Session {
                 rejections: VecDeque::new(),
                 registered: false,
                 checking: false,
+                permit: Some(params.permit),
             }
         });
     }
@@ -134,8 +140,14 @@ impl Session {
                 act.handle.shared.wake.wake();
                 let readable_id = |frame: &Frame| match frame {
                     Frame::Text(text) => peek_request_id(text),
-                    Frame::Binary => None,
+                    Frame::Binary | Frame::Control => None,
                 };
+                if matches!(frame, Frame::Control) {
+                    if matches!(decision, Ok(ports::RateDecision::Limited { .. })) {
+                        act.record_rejection();
+                    }
+                    return;
+                }
                 match decision {
                     Ok(ports::RateDecision::Allowed) => act.process_frame(frame, ctx),
                     Ok(ports::RateDecision::Limited { retry_after }) => {
@@ -171,6 +183,7 @@ impl Session {
     fn decode_frame(&self, frame: Frame) -> Option<Request> {
         let text = match frame {
             Frame::Text(text) => text,
+            Frame::Control => return None,
             Frame::Binary => {
                 self.send_error(
                     None,
@@ -256,8 +269,13 @@ impl Session {
                 self.handle_frame(Frame::Binary, ctx);
                 Received::Frame
             }
-            // The socket answers pings itself.
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => Received::Frame,
+            // The socket answers pings itself; pings and pongs take a rate-limit token like
+            // any frame, so a ping flood ends in a 4008 close.
+            Ok(Message::Ping(_) | Message::Pong(_)) => {
+                self.handle_frame(Frame::Control, ctx);
+                Received::Frame
+            }
+            Ok(Message::Frame(_)) => Received::Frame,
             Ok(Message::Close(_)) => {
                 self.handle.close(CloseCode::Normal, "closed by client");
                 Received::PeerClosed
@@ -345,6 +363,8 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // Before the gauge: a session no longer counted holds no place either.
+        self.permit = None;
         self.node.metrics().sessions_open.dec();
         self.handle.close(CloseCode::Normal, "session closed");
         self.handle.shared.connection_gone();

@@ -29,10 +29,12 @@ pub use actor::Session;
 pub use handle::{CloseRequest, DetachedSession, Outbound, QueuedFrames, SessionHandle};
 
 /// What the session is opened with, after authentication.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SessionParams {
     pub user_id: UserId,
     pub token_expires_at: Timestamp,
+    /// The connection's place within the connection caps, held for the session's life.
+    pub permit: crate::ConnectionPermit,
 }
 
 /// An upgraded client connection.

@@ -4,8 +4,9 @@
 //! when the store has none). That is only right when the store reflects the whole log, which is why a node
 //! runs `IngestPipeline::catch_up` before it turns ready.
 //!
-//! Dedup keeps the last [`RECENT_ACKS_PER_CONVERSATION`] confirmed acks per conversation. On a
-//! miss it asks the store (`message_by_client_id`), so a retry after a restart still finds its
+//! Dedup keeps the confirmed acks of the last [`RECENT_ACK_WINDOW`] (24 h, like the Redis
+//! sequencer's ack TTL), at most [`RECENT_ACKS_PER_CONVERSATION`] per conversation: older ones
+//! are evicted when the conversation next reserves or confirms. On a miss it asks the store (`message_by_client_id`), so a retry after a restart still finds its
 //! original ack once ingest stored the message. The store is only asked when the answer could
 //! be there: when the conversation already had messages before this process first saw it, or
 //! once acks were evicted from the recent set. A brand-new conversation costs no store reads.
@@ -15,6 +16,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use ports::{DedupKey, MessageQuery, PortError, Reservation, Sequencer, Store};
@@ -23,13 +27,15 @@ use wire::{ConversationId, Seq};
 
 /// Confirmed acks remembered per conversation before falling back to the store.
 pub const RECENT_ACKS_PER_CONVERSATION: usize = 4096;
+/// How long a confirmed ack is remembered before falling back to the store.
+pub const RECENT_ACK_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Debug)]
 struct ConversationSequence {
     last_seq: Seq,
     recent: HashMap<DedupKey, SendAck>,
-    /// Insertion order of `recent`, oldest first, for eviction.
-    order: VecDeque<DedupKey>,
+    /// Insertion order of `recent` with the time of each confirm, oldest first, for eviction.
+    order: VecDeque<(DedupKey, Instant)>,
     /// Whether acks older than `recent` may exist (so a miss must ask the store).
     may_have_older: bool,
 }
@@ -40,6 +46,23 @@ pub struct MemorySequencer {
     store: Arc<dyn Store>,
     conversations: Mutex<HashMap<ConversationId, SequenceSlot>>,
     recent_capacity: usize,
+    recent_window: Duration,
+}
+
+impl ConversationSequence {
+    /// Forgets the acks over the capacity or older than the window, oldest first.
+    fn evict(&mut self, capacity: usize, window: Duration) {
+        let now = Instant::now();
+        while let Some((_, confirmed_at)) = self.order.front() {
+            if self.order.len() <= capacity && now.duration_since(*confirmed_at) < window {
+                break;
+            }
+            if let Some((oldest, _)) = self.order.pop_front() {
+                self.recent.remove(&oldest);
+                self.may_have_older = true;
+            }
+        }
+    }
 }
 
 impl MemorySequencer {
@@ -49,10 +72,20 @@ impl MemorySequencer {
 
     /// Like [`MemorySequencer::new`] with a custom dedup window (tests use a small one).
     pub fn with_recent_capacity(store: Arc<dyn Store>, recent_capacity: usize) -> Self {
+        Self::with_recent_window(store, recent_capacity, RECENT_ACK_WINDOW)
+    }
+
+    /// Like [`MemorySequencer::with_recent_capacity`] with a custom age limit for acks.
+    pub fn with_recent_window(
+        store: Arc<dyn Store>,
+        recent_capacity: usize,
+        recent_window: Duration,
+    ) -> Self {
         Self {
             store,
             conversations: Mutex::new(HashMap::new()),
             recent_capacity: recent_capacity.max(1),
+            recent_window,
         }
     }
 
@@ -114,7 +147,9 @@ impl Sequencer for MemorySequencer {
             "the same dedup key twice in one reserve call"
         );
         let store = Arc::clone(&self.store);
+        let (capacity, window) = (self.recent_capacity, self.recent_window);
         self.with_sequence(conversation_id, async |sequence| {
+            sequence.evict(capacity, window);
             // Look everything up before allocating, so a failed store read allocates nothing.
             let mut known = Vec::with_capacity(keys.len());
             for key in keys {
@@ -151,19 +186,15 @@ impl Sequencer for MemorySequencer {
         conversation_id: &ConversationId,
         acks: &[(DedupKey, SendAck)],
     ) -> Result<(), PortError> {
-        let capacity = self.recent_capacity;
+        let (capacity, window) = (self.recent_capacity, self.recent_window);
         self.with_sequence(conversation_id, async |sequence| {
+            let now = Instant::now();
             for (key, ack) in acks {
                 if sequence.recent.insert(key.clone(), ack.clone()).is_none() {
-                    sequence.order.push_back(key.clone());
-                }
-                while sequence.order.len() > capacity {
-                    if let Some(oldest) = sequence.order.pop_front() {
-                        sequence.recent.remove(&oldest);
-                        sequence.may_have_older = true;
-                    }
+                    sequence.order.push_back((key.clone(), now));
                 }
             }
+            sequence.evict(capacity, window);
             Ok(())
         })
         .await
@@ -192,5 +223,68 @@ impl Sequencer for MemorySequencer {
     async fn last_seq(&self, conversation_id: &ConversationId) -> Result<Seq, PortError> {
         self.with_sequence(conversation_id, async |sequence| Ok(sequence.last_seq))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EmbeddedStore;
+    use wire::{ClientMsgId, UserId};
+
+    fn key(client_msg_id: &str) -> DedupKey {
+        DedupKey {
+            sender_id: UserId::new("alice"),
+            client_msg_id: ClientMsgId::new(client_msg_id),
+        }
+    }
+
+    async fn reserve_one(
+        sequencer: &MemorySequencer,
+        id: &ConversationId,
+        name: &str,
+    ) -> Reservation {
+        let mut reserved = sequencer.reserve(id, &[key(name)]).await.expect("reserve");
+        reserved.pop().expect("one reservation")
+    }
+
+    /// Dedup state is bounded by age: an ack older than the window is forgotten (a retry then
+    /// asks the store, which here never stored the message).
+    #[tokio::test(start_paused = true)]
+    async fn acks_older_than_the_window_are_evicted() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).expect("open"));
+        let window = Duration::from_secs(60);
+        let sequencer = MemorySequencer::with_recent_window(store, 100, window);
+        let id = ConversationId::new("c");
+        let Reservation::Fresh(seq) = reserve_one(&sequencer, &id, "m1").await else {
+            panic!("a first send is fresh");
+        };
+        let ack = SendAck {
+            message_id: wire::MessageId::new("m1"),
+            seq,
+            created_at: chrono::Utc::now(),
+        };
+        sequencer
+            .confirm(&id, &[(key("m1"), ack.clone())])
+            .await
+            .expect("confirm");
+        assert_eq!(
+            reserve_one(&sequencer, &id, "m1").await,
+            Reservation::Duplicate(ack),
+            "a retry within the window gets the original ack"
+        );
+        tokio::time::advance(window + Duration::from_secs(1)).await;
+        assert!(
+            matches!(
+                reserve_one(&sequencer, &id, "m1").await,
+                Reservation::Fresh(_)
+            ),
+            "past the window the ack is forgotten"
+        );
+        let slot = sequencer.slot(&id);
+        let guard = slot.lock().await;
+        let sequence = guard.as_ref().expect("seeded");
+        assert!(sequence.recent.is_empty() && sequence.order.is_empty());
     }
 }

@@ -196,6 +196,17 @@ fn validate_limits(limits: &LimitSettings) -> Result<(), ConfigError> {
     if !(1..=1000).contains(&limits.sync_page) {
         return Err(invalid("limits.sync_page", "must be between 1 and 1000"));
     }
+    at_least(
+        "limits.max_connections_per_user",
+        limits.max_connections_per_user,
+        1,
+    )?;
+    at_least("limits.max_connections", limits.max_connections, 1)?;
+    at_least(
+        "limits.max_conversations_per_user",
+        limits.max_conversations_per_user,
+        1,
+    )?;
     Ok(())
 }
 
