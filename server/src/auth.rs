@@ -122,18 +122,16 @@ impl Authenticator {
                 _ => AuthError::Invalid(error.to_string()),
             })?;
         let claims = data.claims;
-        if claims.sub.is_empty() || claims.sub.len() > actors::dispatch::MAX_ID_BYTES {
-            return Err(AuthError::Invalid(format!(
-                "`sub` must be 1 to {} bytes",
-                actors::dispatch::MAX_ID_BYTES
-            )));
-        }
+        // Tokens minted by app backends are checked like issued ones: `sub` reaches the logs.
+        let user_id = UserId::new(claims.sub);
+        actors::dispatch::check_user_id(&user_id)
+            .map_err(|error| AuthError::Invalid(format!("`sub`: {}", error.message)))?;
         let expires_at = Utc
             .timestamp_opt(claims.exp, 0)
             .single()
             .ok_or_else(|| AuthError::Invalid("`exp` out of range".to_owned()))?;
         Ok(Verified {
-            user_id: UserId::new(claims.sub),
+            user_id,
             expires_at,
         })
     }
@@ -287,6 +285,17 @@ mod tests {
         assert!(check_token_request(&alice, Some("Alice\nINFO forged")).is_err());
         let forged = UserId::new("mallory\r\n2026-01-01 INFO admin logged in");
         assert!(check_token_request(&forged, None).is_err());
+    }
+
+    #[test]
+    fn tokens_whose_sub_carries_control_characters_are_refused() {
+        let auth = authenticator();
+        let exp = Utc::now().timestamp() + 600;
+        let forged =
+            signed(serde_json::json!({"sub": "mallory\r\nINFO admin logged in", "exp": exp}));
+        assert!(matches!(auth.verify(&forged), Err(AuthError::Invalid(_))));
+        let plain = signed(serde_json::json!({"sub": "mallory", "exp": exp}));
+        assert!(auth.verify(&plain).is_ok());
     }
 
     #[test]
