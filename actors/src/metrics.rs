@@ -72,147 +72,86 @@ impl Metrics {
 
     fn create(registry: &Registry) -> Self {
         let latency_buckets = exponential_buckets(0.000_05, 2.0, 18).expect("valid buckets");
+        let batch_buckets = exponential_buckets(1.0, 2.0, 12).expect("valid buckets");
+        let counter = |name: &str, help: &str| {
+            register(registry, IntCounter::new(name, help).expect("valid metric"))
+        };
+        let gauge = |name: &str, help: &str| {
+            register(registry, IntGauge::new(name, help).expect("valid metric"))
+        };
+        let counter_by = |name: &str, help: &str, label: &str| {
+            let metric = IntCounterVec::new(Opts::new(name, help), &[label]);
+            register(registry, metric.expect("valid metric"))
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets));
+            register(registry, metric.expect("valid metric"))
+        };
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "parley_request_duration_seconds",
+                "time from a request frame to its reply, by op",
+            )
+            .buckets(latency_buckets.clone()),
+            &["op"],
+        );
         Self {
-            sessions_open: register(
-                registry,
-                IntGauge::new("parley_ws_sessions_open", "open WebSocket sessions").unwrap(),
+            sessions_open: gauge("parley_ws_sessions_open", "open WebSocket sessions"),
+            frames_in: counter("parley_ws_frames_in_total", "frames received from clients"),
+            frames_out: counter("parley_ws_frames_out_total", "frames queued to clients"),
+            messages_accepted: counter(
+                "parley_messages_accepted_total",
+                "messages durable in the log and acknowledged as accepted",
             ),
-            frames_in: register(
-                registry,
-                IntCounter::new("parley_ws_frames_in_total", "frames received from clients")
-                    .unwrap(),
+            fanout_deliveries: counter(
+                "parley_fanout_deliveries_total",
+                "conversation events queued to local sessions",
             ),
-            frames_out: register(
-                registry,
-                IntCounter::new("parley_ws_frames_out_total", "frames queued to clients").unwrap(),
+            request_duration: register(registry, request_duration.expect("valid metric")),
+            errors: counter_by("parley_errors_total", "error replies sent, by code", "code"),
+            outbound_overflows: counter(
+                "parley_ws_outbound_overflows_total",
+                "sessions closed with 4009 because their outbound queue overflowed",
             ),
-            messages_accepted: register(
-                registry,
-                IntCounter::new(
-                    "parley_messages_accepted_total",
-                    "messages durable in the log and acknowledged as accepted",
-                )
-                .unwrap(),
+            closes: counter_by(
+                "parley_ws_closes_total",
+                "sessions closed by the server, by close code",
+                "code",
             ),
-            fanout_deliveries: register(
-                registry,
-                IntCounter::new(
-                    "parley_fanout_deliveries_total",
-                    "conversation events queued to local sessions",
-                )
-                .unwrap(),
+            conversations_active: gauge(
+                "parley_conversation_actors_active",
+                "conversation actors running on this node",
             ),
-            request_duration: register(
-                registry,
-                HistogramVec::new(
-                    HistogramOpts::new(
-                        "parley_request_duration_seconds",
-                        "time from a request frame to its reply, by op",
-                    )
-                    .buckets(latency_buckets.clone()),
-                    &["op"],
-                )
-                .unwrap(),
+            conversation_restarts: counter(
+                "parley_conversation_actor_restarts_total",
+                "conversation actors restarted after a failure",
             ),
-            errors: register(
-                registry,
-                IntCounterVec::new(
-                    Opts::new("parley_errors_total", "error replies sent, by code"),
-                    &["code"],
-                )
-                .unwrap(),
+            conversation_overloads: counter(
+                "parley_conversation_overloads_total",
+                "operations refused with `unavailable` because their conversation's queue was full",
             ),
-            outbound_overflows: register(
-                registry,
-                IntCounter::new(
-                    "parley_ws_outbound_overflows_total",
-                    "sessions closed with 4009 because their outbound queue overflowed",
-                )
-                .unwrap(),
+            log_append_duration: histogram(
+                "parley_log_append_duration_seconds",
+                "time for a batch of events to become durable in the log",
+                latency_buckets,
             ),
-            closes: register(
-                registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "parley_ws_closes_total",
-                        "sessions closed by the server, by close code",
-                    ),
-                    &["code"],
-                )
-                .unwrap(),
+            log_batch_events: histogram(
+                "parley_log_batch_events",
+                "events per conversation batch appended to the log",
+                batch_buckets,
             ),
-            conversations_active: register(
-                registry,
-                IntGauge::new(
-                    "parley_conversation_actors_active",
-                    "conversation actors running on this node",
-                )
-                .unwrap(),
+            log_append_failures: counter(
+                "parley_log_append_failures_total",
+                "conversation batches whose log append failed (the senders got an error)",
             ),
-            conversation_restarts: register(
-                registry,
-                IntCounter::new(
-                    "parley_conversation_actor_restarts_total",
-                    "conversation actors restarted after a failure",
-                )
-                .unwrap(),
+            bus_received: counter_by(
+                "parley_bus_envelopes_received_total",
+                "envelopes this node received from the bus, by topic kind (conversation, user)",
+                "topic",
             ),
-            conversation_overloads: register(
-                registry,
-                IntCounter::new(
-                    "parley_conversation_overloads_total",
-                    "operations refused with `unavailable` because their conversation's queue was full",
-                )
-                .unwrap(),
-            ),
-            log_append_duration: register(
-                registry,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "parley_log_append_duration_seconds",
-                        "time for a batch of events to become durable in the log",
-                    )
-                    .buckets(latency_buckets),
-                )
-                .unwrap(),
-            ),
-            log_batch_events: register(
-                registry,
-                Histogram::with_opts(
-                    HistogramOpts::new(
-                        "parley_log_batch_events",
-                        "events per conversation batch appended to the log",
-                    )
-                    .buckets(exponential_buckets(1.0, 2.0, 12).expect("valid buckets")),
-                )
-                .unwrap(),
-            ),
-            log_append_failures: register(
-                registry,
-                IntCounter::new(
-                    "parley_log_append_failures_total",
-                    "conversation batches whose log append failed (the senders got an error)",
-                )
-                .unwrap(),
-            ),
-            bus_received: register(
-                registry,
-                IntCounterVec::new(
-                    Opts::new(
-                        "parley_bus_envelopes_received_total",
-                        "envelopes this node received from the bus, by topic kind (conversation, user)",
-                    ),
-                    &["topic"],
-                )
-                .unwrap(),
-            ),
-            stored_acks_relayed: register(
-                registry,
-                IntCounter::new(
-                    "parley_stored_acks_relayed_total",
-                    "message.stored acknowledgments relayed to senders",
-                )
-                .unwrap(),
+            stored_acks_relayed: counter(
+                "parley_stored_acks_relayed_total",
+                "message.stored acknowledgments relayed to senders",
             ),
         }
     }
