@@ -200,7 +200,9 @@ impl IngestPipeline {
             return rejoin.wait("poll", error, Some(shutdown)).await;
         }
         self.health.set_stalled(error.to_string());
-        rejoin.wait("poll, re-joining", error, Some(shutdown)).await?;
+        rejoin
+            .wait("poll, re-joining", error, Some(shutdown))
+            .await?;
         // The old member leaves the group when it is replaced, before the new one is polled.
         *consumer = self.open_consumer(Some(shutdown)).await?;
         info!(group = %self.config.group, "ingest re-joined its consumer group");
