@@ -27,6 +27,10 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 const READY_AND_IDLE_AT_MOST: Duration = Duration::from_secs(25);
 /// Upper bound for the pipeline to deliver everything after the last fault.
 const RECOVERY_WAIT: Duration = Duration::from_secs(100);
+/// When the broker is killed after each ingest restart: the fault sequence runs once per delay,
+/// so that the kill lands in different phases of the group join (the failure needed it to land
+/// between the join and the assignment).
+const BROKER_KILL_DELAYS_MS: [u64; 4] = [1_000, 2_000, 3_000, 4_500];
 /// Pause between two sends of one sender.
 const PACE: Duration = Duration::from_millis(25);
 
@@ -250,24 +254,28 @@ async fn broker_killed_while_a_restarted_ingest_joins_its_group_loses_and_duplic
         })
         .collect();
 
-    // 1. kill -9 ingest once it is mid-stream, let the log grow, restart it.
+    // The fault sequence, with the broker killed at different moments of the group join:
+    // 1. kill -9 ingest once it is mid-stream, let the log grow, restart it;
+    // 2. kill -9 the broker a little later, while the new ingest joins its group, and restart
+    //    the broker;
+    // 3. wait until sends are accepted again.
     wait_count(&acked, 40, "sends never got going").await;
-    cluster.ingest.kill9();
-    let at_kill = acked.load(Ordering::SeqCst);
-    wait_count(&acked, at_kill + 60, "sends stalled while ingest was down").await;
-    cluster.ingest.restart().await;
-    // 2. kill -9 the broker while the new ingest joins its group, then restart the broker.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    cluster.tansu.kill9();
-    eprintln!(
-        "broker killed with {} sends acked",
-        acked.load(Ordering::SeqCst)
-    );
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    cluster.tansu.resume();
-    // 3. More sends once the broker is back, then stop sending.
-    let at_resume = acked.load(Ordering::SeqCst);
-    wait_count(&acked, at_resume + 40, "sends never resumed").await;
+    for broker_kill_delay_ms in BROKER_KILL_DELAYS_MS {
+        cluster.ingest.kill9();
+        let at_kill = acked.load(Ordering::SeqCst);
+        wait_count(&acked, at_kill + 150, "sends stalled while ingest was down").await;
+        cluster.ingest.restart().await;
+        tokio::time::sleep(Duration::from_millis(broker_kill_delay_ms)).await;
+        cluster.tansu.kill9();
+        eprintln!(
+            "broker killed {broker_kill_delay_ms} ms after the ingest restart, {} sends acked",
+            acked.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cluster.tansu.resume();
+        let at_resume = acked.load(Ordering::SeqCst);
+        wait_count(&acked, at_resume + 40, "sends never resumed").await;
+    }
     stop.store(true, Ordering::SeqCst);
     let mut outcomes = Vec::new();
     for sender in senders {
@@ -325,4 +333,10 @@ async fn broker_killed_while_a_restarted_ingest_joins_its_group_loses_and_duplic
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(cluster.ingest.is_running());
+    let log = cluster.ingest.log();
+    eprintln!(
+        "ingest reported its group stalled {} times and re-joined {} times",
+        log.matches("kafka consumer group stalled").count(),
+        log.matches("ingest re-joined its consumer group").count()
+    );
 }
