@@ -54,6 +54,7 @@ pub struct KafkaSettings {
     pub commit_timeout_ms: u64,
     pub session_timeout_ms: u64,
     pub stall_timeout_ms: u64,
+    pub max_partition_fetch_bytes: usize,
 }
 
 impl KafkaSettings {
@@ -87,6 +88,11 @@ impl KafkaSettings {
         at_least("kafka.commit_timeout_ms", self.commit_timeout_ms, 100)?;
         at_least("kafka.session_timeout_ms", self.session_timeout_ms, 1000)?;
         at_least("kafka.stall_timeout_ms", self.stall_timeout_ms, 1000)?;
+        at_least(
+            "kafka.max_partition_fetch_bytes",
+            self.max_partition_fetch_bytes as u64,
+            1024,
+        )?;
         Ok(())
     }
 
@@ -107,6 +113,7 @@ impl KafkaSettings {
         config.linger = Duration::from_millis(self.linger_ms);
         config.request_timeout = Duration::from_millis(self.request_timeout_ms);
         config.commit_timeout = Duration::from_millis(self.commit_timeout_ms);
+        config.max_partition_fetch_bytes = self.max_partition_fetch_bytes;
         config
     }
 }

@@ -30,11 +30,15 @@ pub struct KafkaConfig {
     /// A consumer whose group has records left and has not moved its committed offsets for
     /// this long reports itself stalled, so its owner re-joins (see `consumer`'s module docs).
     pub stall_timeout: Duration,
+    /// Most bytes a consumer asks one partition for per fetch (`max.partition.fetch.bytes`;
+    /// librdkafka raises it for a single larger record). Smaller keeps each fetch short on a
+    /// broker that spends time per record, as Tansu 0.6 does with a backlog.
+    pub max_partition_fetch_bytes: usize,
 }
 
 impl KafkaConfig {
     /// The defaults for `brokers`: client id `parley`, no prefix, 5 s per delivery, 2 ms linger,
-    /// up to 10 000 records per batch, 2 s per metadata/admin request, 5 s per commit, 10 s session timeout, 60 s stall timeout.
+    /// up to 10 000 records per batch, 2 s per metadata/admin request, 5 s per commit, 10 s session timeout, 60 s stall timeout, 1 MiB per partition fetch.
     pub fn new(brokers: impl Into<String>) -> Self {
         Self {
             brokers: brokers.into(),
@@ -47,6 +51,7 @@ impl KafkaConfig {
             commit_timeout: Duration::from_secs(5),
             session_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(60),
+            max_partition_fetch_bytes: 1_048_576,
         }
     }
 
