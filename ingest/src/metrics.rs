@@ -43,6 +43,9 @@ pub struct IngestMetrics {
     /// `parley_ingest_consumer_lag{topic,partition}`: records of each partition of the consumed
     /// topics (assigned to this process or not) past the group's committed position.
     pub consumer_lag: IntGaugeVec,
+    /// `parley_ingest_assigned_partitions`: partitions the group assigned to this process, as of
+    /// the last lag refresh.
+    pub assigned_partitions: IntGauge,
     /// The `(topic, partition)` labels `consumer_lag` currently has values for.
     lag_labels: Mutex<BTreeSet<(String, String)>>,
 }
@@ -109,6 +112,11 @@ impl Default for IngestMetrics {
                 &["topic", "partition"],
             )
             .expect("valid metric"),
+            assigned_partitions: IntGauge::new(
+                "parley_ingest_assigned_partitions",
+                "log partitions the ingest group assigned to this process",
+            )
+            .expect("valid metric"),
             lag_labels: Mutex::new(BTreeSet::new()),
         }
     }
@@ -170,6 +178,7 @@ impl IngestMetrics {
         registry.register(Box::new(self.ack_append_seconds.clone()))?;
         registry.register(Box::new(self.message_stored_latency_seconds.clone()))?;
         registry.register(Box::new(self.consumer_lag.clone()))?;
+        registry.register(Box::new(self.assigned_partitions.clone()))?;
         Ok(())
     }
 }

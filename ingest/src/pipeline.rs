@@ -175,6 +175,11 @@ impl IngestPipeline {
 
     /// Refreshes the lag gauge; nothing left to consume ends a reported stall.
     async fn refresh_lag(&self, consumer: &mut Box<dyn LogConsumer>) {
+        if let Some(assigned) = consumer.assigned_partitions() {
+            self.metrics
+                .assigned_partitions
+                .set(i64::try_from(assigned).unwrap_or(i64::MAX));
+        }
         match consumer.lag().await {
             Ok(lags) => {
                 self.metrics.set_lag(&lags);

@@ -73,4 +73,10 @@ pub trait LogConsumer: Send {
     async fn lag(&mut self) -> Result<Vec<(String, u32, u64)>, PortError> {
         Ok(Vec::new())
     }
+
+    /// How many partitions the group has assigned to this consumer right now; `None` when the
+    /// adapter cannot tell (the default).
+    fn assigned_partitions(&self) -> Option<usize> {
+        None
+    }
 }

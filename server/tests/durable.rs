@@ -1118,10 +1118,15 @@ async fn two_ingest_processes_share_the_partitions_and_one_takes_over_when_the_o
     let cluster = DurableCluster::start("parley_e2e_two_ingest", 1, &[]).await;
     let mut second = TestIngest::start(&cluster.pipeline_env()).await;
     second.wait_ready(PIPELINE_WAIT).await;
-    // The group has rebalanced once the newcomer reports partitions of its own (its lag gauge
-    // lists the partitions assigned to it, refreshed every few seconds).
+    // The group has rebalanced once the newcomer reports partitions of its own (refreshed every
+    // few seconds).
     let deadline = tokio::time::Instant::now() + PIPELINE_WAIT;
-    while second.metric("parley_ingest_consumer_lag").await.is_none() {
+    while second
+        .metric("parley_ingest_assigned_partitions")
+        .await
+        .unwrap_or(0.0)
+        == 0.0
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the second ingest got no partitions within {PIPELINE_WAIT:?}"

@@ -91,6 +91,8 @@ pub struct KafkaConsumer {
     unknown_topic_since: Option<Instant>,
     /// Whether the group still makes progress (see the module docs).
     stall: StallWatch,
+    /// When this member subscribed (see [`KafkaConsumer::first_join_pending`]).
+    subscribed_at: Instant,
 }
 
 impl std::fmt::Debug for KafkaConsumer {
@@ -149,6 +151,7 @@ impl KafkaConsumer {
             pending_error: None,
             unknown_topic_since: None,
             stall: StallWatch::new(config.stall_timeout, Instant::now()),
+            subscribed_at: Instant::now(),
             config,
         })
     }
@@ -478,8 +481,18 @@ impl LogConsumer for KafkaConsumer {
         }
     }
 
+    fn assigned_partitions(&self) -> Option<usize> {
+        self.consumer()
+            .assignment()
+            .ok()
+            .map(|assignment| assignment.count())
+    }
+
     /// Over every partition of the consumer's topics, assigned to this member or not.
     async fn lag(&mut self) -> Result<Vec<(String, u32, u64)>, PortError> {
+        if self.first_join_pending() {
+            return Ok(Vec::new());
+        }
         let standing = self.group_standing().await?;
         Ok(standing
             .partitions
@@ -493,6 +506,16 @@ impl LogConsumer for KafkaConsumer {
 }
 
 impl KafkaConsumer {
+    /// Whether this member may still be in its first group join: no partitions yet and
+    /// subscribed less than a session timeout ago. The group is not measured then: asking the
+    /// coordinator for committed offsets would queue behind the blocking JoinGroup request, time
+    /// out, and disturb the join (seen with Tansu: two members joining at once ended with one of
+    /// them holding every partition).
+    fn first_join_pending(&self) -> bool {
+        self.assigned_partitions() == Some(0)
+            && self.subscribed_at.elapsed() < self.config.session_timeout
+    }
+
     /// The group's standing on every partition of the topics (see [`group_standing`]).
     async fn group_standing(&self) -> Result<GroupStanding, PortError> {
         let consumer = Arc::clone(self.consumer());
@@ -515,7 +538,7 @@ impl KafkaConsumer {
     /// When a check is due, measures the group and fails when it is stalled (see the module
     /// docs); a measurement that fails is no verdict.
     async fn check_progress(&mut self) -> Result<(), PortError> {
-        if !self.stall.is_due(Instant::now()) {
+        if !self.stall.is_due(Instant::now()) || self.first_join_pending() {
             return Ok(());
         }
         let standing = match self.group_standing().await {
