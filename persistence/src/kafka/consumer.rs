@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures::FutureExt;
 use ports::{During, LogConsumer, LogPosition, LogRecord, PortError, Service};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
@@ -93,6 +93,10 @@ pub struct KafkaConsumer {
     stall: StallWatch,
     /// When this member subscribed (see [`KafkaConsumer::first_join_pending`]).
     subscribed_at: Instant,
+    /// A client with the group's id that never subscribes: measures the group (see [`lag`]).
+    ///
+    /// [`lag`]: super::lag
+    observer: Arc<BaseConsumer<KafkaContext>>,
 }
 
 impl std::fmt::Debug for KafkaConsumer {
@@ -138,6 +142,9 @@ impl KafkaConsumer {
         let consumer: StreamConsumer<KafkaContext> = consumer_config(&config, group)
             .create_with_context(KafkaContext::consumer(group))
             .map_err(|error| kafka_error("consumer", error))?;
+        let observer: BaseConsumer<KafkaContext> = consumer_config(&config, group)
+            .create_with_context(KafkaContext::consumer(group))
+            .map_err(|error| kafka_error("consumer", error))?;
         let subscription: Vec<&str> = names.iter().map(String::as_str).collect();
         consumer
             .subscribe(&subscription)
@@ -152,6 +159,7 @@ impl KafkaConsumer {
             unknown_topic_since: None,
             stall: StallWatch::new(config.stall_timeout, Instant::now()),
             subscribed_at: Instant::now(),
+            observer: Arc::new(observer),
             config,
         })
     }
@@ -507,10 +515,8 @@ impl LogConsumer for KafkaConsumer {
 
 impl KafkaConsumer {
     /// Whether this member may still be in its first group join: no partitions yet and
-    /// subscribed less than a session timeout ago. The group is not measured then: asking the
-    /// coordinator for committed offsets would queue behind the blocking JoinGroup request, time
-    /// out, and disturb the join (seen with Tansu: two members joining at once ended with one of
-    /// them holding every partition).
+    /// subscribed less than a session timeout ago. The group is not measured then: the join
+    /// decides who consumes what, and until it is over there is nothing to judge.
     fn first_join_pending(&self) -> bool {
         self.assigned_partitions() == Some(0)
             && self.subscribed_at.elapsed() < self.config.session_timeout
@@ -518,11 +524,13 @@ impl KafkaConsumer {
 
     /// The group's standing on every partition of the topics (see [`group_standing`]).
     async fn group_standing(&self) -> Result<GroupStanding, PortError> {
-        let consumer = Arc::clone(self.consumer());
+        let observer = Arc::clone(&self.observer);
+        let assigned = self.assigned_partitions().unwrap_or(0);
         let topics = self.topics.clone();
         let timeout = self.config.request_timeout;
-        let measured =
-            tokio::task::spawn_blocking(move || group_standing(&consumer, &topics, timeout));
+        let measured = tokio::task::spawn_blocking(move || {
+            group_standing(&observer, assigned, &topics, timeout)
+        });
         // At most four requests (see `group_standing`), plus slack.
         let limit = timeout * 5;
         match tokio::time::timeout(limit, measured).await {

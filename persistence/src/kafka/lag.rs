@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -42,13 +42,15 @@ impl GroupStanding {
 /// Blocking: a metadata request, then two or three offset requests (committed offsets of the
 /// group, end offsets, start offsets when some partition has no commit), each bounded by
 /// `timeout`, whatever the number of partitions. Partitions the broker reports no offset for
-/// are left out.
+/// are left out. `consumer` is an observer with the group's id that never subscribes: a full
+/// metadata request on the member itself makes librdkafka re-check its subscription, and with
+/// Tansu that kept the group rebalancing.
 pub fn group_standing(
-    consumer: &StreamConsumer<KafkaContext>,
+    consumer: &BaseConsumer<KafkaContext>,
+    assigned_partitions: usize,
     topics: &[String],
     timeout: Duration,
 ) -> Result<GroupStanding, KafkaError> {
-    let assigned_partitions = consumer.assignment()?.count();
     let metadata = consumer.fetch_metadata(None, timeout)?;
     let mut every_partition = TopicPartitionList::new();
     for topic in metadata.topics() {
