@@ -91,8 +91,6 @@ pub struct KafkaConsumer {
     unknown_topic_since: Option<Instant>,
     /// Whether the group still makes progress (see the module docs).
     stall: StallWatch,
-    /// When this member subscribed (see [`KafkaConsumer::first_join_pending`]).
-    subscribed_at: Instant,
     /// A client with the group's id that never subscribes: measures the group (see [`lag`]).
     ///
     /// [`lag`]: super::lag
@@ -158,7 +156,6 @@ impl KafkaConsumer {
             pending_error: None,
             unknown_topic_since: None,
             stall: StallWatch::new(config.stall_timeout, Instant::now()),
-            subscribed_at: Instant::now(),
             observer: Arc::new(observer),
             config,
         })
@@ -498,9 +495,6 @@ impl LogConsumer for KafkaConsumer {
 
     /// Over every partition of the consumer's topics, assigned to this member or not.
     async fn lag(&mut self) -> Result<Vec<(String, u32, u64)>, PortError> {
-        if self.first_join_pending() {
-            return Ok(Vec::new());
-        }
         let standing = self.group_standing().await?;
         Ok(standing
             .partitions
@@ -514,14 +508,6 @@ impl LogConsumer for KafkaConsumer {
 }
 
 impl KafkaConsumer {
-    /// Whether this member may still be in its first group join: no partitions yet and
-    /// subscribed less than a session timeout ago. The group is not measured then: the join
-    /// decides who consumes what, and until it is over there is nothing to judge.
-    fn first_join_pending(&self) -> bool {
-        self.assigned_partitions() == Some(0)
-            && self.subscribed_at.elapsed() < self.config.session_timeout
-    }
-
     /// The group's standing on every partition of the topics (see [`group_standing`]).
     async fn group_standing(&self) -> Result<GroupStanding, PortError> {
         let observer = Arc::clone(&self.observer);
@@ -546,7 +532,7 @@ impl KafkaConsumer {
     /// When a check is due, measures the group and fails when it is stalled (see the module
     /// docs); a measurement that fails is no verdict.
     async fn check_progress(&mut self) -> Result<(), PortError> {
-        if !self.stall.is_due(Instant::now()) || self.first_join_pending() {
+        if !self.stall.is_due(Instant::now()) {
             return Ok(());
         }
         let standing = match self.group_standing().await {
