@@ -32,13 +32,19 @@ case "$mode" in
   *) echo "PARLEY_DEV_MODE must be durable or redis, not $mode" >&2; exit 2 ;;
 esac
 
-# Settings every Parley process of this cluster shares. Tansu 0.6 needs one record per produce
-# batch (it cannot fetch from inside a batch) and joins groups faster with a short session.
+# Settings every Parley process of this cluster shares (docs/operations.md "The local broker").
+# Tansu 0.6 needs one record per produce batch (it cannot fetch from inside a batch). It spends
+# a few milliseconds per record on every fetch (its sqlite has no index for the lookup), so a
+# backlog fetched 1 MiB at a time took longer than a 6 s session and its consumers were dropped
+# from their groups again and again (issue #20): fetch 64 KiB per partition, and give sessions
+# 15 s. A group that still stops moving is re-joined after 30 s.
 export PARLEY__REDIS__URL="redis://127.0.0.1:$redis_port/0"
 if [ "$mode" = durable ]; then
   export PARLEY__KAFKA__BROKERS="127.0.0.1:$kafka_port"
   export PARLEY__KAFKA__MAX_BATCH_RECORDS=1
-  export PARLEY__KAFKA__SESSION_TIMEOUT_MS=6000
+  export PARLEY__KAFKA__SESSION_TIMEOUT_MS=15000
+  export PARLEY__KAFKA__MAX_PARTITION_FETCH_BYTES=65536
+  export PARLEY__KAFKA__STALL_TIMEOUT_MS=30000
   export PARLEY__MONGO__URI="mongodb://127.0.0.1:$mongo_port/"
   export PARLEY__MONGO__DATABASE=parley_dev
 fi

@@ -1,6 +1,12 @@
 //! Relays the "stored" acknowledgments that ingest writes to the log (topic
 //! `message.delivered`) to the senders' sessions, through the bus so that whichever node holds
 //! the sender's sessions delivers them.
+//!
+//! A failed poll reopens the consumer, that is re-joins the group as a new member, after a
+//! backoff that grows until records flow again. That includes a group that stopped moving: a
+//! Kafka consumer reports its group stalled when records are left and no committed offset moved
+//! for `kafka.stall_timeout_ms` (e.g. a group a crashed broker left without assignments; see
+//! docs/operations.md "Stalled consumer groups").
 
 use std::time::Duration;
 
@@ -50,10 +56,10 @@ pub async fn run(node: Node, mut shutdown: watch::Receiver<bool>) {
                     break;
                 }
             };
-            backoff.reset();
             if records.is_empty() {
                 continue;
             }
+            backoff.reset();
             for record in &records {
                 let LogEventBody::MessageStored {
                     conversation_id,

@@ -16,36 +16,37 @@ use tokio::task::JoinHandle;
 use tracing::warn;
 
 use ingest::metrics::ProcessMetrics;
+use ingest::ConsumerHealth;
 
 /// How often the background task checks MongoDB and Kafka for `/readyz`.
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
 /// Whether ingest can do its work: MongoDB and Kafka answer, the indexes exist and the consumer
-/// loop runs. MongoDB and Kafka are checked in the background every [`REFRESH_EVERY`], so a
+/// loop runs and makes progress ([`ConsumerHealth`]). MongoDB and Kafka are checked in the background every [`REFRESH_EVERY`], so a
 /// probe is answered at once, never after a dead dependency's timeout.
 pub struct Readiness {
     store: Arc<dyn Store>,
     log: Arc<dyn EventLog>,
     indexes_created: AtomicBool,
-    consuming: Arc<AtomicBool>,
+    consumer: Arc<ConsumerHealth>,
     /// `(mongodb answers, kafka answers)` at the last check; `None` before the first.
     dependencies: Mutex<Option<(bool, bool)>>,
 }
 
 impl Readiness {
-    /// `consuming` is the pipeline's flag ([`IngestPipeline::consuming`](ingest::IngestPipeline::consuming)).
+    /// `consumer` is the pipeline's ([`IngestPipeline::consumer_health`](ingest::IngestPipeline::consumer_health)).
     /// Must be called within the adapters' Tokio runtime: the background checks run there, until
     /// the returned value is dropped.
     pub fn new(
         store: Arc<dyn Store>,
         log: Arc<dyn EventLog>,
-        consuming: Arc<AtomicBool>,
+        consumer: Arc<ConsumerHealth>,
     ) -> Arc<Self> {
         let readiness = Arc::new(Self {
             store,
             log,
             indexes_created: AtomicBool::new(false),
-            consuming,
+            consumer,
             dependencies: Mutex::new(None),
         });
         let weak = Arc::downgrade(&readiness);
@@ -73,14 +74,15 @@ impl Readiness {
     pub fn check(&self) -> Result<(), String> {
         let dependencies = *self.dependencies.lock().expect("readiness lock");
         let (store_ready, log_ready) = dependencies.unwrap_or((false, false));
-        let reasons: Vec<&str> = [
+        let reasons: Vec<String> = [
             dependencies
                 .is_none()
-                .then_some("mongodb and kafka not checked yet"),
-            (dependencies.is_some() && !store_ready).then_some("mongodb unavailable"),
-            (dependencies.is_some() && !log_ready).then_some("kafka unavailable"),
-            (!self.indexes_created.load(Ordering::Acquire)).then_some("indexes not created yet"),
-            (!self.consuming.load(Ordering::Acquire)).then_some("consumer not running"),
+                .then(|| "mongodb and kafka not checked yet".to_owned()),
+            (dependencies.is_some() && !store_ready).then(|| "mongodb unavailable".to_owned()),
+            (dependencies.is_some() && !log_ready).then(|| "kafka unavailable".to_owned()),
+            (!self.indexes_created.load(Ordering::Acquire))
+                .then(|| "indexes not created yet".to_owned()),
+            self.consumer.problem(),
         ]
         .into_iter()
         .flatten()
@@ -221,8 +223,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temporary directory");
         let log = Arc::new(EmbeddedLog::open(&dir.path().join("log.redb")).expect("log"));
         let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).expect("store"));
-        let consuming = Arc::new(AtomicBool::new(false));
-        let readiness = Readiness::new(store, log, Arc::clone(&consuming));
+        let consumer = Arc::new(ConsumerHealth::default());
+        let readiness = Readiness::new(store, log, Arc::clone(&consumer));
         readiness.refresh().await;
         let registry = Registry::new();
         let metrics = Arc::new(ingest::IngestMetrics::default());
@@ -241,7 +243,18 @@ mod tests {
         );
 
         readiness.mark_indexes_created();
-        consuming.store(true, Ordering::Release);
+        consumer.set_running(true);
+        assert_eq!(get(address, "/readyz").await, (200, "ready".to_owned()));
+
+        consumer.set_stalled("kafka unavailable: consume: consumer group stalled".to_owned());
+        let (status, body) = get(address, "/readyz").await;
+        assert_eq!(status, 503);
+        assert_eq!(
+            body,
+            "not ready: consumer not making progress: kafka unavailable: consume: consumer group \
+             stalled"
+        );
+        consumer.clear_stalled();
         assert_eq!(get(address, "/readyz").await, (200, "ready".to_owned()));
 
         let (status, body) = get(address, "/metrics").await;

@@ -36,9 +36,16 @@ pub struct IngestMetrics {
     pub write_seconds: Histogram,
     /// `parley_ingest_ack_append_seconds`: duration of each append of stored acknowledgments.
     pub ack_append_seconds: Histogram,
-    /// `parley_ingest_consumer_lag{topic,partition}`: records of each assigned partition past the
-    /// group's committed position.
+    /// `parley_ingest_message_stored_latency_seconds`: per acknowledged message, from the
+    /// event's `at` (the node accepted and appended it) until its `message.stored`
+    /// acknowledgment was appended to the log, the MongoDB write before it included.
+    pub message_stored_latency_seconds: Histogram,
+    /// `parley_ingest_consumer_lag{topic,partition}`: records of each partition of the consumed
+    /// topics (assigned to this process or not) past the group's committed position.
     pub consumer_lag: IntGaugeVec,
+    /// `parley_ingest_assigned_partitions`: partitions the group assigned to this process, as of
+    /// the last lag refresh.
+    pub assigned_partitions: IntGauge,
     /// The `(topic, partition)` labels `consumer_lag` currently has values for.
     lag_labels: Mutex<BTreeSet<(String, String)>>,
 }
@@ -86,12 +93,28 @@ impl Default for IngestMetrics {
                 "parley_ingest_ack_append_seconds",
                 "duration of each append attempt of a batch's message.stored acknowledgments",
             ),
+            message_stored_latency_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "parley_ingest_message_stored_latency_seconds",
+                    "from a message's acceptance (its log event time) to its message.stored \
+                     acknowledgment appended",
+                )
+                // 5 ms .. ~82 s
+                .buckets(exponential_buckets(0.005, 2.0, 15).expect("valid buckets")),
+            )
+            .expect("valid metric"),
             consumer_lag: IntGaugeVec::new(
                 Opts::new(
                     "parley_ingest_consumer_lag",
-                    "records of an assigned log partition past the ingest group's committed position",
+                    "records of a partition of the consumed topics past the ingest group's \
+                     committed position",
                 ),
                 &["topic", "partition"],
+            )
+            .expect("valid metric"),
+            assigned_partitions: IntGauge::new(
+                "parley_ingest_assigned_partitions",
+                "log partitions the ingest group assigned to this process",
             )
             .expect("valid metric"),
             lag_labels: Mutex::new(BTreeSet::new()),
@@ -153,7 +176,9 @@ impl IngestMetrics {
         registry.register(Box::new(self.batch_size.clone()))?;
         registry.register(Box::new(self.write_seconds.clone()))?;
         registry.register(Box::new(self.ack_append_seconds.clone()))?;
+        registry.register(Box::new(self.message_stored_latency_seconds.clone()))?;
         registry.register(Box::new(self.consumer_lag.clone()))?;
+        registry.register(Box::new(self.assigned_partitions.clone()))?;
         Ok(())
     }
 }

@@ -7,6 +7,16 @@
 //! carry a deterministic event id. A failing step is retried with capped exponential backoff,
 //! never skipped, and nothing is committed meanwhile.
 //!
+//! # A consumer that makes no progress
+//! A failed poll in [`IngestPipeline::run`] other than a bad record (which the next poll skips)
+//! means the consumer cannot go on by itself: its group stalled (records left and no committed
+//! offset moving for `kafka.stall_timeout_ms`, e.g. a group left with an empty assignment after
+//! a broker crash during a rebalance), a topic is missing, or librdkafka met an error it cannot
+//! recover from. The pipeline then re-joins the group with a new consumer (after a capped
+//! exponential backoff, growing while re-joins do not help) and reports the reason through
+//! [`ConsumerHealth`] (`/readyz` answers not ready) until records flow again or the group has
+//! nothing left to consume.
+//!
 //! # Shutdown
 //! [`IngestPipeline::run`] stops polling once shutdown is requested. A batch in hand is finished
 //! (store write, acknowledgments, commit) as long as its steps succeed; the loop stops only
@@ -14,7 +24,6 @@
 //! is then left uncommitted and is consumed again by the next run).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +32,9 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use wire::log::LogEvent;
+use wire::Timestamp;
 
+use crate::consumer_health::ConsumerHealth;
 use crate::mapping::{ingest_topics, store_write, stored_ack};
 use crate::metrics::IngestMetrics;
 
@@ -68,8 +79,7 @@ pub struct IngestPipeline {
     store: Arc<dyn Store>,
     config: IngestConfig,
     metrics: Arc<IngestMetrics>,
-    /// True while `run` has a consumer and is in its loop.
-    consuming: Arc<AtomicBool>,
+    health: Arc<ConsumerHealth>,
 }
 
 impl IngestPipeline {
@@ -79,7 +89,7 @@ impl IngestPipeline {
             store,
             config,
             metrics: Arc::new(IngestMetrics::default()),
-            consuming: Arc::new(AtomicBool::new(false)),
+            health: Arc::new(ConsumerHealth::default()),
         }
     }
 
@@ -87,10 +97,10 @@ impl IngestPipeline {
         Arc::clone(&self.metrics)
     }
 
-    /// A flag that is true while [`IngestPipeline::run`] has opened its consumer and is in its
-    /// loop (readiness checks read it).
-    pub fn consuming(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.consuming)
+    /// Whether [`IngestPipeline::run`] has a consumer that makes progress (readiness checks
+    /// read it; see the module docs).
+    pub fn consumer_health(&self) -> Arc<ConsumerHealth> {
+        Arc::clone(&self.health)
     }
 
     /// Processes batches until a poll comes back empty: afterwards the store reflects every
@@ -118,9 +128,10 @@ impl IngestPipeline {
             Ok(consumer) => consumer,
             Err(IngestError::ShuttingDown) => return,
         };
-        let _consuming = Consuming::start(&self.consuming);
+        let _running = Running::start(&self.health);
         info!(group = %self.config.group, "ingest running");
         let mut lag_refreshed: Option<Instant> = None;
+        let mut rejoin = self.step_retry();
         loop {
             if lag_refreshed.is_none_or(|at| at.elapsed() >= self.config.lag_refresh) {
                 tokio::select! {
@@ -130,17 +141,25 @@ impl IngestPipeline {
                 lag_refreshed = Some(Instant::now());
             }
             // Polling is abandoned on shutdown: nothing of it is in hand yet.
-            let records = tokio::select! {
-                polled = self.poll(&mut consumer, None) => polled,
+            let polled = tokio::select! {
+                polled = consumer.poll(self.config.max_batch.max(1), self.config.poll_wait) => polled,
                 () = shutdown_requested(&mut shutdown) => break,
             };
-            let records = match records {
+            let records = match polled {
                 Ok(records) => records,
-                Err(IngestError::ShuttingDown) => break,
+                Err(error) => match self
+                    .recover(&mut consumer, &error, &mut rejoin, &mut shutdown)
+                    .await
+                {
+                    Ok(()) => continue,
+                    Err(IngestError::ShuttingDown) => break,
+                },
             };
             if records.is_empty() {
                 continue;
             }
+            self.health.clear_stalled();
+            rejoin.backoff.reset();
             // The batch in hand is finished even when shutdown is requested meanwhile, unless
             // one of its steps fails after that.
             if let Err(IngestError::ShuttingDown) = self
@@ -154,11 +173,45 @@ impl IngestPipeline {
         info!(group = %self.config.group, "ingest stopped");
     }
 
+    /// Refreshes the lag gauge; nothing left to consume ends a reported stall.
     async fn refresh_lag(&self, consumer: &mut Box<dyn LogConsumer>) {
+        if let Some(assigned) = consumer.assigned_partitions() {
+            self.metrics
+                .assigned_partitions
+                .set(i64::try_from(assigned).unwrap_or(i64::MAX));
+        }
         match consumer.lag().await {
-            Ok(lags) => self.metrics.set_lag(&lags),
+            Ok(lags) => {
+                self.metrics.set_lag(&lags);
+                if lags.iter().all(|(_, _, records)| *records == 0) {
+                    self.health.clear_stalled();
+                }
+            }
             Err(error) => debug!(error = %error, "consumer lag unknown"),
         }
+    }
+
+    /// After a failed poll (see the module docs): a bad record is skipped by polling the same
+    /// consumer again; anything else reports the stall and re-joins the group with a new
+    /// consumer after `rejoin`'s backoff.
+    async fn recover(
+        &self,
+        consumer: &mut Box<dyn LogConsumer>,
+        error: &PortError,
+        rejoin: &mut StepRetry<'_>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), IngestError> {
+        if matches!(error, PortError::Corrupt { .. }) {
+            return rejoin.wait("poll", error, Some(shutdown)).await;
+        }
+        self.health.set_stalled(error.to_string());
+        rejoin
+            .wait("poll, re-joining", error, Some(shutdown))
+            .await?;
+        // The old member leaves the group when it is replaced, before the new one is polled.
+        *consumer = self.open_consumer(Some(shutdown)).await?;
+        info!(group = %self.config.group, "ingest re-joined its consumer group");
+        Ok(())
     }
 
     async fn open_consumer(
@@ -204,10 +257,11 @@ impl IngestPipeline {
             .iter()
             .filter_map(|record| store_write(&record.event))
             .collect();
-        let acks: Vec<LogEvent> = records
+        // Each acknowledgment with the time its message was accepted.
+        let (acks, accepted_at): (Vec<LogEvent>, Vec<Timestamp>) = records
             .iter()
-            .filter_map(|record| stored_ack(&record.event))
-            .collect();
+            .filter_map(|record| stored_ack(&record.event).map(|ack| (ack, record.event.at)))
+            .unzip();
         let positions = highest_positions(&records);
 
         if !writes.is_empty() {
@@ -237,6 +291,7 @@ impl IngestPipeline {
                     .wait("append stored acks", &error, shutdown.as_deref_mut())
                     .await?;
             }
+            self.observe_stored_latency(&accepted_at);
         }
         let mut retry = self.step_retry();
         while let Err(error) = consumer.commit(&positions).await {
@@ -259,6 +314,18 @@ impl IngestPipeline {
         Ok(())
     }
 
+    /// `parley_ingest_message_stored_latency_seconds`, once per acknowledged message (a clock
+    /// behind the node's counts as zero).
+    fn observe_stored_latency(&self, accepted_at: &[Timestamp]) {
+        let now = chrono::Utc::now();
+        for accepted in accepted_at {
+            let latency = (now - *accepted).to_std().unwrap_or_default();
+            self.metrics
+                .message_stored_latency_seconds
+                .observe(latency.as_secs_f64());
+        }
+    }
+
     fn step_retry(&self) -> StepRetry<'_> {
         StepRetry {
             backoff: Backoff::new(self.config.initial_backoff, self.config.max_backoff),
@@ -267,19 +334,19 @@ impl IngestPipeline {
     }
 }
 
-/// Sets the `consuming` flag while alive (also when `run`'s future is dropped mid-way).
-struct Consuming<'a>(&'a AtomicBool);
+/// Marks the consumer running while alive (also when `run`'s future is dropped mid-way).
+struct Running<'a>(&'a ConsumerHealth);
 
-impl<'a> Consuming<'a> {
-    fn start(flag: &'a AtomicBool) -> Self {
-        flag.store(true, Ordering::Release);
-        Self(flag)
+impl<'a> Running<'a> {
+    fn start(health: &'a ConsumerHealth) -> Self {
+        health.set_running(true);
+        Self(health)
     }
 }
 
-impl Drop for Consuming<'_> {
+impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.set_running(false);
     }
 }
 

@@ -1,16 +1,17 @@
 //! How [`IngestPipeline::run`] stops: the batch in hand is finished when its steps succeed, and
-//! abandoned (uncommitted) only while a step is failing.
+//! abandoned (uncommitted) only while a step is failing; and how it replaces a consumer whose
+//! group stalled.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ports::contract::fixtures::sent_event;
 use ports::contract::{ApplyHook, HookedStore};
-use ports::{EventLog, PortError, Service, Store};
+use ports::{EventLog, LogConsumer, LogPosition, LogRecord, PortError, Service, Store};
 use tokio::sync::{watch, Notify};
-use wire::log::{topics, LogEventBody};
+use wire::log::{topics, LogEvent, LogEventBody};
 use wire::{ConversationId, UserId};
 
 use persistence::{EmbeddedLog, EmbeddedStore};
@@ -125,12 +126,12 @@ async fn shutdown_during_a_batch_finishes_and_commits_it() {
     let log: Arc<dyn EventLog> = node.log.clone();
     let store: Arc<dyn Store> = controlled.clone();
     let pipeline = IngestPipeline::new(log, store, fast_config());
-    let consuming = pipeline.consuming();
+    let consumer = pipeline.consumer_health();
     let (shutdown, shutdown_signal) = watch::channel(false);
     let running = tokio::spawn(pipeline.run(shutdown_signal));
 
     entered.notified().await;
-    assert!(consuming.load(Ordering::Acquire), "the loop runs");
+    assert_eq!(consumer.problem(), None, "the loop runs");
     shutdown.send_replace(true);
     release.notify_one();
     tokio::time::timeout(STOPS_WITHIN, running)
@@ -138,7 +139,11 @@ async fn shutdown_during_a_batch_finishes_and_commits_it() {
         .expect("ingest stops after the batch")
         .expect("ingest task");
 
-    assert!(!consuming.load(Ordering::Acquire), "the loop stopped");
+    assert_eq!(
+        consumer.problem().as_deref(),
+        Some("consumer not running"),
+        "the loop stopped"
+    );
     assert_eq!(
         stored_acks(&node.log).await,
         1,
@@ -191,4 +196,100 @@ async fn batches_are_measured() {
     assert_eq!(metrics.batch_size.get_sample_sum(), 1.0);
     assert_eq!(metrics.write_seconds.get_sample_count(), 1);
     assert_eq!(metrics.ack_append_seconds.get_sample_count(), 1);
+}
+
+/// A log whose first consumer finds its group stalled (as a Kafka consumer reports a group left
+/// with an empty assignment); the consumers opened after it are the embedded log's. The second
+/// opening announces itself on `rejoining` and waits for `release`.
+struct StallingLog {
+    inner: Arc<EmbeddedLog>,
+    opened: AtomicU32,
+    rejoining: Notify,
+    release: Notify,
+}
+
+struct StalledConsumer;
+
+const STALLED: &str = "consume: consumer group stalled: 1 records behind on message.sent/0 \
+                       with no commit for 60s (no partitions assigned to this member)";
+
+#[async_trait]
+impl LogConsumer for StalledConsumer {
+    async fn poll(&mut self, _max: usize, _wait: Duration) -> Result<Vec<LogRecord>, PortError> {
+        Err(PortError::unavailable(Service::Kafka, STALLED))
+    }
+
+    async fn commit(&mut self, _positions: &[LogPosition]) -> Result<(), PortError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EventLog for StallingLog {
+    async fn append(&self, events: Vec<LogEvent>) -> Result<(), PortError> {
+        self.inner.append(events).await
+    }
+
+    async fn consumer(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn LogConsumer>, PortError> {
+        match self.opened.fetch_add(1, Ordering::SeqCst) {
+            0 => Ok(Box::new(StalledConsumer)),
+            1 => {
+                self.rejoining.notify_one();
+                self.release.notified().await;
+                self.inner.consumer(group, topics).await
+            }
+            _ => self.inner.consumer(group, topics).await,
+        }
+    }
+
+    async fn is_ready(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_consumer_is_reported_and_replaced_by_a_new_member() {
+    let node = node_with_one_send().await;
+    let stalling = Arc::new(StallingLog {
+        inner: node.log.clone(),
+        opened: AtomicU32::new(0),
+        rejoining: Notify::new(),
+        release: Notify::new(),
+    });
+    let log: Arc<dyn EventLog> = stalling.clone();
+    let store: Arc<dyn Store> = node.store.clone();
+    let pipeline = IngestPipeline::new(log, store, fast_config());
+    let consumer = pipeline.consumer_health();
+    let (shutdown, shutdown_signal) = watch::channel(false);
+    let running = tokio::spawn(pipeline.run(shutdown_signal));
+
+    tokio::time::timeout(STOPS_WITHIN, stalling.rejoining.notified())
+        .await
+        .expect("the pipeline re-joins with a new consumer");
+    let problem = consumer.problem().expect("a stalled consumer is not ready");
+    assert!(problem.contains(STALLED), "{problem}");
+
+    stalling.release.notify_one();
+    // The new member consumes the record the stalled one never got.
+    let deadline = tokio::time::Instant::now() + STOPS_WITHIN;
+    while stored_acks(&node.log).await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never consumed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let deadline = tokio::time::Instant::now() + STOPS_WITHIN;
+    while consumer.problem().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "the stall is over");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.send_replace(true);
+    tokio::time::timeout(STOPS_WITHIN, running)
+        .await
+        .expect("ingest stops")
+        .expect("ingest task");
+    assert_eq!(stalling.opened.load(Ordering::SeqCst), 2);
+    assert_eq!(uncommitted(&node).await, 0, "the new member committed");
 }

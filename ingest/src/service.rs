@@ -161,7 +161,7 @@ pub async fn run(
     );
     let registry = Registry::new();
     pipeline.metrics().register(&registry)?;
-    let readiness = Readiness::new(store, log, pipeline.consuming());
+    let readiness = Readiness::new(store, log, pipeline.consumer_health());
     let server = HealthServer::start(&settings.ingest.bind, Arc::clone(&readiness), registry)
         .map_err(|source| ServiceError::Bind {
             bind: settings.ingest.bind.clone(),

@@ -236,6 +236,72 @@ async fn a_new_member_resumes_after_the_commit_on_every_topic() {
     );
 }
 
+/// Issue #20: a member sees its group's lag on every partition of its topics, assigned to it or
+/// not, and a group whose lag does not move for the stall timeout is reported, so that its
+/// owner re-joins with a new consumer (which resumes after the committed offsets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_covers_unassigned_partitions_and_a_group_without_progress_is_reported_stalled() {
+    let broker = TansuBroker::start();
+    let log = ready_log(&broker).await;
+    let sender = UserId::new(unique("sender"));
+    let conversation_id = ConversationId::new(unique("stall"));
+    let sent: Vec<LogEvent> = (1..=4)
+        .map(|seq| sent_event(&conversation_id, seq, &sender))
+        .collect();
+    log.append(sent).await.expect("append");
+    let wanted = BTreeSet::from([conversation_id.clone()]);
+    let group = unique("group");
+    let watching =
+        KafkaLog::new(config(broker.brokers()).with_stall_timeout(Duration::from_secs(3)))
+            .expect("kafka log");
+
+    let mut consumer = watching
+        .consumer(&group, &[topics::MESSAGE_SENT])
+        .await
+        .expect("consumer");
+    // Never polled: the member has joined nothing and holds no partition.
+    let lags = consumer.lag().await.expect("lag");
+    assert_eq!(
+        lags.len(),
+        PARTITIONS as usize,
+        "every partition of the topic, none assigned: {lags:?}"
+    );
+    assert_eq!(lags.iter().map(|(_, _, records)| records).sum::<u64>(), 4);
+
+    // The member consumes but the group never commits: its lag does not move.
+    poll_for(&mut consumer, 4, &wanted).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let stalled = loop {
+        assert!(Instant::now() < deadline, "the stall was never reported");
+        match consumer.poll(100, Duration::from_millis(200)).await {
+            Ok(_) => continue,
+            Err(error) => break error,
+        }
+    };
+    assert!(
+        matches!(stalled, PortError::Unavailable { .. }),
+        "{stalled:?}"
+    );
+    let reason = stalled.to_string();
+    assert!(
+        reason.contains("consumer group stalled: 4 records behind"),
+        "{reason}"
+    );
+    assert!(reason.contains("message.sent/"), "{reason}");
+
+    // Re-joining with a new member resumes where the group stands.
+    drop(consumer);
+    let mut rejoined = watching
+        .consumer(&group, &[topics::MESSAGE_SENT])
+        .await
+        .expect("consumer");
+    let records = poll_for(&mut rejoined, 4, &wanted).await;
+    let positions: Vec<_> = records.iter().map(|record| record.position).collect();
+    rejoined.commit(&positions).await.expect("commit");
+    let lags = rejoined.lag().await.expect("lag");
+    assert_eq!(lags.iter().map(|(_, _, records)| records).sum::<u64>(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_fail_fast_when_no_broker_listens() {
     let nobody = format!("127.0.0.1:{}", free_port());

@@ -66,10 +66,17 @@ pub trait LogConsumer: Send {
     /// group. After a restart the group resumes after the highest committed position.
     async fn commit(&mut self, positions: &[LogPosition]) -> Result<(), PortError>;
 
-    /// How far the group is behind on each partition assigned to this consumer, as
+    /// How far the group is behind on each partition of the consumer's topics, assigned to this
+    /// consumer or not (a partition nobody consumes must show), as
     /// `(broker-side topic, partition, records)`: the partition's end minus the group's committed
     /// position. Adapters that cannot tell report nothing (the default).
     async fn lag(&mut self) -> Result<Vec<(String, u32, u64)>, PortError> {
         Ok(Vec::new())
+    }
+
+    /// How many partitions the group has assigned to this consumer right now; `None` when the
+    /// adapter cannot tell (the default).
+    fn assigned_partitions(&self) -> Option<usize> {
+        None
     }
 }

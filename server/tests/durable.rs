@@ -1118,13 +1118,25 @@ async fn two_ingest_processes_share_the_partitions_and_one_takes_over_when_the_o
     let cluster = DurableCluster::start("parley_e2e_two_ingest", 1, &[]).await;
     let mut second = TestIngest::start(&cluster.pipeline_env()).await;
     second.wait_ready(PIPELINE_WAIT).await;
-    // The group has rebalanced once the newcomer reports partitions of its own (its lag gauge
-    // lists the partitions assigned to it, refreshed every few seconds).
+    // The group has rebalanced once both members report partitions of their own, unchanged
+    // over more than one refresh of the gauge (every 5 s): a join in progress may hand a member
+    // partitions it loses again.
     let deadline = tokio::time::Instant::now() + PIPELINE_WAIT;
-    while second.metric("parley_ingest_consumer_lag").await.is_none() {
+    let mut shared_since: Option<tokio::time::Instant> = None;
+    loop {
+        let shared = assigned_partitions(&cluster.ingest).await > 0.0
+            && assigned_partitions(&second).await > 0.0;
+        shared_since = if shared {
+            shared_since.or(Some(tokio::time::Instant::now()))
+        } else {
+            None
+        };
+        if shared_since.is_some_and(|since| since.elapsed() > Duration::from_secs(6)) {
+            break;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the second ingest got no partitions within {PIPELINE_WAIT:?}"
+            "the ingests did not share the partitions within {PIPELINE_WAIT:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -1187,6 +1199,13 @@ async fn two_ingest_processes_share_the_partitions_and_one_takes_over_when_the_o
             .collect();
         assert_eq!(stored, expected, "{conversation_id}");
     }
+}
+
+async fn assigned_partitions(ingest: &TestIngest) -> f64 {
+    ingest
+        .metric("parley_ingest_assigned_partitions")
+        .await
+        .unwrap_or(0.0)
 }
 
 /// Polls a node's `/readyz` until `check` accepts its status and JSON body.

@@ -163,6 +163,8 @@ mod tests {
             ("PARLEY__INGEST__POLL_WAIT_MS", "20"),
             ("PARLEY__INGEST__MAX_BACKOFF_MS", "300"),
             ("PARLEY__KAFKA__MAX_BATCH_RECORDS", "1"),
+            ("PARLEY__KAFKA__STALL_TIMEOUT_MS", "15000"),
+            ("PARLEY__KAFKA__MAX_PARTITION_FETCH_BYTES", "65536"),
             ("PARLEY__MONGO__DATABASE", "chat"),
             ("PARLEY__LOG__FORMAT", "json"),
         ]);
@@ -172,7 +174,10 @@ mod tests {
         assert_eq!(pipeline.max_batch, 7);
         assert_eq!(pipeline.poll_wait, Duration::from_millis(20));
         assert_eq!(pipeline.max_backoff, Duration::from_millis(300));
-        assert_eq!(settings.kafka_config(None).max_batch_records, 1);
+        let kafka = settings.kafka_config(None);
+        assert_eq!(kafka.max_batch_records, 1);
+        assert_eq!(kafka.stall_timeout, Duration::from_secs(15));
+        assert_eq!(kafka.max_partition_fetch_bytes, 65536);
         assert_eq!(settings.mongo_config().database, "chat");
         assert_eq!(settings.log.format, LogFormat::Json);
     }

@@ -53,6 +53,8 @@ pub struct KafkaSettings {
     pub request_timeout_ms: u64,
     pub commit_timeout_ms: u64,
     pub session_timeout_ms: u64,
+    pub stall_timeout_ms: u64,
+    pub max_partition_fetch_bytes: usize,
 }
 
 impl KafkaSettings {
@@ -85,6 +87,12 @@ impl KafkaSettings {
         at_least("kafka.request_timeout_ms", self.request_timeout_ms, 100)?;
         at_least("kafka.commit_timeout_ms", self.commit_timeout_ms, 100)?;
         at_least("kafka.session_timeout_ms", self.session_timeout_ms, 1000)?;
+        at_least("kafka.stall_timeout_ms", self.stall_timeout_ms, 1000)?;
+        at_least(
+            "kafka.max_partition_fetch_bytes",
+            self.max_partition_fetch_bytes as u64,
+            1024,
+        )?;
         Ok(())
     }
 
@@ -100,10 +108,12 @@ impl KafkaSettings {
             .with_topic_prefix(self.topic_prefix.clone())
             .with_message_timeout(Duration::from_millis(self.message_timeout_ms))
             .with_max_batch_records(self.max_batch_records)
-            .with_session_timeout(Duration::from_millis(self.session_timeout_ms));
+            .with_session_timeout(Duration::from_millis(self.session_timeout_ms))
+            .with_stall_timeout(Duration::from_millis(self.stall_timeout_ms));
         config.linger = Duration::from_millis(self.linger_ms);
         config.request_timeout = Duration::from_millis(self.request_timeout_ms);
         config.commit_timeout = Duration::from_millis(self.commit_timeout_ms);
+        config.max_partition_fetch_bytes = self.max_partition_fetch_bytes;
         config
     }
 }

@@ -83,6 +83,10 @@ pub(crate) fn consumer_config(config: &KafkaConfig, group: &str) -> ClientConfig
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set(
+            "max.partition.fetch.bytes",
+            config.max_partition_fetch_bytes.to_string(),
+        )
+        .set(
             "session.timeout.ms",
             millis(config.session_timeout).to_string(),
         )

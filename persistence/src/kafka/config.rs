@@ -27,11 +27,18 @@ pub struct KafkaConfig {
     /// A consumer that stops heart-beating for this long leaves its group
     /// (`session.timeout.ms`; brokers usually accept 6 s..=300 s).
     pub session_timeout: Duration,
+    /// A consumer whose group has records left and has not moved its committed offsets for
+    /// this long reports itself stalled, so its owner re-joins (see `consumer`'s module docs).
+    pub stall_timeout: Duration,
+    /// Most bytes a consumer asks one partition for per fetch (`max.partition.fetch.bytes`;
+    /// librdkafka raises it for a single larger record). Smaller keeps each fetch short on a
+    /// broker that spends time per record, as Tansu 0.6 does with a backlog.
+    pub max_partition_fetch_bytes: usize,
 }
 
 impl KafkaConfig {
     /// The defaults for `brokers`: client id `parley`, no prefix, 5 s per delivery, 2 ms linger,
-    /// up to 10 000 records per batch, 2 s per metadata/admin request, 5 s per commit, 10 s session timeout.
+    /// up to 10 000 records per batch, 2 s per metadata/admin request, 5 s per commit, 10 s session timeout, 60 s stall timeout, 1 MiB per partition fetch.
     pub fn new(brokers: impl Into<String>) -> Self {
         Self {
             brokers: brokers.into(),
@@ -43,6 +50,8 @@ impl KafkaConfig {
             request_timeout: Duration::from_secs(2),
             commit_timeout: Duration::from_secs(5),
             session_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(60),
+            max_partition_fetch_bytes: 1_048_576,
         }
     }
 
@@ -68,6 +77,11 @@ impl KafkaConfig {
 
     pub fn with_session_timeout(mut self, session_timeout: Duration) -> Self {
         self.session_timeout = session_timeout;
+        self
+    }
+
+    pub fn with_stall_timeout(mut self, stall_timeout: Duration) -> Self {
+        self.stall_timeout = stall_timeout;
         self
     }
 

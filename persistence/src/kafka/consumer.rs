@@ -38,6 +38,12 @@
 //!   once; retrying the same consumer cannot fix them. An actionable error met after records were
 //!   taken is returned by the next poll.
 //!
+//! - **stalled** ([`StallWatch`]): records are left on the group's topics and the group's
+//!   committed offsets have not moved for `stall_timeout` (for example a group left with an empty
+//!   assignment after a broker crash): an `Unavailable` error naming the partitions, at most
+//!   once per `stall_timeout / 3`. librdkafka would never notice; the caller re-joins the group
+//!   with a new consumer.
+//!
 //! [`TRANSIENT_WARN_EVERY`]: super::client::TRANSIENT_WARN_EVERY
 
 use std::collections::{BTreeMap, VecDeque};
@@ -47,7 +53,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures::FutureExt;
 use ports::{During, LogConsumer, LogPosition, LogRecord, PortError, Service};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
@@ -58,7 +64,9 @@ use wire::log::LogEvent;
 
 use super::client::{consumer_config, is_actionable, kafka_error, KafkaContext};
 use super::config::KafkaConfig;
+use super::lag::{group_standing, GroupStanding};
 use super::log::APPENDED_AT_HEADER;
+use super::stall::{Progress, StallWatch};
 
 /// Partitions per topic in the `LogPosition::partition` encoding (see the module docs).
 pub const TOPIC_STRIDE: u32 = 1 << 20;
@@ -81,6 +89,12 @@ pub struct KafkaConsumer {
     pending_error: Option<PortError>,
     /// When an unknown topic or partition was reported, until a metadata check settles it.
     unknown_topic_since: Option<Instant>,
+    /// Whether the group still makes progress (see the module docs).
+    stall: StallWatch,
+    /// A client with the group's id that never subscribes: measures the group (see [`lag`]).
+    ///
+    /// [`lag`]: super::lag
+    observer: Arc<BaseConsumer<KafkaContext>>,
 }
 
 impl std::fmt::Debug for KafkaConsumer {
@@ -126,6 +140,9 @@ impl KafkaConsumer {
         let consumer: StreamConsumer<KafkaContext> = consumer_config(&config, group)
             .create_with_context(KafkaContext::consumer(group))
             .map_err(|error| kafka_error("consumer", error))?;
+        let observer: BaseConsumer<KafkaContext> = consumer_config(&config, group)
+            .create_with_context(KafkaContext::consumer(group))
+            .map_err(|error| kafka_error("consumer", error))?;
         let subscription: Vec<&str> = names.iter().map(String::as_str).collect();
         consumer
             .subscribe(&subscription)
@@ -135,10 +152,12 @@ impl KafkaConsumer {
             consumer: Some(Arc::new(consumer)),
             topics: names,
             group: group.to_owned(),
-            config,
             pending: VecDeque::new(),
             pending_error: None,
             unknown_topic_since: None,
+            stall: StallWatch::new(config.stall_timeout, Instant::now()),
+            observer: Arc::new(observer),
+            config,
         })
     }
 
@@ -374,6 +393,7 @@ impl LogConsumer for KafkaConsumer {
         }
         let deadline = tokio::time::Instant::now() + wait;
         self.check_unknown_topics().await?;
+        self.check_progress().await?;
         let consumer = Arc::clone(self.consumer());
         // Transient errors are logged and the wait goes on (see the module docs).
         let first = loop {
@@ -466,12 +486,39 @@ impl LogConsumer for KafkaConsumer {
         }
     }
 
+    fn assigned_partitions(&self) -> Option<usize> {
+        self.consumer()
+            .assignment()
+            .ok()
+            .map(|assignment| assignment.count())
+    }
+
+    /// Over every partition of the consumer's topics, assigned to this member or not.
     async fn lag(&mut self) -> Result<Vec<(String, u32, u64)>, PortError> {
-        let consumer = Arc::clone(self.consumer());
+        let standing = self.group_standing().await?;
+        Ok(standing
+            .partitions
+            .into_iter()
+            .filter_map(|partition| {
+                let number = u32::try_from(partition.partition).ok()?;
+                Some((partition.topic, number, partition.lag))
+            })
+            .collect())
+    }
+}
+
+impl KafkaConsumer {
+    /// The group's standing on every partition of the topics (see [`group_standing`]).
+    async fn group_standing(&self) -> Result<GroupStanding, PortError> {
+        let observer = Arc::clone(&self.observer);
+        let assigned = self.assigned_partitions().unwrap_or(0);
+        let topics = self.topics.clone();
         let timeout = self.config.request_timeout;
-        let measured = tokio::task::spawn_blocking(move || partition_lag(&consumer, timeout));
-        // At most three requests (see `partition_lag`), plus slack.
-        let limit = timeout * 4;
+        let measured = tokio::task::spawn_blocking(move || {
+            group_standing(&observer, assigned, &topics, timeout)
+        });
+        // At most four requests (see `group_standing`), plus slack.
+        let limit = timeout * 5;
         match tokio::time::timeout(limit, measured).await {
             Err(_elapsed) => Err(PortError::unavailable(
                 Service::Kafka,
@@ -481,63 +528,38 @@ impl LogConsumer for KafkaConsumer {
             Ok(Ok(result)) => result.map_err(|error| kafka_error("lag", error)),
         }
     }
-}
 
-/// Records between each assigned partition's committed position (its start when the group has
-/// not committed there yet) and its end. Blocking: two or three broker requests (committed
-/// offsets, end offsets, start offsets when needed), each bounded by `timeout`, whatever the
-/// number of partitions. Partitions the broker reports no offset for are left out.
-fn partition_lag(
-    consumer: &StreamConsumer<KafkaContext>,
-    timeout: Duration,
-) -> Result<Vec<(String, u32, u64)>, KafkaError> {
-    let assignment = consumer.assignment()?;
-    if assignment.count() == 0 {
-        return Ok(Vec::new());
-    }
-    // ListOffsets with the special timestamps -1 (end) and -2 (start), for all partitions at once.
-    let offsets_at = |which: Offset| -> Result<TopicPartitionList, KafkaError> {
-        let mut list = assignment.clone();
-        list.set_all_offsets(which)?;
-        consumer.offsets_for_times(list, timeout)
-    };
-    let committed = consumer.committed_offsets(assignment.clone(), timeout)?;
-    let ends = offsets_at(Offset::End)?;
-    let uncommitted = committed
-        .elements()
-        .iter()
-        .any(|element| !matches!(element.offset(), Offset::Offset(_)));
-    let starts = if uncommitted {
-        Some(offsets_at(Offset::Beginning)?)
-    } else {
-        None
-    };
-    let offset_in = |list: &TopicPartitionList, topic: &str, partition: i32| {
-        let element = list.find_partition(topic, partition)?;
-        match (element.error(), element.offset()) {
-            (Ok(()), Offset::Offset(offset)) => Some(offset),
-            _ => None,
+    /// When a check is due, measures the group and fails when it is stalled (see the module
+    /// docs); a measurement that fails is no verdict.
+    async fn check_progress(&mut self) -> Result<(), PortError> {
+        if !self.stall.is_due(Instant::now()) {
+            return Ok(());
         }
-    };
-    let mut lags = Vec::with_capacity(committed.count());
-    for element in committed.elements() {
-        let (topic, partition) = (element.topic(), element.partition());
-        let Some(end) = offset_in(&ends, topic, partition) else {
-            continue;
+        let standing = match self.group_standing().await {
+            Ok(standing) => standing,
+            Err(error) => {
+                debug!(group = %self.group, error = %error, "kafka group progress unknown");
+                self.stall.unmeasured(Instant::now());
+                return Ok(());
+            }
         };
-        let position = match element.offset() {
-            Offset::Offset(offset) => Some(offset),
-            _ => starts
-                .as_ref()
-                .and_then(|starts| offset_in(starts, topic, partition)),
-        };
-        let (Some(position), Ok(partition)) = (position, u32::try_from(partition)) else {
-            continue;
-        };
-        let lag = u64::try_from(end.saturating_sub(position)).unwrap_or(0);
-        lags.push((topic.to_owned(), partition, lag));
+        match self.stall.observe(Instant::now(), &standing) {
+            Progress::Healthy => Ok(()),
+            Progress::Stalled { reason } => {
+                warn!(
+                    group = %self.group,
+                    assigned_partitions = standing.assigned_partitions,
+                    lag = standing.total_lag(),
+                    reason = %reason,
+                    "kafka consumer group stalled"
+                );
+                Err(PortError::unavailable(
+                    Service::Kafka,
+                    format!("consume: {reason}"),
+                ))
+            }
+        }
     }
-    Ok(lags)
 }
 
 fn consume_error(group: &str, error: KafkaError) -> PortError {

@@ -11,6 +11,10 @@
 //! - [`consumer`]: [`KafkaConsumer`], a consumer-group member behind `LogConsumer`, how a
 //!   `LogPosition` names a (topic, partition) pair, and which consumer errors reach the caller
 //!   (transport trouble does not: librdkafka retries it).
+//! - [`lag`]: where the group stands on every partition of its topics (committed offset against
+//!   the end), assigned to the asking member or not.
+//! - [`stall`]: [`stall::StallWatch`], which tells a consumer that its group stopped making
+//!   progress (records left, offsets not moving) so it can re-join.
 //!
 //! One record per event on the topic `topic_prefix + event.body.topic()`, keyed by the
 //! conversation id (one conversation's events stay ordered in one partition), JSON payload (the
@@ -19,7 +23,9 @@
 pub mod client;
 pub mod config;
 pub mod consumer;
+pub mod lag;
 pub mod log;
+pub mod stall;
 
 pub use config::KafkaConfig;
 pub use consumer::KafkaConsumer;

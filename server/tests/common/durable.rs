@@ -149,6 +149,31 @@ impl TestTansu {
         run_script("tansu.sh", &["stop", utf8(self.dir.path())]);
     }
 
+    /// `kill -9`: the broker dies mid-request; its data stays for [`TestTansu::resume`].
+    pub fn kill9(&self) {
+        let pid_file = self.dir.path().join("tansu.pid");
+        let pid = std::fs::read_to_string(&pid_file).expect("tansu.pid");
+        let alive = || {
+            Command::new("kill")
+                .args(["-0", pid.trim()])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        assert!(alive(), "tansu is not running");
+        let killed = Command::new("kill").args(["-KILL", pid.trim()]).status();
+        assert!(killed.is_ok_and(|status| status.success()), "kill -9 tansu");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while alive() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tansu survived kill -9"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::fs::remove_file(&pid_file).expect("remove tansu.pid");
+    }
+
     /// Starts it (again) on the same port and data.
     pub fn resume(&self) {
         run_script(
@@ -585,10 +610,26 @@ impl DurableCluster {
     /// with `node_env` on top of the durable settings) and waits until all are ready.
     /// `database` names the MongoDB database (one per test).
     pub async fn start(database: &str, nodes: usize, node_env: &[(&str, &str)]) -> Self {
+        Self::start_with(database, nodes, &[], node_env).await
+    }
+
+    /// [`DurableCluster::start`] with `pipeline_extra` on top of the Kafka and MongoDB settings
+    /// of ingest and of every node.
+    pub async fn start_with(
+        database: &str,
+        nodes: usize,
+        pipeline_extra: &[(&str, &str)],
+        node_env: &[(&str, &str)],
+    ) -> Self {
         let redis = TestRedis::start();
         let tansu = TestTansu::start();
         let mongo = TestMongo::start(database);
-        let pipeline = pipeline_env(&tansu, &mongo);
+        let mut pipeline = pipeline_env(&tansu, &mongo);
+        pipeline.extend(
+            pipeline_extra
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string())),
+        );
         TestIngest::setup(&pipeline, PIPELINE_WAIT).await;
         let ingest = TestIngest::start(&pipeline).await;
         ingest.wait_ready(PIPELINE_WAIT).await;
