@@ -10,14 +10,18 @@
 //! - [`signals`]: [`StopSignals`] (SIGTERM and SIGINT, one after the other) and
 //!   [`wait_for_stop_signal`] (the first of them).
 //! - [`probe`]: the `probe URL` health check both binaries offer to container runtimes.
+//! - [`readiness`]: [`LastCheck`], the last dependency check `/readyz` answers from, and
+//!   [`check_periodically`], the background loop that refreshes it.
 
 pub mod logging;
 pub mod probe;
+pub mod readiness;
 pub mod secret;
 pub mod settings;
 pub mod signals;
 
 pub use logging::{init_logging, LogFormat, LogSettings};
+pub use readiness::{check_periodically, LastCheck};
 pub use secret::Secret;
 pub use settings::{load_layers, parley_env, DEFAULTS, ENV_PREFIX};
 pub use signals::{wait_for_stop_signal, StopSignal, StopSignals};

@@ -4,12 +4,12 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::header::ContentType;
 use actix_web::{web, App, HttpResponse, HttpServer};
+use bootstrap::LastCheck;
 use ports::{EventLog, Store};
 use prometheus::{Registry, TextEncoder};
 use tokio::task::JoinHandle;
@@ -18,11 +18,8 @@ use tracing::warn;
 use ingest::metrics::ProcessMetrics;
 use ingest::ConsumerHealth;
 
-/// How often the background task checks MongoDB and Kafka for `/readyz`.
-const REFRESH_EVERY: Duration = Duration::from_secs(1);
-
 /// Whether ingest can do its work: MongoDB and Kafka answer, the indexes exist and the consumer
-/// loop runs and makes progress ([`ConsumerHealth`]). MongoDB and Kafka are checked in the background every [`REFRESH_EVERY`], so a
+/// loop runs and makes progress ([`ConsumerHealth`]). MongoDB and Kafka are checked in the background every [`bootstrap::readiness::CHECK_EVERY`], so a
 /// probe is answered at once, never after a dead dependency's timeout.
 pub struct Readiness {
     store: Arc<dyn Store>,
@@ -30,7 +27,7 @@ pub struct Readiness {
     indexes_created: AtomicBool,
     consumer: Arc<ConsumerHealth>,
     /// `(mongodb answers, kafka answers)` at the last check; `None` before the first.
-    dependencies: Mutex<Option<(bool, bool)>>,
+    dependencies: LastCheck<Option<(bool, bool)>>,
 }
 
 impl Readiness {
@@ -47,16 +44,20 @@ impl Readiness {
             log,
             indexes_created: AtomicBool::new(false),
             consumer,
-            dependencies: Mutex::new(None),
+            dependencies: LastCheck::new(None),
         });
         let weak = Arc::downgrade(&readiness);
-        tokio::spawn(async move {
-            while let Some(readiness) = weak.upgrade() {
+        let check = move || {
+            let readiness = weak.upgrade();
+            async move {
+                let Some(readiness) = readiness else {
+                    return false;
+                };
                 readiness.refresh().await;
-                drop(readiness);
-                tokio::time::sleep(REFRESH_EVERY).await;
+                true
             }
-        });
+        };
+        tokio::spawn(bootstrap::check_periodically(check, std::future::pending()));
         readiness
     }
 
@@ -67,12 +68,12 @@ impl Readiness {
     /// Checks MongoDB and Kafka now (concurrently) and keeps the result for [`Readiness::check`].
     pub async fn refresh(&self) {
         let checked = tokio::join!(self.store.is_ready(), self.log.is_ready());
-        *self.dependencies.lock().expect("readiness lock") = Some(checked);
+        self.dependencies.set(Some(checked));
     }
 
     /// `Ok` when ready, else every reason it is not, joined by "; ".
     pub fn check(&self) -> Result<(), String> {
-        let dependencies = *self.dependencies.lock().expect("readiness lock");
+        let dependencies = self.dependencies.get();
         let (store_ready, log_ready) = dependencies.unwrap_or((false, false));
         let reasons: Vec<String> = [
             dependencies

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use actors::Node;
 use anyhow::Context as _;
+use bootstrap::LastCheck;
 use ingest::IngestPipeline;
 use wire::NodeId;
 
@@ -155,7 +156,7 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
         store: storage.store.clone(),
         redis_clients: adapters.redis_clients,
         redis_bus: adapters.redis_bus,
-        dependencies: std::sync::Mutex::new((false, "dependencies not checked yet")),
+        dependencies: LastCheck::new((false, "dependencies not checked yet")),
         store_may_degrade: storage.embedded.is_none(),
         store_seen_ready: AtomicBool::new(false),
     });

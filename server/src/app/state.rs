@@ -2,9 +2,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use actors::Node;
+use bootstrap::LastCheck;
 use ports::{EventLog, Store};
 use tokio::sync::watch;
 
@@ -25,15 +25,12 @@ pub struct AppState {
     pub(super) redis_bus: Option<Arc<persistence::redis::RedisBus>>,
     /// The last result of [`AppState::check_dependencies`] (ready, and why not or what is
     /// degraded), refreshed in the background.
-    pub(super) dependencies: std::sync::Mutex<(bool, &'static str)>,
+    pub(super) dependencies: LastCheck<(bool, &'static str)>,
     /// Durable mode: once MongoDB answered, its outage degrades the node instead of making it
     /// not ready.
     pub(super) store_may_degrade: bool,
     pub(super) store_seen_ready: AtomicBool,
 }
-
-/// How often the background task checks the log, the store and Redis for `/readyz`.
-const DEPENDENCY_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 impl AppState {
     /// Ready when start-up finished and the last dependency check passed; the reason says why
@@ -43,7 +40,7 @@ impl AppState {
         if !self.ready.load(Ordering::Acquire) {
             return (false, "starting or stopping");
         }
-        *self.dependencies.lock().expect("readiness lock")
+        self.dependencies.get()
     }
 
     /// Whether the log, the store and every Redis role answer (checked concurrently: a dead
@@ -93,15 +90,16 @@ impl AppState {
         (true, "")
     }
 
-    /// Refreshes the dependency check every [`DEPENDENCY_CHECK_EVERY`] until shutdown.
+    /// Refreshes the dependency check every [`bootstrap::readiness::CHECK_EVERY`] until
+    /// shutdown.
     pub(super) async fn watch_dependencies(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            let checked = self.check_dependencies().await;
-            *self.dependencies.lock().expect("readiness lock") = checked;
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(DEPENDENCY_CHECK_EVERY) => {}
-            }
-        }
+        let check = || async {
+            self.dependencies.set(self.check_dependencies().await);
+            true
+        };
+        let stop = async {
+            let _ = shutdown.changed().await;
+        };
+        bootstrap::check_periodically(check, stop).await;
     }
 }
