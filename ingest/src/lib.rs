@@ -6,8 +6,8 @@
 //! mode and reads the same configuration sections):
 //! - [`pipeline`]: [`IngestPipeline`], the consume / apply / acknowledge / commit loop, generic
 //!   over the ports.
-//! - [`consumer_health`]: [`ConsumerHealth`], whether `run` has a consumer that makes progress
-//!   (read by readiness checks).
+//! - [`ConsumerHealth`] (from `ports`): whether `run` has a consumer that makes progress (read
+//!   by readiness checks).
 //! - [`mapping`]: which store write each log event becomes.
 //! - [`metrics`]: [`IngestMetrics`], the counters `parley-server` exports and the histograms
 //!   and lag gauge the `ingest` binary adds; [`ProcessMetrics`](metrics::ProcessMetrics), the
@@ -19,7 +19,6 @@
 //! Kafka and MongoDB (`service`) and its `/healthz`, `/readyz` and `/metrics` endpoint
 //! (`health`).
 
-pub mod consumer_health;
 pub mod mapping;
 pub mod metrics;
 pub mod pipeline;
@@ -28,6 +27,6 @@ pub mod settings;
 #[cfg(test)]
 mod pipeline_tests;
 
-pub use consumer_health::ConsumerHealth;
 pub use metrics::{IngestMetrics, IngestMetricsSnapshot};
 pub use pipeline::{IngestConfig, IngestError, IngestPipeline};
+pub use ports::ConsumerHealth;

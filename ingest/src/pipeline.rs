@@ -27,14 +27,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ports::{Backoff, EventLog, LogConsumer, LogPosition, LogRecord, PortError, Store, StoreWrite};
+use ports::{
+    Backoff, ConsumerHealth, EventLog, LogConsumer, LogPosition, LogRecord, PortError, Store,
+    StoreWrite,
+};
 use thiserror::Error;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use wire::log::LogEvent;
 use wire::Timestamp;
 
-use crate::consumer_health::ConsumerHealth;
 use crate::mapping::{ingest_topics, store_write, stored_ack};
 use crate::metrics::IngestMetrics;
 

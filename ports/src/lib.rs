@@ -14,11 +14,14 @@
 //! - [`rate_limit`]: [`RateLimiter`], per-user token buckets.
 //! - [`cache`]: [`MessageCache`], the newest messages per conversation, shared by the nodes.
 //! - [`Backoff`]: the capped exponential delay between retries, shared by every retry loop.
+//! - [`ConsumerHealth`]: whether a log consumer loop runs and makes progress (ingest's pipeline,
+//!   the nodes' stored-ack relay), for `/readyz`.
 //! - `contract` (feature `contract`): one test suite per port, run against every adapter.
 
 mod backoff;
 pub mod bus;
 pub mod cache;
+mod consumer_health;
 pub mod directory;
 pub mod error;
 pub mod log;
@@ -33,6 +36,7 @@ pub mod contract;
 pub use backoff::Backoff;
 pub use bus::{Bus, BusEnvelope, BusPayload, BusTopic};
 pub use cache::MessageCache;
+pub use consumer_health::ConsumerHealth;
 pub use directory::{CreateOutcome, Directory};
 pub use error::{Cause, During, PortError, Service};
 pub use log::{EventLog, LogConsumer, LogPosition, LogRecord};

@@ -157,6 +157,7 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
         redis_clients: adapters.redis_clients,
         redis_bus: adapters.redis_bus,
         dependencies: LastCheck::new((false, "dependencies not checked yet")),
+        stored_acks: Arc::default(),
         store_may_degrade: storage.embedded.is_none(),
         store_seen_ready: AtomicBool::new(false),
     });

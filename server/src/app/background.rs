@@ -57,8 +57,11 @@ impl Background {
             ));
         }
         actors::router::start(node.clone()).context("starting the router")?;
-        let stored_acks_relay =
-            tokio::spawn(actors::stored_acks::run(node.clone(), stopped.clone()));
+        let stored_acks_relay = tokio::spawn(actors::stored_acks::run(
+            node.clone(),
+            stopped.clone(),
+            state.stored_acks.clone(),
+        ));
         if let Some(presence) = redis_presence {
             let sweep_every = Duration::from_millis(state.settings.redis.presence_ttl_ms / 3)
                 .max(Duration::from_millis(50));

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actors::Node;
 use bootstrap::LastCheck;
-use ports::{EventLog, Store};
+use ports::{ConsumerHealth, EventLog, Store};
 use tokio::sync::watch;
 
 use crate::auth::Authenticator;
@@ -26,6 +26,9 @@ pub struct AppState {
     /// The last result of [`AppState::check_dependencies`] (ready, and why not or what is
     /// degraded), refreshed in the background.
     pub(super) dependencies: LastCheck<(bool, &'static str)>,
+    /// Whether the stored-ack relay consumes: a stalled relay degrades the node (only
+    /// `message.stored` is late).
+    pub(super) stored_acks: Arc<ConsumerHealth>,
     /// Durable mode: once MongoDB answered, its outage degrades the node instead of making it
     /// not ready.
     pub(super) store_may_degrade: bool,
@@ -86,6 +89,12 @@ impl AppState {
         }
         if store_degraded {
             return (true, "store unavailable: history beyond the cache fails");
+        }
+        if self.stored_acks.stall().is_some() {
+            return (
+                true,
+                "stored-ack relay not consuming: message.stored is late",
+            );
         }
         (true, "")
     }

@@ -1,13 +1,13 @@
-//! [`ConsumerHealth`]: whether [`IngestPipeline::run`](crate::IngestPipeline::run) has a
-//! consumer that makes progress, for readiness checks.
+//! [`ConsumerHealth`]: whether a consumer loop over the log (ingest's pipeline, a node's
+//! stored-ack relay) has a consumer that makes progress, for readiness checks.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-/// Written by the pipeline, read by `/readyz`.
+/// Written by the consumer loop, read by `/readyz`.
 #[derive(Debug, Default)]
 pub struct ConsumerHealth {
-    /// True while `run` has opened its consumer and is in its loop.
+    /// True while the loop has opened its consumer and runs.
     running: AtomicBool,
     /// Why the consumer is not making progress (its group stalled, polls fail), until records
     /// flow again or nothing is left to consume.
@@ -20,11 +20,16 @@ impl ConsumerHealth {
         if !self.running.load(Ordering::Acquire) {
             return Some("consumer not running".to_owned());
         }
+        self.stall()
+            .map(|reason| format!("consumer not making progress: {reason}"))
+    }
+
+    /// Why the consumer is not making progress, if it is not (whether or not it runs).
+    pub fn stall(&self) -> Option<String> {
         self.stalled
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|reason| format!("consumer not making progress: {reason}"))
+            .clone()
     }
 
     pub fn set_running(&self, running: bool) {
