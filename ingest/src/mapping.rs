@@ -20,6 +20,7 @@ pub fn store_write(event: &LogEvent) -> Option<StoreWrite> {
         | LogEventBody::MessageDeleted { record }
         | LogEventBody::MessageAborted { record }
         | LogEventBody::MessageReacted { record } => Some(StoreWrite::Message(record.clone())),
+        LogEventBody::ReactionChanged { delta } => Some(StoreWrite::Reaction(delta.clone())),
         LogEventBody::ConversationUpdated { record } => {
             Some(StoreWrite::Conversation(record.clone()))
         }

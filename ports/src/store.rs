@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 
 use async_trait::async_trait;
-use wire::log::{ConversationRecord, MessageRecord};
+use wire::log::{ConversationRecord, MessageRecord, ReactionDelta};
 use wire::{ClientMsgId, ConversationId, MessageId, Seq, Timestamp, UserId};
 
 use crate::PortError;
@@ -15,6 +15,10 @@ use crate::PortError;
 pub enum StoreWrite {
     /// Insert, or replace when `version` is higher than the stored one.
     Message(MessageRecord),
+    /// Apply one reaction change to the stored message when the stored version is older than
+    /// the change's ([`ReactionDelta::apply_to`]). Writes of one message arrive in log order;
+    /// a change to a message the store does not hold is skipped.
+    Reaction(ReactionDelta),
     /// Insert, or replace when `version` is higher. The participant set is replaced (users no
     /// longer listed stop being participants); watermarks of users who stay are kept.
     Conversation(ConversationRecord),

@@ -7,6 +7,10 @@ use crate::{
     Conversation, ConversationId, ConversationKind, Message, MessageId, Seq, Timestamp, UserId,
 };
 
+mod reaction;
+
+pub use reaction::{change_reaction, ReactionChange, ReactionDelta};
+
 /// Payload schema version written by this build.
 pub const LOG_EVENT_VERSION: u32 = 1;
 
@@ -163,8 +167,14 @@ pub enum LogEventBody {
     MessageDeleted {
         record: MessageRecord,
     },
+    /// A reaction change as the whole message: what builds before reaction deltas logged.
+    /// Still read (a log may hold them); no longer written.
     MessageReacted {
         record: MessageRecord,
+    },
+    /// One reaction added or taken back, on the `message.reacted` topic.
+    ReactionChanged {
+        delta: ReactionDelta,
     },
     ConversationUpdated {
         record: ConversationRecord,
@@ -200,7 +210,9 @@ impl LogEventBody {
             LogEventBody::MessageDeleted { .. } | LogEventBody::MessageAborted { .. } => {
                 topics::MESSAGE_DELETED
             }
-            LogEventBody::MessageReacted { .. } => topics::MESSAGE_REACTED,
+            LogEventBody::MessageReacted { .. } | LogEventBody::ReactionChanged { .. } => {
+                topics::MESSAGE_REACTED
+            }
             LogEventBody::ConversationUpdated { .. } => topics::CONVERSATION_UPDATED,
             LogEventBody::ReceiptUpdated { .. } => topics::RECEIPT_UPDATED,
             LogEventBody::MessageStored { .. } => topics::MESSAGE_DELIVERED,
@@ -215,6 +227,7 @@ impl LogEventBody {
             | LogEventBody::MessageDeleted { record }
             | LogEventBody::MessageAborted { record }
             | LogEventBody::MessageReacted { record } => &record.message.conversation_id,
+            LogEventBody::ReactionChanged { delta } => &delta.conversation_id,
             LogEventBody::ConversationUpdated { record } => &record.conversation.conversation_id,
             LogEventBody::ReceiptUpdated {
                 conversation_id, ..

@@ -39,9 +39,11 @@ pub(super) async fn run(
         pending,
         envelopes,
         fresh,
+        logged_as_deltas,
         ..
     } = apply(node, &committed, reserved, now).await;
-    let changed = changed_records(&events);
+    let mut changed = changed_records(&events);
+    changed.extend(logged_as_deltas);
     if let Err(error) = append(node, &conversation_id, events).await {
         give_back(node, &conversation_id, &changed, &fresh).await;
         let error = OpError::from(error);

@@ -473,4 +473,6 @@ pub fn excluded_user(event: &wire::events::ServerEvent) -> Option<&UserId> {
 #[cfg(test)]
 mod overload_tests;
 #[cfg(test)]
+mod reaction_tests;
+#[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 
 use tokio::sync::oneshot;
 use wire::events::ServerEvent;
-use wire::log::LogEventBody;
+use wire::log::{LogEventBody, MessageRecord};
 use wire::ops::{HistoryResult, SendAck};
 use wire::{Conversation, Message, UserId};
 
@@ -53,7 +53,7 @@ pub enum ConversationOp {
     Send(Queued<SendMessage, SendAck>),
     Edit(Queued<EditMessage, Message>),
     Delete(Queued<DeleteMessage, ()>),
-    React(Queued<ChangeReaction, Message>),
+    React(Queued<ChangeReaction, MessageRecord>),
     Receipt(Queued<RaiseWatermark, ()>),
     Typing(Queued<RelayTyping, ()>),
     Get(Queued<GetConversation, Conversation>),

@@ -2,7 +2,7 @@
 
 use wire::events::ServerEvent;
 use wire::frames::Request;
-use wire::log::LogEventBody;
+use wire::log::{change_reaction, LogEventBody, MessageRecord, ReactionChange, ReactionDelta};
 use wire::ops::{MessageResult, ReactionArgs};
 use wire::{Message, MessageId, UserId};
 
@@ -20,12 +20,6 @@ pub const MAX_EMOJIS_PER_MESSAGE: usize = 20;
 /// Most reactions (user and emoji pairs) on one message. With the emoji and id lengths this
 /// keeps a message, and so every event and reply carrying it, well within a frame.
 pub const MAX_REACTIONS_PER_MESSAGE: usize = 1000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReactionChange {
-    Add,
-    Remove,
-}
 
 /// Adds or removes the user's reaction with one emoji.
 pub struct ChangeReaction {
@@ -64,76 +58,77 @@ fn start(
         &args.conversation_id,
         ConversationOp::React,
         react,
-        |message| MessageResult { message },
+        |record: MessageRecord| MessageResult {
+            message: record.message,
+        },
     ))
 }
 
 impl ChangeReaction {
     /// Applies the reaction to the batch's working state; an add of a reaction the user has
-    /// already made (or a remove of one they have not) changes nothing.
+    /// already made (or a remove of one they have not) changes nothing. The log gets the
+    /// change alone ([`ReactionDelta`]); the answer is the whole new version, which the batch
+    /// also puts in the message cache.
     pub(crate) async fn apply(
         self,
         node: &Node,
         working: &mut ConversationState,
-    ) -> Result<Applied<Message>, OpError> {
+    ) -> Result<Applied<MessageRecord>, OpError> {
         working.require_member(&self.user_id)?;
         let mut record = working.find_message(node, &self.message_id).await?;
         if record.message.deleted {
             return Err(OpError::conflict("the message is deleted"));
         }
         if self.change_reactions(&mut record.message)? == Outcome::Unchanged {
-            return Ok(Applied::Answered(record.message));
+            return Ok(Applied::Answered(record));
         }
         record.version += 1;
         working.put_message(record.clone());
-        let message = record.message.clone();
+        let message = &record.message;
+        let delta = ReactionDelta {
+            conversation_id: message.conversation_id.clone(),
+            message_id: message.message_id.clone(),
+            seq: message.seq,
+            user_id: self.user_id,
+            emoji: self.emoji,
+            change: self.change,
+            version: record.version,
+        };
         Ok(Applied::Changed {
             bus_event: ServerEvent::ReactionUpdated {
                 conversation_id: message.conversation_id.clone(),
                 message_id: message.message_id.clone(),
                 reactions: message.reactions.clone(),
             },
-            event: LogEventBody::MessageReacted { record },
-            answer: message,
+            event: LogEventBody::ReactionChanged { delta },
+            answer: record,
         })
     }
 
     /// Changes the message's reactions; an add past [`MAX_EMOJIS_PER_MESSAGE`] or
     /// [`MAX_REACTIONS_PER_MESSAGE`] is a `conflict`.
-    fn change_reactions(self, message: &mut Message) -> Result<Outcome, OpError> {
-        let reactions = &mut message.reactions;
-        match self.change {
-            ReactionChange::Add => {
-                if reactions
-                    .get(&self.emoji)
-                    .is_some_and(|users| users.contains(&self.user_id))
-                {
-                    return Ok(Outcome::Unchanged);
-                }
-                if !reactions.contains_key(&self.emoji) && reactions.len() >= MAX_EMOJIS_PER_MESSAGE
-                {
-                    return Err(OpError::conflict(format!(
-                        "a message holds at most {MAX_EMOJIS_PER_MESSAGE} distinct emojis"
-                    )));
-                }
-                if reactions.values().map(Vec::len).sum::<usize>() >= MAX_REACTIONS_PER_MESSAGE {
-                    return Err(OpError::conflict(format!(
-                        "a message holds at most {MAX_REACTIONS_PER_MESSAGE} reactions"
-                    )));
-                }
-                reactions.entry(self.emoji).or_default().push(self.user_id);
-                Ok(Outcome::Changed)
+    fn change_reactions(&self, message: &mut Message) -> Result<Outcome, OpError> {
+        let reactions = &message.reactions;
+        if self.change == ReactionChange::Add
+            && !reactions
+                .get(&self.emoji)
+                .is_some_and(|users| users.contains(&self.user_id))
+        {
+            if !reactions.contains_key(&self.emoji) && reactions.len() >= MAX_EMOJIS_PER_MESSAGE {
+                return Err(OpError::conflict(format!(
+                    "a message holds at most {MAX_EMOJIS_PER_MESSAGE} distinct emojis"
+                )));
             }
-            ReactionChange::Remove => match reactions.get_mut(&self.emoji) {
-                Some(users) if users.contains(&self.user_id) => {
-                    users.retain(|user| user != &self.user_id);
-                    if users.is_empty() {
-                        reactions.remove(&self.emoji);
-                    }
-                    Ok(Outcome::Changed)
-                }
-                _ => Ok(Outcome::Unchanged),
-            },
+            if reactions.values().map(Vec::len).sum::<usize>() >= MAX_REACTIONS_PER_MESSAGE {
+                return Err(OpError::conflict(format!(
+                    "a message holds at most {MAX_REACTIONS_PER_MESSAGE} reactions"
+                )));
+            }
+        }
+        if change_reaction(message, &self.emoji, &self.user_id, self.change) {
+            Ok(Outcome::Changed)
+        } else {
+            Ok(Outcome::Unchanged)
         }
     }
 }

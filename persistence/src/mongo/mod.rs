@@ -9,6 +9,7 @@
 mod client;
 mod config;
 mod documents;
+mod reactions;
 mod read;
 mod write;
 

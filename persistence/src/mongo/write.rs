@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use mongodb::bson::{doc, Document};
 use ports::{PortError, Service, StoreWrite};
-use wire::log::{ConversationRecord, MessageRecord};
+use wire::log::{ConversationRecord, MessageRecord, ReactionDelta};
 
 use super::client::{bulk, integer, only_duplicates, BulkCommand, StatementError};
 use super::documents::{
@@ -23,10 +23,12 @@ use super::documents::{
 };
 use super::MongoStore;
 
-/// One batch, folded: per key only the newest version and the highest watermarks.
+/// One batch, folded: per key only the newest version and the highest watermarks; reaction
+/// changes in log order (`fold_reactions` turns them into message versions).
 #[derive(Default)]
-struct Folded {
-    messages: BTreeMap<String, MessageRecord>,
+pub(super) struct Folded {
+    pub(super) messages: BTreeMap<String, MessageRecord>,
+    pub(super) reactions: Vec<ReactionDelta>,
     /// conversation id → (highest seq, newest message time in µs)
     activity: BTreeMap<String, (u64, i64)>,
     conversations: BTreeMap<String, ConversationRecord>,
@@ -55,6 +57,7 @@ impl Folded {
                         }
                     }
                 }
+                StoreWrite::Reaction(delta) => folded.reactions.push(delta),
                 StoreWrite::Conversation(record) => {
                     let key = record.conversation.conversation_id.as_str().to_owned();
                     match folded.conversations.get(&key) {
@@ -91,7 +94,8 @@ impl MongoStore {
         if writes.is_empty() {
             return Ok(());
         }
-        let folded = Folded::new(writes);
+        let mut folded = Folded::new(writes);
+        self.fold_reactions(&mut folded).await?;
         self.put_messages(&folded).await?;
         self.raise_activity(&folded).await?;
         self.put_conversations(&folded).await?;

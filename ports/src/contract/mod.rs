@@ -6,7 +6,7 @@
 //! calls `make` once. Cases also use unique ids (UUIDs), so adapters over a shared backend pass
 //! too. Suites panic on the first violated expectation.
 //!
-//! - [`log`]: [`event_log_suite`] · [`store`]: [`store_suite`] · [`directory`]: [`directory_suite`]
+//! - [`log`]: [`event_log_suite`] · [`store`]: [`store_suite`] (with `store_reactions`) · [`directory`]: [`directory_suite`]
 //! - [`sequencer`]: [`sequencer_suite`] · [`presence`]: [`presence_suite`] · [`bus`]: [`bus_suite`]
 //! - [`rate_limit`]: [`rate_limiter_suite`] · [`cache`]: [`message_cache_suite`] · [`fixtures`]: record builders shared by the suites.
 //! - [`hooked_store`]: [`HookedStore`], a store whose writes a test can fail or hold.
@@ -21,6 +21,7 @@ pub mod presence;
 pub mod rate_limit;
 pub mod sequencer;
 pub mod store;
+mod store_reactions;
 
 use std::any::Any;
 use std::sync::Arc;

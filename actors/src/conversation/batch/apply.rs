@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use ports::{BusEnvelope, BusPayload, BusTopic, Reservation, Watermarks};
 use wire::events::ServerEvent;
-use wire::log::{LogEvent, LogEventBody};
+use wire::log::{LogEvent, LogEventBody, MessageRecord};
 use wire::{Seq, Timestamp, UserId};
 
 use super::{log_event, Pending, Reserved, SendReplies};
@@ -23,6 +23,9 @@ pub(super) struct Staged {
     pub(super) envelopes: Vec<BusEnvelope>,
     /// The seqs reserved fresh in this batch, ascending.
     pub(super) fresh: Vec<Seq>,
+    /// New message versions whose events carry only the change (reactions): the message
+    /// cache still gets the whole version.
+    pub(super) logged_as_deltas: Vec<MessageRecord>,
     /// Members' sends raise their own watermarks to their newest send.
     own_watermarks: BTreeMap<UserId, Seq>,
 }
@@ -41,6 +44,7 @@ pub(super) async fn apply(
         pending: Vec::new(),
         envelopes: Vec::new(),
         fresh: Vec::new(),
+        logged_as_deltas: Vec::new(),
         own_watermarks: BTreeMap::new(),
     };
     for item in reserved {
@@ -77,6 +81,9 @@ async fn apply_op(
         }
         ConversationOp::React(Queued { command, reply }) => {
             let outcome = command.apply(node, working).await;
+            if let Ok(Applied::Changed { answer, .. }) = &outcome {
+                staged.logged_as_deltas.push(answer.clone());
+            }
             staged.settle(node, reply, outcome);
         }
         ConversationOp::Receipt(Queued { command, reply }) => {

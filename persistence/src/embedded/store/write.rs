@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use ports::StoreWrite;
 use redb::{ReadableTable, Table, WriteTransaction};
-use wire::log::{ConversationRecord, MessageRecord};
+use wire::log::{ConversationRecord, MessageRecord, ReactionDelta};
 use wire::{ConversationId, Seq, UserId};
 
 use super::read::{direct_pair, load_activity, load_conversation, load_message, micros};
@@ -44,6 +44,7 @@ impl<'txn> WriteTables<'txn> {
     pub(super) fn apply(&mut self, write: &StoreWrite) -> Result<(), PersistenceError> {
         match write {
             StoreWrite::Message(record) => self.put_message(record),
+            StoreWrite::Reaction(delta) => self.apply_reaction(delta),
             StoreWrite::Conversation(record) => self.put_conversation(record).map(|_| ()),
             StoreWrite::Watermarks {
                 conversation_id,
@@ -52,6 +53,19 @@ impl<'txn> WriteTables<'txn> {
                 read_seq,
             } => self.raise_watermarks(conversation_id, user_id, *delivered_seq, *read_seq),
         }
+    }
+
+    /// Applies a reaction change to the stored message (skipped when it is not stored).
+    fn apply_reaction(&mut self, delta: &ReactionDelta) -> Result<(), PersistenceError> {
+        let conversation_id = delta.conversation_id.as_str();
+        let Some(mut record) = load_message(&self.messages, conversation_id, delta.seq.0)? else {
+            tracing::warn!(conversation_id, message_id = %delta.message_id, "reaction change for a message not in the store: skipped");
+            return Ok(());
+        };
+        if delta.apply_to(&mut record) {
+            self.put_message(&record)?;
+        }
+        Ok(())
     }
 
     /// Inserts the message, or replaces it when `record.version` is higher than the stored one,
