@@ -13,11 +13,28 @@ use crate::node::Node;
 use crate::OpError;
 
 /// Reads messages, from the actor's window when it covers the range, else the cache or store;
-/// a page holds at most `limit` messages and [`REPLY_MESSAGE_BYTES`] of them (at least one).
+/// a page holds at most `limit` messages and `budget` bytes of them.
 pub struct ReadHistory {
     /// `None` for the app backend, which may read any conversation.
     pub user_id: Option<UserId>,
     pub query: MessageQuery,
+    pub budget: PageBudget,
+}
+
+/// How many bytes of messages a page may hold, and whether one message is kept even when
+/// it alone is larger.
+#[derive(Debug, Clone, Copy)]
+pub struct PageBudget {
+    pub bytes: usize,
+    pub at_least: AtLeast,
+}
+
+impl PageBudget {
+    /// A whole reply's: [`REPLY_MESSAGE_BYTES`], at least one message.
+    pub const REPLY: PageBudget = PageBudget {
+        bytes: REPLY_MESSAGE_BYTES,
+        at_least: AtLeast::OneMessage,
+    };
 }
 
 pub(crate) fn start(node: &Node, caller: &Caller, request: &Request) -> Result<Answer, OpError> {
@@ -34,6 +51,7 @@ pub(crate) fn start(node: &Node, caller: &Caller, request: &Request) -> Result<A
             before_seq: args.before_seq,
             limit,
         },
+        budget: PageBudget::REPLY,
     };
     Ok(ask_json(
         node,
@@ -60,6 +78,7 @@ pub async fn backend_history(
             before_seq,
             limit,
         },
+        budget: PageBudget::REPLY,
     };
     ask(node, conversation_id, ConversationOp::History, read).await
 }
@@ -79,7 +98,7 @@ impl ReadHistory {
             None => Keep::Newest,
         };
         let mut page = committed.history(node, self.query).await?;
-        page.keep_within(keep, REPLY_MESSAGE_BYTES, AtLeast::OneMessage);
+        page.keep_within(keep, self.budget.bytes, self.budget.at_least);
         Ok(Applied::Answered(page))
     }
 }
