@@ -11,8 +11,8 @@ use ingest::IngestMetrics;
 use prometheus::core::{Collector, Desc, Describer};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntGauge, Opts, Registry,
-    TextEncoder,
+    exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -22,6 +22,8 @@ pub struct NodeMetrics {
     pub http_request_duration: HistogramVec,
     /// `parley_node_ready`: 1 while `/readyz` answers 200; set before each scrape.
     pub node_ready: IntGauge,
+    /// `parley_ws_upgrades_refused_total{reason}`: WebSocket upgrades answered with an error.
+    pub upgrades_refused: IntCounterVec,
 }
 
 impl NodeMetrics {
@@ -48,6 +50,18 @@ impl NodeMetrics {
         registry
             .register(Box::new(node_ready.clone()))
             .expect("unique metric");
+        let upgrades_refused = IntCounterVec::new(
+            Opts::new(
+                "parley_ws_upgrades_refused_total",
+                "WebSocket upgrade requests refused, by reason (bad_request, unauthorized, \
+                 not_ready, user_connection_cap, node_connection_cap, not_found)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(upgrades_refused.clone()))
+            .expect("unique metric");
         // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...
         #[cfg(target_os = "linux")]
         registry
@@ -60,6 +74,7 @@ impl NodeMetrics {
             actors,
             http_request_duration,
             node_ready,
+            upgrades_refused,
         }
     }
 

@@ -34,24 +34,40 @@ pub struct ConnectQuery {
     v: Option<String>,
 }
 
-/// Why a connection attempt is refused: an error code, its message, and the HTTP status when
-/// it is not the code's own.
+/// Why a connection attempt is refused: an error code, its message, the HTTP status when it
+/// is not the code's own, and the `reason` label it is counted under.
 #[derive(Debug)]
 struct Refusal {
     code: ErrorCode,
     message: String,
     status: Option<u16>,
     retry_after_ms: Option<u64>,
+    reason: &'static str,
 }
 
 impl Refusal {
+    /// A refusal counted under its error code.
     fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
             status: None,
             retry_after_ms: None,
+            reason: code.as_str(),
         }
+    }
+
+    fn counted_as(self, reason: &'static str) -> Self {
+        Self { reason, ..self }
+    }
+
+    /// Counts the refusal in `parley_ws_upgrades_refused_total`.
+    fn count(&self, state: &AppState) {
+        state
+            .metrics
+            .upgrades_refused
+            .with_label_values(&[self.reason])
+            .inc();
     }
 }
 
@@ -62,13 +78,13 @@ const CONNECTION_CAP_RETRY_AFTER_MS: u64 = 1000;
 /// `unavailable` (503), both with a `retry_after_ms`.
 impl From<ConnectionRefused> for Refusal {
     fn from(refused: ConnectionRefused) -> Self {
-        let code = match refused {
-            ConnectionRefused::UserAtCap { .. } => ErrorCode::RateLimited,
-            ConnectionRefused::NodeAtCap { .. } => ErrorCode::Unavailable,
+        let (code, reason) = match refused {
+            ConnectionRefused::UserAtCap { .. } => (ErrorCode::RateLimited, "user_connection_cap"),
+            ConnectionRefused::NodeAtCap { .. } => (ErrorCode::Unavailable, "node_connection_cap"),
         };
         Self {
             retry_after_ms: Some(CONNECTION_CAP_RETRY_AFTER_MS),
-            ..Self::new(code, refused.to_string())
+            ..Self::new(code, refused.to_string()).counted_as(reason)
         }
     }
 }
@@ -112,10 +128,10 @@ fn admit(
         }
     };
     if !state.ready.load(Ordering::Acquire) {
-        return Err(Refusal::new(
-            ErrorCode::Unavailable,
-            "the node is starting or stopping",
-        ));
+        return Err(
+            Refusal::new(ErrorCode::Unavailable, "the node is starting or stopping")
+                .counted_as("not_ready"),
+        );
     }
     Ok(verified)
 }
@@ -132,7 +148,10 @@ pub async fn not_upgraded(state: web::Data<Arc<AppState>>, request: HttpRequest)
             ErrorCode::BadRequest,
             "expected a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)",
         ),
-        Err(refusal) => error_response(refusal.code, refusal.message),
+        Err(refusal) => {
+            refusal.count(&state);
+            error_response(refusal.code, refusal.message)
+        }
     }
 }
 
@@ -179,6 +198,7 @@ async fn answer_upgrade(
             Ok(())
         }
         Err(refusal) => {
+            refusal.count(&state);
             io.write_all(refusal_response(&refusal).as_bytes()).await?;
             io.shutdown().await
         }

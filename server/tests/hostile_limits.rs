@@ -211,6 +211,10 @@ async fn connection_caps_refuse_upgrades_with_documented_codes() {
     let (status, body) = refused(&server, "carol").await;
     assert_eq!(status, 503, "{body}");
     assert_code(&body["error"], "unavailable");
+    for reason in ["user_connection_cap", "node_connection_cap"] {
+        let name = format!("parley_ws_upgrades_refused_total{{reason=\"{reason}\"}}");
+        assert_eq!(metric(&server, &name).await, 1.0, "{name}");
+    }
 
     // A closed connection frees its place once the server has seen the close.
     drop(first);
