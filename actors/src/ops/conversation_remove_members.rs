@@ -1,6 +1,8 @@
 //! `conversation.remove_members`: a group's creator removes members (anyone may remove
 //! themselves: `conversation.leave`).
 
+use std::collections::HashSet;
+
 use wire::events::ServerEvent;
 use wire::frames::Request;
 use wire::log::ParticipantRole;
@@ -49,9 +51,14 @@ impl RemoveMembers {
         state: ConversationState,
         reply: Reply<Conversation>,
     ) -> Option<ConversationState> {
+        // Linear in the list and the members (both capped at `limits.max_group_members`).
+        let members: HashSet<&UserId> = (state.record.participants.iter())
+            .map(|participant| &participant.user_id)
+            .collect();
+        let mut seen: HashSet<UserId> = HashSet::with_capacity(self.user_ids.len());
         let mut removed: Vec<UserId> = Vec::new();
         for candidate in self.user_ids {
-            if state.is_member(&candidate) && !removed.contains(&candidate) {
+            if members.contains(&candidate) && seen.insert(candidate.clone()) {
                 removed.push(candidate);
             }
         }
@@ -72,11 +79,11 @@ impl RemoveMembers {
         let mut next = state.clone();
         next.record
             .participants
-            .retain(|participant| !removed.contains(&participant.user_id));
+            .retain(|participant| !seen.contains(&participant.user_id));
         next.record
             .conversation
             .members
-            .retain(|member| !removed.contains(member));
+            .retain(|member| !seen.contains(member));
         let next = commit(node, state, next, reply).await?;
         announce_removed(node, next.conversation(), self.user_id, removed).await;
         Some(next)
