@@ -27,6 +27,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cargo nextest run"
 cargo nextest run --workspace --profile ci "$@"
 
+# Fuzzing, a short run of every target from its committed corpus (nightly toolchain;
+# cargo-fuzz is installed when missing). Longer runs: scripts/fuzz.sh --seconds N.
+echo "==> fuzz (10 s per target)"
+scripts/fuzz.sh --seconds 10
+
 # After the tests: the k8s check also starts the just-built binaries on the rendered config.
 echo "==> deploy files (offline: hadolint, compose schema, kubectl kustomize + kubernetes-validate)"
 scripts/check-deploy.sh
