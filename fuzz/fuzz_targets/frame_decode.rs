@@ -13,9 +13,14 @@ fuzz_target!(|data: &[u8]| {
     let peeked = peek_request_id(text);
     match decode_request(text) {
         Ok(request) => {
-            assert_eq!(peeked, Some(request.id), "peek and decode disagree on the id");
+            assert_eq!(
+                peeked,
+                Some(request.id),
+                "peek and decode disagree on the id"
+            );
             assert!(request.args.is_object(), "args is always an object");
-            let again = serde_json::json!({ "id": request.id, "op": request.op, "args": request.args });
+            let again =
+                serde_json::json!({ "id": request.id, "op": request.op, "args": request.args });
             let decoded = decode_request(&again.to_string()).expect("a re-encoded request decodes");
             assert_eq!(decoded, request);
         }

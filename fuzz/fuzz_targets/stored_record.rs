@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
     let encoded = serde_json::to_vec(&record).expect("a decoded record encodes");
     let again: MessageRecord = serde_json::from_slice(&encoded).expect("an encoded record decodes");
     assert_eq!(again, record);
-    assert!(!record.supersedes(&record), "a version never replaces itself");
+    assert!(
+        !record.supersedes(&record),
+        "a version never replaces itself"
+    );
     if let Ok(delta) = serde_json::from_slice::<ReactionDelta>(delta_bytes) {
         let mut changed = record.clone();
         if delta.apply_to(&mut changed) {
@@ -26,7 +29,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(!delta.apply_to(&mut twice), "a delta applies once");
             assert_eq!(twice, changed);
         } else {
-            assert_eq!(changed, record, "a delta that does not apply changes nothing");
+            assert_eq!(
+                changed, record,
+                "a delta that does not apply changes nothing"
+            );
         }
     }
 });
