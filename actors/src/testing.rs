@@ -415,6 +415,18 @@ impl MessageCache for FakeCache {
         }
         Ok(Some(records))
     }
+
+    async fn held(
+        &self,
+        conversation_id: &ConversationId,
+        from: Seq,
+        to: Seq,
+    ) -> Result<Vec<MessageRecord>, PortError> {
+        let cached = self.records.lock().unwrap();
+        Ok((from.0..=to.0)
+            .filter_map(|seq| cached.get(&(conversation_id.clone(), Seq(seq))).cloned())
+            .collect())
+    }
 }
 
 pub struct AllowAll;

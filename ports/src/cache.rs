@@ -35,10 +35,5 @@ pub trait MessageCache: Send + Sync + 'static {
         conversation_id: &ConversationId,
         from: Seq,
         to: Seq,
-    ) -> Result<Vec<MessageRecord>, PortError> {
-        Ok(self
-            .range(conversation_id, from, to)
-            .await?
-            .unwrap_or_default())
-    }
+    ) -> Result<Vec<MessageRecord>, PortError>;
 }

@@ -88,8 +88,14 @@ enum Pending {
 
 impl Pending {
     fn answer<T: 'static>(reply: Reply<T>, answer: T) -> Self {
-        Pending::Answer(Box::new(move |result: Result<(), OpError>| {
-            let _ = reply.send(result.map(|()| answer));
+        Self::outcome(reply, Ok(answer))
+    }
+
+    /// An answer (a result or an error) given once the append succeeded; the append's error
+    /// when it failed.
+    fn outcome<T: 'static>(reply: Reply<T>, outcome: Result<T, OpError>) -> Self {
+        Pending::Answer(Box::new(move |appended: Result<(), OpError>| {
+            let _ = reply.send(appended.and(outcome));
         }))
     }
 

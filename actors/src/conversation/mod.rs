@@ -471,6 +471,8 @@ pub fn excluded_user(event: &wire::events::ServerEvent) -> Option<&UserId> {
 }
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod overload_tests;
 #[cfg(test)]
 mod reaction_tests;

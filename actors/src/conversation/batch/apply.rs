@@ -61,6 +61,14 @@ pub(super) async fn apply(
     staged
 }
 
+/// What an apply step read: the working state (with the changes of the operations before it
+/// in the batch) or the committed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Basis {
+    Working,
+    Committed,
+}
+
 /// Calls the apply step of the operation's file.
 async fn apply_op(
     node: &Node,
@@ -73,39 +81,39 @@ async fn apply_op(
     match op {
         ConversationOp::Edit(Queued { command, reply }) => {
             let outcome = command.apply(node, working, now).await;
-            staged.settle(node, reply, outcome);
+            staged.settle(node, Basis::Working, reply, outcome);
         }
         ConversationOp::Delete(Queued { command, reply }) => {
             let outcome = command.apply(node, working).await;
-            staged.settle(node, reply, outcome);
+            staged.settle(node, Basis::Working, reply, outcome);
         }
         ConversationOp::React(Queued { command, reply }) => {
             let outcome = command.apply(node, working).await;
             if let Ok(Applied::Changed { answer, .. }) = &outcome {
                 staged.logged_as_deltas.push(answer.clone());
             }
-            staged.settle(node, reply, outcome);
+            staged.settle(node, Basis::Working, reply, outcome);
         }
         ConversationOp::Receipt(Queued { command, reply }) => {
             let outcome = command.apply(node, working).await;
-            staged.settle(node, reply, outcome);
+            staged.settle(node, Basis::Working, reply, outcome);
         }
         ConversationOp::Typing(Queued { command, reply }) => {
-            staged.settle(node, reply, command.apply(committed));
+            staged.settle(node, Basis::Committed, reply, command.apply(committed));
         }
         ConversationOp::Snapshot(Queued { command, reply }) => {
-            staged.settle(node, reply, command.apply(committed));
+            staged.settle(node, Basis::Committed, reply, command.apply(committed));
         }
         ConversationOp::Get(Queued { command, reply }) => {
-            staged.settle(node, reply, command.apply(committed));
+            staged.settle(node, Basis::Committed, reply, command.apply(committed));
         }
         ConversationOp::History(Queued { command, reply }) => {
             let outcome = command.apply(node, committed).await;
-            staged.settle(node, reply, outcome);
+            staged.settle(node, Basis::Committed, reply, outcome);
         }
         ConversationOp::ReadMessage(Queued { command, reply }) => {
             let outcome = command.apply(node, committed).await;
-            staged.settle(node, reply, outcome);
+            staged.settle(node, Basis::Committed, reply, outcome);
         }
         misrouted @ (ConversationOp::UpdateTitle(_)
         | ConversationOp::AddMembers(_)
@@ -155,14 +163,23 @@ impl Staged {
         });
     }
 
-    /// Takes an apply step's outcome: errors and reads are answered now, changes wait.
+    /// Takes an apply step's outcome: changes wait for the append; errors and unchanged
+    /// answers are given now, unless they rest on changes earlier in the batch (`Basis::Working`
+    /// after an event): those wait too, and become the append's error if it fails (a
+    /// `conflict` for a message whose deletion then failed would be wrong).
     fn settle<T: 'static>(
         &mut self,
         node: &Node,
+        basis: Basis,
         reply: Reply<T>,
         outcome: Result<Applied<T>, OpError>,
     ) {
+        let uncommitted = basis == Basis::Working && !self.events.is_empty();
         match outcome {
+            Err(error) if uncommitted => self.pending.push(Pending::outcome(reply, Err(error))),
+            Ok(Applied::Answered(answer)) if uncommitted => {
+                self.pending.push(Pending::outcome(reply, Ok(answer)));
+            }
             Err(error) => drop(reply.send(Err(error))),
             Ok(Applied::Answered(answer)) => drop(reply.send(Ok(answer))),
             Ok(Applied::Changed {
