@@ -170,4 +170,13 @@ impl ports::MessageCache for NoMessageCache {
     ) -> Result<Option<Vec<wire::log::MessageRecord>>, ports::PortError> {
         Ok(None)
     }
+
+    async fn held(
+        &self,
+        _conversation_id: &wire::ConversationId,
+        _from: wire::Seq,
+        _to: wire::Seq,
+    ) -> Result<Vec<wire::log::MessageRecord>, ports::PortError> {
+        Ok(Vec::new())
+    }
 }
