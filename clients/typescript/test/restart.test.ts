@@ -1,0 +1,94 @@
+/** kill -9 and restart of the node while a peer sends; a send made while offline. */
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import type { OutgoingMessage, ParleyClient } from "../src/index.js";
+import { client, collect, group, numbered, sleep, TestNode, waitFor } from "./harness.js";
+
+const started: { nodes: TestNode[]; clients: ParleyClient[] } = { nodes: [], clients: [] };
+after(async () => {
+  for (const each of started.clients) each.close();
+  for (const node of started.nodes) await node.kill9();
+});
+
+/** Bob comes back well after alice: what alice sends meanwhile reaches him only through the
+ * `sync` that follows his reconnect. */
+const SLOW_RECONNECT = { backoff: { initialMs: 3000, maxMs: 3000 } };
+
+async function pair(node: TestNode, options = {}) {
+  const alice = client([node], "alice", options);
+  const bob = client([node], "bob", { ...options, ...SLOW_RECONNECT });
+  started.clients.push(alice, bob);
+  await Promise.all([alice.ready(), bob.ready()]);
+  return { alice, bob, conversationId: await group(alice, ["bob"]) };
+}
+
+test("after kill -9 and a restart mid-stream, the app has every message once, in order", async () => {
+  const node = await TestNode.start();
+  started.nodes.push(node);
+  const { alice, bob, conversationId } = await pair(node);
+  const seen = collect(bob, conversationId);
+  const texts = numbered(30);
+  const sent: OutgoingMessage[] = [];
+  for (const [index, text] of texts.entries()) {
+    sent.push(alice.send(conversationId, text));
+    if (index === 10) await node.kill9();
+    if (index === 20) await node.spawn();
+    await sleep(15);
+  }
+  await waitFor("alice is back first", () => alice.state === "connected");
+  assert.equal(bob.state, "reconnecting");
+  await waitFor("every send accepted", () => sent.every((message) => message.state !== "pending"));
+  await waitFor("bob has every message", () => seen.length >= texts.length);
+  await sleep(300);
+  assert.deepEqual(
+    seen.map((message) => message.text),
+    texts,
+  );
+  assert.deepEqual(
+    seen.map((message) => message.seq),
+    texts.map((_, index) => index + 1),
+  );
+  assert.equal(bob.lastSeq(conversationId), texts.length);
+});
+
+test("a message sent while the node is down is delivered exactly once", async () => {
+  const node = await TestNode.start();
+  started.nodes.push(node);
+  const { alice, bob, conversationId } = await pair(node);
+  const seen = collect(bob, conversationId);
+  await node.kill9();
+  await waitFor("alice sees the connection drop", () => alice.state === "reconnecting");
+  const offline = alice.send(conversationId, "sent while offline");
+  assert.equal(offline.state, "pending");
+  await node.spawn();
+  await waitFor("the offline send is accepted", () => offline.state !== "pending");
+  assert.equal(bob.state, "reconnecting", "bob gets it by sync, once he is back");
+  await waitFor("bob has it", () => seen.length >= 1);
+  await sleep(300);
+  assert.deepEqual(
+    seen.map((message) => message.text),
+    ["sent while offline"],
+  );
+});
+
+test("a send retried while the node does not answer is created once (same client_msg_id)", async () => {
+  const node = await TestNode.start();
+  started.nodes.push(node);
+  const { alice, bob, conversationId } = await pair(node, { requestTimeoutMs: 300 });
+  const seen = collect(bob, conversationId);
+  node.freeze();
+  const frozen = alice.send(conversationId, "sent to a frozen node");
+  await sleep(1000);
+  node.thaw();
+  await waitFor("the send is accepted", () => frozen.state !== "pending");
+  const page = await bob.request("history.get", { conversation_id: conversationId });
+  await sleep(300);
+  assert.deepEqual(
+    page.messages.map((message) => message.text),
+    ["sent to a frozen node"],
+  );
+  assert.deepEqual(
+    seen.map((message) => message.text),
+    ["sent to a frozen node"],
+  );
+});
