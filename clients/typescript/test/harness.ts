@@ -20,7 +20,21 @@ import {
 
 export const API_KEY = "sdk-test-api-key-0123456789";
 const JWT_SECRET = "sdk-test-jwt-secret-0123456789-0123456789";
-export const REPO = resolve(fileURLToPath(import.meta.url), "../../../../..");
+/** The node's public development API key (config/parley.toml), in use when none is set. */
+const DEV_API_KEY = "parley-dev-api-key";
+
+/** Test secrets, or none: the public development defaults (which offer the dev token route
+ * when the web chat is served). */
+export type Secrets = "test" | "development";
+/** The repository: the nearest directory above this file holding scripts/services/. */
+export const REPO = findRepo(fileURLToPath(import.meta.url));
+
+function findRepo(from: string): string {
+  for (let dir = resolve(from, ".."); dir !== resolve(dir, ".."); dir = resolve(dir, "..")) {
+    if (existsSync(join(dir, "scripts/services/redis.sh"))) return dir;
+  }
+  throw new Error(`no repository above ${from}`);
+}
 
 /** The debug binary: $PARLEY_SERVER_BIN, $CARGO_TARGET_DIR/debug, or the repo's target/. */
 export function serverBinary(): string {
@@ -62,10 +76,14 @@ export class TestNode {
   private constructor(
     readonly port: number,
     private readonly env: Record<string, string>,
+    private readonly secrets: Secrets,
   ) {}
 
-  static async start(env: Record<string, string> = {}): Promise<TestNode> {
-    const node = new TestNode(await freePort(), env);
+  static async start(
+    env: Record<string, string> = {},
+    secrets: Secrets = "test",
+  ): Promise<TestNode> {
+    const node = new TestNode(await freePort(), env, secrets);
     await node.spawn();
     return node;
   }
@@ -86,8 +104,9 @@ export class TestNode {
         PARLEY__SERVER__BIND: `127.0.0.1:${this.port}`,
         PARLEY__SERVER__WORKERS: "2",
         PARLEY__STORAGE__DATA_DIR: join(this.dir, "data"),
-        PARLEY__AUTH__API_KEY: API_KEY,
-        PARLEY__AUTH__JWT_SECRET: JWT_SECRET,
+        ...(this.secrets === "test"
+          ? { PARLEY__AUTH__API_KEY: API_KEY, PARLEY__AUTH__JWT_SECRET: JWT_SECRET }
+          : {}),
         PARLEY__LOG__LEVEL: "info",
         PARLEY__RATE_LIMIT__PER_SECOND: "10000",
         PARLEY__RATE_LIMIT__BURST: "10000",
@@ -153,14 +172,23 @@ export class TestNode {
     this.child = undefined;
   }
 
-  async token(userId: string, ttlSecs?: number): Promise<string> {
-    const response = await fetch(`${this.http}/api/v1/auth/token`, {
+  /** A POST to the app-backend API (with the API key); the JSON answer. */
+  async api(path: string, body: unknown): Promise<unknown> {
+    const response = await fetch(`${this.http}/api/v1${path}`, {
       method: "POST",
-      headers: { "X-Api-Key": API_KEY, "content-type": "application/json" },
-      body: JSON.stringify({ user_id: userId, ttl_secs: ttlSecs }),
+      headers: {
+        "X-Api-Key": this.secrets === "test" ? API_KEY : DEV_API_KEY,
+        "content-type": "application/json",
+      },
+      body: JSON.stringify(body),
     });
-    if (!response.ok) throw new Error(`token: HTTP ${response.status}`);
-    return ((await response.json()) as { token: string }).token;
+    if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+    return response.json();
+  }
+
+  async token(userId: string, ttlSecs?: number): Promise<string> {
+    const reply = await this.api("/auth/token", { user_id: userId, ttl_secs: ttlSecs });
+    return (reply as { token: string }).token;
   }
 }
 
