@@ -64,7 +64,10 @@ export class ParleyClient extends Emitter<ClientEvents> {
   private readonly storage: KeyValueStorage;
   private readonly backoff: Backoff;
   private readonly WebSocketClass: WebSocketConstructor;
+  /** The connected socket, once welcomed. */
   private socket: Socket | undefined;
+  /** The socket being opened or in use (closed by `close()` even before `welcome`). */
+  private live: Socket | undefined;
   private currentState: ConnectionState = "connecting";
   private token = "";
   private urlIndex = 0;
@@ -72,7 +75,7 @@ export class ParleyClient extends Emitter<ClientEvents> {
   private me: UserId | undefined;
   private timeline: Timeline | undefined;
   private outbox: Outbox | undefined;
-  private readonly waiters = new Set<() => void>();
+  private readonly waiters = new Set<(connected: boolean) => void>();
   private readonly deliveredDue = new Map<ConversationId, number>();
   private deliveredTimer: ReturnType<typeof setTimeout> | undefined;
   private gapFill: Promise<void> | undefined;
@@ -100,20 +103,29 @@ export class ParleyClient extends Emitter<ClientEvents> {
     return this.me;
   }
 
-  /** Resolves once connected and caught up (at once when already so). */
+  /** Resolves once connected and caught up (at once when already so); rejects once closed. */
   ready(): Promise<void> {
     if (this.currentState === "connected") return Promise.resolve();
-    return new Promise((resolve) => this.waiters.add(resolve));
+    if (this.currentState === "closed") return Promise.reject(new Error("client closed"));
+    return new Promise((resolve, reject) =>
+      this.waiters.add((connected) => (connected ? resolve() : reject(new Error("client closed")))),
+    );
   }
 
   /** Whether the connection is up within `timeoutMs`. */
   private readyWithin(timeoutMs: number): Promise<boolean> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve(false), timeoutMs);
-      void this.ready().then(() => {
-        clearTimeout(timer);
-        resolve(true);
-      });
+      this.ready().then(
+        () => {
+          clearTimeout(timer);
+          resolve(true);
+        },
+        () => {
+          clearTimeout(timer);
+          resolve(false);
+        },
+      );
     });
   }
 
@@ -186,7 +198,7 @@ export class ParleyClient extends Emitter<ClientEvents> {
   /** Closes for good. */
   close(): void {
     this.setState("closed");
-    this.socket?.close();
+    this.live?.close();
   }
 
   private isClosed(): boolean {
@@ -235,9 +247,11 @@ export class ParleyClient extends Emitter<ClientEvents> {
         onEvent: (event) => this.dispatch(event),
         onClose: (closed) => {
           if (this.socket === socket) this.socket = undefined;
+          if (this.live === socket) this.live = undefined;
           resolve(closed);
         },
       });
+      this.live = socket;
     });
   }
 
@@ -355,8 +369,8 @@ export class ParleyClient extends Emitter<ClientEvents> {
     if (this.currentState === state || this.currentState === "closed") return;
     this.currentState = state;
     this.emit("state", state);
-    if (state !== "connected") return;
-    for (const waiter of this.waiters) waiter();
+    if (state !== "connected" && state !== "closed") return;
+    for (const waiter of this.waiters) waiter(state === "connected");
     this.waiters.clear();
   }
 }
