@@ -4,7 +4,8 @@
 # type-checks and builds the SDK and the web chat (tsc, esbuild), and runs the SDK tests
 # against real parley-server processes (a private Redis for the cluster test) and the web
 # chat's browser test in headless Chromium. Screenshots: clients/artifacts/web-chat/.
-# Needs the debug parley-server binary (built here when missing or stale).
+# Needs the debug parley-server binary (built here when missing; after changing the server, run
+# `cargo build -p server` or scripts/test.sh first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,8 +16,13 @@ if ! command -v npm >/dev/null 2>&1; then
   if [ "$(id -u)" -eq 0 ]; then apt-get update && apt-get install -y nodejs npm; else sudo apt-get update && sudo apt-get install -y nodejs npm; fi
 fi
 
-echo "==> cargo build -p server (the binary the client tests start)"
-cargo build -q -p server --bin parley-server
+# scripts/test.sh has just built it (cargo nextest builds every binary); building it here
+# alone would select other features and rebuild half the workspace, so only when missing.
+binary="${CARGO_TARGET_DIR:-target}/debug/parley-server"
+if [ ! -x "$binary" ]; then
+  echo "==> cargo build -p server (the binary the client tests start)"
+  cargo build -q -p server --bin parley-server
+fi
 
 cd clients
 echo "==> npm ci (clients/)"

@@ -13,4 +13,6 @@ const result = await build({
 });
 const code = result.outputFiles[0].contents;
 const gzipped = gzipSync(code, { level: 9 });
-console.log(`@parley/client: ${code.length} bytes minified, ${gzipped.length} bytes minified + gzip`);
+console.log(
+  `@parley/client: ${code.length} bytes minified, ${gzipped.length} bytes minified + gzip`,
+);

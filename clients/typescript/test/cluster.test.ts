@@ -5,6 +5,7 @@ import { after, test } from "node:test";
 import type { OutgoingMessage, ParleyClient, Welcome } from "../src/index.js";
 import {
   anyToken,
+  cleanUp,
   client,
   collect,
   group,
@@ -15,16 +16,7 @@ import {
   waitFor,
 } from "./harness.js";
 
-const started: { nodes: TestNode[]; clients: ParleyClient[]; redis: TestRedis[] } = {
-  nodes: [],
-  clients: [],
-  redis: [],
-};
-after(async () => {
-  for (const each of started.clients) each.close();
-  for (const node of started.nodes) await node.kill9();
-  for (const redis of started.redis) redis.stop();
-});
+after(cleanUp);
 
 function welcomes(client: ParleyClient): Welcome[] {
   const seen: Welcome[] = [];
@@ -34,14 +26,11 @@ function welcomes(client: ParleyClient): Welcome[] {
 
 test("goaway during a drain moves the client to the other node without loss", async () => {
   const redis = await TestRedis.start();
-  started.redis.push(redis);
   const env = { PARLEY__REDIS__URL: redis.url, PARLEY__SERVER__DRAIN_WINDOW_MS: "500" };
   const draining = await TestNode.start(env);
   const staying = await TestNode.start(env);
-  started.nodes.push(draining, staying);
   const alice = client([draining, staying], "alice");
   const bob = client([staying], "bob");
-  started.clients.push(alice, bob);
   const aliceNodes = welcomes(alice);
   const goaways: { at: number; waitMs: number }[] = [];
   alice.on("goaway", (goaway) =>
@@ -85,7 +74,6 @@ test("goaway during a drain moves the client to the other node without loss", as
 
 test("a token that expires is replaced by a fresh one from getToken()", async () => {
   const node = await TestNode.start();
-  started.nodes.push(node);
   const issued: string[] = [];
   const alice = client([node], "alice", {
     getToken: async () => {
@@ -95,7 +83,6 @@ test("a token that expires is replaced by a fresh one from getToken()", async ()
     },
   });
   const bob = client([node], "bob");
-  started.clients.push(alice, bob);
   await Promise.all([alice.ready(), bob.ready()]);
   const states: string[] = [];
   alice.on("state", (state) => states.push(state));

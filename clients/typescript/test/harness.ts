@@ -3,7 +3,7 @@
  * scripts/services/redis.sh) for the SDK tests, like server/tests/common does for the Rust ones.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -48,6 +48,32 @@ export function serverBinary(): string {
   return found;
 }
 
+/** What the tests of one file started, for `cleanUp()`. */
+const started: { nodes: TestNode[]; redis: TestRedis[]; clients: ParleyClient[]; dirs: string[] } =
+  { nodes: [], redis: [], clients: [], dirs: [] };
+
+/** Closes the clients, stops the nodes and Redis; at exit, removes their directories, or, when
+ * a test failed, keeps them and prints the tail of each node's log. Use as `after(cleanUp)`. */
+export async function cleanUp(): Promise<void> {
+  for (const each of started.clients) each.close();
+  for (const node of started.nodes) await node.kill9();
+  for (const redis of started.redis) redis.stop();
+}
+
+process.on("exit", () => {
+  const failed = (process.exitCode ?? 0) !== 0;
+  for (const node of failed ? started.nodes : []) {
+    console.error(`----- parley-server log (${node.dir}) -----\n${node.log().slice(-4000)}`);
+  }
+  for (const dir of failed ? [] : started.dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function temporaryDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  started.dirs.push(dir);
+  return dir;
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((done, fail) => {
     const server = createServer();
@@ -71,7 +97,7 @@ export async function waitFor(what: string, check: () => boolean, limitMs = 15_0
 /** One node on a fixed port and data dir, so it can be killed and started again in place. */
 export class TestNode {
   private child: ChildProcess | undefined;
-  readonly dir = mkdtempSync(join(tmpdir(), "parley-sdk-"));
+  readonly dir = temporaryDir("parley-sdk-");
 
   private constructor(
     readonly port: number,
@@ -84,6 +110,7 @@ export class TestNode {
     secrets: Secrets = "test",
   ): Promise<TestNode> {
     const node = new TestNode(await freePort(), env, secrets);
+    started.nodes.push(node);
     await node.spawn();
     return node;
   }
@@ -200,7 +227,8 @@ export class TestRedis {
   ) {}
 
   static async start(): Promise<TestRedis> {
-    const redis = new TestRedis(await freePort(), mkdtempSync(join(tmpdir(), "parley-redis-")));
+    const redis = new TestRedis(await freePort(), temporaryDir("parley-redis-"));
+    started.redis.push(redis);
     execFileSync(join(REPO, "scripts/services/redis.sh"), ["start", redis.dir, String(redis.port)]);
     return redis;
   }
@@ -220,7 +248,7 @@ export function client(
   userId: string,
   options: Partial<ConnectOptions> = {},
 ): ParleyClient {
-  return connect({
+  const sdk = connect({
     socketUrls: nodes.map((node) => node.socketUrl),
     getToken: () => anyToken(nodes, userId),
     storage: memoryStorage(),
@@ -228,6 +256,8 @@ export function client(
     backoff: { initialMs: 100, maxMs: 1000 },
     ...options,
   });
+  started.clients.push(sdk);
+  return sdk;
 }
 
 /** A token from the first node that answers (any node's token works on every node). */

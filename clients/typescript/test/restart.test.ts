@@ -1,14 +1,10 @@
 /** kill -9 and restart of the node while a peer sends; a send made while offline. */
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
-import type { OutgoingMessage, ParleyClient } from "../src/index.js";
-import { client, collect, group, numbered, sleep, TestNode, waitFor } from "./harness.js";
+import type { OutgoingMessage } from "../src/index.js";
+import { cleanUp, client, collect, group, numbered, sleep, TestNode, waitFor } from "./harness.js";
 
-const started: { nodes: TestNode[]; clients: ParleyClient[] } = { nodes: [], clients: [] };
-after(async () => {
-  for (const each of started.clients) each.close();
-  for (const node of started.nodes) await node.kill9();
-});
+after(cleanUp);
 
 /** Bob comes back well after alice: what alice sends meanwhile reaches him only through the
  * `sync` that follows his reconnect. */
@@ -17,14 +13,12 @@ const SLOW_RECONNECT = { backoff: { initialMs: 3000, maxMs: 3000 } };
 async function pair(node: TestNode, options = {}) {
   const alice = client([node], "alice", options);
   const bob = client([node], "bob", { ...options, ...SLOW_RECONNECT });
-  started.clients.push(alice, bob);
   await Promise.all([alice.ready(), bob.ready()]);
   return { alice, bob, conversationId: await group(alice, ["bob"]) };
 }
 
 test("after kill -9 and a restart mid-stream, the app has every message once, in order", async () => {
   const node = await TestNode.start();
-  started.nodes.push(node);
   const { alice, bob, conversationId } = await pair(node);
   const seen = collect(bob, conversationId);
   const texts = numbered(30);
@@ -53,7 +47,6 @@ test("after kill -9 and a restart mid-stream, the app has every message once, in
 
 test("a message sent while the node is down is delivered exactly once", async () => {
   const node = await TestNode.start();
-  started.nodes.push(node);
   const { alice, bob, conversationId } = await pair(node);
   const seen = collect(bob, conversationId);
   await node.kill9();
@@ -73,7 +66,6 @@ test("a message sent while the node is down is delivered exactly once", async ()
 
 test("a send retried while the node does not answer is created once (same client_msg_id)", async () => {
   const node = await TestNode.start();
-  started.nodes.push(node);
   const { alice, bob, conversationId } = await pair(node, { requestTimeoutMs: 300 });
   const seen = collect(bob, conversationId);
   node.freeze();

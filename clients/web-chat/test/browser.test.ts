@@ -8,7 +8,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
-import { REPO, TestNode } from "../../typescript/test/harness.js";
+import { cleanUp, REPO, TestNode } from "../../typescript/test/harness.js";
 
 const CLIENTS = join(REPO, "clients");
 const ARTIFACTS = join(CLIENTS, "artifacts/web-chat");
@@ -32,7 +32,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await node?.kill9();
+  await cleanUp();
 });
 
 /** A page signed in as `name`, in its own browser context (its own localStorage). */
