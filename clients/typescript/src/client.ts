@@ -291,11 +291,16 @@ export class ParleyClient extends Emitter<ClientEvents> {
     return <Op extends OpName>(op: Op, args: OpArgs[Op]) => socket.request(op, args, timeout);
   }
 
+  /** Sends the outbox over whichever connection is up when each attempt is made (a retry
+   * waiting out `retry_after_ms` goes over the connection that replaced the one it began on). */
   private flushOutbox(): void {
-    const socket = this.socket;
-    if (!socket || this.currentState !== "connected" || !this.outbox) return;
+    if (!this.socket || this.currentState !== "connected" || !this.outbox) return;
     const timeout = this.options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
-    void this.outbox.flush((args) => socket.request("message.send", args, timeout));
+    void this.outbox.flush((args) => {
+      const socket = this.socket;
+      if (!socket) return Promise.reject(new NoReplyError("message.send", "disconnected"));
+      return socket.request("message.send", args, timeout);
+    });
   }
 
   private dispatch(event: ServerEvent): void {

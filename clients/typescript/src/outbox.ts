@@ -124,7 +124,10 @@ export class Outbox {
     if (message) {
       this.advance(message, "stored");
     } else if (this.queue.length > 0) {
+      // Perhaps the ack of the head is still on its way; or a message of another device.
       this.storedIds.add(messageId);
+      const oldest = this.storedIds.values().next().value;
+      if (this.storedIds.size > FOLLOWED && oldest !== undefined) this.storedIds.delete(oldest);
     }
   }
 
