@@ -242,6 +242,32 @@ export class TestRedis {
   }
 }
 
+/** A client's network, which a test can cut: while it is down, the client's connection
+ * attempts go to a closed port and fail, whatever state the nodes are in. */
+export class Network {
+  private up = true;
+
+  /** A WebSocket class (the `ws` package's) whose connections go through this network. */
+  readonly WebSocket: ConnectOptions["WebSocket"];
+
+  constructor() {
+    const network = this;
+    this.WebSocket = class extends WebSocket {
+      constructor(url: string) {
+        super(network.up ? url : "ws://127.0.0.1:1/ws");
+      }
+    } as unknown as ConnectOptions["WebSocket"];
+  }
+
+  cut(): void {
+    this.up = false;
+  }
+
+  restore(): void {
+    this.up = true;
+  }
+}
+
 /** An SDK client for `userId` on the given nodes, with `ws` as its WebSocket. */
 export function client(
   nodes: TestNode[],
