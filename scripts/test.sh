@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh clone: installs what it needs (backing services,
 # cargo-nextest), then checks formatting and lints and runs every test (unit, port contract
 # suites against embedded adapters and real services, end-to-end tests against real
-# parley-server processes) and validates the deploy files offline (scripts/check-deploy.sh).
+# parley-server processes), runs the TypeScript clients' tests (scripts/clients-test.sh) and
+# validates the deploy files offline (scripts/check-deploy.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Backing services the tests start privately (each install is skipped when already present):
@@ -26,6 +27,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "==> cargo nextest run"
 cargo nextest run --workspace --profile ci "$@"
+
+# The TypeScript SDK and the web chat (clients/): npm ci, biome, tsc, then their tests against
+# real parley-server processes and in headless Chromium (Debian's chromium, installed there).
+echo "==> clients (scripts/clients-test.sh)"
+scripts/clients-test.sh
 
 # Fuzzing, a short run of every target from its committed corpus (nightly toolchain;
 # cargo-fuzz is installed when missing). Longer runs: scripts/fuzz.sh --seconds N.

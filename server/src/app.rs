@@ -37,6 +37,7 @@ use storage::Storage;
 /// (SIGINT/SIGTERM).
 pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     report_secret_sources(&loaded);
+    crate::web_chat::report(&loaded.settings);
     let settings = loaded.settings;
     let bound = Bound::bind(&settings)?;
     let storage = Storage::open(&settings, &bound.node_id).await?;

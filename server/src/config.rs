@@ -31,6 +31,21 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub rate_limit: RateLimitSettings,
     pub log: LogSettings,
+    pub web_chat: WebChatSettings,
+}
+
+/// The development web chat (`clients/web-chat`), served under `/chat/` when `dir` is set.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebChatSettings {
+    pub dir: PathBuf,
+}
+
+impl WebChatSettings {
+    /// The directory to serve, `None` when the web chat is off (`dir` empty).
+    pub fn served_dir(&self) -> Option<&Path> {
+        (!self.dir.as_os_str().is_empty()).then_some(self.dir.as_path())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -347,6 +362,15 @@ mod tests {
             loaded.settings.server.public_urls,
             vec!["ws://a/ws", "wss://b/ws"]
         );
+    }
+
+    #[test]
+    fn a_web_chat_dir_without_index_html_is_refused() {
+        let error = load_with_env(None, env(&[("PARLEY__WEB_CHAT__DIR", "/nonexistent-dir")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("web_chat.dir"), "{error}");
+        assert!(error.contains("no index.html"), "{error}");
     }
 
     #[test]

@@ -126,7 +126,7 @@ fn not_ready_rejection(state: &AppState) -> Option<HttpResponse> {
 }
 
 #[derive(Debug, Deserialize)]
-struct TokenRequest {
+pub(crate) struct TokenRequest {
     user_id: UserId,
     #[serde(default)]
     display_name: Option<String>,
@@ -134,7 +134,7 @@ struct TokenRequest {
     ttl_secs: Option<u64>,
 }
 
-async fn issue_token(
+pub(crate) async fn issue_token(
     state: web::Data<Arc<AppState>>,
     body: web::Json<TokenRequest>,
 ) -> HttpResponse {

@@ -7,6 +7,7 @@
 //! - `app`: wiring of adapters, node, background tasks and the HTTP server.
 //! - `http`: token, health, metrics and REST endpoints.
 //! - `ws`: the WebSocket upgrade.
+//! - `web_chat`: the development web chat's files and its dev-only token route.
 //! - `metrics`: the node's Prometheus registry.
 
 mod adapters;
@@ -15,6 +16,7 @@ mod auth;
 mod config;
 mod http;
 mod metrics;
+mod web_chat;
 mod ws;
 
 use std::path::PathBuf;

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Every error a client can see. The string form is the stable contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
@@ -74,10 +75,12 @@ impl std::fmt::Display for ErrorCode {
 
 /// The `error` object of a failure frame or HTTP error body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "typescript", ts(optional))]
     pub retry_after_ms: Option<u64>,
 }
 

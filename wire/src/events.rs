@@ -8,6 +8,7 @@ use crate::{
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct Welcome {
     pub user_id: UserId,
     pub session_id: SessionId,
@@ -17,6 +18,7 @@ pub struct Welcome {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum TypingState {
     Started,
@@ -24,6 +26,7 @@ pub enum TypingState {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 #[serde(tag = "ev", content = "data")]
 pub enum ServerEvent {
     #[serde(rename = "welcome")]
@@ -84,6 +87,7 @@ pub enum ServerEvent {
         user_id: UserId,
         online: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(feature = "typescript", ts(optional))]
         last_seen: Option<Timestamp>,
     },
     #[serde(rename = "goaway")]

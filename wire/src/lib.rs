@@ -9,7 +9,9 @@
 //! - [`events`]: server-pushed events (`message.new`, `presence`, ...).
 //! - [`log`]: versioned domain events written to the durable log and consumed by ingest.
 //!
-//! This crate does no I/O; everything here is plain data with serde derives.
+//! This crate does no I/O; everything here is plain data with serde derives. The optional
+//! `typescript` feature adds `ts_rs::TS` derives to the client-facing types, from which
+//! `wire-typescript` (clients/typescript/codegen) writes the TypeScript SDK's types.
 
 pub mod error;
 pub mod events;

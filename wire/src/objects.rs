@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{ClientMsgId, ConversationId, MessageId, Seq, Timestamp, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationKind {
     Direct,
@@ -14,6 +15,7 @@ pub enum ConversationKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct Conversation {
     pub conversation_id: ConversationId,
     pub kind: ConversationKind,
@@ -28,12 +30,14 @@ pub struct Conversation {
 pub type Reactions = BTreeMap<String, Vec<UserId>>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct ForwardedFrom {
     pub conversation_id: ConversationId,
     pub message_id: MessageId,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct Message {
     pub message_id: MessageId,
     pub conversation_id: ConversationId,

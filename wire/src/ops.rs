@@ -75,6 +75,8 @@ ops! {
 // ---- arguments -------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+#[cfg_attr(feature = "typescript", ts(optional_fields))]
 pub struct CreateConversationArgs {
     pub kind: ConversationKind,
     pub members: Vec<UserId>,
@@ -83,11 +85,14 @@ pub struct CreateConversationArgs {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct ConversationRef {
     pub conversation_id: ConversationId,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+#[cfg_attr(feature = "typescript", ts(optional_fields))]
 pub struct ListConversationsArgs {
     #[serde(default)]
     pub limit: Option<u32>,
@@ -97,18 +102,22 @@ pub struct ListConversationsArgs {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct UpdateConversationArgs {
     pub conversation_id: ConversationId,
     pub title: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct MembersArgs {
     pub conversation_id: ConversationId,
     pub user_ids: Vec<UserId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+#[cfg_attr(feature = "typescript", ts(optional_fields))]
 pub struct SendArgs {
     pub conversation_id: ConversationId,
     pub client_msg_id: ClientMsgId,
@@ -118,6 +127,7 @@ pub struct SendArgs {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct EditArgs {
     pub conversation_id: ConversationId,
     pub message_id: MessageId,
@@ -125,12 +135,14 @@ pub struct EditArgs {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct MessageRef {
     pub conversation_id: ConversationId,
     pub message_id: MessageId,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct ForwardArgs {
     pub conversation_id: ConversationId,
     pub message_id: MessageId,
@@ -139,6 +151,7 @@ pub struct ForwardArgs {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct ReactionArgs {
     pub conversation_id: ConversationId,
     pub message_id: MessageId,
@@ -146,6 +159,8 @@ pub struct ReactionArgs {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+#[cfg_attr(feature = "typescript", ts(optional_fields))]
 pub struct HistoryArgs {
     pub conversation_id: ConversationId,
     #[serde(default)]
@@ -157,17 +172,20 @@ pub struct HistoryArgs {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct SyncArgs {
     pub conversations: BTreeMap<ConversationId, Seq>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct ReceiptArgs {
     pub conversation_id: ConversationId,
     pub seq: Seq,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct PresenceGetArgs {
     pub user_ids: Vec<UserId>,
 }
@@ -176,14 +194,17 @@ pub struct PresenceGetArgs {
 
 /// `{}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct Empty {}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct ConversationResult {
     pub conversation: Conversation,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct ConversationListItem {
     #[serde(flatten)]
     pub conversation: Conversation,
@@ -192,12 +213,14 @@ pub struct ConversationListItem {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct ConversationListResult {
     pub conversations: Vec<ConversationListItem>,
 }
 
 /// The "accepted" ack of `message.send` / `message.forward`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct SendAck {
     pub message_id: MessageId,
     pub seq: Seq,
@@ -205,11 +228,13 @@ pub struct SendAck {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct MessageResult {
     pub message: Message,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct HistoryResult {
     pub messages: Vec<Message>,
     pub has_more: bool,
@@ -280,17 +305,20 @@ fn encoded_bytes(message: &Message) -> usize {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct SyncResult {
     pub conversations: BTreeMap<ConversationId, HistoryResult>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct PresenceInfo {
     pub online: bool,
     pub last_seen: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct PresenceResult {
     pub presence: BTreeMap<UserId, PresenceInfo>,
 }

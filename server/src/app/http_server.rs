@@ -46,6 +46,7 @@ pub(super) fn build(
                         Ok(response)
                     }
                 })
+                .configure(|config| crate::web_chat::configure(config, &state.settings))
                 .configure(|config| crate::http::configure(config, max_body));
             let app = app.into_factory().map_err(|error| error.error_response());
             actix_http::HttpService::build()

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use super::{
     invalid, AuthSettings, ConfigError, LimitSettings, LogSettings, RateLimitSettings,
-    RedisSettings, ServerSettings, Settings, StorageSettings, HARD_FRAME_BYTES,
+    RedisSettings, ServerSettings, Settings, StorageSettings, WebChatSettings, HARD_FRAME_BYTES,
 };
 
 pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
@@ -18,7 +18,21 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
     validate_dev_secrets_bind(settings)?;
     validate_limits(&settings.limits)?;
     validate_rate_limit(&settings.rate_limit)?;
-    validate_log(&settings.log)
+    validate_log(&settings.log)?;
+    validate_web_chat(&settings.web_chat)
+}
+
+fn validate_web_chat(web_chat: &WebChatSettings) -> Result<(), ConfigError> {
+    match web_chat.served_dir() {
+        Some(dir) if !dir.join("index.html").is_file() => Err(invalid(
+            "web_chat.dir",
+            format!(
+                "{} holds no index.html: build the web chat first (clients/web-chat, see its README)",
+                dir.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `key` "must be at least `minimum`".
