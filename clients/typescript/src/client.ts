@@ -53,6 +53,9 @@ export interface ClientEvents extends PassedEvents {
   /** A message sent with `send()` changed state. */
   "message.state": OutgoingMessage;
   welcome: Welcome;
+  /** A connection ended (before the SDK reconnects): its close code and reason, and whether
+   * the server had welcomed it. */
+  disconnected: SocketClosed;
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -216,6 +219,7 @@ export class ParleyClient extends Emitter<ClientEvents> {
       const url = this.urls[this.urlIndex % this.urls.length] as string;
       const closed = await this.connectOnce(url);
       if (this.isClosed()) return;
+      this.emit("disconnected", closed);
       const expiry = tokenExpiry(this.token);
       const expired = expiry !== undefined && expiry <= Date.now();
       const plan = planReconnect(closed, this.goawayMs, expired, this.backoff);

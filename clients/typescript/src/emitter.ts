@@ -13,9 +13,17 @@ export class Emitter<Events extends object> {
     return () => set.delete(handler as (payload: never) => void);
   }
 
+  /** Calls every handler of `name`. A handler that throws does not stop the others nor the
+   * SDK's own work: its error is rethrown on its own, as an uncaught error. */
   protected emit<Name extends keyof Events>(name: Name, payload: Events[Name]): void {
     for (const handler of this.handlers.get(name) ?? []) {
-      (handler as (payload: Events[Name]) => void)(payload);
+      try {
+        (handler as (payload: Events[Name]) => void)(payload);
+      } catch (error) {
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
     }
   }
 }

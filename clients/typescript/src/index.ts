@@ -10,5 +10,5 @@ export { NoReplyError, type NoReplyReason, ParleyError } from "./errors.js";
 export * from "./generated/wire.js";
 export { HistoryPager, TYPING_INTERVAL_MS } from "./helpers.js";
 export type { MessageState, OutgoingMessage } from "./outbox.js";
-export type { WebSocketConstructor, WebSocketLike } from "./socket.js";
+export type { SocketClosed, WebSocketConstructor, WebSocketLike } from "./socket.js";
 export { type KeyValueStorage, memoryStorage } from "./storage.js";

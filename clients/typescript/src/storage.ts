@@ -33,7 +33,13 @@ export class StoredValue<T> {
     }
   }
 
+  /** Stores the value; a storage that refuses (full, or disabled) leaves the SDK working from
+   * memory: only what must survive a reload is at risk. */
   save(value: T): void {
-    this.storage.setItem(this.key, JSON.stringify(value));
+    try {
+      this.storage.setItem(this.key, JSON.stringify(value));
+    } catch {
+      // Kept in memory; the next save tries again.
+    }
   }
 }

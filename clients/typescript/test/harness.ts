@@ -86,9 +86,13 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function waitFor(what: string, check: () => boolean, limitMs = 15_000): Promise<void> {
+export async function waitFor(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  limitMs = 15_000,
+): Promise<void> {
   const deadline = Date.now() + limitMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((done) => setTimeout(done, 20));
   }
@@ -165,6 +169,15 @@ export class TestNode {
       await new Promise((done) => setTimeout(done, 50));
     }
     throw new Error(`parley-server never became ready:\n${this.log()}`);
+  }
+
+  /** The value of a counter or gauge of `/metrics` (summed over its series), 0 when absent. */
+  async metric(name: string): Promise<number> {
+    const text = await fetch(`${this.http}/metrics`).then((response) => response.text());
+    return text
+      .split("\n")
+      .filter((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`))
+      .reduce((sum, line) => sum + Number(line.split(" ").at(-1)), 0);
   }
 
   log(): string {
@@ -246,6 +259,7 @@ export class TestRedis {
  * attempts go to a closed port and fail, whatever state the nodes are in. */
 export class Network {
   private up = true;
+  private readonly sockets: WebSocket[] = [];
 
   /** A WebSocket class (the `ws` package's) whose connections go through this network. */
   readonly WebSocket: ConnectOptions["WebSocket"];
@@ -255,6 +269,7 @@ export class Network {
     this.WebSocket = class extends WebSocket {
       constructor(url: string) {
         super(network.up ? url : "ws://127.0.0.1:1/ws");
+        network.sockets.push(this);
       }
     } as unknown as ConnectOptions["WebSocket"];
   }
@@ -265,6 +280,16 @@ export class Network {
 
   restore(): void {
     this.up = true;
+  }
+
+  /** The client stops reading its connections (the server's writes pile up). */
+  stall(): void {
+    for (const socket of this.sockets) socket.pause();
+  }
+
+  /** The client reads again. */
+  unstall(): void {
+    for (const socket of this.sockets) socket.resume();
   }
 }
 

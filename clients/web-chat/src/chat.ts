@@ -107,9 +107,9 @@ export class ChatApp implements MessageActions {
   /** The conversation list, with unread counts (after every reconnect and membership change). */
   private async refresh(): Promise<void> {
     const { conversations } = await this.client.request("conversation.list", { limit: 200 });
-    this.state.conversations = new Map(conversations.map((item) => [item.conversation_id, item]));
+    this.state.listed(conversations);
     const open = this.state.openId && this.state.conversations.get(this.state.openId);
-    if (open) open.unread = 0;
+    if (open) this.state.read(open.conversation_id, open.last_seq);
     renderConversations(this.state, (id) => void this.open(id));
   }
 
@@ -163,7 +163,7 @@ export class ChatApp implements MessageActions {
     const id = this.state.openId;
     const item = id ? this.state.conversations.get(id) : undefined;
     if (!id || !item || item.last_seq === 0) return;
-    item.unread = 0;
+    this.state.read(id, item.last_seq);
     renderConversations(this.state, (next) => void this.open(next));
     await this.client.markRead(id, item.last_seq).catch(() => undefined);
   }

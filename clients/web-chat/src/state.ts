@@ -21,6 +21,8 @@ export class ChatState {
   sent = new Map<string, OutgoingMessage>();
   /** Other members' read and delivered watermarks in each conversation. */
   watermarks = new Map<ConversationId, Map<UserId, { delivered: number; read: number }>>();
+  /** My read watermark per conversation. */
+  readSeqs = new Map<ConversationId, number>();
   presence = new Map<UserId, PresenceInfo>();
   typing = new Map<UserId, ReturnType<typeof setTimeout>>();
   pager: HistoryPager | undefined;
@@ -76,12 +78,38 @@ export class ChatState {
     marks.set(user, { delivered, read });
   }
 
-  /** A new message in a conversation: the list's `last_seq` and, when not open, its unread. */
+  /** The list from `conversation.list`; each `unread` becomes a read watermark, so that a
+   * message counted by the server and also seen live is not counted twice. */
+  listed(items: ConversationListItem[]): void {
+    this.conversations = new Map(items.map((item) => [item.conversation_id, item]));
+    for (const item of items) {
+      const read = item.last_seq - item.unread;
+      this.readSeqs.set(
+        item.conversation_id,
+        Math.max(read, this.readSeqs.get(item.conversation_id) ?? 0),
+      );
+      this.recount(item);
+    }
+  }
+
+  /** A new message in a conversation: the list's `last_seq`, and my own messages count as read. */
   arrived(message: Message): void {
     const item = this.conversations.get(message.conversation_id);
     if (!item) return;
     item.last_seq = Math.max(item.last_seq, message.seq);
-    const mine = message.sender_id === this.me;
-    if (!mine && this.openId !== message.conversation_id) item.unread += 1;
+    if (message.sender_id === this.me) this.read(message.conversation_id, message.seq);
+    this.recount(item);
+  }
+
+  /** Raises the read watermark (the open conversation is read up to its last message). */
+  read(id: ConversationId, seq: number): void {
+    this.readSeqs.set(id, Math.max(seq, this.readSeqs.get(id) ?? 0));
+    const item = this.conversations.get(id);
+    if (item) this.recount(item);
+  }
+
+  private recount(item: ConversationListItem): void {
+    const read = this.readSeqs.get(item.conversation_id) ?? 0;
+    item.unread = Math.max(0, item.last_seq - read);
   }
 }
