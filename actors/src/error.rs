@@ -54,6 +54,11 @@ impl OpError {
     /// `unavailable` with a hint when to retry: the work was refused before it started, to
     /// keep memory bounded (a conversation's queue is full).
     pub fn overloaded(message: impl Into<String>, retry_after_ms: u64) -> Self {
+        Self::unavailable_retry_after(message, retry_after_ms)
+    }
+
+    /// `unavailable` with a hint when to retry.
+    pub fn unavailable_retry_after(message: impl Into<String>, retry_after_ms: u64) -> Self {
         Self {
             code: ErrorCode::Unavailable,
             message: message.into(),

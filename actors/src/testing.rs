@@ -231,6 +231,7 @@ impl Directory for FakeStore {
 pub struct FakeSequencer {
     counters: Mutex<HashMap<ConversationId, u64>>,
     acks: Mutex<HashMap<(ConversationId, DedupKey), SendAck>>,
+    in_flight: Mutex<HashSet<(ConversationId, DedupKey)>>,
 }
 
 #[async_trait]
@@ -241,19 +242,23 @@ impl Sequencer for FakeSequencer {
         keys: &[DedupKey],
     ) -> Result<Vec<Reservation>, PortError> {
         let acks = self.acks.lock().unwrap();
+        let mut in_flight = self.in_flight.lock().unwrap();
         let mut counters = self.counters.lock().unwrap();
         let counter = counters.entry(conversation_id.clone()).or_default();
         Ok(keys
             .iter()
-            .map(
-                |key| match acks.get(&(conversation_id.clone(), key.clone())) {
+            .map(|key| {
+                let slot = (conversation_id.clone(), key.clone());
+                match acks.get(&slot) {
                     Some(ack) => Reservation::Duplicate(ack.clone()),
+                    None if in_flight.contains(&slot) => Reservation::InFlight,
                     None => {
+                        in_flight.insert(slot);
                         *counter += 1;
                         Reservation::Fresh(Seq(*counter))
                     }
-                },
-            )
+                }
+            })
             .collect())
     }
 
@@ -263,8 +268,22 @@ impl Sequencer for FakeSequencer {
         acks: &[(DedupKey, SendAck)],
     ) -> Result<(), PortError> {
         let mut stored = self.acks.lock().unwrap();
+        let mut in_flight = self.in_flight.lock().unwrap();
         for (key, ack) in acks {
+            in_flight.remove(&(conversation_id.clone(), key.clone()));
             stored.insert((conversation_id.clone(), key.clone()), ack.clone());
+        }
+        Ok(())
+    }
+
+    async fn abandon(
+        &self,
+        conversation_id: &ConversationId,
+        keys: &[DedupKey],
+    ) -> Result<(), PortError> {
+        let mut in_flight = self.in_flight.lock().unwrap();
+        for key in keys {
+            in_flight.remove(&(conversation_id.clone(), key.clone()));
         }
         Ok(())
     }

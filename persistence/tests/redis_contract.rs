@@ -137,7 +137,7 @@ async fn concurrent_nodes_allocate_dense_seqs() {
                 {
                     match reservation {
                         Reservation::Fresh(seq) => seqs.push(seq.0),
-                        Reservation::Duplicate(ack) => panic!("unexpected duplicate {ack:?}"),
+                        other => panic!("expected a fresh seq, got {other:?}"),
                     }
                 }
             }

@@ -42,5 +42,5 @@ pub use error::{Cause, During, PortError, Service};
 pub use log::{EventLog, LogConsumer, LogPosition, LogRecord};
 pub use presence::Presence;
 pub use rate_limit::{RateDecision, RateLimiter};
-pub use sequencer::{DedupKey, Reservation, Sequencer};
+pub use sequencer::{DedupKey, Reservation, Sequencer, IN_FLIGHT_TTL};
 pub use store::{MessageQuery, Store, StoreWrite, StoredConversation, Watermarks};

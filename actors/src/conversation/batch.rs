@@ -46,6 +46,7 @@ pub(super) async fn run(
     changed.extend(logged_as_deltas);
     if let Err(error) = append(node, &conversation_id, events).await {
         give_back(node, &conversation_id, &changed, &fresh).await;
+        abandon_sends(node, &conversation_id, &pending).await;
         let error = OpError::from(error);
         for answer in pending {
             answer.fail(&error);
@@ -274,6 +275,25 @@ async fn give_back(
         if !matches!(released, Ok(true)) {
             tracing::error!(conversation_id = %conversation_id, first_seq = %first, "could not give back reserved seqs");
         }
+    }
+}
+
+/// Stage 3 when the append failed: the failed sends' keys are no longer held for this batch,
+/// so their retries (on any node) may be sent again.
+async fn abandon_sends(node: &Node, conversation_id: &ConversationId, pending: &[Pending]) {
+    let keys: Vec<DedupKey> = pending
+        .iter()
+        .filter_map(|answer| match answer {
+            Pending::Sent { key, .. } => Some(key.clone()),
+            Pending::Answer(_) => None,
+        })
+        .collect();
+    if keys.is_empty() {
+        return;
+    }
+    if let Err(error) = node.ports().sequencer.abandon(conversation_id, &keys).await {
+        // Their retries get `unavailable` until the reservations time out.
+        tracing::warn!(conversation_id = %conversation_id, error = %error, "could not abandon the failed sends' keys");
     }
 }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use async_trait::async_trait;
-use ports::{DedupKey, MessageQuery, PortError, Reservation, Sequencer, Store};
+use ports::{DedupKey, MessageQuery, PortError, Reservation, Sequencer, Store, IN_FLIGHT_TTL};
 use wire::ops::SendAck;
 use wire::{ConversationId, Seq};
 
@@ -38,6 +38,8 @@ struct ConversationSequence {
     order: VecDeque<(DedupKey, Instant)>,
     /// Whether acks older than `recent` may exist (so a miss must ask the store).
     may_have_older: bool,
+    /// Keys reserved fresh and neither confirmed nor abandoned yet, with when.
+    in_flight: HashMap<DedupKey, Instant>,
 }
 
 type SequenceSlot = Arc<tokio::sync::Mutex<Option<ConversationSequence>>>;
@@ -124,6 +126,7 @@ impl MemorySequencer {
                 recent: HashMap::new(),
                 order: VecDeque::new(),
                 may_have_older: last_seq > Seq::ZERO,
+                in_flight: HashMap::new(),
             });
         }
         match guard.as_mut() {
@@ -150,6 +153,10 @@ impl Sequencer for MemorySequencer {
         let (capacity, window) = (self.recent_capacity, self.recent_window);
         self.with_sequence(conversation_id, async |sequence| {
             sequence.evict(capacity, window);
+            let now = Instant::now();
+            sequence
+                .in_flight
+                .retain(|_, reserved_at| now.duration_since(*reserved_at) < IN_FLIGHT_TTL);
             // Look everything up before allocating, so a failed store read allocates nothing.
             let mut known = Vec::with_capacity(keys.len());
             for key in keys {
@@ -166,11 +173,14 @@ impl Sequencer for MemorySequencer {
                 }
                 known.push(ack);
             }
-            let reservations = known
-                .into_iter()
-                .map(|ack| match ack {
+            let reservations = keys
+                .iter()
+                .zip(known)
+                .map(|(key, ack)| match ack {
                     Some(ack) => Reservation::Duplicate(ack),
+                    None if sequence.in_flight.contains_key(key) => Reservation::InFlight,
                     None => {
+                        sequence.in_flight.insert(key.clone(), now);
                         sequence.last_seq = sequence.last_seq.next();
                         Reservation::Fresh(sequence.last_seq)
                     }
@@ -190,11 +200,26 @@ impl Sequencer for MemorySequencer {
         self.with_sequence(conversation_id, async |sequence| {
             let now = Instant::now();
             for (key, ack) in acks {
+                sequence.in_flight.remove(key);
                 if sequence.recent.insert(key.clone(), ack.clone()).is_none() {
                     sequence.order.push_back((key.clone(), now));
                 }
             }
             sequence.evict(capacity, window);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn abandon(
+        &self,
+        conversation_id: &ConversationId,
+        keys: &[DedupKey],
+    ) -> Result<(), PortError> {
+        self.with_sequence(conversation_id, async |sequence| {
+            for key in keys {
+                sequence.in_flight.remove(key);
+            }
             Ok(())
         })
         .await

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, Value};
-use ports::{DedupKey, MessageQuery, PortError, Reservation, Sequencer, Store};
+use ports::{DedupKey, MessageQuery, PortError, Reservation, Sequencer, Store, IN_FLIGHT_TTL};
 use wire::ops::SendAck;
 use wire::{ConversationId, Seq};
 
@@ -35,6 +35,10 @@ static RESERVE: LuaScript = LuaScript::new(
 );
 static SEED: LuaScript =
     LuaScript::new("sequencer_seed", include_str!("scripts/sequencer_seed.lua"));
+static ABANDON: LuaScript = LuaScript::new(
+    "sequencer_abandon",
+    include_str!("scripts/sequencer_abandon.lua"),
+);
 static RELEASE: LuaScript = LuaScript::new(
     "sequencer_release",
     include_str!("scripts/sequencer_release.lua"),
@@ -154,7 +158,11 @@ impl Sequencer for RedisSequencer {
         redis_keys.push(self.sequence_key(conversation_id));
         redis_keys.extend(keys.iter().map(|key| self.ack_key(conversation_id, key)));
         let ttl = self.ack_ttl.as_secs().to_string();
+        let in_flight_ms = IN_FLIGHT_TTL.as_millis().to_string();
+        // The ack TTL, whether the store was asked, one store ack per key, the in-flight time.
         let mut args = vec![ttl, "0".to_owned()];
+        args.extend(keys.iter().map(|_| String::new()));
+        args.push(in_flight_ms.clone());
         // At most: seed, then ask the store, then allocate.
         for _ in 0..3 {
             let reply: Vec<Value> = self.client.eval(&RESERVE, &redis_keys, &args).await?;
@@ -180,12 +188,14 @@ impl Sequencer for RedisSequencer {
                     args.truncate(1);
                     args.push("1".to_owned());
                     args.extend(found);
+                    args.push(in_flight_ms.clone());
                 }
                 0 if reply.len() == keys.len() + 1 => {
                     return reply[1..]
                         .iter()
                         .map(|value| match value {
                             Value::Int(seq) if *seq > 0 => Ok(Reservation::Fresh(Seq(*seq as u64))),
+                            Value::Int(0) => Ok(Reservation::InFlight),
                             Value::BulkString(bytes) => {
                                 Ok(Reservation::Duplicate(decode("ack", bytes)?))
                             }
@@ -220,6 +230,22 @@ impl Sequencer for RedisSequencer {
                 .ignore();
         }
         self.client.pipeline::<()>(pipeline).await
+    }
+
+    async fn abandon(
+        &self,
+        conversation_id: &ConversationId,
+        keys: &[DedupKey],
+    ) -> Result<(), PortError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let redis_keys: Vec<String> = keys
+            .iter()
+            .map(|key| self.ack_key(conversation_id, key))
+            .collect();
+        let _: i64 = self.client.eval(&ABANDON, &redis_keys, &[]).await?;
+        Ok(())
     }
 
     async fn release(

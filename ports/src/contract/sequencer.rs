@@ -19,6 +19,7 @@ where
     fresh_seqs_are_dense_and_consecutive(make().await).await;
     a_confirmed_key_returns_its_original_ack(make().await).await;
     only_the_latest_allocation_can_be_released(make().await).await;
+    a_reserved_key_is_in_flight_until_confirmed_or_abandoned(make().await).await;
 }
 
 fn key(sender_id: &UserId) -> DedupKey {
@@ -33,7 +34,7 @@ fn fresh(reservations: &[Reservation]) -> Vec<u64> {
         .iter()
         .map(|reservation| match reservation {
             Reservation::Fresh(seq) => seq.0,
-            Reservation::Duplicate(ack) => panic!("unexpected duplicate {ack:?}"),
+            other => panic!("expected a fresh seq, got {other:?}"),
         })
         .collect()
 }
@@ -151,5 +152,52 @@ async fn only_the_latest_allocation_can_be_released(fixture: Fixture<dyn Sequenc
     assert_eq!(
         sequencer.last_seq(&conversation_id).await.expect("last"),
         Seq(3)
+    );
+}
+
+/// A key reserved by one batch (on one node) and not yet confirmed is `InFlight` to every other
+/// reservation (a retry through another node), which allocates nothing for it; the confirm
+/// turns it into the ack, an abandon frees it for a fresh seq.
+async fn a_reserved_key_is_in_flight_until_confirmed_or_abandoned(fixture: Fixture<dyn Sequencer>) {
+    let sequencer = fixture.port;
+    let conversation_id = ConversationId::new(unique("seq-in-flight"));
+    let sender = UserId::new(unique("sender"));
+    let (confirmed, abandoned) = (key(&sender), key(&sender));
+    let reserved = sequencer
+        .reserve(&conversation_id, &[confirmed.clone(), abandoned.clone()])
+        .await
+        .expect("reserve");
+    assert_eq!(fresh(&reserved), vec![1, 2]);
+    let retried = sequencer
+        .reserve(&conversation_id, &[confirmed.clone(), abandoned.clone()])
+        .await
+        .expect("reserve the retries");
+    assert_eq!(retried, vec![Reservation::InFlight, Reservation::InFlight]);
+    assert_eq!(
+        sequencer.last_seq(&conversation_id).await.expect("last"),
+        Seq(2),
+        "nothing allocated for keys in flight"
+    );
+    let ack = SendAck {
+        message_id: MessageId::new(unique("message")),
+        seq: Seq(1),
+        created_at: Utc::now(),
+    };
+    sequencer
+        .confirm(&conversation_id, &[(confirmed.clone(), ack.clone())])
+        .await
+        .expect("confirm");
+    sequencer
+        .abandon(&conversation_id, &[abandoned.clone(), confirmed.clone()])
+        .await
+        .expect("abandon");
+    let after = sequencer
+        .reserve(&conversation_id, &[confirmed, abandoned])
+        .await
+        .expect("reserve after");
+    assert_eq!(
+        after,
+        vec![Reservation::Duplicate(ack), Reservation::Fresh(Seq(3))],
+        "a confirmed key keeps its ack through an abandon; an abandoned one is sent again"
     );
 }

@@ -61,6 +61,10 @@ pub(super) async fn apply(
     staged
 }
 
+/// How long a send whose `client_msg_id` another node's batch holds should wait before its
+/// retry (that batch confirms or abandons within an append).
+const IN_FLIGHT_RETRY_AFTER_MS: u64 = 250;
+
 /// What an apply step read: the working state (with the changes of the operations before it
 /// in the batch) or the committed state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +148,13 @@ impl Staged {
     ) {
         let seq = match reservation {
             Reservation::Duplicate(ack) => return replies.answer(&Ok(ack)),
+            Reservation::InFlight => {
+                let error = OpError::unavailable_retry_after(
+                    "this client_msg_id is being sent through another node: retry shortly",
+                    IN_FLIGHT_RETRY_AFTER_MS,
+                );
+                return replies.answer(&Err(error));
+            }
             Reservation::Fresh(seq) => seq,
         };
         self.fresh.push(seq);
