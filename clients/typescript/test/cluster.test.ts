@@ -24,9 +24,6 @@ function welcomes(client: ParleyClient): Welcome[] {
   return seen;
 }
 
-/** What bob's app received during the drain test, for the dedup check that follows it. */
-const drainSeen: Message[] = [];
-
 test("goaway during a drain moves the client to the other node without loss", async () => {
   const redis = await TestRedis.start();
   const env = { PARLEY__REDIS__URL: redis.url, PARLEY__SERVER__DRAIN_WINDOW_MS: "500" };
@@ -60,7 +57,6 @@ test("goaway during a drain moves the client to the other node without loss", as
   await waitFor("every send accepted", () => sent.every((message) => message.state !== "pending"));
   await waitFor("bob has every message", () => firstOfEach(seen).length >= texts.length);
   await sleep(300);
-  drainSeen.push(...seen);
   const [goaway] = goaways;
   assert.ok(goaway && goaways.length === 1, "alice was told to go");
   assert.ok(movedAt - goaway.at >= goaway.waitMs, "alice waited as told before reconnecting");
@@ -69,9 +65,11 @@ test("goaway during a drain moves the client to the other node without loss", as
     [false, true],
     "alice moved from the draining node to the other one",
   );
-  // Every message, in order; and what the app got is dense in seq, once each.
+  // Every message once (a retry through the other node while the draining node still held
+  // the send used to create it twice), in order, dense in seq.
+  assert.deepEqual(firstOfEach(seen), seen, "no client_msg_id was created twice");
   assert.deepEqual(
-    firstOfEach(seen).map((message) => message.text),
+    seen.map((message) => message.text),
     texts,
   );
   assert.deepEqual(
@@ -79,15 +77,6 @@ test("goaway during a drain moves the client to the other node without loss", as
     seen.map((_, index) => index + 1),
   );
   assert.ok(sent.every((message) => message.state !== "failed"));
-});
-
-test("no message is created twice across the drain (same client_msg_id)", {
-  todo:
-    "server issue, seen in about 1 run in 5: a send appended by the draining node whose ack " +
-    "is not yet recorded in Redis when the client retries on the other node gets a second seq",
-}, () => {
-  assert.ok(drainSeen.length > 0, "the drain test ran");
-  assert.deepEqual(firstOfEach(drainSeen), drainSeen);
 });
 
 /** The first message of each `client_msg_id`, in order. */
