@@ -7,10 +7,13 @@
 //! - `app`: wiring of adapters, node, background tasks and the HTTP server.
 //! - `http`: token, health, metrics and REST endpoints.
 //! - `ws`: the WebSocket upgrade.
+//! - `attachments`: protocol v1.1 attachments: the blob store, their REST endpoints, the local
+//!   store's signed URLs and the orphan sweep.
 //! - `metrics`: the node's Prometheus registry.
 
 mod adapters;
 mod app;
+mod attachments;
 mod auth;
 mod config;
 mod http;

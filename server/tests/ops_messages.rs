@@ -62,6 +62,7 @@ async fn send_acks_and_delivers_message_new_to_every_member_session() {
         "created_at": ack["created_at"],
         "edited_at": null,
         "deleted": false,
+        "attachments": [],
     });
     // The sending session, the sender's other session, and the other member.
     for client in [&mut alice1, &mut alice2, &mut bob] {
@@ -372,6 +373,7 @@ async fn forward_copies_the_message_into_another_conversation() {
         "created_at": ack["created_at"],
         "edited_at": null,
         "deleted": false,
+        "attachments": [],
     });
     for client in [&mut alice, &mut carol] {
         let new = client.event("message.new").await;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ClientMsgId, Conversation, ConversationId, ConversationKind, Message, MessageId, Seq,
-    Timestamp, UserId,
+    AttachmentId, ClientMsgId, Conversation, ConversationId, ConversationKind, Message, MessageId,
+    Seq, Timestamp, UserId,
 };
 
 /// Largest `limit` accepted by `history.get` (and the page size of `sync`).
@@ -115,7 +115,13 @@ pub struct SendArgs {
     pub text: String,
     #[serde(default)]
     pub reply_to: Option<MessageId>,
+    /// Uploaded files to carry (protocol v1.1), at most [`MAX_ATTACHMENTS`].
+    #[serde(default)]
+    pub attachments: Vec<AttachmentId>,
 }
+
+/// Most attachments one message carries.
+pub const MAX_ATTACHMENTS: usize = 10;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EditArgs {
@@ -136,6 +142,9 @@ pub struct ForwardArgs {
     pub message_id: MessageId,
     pub to_conversation_id: ConversationId,
     pub client_msg_id: ClientMsgId,
+    /// The caller's own uploads to add to the forwarded message's attachments (protocol v1.1).
+    #[serde(default)]
+    pub attachments: Vec<AttachmentId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -325,6 +334,7 @@ mod tests {
                 created_at: chrono::DateTime::UNIX_EPOCH,
                 edited_at: None,
                 deleted: false,
+                attachments: Vec::new(),
             })
             .collect();
         HistoryResult {

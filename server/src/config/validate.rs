@@ -18,7 +18,8 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
     validate_dev_secrets_bind(settings)?;
     validate_limits(&settings.limits)?;
     validate_rate_limit(&settings.rate_limit)?;
-    validate_log(&settings.log)
+    validate_log(&settings.log)?;
+    super::attachments::validate_attachments(settings)
 }
 
 /// `key` "must be at least `minimum`".

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod attachments;
 pub mod durable;
 pub mod raw;
 
