@@ -62,6 +62,20 @@ async fn a_member_downloads_the_same_bytes_and_no_one_else_does() {
         Err(404),
         "unknown id"
     );
+    // A forward carries the same attachment (the reference, not a copy) to other members.
+    let mut carol = server.connect("carol").await;
+    let elsewhere = create_conversation(&mut alice, "group", &["carol"]).await;
+    let forward = json!({ "conversation_id": conversation, "message_id": sent["message_id"],
+                          "to_conversation_id": elsewhere, "client_msg_id": "f1" });
+    alice.ok("message.forward", forward).await;
+    let forwarded = carol.event("message.new").await["message"].clone();
+    assert_eq!(forwarded["attachments"], message["attachments"]);
+    assert!(
+        download(&server, &carol_token, &attachment_id)
+            .await
+            .is_ok(),
+        "a member there"
+    );
     let history = bob
         .ok("history.get", json!({ "conversation_id": conversation }))
         .await;
