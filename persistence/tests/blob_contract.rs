@@ -133,6 +133,7 @@ async fn s3_over_seaweedfs_keeps_the_blob_store_contract() {
     let server = SeaweedServer::start();
     let config = S3Config {
         endpoint: server.endpoint(),
+        public_endpoint: None,
         bucket: BUCKET.to_owned(),
         region: "us-east-1".to_owned(),
         access_key: ACCESS_KEY.to_owned(),

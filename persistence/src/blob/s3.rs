@@ -17,8 +17,11 @@ use ports::{BlobKey, BlobMeta, BlobStore, PortError, PresignedRequest, Service, 
 /// Where the bucket is and how to sign for it (`[attachments]` settings).
 #[derive(Clone)]
 pub struct S3Config {
-    /// e.g. `http://127.0.0.1:8333`; clients reach the same address through presigned URLs.
+    /// e.g. `http://127.0.0.1:8333`: where the node sends its own requests.
     pub endpoint: String,
+    /// Where clients reach the same storage (the host of the presigned URLs, e.g. through a
+    /// proxy that keeps the `Host` header); `None`: `endpoint`.
+    pub public_endpoint: Option<String>,
     pub bucket: String,
     pub region: String,
     pub access_key: String,
@@ -32,6 +35,7 @@ impl std::fmt::Debug for S3Config {
         formatter
             .debug_struct("S3Config")
             .field("endpoint", &self.endpoint)
+            .field("public_endpoint", &self.public_endpoint)
             .field("bucket", &self.bucket)
             .field("region", &self.region)
             .field("access_key", &self.access_key)
@@ -43,6 +47,8 @@ impl std::fmt::Debug for S3Config {
 #[derive(Clone)]
 pub struct S3BlobStore {
     store: Arc<AmazonS3>,
+    /// Signs the presigned URLs (built on the public endpoint when there is one).
+    signer: Arc<AmazonS3>,
 }
 
 fn s3_error(error: object_store::Error) -> PortError {
@@ -68,26 +74,33 @@ fn meta_of(meta: ObjectMeta) -> Result<BlobMeta, PortError> {
     })
 }
 
+/// A path-style client of the bucket at `endpoint`.
+fn client(config: &S3Config, endpoint: &str) -> Result<AmazonS3, PortError> {
+    let options = ClientOptions::new()
+        .with_allow_http(true)
+        .with_timeout(config.request_timeout)
+        .with_connect_timeout(config.request_timeout);
+    AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_bucket_name(&config.bucket)
+        .with_region(&config.region)
+        .with_access_key_id(&config.access_key)
+        .with_secret_access_key(&config.secret_key)
+        .with_virtual_hosted_style_request(false)
+        .with_client_options(options)
+        .build()
+        .map_err(|error| PortError::rejected(Service::ObjectStorage, error))
+}
+
 impl S3BlobStore {
     /// Builds the client (no request is made: the bucket must exist).
     pub fn new(config: S3Config) -> Result<Self, PortError> {
-        let options = ClientOptions::new()
-            .with_allow_http(true)
-            .with_timeout(config.request_timeout)
-            .with_connect_timeout(config.request_timeout);
-        let store = AmazonS3Builder::new()
-            .with_endpoint(config.endpoint)
-            .with_bucket_name(config.bucket)
-            .with_region(config.region)
-            .with_access_key_id(config.access_key)
-            .with_secret_access_key(config.secret_key)
-            .with_virtual_hosted_style_request(false)
-            .with_client_options(options)
-            .build()
-            .map_err(|error| PortError::rejected(Service::ObjectStorage, error))?;
-        Ok(Self {
-            store: Arc::new(store),
-        })
+        let store = Arc::new(client(&config, &config.endpoint)?);
+        let signer = match &config.public_endpoint {
+            Some(public_endpoint) => Arc::new(client(&config, public_endpoint)?),
+            None => store.clone(),
+        };
+        Ok(Self { store, signer })
     }
 
     async fn presign(
@@ -104,7 +117,7 @@ impl S3BlobStore {
             + chrono::Duration::from_std(valid_for)
                 .map_err(|error| PortError::internal(error.to_string()))?;
         let url = self
-            .store
+            .signer
             .signed_url(http_method, &path_of(key), valid_for)
             .await
             .map_err(s3_error)?;

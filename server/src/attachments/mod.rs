@@ -76,6 +76,7 @@ fn open_local(settings: &Settings, local_addr: SocketAddr) -> anyhow::Result<Loc
 fn open_s3(section: &AttachmentSettings) -> anyhow::Result<S3BlobStore> {
     let config = S3Config {
         endpoint: section.s3_endpoint.clone(),
+        public_endpoint: Some(section.s3_public_endpoint.clone()).filter(|url| !url.is_empty()),
         bucket: section.s3_bucket.clone(),
         region: section.s3_region.clone(),
         access_key: section.s3_access_key.expose().to_owned(),

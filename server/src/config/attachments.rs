@@ -33,6 +33,7 @@ pub struct AttachmentSettings {
     pub sweep_interval_secs: u64,
     pub public_url: String,
     pub s3_endpoint: String,
+    pub s3_public_endpoint: String,
     pub s3_bucket: String,
     pub s3_region: String,
     pub s3_access_key: Secret,
@@ -137,12 +138,18 @@ pub(super) fn validate_attachments(settings: &Settings) -> Result<(), ConfigErro
                 return Err(invalid(key, "must be set when attachments.store = \"s3\""));
             }
         }
-        if !attachments.s3_endpoint.starts_with("http://")
-            && !attachments.s3_endpoint.starts_with("https://")
-        {
+        let is_http = |url: &str| url.starts_with("http://") || url.starts_with("https://");
+        if !is_http(&attachments.s3_endpoint) {
             return Err(invalid(
                 "attachments.s3_endpoint",
                 "must be an http(s):// URL",
+            ));
+        }
+        let public = &attachments.s3_public_endpoint;
+        if !public.is_empty() && !is_http(public) {
+            return Err(invalid(
+                "attachments.s3_public_endpoint",
+                "must be empty or an http(s):// URL",
             ));
         }
     }
