@@ -142,8 +142,19 @@ impl Bench {
     }
 
     async fn upload_one(self: Arc<Self>) -> anyhow::Result<String> {
+        let created = self.declare().await?;
+        let url = created["upload_url"].as_str().context("no upload_url")?;
+        self.put(url).await?;
+        Ok(created["attachment_id"]
+            .as_str()
+            .context("no id")?
+            .to_owned())
+    }
+
+    /// `POST /api/v1/attachments` for one file: the answer (id and upload URL).
+    async fn declare(&self) -> anyhow::Result<Value> {
         let declared = json!({ "name": "bench.bin", "content_type": "application/pdf", "size": self.file.len() });
-        let created: Value = self
+        Ok(self
             .http
             .post(format!("{}/api/v1/attachments", self.config.url))
             .header("Authorization", self.bearer())
@@ -152,13 +163,7 @@ impl Bench {
             .await?
             .error_for_status()?
             .json()
-            .await?;
-        let url = created["upload_url"].as_str().context("no upload_url")?;
-        self.put(url).await?;
-        Ok(created["attachment_id"]
-            .as_str()
-            .context("no id")?
-            .to_owned())
+            .await?)
     }
 
     async fn put(&self, url: &str) -> anyhow::Result<()> {
@@ -222,17 +227,7 @@ impl Bench {
         attachment_id: &str,
     ) -> anyhow::Result<(PhaseReport, PhaseReport)> {
         let download_url = self.download_url(attachment_id).await?;
-        let declared = json!({ "name": "raw.bin", "content_type": "application/pdf", "size": self.file.len() });
-        let created: Value = self
-            .http
-            .post(format!("{}/api/v1/attachments", self.config.url))
-            .header("Authorization", self.bearer())
-            .json(&declared)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
+        let created = self.declare().await?;
         let upload_url = created["upload_url"]
             .as_str()
             .context("no upload_url")?

@@ -59,17 +59,17 @@ impl Transfer for LocalTransfer {
     }
 }
 
+/// A local store in a fresh temporary directory (kept as long as the guard).
+fn local_store() -> (Arc<LocalBlobStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let signer = UrlSigner::new(b"k");
+    let store = LocalBlobStore::open(dir.path().join("blobs"), "http://127.0.0.1:1", signer);
+    (Arc::new(store.expect("open")), dir)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_files_keep_the_blob_store_contract() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let store = Arc::new(
-        LocalBlobStore::open(
-            dir.path().join("blobs"),
-            "http://127.0.0.1:1",
-            UrlSigner::new(b"k"),
-        )
-        .expect("open"),
-    );
+    let (store, _dir) = local_store();
     let transfer = LocalTransfer {
         store: store.clone(),
     };
@@ -85,15 +85,7 @@ async fn local_files_keep_the_blob_store_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_upload_larger_than_signed_is_refused_and_leaves_nothing() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let store = Arc::new(
-        LocalBlobStore::open(
-            dir.path().join("blobs"),
-            "http://127.0.0.1:1",
-            UrlSigner::new(b"k"),
-        )
-        .expect("open"),
-    );
+    let (store, _dir) = local_store();
     let key = BlobKey::parse("big/one").expect("key");
     let upload = store
         .upload_url(&key, 10, Duration::from_secs(60))

@@ -58,11 +58,11 @@ async fn send_acks_and_delivers_message_new_to_every_member_session() {
         "text": "Train leaves at 9",
         "reply_to": null,
         "forwarded_from": null,
+        "attachments": [],
         "reactions": {},
         "created_at": ack["created_at"],
         "edited_at": null,
         "deleted": false,
-        "attachments": [],
     });
     // The sending session, the sender's other session, and the other member.
     for client in [&mut alice1, &mut alice2, &mut bob] {
