@@ -1,7 +1,8 @@
 //! Attachments in the durable cluster: S3 object storage (a private SeaweedFS), Redis, Kafka
 //! (Tansu), MongoDB (SecantusDB) and the ingest binary. An attachment uploaded through node A
 //! and sent there is downloaded by a member on node B straight from SeaweedFS, and the MongoDB
-//! document of the message carries its metadata.
+//! document of the message carries its metadata. An upload no message carries is swept once,
+//! by one node per round (the Redis lease).
 //!
 //! Needs `scripts/services/{redis,tansu,secantus,seaweedfs}.sh install` and the ingest binary
 //! (`cargo build -p ingest`); it fails, never skips, without them.
@@ -14,6 +15,7 @@ use common::seaweedfs::{SeaweedServer, ACCESS_KEY, BUCKET, SECRET_KEY};
 use common::{create_conversation, metric};
 use mongodb::bson::{doc, Document};
 use serde_json::json;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sent_on_node_a_downloaded_on_node_b_from_s3_and_stored_in_mongodb() {
@@ -25,6 +27,8 @@ async fn sent_on_node_a_downloaded_on_node_b_from_s3_and_stored_in_mongodb() {
         ("PARLEY__ATTACHMENTS__S3_BUCKET", BUCKET),
         ("PARLEY__ATTACHMENTS__S3_ACCESS_KEY", ACCESS_KEY),
         ("PARLEY__ATTACHMENTS__S3_SECRET_KEY", SECRET_KEY),
+        ("PARLEY__ATTACHMENTS__ORPHAN_TTL_SECS", "2"),
+        ("PARLEY__ATTACHMENTS__SWEEP_INTERVAL_SECS", "1"),
     ];
     let cluster = DurableCluster::start("parley_e2e_attachments", 2, &settings).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
@@ -35,7 +39,8 @@ async fn sent_on_node_a_downloaded_on_node_b_from_s3_and_stored_in_mongodb() {
     bob.event("member.joined").await;
 
     let bytes = file_of(1024 * 1024, 3);
-    let attachment_id = upload(a, &a.token("alice").await, "plan.png", &bytes).await;
+    let alice_token = a.token("alice").await;
+    let attachment_id = upload(a, &alice_token, "plan.png", &bytes).await;
     let ack = alice
         .ok(
             "message.send",
@@ -77,4 +82,39 @@ async fn sent_on_node_a_downloaded_on_node_b_from_s3_and_stored_in_mongodb() {
     assert_eq!(first.get_str("attachment_id"), Ok(attachment_id.as_str()));
     assert_eq!(first.get_str("name"), Ok("plan.png"));
     assert_eq!(first.get_str("content_type"), Ok("image/png"));
+
+    swept_once_by_one_node_per_round(&cluster, &alice_token).await;
+}
+
+/// An orphan uploaded through A disappears, deleted once in all; each round one node sweeps
+/// and the other finds the lease taken.
+async fn swept_once_by_one_node_per_round(cluster: &DurableCluster, alice_token: &str) {
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let orphan = upload(a, alice_token, "orphan.png", b"never sent").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while download(b, alice_token, &orphan).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the orphan was not swept"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let swept = metric(a, "parley_attachment_swept_total").await
+        + metric(b, "parley_attachment_swept_total").await;
+    assert_eq!(swept, 1.0, "deleted once in all");
+    let skipped = |body: String| {
+        body.lines()
+            .filter(|line| line.starts_with("parley_attachment_sweeps_total{result=\"skipped\"}"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let mut skipped_rounds = 0.0;
+    for node in [a, b] {
+        let (_, body) = node
+            .http("GET", "/metrics", &[], None)
+            .await
+            .expect("metrics");
+        skipped_rounds += skipped(body.as_str().expect("text").to_owned());
+    }
+    assert!(skipped_rounds >= 1.0, "a node found the sweep lease taken");
 }
