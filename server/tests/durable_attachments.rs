@@ -9,13 +9,14 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::attachments::{download, file_of, sha256, upload};
 use common::durable::{event_within, wait_for_document, DurableCluster, PIPELINE_WAIT};
 use common::seaweedfs::{SeaweedServer, ACCESS_KEY, BUCKET, SECRET_KEY};
 use common::{create_conversation, metric};
 use mongodb::bson::{doc, Document};
 use serde_json::json;
-use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sent_on_node_a_downloaded_on_node_b_from_s3_and_stored_in_mongodb() {
