@@ -213,3 +213,21 @@ async fn urls_expire_orphans_are_swept_and_deleted_messages_stop_serving() {
     );
     assert_eq!(download(&server, &alice_token, &kept).await, Err(404));
 }
+
+#[tokio::test]
+async fn with_attachments_off_nothing_is_offered_or_accepted() {
+    let server = TestServer::start_with(&[("PARLEY__ATTACHMENTS__STORE", "off")]).await;
+    let mut alice = server.connect("alice").await;
+    assert_eq!(alice.welcome["features"], json!([]));
+    let token = server.token("alice").await;
+    let declared = json!({ "name": "f", "content_type": "image/png", "size": 1 });
+    let (status, body) = declare(&server, &token, declared).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (404, json!("not_found"))
+    );
+    let conversation = create_conversation(&mut alice, "group", &["bob"]).await;
+    let send = json!({ "conversation_id": conversation, "client_msg_id": "m", "text": "x",
+                       "attachments": ["0".repeat(32)] });
+    assert_code(&alice.err("message.send", send).await, "bad_request");
+}
