@@ -3,7 +3,7 @@
 //!
 //! - [`local`]: [`LocalBlobStore`], files under a directory; its presigned URLs point at the
 //!   node itself (`/blobs/{key}`), signed by [`signature::UrlSigner`].
-//! - [`s3`]: [`S3BlobStore`] over the `object_store` crate (ADR 0005).
+//! - [`s3`]: [`S3BlobStore`] over the `object_store` crate (ADR 0006).
 //! - [`signature`]: HMAC-SHA256 signatures with an expiry for the local store's URLs.
 
 pub mod local;

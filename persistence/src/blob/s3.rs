@@ -1,5 +1,5 @@
 //! [`S3BlobStore`]: attachment bytes in an S3-compatible bucket (AWS S3, MinIO, SeaweedFS…)
-//! through the `object_store` crate (ADR 0005). Clients upload and download with SigV4
+//! through the `object_store` crate (ADR 0006). Clients upload and download with SigV4
 //! presigned URLs: the bytes never pass through a node.
 
 use std::sync::Arc;
