@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A local Parley cluster, the whole system: a private Redis, a Kafka-protocol broker (Tansu,
-# sqlite storage), a MongoDB-wire server (SecantusDB), one `ingest` and two parley-server nodes on
+# sqlite storage), a MongoDB-wire server (SecantusDB), S3 object storage for attachments
+# (SeaweedFS, bucket `parley`), one `ingest` and two parley-server nodes on
 # 127.0.0.1:8081 and 127.0.0.1:8082 sharing one JWT secret and API key (printed by `status`).
 #
 #   scripts/dev-cluster.sh up       install/build if needed, start everything, create the Kafka
@@ -13,7 +14,8 @@
 #
 # State (data, logs, pids, credentials) lives in ./tmp/dev-cluster; `down` keeps it, remove the
 # directory to start afresh. Ports: PARLEY_DEV_REDIS_PORT (6390), PARLEY_DEV_KAFKA_PORT (19092),
-# PARLEY_DEV_MONGO_PORT (27018), PARLEY_DEV_INGEST_PORT (9091), PARLEY_DEV_PORTS ("8081 8082").
+# PARLEY_DEV_MONGO_PORT (27018), PARLEY_DEV_INGEST_PORT (9091), PARLEY_DEV_PORTS ("8081 8082"),
+# PARLEY_DEV_S3_PORT (18333; SeaweedFS also takes the next three ports and those 10000 above).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +24,7 @@ redis_port="${PARLEY_DEV_REDIS_PORT:-6390}"
 kafka_port="${PARLEY_DEV_KAFKA_PORT:-19092}"
 mongo_port="${PARLEY_DEV_MONGO_PORT:-27018}"
 ingest_port="${PARLEY_DEV_INGEST_PORT:-9091}"
+s3_port="${PARLEY_DEV_S3_PORT:-18333}"
 read -r -a ports <<< "${PARLEY_DEV_PORTS:-8081 8082}"
 binary="${PARLEY_SERVER_BIN:-$PWD/target/release/parley-server}"
 ingest_binary="${PARLEY_INGEST_BIN:-$PWD/target/release/ingest}"
@@ -39,6 +42,12 @@ esac
 # from their groups again and again (issue #20): fetch 64 KiB per partition, and give sessions
 # 15 s. A group that still stops moving is re-joined after 30 s.
 export PARLEY__REDIS__URL="redis://127.0.0.1:$redis_port/0"
+# Attachments in both modes: the nodes share one S3 bucket (local files would be per node).
+export PARLEY__ATTACHMENTS__STORE=s3
+export PARLEY__ATTACHMENTS__S3_ENDPOINT="http://127.0.0.1:$s3_port"
+export PARLEY__ATTACHMENTS__S3_BUCKET=parley
+export PARLEY__ATTACHMENTS__S3_ACCESS_KEY=parley
+export PARLEY__ATTACHMENTS__S3_SECRET_KEY=parley-secret
 if [ "$mode" = durable ]; then
   export PARLEY__KAFKA__BROKERS="127.0.0.1:$kafka_port"
   export PARLEY__KAFKA__MAX_BATCH_RECORDS=1
@@ -104,6 +113,9 @@ up() {
   fi
   credentials
   scripts/services/redis.sh start "$state/redis" "$redis_port"
+  scripts/services/seaweedfs.sh install
+  S3_ACCESS_KEY="$PARLEY__ATTACHMENTS__S3_ACCESS_KEY" S3_SECRET_KEY="$PARLEY__ATTACHMENTS__S3_SECRET_KEY" \
+    S3_BUCKET="$PARLEY__ATTACHMENTS__S3_BUCKET" scripts/services/seaweedfs.sh start "$state/s3" "$s3_port"
   if [ "$mode" = durable ]; then
     start_pipeline
   fi
@@ -151,6 +163,7 @@ down() {
   for port in "${ports[@]}"; do stop_process "node-$port"; done
   stop_process ingest
   if [ -d "$state/redis" ]; then scripts/services/redis.sh stop "$state/redis"; fi
+  if [ -d "$state/s3" ]; then scripts/services/seaweedfs.sh stop "$state/s3"; fi
   if [ -d "$state/kafka" ]; then scripts/services/tansu.sh stop "$state/kafka"; fi
   if [ -d "$state/mongo" ]; then scripts/services/secantus.sh stop "$state/mongo"; fi
 }
@@ -177,6 +190,8 @@ status() {
     echo "ingest  not running"
   fi
   scripts/services/redis.sh status "$state/redis" || true
+  scripts/services/seaweedfs.sh status "$state/s3" || true
+  echo "s3      $PARLEY__ATTACHMENTS__S3_ENDPOINT (bucket $PARLEY__ATTACHMENTS__S3_BUCKET)"
   if [ "$mode" = durable ]; then
     scripts/services/tansu.sh status "$state/kafka" || true
     scripts/services/secantus.sh status "$state/mongo" || true

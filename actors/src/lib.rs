@@ -1,6 +1,8 @@
 //! Parley's actors. They talk to the outside world only through the traits of `ports`.
 //!
 //! # Layout
+//! - [`attachments`]: uploads recorded in the blob store, the checks of a message carrying them,
+//!   who may download them, and the sweep of unused ones (protocol v1.1).
 //! - [`node`]: [`Node`], the per-node context every actor holds (ports, limits, metrics,
 //!   the local registry and the conversation supervisor).
 //! - [`session`]: the `Session` actor, one per WebSocket, and [`SessionHandle`].
@@ -21,6 +23,7 @@
 //! - [`error`]: [`OpError`], the client-facing error of an operation.
 //! - [`metrics`]: the Prometheus metrics of this crate.
 
+pub mod attachments;
 pub mod connections;
 pub mod conversation;
 pub mod dispatch;

@@ -4,7 +4,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ports::{Bus, Directory, EventLog, MessageCache, Presence, RateLimiter, Sequencer, Store};
+use ports::{
+    BlobStore, Bus, Directory, EventLog, MessageCache, Presence, RateLimiter, Sequencer, Store,
+};
 use wire::{NodeId, UserId};
 
 use crate::connections::{ConnectionCounter, ConnectionPermit, ConnectionRefused};
@@ -24,6 +26,8 @@ pub struct Ports {
     pub bus: Arc<dyn Bus>,
     pub rate_limiter: Arc<dyn RateLimiter>,
     pub cache: Arc<dyn MessageCache>,
+    /// Attachment bytes and records (protocol v1.1); `None` when attachments are off.
+    pub blobs: Option<Arc<dyn BlobStore>>,
 }
 
 /// Limits and timings of sessions and conversations (the `[limits]` config section).
@@ -151,6 +155,15 @@ impl Node {
 
     pub fn node_id(&self) -> &NodeId {
         &self.inner.node_id
+    }
+
+    /// The protocol v1.1 features this node enables, for `welcome.data.features`.
+    pub fn features(&self) -> Vec<String> {
+        let mut features = Vec::new();
+        if self.inner.ports.blobs.is_some() {
+            features.push("attachments".to_owned());
+        }
+        features
     }
 
     pub fn ports(&self) -> &Ports {

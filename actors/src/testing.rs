@@ -479,6 +479,7 @@ impl Harness {
             bus: bus.clone(),
             rate_limiter: Arc::new(AllowAll),
             cache: Arc::new(FakeCache::default()),
+            blobs: None,
         };
         let node = Node::new(
             NodeId::new("test-node"),

@@ -389,6 +389,7 @@ impl Client {
                         client_msg_id,
                         text,
                         reply_to: None,
+                        attachments: Vec::new(),
                     },
                     Pending::Send {
                         scheduled_us,
@@ -411,6 +412,7 @@ impl Client {
                         created_at: chrono::Utc::now(),
                         edited_at: None,
                         deleted: false,
+                        attachments: Vec::new(),
                     },
                 };
                 self.push(wire::frames::encode_event(&event))

@@ -9,9 +9,12 @@
 //! - [`stats`]: counters, HDR histograms, the progress line.
 //! - [`run`]: the scenarios themselves (idle, fanout, chat, reconnect-storm) and the report.
 //! - [`ceiling`]: the bare WebSocket broadcast server.
+//! - [`attachments`]: the `attachment-bench` phases (uploads and downloads through a node, and
+//!   the storage's ceiling).
 //!
 //! Errors are `anyhow` throughout: this crate is an application whose errors end up printed.
 
+pub mod attachments;
 pub mod ceiling;
 pub mod client;
 pub mod net;

@@ -13,8 +13,11 @@
 //!   by ingest with bulk, idempotent upserts.
 //! - [`kafka`]: [`KafkaLog`](kafka::KafkaLog), the event log over Kafka (cluster mode), an
 //!   idempotent keyed producer and consumer-group members.
+//! - [`blob`]: attachment bytes — [`LocalBlobStore`](blob::LocalBlobStore) (files, standalone)
+//!   and [`S3BlobStore`](blob::S3BlobStore) (S3-compatible storage, cluster).
 //! - [`error`]: [`PersistenceError`] and its mapping onto `PortError`.
 
+pub mod blob;
 pub mod embedded;
 pub mod error;
 pub mod kafka;

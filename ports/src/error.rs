@@ -23,6 +23,8 @@ pub enum Service {
     MongoDb,
     /// The embedded adapters' files (redb store, embedded log).
     Embedded,
+    /// Attachment bytes: S3-compatible object storage, or the local blob files.
+    ObjectStorage,
     /// Channels and tasks inside this process (the in-memory bus, subscription workers, test
     /// fakes).
     InProcess,
@@ -35,6 +37,7 @@ impl fmt::Display for Service {
             Service::Kafka => "kafka",
             Service::MongoDb => "mongodb",
             Service::Embedded => "embedded storage",
+            Service::ObjectStorage => "object storage",
             Service::InProcess => "in-process",
         })
     }

@@ -13,12 +13,15 @@
 //! - [`bus`]: [`Bus`], cross-node routing of events (in-process, Redis pub/sub).
 //! - [`rate_limit`]: [`RateLimiter`], per-user token buckets.
 //! - [`cache`]: [`MessageCache`], the newest messages per conversation, shared by the nodes.
+//! - [`blob`]: [`BlobStore`], object storage for attachment bytes with presigned URLs (local
+//!   files, S3-compatible storage).
 //! - [`Backoff`]: the capped exponential delay between retries, shared by every retry loop.
 //! - [`ConsumerHealth`]: whether a log consumer loop runs and makes progress (ingest's pipeline,
 //!   the nodes' stored-ack relay), for `/readyz`.
 //! - `contract` (feature `contract`): one test suite per port, run against every adapter.
 
 mod backoff;
+pub mod blob;
 pub mod bus;
 pub mod cache;
 mod consumer_health;
@@ -34,6 +37,7 @@ pub mod store;
 pub mod contract;
 
 pub use backoff::Backoff;
+pub use blob::{BlobKey, BlobMeta, BlobStore, InvalidBlobKey, PresignedRequest, TransferMethod};
 pub use bus::{Bus, BusEnvelope, BusPayload, BusTopic};
 pub use cache::MessageCache;
 pub use consumer_health::ConsumerHealth;

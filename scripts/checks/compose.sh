@@ -150,6 +150,7 @@ def note(message):
 # service_completed_successfully.
 ONE_SHOT = {
     "setup": "runs `ingest setup` (topics and indexes) and exits",
+    "s3-setup": "creates the attachments bucket in SeaweedFS and exits",
     "loadtest": "a load-generating client (profile tools), not a server",
 }
 # The only services reachable from the host.

@@ -55,6 +55,7 @@ pub fn build(
                 bus: Arc::new(InProcessBus::new(BUS_INCOMING_CAPACITY)),
                 rate_limiter: Arc::new(MemoryRateLimiter::new(rate.per_second, rate.burst)),
                 cache: Arc::new(NoMessageCache),
+                blobs: None,
             },
             redis_clients: Vec::new(),
             redis_presence: None,
@@ -99,6 +100,8 @@ pub fn build(
             )
             .with_ttl(Duration::from_secs(redis.cache_ttl_secs)),
         ),
+        // Set by the app once the attachment store is open.
+        blobs: None,
     };
     Ok(Adapters {
         ports,

@@ -140,9 +140,14 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
     )?;
     let ingest = background::in_process_ingest(storage);
     let metrics = node_metrics(storage, ingest.as_ref(), &adapters);
+    let attachments = crate::attachments::open(&settings, bound.local_addr, &metrics.registry)?;
+    let mut ports = adapters.ports;
+    ports.blobs = attachments
+        .as_ref()
+        .map(|service| service.attachments.blobs().clone());
     let node = Node::new(
         bound.node_id.clone(),
-        adapters.ports,
+        ports,
         settings.limits(),
         metrics.actors.clone(),
     );
@@ -153,6 +158,7 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
         metrics,
         ready: Arc::new(AtomicBool::new(false)),
         socket_urls: bound.socket_urls.clone(),
+        attachments,
         log: storage.log.clone(),
         store: storage.store.clone(),
         redis_clients: adapters.redis_clients,

@@ -4,6 +4,8 @@
 // The explicit path keeps one answer for both ways this file is compiled: as `crate::config`
 // of the binary, and through `#[path]` in `tests/config_reference.rs`, where a plain
 // `mod validate;` would be looked for beside this file.
+#[path = "config/attachments.rs"]
+mod attachments;
 #[path = "config/validate.rs"]
 mod validate;
 
@@ -12,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use attachments::{AttachmentSettings, EffectiveStore};
 use bootstrap::load_layers;
 pub use bootstrap::{LogSettings, Secret};
 use ingest::settings::{IngestSettings, KafkaSettings, MongoSettings};
@@ -32,6 +35,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub log: LogSettings,
     pub web_chat: WebChatSettings,
+    pub attachments: AttachmentSettings,
 }
 
 /// The development web chat (`clients/web-chat`), served under `/chat/` when `dir` is set.

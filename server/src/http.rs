@@ -55,6 +55,8 @@ pub fn configure(config: &mut web::ServiceConfig, max_body_bytes: usize) {
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/ws", web::get().to(crate::ws::not_upgraded))
+        // Bearer-token endpoints under /api/v1: ahead of the API-key scope.
+        .configure(crate::attachments::routes::configure)
         .service(
             // Every app-backend endpoint checks `X-Api-Key` before its path, query or body is
             // read: an anonymous caller learns nothing but 401.

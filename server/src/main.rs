@@ -8,10 +8,13 @@
 //! - `http`: token, health, metrics and REST endpoints.
 //! - `ws`: the WebSocket upgrade.
 //! - `web_chat`: the development web chat's files and its dev-only token route.
+//! - `attachments`: protocol v1.1 attachments: the blob store, their REST endpoints, the local
+//!   store's signed URLs and the orphan sweep.
 //! - `metrics`: the node's Prometheus registry.
 
 mod adapters;
 mod app;
+mod attachments;
 mod auth;
 mod config;
 mod http;

@@ -279,6 +279,7 @@ async fn rest_post_sends_like_message_send() {
         "created_at": ack["created_at"],
         "edited_at": null,
         "deleted": false,
+        "attachments": [],
     });
     for client in [&mut alice, &mut bob] {
         let new = client.event("message.new").await;

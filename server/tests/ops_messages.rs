@@ -58,6 +58,7 @@ async fn send_acks_and_delivers_message_new_to_every_member_session() {
         "text": "Train leaves at 9",
         "reply_to": null,
         "forwarded_from": null,
+        "attachments": [],
         "reactions": {},
         "created_at": ack["created_at"],
         "edited_at": null,
@@ -372,6 +373,7 @@ async fn forward_copies_the_message_into_another_conversation() {
         "created_at": ack["created_at"],
         "edited_at": null,
         "deleted": false,
+        "attachments": [],
     });
     for client in [&mut alice, &mut carol] {
         let new = client.event("message.new").await;

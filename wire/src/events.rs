@@ -15,6 +15,9 @@ pub struct Welcome {
     pub node_id: NodeId,
     pub protocol: u32,
     pub heartbeat_ms: u64,
+    /// Protocol v1.1 features this server enables (`"attachments"`); always present.
+    #[serde(default)]
+    pub features: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -55,6 +55,10 @@ string_id!(
     MessageId
 );
 string_id!(
+    /// An uploaded file (`POST /api/v1/attachments`), unique across the whole system.
+    AttachmentId
+);
+string_id!(
     /// The client's idempotency key for a send, unique per (conversation, sender).
     ClientMsgId
 );

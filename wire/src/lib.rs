@@ -22,8 +22,12 @@ pub mod objects;
 pub mod ops;
 
 pub use error::{CloseCode, ErrorBody, ErrorCode};
-pub use ids::{ClientMsgId, ConversationId, MessageId, NodeId, Seq, SessionId, UserId};
-pub use objects::{Conversation, ConversationKind, ForwardedFrom, Message, Reactions};
+pub use ids::{
+    AttachmentId, ClientMsgId, ConversationId, MessageId, NodeId, Seq, SessionId, UserId,
+};
+pub use objects::{
+    AttachmentRef, Conversation, ConversationKind, ForwardedFrom, Message, Reactions,
+};
 
 /// Protocol version spoken by this crate.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -149,6 +149,7 @@ impl MessageRecord {
                 created_at: message.created_at,
                 edited_at: None,
                 deleted: true,
+                attachments: Vec::new(),
             },
             version: ABORTED_VERSION,
         }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ClientMsgId, ConversationId, MessageId, Seq, Timestamp, UserId};
+use crate::{AttachmentId, ClientMsgId, ConversationId, MessageId, Seq, Timestamp, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
@@ -36,6 +36,17 @@ pub struct ForwardedFrom {
     pub message_id: MessageId,
 }
 
+/// A file a message carries (protocol v1.1): its bytes are downloaded through
+/// `GET /api/v1/attachments/{attachment_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct AttachmentRef {
+    pub attachment_id: AttachmentId,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct Message {
@@ -51,4 +62,7 @@ pub struct Message {
     pub created_at: Timestamp,
     pub edited_at: Option<Timestamp>,
     pub deleted: bool,
+    /// Always serialized (an empty list when none); absent in records written before v1.1.
+    #[serde(default)]
+    pub attachments: Vec<AttachmentRef>,
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ClientMsgId, Conversation, ConversationId, ConversationKind, Message, MessageId, Seq,
-    Timestamp, UserId,
+    AttachmentId, ClientMsgId, Conversation, ConversationId, ConversationKind, Message, MessageId,
+    Seq, Timestamp, UserId,
 };
 
 /// Largest `limit` accepted by `history.get` (and the page size of `sync`).
@@ -124,7 +124,14 @@ pub struct SendArgs {
     pub text: String,
     #[serde(default)]
     pub reply_to: Option<MessageId>,
+    /// Uploaded files to carry (protocol v1.1), at most [`MAX_ATTACHMENTS`].
+    #[serde(default)]
+    #[cfg_attr(feature = "typescript", ts(as = "Option<Vec<AttachmentId>>", optional))]
+    pub attachments: Vec<AttachmentId>,
 }
+
+/// Most attachments one message carries.
+pub const MAX_ATTACHMENTS: usize = 10;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
@@ -148,6 +155,10 @@ pub struct ForwardArgs {
     pub message_id: MessageId,
     pub to_conversation_id: ConversationId,
     pub client_msg_id: ClientMsgId,
+    /// The caller's own uploads to add to the forwarded message's attachments (protocol v1.1).
+    #[serde(default)]
+    #[cfg_attr(feature = "typescript", ts(as = "Option<Vec<AttachmentId>>", optional))]
+    pub attachments: Vec<AttachmentId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -353,6 +364,7 @@ mod tests {
                 created_at: chrono::DateTime::UNIX_EPOCH,
                 edited_at: None,
                 deleted: false,
+                attachments: Vec::new(),
             })
             .collect();
         HistoryResult {

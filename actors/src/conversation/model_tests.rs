@@ -337,6 +337,7 @@ impl Run {
                     text: key_text(sender, key),
                     reply_to: None,
                     forwarded_from: None,
+                    attachments: Vec::new(),
                 };
                 Some(self.enqueue(
                     |reply| ConversationOp::Send(Queued::new(command, reply)),

@@ -36,6 +36,7 @@ fn flood(
                         text: "x".repeat(1024),
                         reply_to: None,
                         forwarded_from: None,
+                        attachments: Vec::new(),
                     },
                     reply,
                 )),

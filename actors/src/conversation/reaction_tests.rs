@@ -74,6 +74,7 @@ async fn reactions_are_logged_as_deltas_and_readers_see_them_all() {
                 text: text.clone(),
                 reply_to: None,
                 forwarded_from: None,
+                attachments: Vec::new(),
             },
             reply,
         ))

@@ -36,6 +36,7 @@ fn enqueue_send(
                 text: format!("text of {client_msg_id}"),
                 reply_to: None,
                 forwarded_from: None,
+                attachments: Vec::new(),
             },
             reply,
         )),
@@ -372,6 +373,7 @@ async fn a_missed_publish_is_repaired_from_the_shared_cache() {
             created_at: chrono::Utc::now(),
             edited_at: None,
             deleted: false,
+            attachments: Vec::new(),
         },
         version: 1,
     };

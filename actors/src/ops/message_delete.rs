@@ -51,6 +51,8 @@ impl DeleteMessage {
         record.message.deleted = true;
         record.message.text.clear();
         record.message.reactions.clear();
+        // Its files are no longer served (`GET /api/v1/attachments/{id}` answers 404).
+        record.message.attachments.clear();
         record.version += 1;
         working.put_message(record.clone());
         let message = &record.message;

@@ -2,6 +2,10 @@
 //! special in a batch: the reserve stage validates them and reserves their seqs in one call
 //! (a retried `client_msg_id` gets its first ack back), and the apply stage creates the
 //! message under its fresh seq.
+//!
+//! A send with attachments first checks them against the blob store
+//! ([`Attachments::resolve_for_send`]), then queues the send, then records which message carries
+//! them: it is queued on the conversation only after those checks, like a forward.
 
 use ports::DedupKey;
 use wire::events::ServerEvent;
@@ -9,12 +13,16 @@ use wire::frames::Request;
 use wire::log::{LogEventBody, MessageRecord};
 use wire::ops::{SendAck, SendArgs};
 use wire::{
-    ClientMsgId, ConversationId, ForwardedFrom, Message, MessageId, Seq, Timestamp, UserId,
+    AttachmentRef, ClientMsgId, ConversationId, ForwardedFrom, Message, MessageId, Seq, Timestamp,
+    UserId,
 };
 
+use futures::FutureExt;
+
 use super::shared::{
-    ask, ask_json, check_client_msg_id, check_text, check_user_id, decode, Answer,
+    ask, ask_json, check_client_msg_id, check_text, check_user_id, decode, json, Answer,
 };
+use crate::attachments::Attachments;
 use crate::conversation::op::Actor;
 use crate::conversation::{ConversationOp, ConversationState};
 use crate::dispatch::Caller;
@@ -28,19 +36,36 @@ pub struct SendMessage {
     pub text: String,
     pub reply_to: Option<MessageId>,
     pub forwarded_from: Option<ForwardedFrom>,
+    /// Checked already ([`Attachments::resolve_for_send`]).
+    pub attachments: Vec<AttachmentRef>,
 }
 
 pub(crate) fn start(node: &Node, caller: &Caller, request: &Request) -> Result<Answer, OpError> {
     let args: SendArgs = decode(request)?;
     check_client_msg_id(&args.client_msg_id)?;
     check_text("text", &args.text, usize::MAX)?;
-    let send = SendMessage {
+    let mut send = SendMessage {
         actor: Actor::Member(caller.user_id.clone()),
         client_msg_id: args.client_msg_id,
         text: args.text,
         reply_to: args.reply_to,
         forwarded_from: None,
+        attachments: Vec::new(),
     };
+    if !args.attachments.is_empty() {
+        let attachments = Attachments::of(node)?;
+        let node = node.clone();
+        let user_id = caller.user_id.clone();
+        return Ok(async move {
+            send.attachments = attachments
+                .resolve_for_send(&user_id, &args.attachments)
+                .await?;
+            let ack =
+                send_with_attachments(&node, &attachments, &args.conversation_id, send).await?;
+            json(&ack)
+        }
+        .boxed_local());
+    }
     Ok(ask_json(
         node,
         &args.conversation_id,
@@ -69,8 +94,26 @@ pub async fn backend_send(
         text,
         reply_to,
         forwarded_from: None,
+        attachments: Vec::new(),
     };
     ask(node, conversation_id, ConversationOp::Send, send).await
+}
+
+/// Sends a message whose attachments were resolved: takes them out of the sweep's reach, sends,
+/// then records that the new message carries them (which lets members download them).
+pub(crate) async fn send_with_attachments(
+    node: &Node,
+    attachments: &Attachments,
+    conversation_id: &ConversationId,
+    send: SendMessage,
+) -> Result<SendAck, OpError> {
+    let carried = send.attachments.clone();
+    attachments.mark_attached(&carried).await?;
+    let ack = ask(node, conversation_id, ConversationOp::Send, send).await?;
+    attachments
+        .record_references(conversation_id, &ack.message_id, &carried)
+        .await?;
+    Ok(ack)
 }
 
 /// A send that passed validation, waiting for its seq.
@@ -79,6 +122,7 @@ pub(crate) struct ValidSend {
     text: String,
     reply_to: Option<MessageId>,
     forwarded_from: Option<ForwardedFrom>,
+    attachments: Vec<AttachmentRef>,
     /// A member's send marks the conversation read up to it for the sender.
     pub raise_watermarks: bool,
 }
@@ -116,6 +160,7 @@ impl SendMessage {
             text: self.text,
             reply_to: self.reply_to,
             forwarded_from: self.forwarded_from,
+            attachments: self.attachments,
             raise_watermarks,
         })
     }
@@ -142,6 +187,7 @@ impl ValidSend {
             created_at: now,
             edited_at: None,
             deleted: false,
+            attachments: self.attachments,
         };
         let record = MessageRecord {
             message: message.clone(),

@@ -19,6 +19,7 @@ function message(seq: number): Message {
     created_at: "2026-12-03T00:00:00Z",
     edited_at: null,
     deleted: false,
+    attachments: [],
   };
 }
 

@@ -3,7 +3,8 @@
 //! give back byte-for-byte what was written (reaction emoji, nanosecond timestamps).
 //!
 //! - `messages`: `_id` = message id; `conversation_id`, `seq`, `message_id`, `sender_id`,
-//!   `client_msg_id`, `version`, `text`, `deleted`, `created_at`, `record`.
+//!   `client_msg_id`, `version`, `text`, `deleted`, `created_at`, `attachments` (v1.1:
+//!   `[{attachment_id, name, content_type, size}]`), `record`.
 //! - `conversations`: `_id` = conversation id; `version` (0 for a stub created by messages that
 //!   arrived first), `kind`, `title`, `members`, `direct_pair`, `created_at`, `updated_at`,
 //!   `record`; derived `last_seq` and `activity_micros` (newest message or creation, µs).
@@ -67,8 +68,25 @@ pub(super) fn message_fields(record: &MessageRecord) -> Result<Document, PortErr
         "text": message.text.as_str(),
         "deleted": message.deleted,
         "created_at": date(&message.created_at),
+        "attachments": attachment_documents(message)?,
         "record": encode("message", record)?,
     })
+}
+
+/// The message's attachments as `{attachment_id, name, content_type, size}` documents.
+fn attachment_documents(message: &wire::Message) -> Result<Vec<Document>, PortError> {
+    message
+        .attachments
+        .iter()
+        .map(|attachment| {
+            Ok(doc! {
+                "attachment_id": attachment.attachment_id.as_str(),
+                "name": attachment.name.as_str(),
+                "content_type": attachment.content_type.as_str(),
+                "size": signed("attachment size", attachment.size)?,
+            })
+        })
+        .collect()
 }
 
 pub(super) fn message_record(document: &Document) -> Result<MessageRecord, PortError> {

@@ -10,6 +10,7 @@
 //! - [`presence`]: [`RedisPresence`], sessions per user with a TTL refreshed by their node.
 //! - [`directory`]: [`RedisDirectory`], conversation records, membership and activity.
 //! - [`bus`]: [`RedisBus`], pub/sub routing with one subscriber connection per node.
+//! - [`lease`]: [`RedisLease`], periodic work on one node of the cluster at a time.
 //!
 //! Every key and channel starts with the configured prefix (default `parley:`).
 
@@ -18,6 +19,7 @@ pub mod cache;
 pub mod client;
 pub mod config;
 pub mod directory;
+pub mod lease;
 pub mod presence;
 pub mod rate_limit;
 pub mod sequencer;
@@ -27,6 +29,7 @@ pub use cache::RedisMessageCache;
 pub use client::RedisClient;
 pub use config::RedisConfig;
 pub use directory::RedisDirectory;
+pub use lease::RedisLease;
 pub use presence::RedisPresence;
 pub use rate_limit::RedisRateLimiter;
 pub use sequencer::RedisSequencer;

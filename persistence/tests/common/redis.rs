@@ -4,6 +4,9 @@
 //! `redis-server` must be on PATH; `scripts/services/redis.sh install` installs it. When it is
 //! missing the test fails (it never skips silently).
 
+// Every test crate that includes `common` compiles this; not every one starts a Redis.
+#![allow(dead_code)]
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};

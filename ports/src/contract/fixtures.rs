@@ -87,6 +87,7 @@ pub fn message_record(
             created_at,
             edited_at: None,
             deleted: false,
+            attachments: Vec::new(),
         },
         version,
     }

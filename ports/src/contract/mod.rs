@@ -6,11 +6,13 @@
 //! calls `make` once. Cases also use unique ids (UUIDs), so adapters over a shared backend pass
 //! too. Suites panic on the first violated expectation.
 //!
+//! - [`blob_store_suite`] (in [`blob`]), with presigned URLs called through a [`blob::Transfer`].
 //! - [`log`]: [`event_log_suite`] · [`store`]: [`store_suite`] (with `store_reactions`) · [`directory`]: [`directory_suite`]
 //! - [`sequencer`]: [`sequencer_suite`] · [`presence`]: [`presence_suite`] · [`bus`]: [`bus_suite`]
 //! - [`rate_limit`]: [`rate_limiter_suite`] · [`cache`]: [`message_cache_suite`] · [`fixtures`]: record builders shared by the suites.
 //! - [`hooked_store`]: [`HookedStore`], a store whose writes a test can fail or hold.
 
+pub mod blob;
 pub mod bus;
 pub mod cache;
 pub mod directory;
@@ -26,6 +28,7 @@ mod store_reactions;
 use std::any::Any;
 use std::sync::Arc;
 
+pub use blob::blob_store_suite;
 pub use bus::bus_suite;
 pub use cache::message_cache_suite;
 pub use directory::directory_suite;

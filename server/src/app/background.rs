@@ -62,6 +62,20 @@ impl Background {
             stopped.clone(),
             state.stored_acks.clone(),
         ));
+        if let Some(service) = state.attachments.clone() {
+            let lease = state.redis_role("redis state").map(|client| {
+                persistence::redis::RedisLease::new(
+                    client,
+                    "attachments-sweep",
+                    node.node_id().as_str(),
+                )
+            });
+            tokio::spawn(crate::attachments::sweep::run(
+                service,
+                lease,
+                stopped.clone(),
+            ));
+        }
         if let Some(presence) = redis_presence {
             let sweep_every = Duration::from_millis(state.settings.redis.presence_ttl_ms / 3)
                 .max(Duration::from_millis(50));

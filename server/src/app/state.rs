@@ -19,6 +19,8 @@ pub struct AppState {
     pub metrics: NodeMetrics,
     pub ready: Arc<AtomicBool>,
     pub socket_urls: Vec<String>,
+    /// Protocol v1.1 attachments; `None` when `attachments.store` resolves to off.
+    pub attachments: Option<Arc<crate::attachments::AttachmentService>>,
     pub(super) log: Arc<dyn EventLog>,
     pub(super) store: Arc<dyn Store>,
     pub(super) redis_clients: Vec<(&'static str, persistence::redis::RedisClient)>,
@@ -36,6 +38,14 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The Redis client of a role (`"redis state"`, …) in cluster mode.
+    pub(super) fn redis_role(&self, role: &str) -> Option<persistence::redis::RedisClient> {
+        self.redis_clients
+            .iter()
+            .find(|(name, _)| *name == role)
+            .map(|(_, client)| client.clone())
+    }
+
     /// Ready when start-up finished and the last dependency check passed; the reason says why
     /// not, or what is degraded while ready. Answers at once: probes never wait for a dead
     /// dependency's timeout.

@@ -19,7 +19,8 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
     validate_limits(&settings.limits)?;
     validate_rate_limit(&settings.rate_limit)?;
     validate_log(&settings.log)?;
-    validate_web_chat(&settings.web_chat)
+    validate_web_chat(&settings.web_chat)?;
+    super::attachments::validate_attachments(settings)
 }
 
 fn validate_web_chat(web_chat: &WebChatSettings) -> Result<(), ConfigError> {

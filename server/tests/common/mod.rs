@@ -5,8 +5,12 @@
 
 #![allow(dead_code)]
 
+pub mod attachments;
+// The private SeaweedFS (S3) of the persistence tests, shared through its path.
 pub mod durable;
 pub mod raw;
+#[path = "../../../persistence/tests/common/seaweedfs.rs"]
+pub mod seaweedfs;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};

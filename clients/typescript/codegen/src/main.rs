@@ -11,8 +11,9 @@ use ts_rs::{Config, TS};
 use wire::events::{ServerEvent, TypingState, Welcome};
 use wire::ops::{self, Op};
 use wire::{
-    ClientMsgId, CloseCode, Conversation, ConversationId, ConversationKind, ErrorBody, ErrorCode,
-    ForwardedFrom, Message, MessageId, NodeId, Seq, SessionId, UserId,
+    AttachmentId, AttachmentRef, ClientMsgId, CloseCode, Conversation, ConversationId,
+    ConversationKind, ErrorBody, ErrorCode, ForwardedFrom, Message, MessageId, NodeId, Seq,
+    SessionId, UserId,
 };
 
 const HEADER: &str = "// Generated from the Rust `wire` crate by `cargo run -p wire-typescript`.\n\
@@ -41,8 +42,8 @@ macro_rules! declarations {
 
 fn type_declarations(config: &Config) -> String {
     declarations!(config;
-        UserId, ConversationId, MessageId, ClientMsgId, NodeId, SessionId, Seq,
-        ConversationKind, Conversation, ForwardedFrom, Message,
+        UserId, ConversationId, MessageId, ClientMsgId, NodeId, SessionId, Seq, AttachmentId,
+        ConversationKind, Conversation, ForwardedFrom, AttachmentRef, Message,
         ErrorCode, ErrorBody, Welcome, TypingState, ServerEvent,
         ops::CreateConversationArgs, ops::ConversationRef, ops::ListConversationsArgs,
         ops::UpdateConversationArgs, ops::MembersArgs, ops::SendArgs, ops::EditArgs,

@@ -8,13 +8,23 @@ export type ClientMsgId = string;
 export type NodeId = string;
 export type SessionId = string;
 export type Seq = number;
+export type AttachmentId = string;
 export type ConversationKind = "direct" | "group";
 export type Conversation = { conversation_id: ConversationId, kind: ConversationKind, title: string | null, members: Array<UserId>, created_by: UserId, created_at: string, last_seq: Seq, };
 export type ForwardedFrom = { conversation_id: ConversationId, message_id: MessageId, };
-export type Message = { message_id: MessageId, conversation_id: ConversationId, seq: Seq, sender_id: UserId, client_msg_id: ClientMsgId, text: string, reply_to: MessageId | null, forwarded_from: ForwardedFrom | null, reactions: { [key in string]: Array<UserId> }, created_at: string, edited_at: string | null, deleted: boolean, };
+export type AttachmentRef = { attachment_id: AttachmentId, name: string, content_type: string, size: number, };
+export type Message = { message_id: MessageId, conversation_id: ConversationId, seq: Seq, sender_id: UserId, client_msg_id: ClientMsgId, text: string, reply_to: MessageId | null, forwarded_from: ForwardedFrom | null, reactions: { [key in string]: Array<UserId> }, created_at: string, edited_at: string | null, deleted: boolean, 
+/**
+ * Always serialized (an empty list when none); absent in records written before v1.1.
+ */
+attachments: Array<AttachmentRef>, };
 export type ErrorCode = "bad_request" | "unknown_op" | "unauthorized" | "not_member" | "not_found" | "forbidden" | "conflict" | "too_large" | "rate_limited" | "unavailable" | "internal";
 export type ErrorBody = { code: ErrorCode, message: string, retry_after_ms?: number, };
-export type Welcome = { user_id: UserId, session_id: SessionId, node_id: NodeId, protocol: number, heartbeat_ms: number, };
+export type Welcome = { user_id: UserId, session_id: SessionId, node_id: NodeId, protocol: number, heartbeat_ms: number, 
+/**
+ * Protocol v1.1 features this server enables (`"attachments"`); always present.
+ */
+features: Array<string>, };
 export type TypingState = "started" | "stopped";
 export type ServerEvent = { "ev": "welcome", "data": Welcome } | { "ev": "message.new", "data": { message: Message, } } | { "ev": "message.stored", "data": { conversation_id: ConversationId, message_id: MessageId, seq: Seq, } } | { "ev": "message.edited", "data": { message: Message, } } | { "ev": "message.deleted", "data": { conversation_id: ConversationId, message_id: MessageId, seq: Seq, } } | { "ev": "reaction.updated", "data": { conversation_id: ConversationId, message_id: MessageId, reactions: { [key in string]: Array<UserId> }, } } | { "ev": "conversation.updated", "data": { conversation: Conversation, } } | { "ev": "member.joined", "data": { conversation_id: ConversationId, user_ids: Array<UserId>, by: UserId, conversation: Conversation, } } | { "ev": "member.left", "data": { conversation_id: ConversationId, user_ids: Array<UserId>, by: UserId, conversation: Conversation, } } | { "ev": "receipt.updated", "data": { conversation_id: ConversationId, user_id: UserId, delivered_seq: Seq, read_seq: Seq, } } | { "ev": "typing", "data": { conversation_id: ConversationId, user_id: UserId, state: TypingState, } } | { "ev": "presence", "data": { user_id: UserId, online: boolean, last_seen?: string, } } | { "ev": "goaway", "data": { reconnect_after_ms: number, } };
 export type CreateConversationArgs = { kind: ConversationKind, members: Array<UserId>, title?: string, };
@@ -26,10 +36,18 @@ export type ListConversationsArgs = { limit?: number,
 after?: ConversationId, };
 export type UpdateConversationArgs = { conversation_id: ConversationId, title: string, };
 export type MembersArgs = { conversation_id: ConversationId, user_ids: Array<UserId>, };
-export type SendArgs = { conversation_id: ConversationId, client_msg_id: ClientMsgId, text: string, reply_to?: MessageId, };
+export type SendArgs = { conversation_id: ConversationId, client_msg_id: ClientMsgId, text: string, reply_to?: MessageId, 
+/**
+ * Uploaded files to carry (protocol v1.1), at most [`MAX_ATTACHMENTS`].
+ */
+attachments?: Array<AttachmentId>, };
 export type EditArgs = { conversation_id: ConversationId, message_id: MessageId, text: string, };
 export type MessageRef = { conversation_id: ConversationId, message_id: MessageId, };
-export type ForwardArgs = { conversation_id: ConversationId, message_id: MessageId, to_conversation_id: ConversationId, client_msg_id: ClientMsgId, };
+export type ForwardArgs = { conversation_id: ConversationId, message_id: MessageId, to_conversation_id: ConversationId, client_msg_id: ClientMsgId, 
+/**
+ * The caller's own uploads to add to the forwarded message's attachments (protocol v1.1).
+ */
+attachments?: Array<AttachmentId>, };
 export type ReactionArgs = { conversation_id: ConversationId, message_id: MessageId, emoji: string, };
 export type HistoryArgs = { conversation_id: ConversationId, before_seq?: Seq, after_seq?: Seq, limit?: number, };
 export type SyncArgs = { conversations: { [key in ConversationId]: Seq }, };

@@ -1,0 +1,88 @@
+//! A private SeaweedFS (master, volume, filer and S3 gateway) for one test, started and stopped
+//! by `scripts/services/seaweedfs.sh` on free ports, in a temporary directory; stopped when the
+//! guard drops (also when the test panics). The script must have been installed
+//! (`seaweedfs.sh install`); when it is missing the test fails, it never skips.
+
+// Every test crate that includes `common` compiles this; only the object storage tests use it.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+
+use tempfile::TempDir;
+
+pub const BUCKET: &str = "parley";
+pub const ACCESS_KEY: &str = "parley-test";
+pub const SECRET_KEY: &str = "parley-test-secret";
+
+pub struct SeaweedServer {
+    dir: TempDir,
+    s3_port: u16,
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/services/seaweedfs.sh")
+}
+
+/// Whether nothing listens on `port` now.
+fn is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A base port `p` with `p..p+3` and `p+10000..p+10003` free (the S3, master, volume and filer
+/// ports and their gRPC neighbours).
+fn free_port_block() -> u16 {
+    for _ in 0..200 {
+        let base = 20_000 + (rand_below(25_000) as u16);
+        let ports = (base..base + 4).chain(base + 10_000..base + 10_004);
+        if ports.into_iter().all(is_free) {
+            return base;
+        }
+    }
+    panic!("no free block of ports for seaweedfs");
+}
+
+/// A random number below `bound` (each `RandomState` is seeded afresh).
+fn rand_below(bound: u32) -> u32 {
+    use std::hash::BuildHasher;
+    (std::collections::hash_map::RandomState::new().hash_one(0u8) % u64::from(bound)) as u32
+}
+
+impl SeaweedServer {
+    /// Starts it and waits until the bucket exists.
+    pub fn start() -> SeaweedServer {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let s3_port = free_port_block();
+        let output = Command::new(script())
+            .arg("start")
+            .arg(dir.path())
+            .arg(s3_port.to_string())
+            .env("S3_BUCKET", BUCKET)
+            .env("S3_ACCESS_KEY", ACCESS_KEY)
+            .env("S3_SECRET_KEY", SECRET_KEY)
+            .output()
+            .expect("run seaweedfs.sh (run `scripts/services/seaweedfs.sh install` first)");
+        let server = SeaweedServer { dir, s3_port };
+        assert!(
+            output.status.success(),
+            "seaweedfs.sh start failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        server
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3_port)
+    }
+}
+
+impl Drop for SeaweedServer {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}

@@ -1,0 +1,66 @@
+//! The orphan sweep: every `attachments.sweep_interval_secs`, uploads no message carried within
+//! `attachments.orphan_ttl_secs` are deleted. In a cluster one node sweeps per round: the one
+//! that takes the Redis lease `attachments-sweep` (held for most of the interval).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use persistence::redis::RedisLease;
+use tokio::sync::watch;
+
+use super::AttachmentService;
+
+/// Runs sweeps until shutdown.
+pub async fn run(
+    service: Arc<AttachmentService>,
+    lease: Option<RedisLease>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let every = service.settings.sweep_interval();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        sweep_once(&service, lease.as_ref(), every).await;
+    }
+}
+
+async fn sweep_once(service: &AttachmentService, lease: Option<&RedisLease>, every: Duration) {
+    let metrics = &service.metrics;
+    if let Some(lease) = lease {
+        match lease.try_acquire(every.mul_f64(0.9)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                metrics.sweeps.with_label_values(&["skipped"]).inc();
+                return;
+            }
+            Err(error) => {
+                metrics.sweeps.with_label_values(&["failed"]).inc();
+                tracing::warn!(error = %error, "attachment sweep lease failed");
+                return;
+            }
+        }
+    }
+    match service
+        .attachments
+        .sweep(service.settings.orphan_ttl())
+        .await
+    {
+        Ok(outcome) => {
+            metrics.sweeps.with_label_values(&["ok"]).inc();
+            metrics.swept.inc_by(outcome.deleted as u64);
+            if outcome.deleted > 0 {
+                tracing::info!(
+                    deleted = outcome.deleted,
+                    kept = outcome.kept,
+                    "orphan uploads swept"
+                );
+            }
+        }
+        Err(error) => {
+            metrics.sweeps.with_label_values(&["failed"]).inc();
+            tracing::warn!(error = %error, "attachment sweep failed");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Attachments in the durable cluster: S3 object storage (a private SeaweedFS), Redis, Kafka
+//! (Tansu), MongoDB (SecantusDB) and the ingest binary. An attachment uploaded through node A
+//! and sent there is downloaded by a member on node B straight from SeaweedFS, and the MongoDB
+//! document of the message carries its metadata. An upload no message carries is swept once,
+//! by one node per round (the Redis lease).
+//!
+//! Needs `scripts/services/{redis,tansu,secantus,seaweedfs}.sh install` and the ingest binary
+//! (`cargo build -p ingest`); it fails, never skips, without them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::attachments::{download, file_of, sha256, upload};
+use common::durable::{event_within, wait_for_document, DurableCluster, PIPELINE_WAIT};
+use common::seaweedfs::{SeaweedServer, ACCESS_KEY, BUCKET, SECRET_KEY};
+use common::{create_conversation, metric};
+use mongodb::bson::{doc, Document};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_on_node_a_downloaded_on_node_b_from_s3_and_stored_in_mongodb() {
+    let seaweed = SeaweedServer::start();
+    let endpoint = seaweed.endpoint();
+    let settings = [
+        ("PARLEY__ATTACHMENTS__STORE", "s3"),
+        ("PARLEY__ATTACHMENTS__S3_ENDPOINT", endpoint.as_str()),
+        ("PARLEY__ATTACHMENTS__S3_BUCKET", BUCKET),
+        ("PARLEY__ATTACHMENTS__S3_ACCESS_KEY", ACCESS_KEY),
+        ("PARLEY__ATTACHMENTS__S3_SECRET_KEY", SECRET_KEY),
+        ("PARLEY__ATTACHMENTS__ORPHAN_TTL_SECS", "2"),
+        ("PARLEY__ATTACHMENTS__SWEEP_INTERVAL_SECS", "1"),
+    ];
+    let cluster = DurableCluster::start("parley_e2e_attachments", 2, &settings).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut alice = a.connect("alice").await;
+    let mut bob = b.connect("bob").await;
+    assert_eq!(bob.welcome["features"], json!(["attachments"]));
+    let conversation = create_conversation(&mut alice, "group", &["bob"]).await;
+    bob.event("member.joined").await;
+
+    let bytes = file_of(1024 * 1024, 3);
+    let alice_token = a.token("alice").await;
+    let attachment_id = upload(a, &alice_token, "plan.png", &bytes).await;
+    let ack = alice
+        .ok(
+            "message.send",
+            json!({ "conversation_id": conversation, "client_msg_id": "a1", "text": "the plan",
+                    "attachments": [attachment_id] }),
+        )
+        .await;
+    let new = bob.event("message.new").await;
+    assert_eq!(new["message"]["attachments"][0]["size"], 1024 * 1024);
+
+    let bob_token = b.token("bob").await;
+    let downloaded = download(b, &bob_token, &attachment_id)
+        .await
+        .expect("bob downloads on B");
+    assert_eq!(sha256(&downloaded), sha256(&bytes));
+    assert_eq!(
+        download(b, &b.token("carol").await, &attachment_id).await,
+        Err(404)
+    );
+    assert_eq!(metric(b, "parley_attachment_downloads_total").await, 1.0);
+
+    let message_id = ack["message_id"].as_str().expect("message_id").to_owned();
+    event_within(&mut alice, "message.stored", PIPELINE_WAIT, |data| {
+        data["message_id"] == ack["message_id"]
+    })
+    .await;
+    let document: Document = wait_for_document(
+        &cluster.db,
+        "messages",
+        doc! { "_id": &message_id },
+        "the message",
+        |_| true,
+    )
+    .await;
+    let attachments = document
+        .get_array("attachments")
+        .expect("an attachments field");
+    let first = attachments[0].as_document().expect("a document");
+    assert_eq!(first.get_str("attachment_id"), Ok(attachment_id.as_str()));
+    assert_eq!(first.get_str("name"), Ok("plan.png"));
+    assert_eq!(first.get_str("content_type"), Ok("image/png"));
+
+    swept_once_by_one_node_per_round(&cluster, &alice_token).await;
+}
+
+/// An orphan uploaded through A disappears, deleted once in all; each round one node sweeps
+/// and the other finds the lease taken.
+async fn swept_once_by_one_node_per_round(cluster: &DurableCluster, alice_token: &str) {
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let orphan = upload(a, alice_token, "orphan.png", b"never sent").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while download(b, alice_token, &orphan).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the orphan was not swept"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let swept = metric(a, "parley_attachment_swept_total").await
+        + metric(b, "parley_attachment_swept_total").await;
+    assert_eq!(swept, 1.0, "deleted once in all");
+    let skipped = |body: String| {
+        body.lines()
+            .filter(|line| line.starts_with("parley_attachment_sweeps_total{result=\"skipped\"}"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let mut skipped_rounds = 0.0;
+    for node in [a, b] {
+        let (_, body) = node
+            .http("GET", "/metrics", &[], None)
+            .await
+            .expect("metrics");
+        skipped_rounds += skipped(body.as_str().expect("text").to_owned());
+    }
+    assert!(skipped_rounds >= 1.0, "a node found the sweep lease taken");
+}
