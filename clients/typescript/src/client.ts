@@ -1,7 +1,14 @@
+import {
+  downloadAttachment,
+  httpBase,
+  type UploadOptions,
+  uploadAttachment,
+} from "./attachments.js";
 import { Backoff, type BackoffOptions, DEFAULT_BACKOFF, sleep } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { NoReplyError } from "./errors.js";
 import type {
+  AttachmentId,
   ConversationId,
   Message,
   OpArgs,
@@ -146,7 +153,12 @@ export class ParleyClient extends Emitter<ClientEvents> {
 
   /** Queues a message: it gets its `client_msg_id` now and is sent until acknowledged, across
    * reconnects. Follow its state with `on("message.state")`. */
-  send(conversationId: ConversationId, text: string, replyTo?: string): OutgoingMessage {
+  send(
+    conversationId: ConversationId,
+    text: string,
+    replyTo?: string,
+    attachments?: AttachmentId[],
+  ): OutgoingMessage {
     const outbox = this.requireOutbox();
     const clientMsgId = newClientMsgId();
     const message = outbox.add({
@@ -154,9 +166,20 @@ export class ParleyClient extends Emitter<ClientEvents> {
       client_msg_id: clientMsgId,
       text,
       reply_to: replyTo,
+      attachments,
     });
     this.flushOutbox();
     return message;
+  }
+
+  /** Uploads a file for a later `send()` (protocol v1.1 attachments); returns its id. */
+  async upload(bytes: Uint8Array, options: UploadOptions): Promise<AttachmentId> {
+    return uploadAttachment(this.httpBase(), await this.currentToken(), bytes, options);
+  }
+
+  /** Downloads an attachment of a message this user can see. */
+  async download(attachmentId: AttachmentId): Promise<Uint8Array> {
+    return downloadAttachment(this.httpBase(), await this.currentToken(), attachmentId);
   }
 
   /** Messages queued and not yet acknowledged. */
@@ -206,6 +229,20 @@ export class ParleyClient extends Emitter<ClientEvents> {
 
   private isClosed(): boolean {
     return this.currentState === "closed";
+  }
+
+  /** The HTTP address of the node this client uses (or last used). */
+  private httpBase(): string {
+    return httpBase(this.urls[this.urlIndex % this.urls.length] as string);
+  }
+
+  /** The socket's token, or a fresh one when it has expired. */
+  private async currentToken(): Promise<string> {
+    const expiry = tokenExpiry(this.token);
+    if (this.token === "" || (expiry !== undefined && expiry <= Date.now())) {
+      this.token = await this.freshToken();
+    }
+    return this.token;
   }
 
   private requireOutbox(): Outbox {

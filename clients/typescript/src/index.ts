@@ -1,3 +1,4 @@
+export { httpBase, type UploadOptions } from "./attachments.js";
 export { type BackoffOptions, DEFAULT_BACKOFF } from "./backoff.js";
 export {
   type ClientEvents,

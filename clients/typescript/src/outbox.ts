@@ -90,10 +90,10 @@ export class Outbox {
 
   /** Whether the head left the queue (accepted or refused); false when disconnected. */
   private async sendHead(head: OutgoingMessage, send: SendOne): Promise<boolean> {
-    const { conversation_id, client_msg_id, text, reply_to } = head;
+    const { conversation_id, client_msg_id, text, reply_to, attachments } = head;
     for (;;) {
       try {
-        const ack = await send({ conversation_id, client_msg_id, text, reply_to });
+        const ack = await send({ conversation_id, client_msg_id, text, reply_to, attachments });
         this.accepted(head, ack);
         return true;
       } catch (error) {
