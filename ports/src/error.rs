@@ -26,6 +26,8 @@ pub enum Service {
     /// Channels and tasks inside this process (the in-memory bus, subscription workers, test
     /// fakes).
     InProcess,
+    /// The full-text search index (Tantivy files).
+    SearchIndex,
 }
 
 impl fmt::Display for Service {
@@ -36,6 +38,7 @@ impl fmt::Display for Service {
             Service::MongoDb => "mongodb",
             Service::Embedded => "embedded storage",
             Service::InProcess => "in-process",
+            Service::SearchIndex => "search index",
         })
     }
 }

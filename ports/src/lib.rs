@@ -13,6 +13,7 @@
 //! - [`bus`]: [`Bus`], cross-node routing of events (in-process, Redis pub/sub).
 //! - [`rate_limit`]: [`RateLimiter`], per-user token buckets.
 //! - [`cache`]: [`MessageCache`], the newest messages per conversation, shared by the nodes.
+//! - [`search`]: [`SearchIndex`], full-text search over message text (Tantivy, in `search/`).
 //! - [`Backoff`]: the capped exponential delay between retries, shared by every retry loop.
 //! - [`ConsumerHealth`]: whether a log consumer loop runs and makes progress (ingest's pipeline,
 //!   the nodes' stored-ack relay), for `/readyz`.
@@ -27,6 +28,7 @@ pub mod error;
 pub mod log;
 pub mod presence;
 pub mod rate_limit;
+pub mod search;
 pub mod sequencer;
 pub mod store;
 
@@ -42,5 +44,6 @@ pub use error::{Cause, During, PortError, Service};
 pub use log::{EventLog, LogConsumer, LogPosition, LogRecord};
 pub use presence::Presence;
 pub use rate_limit::{RateDecision, RateLimiter};
+pub use search::{SearchCursor, SearchHit, SearchIndex, SearchPage, SearchQuery};
 pub use sequencer::{DedupKey, Reservation, Sequencer};
 pub use store::{MessageQuery, Store, StoreWrite, StoredConversation, Watermarks};

@@ -1,0 +1,17 @@
+//! Parley's full-text search over message text.
+//!
+//! # Layout
+//! - [`tantivy_index`]: [`TantivyIndex`], the `ports::SearchIndex` adapter over Tantivy (ADR
+//!   0007): one directory, one writer, a reader reloaded after each commit.
+//! - `schema`: the fields and the analyzer (unicode words, lower-cased, ASCII-folded).
+//! - `query`: a search as a Tantivy query and collector (every word, the last also as a prefix;
+//!   BM25, then recency; cursors).
+//! - `error`: [`SearchError`], what the adapter fails with before it becomes a `PortError`.
+
+pub mod error;
+mod query;
+mod schema;
+pub mod tantivy_index;
+
+pub use error::SearchError;
+pub use tantivy_index::TantivyIndex;
