@@ -4,7 +4,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ports::{Bus, Directory, EventLog, MessageCache, Presence, RateLimiter, Sequencer, Store};
+use ports::{
+    Bus, Directory, EventLog, MessageCache, Presence, RateLimiter, SearchIndex, Sequencer, Store,
+};
 use wire::{NodeId, UserId};
 
 use crate::connections::{ConnectionCounter, ConnectionPermit, ConnectionRefused};
@@ -24,6 +26,8 @@ pub struct Ports {
     pub bus: Arc<dyn Bus>,
     pub rate_limiter: Arc<dyn RateLimiter>,
     pub cache: Arc<dyn MessageCache>,
+    /// Full-text search (`search.messages`); `None` when search is off on this node.
+    pub search: Option<Arc<dyn SearchIndex>>,
 }
 
 /// Limits and timings of sessions and conversations (the `[limits]` config section).
@@ -155,6 +159,15 @@ impl Node {
 
     pub fn ports(&self) -> &Ports {
         &self.inner.ports
+    }
+
+    /// The optional features this node serves, as `welcome.data.features` lists them.
+    pub fn features(&self) -> Vec<String> {
+        let mut features = Vec::new();
+        if self.inner.ports.search.is_some() {
+            features.push(wire::search::SEARCH_FEATURE.to_owned());
+        }
+        features
     }
 
     pub fn limits(&self) -> &Limits {

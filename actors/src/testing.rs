@@ -448,6 +448,7 @@ impl Harness {
             bus: bus.clone(),
             rate_limiter: Arc::new(AllowAll),
             cache: Arc::new(FakeCache::default()),
+            search: None,
         };
         let node = Node::new(
             NodeId::new("test-node"),

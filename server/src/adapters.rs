@@ -55,6 +55,7 @@ pub fn build(
                 bus: Arc::new(InProcessBus::new(BUS_INCOMING_CAPACITY)),
                 rate_limiter: Arc::new(MemoryRateLimiter::new(rate.per_second, rate.burst)),
                 cache: Arc::new(NoMessageCache),
+                search: None,
             },
             redis_clients: Vec::new(),
             redis_presence: None,
@@ -99,6 +100,7 @@ pub fn build(
             )
             .with_ttl(Duration::from_secs(redis.cache_ttl_secs)),
         ),
+        search: None,
     };
     Ok(Adapters {
         ports,

@@ -14,6 +14,9 @@ pub struct Welcome {
     pub node_id: NodeId,
     pub protocol: u32,
     pub heartbeat_ms: u64,
+    /// Optional features this node serves (v1.1), e.g. `"search"`.
+    #[serde(default)]
+    pub features: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

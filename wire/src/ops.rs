@@ -70,6 +70,7 @@ ops! {
     TypingStart => "typing.start",
     TypingStop => "typing.stop",
     PresenceGet => "presence.get",
+    SearchMessages => "search.messages",
 }
 
 // ---- arguments -------------------------------------------------------------------------

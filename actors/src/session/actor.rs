@@ -340,6 +340,7 @@ impl Actor for Session {
             node_id: self.node.node_id().clone(),
             protocol: PROTOCOL_VERSION,
             heartbeat_ms: self.node.limits().heartbeat.as_millis() as u64,
+            features: self.node.features(),
         });
         let welcome = ByteString::from(encode_event(&welcome));
         let node = self.node.clone();
