@@ -7,7 +7,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{assert_code, create_conversation, send, unthrottled_server, Client, API_KEY};
+use common::{
+    assert_code, create_conversation, send, unthrottled_server, Client, TestServer, API_KEY,
+};
 use serde_json::{json, Value};
 
 /// How long an acknowledged change may take to become searchable.
@@ -139,6 +141,12 @@ async fn members_find_what_they_may_see_and_nothing_else() {
 async fn bad_searches_are_refused_and_the_rest_api_answers_alike() {
     let server = unthrottled_server().await;
     let mut alice = server.connect("alice").await;
+    assert_eq!(
+        alice.welcome["features"],
+        json!(["search"]),
+        "{}",
+        alice.welcome
+    );
     let conversation_id = create_conversation(&mut alice, "group", &[]).await;
     let sent_at = Instant::now();
     send(&mut alice, &conversation_id, "s-1", "quarterly numbers").await;
@@ -287,4 +295,24 @@ async fn pages_return_every_hit_once_and_the_index_survives_kill_9() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn a_node_with_search_off_says_so() {
+    let server = TestServer::start_with(&[("PARLEY__SEARCH__ENABLED", "false")]).await;
+    let mut alice = server.connect("alice").await;
+    assert_eq!(alice.welcome["features"], json!([]), "{}", alice.welcome);
+    let error = alice
+        .err("search.messages", json!({ "query": "anything" }))
+        .await;
+    assert_code(&error, "unknown_op");
+    let (_, readyz) = server
+        .http("GET", "/readyz", &[], None)
+        .await
+        .expect("readyz");
+    assert_eq!(readyz.get("search"), None, "{readyz}");
+    assert!(
+        !server.data_dir().join("search").exists(),
+        "no index directory"
+    );
 }
