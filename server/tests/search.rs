@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
@@ -315,4 +316,38 @@ async fn a_node_with_search_off_says_so() {
         !server.data_dir().join("search").exists(),
         "no index directory"
     );
+}
+
+#[tokio::test]
+async fn acked_messages_are_searchable_within_two_seconds_under_moderate_load() {
+    let server = unthrottled_server().await;
+    let mut alice = server.connect("alice").await;
+    let mut bob = server.connect("bob").await;
+    let conversation_id = create_conversation(&mut alice, "group", &["bob"]).await;
+    // The number of the last acked message and when its ack arrived.
+    let acked = Arc::new(Mutex::new((0, Instant::now())));
+    let sender = {
+        let acked = acked.clone();
+        tokio::spawn(async move {
+            // About 100 messages a second for 3 seconds, each sent once the previous is acked.
+            let mut ticker = tokio::time::interval(Duration::from_millis(10));
+            for number in 1..=300 {
+                ticker.tick().await;
+                let text = format!("load{number} status update from the build");
+                send(&mut alice, &conversation_id, &format!("l-{number}"), &text).await;
+                *acked.lock().expect("lock") = (number, Instant::now());
+            }
+        })
+    };
+    let mut probes = 0;
+    while !sender.is_finished() {
+        let (number, acked_at) = *acked.lock().expect("lock");
+        if number > 0 {
+            wait_for_hits(&mut bob, &format!("load{number}"), 1, acked_at).await;
+            probes += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sender.await.expect("sender");
+    assert!(probes >= 10, "only {probes} probes");
 }
