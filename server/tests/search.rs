@@ -240,20 +240,24 @@ async fn all_pages(client: &mut Client, query: &str, limit: u64) -> Vec<String> 
     }
 }
 
+/// Sends "standup N" for each N of `numbers`.
+async fn send_standups(
+    client: &mut Client,
+    conversation_id: &str,
+    numbers: std::ops::RangeInclusive<u32>,
+) {
+    for number in numbers {
+        let text = format!("standup {number}");
+        send(client, conversation_id, &format!("a-{number}"), &text).await;
+    }
+}
+
 #[tokio::test]
 async fn pages_return_every_hit_once_and_the_index_survives_kill_9() {
     let mut server = unthrottled_server().await;
     let mut alice = server.connect("alice").await;
     let conversation_id = create_conversation(&mut alice, "group", &[]).await;
-    for number in 1..=7 {
-        send(
-            &mut alice,
-            &conversation_id,
-            &format!("a-{number}"),
-            &format!("standup {number}"),
-        )
-        .await;
-    }
+    send_standups(&mut alice, &conversation_id, 1..=7).await;
     wait_for_hits(&mut alice, "standup", 7, Instant::now()).await;
     let paged = all_pages(&mut alice, "standup", 3).await;
     assert_eq!(paged.len(), 7, "{paged:?}");
@@ -264,15 +268,7 @@ async fn pages_return_every_hit_once_and_the_index_survives_kill_9() {
     );
 
     // A burst, then kill -9 at once: part of it is likely not indexed yet.
-    for number in 8..=40 {
-        send(
-            &mut alice,
-            &conversation_id,
-            &format!("a-{number}"),
-            &format!("standup {number}"),
-        )
-        .await;
-    }
+    send_standups(&mut alice, &conversation_id, 8..=40).await;
     drop(alice);
     server.kill9();
     server.restart().await;

@@ -20,10 +20,12 @@ pub mod hooked_store;
 pub mod log;
 pub mod presence;
 pub mod rate_limit;
-pub mod search;
 pub mod sequencer;
 pub mod store;
 mod store_reactions;
+
+// The suite of the optional search index (adapter in `search/`).
+pub mod search;
 
 use std::any::Any;
 use std::sync::Arc;
