@@ -3,8 +3,9 @@
 //! Authorization is decided at query time from the directory (the caller's conversations now),
 //! never from the index: a removed member stops finding a conversation at once, an added one
 //! finds its whole history. The index is exact as of its last commit (edits replace, deletes
-//! remove); each hit is also checked against the store's version of the message, which drops
-//! hits the store already knows as deleted and returns its newer version (reactions).
+//! remove); each hit is also read from its conversation (the actor's window, else the store),
+//! which drops a message deleted since the index last saw it and returns the current version
+//! (reactions included).
 
 use futures::FutureExt;
 use ports::{SearchCursor, SearchQuery};
@@ -14,8 +15,9 @@ use wire::search::{
     SearchArgs, SearchHit, SearchResult, SEARCH_DEFAULT_LIMIT, SEARCH_MAX_LIMIT,
     SEARCH_MAX_QUERY_BYTES,
 };
-use wire::{ConversationId, UserId};
+use wire::{ConversationId, Message, Seq, UserId};
 
+use super::history_get::backend_history;
 use super::shared::{check_limit, decode, json, Answer};
 use crate::dispatch::Caller;
 use crate::node::Node;
@@ -103,11 +105,8 @@ pub async fn search(
     .await;
     let mut hits = Vec::with_capacity(checked.len());
     for checked in checked {
-        if let (Some(record), score) = checked? {
-            hits.push(SearchHit {
-                message: record.message,
-                score,
-            });
+        if let (Some(message), score) = checked? {
+            hits.push(SearchHit { message, score });
         }
     }
     Ok(SearchResult {
@@ -150,21 +149,23 @@ async fn member_conversations(
     }
 }
 
-/// The hit's message as the store has it when that supersedes the indexed version; `None`
-/// when it is deleted there.
-async fn current_version(
-    node: &Node,
-    indexed: MessageRecord,
-) -> Result<Option<MessageRecord>, OpError> {
-    let message = &indexed.message;
-    let stored = node
-        .ports()
-        .store
-        .message(&message.conversation_id, &message.message_id)
-        .await?;
-    let current = match stored {
-        Some(stored) if stored.supersedes(&indexed) => stored,
-        _ => indexed,
-    };
-    Ok((!current.message.deleted).then_some(current))
+/// The hit's message as its conversation has it now (the actor's window, else the store):
+/// `None` when it is deleted there, even if the index has not seen the deletion yet.
+async fn current_version(node: &Node, indexed: MessageRecord) -> Result<Option<Message>, OpError> {
+    let message = indexed.message;
+    let just_before = Seq(message.seq.0.saturating_sub(1));
+    let page = backend_history(
+        node,
+        &message.conversation_id,
+        None,
+        Some(just_before),
+        Some(1),
+    )
+    .await?;
+    let current = page
+        .messages
+        .into_iter()
+        .find(|current| current.message_id == message.message_id)
+        .unwrap_or(message);
+    Ok((!current.deleted).then_some(current))
 }
