@@ -306,7 +306,7 @@ mod tests {
             assert_eq!(Op::parse(op.as_str()), Some(*op));
         }
         assert_eq!(Op::parse("message.explode"), None);
-        assert_eq!(Op::ALL.len(), 21);
+        assert_eq!(Op::ALL.len(), 22);
     }
 
     fn page(texts: &[usize]) -> HistoryResult {
