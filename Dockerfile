@@ -98,8 +98,8 @@ COPY --from=builder /out/parley-server /out/ingest /out/parley-loadtest /usr/loc
 # over it, or override single keys with PARLEY__SECTION__KEY.
 COPY config/parley.toml /etc/parley/parley.toml
 
-# Standalone mode keeps its data in ./data, i.e. /var/lib/parley/data: mount a volume on
-# /var/lib/parley to keep it.
+# Standalone mode keeps its data in ./data, i.e. /var/lib/parley/data (a durable node its search
+# index): mount a volume on /var/lib/parley to keep it.
 WORKDIR /var/lib/parley
 USER 10001:10001
 

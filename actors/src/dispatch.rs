@@ -13,7 +13,7 @@ use crate::ops::{
     conversation_add_members, conversation_create, conversation_get, conversation_leave,
     conversation_list, conversation_remove_members, conversation_update, history_get,
     message_delete, message_edit, message_forward, message_send, ping, presence_get, reaction,
-    receipt, sync, typing,
+    receipt, search_messages, sync, typing,
 };
 use crate::OpError;
 
@@ -70,5 +70,6 @@ fn entry_point(op: Op) -> Start {
         Op::TypingStart => typing::start,
         Op::TypingStop => typing::stop,
         Op::PresenceGet => presence_get::start,
+        Op::SearchMessages => search_messages::start,
     }
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ports::{
-    BlobStore, Bus, Directory, EventLog, MessageCache, Presence, RateLimiter, Sequencer, Store,
+    BlobStore, Bus, Directory, EventLog, MessageCache, Presence, RateLimiter, SearchIndex,
+    Sequencer, Store,
 };
 use wire::{NodeId, UserId};
 
@@ -28,6 +29,8 @@ pub struct Ports {
     pub cache: Arc<dyn MessageCache>,
     /// Attachment bytes and records (protocol v1.1); `None` when attachments are off.
     pub blobs: Option<Arc<dyn BlobStore>>,
+    /// Full-text search (`search.messages`); `None` when search is off on this node.
+    pub search: Option<Arc<dyn SearchIndex>>,
 }
 
 /// Limits and timings of sessions and conversations (the `[limits]` config section).
@@ -157,17 +160,21 @@ impl Node {
         &self.inner.node_id
     }
 
-    /// The protocol v1.1 features this node enables, for `welcome.data.features`.
+    pub fn ports(&self) -> &Ports {
+        &self.inner.ports
+    }
+
+    /// The optional (protocol v1.1) features this node serves, as `welcome.data.features`
+    /// lists them.
     pub fn features(&self) -> Vec<String> {
         let mut features = Vec::new();
         if self.inner.ports.blobs.is_some() {
             features.push("attachments".to_owned());
         }
+        if self.inner.ports.search.is_some() {
+            features.push(wire::search::SEARCH_FEATURE.to_owned());
+        }
         features
-    }
-
-    pub fn ports(&self) -> &Ports {
-        &self.inner.ports
     }
 
     pub fn limits(&self) -> &Limits {

@@ -480,6 +480,7 @@ impl Harness {
             rate_limiter: Arc::new(AllowAll),
             cache: Arc::new(FakeCache::default()),
             blobs: None,
+            search: None,
         };
         let node = Node::new(
             NodeId::new("test-node"),

@@ -49,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
         Op::Sync => round_trip::<SyncArgs>(&request),
         Op::ReceiptDelivered | Op::ReceiptRead => round_trip::<ReceiptArgs>(&request),
         Op::PresenceGet => round_trip::<PresenceGetArgs>(&request),
+        Op::SearchMessages => round_trip::<wire::search::SearchArgs>(&request),
         _ => {}
     }
 });

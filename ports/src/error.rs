@@ -28,6 +28,8 @@ pub enum Service {
     /// Channels and tasks inside this process (the in-memory bus, subscription workers, test
     /// fakes).
     InProcess,
+    /// The full-text search index (Tantivy files).
+    SearchIndex,
 }
 
 impl fmt::Display for Service {
@@ -39,6 +41,7 @@ impl fmt::Display for Service {
             Service::Embedded => "embedded storage",
             Service::ObjectStorage => "object storage",
             Service::InProcess => "in-process",
+            Service::SearchIndex => "search index",
         })
     }
 }

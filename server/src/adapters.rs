@@ -56,6 +56,7 @@ pub fn build(
                 rate_limiter: Arc::new(MemoryRateLimiter::new(rate.per_second, rate.burst)),
                 cache: Arc::new(NoMessageCache),
                 blobs: None,
+                search: None,
             },
             redis_clients: Vec::new(),
             redis_presence: None,
@@ -102,6 +103,7 @@ pub fn build(
         ),
         // Set by the app once the attachment store is open.
         blobs: None,
+        search: None,
     };
     Ok(Adapters {
         ports,

@@ -6,11 +6,13 @@
 //! - `storage`: the event log and store (embedded files, or Kafka and MongoDB in durable cluster
 //!   mode).
 //! - `http_server`: the actix HTTP server with the WebSocket upgrade.
-//! - `background`: the ingest, router, stored-ack relay, presence sweep and dependency check.
+//! - `search`: the search index and its indexer (standalone), and their `/readyz` details.
+//! - `background`: the ingest, search indexer, router, stored-ack relay, presence sweep and dependency check.
 //! - `shutdown`: the drain order, from the stop signal to the exit.
 
 mod background;
 mod http_server;
+mod search;
 mod shutdown;
 mod state;
 mod storage;
@@ -30,6 +32,7 @@ use crate::auth::Authenticator;
 use crate::config::{Loaded, SecretSource, Settings, DEV_API_KEY};
 use crate::metrics::NodeMetrics;
 use background::Background;
+pub use search::SearchStatus;
 pub use state::AppState;
 use storage::Storage;
 
@@ -52,7 +55,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         storage = storage.description,
         "listening"
     );
-    let background = Background::start(&state, built.ingest, built.redis_presence).await?;
+    let background =
+        Background::start(&state, built.ingest, built.indexer, built.redis_presence).await?;
     state.ready.store(true, Ordering::Release);
     tracing::info!("ready");
     let http = http_server::serve(server);
@@ -127,19 +131,28 @@ impl Bound {
 struct Built {
     state: Arc<AppState>,
     ingest: Option<IngestPipeline>,
+    indexer: Option<::search::Indexer>,
     redis_presence: Option<Arc<persistence::redis::RedisPresence>>,
 }
 
 /// Builds the adapters over `storage`, the node over them, and the shared state (not ready).
 fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::Result<Built> {
-    let adapters = crate::adapters::build(
+    let mut adapters = crate::adapters::build(
         &settings,
         storage.log.clone(),
         storage.store.clone(),
         storage.embedded.clone(),
     )?;
     let ingest = background::in_process_ingest(storage);
+    let search = search::open(&settings, storage)?;
     let metrics = node_metrics(storage, ingest.as_ref(), &adapters);
+    if let Some(search) = &search {
+        adapters.ports.search = Some(search.index.clone());
+        search.indexer.metrics().register(&metrics.registry)?;
+    }
+    let search_status = search
+        .as_ref()
+        .map(|search| SearchStatus::of(&search.indexer));
     let attachments = crate::attachments::open(&settings, bound.local_addr, &metrics.registry)?;
     let mut ports = adapters.ports;
     ports.blobs = attachments
@@ -167,10 +180,12 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
         stored_acks: Arc::default(),
         store_may_degrade: storage.embedded.is_none(),
         store_seen_ready: AtomicBool::new(false),
+        search: search_status,
     });
     Ok(Built {
         state,
         ingest,
+        indexer: search.map(|search| search.indexer),
         redis_presence: adapters.redis_presence,
     })
 }

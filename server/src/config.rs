@@ -18,6 +18,7 @@ pub use attachments::{AttachmentSettings, EffectiveStore};
 use bootstrap::load_layers;
 pub use bootstrap::{LogSettings, Secret};
 use ingest::settings::{IngestSettings, KafkaSettings, MongoSettings};
+use search::SearchSettings;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -30,6 +31,7 @@ pub struct Settings {
     pub mongo: MongoSettings,
     /// Read by the `ingest` binary; accepted here so both binaries share one file.
     pub ingest: IngestSettings,
+    pub search: SearchSettings,
     pub auth: AuthSettings,
     pub limits: LimitSettings,
     pub rate_limit: RateLimitSettings,

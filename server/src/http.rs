@@ -14,6 +14,8 @@ use wire::{ClientMsgId, ConversationId, ErrorBody, ErrorCode, MessageId, Seq, Us
 
 use crate::app::AppState;
 
+mod search;
+
 pub fn error_response(code: ErrorCode, message: impl Into<String>) -> HttpResponse {
     let status =
         StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -70,7 +72,8 @@ pub fn configure(config: &mut web::ServiceConfig, max_body_bytes: usize) {
                 .route(
                     "/conversations/{conversation_id}/messages",
                     web::post().to(post_message),
-                ),
+                )
+                .route("/search", web::get().to(search::search_messages)),
         );
 }
 
@@ -80,13 +83,20 @@ async fn healthz() -> HttpResponse {
 
 async fn readyz(state: web::Data<Arc<AppState>>) -> HttpResponse {
     let (ready, reason) = state.readiness().await;
-    if ready && reason.is_empty() {
-        HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
+    let mut body = if ready && reason.is_empty() {
+        serde_json::json!({ "status": "ready" })
     } else if ready {
-        HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "degraded": reason }))
+        serde_json::json!({ "status": "ready", "degraded": reason })
     } else {
-        HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({ "status": "not_ready", "reason": reason }))
+        serde_json::json!({ "status": "not_ready", "reason": reason })
+    };
+    if let Some(search) = &state.search {
+        body["search"] = search.details();
+    }
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
     }
 }
 

@@ -15,7 +15,7 @@ pub struct Welcome {
     pub node_id: NodeId,
     pub protocol: u32,
     pub heartbeat_ms: u64,
-    /// Protocol v1.1 features this server enables (`"attachments"`); always present.
+    /// Protocol v1.1 features this node serves (`"attachments"`, `"search"`); always present.
     #[serde(default)]
     pub features: Vec<String>,
 }

@@ -6,6 +6,7 @@
 //! - [`error`]: stable error codes and WebSocket close codes.
 //! - [`frames`]: request / reply / event frame envelopes and request decoding.
 //! - [`ops`]: each operation's arguments and result.
+//! - [`search`]: `search.messages`' arguments, result and limits (v1.1).
 //! - [`events`]: server-pushed events (`message.new`, `presence`, ...).
 //! - [`log`]: versioned domain events written to the durable log and consumed by ingest.
 //!
@@ -20,6 +21,7 @@ pub mod ids;
 pub mod log;
 pub mod objects;
 pub mod ops;
+pub mod search;
 
 pub use error::{CloseCode, ErrorBody, ErrorCode};
 pub use ids::{

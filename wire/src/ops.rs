@@ -70,6 +70,7 @@ ops! {
     TypingStart => "typing.start",
     TypingStop => "typing.stop",
     PresenceGet => "presence.get",
+    SearchMessages => "search.messages",
 }
 
 // ---- arguments -------------------------------------------------------------------------
@@ -344,7 +345,7 @@ mod tests {
             assert_eq!(Op::parse(op.as_str()), Some(*op));
         }
         assert_eq!(Op::parse("message.explode"), None);
-        assert_eq!(Op::ALL.len(), 21);
+        assert_eq!(Op::ALL.len(), 22);
     }
 
     fn page(texts: &[usize]) -> HistoryResult {

@@ -22,6 +22,7 @@ pub mod ping;
 pub mod presence_get;
 pub mod reaction;
 pub mod receipt;
+pub mod search_messages;
 pub mod shared;
 pub mod sync;
 pub mod typing;

@@ -10,6 +10,7 @@
 //! - [`log`]: [`event_log_suite`] · [`store`]: [`store_suite`] (with `store_reactions`) · [`directory`]: [`directory_suite`]
 //! - [`sequencer`]: [`sequencer_suite`] · [`presence`]: [`presence_suite`] · [`bus`]: [`bus_suite`]
 //! - [`rate_limit`]: [`rate_limiter_suite`] · [`cache`]: [`message_cache_suite`] · [`fixtures`]: record builders shared by the suites.
+//! - search: [`search_index_suite`].
 //! - [`hooked_store`]: [`HookedStore`], a store whose writes a test can fail or hold.
 
 pub mod blob;
@@ -25,6 +26,9 @@ pub mod sequencer;
 pub mod store;
 mod store_reactions;
 
+// The suite of the optional search index (adapter in `search/`).
+pub mod search;
+
 use std::any::Any;
 use std::sync::Arc;
 
@@ -36,6 +40,7 @@ pub use hooked_store::{ApplyHook, HookedStore};
 pub use log::event_log_suite;
 pub use presence::presence_suite;
 pub use rate_limit::rate_limiter_suite;
+pub use search::search_index_suite;
 pub use sequencer::sequencer_suite;
 pub use store::store_suite;
 

@@ -1,5 +1,5 @@
 //! The node's background tasks: the dependency check behind `/readyz`, the in-process ingest
-//! (embedded store), the router, the stored-ack relay and, in cluster mode, the presence sweep.
+//! (embedded store), the search indexer (standalone), the router, the stored-ack relay and, in cluster mode, the presence sweep.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +31,7 @@ pub(super) struct Background {
     stop: watch::Sender<bool>,
     stored_acks_relay: tokio::task::JoinHandle<()>,
     ingest_thread: Option<std::thread::JoinHandle<()>>,
+    indexer_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Background {
@@ -39,6 +40,7 @@ impl Background {
     pub(super) async fn start(
         state: &Arc<AppState>,
         ingest: Option<IngestPipeline>,
+        indexer: Option<search::Indexer>,
         redis_presence: Option<Arc<persistence::redis::RedisPresence>>,
     ) -> anyhow::Result<Self> {
         let node = &state.node;
@@ -56,6 +58,9 @@ impl Background {
                 ingest.run(stopped.clone()),
             ));
         }
+        // The index follows the log on its own; the node does not wait for it.
+        let indexer_thread = indexer
+            .map(|indexer| spawn_on_own_thread("parley-search", indexer.run(stopped.clone())));
         actors::router::start(node.clone()).context("starting the router")?;
         let stored_acks_relay = tokio::spawn(actors::stored_acks::run(
             node.clone(),
@@ -90,11 +95,13 @@ impl Background {
             stop,
             stored_acks_relay,
             ingest_thread,
+            indexer_thread,
         })
     }
 
     /// Tells every task to stop, then waits (until `deadline`, 5 s at most) for the stored-ack
-    /// relay to leave its group, and for the ingest (standalone) to finish its batch.
+    /// relay to leave its group, and for the ingest and the search indexer (standalone) to finish
+    /// their batches.
     pub(super) async fn stop(self, deadline: Instant) {
         let _ = self.stop.send(true);
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -103,8 +110,11 @@ impl Background {
             self.stored_acks_relay,
         )
         .await;
-        if let Some(ingest_thread) = self.ingest_thread {
-            let _ = tokio::task::spawn_blocking(move || ingest_thread.join()).await;
+        for thread in [self.ingest_thread, self.indexer_thread]
+            .into_iter()
+            .flatten()
+        {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct AppState {
     /// not ready.
     pub(super) store_may_degrade: bool,
     pub(super) store_seen_ready: AtomicBool,
+    /// Search (standalone), for the `/readyz` details; `None` when search is off.
+    pub search: Option<super::SearchStatus>,
 }
 
 impl AppState {

@@ -14,6 +14,7 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
     validate_redis(&settings.redis)?;
     validate_durable_sections(settings)?;
     validate_storage(&settings.storage)?;
+    validate_search(&settings.search)?;
     validate_auth(&settings.auth)?;
     validate_dev_secrets_bind(settings)?;
     validate_limits(&settings.limits)?;
@@ -46,6 +47,11 @@ fn at_least<T: PartialOrd + fmt::Display>(
         return Err(invalid(key, format!("must be at least {minimum}")));
     }
     Ok(())
+}
+
+fn validate_search(search: &search::SearchSettings) -> Result<(), ConfigError> {
+    at_least("search.writer_memory_mb", search.writer_memory_mb, 15)?;
+    at_least("search.max_batch", search.max_batch, 1)
 }
 
 fn validate_server(server: &ServerSettings) -> Result<(), ConfigError> {

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use ts_rs::{Config, TS};
 use wire::events::{ServerEvent, TypingState, Welcome};
 use wire::ops::{self, Op};
+use wire::search;
 use wire::{
     AttachmentId, AttachmentRef, ClientMsgId, CloseCode, Conversation, ConversationId,
     ConversationKind, ErrorBody, ErrorCode, ForwardedFrom, Message, MessageId, NodeId, Seq,
@@ -51,7 +52,7 @@ fn type_declarations(config: &Config) -> String {
         ops::ReceiptArgs, ops::PresenceGetArgs, ops::Empty, ops::ConversationResult,
         ops::ConversationListItem, ops::ConversationListResult, ops::SendAck,
         ops::MessageResult, ops::HistoryResult, ops::SyncResult, ops::PresenceInfo,
-        ops::PresenceResult,
+        ops::PresenceResult, search::SearchArgs, search::SearchHit, search::SearchResult,
     )
 }
 
@@ -83,6 +84,7 @@ fn op_types(op: Op, config: &Config) -> (String, String) {
         Op::Sync => pair::<SyncArgs, SyncResult>(config),
         Op::ReceiptDelivered | Op::ReceiptRead => pair::<ReceiptArgs, Empty>(config),
         Op::PresenceGet => pair::<PresenceGetArgs, PresenceResult>(config),
+        Op::SearchMessages => pair::<search::SearchArgs, search::SearchResult>(config),
     }
 }
 

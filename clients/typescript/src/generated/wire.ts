@@ -22,7 +22,7 @@ export type ErrorCode = "bad_request" | "unknown_op" | "unauthorized" | "not_mem
 export type ErrorBody = { code: ErrorCode, message: string, retry_after_ms?: number, };
 export type Welcome = { user_id: UserId, session_id: SessionId, node_id: NodeId, protocol: number, heartbeat_ms: number, 
 /**
- * Protocol v1.1 features this server enables (`"attachments"`); always present.
+ * Protocol v1.1 features this node serves (`"attachments"`, `"search"`); always present.
  */
 features: Array<string>, };
 export type TypingState = "started" | "stopped";
@@ -67,6 +67,25 @@ export type HistoryResult = { messages: Array<Message>, has_more: boolean, };
 export type SyncResult = { conversations: { [key in ConversationId]: HistoryResult }, };
 export type PresenceInfo = { online: boolean, last_seen: string | null, };
 export type PresenceResult = { presence: { [key in UserId]: PresenceInfo }, };
+export type SearchArgs = { query: string, 
+/**
+ * Only this conversation (the caller must be a member).
+ */
+conversation_id?: ConversationId, limit?: number, 
+/**
+ * The `next_cursor` of the previous page.
+ */
+cursor?: string, };
+export type SearchHit = { message: Message, 
+/**
+ * Relevance (BM25); higher is better. Comparable within one search only.
+ */
+score: number, };
+export type SearchResult = { hits: Array<SearchHit>, 
+/**
+ * Pass as `cursor` for the next page; `null` on the last page.
+ */
+next_cursor: string | null, };
 
 export const OPS = [
   "ping",
@@ -90,6 +109,7 @@ export const OPS = [
   "typing.start",
   "typing.stop",
   "presence.get",
+  "search.messages",
 ] as const;
 export type OpName = (typeof OPS)[number];
 export interface OpArgs {
@@ -114,6 +134,7 @@ export interface OpArgs {
   "typing.start": ConversationRef;
   "typing.stop": ConversationRef;
   "presence.get": PresenceGetArgs;
+  "search.messages": SearchArgs;
 }
 export interface OpResults {
   "ping": Empty;
@@ -137,6 +158,7 @@ export interface OpResults {
   "typing.start": Empty;
   "typing.stop": Empty;
   "presence.get": PresenceResult;
+  "search.messages": SearchResult;
 }
 
 export const ERROR_CODES = [

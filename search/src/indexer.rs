@@ -1,0 +1,236 @@
+//! [`Indexer`]: feeds a [`SearchIndex`] from the log, never from the request path.
+//!
+//! One iteration: poll a batch of `message.sent`, `message.edited` and `message.deleted`
+//! records (reactions are not searched) → `SearchIndex::apply` (durable and searchable when it
+//! returns) → commit the batch's positions for the indexer's own consumer group. A crash
+//! between the two steps re-indexes the batch on restart, which changes nothing (the index
+//! keeps the superseding version of each message). Failures are retried with capped
+//! exponential backoff, never skipped; nothing is committed meanwhile.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ports::{Backoff, ConsumerHealth, EventLog, LogConsumer, LogPosition, LogRecord, SearchIndex};
+use tokio::sync::watch;
+use tracing::{info, warn};
+use wire::log::{topics, LogEventBody, MessageRecord};
+
+use crate::metrics::IndexerMetrics;
+
+/// The topics whose events change what is searchable.
+pub const INDEXED_TOPICS: [&str; 3] = [
+    topics::MESSAGE_SENT,
+    topics::MESSAGE_EDITED,
+    topics::MESSAGE_DELETED,
+];
+
+#[derive(Debug, Clone)]
+pub struct IndexerConfig {
+    /// Consumer group name: the indexer's own position in the log.
+    pub group: String,
+    /// Most records per batch (one index commit each).
+    pub max_batch: usize,
+    /// How long one poll waits for records.
+    pub poll_wait: Duration,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How often the lag gauge is refreshed (between batches).
+    pub lag_refresh: Duration,
+}
+
+impl Default for IndexerConfig {
+    fn default() -> Self {
+        Self {
+            group: "search".to_owned(),
+            max_batch: 512,
+            poll_wait: Duration::from_millis(50),
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+            lag_refresh: Duration::from_secs(1),
+        }
+    }
+}
+
+pub struct Indexer {
+    log: Arc<dyn EventLog>,
+    index: Arc<dyn SearchIndex>,
+    config: IndexerConfig,
+    metrics: IndexerMetrics,
+    health: Arc<ConsumerHealth>,
+}
+
+/// Shutdown was requested while a step was being retried.
+struct ShuttingDown;
+
+impl Indexer {
+    pub fn new(log: Arc<dyn EventLog>, index: Arc<dyn SearchIndex>, config: IndexerConfig) -> Self {
+        Self {
+            log,
+            index,
+            config,
+            metrics: IndexerMetrics::default(),
+            health: Arc::new(ConsumerHealth::default()),
+        }
+    }
+
+    pub fn metrics(&self) -> IndexerMetrics {
+        self.metrics.clone()
+    }
+
+    /// Whether the indexer runs and makes progress (for `/readyz` details).
+    pub fn health(&self) -> Arc<ConsumerHealth> {
+        Arc::clone(&self.health)
+    }
+
+    /// Runs until `shutdown` turns true (or its sender is dropped). A batch in hand is
+    /// finished unless one of its steps fails after shutdown was requested.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let Ok(mut consumer) = self.open_consumer(&mut shutdown).await else {
+            return;
+        };
+        self.health.set_running(true);
+        info!(group = %self.config.group, "search indexer running");
+        let mut lag_refreshed: Option<Instant> = None;
+        let mut poll_backoff = self.backoff();
+        loop {
+            if lag_refreshed.is_none_or(|at| at.elapsed() >= self.config.lag_refresh) {
+                self.refresh_lag(consumer.as_mut()).await;
+                lag_refreshed = Some(Instant::now());
+            }
+            let polled = tokio::select! {
+                polled = consumer.poll(self.config.max_batch.max(1), self.config.poll_wait) => polled,
+                _ = shutdown.changed() => break,
+            };
+            let records = match polled {
+                Ok(records) => records,
+                Err(error) => {
+                    warn!(group = %self.config.group, error = %error, "search indexer poll failed");
+                    self.health.set_stalled(error.to_string());
+                    if self.pause(&mut poll_backoff, &mut shutdown).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            self.health.clear_stalled();
+            poll_backoff.reset();
+            if records.is_empty() {
+                self.metrics.lag_seconds.set(0.0);
+                continue;
+            }
+            if self
+                .index_batch(consumer.as_mut(), records, &mut shutdown)
+                .await
+                .is_err()
+            {
+                warn!(group = %self.config.group, "search indexer stopped with a batch uncommitted");
+                break;
+            }
+        }
+        self.health.set_running(false);
+        info!(group = %self.config.group, "search indexer stopped");
+    }
+
+    async fn open_consumer(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Box<dyn LogConsumer>, ShuttingDown> {
+        let mut backoff = self.backoff();
+        loop {
+            match self.log.consumer(&self.config.group, &INDEXED_TOPICS).await {
+                Ok(consumer) => return Ok(consumer),
+                Err(error) => {
+                    warn!(group = %self.config.group, error = %error, "search indexer cannot open its consumer");
+                    self.pause(&mut backoff, shutdown).await?;
+                }
+            }
+        }
+    }
+
+    /// Indexes one batch, then commits its positions; retries each step until it succeeds.
+    async fn index_batch(
+        &self,
+        consumer: &mut dyn LogConsumer,
+        records: Vec<LogRecord>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), ShuttingDown> {
+        let positions = highest_positions(&records);
+        let newest_at = records.iter().map(|record| record.event.at).max();
+        let count = records.len() as u64;
+        let versions: Vec<MessageRecord> =
+            records.into_iter().filter_map(indexed_version).collect();
+        let mut backoff = self.backoff();
+        while let Err(error) = self.index.apply(versions.clone()).await {
+            warn!(error = %error, "search index write failed; retrying");
+            self.metrics.retries.inc();
+            self.pause(&mut backoff, shutdown).await?;
+        }
+        let mut backoff = self.backoff();
+        while let Err(error) = consumer.commit(&positions).await {
+            warn!(error = %error, "search indexer position commit failed; retrying");
+            self.metrics.retries.inc();
+            self.pause(&mut backoff, shutdown).await?;
+        }
+        self.metrics.indexed_events.inc_by(count);
+        if let Some(newest_at) = newest_at {
+            let age = (chrono::Utc::now() - newest_at)
+                .num_microseconds()
+                .unwrap_or(0);
+            self.metrics.lag_seconds.set(age.max(0) as f64 / 1e6);
+        }
+        Ok(())
+    }
+
+    async fn refresh_lag(&self, consumer: &mut dyn LogConsumer) {
+        if let Ok(lags) = consumer.lag().await {
+            let behind: u64 = lags.iter().map(|(_, _, records)| records).sum();
+            self.metrics
+                .lag_events
+                .set(i64::try_from(behind).unwrap_or(i64::MAX));
+        }
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(self.config.initial_backoff, self.config.max_backoff)
+    }
+
+    /// Waits the backoff's next delay, or until shutdown is requested.
+    async fn pause(
+        &self,
+        backoff: &mut Backoff,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), ShuttingDown> {
+        if *shutdown.borrow() {
+            return Err(ShuttingDown);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff.next_delay()) => Ok(()),
+            _ = shutdown.changed() => Err(ShuttingDown),
+        }
+    }
+}
+
+/// The message version an event carries, if it changes what is searchable.
+fn indexed_version(record: LogRecord) -> Option<MessageRecord> {
+    match record.event.body {
+        LogEventBody::MessageSent { record }
+        | LogEventBody::MessageEdited { record }
+        | LogEventBody::MessageDeleted { record }
+        | LogEventBody::MessageAborted { record } => Some(record),
+        _ => None,
+    }
+}
+
+/// The highest position of each partition in `records`.
+fn highest_positions(records: &[LogRecord]) -> Vec<LogPosition> {
+    let mut highest: BTreeMap<u32, LogPosition> = BTreeMap::new();
+    for record in records {
+        let position = record.position;
+        highest
+            .entry(position.partition)
+            .and_modify(|kept| *kept = (*kept).max(position))
+            .or_insert(position);
+    }
+    highest.into_values().collect()
+}

@@ -1,0 +1,120 @@
+//! The indexer over a real embedded log and a real Tantivy index: it indexes what is appended,
+//! commits its own position, and a restarted indexer resumes after it without duplicates.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use persistence::EmbeddedLog;
+use ports::contract::fixtures::{at, log_event, message_record};
+use ports::{EventLog, SearchIndex, SearchQuery};
+use search::{Indexer, IndexerConfig, IndexerMetrics, TantivyIndex};
+use tokio::sync::watch;
+use wire::log::LogEventBody;
+use wire::{ConversationId, UserId};
+
+struct Running {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    metrics: IndexerMetrics,
+}
+
+fn start(log: &Arc<EmbeddedLog>, index: &Arc<TantivyIndex>) -> Running {
+    let indexer = Indexer::new(log.clone(), index.clone(), IndexerConfig::default());
+    let metrics = indexer.metrics();
+    let (stop, stopped) = watch::channel(false);
+    Running {
+        stop,
+        task: tokio::spawn(indexer.run(stopped)),
+        metrics,
+    }
+}
+
+async fn hits(index: &TantivyIndex, text: &str, conversation: &ConversationId) -> usize {
+    let query = SearchQuery {
+        text: text.to_owned(),
+        conversations: vec![conversation.clone()],
+        limit: 50,
+        after: None,
+    };
+    index.search(query).await.expect("search").hits.len()
+}
+
+async fn wait_for_hits(
+    index: &TantivyIndex,
+    text: &str,
+    conversation: &ConversationId,
+    want: usize,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while hits(index, text, conversation).await != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{want} hits for {text:?} within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn text_event(
+    conversation: &ConversationId,
+    seq: u64,
+    version: u64,
+    text: &str,
+) -> wire::log::LogEvent {
+    let mut record = message_record(
+        conversation,
+        seq,
+        &UserId::new("alice"),
+        version,
+        at(seq as i64),
+    );
+    record.message.text = text.to_owned();
+    let body = if version == 1 {
+        LogEventBody::MessageSent { record }
+    } else {
+        LogEventBody::MessageEdited { record }
+    };
+    log_event(body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_indexer_follows_the_log_and_resumes_after_its_committed_position() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let log = Arc::new(EmbeddedLog::open(&directory.path().join("log.redb")).expect("log"));
+    let index =
+        Arc::new(TantivyIndex::open(&directory.path().join("search"), 32_000_000).expect("index"));
+    let conversation = ConversationId::new("c-indexer");
+    let sends: Vec<_> = (1..=5)
+        .map(|seq| text_event(&conversation, seq, 1, "rollout plan"))
+        .collect();
+    log.append(sends).await.expect("append");
+
+    let first = start(&log, &index);
+    wait_for_hits(&index, "rollout", &conversation, 5).await;
+    first.stop.send(true).expect("stop");
+    first.task.await.expect("indexer stops");
+    assert_eq!(first.metrics.indexed_events.get(), 5);
+
+    log.append(vec![text_event(&conversation, 1, 2, "rollback plan")])
+        .await
+        .expect("append edit");
+    let second = start(&log, &index);
+    wait_for_hits(&index, "rollback", &conversation, 1).await;
+    assert_eq!(
+        hits(&index, "rollout", &conversation).await,
+        4,
+        "the edit replaced the text"
+    );
+    assert_eq!(
+        hits(&index, "plan", &conversation).await,
+        5,
+        "no duplicates"
+    );
+    assert_eq!(
+        second.metrics.indexed_events.get(),
+        1,
+        "resumed after the committed position"
+    );
+    second.stop.send(true).expect("stop");
+    second.task.await.expect("indexer stops");
+}

@@ -1,0 +1,83 @@
+//! Search in the durable cluster: every node indexes the whole Kafka log with a consumer group
+//! of its own, so a message sent through one node is found by a member connected to another.
+//!
+//! Needs `scripts/services/{redis,tansu,secantus}.sh install` and the ingest binary
+//! (`cargo build -p ingest`), like `durable.rs`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::durable::DurableCluster;
+use common::{create_conversation, send, Client};
+use serde_json::{json, Value};
+
+/// The first search of a node also waits for its indexer to join its group.
+const FIRST_INDEXING: Duration = Duration::from_secs(30);
+
+async fn hit_count(client: &mut Client, query: &str) -> usize {
+    let result: Value = client
+        .ok("search.messages", json!({ "query": query }))
+        .await;
+    result["hits"].as_array().expect("hits").len()
+}
+
+#[tokio::test]
+async fn a_message_sent_on_one_node_is_found_by_a_member_on_another() {
+    let mut cluster = DurableCluster::start("search_durable", 2, &[]).await;
+    let mut alice = cluster.nodes[0].connect("alice").await;
+    let mut bob = cluster.nodes[1].connect("bob").await;
+    let mut carol = cluster.nodes[1].connect("carol").await;
+    assert_eq!(
+        bob.welcome["features"],
+        json!(["search"]),
+        "{}",
+        bob.welcome
+    );
+    let conversation_id = create_conversation(&mut alice, "group", &["bob"]).await;
+    send(
+        &mut alice,
+        &conversation_id,
+        "d-1",
+        "replicated through kafka",
+    )
+    .await;
+    wait_for_hits(&mut bob, "replicated", 1).await;
+    assert_eq!(hit_count(&mut carol, "replicated").await, 0, "non-member");
+    assert_eq!(
+        hit_count(&mut alice, "replicated").await,
+        1,
+        "node A indexes too"
+    );
+
+    // kill -9 of node B; a message sent meanwhile is indexed once B is back, nothing twice.
+    drop((bob, carol));
+    cluster.nodes[1].kill9();
+    send(
+        &mut alice,
+        &conversation_id,
+        "d-2",
+        "replicated while B was down",
+    )
+    .await;
+    cluster.nodes[1].restart().await;
+    let mut bob = cluster.nodes[1].connect("bob").await;
+    wait_for_hits(&mut bob, "replicated", 2).await;
+}
+
+/// Searches until `want` hits (or fails after [`FIRST_INDEXING`]).
+async fn wait_for_hits(client: &mut Client, query: &str, want: usize) {
+    let started = Instant::now();
+    loop {
+        let found = hit_count(client, query).await;
+        if found == want {
+            return;
+        }
+        assert!(found < want, "{found} hits for {query:?}, more than {want}");
+        assert!(
+            started.elapsed() < FIRST_INDEXING,
+            "{found} hits for {query:?}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
