@@ -665,3 +665,10 @@ impl TestServer {
         Client::after_connect(ws).await
     }
 }
+
+/// Whether a `welcome` lists the protocol v1.1 feature `name` in `features`.
+pub fn has_feature(welcome: &Value, name: &str) -> bool {
+    welcome["features"]
+        .as_array()
+        .is_some_and(|features| features.iter().any(|feature| feature == name))
+}
