@@ -48,3 +48,20 @@ svc_status() {
     return 1
   fi
 }
+
+# Installs a pinned PyPI package into its own venv unless that version is there already.
+# Usage: svc_pip_venv VENV VERSION BIN NOTE PIP_ARGS...   (BIN must exist afterwards)
+svc_pip_venv() {
+  local venv="$1" version="$2" bin="$3" note="$4"
+  shift 4
+  if [ -x "$bin" ] && [ "$(cat "$venv/.parley-version" 2>/dev/null)" = "$version" ]; then
+    return 0
+  fi
+  echo "==> installing $* into $venv ($note)"
+  mkdir -p "$(dirname "$venv")"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$@"
+  [ -x "$bin" ] || { echo "$(basename "$bin") missing after install" >&2; exit 1; }
+  echo "$version" >"$venv/.parley-version"
+}

