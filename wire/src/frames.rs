@@ -46,6 +46,10 @@ fn bad_request(id: Option<RequestId>, message: impl Into<String>) -> DecodeError
 /// or a string `op` fails with `re: null`; a frame with a good `id` and `op` but `args`
 /// that is not an object fails with its `id`.
 pub fn decode_request(text: &str) -> Result<Request, DecodeError> {
+    // serde would also read the struct from an array (`[7, "ping"]`): only objects are frames.
+    if !looks_like_object(text) {
+        return Err(bad_request(None, "frame is not a JSON request object"));
+    }
     let raw: RawRequest = serde_json::from_str(text).map_err(|error| {
         bad_request(None, format!("frame is not a JSON request object: {error}"))
     })?;
@@ -69,8 +73,16 @@ pub fn decode_request(text: &str) -> Result<Request, DecodeError> {
     Ok(Request { id, op, args })
 }
 
+/// Whether the text starts like a JSON object (after whitespace).
+fn looks_like_object(text: &str) -> bool {
+    text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{')
+}
+
 /// Reads only the `id` of a frame (used for frames too large to process).
 pub fn peek_request_id(text: &str) -> Option<RequestId> {
+    if !looks_like_object(text) {
+        return None;
+    }
     #[derive(Deserialize)]
     struct IdOnly {
         #[serde(default)]
@@ -144,6 +156,9 @@ mod tests {
         for frame in [
             "not json",
             "[1,2]",
+            // Found by the frame_decode fuzz target: serde reads a struct from an array too.
+            r#"[999,""]"#,
+            r#" [7,"ping",{}]"#,
             r#"{"op":"ping"}"#,
             r#"{"id":"7","op":"ping"}"#,
             r#"{"id":1.5,"op":"ping"}"#,
@@ -170,6 +185,8 @@ mod tests {
         );
         assert_eq!(peek_request_id(r#"{"op":"x"}"#), None);
         assert_eq!(peek_request_id("garbage"), None);
+        assert_eq!(peek_request_id(r#"[3,"x"]"#), None);
+        assert_eq!(peek_request_id("\n {\"id\":4}"), Some(4));
     }
 
     #[test]
