@@ -75,7 +75,8 @@ pub fn decode_request(text: &str) -> Result<Request, DecodeError> {
 
 /// Whether the text starts like a JSON object (after whitespace).
 fn looks_like_object(text: &str) -> bool {
-    text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{')
+    text.trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
 }
 
 /// Reads only the `id` of a frame (used for frames too large to process).
