@@ -115,13 +115,31 @@ async fn swept_once_by_one_node_per_round(cluster: &DurableCluster, alice_token:
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>()
     };
-    let mut skipped_rounds = 0.0;
-    for node in [a, b] {
-        let (_, body) = node
-            .http("GET", "/metrics", &[], None)
-            .await
-            .expect("metrics");
-        skipped_rounds += skipped(body.as_str().expect("text").to_owned());
+    // The orphan can vanish on the first round before the other node's first tick: wait for
+    // that tick (within two intervals) rather than reading the counters at once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut skipped_rounds = 0.0;
+        for node in [a, b] {
+            let (_, body) = node
+                .http("GET", "/metrics", &[], None)
+                .await
+                .expect("metrics");
+            skipped_rounds += skipped(body.as_str().expect("text").to_owned());
+        }
+        if skipped_rounds >= 1.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no node found the sweep lease taken"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(skipped_rounds >= 1.0, "a node found the sweep lease taken");
+    let swept = metric(a, "parley_attachment_swept_total").await
+        + metric(b, "parley_attachment_swept_total").await;
+    assert_eq!(
+        swept, 1.0,
+        "deleted once in all, also after the other node's rounds"
+    );
 }
