@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ports::{
-    BlobStore, Bus, Directory, EventLog, MessageCache, Presence, RateLimiter, SearchIndex,
+    BlobStore, Bus, Directory, EventLog, MessageCache, Presence, RateLimiter, SearchReader,
     Sequencer, Store,
 };
 use wire::{NodeId, UserId};
@@ -30,7 +30,7 @@ pub struct Ports {
     /// Attachment bytes and records (protocol v1.1); `None` when attachments are off.
     pub blobs: Option<Arc<dyn BlobStore>>,
     /// Full-text search (`search.messages`); `None` when search is off on this node.
-    pub search: Option<Arc<dyn SearchIndex>>,
+    pub search: Option<Arc<dyn SearchReader>>,
 }
 
 /// Limits and timings of sessions and conversations (the `[limits]` config section).

@@ -1,11 +1,11 @@
-//! The `ingest` command line: `ingest [--config PATH] [--timeout-secs N] [run|setup]`.
+//! The `ingest` command line: `ingest [--config PATH] [--timeout-secs N] [run|setup|search]`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
 
-pub const USAGE: &str = "usage: ingest [--config PATH] [run | setup [--timeout-secs N]]
+pub const USAGE: &str = "usage: ingest [--config PATH] [run | setup [--timeout-secs N] | search]
        ingest probe [URL]
 
 Consumes Parley's event log from Kafka, writes it to MongoDB and appends message.stored
@@ -16,6 +16,9 @@ commands:
           create its indexes, then ingest until SIGTERM/SIGINT
   setup   wait for Kafka and MongoDB, create the missing topics and the indexes, then exit
           (--timeout-secs N: give up after N seconds, default 120)
+  search  the search role: keep a complete search index of the log under search.data_dir
+          (a consumer group of its own) and answer the nodes' queries on search.bind
+          (POST /v1/search, GET /v1/stats, /healthz, /readyz, /metrics) until SIGTERM/SIGINT
   probe   GET URL (default http://127.0.0.1:9091/healthz) and exit 0 if it answers 2xx
           within 2 s, else 1: the container health check (no curl in the image)
 
@@ -36,6 +39,8 @@ pub enum Command {
     Run,
     /// Create topics and indexes, within `timeout`.
     Setup { timeout: Duration },
+    /// Run a search replica.
+    Search,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,19 +104,18 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Invocation, 
                 }
                 timeout = Some(Duration::from_secs(seconds));
             }
-            "run" | "setup" if command.is_none() => command = Some(arg),
+            "run" | "setup" | "search" if command.is_none() => command = Some(arg),
             other => return Err(UsageError(format!("unexpected argument {other:?}"))),
         }
     }
     let command = match command.as_deref() {
-        None | Some("run") => {
-            if timeout.is_some() {
-                return Err(UsageError(
-                    "--timeout-secs only applies to setup".to_owned(),
-                ));
-            }
-            Command::Run
+        None | Some("run") | Some("search") if timeout.is_some() => {
+            return Err(UsageError(
+                "--timeout-secs only applies to setup".to_owned(),
+            ));
         }
+        None | Some("run") => Command::Run,
+        Some("search") => Command::Search,
         _ => Command::Setup {
             timeout: timeout.unwrap_or(DEFAULT_SETUP_TIMEOUT),
         },
@@ -188,6 +192,15 @@ mod tests {
     }
 
     #[test]
+    fn search_runs_a_replica() {
+        assert_eq!(parse(&["search"]), start(None, Command::Search));
+        assert_eq!(
+            parse(&["-c", "p.toml", "search"]),
+            start(Some("p.toml"), Command::Search)
+        );
+    }
+
+    #[test]
     fn help_wins() {
         assert_eq!(parse(&["setup", "--help"]), Ok(Invocation::Help));
         assert_eq!(parse(&["-h"]), Ok(Invocation::Help));
@@ -202,6 +215,11 @@ mod tests {
             (&["setup", "--timeout-secs", "0"][..], "at least 1"),
             (&["run", "--timeout-secs", "3"][..], "only applies to setup"),
             (&["--timeout-secs", "3"][..], "only applies to setup"),
+            (
+                &["search", "--timeout-secs", "3"][..],
+                "only applies to setup",
+            ),
+            (&["search", "run"][..], "unexpected argument \"run\""),
             (&["serve"][..], "unexpected argument \"serve\""),
             (&["run", "setup"][..], "unexpected argument \"setup\""),
         ] {

@@ -1,5 +1,6 @@
 //! The `ingest` binary's HTTP endpoint: `GET /healthz` (the process runs), `GET /readyz`
-//! ([`Readiness`]) and `GET /metrics` (Prometheus text).
+//! (a [`ReadinessCheck`]: ingest's [`Readiness`], or the search role's) and `GET /metrics`
+//! (Prometheus text), plus the search role's query routes when it serves them.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -96,8 +97,22 @@ impl Readiness {
     }
 }
 
+/// What `/readyz` asks: `Ok` when ready, else every reason it is not.
+pub trait ReadinessCheck: Send + Sync + 'static {
+    fn check(&self) -> Result<(), String>;
+}
+
+impl ReadinessCheck for Readiness {
+    fn check(&self) -> Result<(), String> {
+        Readiness::check(self)
+    }
+}
+
+/// More routes for the endpoint (the search role's queries).
+pub type ExtraRoutes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
 struct EndpointState {
-    readiness: Arc<Readiness>,
+    readiness: Arc<dyn ReadinessCheck>,
     registry: Registry,
     process: ProcessMetrics,
 }
@@ -113,7 +128,13 @@ impl HealthServer {
     /// Binds `bind` (port 0 picks a free port) and serves the endpoints on one worker thread;
     /// `/metrics` serves `registry` plus the [`ProcessMetrics`] registered into it here.
     /// Connections are accepted from the moment this returns.
-    pub fn start(bind: &str, readiness: Arc<Readiness>, registry: Registry) -> io::Result<Self> {
+    /// `extra` adds routes (the search role's queries).
+    pub fn start(
+        bind: &str,
+        readiness: Arc<dyn ReadinessCheck>,
+        registry: Registry,
+        extra: Option<ExtraRoutes>,
+    ) -> io::Result<Self> {
         let process = ProcessMetrics::register(&registry).map_err(io::Error::other)?;
         let listener = TcpListener::bind(bind)?;
         let address = listener.local_addr()?;
@@ -123,11 +144,17 @@ impl HealthServer {
             process,
         });
         let server = HttpServer::new(move || {
+            let extra = extra.clone();
             App::new()
                 .app_data(state.clone())
                 .route("/healthz", web::get().to(healthz))
                 .route("/readyz", web::get().to(readyz))
                 .route("/metrics", web::get().to(metrics))
+                .configure(move |config| {
+                    if let Some(extra) = &extra {
+                        extra(config);
+                    }
+                })
         })
         .workers(1)
         .disable_signals()
@@ -231,7 +258,8 @@ mod tests {
         let metrics = Arc::new(ingest::IngestMetrics::default());
         metrics.register(&registry).expect("register");
         let server =
-            HealthServer::start("127.0.0.1:0", Arc::clone(&readiness), registry).expect("start");
+            HealthServer::start("127.0.0.1:0", Arc::clone(&readiness) as _, registry, None)
+                .expect("start");
         let address = server.address();
         assert_ne!(address.port(), 0, "the real port is reported");
 

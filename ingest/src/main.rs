@@ -1,9 +1,11 @@
 //! `ingest`: consumes Parley's event log from Kafka, writes it to MongoDB and acknowledges
-//! stored messages on `message.delivered`. Usage in `cli::USAGE`; the work is in
+//! stored messages on `message.delivered` (`run`); or, as the search role (`search`), keeps a
+//! search index of the log and answers the nodes' queries. Usage in `cli::USAGE`; the work is in
 //! `service`, the pipeline itself in the library ([`ingest::IngestPipeline`]).
 
 mod cli;
 mod health;
+mod search_role;
 mod service;
 
 use std::process::ExitCode;
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
                     Stopped::Cleanly
                 }),
             Command::Run => service::run(&settings, hostname.as_deref()).await,
+            Command::Search => search_role::run(&settings, hostname.as_deref()).await,
         }
     });
     match result {

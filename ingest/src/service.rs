@@ -18,6 +18,7 @@ use ports::{Backoff, EventLog, PortError, Store};
 use prometheus::Registry;
 use thiserror::Error;
 use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use ingest::settings::{ServiceSettings, SettingsError, INITIAL_BACKOFF};
@@ -42,6 +43,9 @@ pub enum ServiceError {
         step: &'static str,
         last_error: String,
     },
+    /// The search role's index directory cannot be opened or created.
+    #[error("search.data_dir: cannot open the index in {directory}: {problem}")]
+    Index { directory: String, problem: String },
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("cannot listen for signals: {0}")]
@@ -54,7 +58,9 @@ impl ServiceError {
     /// 2 for configuration mistakes, 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Settings(_) | Self::AdapterConfig(_) | Self::Bind { .. } => 2,
+            Self::Settings(_) | Self::AdapterConfig(_) | Self::Bind { .. } | Self::Index { .. } => {
+                2
+            }
             _ => 1,
         }
     }
@@ -162,7 +168,7 @@ pub async fn run(
     let registry = Registry::new();
     pipeline.metrics().register(&registry)?;
     let readiness = Readiness::new(store, log, pipeline.consumer_health());
-    let server = HealthServer::start(&settings.ingest.bind, Arc::clone(&readiness), registry)
+    let server = HealthServer::start(&settings.ingest.bind, readiness.clone(), registry, None)
         .map_err(|source| ServiceError::Bind {
             bind: settings.ingest.bind.clone(),
             source,
@@ -178,7 +184,7 @@ pub async fn run(
     let max_backoff = settings.max_backoff();
     let mongo = Arc::clone(&adapters.store);
     let mut work_shutdown = shutdown_requested.clone();
-    let mut work = tokio::spawn(async move {
+    let work = tokio::spawn(async move {
         let mut progress = Progress::new("waiting for mongodb");
         let prepared = retry(&mut progress, max_backoff, Some(&mut work_shutdown), || {
             ensure_indexes(&mongo)
@@ -192,43 +198,21 @@ pub async fn run(
         pipeline.run(work_shutdown).await;
     });
 
-    let finished = tokio::select! {
-        finished = &mut work => Some(finished),
-        _ = shutdown_requested.wait_for(|requested| *requested) => None,
-    };
-    let stopped = match finished {
-        Some(Ok(())) => Stopped::Cleanly,
-        Some(Err(join_error)) => {
-            server.stop().await;
-            return Err(ServiceError::Task(join_error.to_string()));
-        }
-        None => {
-            let deadline = settings.shutdown_timeout();
-            info!(
-                deadline_ms = deadline.as_millis() as u64,
-                "finishing the batch in hand"
-            );
-            tokio::select! {
-                finished = tokio::time::timeout(deadline, &mut work) => match finished {
-                    Ok(Ok(())) => Stopped::Cleanly,
-                    Ok(Err(join_error)) => {
-                        error!(error = %join_error, "ingest task failed while stopping");
-                        Stopped::Cleanly
-                    }
-                    Err(_elapsed) => {
-                        warn!(deadline_ms = deadline.as_millis() as u64,
-                            "shutdown deadline passed; exiting with the batch in hand uncommitted");
-                        Stopped::Forced
-                    }
-                },
-                () = forced.notified() => {
-                    warn!("second signal; exiting with the batch in hand uncommitted");
-                    Stopped::Forced
-                }
-            }
-        }
-    };
+    let finished = finish(
+        work,
+        &mut shutdown_requested,
+        &forced,
+        settings.shutdown_timeout(),
+    )
+    .await;
     signals.abort();
+    let stopped = match finished {
+        Ok(stopped) => stopped,
+        Err(error) => {
+            server.stop().await;
+            return Err(error);
+        }
+    };
     if stopped == Stopped::Cleanly {
         server.stop().await;
     }
@@ -236,15 +220,56 @@ pub async fn run(
     Ok(stopped)
 }
 
+/// Waits for `work` to end by itself, or, once shutdown is requested, to finish what it has
+/// in hand within `deadline` (a second signal, `forced`, cuts the wait short).
+pub async fn finish(
+    mut work: JoinHandle<()>,
+    shutdown_requested: &mut watch::Receiver<bool>,
+    forced: &Notify,
+    deadline: Duration,
+) -> Result<Stopped, ServiceError> {
+    let finished = tokio::select! {
+        finished = &mut work => Some(finished),
+        _ = shutdown_requested.wait_for(|requested| *requested) => None,
+    };
+    match finished {
+        Some(Ok(())) => return Ok(Stopped::Cleanly),
+        Some(Err(join_error)) => return Err(ServiceError::Task(join_error.to_string())),
+        None => {}
+    }
+    info!(
+        deadline_ms = deadline.as_millis() as u64,
+        "finishing the batch in hand"
+    );
+    Ok(tokio::select! {
+        finished = tokio::time::timeout(deadline, &mut work) => match finished {
+            Ok(Ok(())) => Stopped::Cleanly,
+            Ok(Err(join_error)) => {
+                error!(error = %join_error, "ingest task failed while stopping");
+                Stopped::Cleanly
+            }
+            Err(_elapsed) => {
+                warn!(deadline_ms = deadline.as_millis() as u64,
+                    "shutdown deadline passed; exiting with the batch in hand uncommitted");
+                Stopped::Forced
+            }
+        },
+        () = forced.notified() => {
+            warn!("second signal; exiting with the batch in hand uncommitted");
+            Stopped::Forced
+        }
+    })
+}
+
 /// Prints one line on stdout (what scripts wait for) and flushes it.
-fn announce(line: &str) {
+pub fn announce(line: &str) {
     let mut stdout = io::stdout().lock();
     let _ = writeln!(stdout, "{line}");
     let _ = stdout.flush();
 }
 
 /// The first SIGTERM/SIGINT requests shutdown; the next one notifies `forced`.
-fn listen_for_signals(
+pub fn listen_for_signals(
     shutdown: watch::Sender<bool>,
     forced: Arc<Notify>,
 ) -> Result<tokio::task::JoinHandle<()>, ServiceError> {

@@ -15,7 +15,8 @@
 //! - [`cache`]: [`MessageCache`], the newest messages per conversation, shared by the nodes.
 //! - [`blob`]: [`BlobStore`], object storage for attachment bytes with presigned URLs (local
 //!   files, S3-compatible storage).
-//! - [`search`]: [`SearchIndex`], full-text search over message text (Tantivy, in `search/`).
+//! - [`search`]: [`SearchIndex`] and its query side [`SearchReader`], full-text search over
+//!   message text (Tantivy, in `search/`; a search role's HTTP client).
 //! - [`Backoff`]: the capped exponential delay between retries, shared by every retry loop.
 //! - [`ConsumerHealth`]: whether a log consumer loop runs and makes progress (ingest's pipeline,
 //!   the nodes' stored-ack relay), for `/readyz`.
@@ -48,6 +49,6 @@ pub use error::{Cause, During, PortError, Service};
 pub use log::{EventLog, LogConsumer, LogPosition, LogRecord};
 pub use presence::Presence;
 pub use rate_limit::{RateDecision, RateLimiter};
-pub use search::{SearchCursor, SearchHit, SearchIndex, SearchPage, SearchQuery};
+pub use search::{SearchCursor, SearchHit, SearchIndex, SearchPage, SearchQuery, SearchReader};
 pub use sequencer::{DedupKey, Reservation, Sequencer, IN_FLIGHT_TTL};
 pub use store::{MessageQuery, Store, StoreWrite, StoredConversation, Watermarks};

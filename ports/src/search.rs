@@ -104,8 +104,21 @@ pub fn message_tiebreak(message_id: &str) -> u64 {
         })
 }
 
+/// The query side of a search index: what `search.messages` needs. Implemented by the index
+/// itself (standalone, or a node keeping its own replica) and by the client of a search role
+/// queried over HTTP.
 #[async_trait]
-pub trait SearchIndex: Send + Sync + 'static {
+pub trait SearchReader: Send + Sync + 'static {
+    /// The hits of `query` (see [`SearchQuery`] and [`SearchPage`]); never deleted messages.
+    async fn search(&self, query: SearchQuery) -> Result<SearchPage, PortError>;
+
+    /// Messages currently findable (not deleted), for metrics and readiness details.
+    async fn live_messages(&self) -> Result<u64, PortError>;
+}
+
+/// A whole search index: the query side plus the writes of the indexer that feeds it.
+#[async_trait]
+pub trait SearchIndex: SearchReader {
     /// Indexes these versions of messages (sent, edited, deleted, aborted) and returns once
     /// they are durable and searchable. A version replaces the indexed one of the same message
     /// only when it supersedes it ([`MessageRecord::supersedes`]): a deleted message stays
@@ -116,12 +129,6 @@ pub trait SearchIndex: Send + Sync + 'static {
     /// Forgets the text of every message `user_id` sent (they become deleted in the index);
     /// returns how many. Running it twice is harmless.
     async fn erase_user(&self, user_id: &UserId) -> Result<u64, PortError>;
-
-    /// The hits of `query` (see [`SearchQuery`] and [`SearchPage`]); never deleted messages.
-    async fn search(&self, query: SearchQuery) -> Result<SearchPage, PortError>;
-
-    /// Messages currently findable (not deleted), for metrics and readiness details.
-    async fn live_messages(&self) -> Result<u64, PortError>;
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! exponential backoff, never skipped; nothing is committed meanwhile.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,7 @@ pub struct Indexer {
     config: IndexerConfig,
     metrics: IndexerMetrics,
     health: Arc<ConsumerHealth>,
+    caught_up: Arc<AtomicBool>,
 }
 
 /// Shutdown was requested while a step was being retried.
@@ -71,6 +73,7 @@ impl Indexer {
             config,
             metrics: IndexerMetrics::default(),
             health: Arc::new(ConsumerHealth::default()),
+            caught_up: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -81,6 +84,12 @@ impl Indexer {
     /// Whether the indexer runs and makes progress (for `/readyz` details).
     pub fn health(&self) -> Arc<ConsumerHealth> {
         Arc::clone(&self.health)
+    }
+
+    /// Turns true once a poll came back with less than a full batch: the index had everything
+    /// the log held at that moment (a new replica has caught up).
+    pub fn caught_up(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.caught_up)
     }
 
     /// Runs until `shutdown` turns true (or its sender is dropped). A batch in hand is
@@ -115,6 +124,9 @@ impl Indexer {
             };
             self.health.clear_stalled();
             poll_backoff.reset();
+            if records.len() < self.config.max_batch.max(1) {
+                self.caught_up.store(true, Ordering::Release);
+            }
             if records.is_empty() {
                 self.metrics.lag_seconds.set(0.0);
                 continue;

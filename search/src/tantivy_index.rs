@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use ports::{PortError, SearchIndex, SearchPage, SearchQuery};
+use ports::{PortError, SearchIndex, SearchPage, SearchQuery, SearchReader};
 use tantivy::collector::{Count, DocSetCollector, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
@@ -88,7 +88,10 @@ impl SearchIndex for TantivyIndex {
         let user_id = user_id.clone();
         self.blocking(move |inner| inner.erase_user(&user_id)).await
     }
+}
 
+#[async_trait]
+impl SearchReader for TantivyIndex {
     async fn search(&self, query: SearchQuery) -> Result<SearchPage, PortError> {
         self.blocking(move |inner| ranked_search(inner, &query))
             .await

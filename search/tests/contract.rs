@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ports::contract::{self, Fixture};
-use ports::SearchIndex;
+use ports::{SearchIndex, SearchReader};
 use search::TantivyIndex;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use persistence::EmbeddedLog;
 use ports::contract::fixtures::{at, log_event, message_record};
-use ports::{EventLog, SearchIndex, SearchQuery};
+use ports::{EventLog, SearchQuery, SearchReader};
 use search::{Indexer, IndexerConfig, IndexerMetrics, TantivyIndex};
 use tokio::sync::watch;
 use wire::log::LogEventBody;

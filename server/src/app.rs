@@ -147,12 +147,12 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
     let search = search::open(&settings, storage)?;
     let metrics = node_metrics(storage, ingest.as_ref(), &adapters);
     if let Some(search) = &search {
-        adapters.ports.search = Some(search.index.clone());
-        search.indexer.metrics().register(&metrics.registry)?;
+        adapters.ports.search = Some(search.reader.clone());
+        if let Some(indexer) = &search.indexer {
+            indexer.metrics().register(&metrics.registry)?;
+        }
     }
-    let search_status = search
-        .as_ref()
-        .map(|search| SearchStatus::of(&search.indexer));
+    let search_status = search.as_ref().map(SearchStatus::of);
     let attachments = crate::attachments::open(&settings, bound.local_addr, &metrics.registry)?;
     let mut ports = adapters.ports;
     ports.blobs = attachments
@@ -185,7 +185,7 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
     Ok(Built {
         state,
         ingest,
-        indexer: search.map(|search| search.indexer),
+        indexer: search.and_then(|search| search.indexer),
         redis_presence: adapters.redis_presence,
     })
 }

@@ -25,8 +25,17 @@ const BLESS_HINT: &str = "run PARLEY_BLESS=1 cargo nextest run -p server --test 
 
 /// Sections `parley-server` accepts (both binaries share one file) but does not use.
 const SERVER_IGNORES: &[&str] = &["ingest"];
-/// Keys of shared sections that only `ingest` uses: `ingest setup` creates the topics.
-const INGEST_ONLY_KEYS: &[&str] = &["kafka.partitions", "kafka.replication_factor"];
+/// Keys of shared sections that only `ingest` uses: `ingest setup` creates the topics; the
+/// search role (`ingest search`) listens and keeps its index.
+const INGEST_ONLY_KEYS: &[&str] = &[
+    "kafka.partitions",
+    "kafka.replication_factor",
+    "search.bind",
+    "search.data_dir",
+    "search.ready_lag_events",
+];
+/// Keys of sections `ingest` reads that only `parley-server` uses: a node's side of search.
+const SERVER_ONLY_KEYS: &[&str] = &["search.enabled", "search.url", "search.timeout_ms"];
 
 /// The sections the `ingest` binary reads: the fields of its `ServiceSettings`.
 fn ingest_sections() -> BTreeSet<&'static str> {
@@ -36,10 +45,11 @@ fn ingest_sections() -> BTreeSet<&'static str> {
             kafka: _,
             mongo: _,
             ingest: _,
+            search: _,
             log: _,
         } = settings;
     };
-    BTreeSet::from(["kafka", "mongo", "ingest", "log"])
+    BTreeSet::from(["kafka", "mongo", "ingest", "search", "log"])
 }
 
 fn repository_path(relative: &str) -> PathBuf {
@@ -231,7 +241,8 @@ fn secret_keys(values: &BTreeMap<String, toml::Value>) -> BTreeSet<String> {
 fn readers(key: &str, ingest_sections: &BTreeSet<&str>) -> &'static str {
     let section = key.split('.').next().expect("section.key");
     let server = !SERVER_IGNORES.contains(&section) && !INGEST_ONLY_KEYS.contains(&key);
-    match (server, ingest_sections.contains(section)) {
+    let ingest = ingest_sections.contains(section) && !SERVER_ONLY_KEYS.contains(&key);
+    match (server, ingest) {
         (true, true) => "both",
         (true, false) => "parley-server",
         (false, true) => "ingest",
@@ -331,10 +342,10 @@ fn every_key_of_the_file_is_a_setting_and_every_setting_has_a_key() {
         walked, in_file,
         "the generator's line walk must see the keys the TOML parser sees (one `key = value` per line)"
     );
-    for key in INGEST_ONLY_KEYS {
+    for key in INGEST_ONLY_KEYS.iter().chain(SERVER_ONLY_KEYS) {
         assert!(
             in_file.contains(*key),
-            "INGEST_ONLY_KEYS names {key}, not in the file"
+            "INGEST_ONLY_KEYS / SERVER_ONLY_KEYS name {key}, not in the file"
         );
     }
     for section in ingest_sections()

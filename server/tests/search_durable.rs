@@ -1,5 +1,6 @@
 //! Search in the durable cluster: every node indexes the whole Kafka log with a consumer group
-//! of its own, so a message sent through one node is found by a member connected to another.
+//! of its own, or the nodes query the search role (`ingest search`, a replica with its own
+//! group); either way a message sent through one node is found by a member on another.
 //!
 //! Needs `scripts/services/{redis,tansu,secantus}.sh install` and the ingest binary
 //! (`cargo build -p ingest`), like `durable.rs`.
@@ -8,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::durable::DurableCluster;
+use common::durable::{DurableCluster, TestIngest, PIPELINE_WAIT};
 use common::{create_conversation, send, Client};
 use serde_json::{json, Value};
 
@@ -79,4 +80,68 @@ async fn wait_for_hits(client: &mut Client, query: &str, want: usize) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn nodes_query_the_search_role_which_catches_up_after_kill_9() {
+    let role_address = free_local_address();
+    let url = format!("http://{role_address}");
+    let cluster =
+        DurableCluster::start("search_role", 2, &[("PARLEY__SEARCH__URL", url.as_str())]).await;
+    let data = tempfile::tempdir().expect("search role directory");
+    let mut role_env = cluster.pipeline_env();
+    role_env.extend([
+        ("PARLEY__SEARCH__BIND".to_owned(), role_address.clone()),
+        (
+            "PARLEY__SEARCH__DATA_DIR".to_owned(),
+            data.path().display().to_string(),
+        ),
+    ]);
+    let mut role = TestIngest::start_search_role(&role_env).await;
+    role.wait_ready(PIPELINE_WAIT).await;
+
+    let mut alice = cluster.nodes[0].connect("alice").await;
+    let mut bob = cluster.nodes[1].connect("bob").await;
+    let mut carol = cluster.nodes[1].connect("carol").await;
+    assert!(
+        common::has_feature(&bob.welcome, "search"),
+        "{}",
+        bob.welcome
+    );
+    let conversation_id = create_conversation(&mut alice, "group", &["bob"]).await;
+    send(&mut alice, &conversation_id, "r-1", "answered by the role").await;
+    wait_for_hits(&mut bob, "answered", 1).await;
+    assert_eq!(
+        hit_count(&mut alice, "answered").await,
+        1,
+        "node A asks the role too"
+    );
+    assert_eq!(hit_count(&mut carol, "answered").await, 0, "non-member");
+    let indexed = role.metric("parley_search_indexed_events_total").await;
+    assert!(indexed.is_some_and(|count| count >= 1.0), "{indexed:?}");
+
+    // Without the role a search is unavailable (retryable); a message sent meanwhile is
+    // indexed once the role is back, from its committed position, and nothing twice.
+    role.kill9();
+    let error = bob
+        .err("search.messages", json!({ "query": "answered" }))
+        .await;
+    assert_eq!(error["code"], "unavailable", "{error}");
+    send(
+        &mut alice,
+        &conversation_id,
+        "r-2",
+        "answered after a crash",
+    )
+    .await;
+    role.restart().await;
+    role.wait_ready(PIPELINE_WAIT).await;
+    wait_for_hits(&mut bob, "answered", 2).await;
+    assert_eq!(hit_count(&mut bob, "crash").await, 1);
+}
+
+/// A local address nobody listens on yet (the search role binds it after the nodes start).
+fn free_local_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").to_string()
 }

@@ -3,7 +3,8 @@
 //! - `sections`: [`KafkaSettings`], [`MongoSettings`] and [`IngestSettings`], the sections both
 //!   binaries read (`parley-server` embeds them in its own settings), and [`Invalid`].
 //! - Here: [`ServiceSettings`], what the `ingest` binary reads from the shared configuration
-//!   file — the sections `[kafka]`, `[mongo]`, `[ingest]` and `[log]` (the others belong to
+//!   file — the sections `[kafka]`, `[mongo]`, `[ingest]`, `[search]` (the search role) and
+//!   `[log]` (the others belong to
 //!   `parley-server` and are ignored here) — and the adapter and pipeline configurations built
 //!   from them.
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 use bootstrap::{load_layers, LogSettings};
 use persistence::kafka::KafkaConfig;
 use persistence::mongo::MongoConfig;
+use search::{IndexerConfig, SearchSettings};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -37,6 +39,8 @@ pub struct ServiceSettings {
     pub kafka: KafkaSettings,
     pub mongo: MongoSettings,
     pub ingest: IngestSettings,
+    /// The search role's keys (`ingest search`).
+    pub search: SearchSettings,
     pub log: LogSettings,
 }
 
@@ -78,6 +82,7 @@ impl ServiceSettings {
         self.kafka.validate()?;
         self.mongo.validate()?;
         self.ingest.validate()?;
+        validate_search_role(&self.search)?;
         if self
             .log
             .level
@@ -117,6 +122,19 @@ impl ServiceSettings {
         }
     }
 
+    /// The search role's indexer: its consumer `group` (kept beside the index), the batch
+    /// size of `[search]` and ingest's backoff.
+    pub fn indexer_config(&self, group: String) -> IndexerConfig {
+        let max_backoff = self.max_backoff();
+        IndexerConfig {
+            group,
+            max_batch: self.search.max_batch,
+            initial_backoff: INITIAL_BACKOFF.min(max_backoff),
+            max_backoff,
+            ..IndexerConfig::default()
+        }
+    }
+
     pub fn max_backoff(&self) -> Duration {
         Duration::from_millis(self.ingest.max_backoff_ms)
     }
@@ -124,6 +142,29 @@ impl ServiceSettings {
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.ingest.shutdown_timeout_ms)
     }
+}
+
+/// The `[search]` keys the search role uses.
+fn validate_search_role(search: &SearchSettings) -> Result<(), Invalid> {
+    if search.writer_memory_mb < 15 {
+        return Err(Invalid {
+            key: "search.writer_memory_mb",
+            problem: "must be at least 15".to_owned(),
+        });
+    }
+    if search.max_batch == 0 {
+        return Err(Invalid {
+            key: "search.max_batch",
+            problem: "must be at least 1".to_owned(),
+        });
+    }
+    if search.bind.parse::<std::net::SocketAddr>().is_err() {
+        return Err(Invalid {
+            key: "search.bind",
+            problem: format!("{:?} is not an address:port", search.bind),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -225,6 +266,10 @@ mod tests {
         pairs.push(("PARLEY__INGEST__BIND", "nowhere"));
         let error = ServiceSettings::load(None, &env(&pairs)).unwrap_err();
         assert!(error.to_string().contains("`ingest.bind`"), "{error}");
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("PARLEY__SEARCH__BIND", "nowhere"));
+        let error = ServiceSettings::load(None, &env(&pairs)).unwrap_err();
+        assert!(error.to_string().contains("`search.bind`"), "{error}");
         let mut pairs = REQUIRED.to_vec();
         pairs.push(("PARLEY__LOG__LEVEL", "info,[[["));
         let error = ServiceSettings::load(None, &env(&pairs)).unwrap_err();

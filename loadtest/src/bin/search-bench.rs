@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
-use ports::{SearchIndex, SearchQuery};
+use ports::{SearchIndex, SearchQuery, SearchReader};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use search::TantivyIndex;

@@ -1,34 +1,53 @@
-//! Search: the Tantivy index under `storage.data_dir/search` and the in-process indexer that
-//! feeds it from the log (embedded, or Kafka in durable mode); what `/readyz` says about them.
+//! Search: either the node's own Tantivy index under `storage.data_dir/search` with the
+//! in-process indexer that feeds it from the log (embedded, or Kafka in durable mode), or the
+//! search role at `search.url` queried over HTTP; what `/readyz` says about it.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use ports::ConsumerHealth;
-use search::{Indexer, IndexerConfig, IndexerMetrics, TantivyIndex};
+use ports::{ConsumerHealth, SearchReader};
+use search::{Indexer, IndexerConfig, IndexerMetrics, RemoteSearch, TantivyIndex};
 
 use super::storage::Storage;
 use crate::config::Settings;
 
-/// The index and the indexer that will feed it once the background tasks start.
+/// What `search.messages` queries, and the indexer to start with the background tasks when
+/// the node keeps its own index.
 pub(super) struct SearchSetup {
-    pub(super) index: Arc<TantivyIndex>,
-    pub(super) indexer: Indexer,
+    pub(super) reader: Arc<dyn SearchReader>,
+    pub(super) indexer: Option<Indexer>,
+    url: Option<String>,
 }
 
-/// The index and its indexer when search is on (`search.enabled`): in standalone mode over the
-/// embedded log, and in durable cluster mode over Kafka, where every node keeps a complete
-/// index under its data directory with a consumer group of its own. Redis-only cluster mode
-/// has none (each node's own log would give each node a partial index).
+/// Search when it is on (`search.enabled`):
+/// - `search.url` set (durable cluster mode): the search role there; no index on the node;
+/// - standalone: an index over the embedded log;
+/// - durable cluster mode without `search.url`: every node keeps a complete index under its
+///   data directory with a consumer group of its own;
+/// - Redis-only cluster mode: none (each node's own log would give each node a partial index).
 pub(super) fn open(settings: &Settings, storage: &Storage) -> anyhow::Result<Option<SearchSetup>> {
     if !settings.search.enabled {
         return Ok(None);
     }
+    if let Some(url) = settings.search.role_url() {
+        let remote = RemoteSearch::new(url, settings.search.timeout())
+            .context("cannot build the search role's client")?;
+        tracing::info!(url, "searches go to the search role");
+        return Ok(Some(SearchSetup {
+            reader: Arc::new(remote),
+            indexer: None,
+            url: Some(url.to_owned()),
+        }));
+    }
     let directory = settings.storage.data_dir.join("search");
     // Decided before the index directory is created.
     let group = if storage.kafka.is_some() {
-        replica_group(&settings.storage.data_dir)?
+        search::replica_group(&directory).with_context(|| {
+            format!(
+                "cannot keep the search group beside {}",
+                directory.display()
+            )
+        })?
     } else if settings.redis.roles().is_none() {
         IndexerConfig::default().group
     } else {
@@ -45,51 +64,53 @@ pub(super) fn open(settings: &Settings, storage: &Storage) -> anyhow::Result<Opt
     };
     tracing::info!(directory = %directory.display(), group = %config.group, "search index opened");
     let indexer = Indexer::new(storage.log.clone(), index.clone(), config);
-    Ok(Some(SearchSetup { index, indexer }))
-}
-
-/// The Kafka consumer group of this node's index: made up with the index and kept beside it
-/// (`search.group`), so a restarted node resumes its own group, and a new or deleted index
-/// directory is built from the start of the log under a new group.
-fn replica_group(data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join("search.group");
-    if data_dir.join("search").is_dir() {
-        if let Ok(group) = std::fs::read_to_string(&path) {
-            return Ok(group.trim().to_owned());
-        }
-    }
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create storage.data_dir {}", data_dir.display()))?;
-    let group = format!("parley-search-{}", uuid::Uuid::new_v4().simple());
-    std::fs::write(&path, &group).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(group)
+    Ok(Some(SearchSetup {
+        reader: index,
+        indexer: Some(indexer),
+        url: None,
+    }))
 }
 
 /// What `/readyz` reports about search (never a reason to be not ready: search may lag).
-pub struct SearchStatus {
-    metrics: IndexerMetrics,
-    health: Arc<ConsumerHealth>,
+pub enum SearchStatus {
+    /// The node's own index and indexer.
+    Local {
+        metrics: IndexerMetrics,
+        health: Arc<ConsumerHealth>,
+    },
+    /// The search role at this URL.
+    Role { url: String },
 }
 
 impl SearchStatus {
-    pub(super) fn of(indexer: &Indexer) -> Self {
-        Self {
-            metrics: indexer.metrics(),
-            health: indexer.health(),
+    pub(super) fn of(setup: &SearchSetup) -> Self {
+        match (&setup.indexer, &setup.url) {
+            (Some(indexer), _) => Self::Local {
+                metrics: indexer.metrics(),
+                health: indexer.health(),
+            },
+            (None, url) => Self::Role {
+                url: url.clone().unwrap_or_default(),
+            },
         }
     }
 
-    /// `{"state": "indexing" | "stalled" | "stopped", "lag_events", "lag_seconds"}`.
+    /// `{"state": "indexing" | "stalled" | "stopped", "lag_events", "lag_seconds"}` for the
+    /// node's own index; `{"state": "role", "url"}` when the search role answers.
     pub fn details(&self) -> serde_json::Value {
-        let state = match self.health.problem() {
+        let (metrics, health) = match self {
+            Self::Local { metrics, health } => (metrics, health),
+            Self::Role { url } => return serde_json::json!({ "state": "role", "url": url }),
+        };
+        let state = match health.problem() {
             None => "indexing",
-            Some(_) if self.health.stall().is_some() => "stalled",
+            Some(_) if health.stall().is_some() => "stalled",
             Some(_) => "stopped",
         };
         serde_json::json!({
             "state": state,
-            "lag_events": self.metrics.lag_events.get(),
-            "lag_seconds": self.metrics.lag_seconds.get(),
+            "lag_events": metrics.lag_events.get(),
+            "lag_seconds": metrics.lag_seconds.get(),
         })
     }
 }

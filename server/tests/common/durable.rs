@@ -376,6 +376,8 @@ pub fn metric_in(body: &str, name: &str) -> Option<f64> {
 /// The real `ingest` binary, run with its HTTP endpoints on a free port.
 pub struct TestIngest {
     child: Option<Child>,
+    /// `run` (the ingest) or `search` (the search role).
+    command: &'static str,
     /// `host:port` of `/healthz`, `/readyz`, `/metrics`.
     pub addr: String,
     env: Vec<(String, String)>,
@@ -450,9 +452,19 @@ impl TestIngest {
 
     /// Starts `ingest run` and waits until it prints its address (not until it is ready).
     pub async fn start(env: &[(String, String)]) -> Self {
+        Self::start_command("run", env).await
+    }
+
+    /// Starts the search role, `ingest search`, and waits until it prints its address.
+    pub async fn start_search_role(env: &[(String, String)]) -> Self {
+        Self::start_command("search", env).await
+    }
+
+    async fn start_command(command: &'static str, env: &[(String, String)]) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
         let mut ingest = Self {
             child: None,
+            command,
             addr: String::new(),
             env: env.to_vec(),
             log_path: temp.path().join("ingest.log"),
@@ -464,7 +476,7 @@ impl TestIngest {
 
     async fn spawn(&mut self) {
         let mut child = ingest_command(&self.env, &self.log_path)
-            .arg("run")
+            .arg(self.command)
             .spawn()
             .expect("ingest starts");
         let stdout = child.stdout.take().expect("stdout");
