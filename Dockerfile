@@ -90,8 +90,8 @@ LABEL org.opencontainers.image.title="parley" \
 RUN groupadd --system --gid 10001 parley \
     && useradd --system --no-log-init --uid 10001 --gid parley \
         --home-dir /var/lib/parley --shell /usr/sbin/nologin parley \
-    && mkdir -p /var/lib/parley /etc/parley \
-    && chown parley:parley /var/lib/parley
+    && mkdir -p /var/lib/parley/search /etc/parley \
+    && chown -R parley:parley /var/lib/parley
 
 COPY --from=builder /out/parley-server /out/ingest /out/parley-loadtest /usr/local/bin/
 # The file with every default (the binaries have the same defaults built in); mount your own
@@ -99,7 +99,8 @@ COPY --from=builder /out/parley-server /out/ingest /out/parley-loadtest /usr/loc
 COPY config/parley.toml /etc/parley/parley.toml
 
 # Standalone mode keeps its data in ./data, i.e. /var/lib/parley/data (a durable node its search
-# index): mount a volume on /var/lib/parley to keep it.
+# index): mount a volume on /var/lib/parley to keep it. The search role (`ingest search`) keeps
+# its index where search.data_dir says (compose and k8s: /var/lib/parley/search).
 WORKDIR /var/lib/parley
 USER 10001:10001
 

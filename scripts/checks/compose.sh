@@ -156,7 +156,7 @@ ONE_SHOT = {
 # The only services reachable from the host.
 PUBLISHED_ALLOWED = {"proxy", "prometheus", "grafana"}
 # The sections the ingest binary reads (ingest/src/settings/mod.rs, `ServiceSettings`).
-INGEST_SECTIONS = {"kafka", "mongo", "ingest", "log"}
+INGEST_SECTIONS = {"kafka", "mongo", "ingest", "search", "log"}
 READY_CONDITIONS = {"service_healthy", "service_completed_successfully"}
 
 with open(compose_file) as handle:
@@ -225,10 +225,17 @@ def setting(service, section, key):
     return defaults.get(section, {}).get(key)
 
 
+def bind_section(service):
+    """The section whose `bind` the service's Parley binary listens on: `search` for the search
+    role (`ingest search`), `ingest` for ingest, `server` for a node."""
+    if binary_of(service) != "ingest":
+        return "server"
+    return "search" if "search" in (service.get("command") or []) else "ingest"
+
+
 def listening(service):
     """(host, port) the service's Parley binary binds its HTTP endpoints to."""
-    binary = binary_of(service)
-    value = setting(service, "ingest" if binary == "ingest" else "server", "bind")
+    value = setting(service, bind_section(service), "bind")
     if not value or ":" not in str(value):
         return None
     host, _, port = str(value).rpartition(":")

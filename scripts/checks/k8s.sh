@@ -103,7 +103,7 @@ SERVER_EXIT_MARGIN_S = 5
 # ingest: the health server's own stop (1 s) and closing the consumer.
 INGEST_EXIT_MARGIN_S = 2
 SECRET_KEYS = {"mongo.uri", "auth.jwt_secret", "auth.api_key"}
-INGEST_SECTIONS = {"kafka", "mongo", "ingest", "log"}
+INGEST_SECTIONS = {"kafka", "mongo", "ingest", "search", "log"}
 # Secrets that are created out of band (documented), not rendered by kustomize.
 EXTERNAL_SECRETS = {"parley-secrets", "parley-tls"}
 
@@ -436,10 +436,15 @@ def check_render(name, path):
             if kind != "Deployment":
                 continue
             # probes
-            bind = config["ingest.bind" if binary == "ingest" else "server.bind"]
+            # The search role (`ingest search`) listens on search.bind, ingest on ingest.bind.
+            if binary == "ingest":
+                bind_key = "search.bind" if "search" in (container.get("args") or []) else "ingest.bind"
+            else:
+                bind_key = "server.bind"
+            bind = config[bind_key]
             bind_port = int(bind.rsplit(":", 1)[1])
             if not bind.startswith("0.0.0.0:") and not bind.startswith("[::]:"):
-                fail(where, f"{'ingest.bind' if binary == 'ingest' else 'server.bind'} = {bind} is not reachable from outside the pod")
+                fail(where, f"{bind_key} = {bind} is not reachable from outside the pod")
             for probe_name, want in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
                 probe = container.get(probe_name)
                 if not probe or "httpGet" not in probe:
