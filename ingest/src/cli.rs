@@ -1,11 +1,13 @@
-//! The `ingest` command line: `ingest [--config PATH] [--timeout-secs N] [run|setup|search]`.
+//! The `ingest` command line:
+//! `ingest [--config PATH] [--timeout-secs N] [run|setup|search|reindex]`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
 
-pub const USAGE: &str = "usage: ingest [--config PATH] [run | setup [--timeout-secs N] | search]
+pub const USAGE: &str =
+    "usage: ingest [--config PATH] [run | setup [--timeout-secs N] | search | reindex]
        ingest probe [URL]
 
 Consumes Parley's event log from Kafka, writes it to MongoDB and appends message.stored
@@ -19,6 +21,8 @@ commands:
   search  the search role: keep a complete search index of the log under search.data_dir
           (a consumer group of its own) and answer the nodes' queries on search.bind
           (POST /v1/search, GET /v1/stats, /healthz, /readyz, /metrics) until SIGTERM/SIGINT
+  reindex rebuild the search role's index in search.data_dir from MongoDB (stop the role
+          first); the role then replays what the log still holds over it
   probe   GET URL (default http://127.0.0.1:9091/healthz) and exit 0 if it answers 2xx
           within 2 s, else 1: the container health check (no curl in the image)
 
@@ -41,6 +45,8 @@ pub enum Command {
     Setup { timeout: Duration },
     /// Run a search replica.
     Search,
+    /// Rebuild the search replica's index from MongoDB.
+    Reindex,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,18 +110,19 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Invocation, 
                 }
                 timeout = Some(Duration::from_secs(seconds));
             }
-            "run" | "setup" | "search" if command.is_none() => command = Some(arg),
+            "run" | "setup" | "search" | "reindex" if command.is_none() => command = Some(arg),
             other => return Err(UsageError(format!("unexpected argument {other:?}"))),
         }
     }
     let command = match command.as_deref() {
-        None | Some("run") | Some("search") if timeout.is_some() => {
+        None | Some("run") | Some("search") | Some("reindex") if timeout.is_some() => {
             return Err(UsageError(
                 "--timeout-secs only applies to setup".to_owned(),
             ));
         }
         None | Some("run") => Command::Run,
         Some("search") => Command::Search,
+        Some("reindex") => Command::Reindex,
         _ => Command::Setup {
             timeout: timeout.unwrap_or(DEFAULT_SETUP_TIMEOUT),
         },
@@ -194,6 +201,7 @@ mod tests {
     #[test]
     fn search_runs_a_replica() {
         assert_eq!(parse(&["search"]), start(None, Command::Search));
+        assert_eq!(parse(&["reindex"]), start(None, Command::Reindex));
         assert_eq!(
             parse(&["-c", "p.toml", "search"]),
             start(Some("p.toml"), Command::Search)

@@ -5,6 +5,7 @@
 
 mod cli;
 mod health;
+mod reindex;
 mod search_role;
 mod service;
 
@@ -60,6 +61,10 @@ fn main() -> ExitCode {
                 }),
             Command::Run => service::run(&settings, hostname.as_deref()).await,
             Command::Search => search_role::run(&settings, hostname.as_deref()).await,
+            Command::Reindex => reindex::run(&settings).await.map(|messages| {
+                println!("ingest reindex done: {messages} messages");
+                Stopped::Cleanly
+            }),
         }
     });
     match result {

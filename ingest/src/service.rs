@@ -46,6 +46,9 @@ pub enum ServiceError {
     /// The search role's index directory cannot be opened or created.
     #[error("search.data_dir: cannot open the index in {directory}: {problem}")]
     Index { directory: String, problem: String },
+    /// `ingest reindex`: MongoDB or the new index failed.
+    #[error("reindex: {0}")]
+    Reindex(PortError),
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("cannot listen for signals: {0}")]
@@ -55,6 +58,14 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// The search index in `directory` cannot be opened, created or replaced.
+    pub fn index(directory: &std::path::Path, error: impl std::fmt::Display) -> Self {
+        Self::Index {
+            directory: directory.display().to_string(),
+            problem: error.to_string(),
+        }
+    }
+
     /// 2 for configuration mistakes, 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {

@@ -505,7 +505,7 @@ async fn bad_configuration_exits_with_2_and_names_the_key() {
     let mut help = IngestProcess::start(&["--help"], &[]);
     assert_eq!(
         help.line().await.as_deref(),
-        Some("usage: ingest [--config PATH] [run | setup [--timeout-secs N] | search]")
+        Some("usage: ingest [--config PATH] [run | setup [--timeout-secs N] | search | reindex]")
     );
     assert!(help.exit_status().await.success());
 }

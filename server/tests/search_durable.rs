@@ -9,8 +9,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::durable::{DurableCluster, TestIngest, PIPELINE_WAIT};
+use common::durable::{wait_for_document, DurableCluster, TestIngest, PIPELINE_WAIT};
 use common::{create_conversation, send, Client};
+use mongodb::bson::{doc, Document};
 use serde_json::{json, Value};
 
 /// The first search of a node also waits for its indexer to join its group.
@@ -138,6 +139,74 @@ async fn nodes_query_the_search_role_which_catches_up_after_kill_9() {
     role.wait_ready(PIPELINE_WAIT).await;
     wait_for_hits(&mut bob, "answered", 2).await;
     assert_eq!(hit_count(&mut bob, "crash").await, 1);
+}
+
+/// `ingest reindex` rebuilds the role's index from MongoDB. To tell what came from MongoDB from
+/// what the role replays from the log, the stored copy of a message is rewritten directly in
+/// MongoDB (as for history the log no longer holds): after the reindex the role finds the
+/// message by the stored words, and finds a message sent after the reindex from the log.
+#[tokio::test]
+async fn reindex_rebuilds_the_role_index_from_mongodb() {
+    let role_address = free_local_address();
+    let url = format!("http://{role_address}");
+    let cluster = DurableCluster::start(
+        "search_reindex",
+        1,
+        &[("PARLEY__SEARCH__URL", url.as_str())],
+    )
+    .await;
+    let data = tempfile::tempdir().expect("search role directory");
+    let mut role_env = cluster.pipeline_env();
+    role_env.extend([
+        ("PARLEY__SEARCH__BIND".to_owned(), role_address.clone()),
+        (
+            "PARLEY__SEARCH__DATA_DIR".to_owned(),
+            data.path().display().to_string(),
+        ),
+    ]);
+    let mut alice = cluster.nodes[0].connect("alice").await;
+    let conversation_id = create_conversation(&mut alice, "group", &["bob"]).await;
+    send(&mut alice, &conversation_id, "x-1", "written to the log").await;
+    let stored = wait_for_document(
+        &cluster.db,
+        "messages",
+        doc! { "client_msg_id": "x-1" },
+        "the message in mongodb",
+        |_| true,
+    )
+    .await;
+    let record = stored
+        .get_str("record")
+        .expect("record")
+        .replace("written to the log", "archived in the store");
+    cluster
+        .db
+        .collection::<Document>("messages")
+        .update_one(
+            doc! { "client_msg_id": "x-1" },
+            doc! { "$set": { "record": record, "text": "archived in the store" } },
+        )
+        .await
+        .expect("rewrite the stored copy");
+
+    let printed = TestIngest::run_once(&role_env, "reindex", PIPELINE_WAIT).await;
+    assert!(printed.contains("done: 1 messages"), "{printed}");
+    send(
+        &mut alice,
+        &conversation_id,
+        "x-2",
+        "sent after the reindex",
+    )
+    .await;
+    let role = TestIngest::start_search_role(&role_env).await;
+    role.wait_ready(PIPELINE_WAIT).await;
+    wait_for_hits(&mut alice, "reindex", 1).await;
+    assert_eq!(hit_count(&mut alice, "archived").await, 1, "from mongodb");
+    assert_eq!(
+        hit_count(&mut alice, "written").await,
+        0,
+        "the log's older copy replaced nothing"
+    );
 }
 
 /// A local address nobody listens on yet (the search role binds it after the nodes start).

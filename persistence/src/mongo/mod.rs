@@ -1,7 +1,8 @@
 //! The MongoDB store: [`MongoStore`] implements [`ports::Store`] over the collections
 //! `messages`, `conversations` and `participants` (see `documents` for their shape), written
 //! by ingest with bulk, idempotent commands (see `write`) and read by history, sync and
-//! conversation lists (see `read`).
+//! conversation lists (see `read`); `scan` pages through every message (rebuilding the search
+//! index).
 //!
 //! Every operation is bounded by [`MongoConfig`]'s timeouts: a dead or unreachable server fails
 //! callers with `PortError::Unavailable`, never hangs them.
@@ -11,6 +12,7 @@ mod config;
 mod documents;
 mod reactions;
 mod read;
+mod scan;
 mod write;
 
 use async_trait::async_trait;

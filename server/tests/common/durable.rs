@@ -410,12 +410,18 @@ impl TestIngest {
     /// Runs `ingest setup` (it waits for Kafka and MongoDB, creates the topics and indexes) and
     /// asserts that it prints `ingest setup done` and exits 0 within `limit`.
     pub async fn setup(env: &[(String, String)], limit: Duration) {
+        Self::run_once(env, "setup", limit).await;
+    }
+
+    /// Runs `ingest <command>` to its end and asserts that it prints `ingest <command> done`
+    /// and exits 0 within `limit`; returns what it printed.
+    pub async fn run_once(env: &[(String, String)], command: &str, limit: Duration) -> String {
         let temp = tempfile::tempdir().expect("temp dir");
-        let log_path = temp.path().join("ingest-setup.log");
+        let log_path = temp.path().join(format!("ingest-{command}.log"));
         let mut child = ingest_command(env, &log_path)
-            .arg("setup")
+            .arg(command)
             .spawn()
-            .expect("ingest setup starts");
+            .expect("ingest starts");
         let stdout = child.stdout.take().expect("stdout");
         let reader = std::thread::spawn(move || {
             let mut text = String::new();
@@ -441,13 +447,14 @@ impl TestIngest {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         let Some(status) = status else {
             panic!(
-                "`ingest setup` did not finish within {limit:?}\nstdout:\n{stdout}\nlog:\n{log}"
+                "`ingest {command}` did not finish within {limit:?}\nstdout:\n{stdout}\nlog:\n{log}"
             );
         };
         assert!(
-            status.success() && stdout.contains("ingest setup done"),
-            "`ingest setup` failed ({status})\nstdout:\n{stdout}\nlog:\n{log}"
+            status.success() && stdout.contains(&format!("ingest {command} done")),
+            "`ingest {command}` failed ({status})\nstdout:\n{stdout}\nlog:\n{log}"
         );
+        stdout
     }
 
     /// Starts `ingest run` and waits until it prints its address (not until it is ready).
