@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Soak: steady, moderate chat load on the durable cluster (scripts/dev-cluster.sh on private
+# ports: Redis, Tansu, SecantusDB, SeaweedFS, one ingest, two release-built nodes) for a long
+# time, sampled every 10 s (scripts/soak/sample.py: RSS and open descriptors of the nodes and
+# ingest, ingest's consumer lag, send -> ack p99 per interval), then plotted and judged flat
+# or not (scripts/soak/report.py; exit 1 when RSS or descriptors grew over 10 %).
+#
+#   scripts/soak.sh [--minutes 60] [--connections 400] [--rate 0.5] [--out DIR]
+#
+# --rate is actions per user per second of loadtest/scenarios/chat.toml (sends are about half
+# of them). The report (samples.csv, soak.png, loadtest.json, the load generator's log and the
+# cluster's logs) goes to --out (default tmp/soak-<UTC time>). Not part of scripts/test.sh: a
+# run takes as long as --minutes; results go to docs/reliability.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+minutes=60 connections=400 rate=0.5 out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --minutes) minutes="$2"; shift 2 ;;
+    --connections) connections="$2"; shift 2 ;;
+    --rate) rate="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    *) echo "usage: scripts/soak.sh [--minutes N] [--connections N] [--rate R] [--out DIR]" >&2; exit 2 ;;
+  esac
+done
+out="${out:-tmp/soak-$(date -u +%Y%m%dT%H%M%SZ)}"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+
+# Private ports and state, so a soak runs beside the tests and a developer's dev cluster.
+export PARLEY_DEV_DIR="$out/cluster"
+export PARLEY_DEV_REDIS_PORT=16391 PARLEY_DEV_KAFKA_PORT=29093 PARLEY_DEV_MONGO_PORT=37019
+export PARLEY_DEV_INGEST_PORT=19191 PARLEY_DEV_S3_PORT=28433 PARLEY_DEV_PORTS="18181 18182"
+
+# shellcheck source=scripts/services/lib.sh
+. scripts/services/lib.sh
+venv="$HOME/.cache/parley-tools/soak-venv"
+svc_pip_venv "$venv" "matplotlib-3.9.2" "$venv/bin/python" "soak plots" matplotlib==3.9.2
+
+echo "==> building release binaries"
+cargo build --release -p server -p ingest -p loadtest
+scripts/dev-cluster.sh up
+stop_all() {
+  [ -n "${sampler:-}" ] && kill -TERM "$sampler" 2>/dev/null && wait "$sampler" || true
+  scripts/dev-cluster.sh down || true
+}
+trap stop_all EXIT
+# shellcheck disable=SC1091
+set -a; . "$PARLEY_DEV_DIR/credentials"; set +a
+
+python3 scripts/soak/sample.py --state "$PARLEY_DEV_DIR" --node-ports "$PARLEY_DEV_PORTS" \
+  --ingest-port "$PARLEY_DEV_INGEST_PORT" --every 10 --out "$out/samples.csv" &
+sampler=$!
+
+echo "==> $minutes min of chat load: $connections users, $rate actions/s each (report in $out)"
+urls=()
+for port in $PARLEY_DEV_PORTS; do urls+=(--url "ws://127.0.0.1:$port/ws"); done
+target/release/parley-loadtest --scenario loadtest/scenarios/chat.toml "${urls[@]}" \
+  --api-key "$PARLEY__AUTH__API_KEY" --connections "$connections" --rate "$rate" \
+  --duration "$((minutes * 60))" --report "$out/loadtest.json" 2> "$out/loadtest.log" \
+  || echo "parley-loadtest exited $? (see $out/loadtest.log)"
+tail -n 25 "$out/loadtest.log"
+
+kill -TERM "$sampler"; wait "$sampler" || true; sampler=""
+{
+  echo "commit $(git rev-parse --short HEAD), $(nproc) cores, $(date -u +%FT%TZ)"
+  echo "scripts/soak.sh --minutes $minutes --connections $connections --rate $rate"
+} > "$out/run.txt"
+"$venv/bin/python" scripts/soak/report.py "$out/samples.csv" --png "$out/soak.png" \
+  --title "Parley soak: $minutes min, $connections users x $rate actions/s, $(git rev-parse --short HEAD)" \
+  | tee "$out/verdict.txt"

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Plots a soak's samples (sample.py's CSV) into a PNG and prints whether each series stayed
+flat: the mean of the last tenth of the run against the mean of the second tenth (the first
+is warm-up). Exit status 1 when RSS or file descriptors grew by more than --max-growth."""
+
+import argparse
+import csv
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def load(path):
+    with open(path) as source:
+        rows = list(csv.DictReader(source))
+    columns = {name: [] for name in rows[0]} if rows else {}
+    for row in rows:
+        for name, value in row.items():
+            columns[name].append(float(value) if value not in ("", None) else None)
+    return columns
+
+
+def mean(values):
+    values = [value for value in values if value is not None]
+    return sum(values) / len(values) if values else None
+
+
+def tenth(values, index):
+    size = max(1, len(values) // 10)
+    return values[index * size:(index + 1) * size] if index >= 0 else values[-size:]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("samples")
+    parser.add_argument("--png", required=True)
+    parser.add_argument("--title", default="Parley soak")
+    parser.add_argument("--max-growth", type=float, default=0.10)
+    args = parser.parse_args()
+    columns = load(args.samples)
+    minutes = [seconds / 60 for seconds in columns.pop("seconds")]
+    groups = {
+        "RSS (MiB)": [n for n in columns if n.endswith("_rss_kib")],
+        "open file descriptors": [n for n in columns if n.endswith("_fds")],
+        "ingest consumer lag (records)": ["ingest_lag_records"],
+        "send -> ack p99 per 10 s (ms)": ["send_ack_p99_ms"],
+    }
+    figure, axes = plt.subplots(len(groups), 1, figsize=(10, 11), sharex=True)
+    growing = []
+    for axis, (title, names) in zip(axes, groups.items()):
+        for name in names:
+            values = columns[name]
+            if name.endswith("_rss_kib"):
+                values = [None if v is None else v / 1024 for v in values]
+            axis.plot(minutes, [float("nan") if v is None else v for v in values], label=name)
+            early, late = mean(tenth(values, 1)), mean(tenth(values, -1))
+            change = (late - early) / early if early else None
+            shown = "n/a" if change is None else f"{change:+.1%}"
+            print(f"{name:32} second tenth {early if early is not None else 'n/a':>10.1f} "
+                  f"last tenth {late if late is not None else 'n/a':>10.1f}  change {shown}"
+                  if early is not None and late is not None else f"{name:32} not enough samples")
+            if change is not None and change > args.max_growth and not name.startswith(("ingest_lag", "send_ack")):
+                growing.append(f"{name} grew {change:+.1%}")
+        axis.set_title(title)
+        axis.legend(fontsize="small")
+        axis.grid(True, alpha=0.3)
+    axes[-1].set_xlabel("minutes")
+    figure.suptitle(args.title)
+    figure.tight_layout()
+    figure.savefig(args.png, dpi=100)
+    print(f"plot: {args.png}")
+    if growing:
+        print("NOT FLAT: " + "; ".join(growing))
+        sys.exit(1)
+    print(f"flat: no RSS or descriptor series grew by more than {args.max_growth:.0%}")
+
+
+if __name__ == "__main__":
+    main()

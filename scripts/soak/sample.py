@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Samples a running dev cluster every --every seconds into a CSV, until SIGTERM/SIGINT.
+
+Per sample: RSS (KiB) and open file descriptors of every node and of ingest (from /proc, pids
+from the cluster's state directory), ingest's total consumer lag (records), and the p99 of
+send -> ack (`parley_request_duration_seconds{op="message.send"}`, all nodes) over the
+interval since the previous sample, computed from the histogram buckets' increase.
+"""
+
+import argparse
+import csv
+import os
+import signal
+import sys
+import time
+import urllib.request
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def metrics(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        return answer.read().decode()
+
+
+def series(text, name, label_filter=""):
+    """(labels, value) of every sample of `name` whose labels contain `label_filter`."""
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        labels = head[len(name):]
+        if label_filter in labels:
+            yield labels, float(value)
+
+
+def send_buckets(texts):
+    """Cumulative send->ack bucket counts by upper bound, summed over the nodes."""
+    buckets = {}
+    for text in texts:
+        for labels, value in series(text, "parley_request_duration_seconds_bucket", 'op="message.send"'):
+            bound = labels.split('le="')[1].split('"')[0]
+            bound = float("inf") if bound == "+Inf" else float(bound)
+            buckets[bound] = buckets.get(bound, 0.0) + value
+    return buckets
+
+
+def p99_ms(now, before):
+    """The p99 (upper bucket bound, ms) of the observations between two bucket snapshots."""
+    bounds = sorted(now)
+    increase = [now[b] - before.get(b, 0.0) for b in bounds]
+    total = increase[-1] if increase else 0.0
+    if total <= 0:
+        return ""
+    for bound, count in zip(bounds, increase):
+        if count >= 0.99 * total:
+            return "" if bound == float("inf") else round(bound * 1000, 3)
+    return ""
+
+
+def pid_of(state, name):
+    with open(os.path.join(state, f"{name}.pid")) as pidfile:
+        return int(pidfile.read().strip())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--state", required=True, help="the dev cluster's state directory")
+    parser.add_argument("--node-ports", required=True, help="space-separated node HTTP ports")
+    parser.add_argument("--ingest-port", required=True)
+    parser.add_argument("--every", type=float, default=10.0)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    nodes = args.node_ports.split()
+    processes = {f"node{port}": pid_of(args.state, f"node-{port}") for port in nodes}
+    processes["ingest"] = pid_of(args.state, "ingest")
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
+    columns = ["seconds"]
+    for name in processes:
+        columns += [f"{name}_rss_kib", f"{name}_fds"]
+    columns += ["ingest_lag_records", "send_ack_p99_ms"]
+    started = time.monotonic()
+    previous = {}
+    with open(args.out, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        while not stopping:
+            row = [round(time.monotonic() - started, 1)]
+            try:
+                for pid in processes.values():
+                    row += [rss_kib(pid), open_fds(pid)]
+                lag = sum(value for _, value in series(metrics(args.ingest_port), "parley_ingest_consumer_lag{"))
+                buckets = send_buckets(metrics(port) for port in nodes)
+            except (OSError, ValueError) as error:
+                print(f"sample skipped: {error}", file=sys.stderr, flush=True)
+            else:
+                row += [int(lag), p99_ms(buckets, previous) if previous else ""]
+                previous = buckets
+                writer.writerow(row)
+                out.flush()
+            deadline = time.monotonic() + args.every
+            while not stopping and time.monotonic() < deadline:
+                time.sleep(0.2)
+
+
+if __name__ == "__main__":
+    main()
