@@ -11,14 +11,13 @@ use std::sync::Arc;
 use ports::{ConsumerHealth, EventLog, SearchReader};
 use prometheus::Registry;
 use search::{Indexer, IndexerMetrics, TantivyIndex};
-use tokio::sync::{watch, Notify};
 use tracing::info;
 
 use ingest::settings::ServiceSettings;
 use persistence::kafka::KafkaLog;
 
 use crate::health::{ExtraRoutes, HealthServer, ReadinessCheck};
-use crate::service::{announce, finish, listen_for_signals, ServiceError, Stopped};
+use crate::service::{announce, ServiceError, Stopped, Stopping};
 
 /// Ready when the indexer runs, has caught up with the log once, and is at most
 /// `search.ready_lag_events` records behind.
@@ -53,9 +52,7 @@ pub async fn run(
     settings: &ServiceSettings,
     hostname: Option<&str>,
 ) -> Result<Stopped, ServiceError> {
-    let (shutdown, mut shutdown_requested) = watch::channel(false);
-    let forced = Arc::new(Notify::new());
-    let signals = listen_for_signals(shutdown, Arc::clone(&forced))?;
+    let stopping = Stopping::listen()?;
     let log: Arc<dyn EventLog> = Arc::new(
         KafkaLog::new(settings.kafka_config(hostname)).map_err(ServiceError::AdapterConfig)?,
     );
@@ -93,19 +90,10 @@ pub async fn run(
     announce(&format!("ingest listening on {}", server.address()));
     info!(address = %server.address(), group = %group, directory = %index_dir.display(),
         "search replica up");
-    let work = tokio::spawn(indexer.run(shutdown_requested.clone()));
-    let finished = finish(
-        work,
-        &mut shutdown_requested,
-        &forced,
-        settings.shutdown_timeout(),
-    )
-    .await;
-    signals.abort();
-    let stopped = finished?;
-    if stopped == Stopped::Cleanly {
-        server.stop().await;
-    }
+    let work = tokio::spawn(indexer.run(stopping.requested()));
+    let stopped = stopping
+        .wait(work, server, settings.shutdown_timeout())
+        .await?;
     info!(?stopped, "search replica exiting");
     Ok(stopped)
 }

@@ -165,9 +165,7 @@ pub async fn run(
 ) -> Result<Stopped, ServiceError> {
     // Before anything is announced: a SIGTERM right after the "listening" line must already
     // mean a clean stop, not the default kill.
-    let (shutdown, mut shutdown_requested) = watch::channel(false);
-    let forced = Arc::new(Notify::new());
-    let signals = listen_for_signals(shutdown, Arc::clone(&forced))?;
+    let stopping = Stopping::listen()?;
     let adapters = Adapters::open(settings, hostname).await?;
     let log: Arc<dyn EventLog> = adapters.log.clone();
     let store: Arc<dyn Store> = adapters.store.clone();
@@ -194,7 +192,7 @@ pub async fn run(
 
     let max_backoff = settings.max_backoff();
     let mongo = Arc::clone(&adapters.store);
-    let mut work_shutdown = shutdown_requested.clone();
+    let mut work_shutdown = stopping.requested();
     let work = tokio::spawn(async move {
         let mut progress = Progress::new("waiting for mongodb");
         let prepared = retry(&mut progress, max_backoff, Some(&mut work_shutdown), || {
@@ -209,67 +207,94 @@ pub async fn run(
         pipeline.run(work_shutdown).await;
     });
 
-    let finished = finish(
-        work,
-        &mut shutdown_requested,
-        &forced,
-        settings.shutdown_timeout(),
-    )
-    .await;
-    signals.abort();
-    let stopped = match finished {
-        Ok(stopped) => stopped,
-        Err(error) => {
-            server.stop().await;
-            return Err(error);
-        }
-    };
-    if stopped == Stopped::Cleanly {
-        server.stop().await;
-    }
+    let stopped = stopping
+        .wait(work, server, settings.shutdown_timeout())
+        .await?;
     info!(?stopped, "ingest exiting");
     Ok(stopped)
 }
 
-/// Waits for `work` to end by itself, or, once shutdown is requested, to finish what it has
-/// in hand within `deadline` (a second signal, `forced`, cuts the wait short).
-pub async fn finish(
-    mut work: JoinHandle<()>,
-    shutdown_requested: &mut watch::Receiver<bool>,
-    forced: &Notify,
-    deadline: Duration,
-) -> Result<Stopped, ServiceError> {
-    let finished = tokio::select! {
-        finished = &mut work => Some(finished),
-        _ = shutdown_requested.wait_for(|requested| *requested) => None,
-    };
-    match finished {
-        Some(Ok(())) => return Ok(Stopped::Cleanly),
-        Some(Err(join_error)) => return Err(ServiceError::Task(join_error.to_string())),
-        None => {}
+/// The stop of a long-running command: the first SIGTERM/SIGINT requests it, a second one
+/// forces it.
+pub struct Stopping {
+    requested: watch::Receiver<bool>,
+    forced: Arc<Notify>,
+    signals: JoinHandle<()>,
+}
+
+impl Stopping {
+    /// Listens for the signals from now on (before anything is announced: a SIGTERM right
+    /// after the "listening" line must already mean a clean stop, not the default kill).
+    pub fn listen() -> Result<Self, ServiceError> {
+        let (shutdown, requested) = watch::channel(false);
+        let forced = Arc::new(Notify::new());
+        let signals = listen_for_signals(shutdown, Arc::clone(&forced))?;
+        Ok(Self {
+            requested,
+            forced,
+            signals,
+        })
     }
-    info!(
-        deadline_ms = deadline.as_millis() as u64,
-        "finishing the batch in hand"
-    );
-    Ok(tokio::select! {
-        finished = tokio::time::timeout(deadline, &mut work) => match finished {
-            Ok(Ok(())) => Stopped::Cleanly,
-            Ok(Err(join_error)) => {
-                error!(error = %join_error, "ingest task failed while stopping");
-                Stopped::Cleanly
-            }
-            Err(_elapsed) => {
-                warn!(deadline_ms = deadline.as_millis() as u64,
-                    "shutdown deadline passed; exiting with the batch in hand uncommitted");
+
+    /// Turns true when a stop is requested (for the work to watch).
+    pub fn requested(&self) -> watch::Receiver<bool> {
+        self.requested.clone()
+    }
+
+    /// Waits for `work` to end by itself, or, once a stop is requested, to finish what it has
+    /// in hand within `deadline` (a second signal cuts the wait short); then stops `server`
+    /// unless the stop was forced (work may still be running: the process exits at once).
+    pub async fn wait(
+        mut self,
+        work: JoinHandle<()>,
+        server: HealthServer,
+        deadline: Duration,
+    ) -> Result<Stopped, ServiceError> {
+        let finished = self.finish(work, deadline).await;
+        self.signals.abort();
+        if !matches!(finished, Ok(Stopped::Forced)) {
+            server.stop().await;
+        }
+        finished
+    }
+
+    async fn finish(
+        &mut self,
+        mut work: JoinHandle<()>,
+        deadline: Duration,
+    ) -> Result<Stopped, ServiceError> {
+        let finished = tokio::select! {
+            finished = &mut work => Some(finished),
+            _ = self.requested.wait_for(|requested| *requested) => None,
+        };
+        match finished {
+            Some(Ok(())) => return Ok(Stopped::Cleanly),
+            Some(Err(join_error)) => return Err(ServiceError::Task(join_error.to_string())),
+            None => {}
+        }
+        info!(
+            deadline_ms = deadline.as_millis() as u64,
+            "finishing the batch in hand"
+        );
+        Ok(tokio::select! {
+            finished = tokio::time::timeout(deadline, &mut work) => match finished {
+                Ok(Ok(())) => Stopped::Cleanly,
+                Ok(Err(join_error)) => {
+                    error!(error = %join_error, "ingest task failed while stopping");
+                    Stopped::Cleanly
+                }
+                Err(_elapsed) => {
+                    warn!(deadline_ms = deadline.as_millis() as u64,
+                        "shutdown deadline passed; exiting with the batch in hand uncommitted");
+                    Stopped::Forced
+                }
+            },
+            () = self.forced.notified() => {
+                warn!("second signal; exiting with the batch in hand uncommitted");
                 Stopped::Forced
             }
-        },
-        () = forced.notified() => {
-            warn!("second signal; exiting with the batch in hand uncommitted");
-            Stopped::Forced
-        }
-    })
+        })
+    }
 }
 
 /// Prints one line on stdout (what scripts wait for) and flushes it.
@@ -280,7 +305,7 @@ pub fn announce(line: &str) {
 }
 
 /// The first SIGTERM/SIGINT requests shutdown; the next one notifies `forced`.
-pub fn listen_for_signals(
+fn listen_for_signals(
     shutdown: watch::Sender<bool>,
     forced: Arc<Notify>,
 ) -> Result<tokio::task::JoinHandle<()>, ServiceError> {

@@ -27,15 +27,7 @@ async fn hit_count(client: &mut Client, query: &str) -> usize {
 #[tokio::test]
 async fn a_message_sent_on_one_node_is_found_by_a_member_on_another() {
     let mut cluster = DurableCluster::start("search_durable", 2, &[]).await;
-    let mut alice = cluster.nodes[0].connect("alice").await;
-    let mut bob = cluster.nodes[1].connect("bob").await;
-    let mut carol = cluster.nodes[1].connect("carol").await;
-    assert!(
-        common::has_feature(&bob.welcome, "search"),
-        "{}",
-        bob.welcome
-    );
-    let conversation_id = create_conversation(&mut alice, "group", &["bob"]).await;
+    let (mut alice, mut bob, mut carol, conversation_id) = alice_bob_and_carol(&cluster).await;
     send(
         &mut alice,
         &conversation_id,
@@ -66,6 +58,20 @@ async fn a_message_sent_on_one_node_is_found_by_a_member_on_another() {
     wait_for_hits(&mut bob, "replicated", 2).await;
 }
 
+/// Alice on node A and Bob on node B in a group conversation, and Carol (not a member) on B.
+async fn alice_bob_and_carol(cluster: &DurableCluster) -> (Client, Client, Client, String) {
+    let mut alice = cluster.nodes[0].connect("alice").await;
+    let bob = cluster.nodes[1].connect("bob").await;
+    let carol = cluster.nodes[1].connect("carol").await;
+    assert!(
+        common::has_feature(&bob.welcome, "search"),
+        "{}",
+        bob.welcome
+    );
+    let conversation_id = create_conversation(&mut alice, "group", &["bob"]).await;
+    (alice, bob, carol, conversation_id)
+}
+
 /// Searches until `want` hits (or fails after [`FIRST_INDEXING`]).
 async fn wait_for_hits(client: &mut Client, query: &str, want: usize) {
     let started = Instant::now();
@@ -90,26 +96,11 @@ async fn nodes_query_the_search_role_which_catches_up_after_kill_9() {
     let cluster =
         DurableCluster::start("search_role", 2, &[("PARLEY__SEARCH__URL", url.as_str())]).await;
     let data = tempfile::tempdir().expect("search role directory");
-    let mut role_env = cluster.pipeline_env();
-    role_env.extend([
-        ("PARLEY__SEARCH__BIND".to_owned(), role_address.clone()),
-        (
-            "PARLEY__SEARCH__DATA_DIR".to_owned(),
-            data.path().display().to_string(),
-        ),
-    ]);
+    let role_env = role_env(&cluster, &role_address, data.path());
     let mut role = TestIngest::start_search_role(&role_env).await;
     role.wait_ready(PIPELINE_WAIT).await;
 
-    let mut alice = cluster.nodes[0].connect("alice").await;
-    let mut bob = cluster.nodes[1].connect("bob").await;
-    let mut carol = cluster.nodes[1].connect("carol").await;
-    assert!(
-        common::has_feature(&bob.welcome, "search"),
-        "{}",
-        bob.welcome
-    );
-    let conversation_id = create_conversation(&mut alice, "group", &["bob"]).await;
+    let (mut alice, mut bob, mut carol, conversation_id) = alice_bob_and_carol(&cluster).await;
     send(&mut alice, &conversation_id, "r-1", "answered by the role").await;
     wait_for_hits(&mut bob, "answered", 1).await;
     assert_eq!(
@@ -156,14 +147,7 @@ async fn reindex_rebuilds_the_role_index_from_mongodb() {
     )
     .await;
     let data = tempfile::tempdir().expect("search role directory");
-    let mut role_env = cluster.pipeline_env();
-    role_env.extend([
-        ("PARLEY__SEARCH__BIND".to_owned(), role_address.clone()),
-        (
-            "PARLEY__SEARCH__DATA_DIR".to_owned(),
-            data.path().display().to_string(),
-        ),
-    ]);
+    let role_env = role_env(&cluster, &role_address, data.path());
     let mut alice = cluster.nodes[0].connect("alice").await;
     let conversation_id = create_conversation(&mut alice, "group", &["bob"]).await;
     send(&mut alice, &conversation_id, "x-1", "written to the log").await;
@@ -207,6 +191,23 @@ async fn reindex_rebuilds_the_role_index_from_mongodb() {
         0,
         "the log's older copy replaced nothing"
     );
+}
+
+/// The search role's settings: the cluster's Kafka and MongoDB, its address and directory.
+fn role_env(
+    cluster: &DurableCluster,
+    address: &str,
+    data_dir: &std::path::Path,
+) -> Vec<(String, String)> {
+    let mut env = cluster.pipeline_env();
+    env.extend([
+        ("PARLEY__SEARCH__BIND".to_owned(), address.to_owned()),
+        (
+            "PARLEY__SEARCH__DATA_DIR".to_owned(),
+            data_dir.display().to_string(),
+        ),
+    ]);
+    env
 }
 
 /// A local address nobody listens on yet (the search role binds it after the nodes start).
