@@ -2,7 +2,11 @@
 //! `message.delivered`) to the senders' sessions, through the bus so that whichever node holds
 //! the sender's sessions delivers them.
 //!
-//! A failed poll reopens the consumer, that is re-joins the group as a new member, after a
+//! A malformed record (a `Corrupt` poll whose record the consumer hands over with
+//! `LogConsumer::take_poisoned`) is logged and committed past: an acknowledgment that does not
+//! decode cannot be relayed, and re-reading it would stop the relay for good.
+//!
+//! Any other failed poll reopens the consumer, that is re-joins the group as a new member, after a
 //! backoff that grows until records flow again. That includes a group that stopped moving: a
 //! Kafka consumer reports its group stalled when records are left and no committed offset moved
 //! for `kafka.stall_timeout_ms` (e.g. a group a crashed broker left without assignments; see
@@ -58,6 +62,7 @@ pub async fn run(node: Node, mut shutdown: watch::Receiver<bool>, health: Arc<Co
             };
             let records = match records {
                 Ok(records) => records,
+                Err(error) if skip_poisoned(consumer.as_mut(), &error).await => continue,
                 Err(error) => {
                     // E.g. the topic does not exist yet: reopen after a growing pause.
                     let delay = backoff.next_delay();
@@ -111,6 +116,25 @@ pub async fn run(node: Node, mut shutdown: watch::Receiver<bool>, health: Arc<Co
     }
 }
 
+/// After a failed poll: when the consumer hands over a malformed record, logs it and commits
+/// past it; `true` then (polling goes on with the same consumer).
+async fn skip_poisoned(consumer: &mut dyn LogConsumer, error: &ports::PortError) -> bool {
+    let Some(poisoned) = consumer.take_poisoned() else {
+        return false;
+    };
+    tracing::error!(
+        topic = %poisoned.topic,
+        partition = poisoned.partition,
+        offset = poisoned.offset,
+        error = %error,
+        "malformed stored ack skipped"
+    );
+    if let Err(error) = consumer.commit(&[poisoned.position]).await {
+        tracing::warn!(error = %error, "committing past a malformed stored ack failed");
+    }
+    true
+}
+
 /// Ends a reported failure when the group has nothing left to relay on any partition.
 async fn clear_when_nothing_is_left(consumer: &mut dyn LogConsumer, health: &ConsumerHealth) {
     match consumer.lag().await {
@@ -132,6 +156,10 @@ mod tests {
     use super::*;
     use crate::node::Limits;
     use crate::testing::Harness;
+    use ports::{LogPosition, LogRecord, PoisonedRecord, PortError, Service};
+    use std::sync::atomic::Ordering;
+    use wire::log::LogEvent;
+    use wire::{ConversationId, MessageId, Seq, UserId};
 
     #[actix_rt::test]
     async fn a_relay_without_a_consumer_reports_why_until_it_stops() {
@@ -145,5 +173,96 @@ mod tests {
         assert!(stall.contains("no consumers"), "{stall}");
         stop.send(true).expect("relay listens");
         relay.await.expect("relay stops");
+    }
+
+    /// Polls: first a malformed record, then one acknowledgment; then nothing.
+    struct PoisonThenAck {
+        polls: usize,
+        commits: Arc<std::sync::Mutex<Vec<LogPosition>>>,
+        poisoned: Option<PoisonedRecord>,
+    }
+
+    fn at(offset: u64) -> LogPosition {
+        LogPosition {
+            partition: 0,
+            offset,
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl LogConsumer for PoisonThenAck {
+        async fn poll(&mut self, _max: usize, wait: Duration) -> Result<Vec<LogRecord>, PortError> {
+            self.polls += 1;
+            match self.polls {
+                1 => {
+                    self.poisoned = Some(PoisonedRecord {
+                        position: at(0),
+                        topic: topics::MESSAGE_DELIVERED.to_owned(),
+                        partition: 0,
+                        offset: 0,
+                        payload: b"garbage".to_vec(),
+                        problem: "not a log event".to_owned(),
+                    });
+                    Err(PortError::corrupt(
+                        Service::Kafka,
+                        "record",
+                        "not a log event",
+                    ))
+                }
+                2 => Ok(vec![LogRecord {
+                    position: at(1),
+                    event: LogEvent::new(
+                        "stored:m1",
+                        chrono::Utc::now(),
+                        LogEventBody::MessageStored {
+                            conversation_id: ConversationId::new("c1"),
+                            message_id: MessageId::new("m1"),
+                            seq: Seq(1),
+                            sender_id: UserId::new("alice"),
+                        },
+                    ),
+                }]),
+                _ => {
+                    tokio::time::sleep(wait).await;
+                    Ok(Vec::new())
+                }
+            }
+        }
+
+        async fn commit(&mut self, positions: &[LogPosition]) -> Result<(), PortError> {
+            self.commits.lock().unwrap().extend_from_slice(positions);
+            Ok(())
+        }
+
+        fn take_poisoned(&mut self) -> Option<PoisonedRecord> {
+            self.poisoned.take()
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_malformed_ack_is_committed_past_and_the_relay_goes_on() {
+        let harness = Harness::new(Limits::default());
+        let commits = Arc::new(std::sync::Mutex::new(Vec::new()));
+        harness
+            .log
+            .consumers
+            .lock()
+            .unwrap()
+            .push(Box::new(PoisonThenAck {
+                polls: 0,
+                commits: Arc::clone(&commits),
+                poisoned: None,
+            }));
+        let (stop, stopped) = watch::channel(false);
+        let health = Arc::new(ConsumerHealth::default());
+        let relay = tokio::spawn(run(harness.node.clone(), stopped, health));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop.send(true).expect("relay listens");
+        relay.await.expect("relay stops");
+
+        assert_eq!(*commits.lock().unwrap(), vec![at(0), at(1)]);
+        assert_eq!(harness.log.consumers_opened.load(Ordering::SeqCst), 1);
+        let published = harness.bus.published.lock().unwrap();
+        assert_eq!(published.len(), 1, "the acknowledgment after it is relayed");
     }
 }

@@ -31,6 +31,10 @@ pub struct FakeLog {
     pub ambiguous_failures: AtomicBool,
     /// Appends never finish (a log that hangs): the batch in flight holds its conversation.
     pub stall: AtomicBool,
+    /// What `consumer` hands out, in order; with none left it fails.
+    pub consumers: Mutex<Vec<Box<dyn LogConsumer>>>,
+    /// How many consumers were asked for.
+    pub consumers_opened: AtomicUsize,
 }
 
 #[async_trait]
@@ -57,10 +61,15 @@ impl EventLog for FakeLog {
         _group: &str,
         _topics: &[&str],
     ) -> Result<Box<dyn LogConsumer>, PortError> {
-        Err(PortError::unavailable(
-            Service::InProcess,
-            "fake log has no consumers",
-        ))
+        self.consumers_opened.fetch_add(1, Ordering::SeqCst);
+        let mut consumers = self.consumers.lock().unwrap();
+        if consumers.is_empty() {
+            return Err(PortError::unavailable(
+                Service::InProcess,
+                "fake log has no consumers",
+            ));
+        }
+        Ok(consumers.remove(0))
     }
 
     async fn is_ready(&self) -> bool {

@@ -30,6 +30,8 @@ pub struct IngestMetrics {
     pub acks_emitted: AtomicU64,
     /// Failed attempts that were retried (store, log append or commit).
     pub retries: AtomicU64,
+    /// Malformed log records set aside (dead-letter topic) and committed past.
+    pub dead_letters: AtomicU64,
     /// `parley_ingest_batch_size`: records per committed batch.
     pub batch_size: Histogram,
     /// `parley_ingest_write_seconds`: duration of each `Store::apply` attempt.
@@ -58,6 +60,7 @@ pub struct IngestMetricsSnapshot {
     pub events_applied: u64,
     pub acks_emitted: u64,
     pub retries: u64,
+    pub dead_letters: u64,
 }
 
 impl Default for IngestMetrics {
@@ -76,6 +79,7 @@ impl Default for IngestMetrics {
             events_applied: AtomicU64::new(0),
             acks_emitted: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
             batch_size: Histogram::with_opts(
                 HistogramOpts::new(
                     "parley_ingest_batch_size",
@@ -139,6 +143,7 @@ impl IngestMetrics {
             events_applied: self.events_applied.load(Ordering::Relaxed),
             acks_emitted: self.acks_emitted.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
+            dead_letters: self.dead_letters.load(Ordering::Relaxed),
         }
     }
 
@@ -169,7 +174,7 @@ impl IngestMetrics {
     }
 
     /// Registers every ingest metric with `registry`: the counters as
-    /// `parley_ingest_{batches,events_consumed,events_applied,acks_emitted,retries}_total`, the
+    /// `parley_ingest_{batches,events_consumed,events_applied,acks_emitted,retries,dead_letters}_total`, the
     /// histograms and the lag gauge.
     pub fn register(self: &Arc<Self>, registry: &Registry) -> prometheus::Result<()> {
         registry.register(Box::new(CounterMirror::new(Arc::clone(self))?))?;
@@ -214,6 +219,7 @@ struct CounterMirror {
     events_applied: IntCounter,
     acks_emitted: IntCounter,
     retries: IntCounter,
+    dead_letters: IntCounter,
     /// Serialises scrapes, so two of them never add the same difference twice.
     syncing: Mutex<()>,
 }
@@ -242,11 +248,15 @@ impl CounterMirror {
                 "parley_ingest_retries_total",
                 "ingest steps retried after a failure",
             )?,
+            dead_letters: IntCounter::new(
+                "parley_ingest_dead_letters_total",
+                "malformed log records ingest set aside in the dead-letter topic",
+            )?,
             syncing: Mutex::new(()),
         })
     }
 
-    fn pairs(&self) -> [(&IntCounter, u64); 5] {
+    fn pairs(&self) -> [(&IntCounter, u64); 6] {
         let snapshot = self.metrics.snapshot();
         [
             (&self.batches, snapshot.batches),
@@ -254,6 +264,7 @@ impl CounterMirror {
             (&self.events_applied, snapshot.events_applied),
             (&self.acks_emitted, snapshot.acks_emitted),
             (&self.retries, snapshot.retries),
+            (&self.dead_letters, snapshot.dead_letters),
         ]
     }
 }
@@ -266,6 +277,7 @@ impl Collector for CounterMirror {
             &self.events_applied,
             &self.acks_emitted,
             &self.retries,
+            &self.dead_letters,
         ]
         .into_iter()
         .flat_map(|counter| counter.desc())

@@ -7,9 +7,16 @@
 //! carry a deterministic event id. A failing step is retried with capped exponential backoff,
 //! never skipped, and nothing is committed meanwhile.
 //!
+//! # A malformed record
+//! A record of the log that is not a log event (a poisoned payload) fails its poll with
+//! `Corrupt`, after the records before it were returned (and processed) by earlier polls. The
+//! consumer hands it over (`LogConsumer::take_poisoned`); the pipeline sets it aside
+//! (`EventLog::set_aside`: Kafka's dead-letter topic), logs it, counts it
+//! (`parley_ingest_dead_letters_total`) and commits its position, retrying each step until it
+//! succeeds: the partition goes on, and nothing of the record is lost.
+//!
 //! # A consumer that makes no progress
-//! A failed poll in [`IngestPipeline::run`] other than a bad record (which the next poll skips)
-//! means the consumer cannot go on by itself: its group stalled (records left and no committed
+//! A failed poll in [`IngestPipeline::run`] other than a malformed record means the consumer cannot go on by itself: its group stalled (records left and no committed
 //! offset moving for `kafka.stall_timeout_ms`, e.g. a group left with an empty assignment after
 //! a broker crash during a rebalance), a topic is missing, or librdkafka met an error it cannot
 //! recover from. The pipeline then re-joins the group with a new consumer (after a capped
@@ -33,7 +40,7 @@ use ports::{
 };
 use thiserror::Error;
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 use wire::log::LogEvent;
 use wire::Timestamp;
 
@@ -193,8 +200,8 @@ impl IngestPipeline {
         }
     }
 
-    /// After a failed poll (see the module docs): a bad record is skipped by polling the same
-    /// consumer again; anything else reports the stall and re-joins the group with a new
+    /// After a failed poll (see the module docs): a malformed record is set aside; another
+    /// corrupt record is skipped by polling the same consumer again; anything else reports the stall and re-joins the group with a new
     /// consumer after `rejoin`'s backoff.
     async fn recover(
         &self,
@@ -204,6 +211,12 @@ impl IngestPipeline {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), IngestError> {
         if matches!(error, PortError::Corrupt { .. }) {
+            if self
+                .set_aside_poisoned(consumer, Some(&mut *shutdown))
+                .await?
+            {
+                return Ok(());
+            }
             return rejoin.wait("poll", error, Some(shutdown)).await;
         }
         self.health.set_stalled(error.to_string());
@@ -244,9 +257,66 @@ impl IngestPipeline {
         loop {
             match consumer.poll(max, self.config.poll_wait).await {
                 Ok(records) => return Ok(records),
-                Err(error) => retry.wait("poll", &error, shutdown.as_deref_mut()).await?,
+                Err(error) => {
+                    if !self
+                        .set_aside_poisoned(consumer, shutdown.as_deref_mut())
+                        .await?
+                    {
+                        retry.wait("poll", &error, shutdown.as_deref_mut()).await?;
+                    }
+                }
             }
         }
+    }
+
+    /// After a poll failed: when the consumer hands over a malformed record, sets it aside,
+    /// commits past it and returns `true` (see the module docs); else `false`.
+    async fn set_aside_poisoned(
+        &self,
+        consumer: &mut Box<dyn LogConsumer>,
+        mut shutdown: Option<&mut watch::Receiver<bool>>,
+    ) -> Result<bool, IngestError> {
+        let Some(poisoned) = consumer.take_poisoned() else {
+            return Ok(false);
+        };
+        let mut retry = self.step_retry();
+        while let Err(error) = self.log.set_aside(&poisoned).await {
+            retry
+                .wait(
+                    "set aside a malformed record",
+                    &error,
+                    shutdown.as_deref_mut(),
+                )
+                .await?;
+        }
+        self.commit(consumer, &[poisoned.position], shutdown)
+            .await?;
+        IngestMetrics::add(&self.metrics.dead_letters, 1);
+        error!(
+            topic = %poisoned.topic,
+            partition = poisoned.partition,
+            offset = poisoned.offset,
+            payload_bytes = poisoned.payload.len(),
+            problem = %poisoned.problem,
+            "malformed log record set aside in the dead-letter topic"
+        );
+        Ok(true)
+    }
+
+    /// Commits `positions`, retrying until it succeeds.
+    async fn commit(
+        &self,
+        consumer: &mut Box<dyn LogConsumer>,
+        positions: &[LogPosition],
+        mut shutdown: Option<&mut watch::Receiver<bool>>,
+    ) -> Result<(), IngestError> {
+        let mut retry = self.step_retry();
+        while let Err(error) = consumer.commit(positions).await {
+            retry
+                .wait("commit", &error, shutdown.as_deref_mut())
+                .await?;
+        }
+        Ok(())
     }
 
     async fn process(
@@ -295,12 +365,7 @@ impl IngestPipeline {
             }
             self.observe_stored_latency(&accepted_at);
         }
-        let mut retry = self.step_retry();
-        while let Err(error) = consumer.commit(&positions).await {
-            retry
-                .wait("commit", &error, shutdown.as_deref_mut())
-                .await?;
-        }
+        self.commit(consumer, &positions, shutdown).await?;
 
         IngestMetrics::add(&self.metrics.batches, 1);
         self.metrics.batch_size.observe(records.len() as f64);

@@ -1,5 +1,5 @@
-//! Parley's load-testing kit: the `parley-loadtest` generator and the `ws-ceiling` bare
-//! broadcast server it measures Parley against.
+//! Parley's load-testing kit: the `parley-loadtest` generator, the `ws-ceiling` bare
+//! broadcast server it measures Parley against, and the `fault-proxy` of the chaos run.
 //!
 //! # Layout
 //! - [`scenario`]: scenario files (`loadtest/scenarios/*.toml`) and their overrides.
@@ -9,6 +9,7 @@
 //! - [`stats`]: counters, HDR histograms, the progress line.
 //! - [`run`]: the scenarios themselves (idle, fanout, chat, reconnect-storm) and the report.
 //! - [`ceiling`]: the bare WebSocket broadcast server.
+//! - [`fault_proxy`]: the fault-injecting TCP proxy of the chaos run (`fault-proxy`).
 //! - [`attachments`]: the `attachment-bench` phases (uploads and downloads through a node, and
 //!   the storage's ceiling).
 //!
@@ -17,6 +18,7 @@
 pub mod attachments;
 pub mod ceiling;
 pub mod client;
+pub mod fault_proxy;
 pub mod net;
 pub mod run;
 pub mod scenario;

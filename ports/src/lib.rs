@@ -46,7 +46,7 @@ pub use cache::MessageCache;
 pub use consumer_health::ConsumerHealth;
 pub use directory::{CreateOutcome, Directory};
 pub use error::{Cause, During, PortError, Service};
-pub use log::{EventLog, LogConsumer, LogPosition, LogRecord};
+pub use log::{EventLog, LogConsumer, LogPosition, LogRecord, PoisonedRecord};
 pub use presence::Presence;
 pub use rate_limit::{RateDecision, RateLimiter};
 pub use search::{SearchCursor, SearchHit, SearchIndex, SearchPage, SearchQuery, SearchReader};

@@ -20,6 +20,22 @@ pub struct LogRecord {
     pub event: LogEvent,
 }
 
+/// A record the log holds that is not a log event (a malformed payload): ingest sets it aside
+/// with [`EventLog::set_aside`] and commits past it instead of stopping its partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoisonedRecord {
+    /// Where it sits, as the consumer that met it reports positions (what `commit` takes).
+    pub position: LogPosition,
+    /// The log's own name of its topic (with any prefix), partition and offset.
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    /// The payload exactly as read (empty when the record had none).
+    pub payload: Vec<u8>,
+    /// Why it does not decode.
+    pub problem: String,
+}
+
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
     /// Appends `events` and returns once every one of them is durable (fsync'd, or acknowledged
@@ -47,6 +63,16 @@ pub trait EventLog: Send + Sync + 'static {
         true
     }
 
+    /// Keeps `poisoned` where operators can find and replay it (Kafka: the dead-letter topic),
+    /// returning once that is durable. Only logs whose consumers report poisoned records
+    /// ([`LogConsumer::take_poisoned`]) keep them; the default refuses.
+    async fn set_aside(&self, poisoned: &PoisonedRecord) -> Result<(), PortError> {
+        Err(PortError::internal(format!(
+            "this log keeps no dead letters (record {}/{}@{})",
+            poisoned.topic, poisoned.partition, poisoned.offset
+        )))
+    }
+
     /// Waits, at most `timeout`, until whatever the log still buffers has reached durable
     /// storage or failed: the last step of a node's graceful stop. Logs whose `append` returns
     /// only once its events are durable have nothing buffered (the default).
@@ -72,6 +98,14 @@ pub trait LogConsumer: Send {
     /// position. Adapters that cannot tell report nothing (the default).
     async fn lag(&mut self) -> Result<Vec<(String, u32, u64)>, PortError> {
         Ok(Vec::new())
+    }
+
+    /// The record behind the `PortError::Corrupt` the last `poll` returned, if that error was a
+    /// malformed record (taken: a second call returns `None`). Records before it were returned
+    /// by earlier polls, so once it is set aside its position can be committed. Adapters whose
+    /// records cannot be malformed return `None` (the default).
+    fn take_poisoned(&mut self) -> Option<PoisonedRecord> {
+        None
     }
 
     /// How many partitions the group has assigned to this consumer right now; `None` when the

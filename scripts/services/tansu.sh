@@ -16,6 +16,10 @@
 # Environment:
 #   TANSU_ROOT   where `install` puts the build (default ~/.cache/parley-tools/tansu-0.6.0-libsql;
 #                the binary is $TANSU_ROOT/bin/tansu)
+#   TANSU_ADVERTISED_PORT
+#                the port the broker tells clients to connect to (default PORT): a fault-proxy's
+#                port in front of it, so that clients' traffic goes through the proxy (Kafka
+#                clients connect to the advertised address after the bootstrap)
 #
 # Topics are not auto-created: Parley creates its topics explicitly (`ingest setup`).
 # The memory:// engine forgets everything when the broker stops. A tansu found on PATH or in
@@ -98,7 +102,7 @@ start() {
     env -u LISTENER_URL -u ADVERTISED_LISTENER_URL -u STORAGE_ENGINE -u CLUSTER_ID \
       setsid nohup "$bin" broker \
         --listener-url "tcp://127.0.0.1:$port" \
-        --advertised-listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:${TANSU_ADVERTISED_PORT:-$port}" \
         --storage-engine "$storage" \
         </dev/null >>"$dir/tansu.log" 2>&1 &
     echo $! >"$dir/tansu.pid"

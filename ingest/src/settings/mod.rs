@@ -204,6 +204,7 @@ mod tests {
             ("PARLEY__INGEST__POLL_WAIT_MS", "20"),
             ("PARLEY__INGEST__MAX_BACKOFF_MS", "300"),
             ("PARLEY__KAFKA__MAX_BATCH_RECORDS", "1"),
+            ("PARLEY__KAFKA__DEAD_LETTER_TOPIC", "poison"),
             ("PARLEY__KAFKA__STALL_TIMEOUT_MS", "15000"),
             ("PARLEY__KAFKA__MAX_PARTITION_FETCH_BYTES", "65536"),
             ("PARLEY__MONGO__DATABASE", "chat"),
@@ -217,6 +218,7 @@ mod tests {
         assert_eq!(pipeline.max_backoff, Duration::from_millis(300));
         let kafka = settings.kafka_config(None);
         assert_eq!(kafka.max_batch_records, 1);
+        assert_eq!(kafka.dead_letter_topic, "poison");
         assert_eq!(kafka.stall_timeout, Duration::from_secs(15));
         assert_eq!(kafka.max_partition_fetch_bytes, 65536);
         assert_eq!(settings.mongo_config().database, "chat");
@@ -266,6 +268,15 @@ mod tests {
         pairs.push(("PARLEY__INGEST__BIND", "nowhere"));
         let error = ServiceSettings::load(None, &env(&pairs)).unwrap_err();
         assert!(error.to_string().contains("`ingest.bind`"), "{error}");
+        for topic in ["", "message.sent"] {
+            let mut pairs = REQUIRED.to_vec();
+            pairs.push(("PARLEY__KAFKA__DEAD_LETTER_TOPIC", topic));
+            let error = ServiceSettings::load(None, &env(&pairs)).unwrap_err();
+            assert!(
+                error.to_string().contains("`kafka.dead_letter_topic`"),
+                "{error}"
+            );
+        }
         let mut pairs = REQUIRED.to_vec();
         pairs.push(("PARLEY__SEARCH__BIND", "nowhere"));
         let error = ServiceSettings::load(None, &env(&pairs)).unwrap_err();

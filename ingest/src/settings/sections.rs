@@ -44,6 +44,7 @@ fn at_least(key: &'static str, value: u64, minimum: u64) -> Result<(), Invalid> 
 pub struct KafkaSettings {
     pub brokers: String,
     pub topic_prefix: String,
+    pub dead_letter_topic: String,
     pub client_id: String,
     pub partitions: i32,
     pub replication_factor: i32,
@@ -76,6 +77,14 @@ impl KafkaSettings {
                 }
             }
         }
+        if self.dead_letter_topic.trim().is_empty()
+            || wire::log::topics::ALL.contains(&self.dead_letter_topic.as_str())
+        {
+            return Err(invalid(
+                "kafka.dead_letter_topic",
+                "must be a topic name of its own (not empty, not a log topic)",
+            ));
+        }
         if self.partitions < 1 {
             return Err(invalid("kafka.partitions", "must be at least 1"));
         }
@@ -106,6 +115,7 @@ impl KafkaSettings {
         let mut config = KafkaConfig::new(self.brokers.trim())
             .with_client_id(client_id)
             .with_topic_prefix(self.topic_prefix.clone())
+            .with_dead_letter_topic(self.dead_letter_topic.trim())
             .with_message_timeout(Duration::from_millis(self.message_timeout_ms))
             .with_max_batch_records(self.max_batch_records)
             .with_session_timeout(Duration::from_millis(self.session_timeout_ms))

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// The default logical name of the dead-letter topic.
+pub const DEFAULT_DEAD_LETTER_TOPIC: &str = "dead.letter";
+
 /// Settings of the Kafka event log. Nothing here is secret (no TLS/SASL support yet).
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
@@ -11,6 +14,9 @@ pub struct KafkaConfig {
     pub client_id: String,
     /// Prepended to every topic name, e.g. `parley.` → `parley.message.sent` (default empty).
     pub topic_prefix: String,
+    /// Where malformed records are set aside (logical name: the prefix applies), see
+    /// `KafkaLog::set_aside`.
+    pub dead_letter_topic: String,
     /// Upper bound for one record's delivery, retries included (`message.timeout.ms`). An append
     /// against a dead broker fails with `Unavailable` after this, never hangs.
     pub message_timeout: Duration,
@@ -37,13 +43,14 @@ pub struct KafkaConfig {
 }
 
 impl KafkaConfig {
-    /// The defaults for `brokers`: client id `parley`, no prefix, 5 s per delivery, 2 ms linger,
+    /// The defaults for `brokers`: client id `parley`, no prefix, dead letters in `dead.letter`, 5 s per delivery, 2 ms linger,
     /// up to 10 000 records per batch, 2 s per metadata/admin request, 5 s per commit, 10 s session timeout, 60 s stall timeout, 1 MiB per partition fetch.
     pub fn new(brokers: impl Into<String>) -> Self {
         Self {
             brokers: brokers.into(),
             client_id: "parley".to_owned(),
             topic_prefix: String::new(),
+            dead_letter_topic: DEFAULT_DEAD_LETTER_TOPIC.to_owned(),
             message_timeout: Duration::from_secs(5),
             linger: Duration::from_millis(2),
             max_batch_records: 10_000,
@@ -62,6 +69,11 @@ impl KafkaConfig {
 
     pub fn with_topic_prefix(mut self, topic_prefix: impl Into<String>) -> Self {
         self.topic_prefix = topic_prefix.into();
+        self
+    }
+
+    pub fn with_dead_letter_topic(mut self, dead_letter_topic: impl Into<String>) -> Self {
+        self.dead_letter_topic = dead_letter_topic.into();
         self
     }
 

@@ -38,6 +38,10 @@
 //!   once; retrying the same consumer cannot fix them. An actionable error met after records were
 //!   taken is returned by the next poll.
 //!
+//! - **malformed record** (a payload that is not a log event, or none): a `Corrupt` error,
+//!   returned by the poll after the one that returned the records before it, once; the record
+//!   itself is handed over by `take_poisoned` (ingest sets it aside in the dead-letter topic and
+//!   commits past it). The next poll goes on after it.
 //! - **stalled** ([`StallWatch`]): records are left on the group's topics and the group's
 //!   committed offsets have not moved for `stall_timeout` (for example a group left with an empty
 //!   assignment after a broker crash): an `Unavailable` error naming the partitions, at most
@@ -52,7 +56,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use ports::{During, LogConsumer, LogPosition, LogRecord, PortError, Service};
+use ports::{During, LogConsumer, LogPosition, LogRecord, PoisonedRecord, PortError, Service};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -83,8 +87,12 @@ pub struct KafkaConsumer {
     topics: Vec<String>,
     group: String,
     config: Arc<KafkaConfig>,
-    /// Records already taken from librdkafka but not yet returned (after a bad record).
-    pending: VecDeque<LogRecord>,
+    /// A record that does not decode, met after records this poll returned: the next poll
+    /// reports it.
+    pending_bad: Option<BadRecord>,
+    /// The malformed record behind the `Corrupt` error the last poll returned (see
+    /// `LogConsumer::take_poisoned`).
+    poisoned: Option<PoisonedRecord>,
     /// An actionable error taken from librdkafka after records; returned by the next poll.
     pending_error: Option<PortError>,
     /// When an unknown topic or partition was reported, until a metadata check settles it.
@@ -111,6 +119,13 @@ impl std::fmt::Debug for KafkaConsumer {
 struct Taken {
     record: LogRecord,
     timestamp: i64,
+}
+
+/// A record `decode` refused: the error for the caller and, when the record sits at a known
+/// position but its payload is not a log event, the record itself (for the dead-letter topic).
+struct BadRecord {
+    error: PortError,
+    poisoned: Option<Box<PoisonedRecord>>,
 }
 
 impl KafkaConsumer {
@@ -152,7 +167,8 @@ impl KafkaConsumer {
             consumer: Some(Arc::new(consumer)),
             topics: names,
             group: group.to_owned(),
-            pending: VecDeque::new(),
+            pending_bad: None,
+            poisoned: None,
             pending_error: None,
             unknown_topic_since: None,
             stall: StallWatch::new(config.stall_timeout, Instant::now()),
@@ -167,9 +183,10 @@ impl KafkaConsumer {
             .expect("the consumer is only taken when dropping")
     }
 
-    /// Decodes one record; bad data is `Corrupt`.
-    fn decode(&self, message: &BorrowedMessage<'_>) -> Result<Taken, PortError> {
-        let bad = |what: String| {
+    /// Decodes one record; bad data is `Corrupt`, and a malformed payload also a
+    /// [`PoisonedRecord`].
+    fn decode(&self, message: &BorrowedMessage<'_>) -> Result<Taken, BadRecord> {
+        let corrupt = |what: String| {
             let record = format!(
                 "record {}/{}@{}",
                 message.topic(),
@@ -177,6 +194,10 @@ impl KafkaConsumer {
                 message.offset()
             );
             PortError::corrupt(Service::Kafka, record, what)
+        };
+        let bad = |what: String| BadRecord {
+            error: corrupt(what),
+            poisoned: None,
         };
         let topic_index = self
             .topics
@@ -186,9 +207,22 @@ impl KafkaConsumer {
         let partition = encode_partition(topic_index, message.partition())
             .ok_or_else(|| bad("partition out of range".into()))?;
         let offset = u64::try_from(message.offset()).map_err(|_| bad("negative offset".into()))?;
-        let payload = message.payload().ok_or_else(|| bad("no payload".into()))?;
-        let event: LogEvent = serde_json::from_slice(payload)
-            .map_err(|error| bad(format!("not a log event: {error}")))?;
+        let decoded = match message.payload() {
+            None => Err("no payload".to_owned()),
+            Some(payload) => serde_json::from_slice::<LogEvent>(payload)
+                .map_err(|error| format!("not a log event: {error}")),
+        };
+        let event = decoded.map_err(|problem| BadRecord {
+            error: corrupt(problem.clone()),
+            poisoned: Some(Box::new(PoisonedRecord {
+                position: LogPosition { partition, offset },
+                topic: message.topic().to_owned(),
+                partition: message.partition().unsigned_abs(),
+                offset,
+                payload: message.payload().unwrap_or_default().to_vec(),
+                problem,
+            })),
+        })?;
         Ok(Taken {
             record: LogRecord {
                 position: LogPosition { partition, offset },
@@ -200,6 +234,14 @@ impl KafkaConsumer {
 }
 
 impl KafkaConsumer {
+    /// Logs a record that does not decode and keeps it for `take_poisoned`; its error is for
+    /// the caller.
+    fn report_bad(&mut self, bad: BadRecord) -> PortError {
+        error!(group = %self.group, error = %bad.error, "a kafka record does not decode");
+        self.poisoned = bad.poisoned.map(|poisoned| *poisoned);
+        bad.error
+    }
+
     /// Sorts a consumer error (see the module docs): `Some` is an error for the caller, `None`
     /// means keep waiting.
     fn handle_error(&mut self, error: KafkaError) -> Option<PortError> {
@@ -384,9 +426,9 @@ impl LogConsumer for KafkaConsumer {
         if max == 0 {
             return Ok(Vec::new());
         }
-        if !self.pending.is_empty() {
-            let count = max.min(self.pending.len());
-            return Ok(self.pending.drain(..count).collect());
+        self.poisoned = None;
+        if let Some(bad) = self.pending_bad.take() {
+            return Err(self.report_bad(bad));
         }
         if let Some(error) = self.pending_error.take() {
             return Err(error);
@@ -407,19 +449,21 @@ impl LogConsumer for KafkaConsumer {
                 }
             }
         };
-        let mut taken = Vec::new();
-        let mut bad_record = None;
-        match first {
-            Ok(item) => taken.push(item),
-            Err(error) => bad_record = Some(error),
-        }
-        // Take whatever librdkafka already holds, without waiting.
-        while bad_record.is_none() && taken.len() < max {
+        let mut taken = match first {
+            Ok(item) => vec![item],
+            Err(bad) => return Err(self.report_bad(bad)),
+        };
+        // Take whatever librdkafka already holds, without waiting, up to a bad record: the
+        // records before it come first, it is reported by the next poll.
+        while taken.len() < max {
             match consumer.recv().now_or_never() {
                 None => break,
                 Some(Ok(message)) => match self.decode(&message) {
                     Ok(item) => taken.push(item),
-                    Err(error) => bad_record = Some(error),
+                    Err(bad) => {
+                        self.pending_bad = Some(bad);
+                        break;
+                    }
                 },
                 Some(Err(error)) => {
                     if let Some(error) = self.handle_error(error) {
@@ -430,16 +474,7 @@ impl LogConsumer for KafkaConsumer {
                 }
             }
         }
-        let records = interleave(taken);
-        match bad_record {
-            None => Ok(records),
-            Some(error) => {
-                error!(group = %self.group, error = %error, "skipping a bad kafka record");
-                // The good records come with the next poll; the bad one is reported once.
-                self.pending.extend(records);
-                Err(error)
-            }
-        }
+        Ok(interleave(taken))
     }
 
     async fn commit(&mut self, positions: &[LogPosition]) -> Result<(), PortError> {
@@ -484,6 +519,10 @@ impl LogConsumer for KafkaConsumer {
                 Ok(())
             }
         }
+    }
+
+    fn take_poisoned(&mut self) -> Option<PoisonedRecord> {
+        self.poisoned.take()
     }
 
     fn assigned_partitions(&self) -> Option<usize> {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::future::join_all;
-use ports::{During, EventLog, LogConsumer, PortError, Service};
+use ports::{During, EventLog, LogConsumer, PoisonedRecord, PortError, Service};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -174,7 +174,8 @@ impl KafkaLog {
         drop(old);
     }
 
-    /// Creates every topic of `wire::log::topics::ALL` that does not exist yet, with
+    /// Creates every topic of `wire::log::topics::ALL` and the dead-letter topic that does not
+    /// exist yet, with
     /// `partitions` partitions and `replication` replicas (existing topics are left as they are).
     /// The explicit setup step: Parley never relies on broker auto-create.
     pub async fn ensure_topics(&self, partitions: i32, replication: i32) -> Result<(), PortError> {
@@ -183,6 +184,8 @@ impl KafkaLog {
             .map_err(|error| kafka_error("admin client", error))?;
         let names: Vec<String> = topics::ALL
             .iter()
+            .copied()
+            .chain([self.config.dead_letter_topic.as_str()])
             .map(|topic| self.config.topic_name(topic))
             .collect();
         let new_topics: Vec<NewTopic<'_>> = names
@@ -214,6 +217,64 @@ impl KafkaLog {
             }
         }
         Ok(())
+    }
+
+    /// The outcome of a produce on the producer of `generation`, replacing that producer when
+    /// the failure spoiled it (see the module docs).
+    async fn settle(
+        &self,
+        generation: u64,
+        outcome: Result<(), AppendFailure>,
+    ) -> Result<(), PortError> {
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(AppendFailure { error, spoiled }) => {
+                if let Some(reason) = spoiled {
+                    self.replace_producer(generation, reason).await;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Produces `poisoned` to the dead-letter topic and waits for its delivery.
+    async fn produce_dead_letter(&self, poisoned: &PoisonedRecord) -> Result<(), AppendFailure> {
+        let (producer, _generation) = self.current_producer();
+        let topic = self.config.topic_name(&self.config.dead_letter_topic);
+        let key = format!("{}/{}", poisoned.topic, poisoned.partition);
+        let (partition, offset) = (poisoned.partition.to_string(), poisoned.offset.to_string());
+        let headers = [
+            ("source_topic", poisoned.topic.as_str()),
+            ("source_partition", partition.as_str()),
+            ("source_offset", offset.as_str()),
+            ("problem", poisoned.problem.as_str()),
+        ]
+        .into_iter()
+        .fold(OwnedHeaders::new(), |headers, (key, value)| {
+            headers.insert(Header {
+                key,
+                value: Some(value),
+            })
+        });
+        let record = FutureRecord::to(&topic)
+            .key(&key)
+            .payload(&poisoned.payload)
+            .headers(headers);
+        let delivery = producer
+            .get()
+            .send_result(record)
+            .map_err(|(error, _)| AppendFailure::of("dead letter", error, producer.get()))?;
+        match delivery.await {
+            Ok(Ok(_delivered)) => Ok(()),
+            Ok(Err((error, _))) => Err(AppendFailure::of("dead letter", error, producer.get())),
+            Err(_canceled) => Err(AppendFailure {
+                error: PortError::unavailable(
+                    Service::Kafka,
+                    "dead letter: producer dropped the record",
+                ),
+                spoiled: None,
+            }),
+        }
     }
 
     /// Wall-clock microseconds, but always above the previous stamp of this log.
@@ -279,6 +340,17 @@ struct AppendFailure {
 }
 
 impl AppendFailure {
+    /// No delivery report came within `limit`: the producer is replaced.
+    fn report_lost(what: &str, limit: Duration) -> Self {
+        Self {
+            error: PortError::unavailable(
+                Service::Kafka,
+                format!("{what}: no delivery report within {limit:?}"),
+            ),
+            spoiled: Some("a delivery report was lost"),
+        }
+    }
+
     fn of(what: &str, error: KafkaError, producer: &FutureProducer<KafkaContext>) -> Self {
         let spoiled = spoiled_by(&error).or_else(|| {
             producer
@@ -399,15 +471,7 @@ impl EventLog for KafkaLog {
         };
         let outcome = tokio::time::timeout(limit, attempt)
             .await
-            .unwrap_or_else(|_elapsed| {
-                Err(AppendFailure {
-                    error: PortError::unavailable(
-                        Service::Kafka,
-                        format!("append: no delivery report within {limit:?}"),
-                    ),
-                    spoiled: Some("a delivery report was lost"),
-                })
-            });
+            .unwrap_or_else(|_elapsed| Err(AppendFailure::report_lost("append", limit)));
         // Released before a replacement: the old producer then lives only as long as the appends
         // still in flight on it.
         drop(producer);
@@ -417,15 +481,19 @@ impl EventLog for KafkaLog {
             ok = outcome.is_ok(),
             "kafka append"
         );
-        match outcome {
-            Ok(()) => Ok(()),
-            Err(AppendFailure { error, spoiled }) => {
-                if let Some(reason) = spoiled {
-                    self.replace_producer(generation, reason).await;
-                }
-                Err(error)
-            }
-        }
+        self.settle(generation, outcome).await
+    }
+
+    /// Produces the record, as read, to the dead-letter topic (`kafka.dead_letter_topic`, with
+    /// the prefix), keyed `<topic>/<partition>`, with the headers `source_topic`,
+    /// `source_partition`, `source_offset` and `problem`.
+    async fn set_aside(&self, poisoned: &PoisonedRecord) -> Result<(), PortError> {
+        let (_producer, generation) = self.current_producer();
+        let limit = self.config.message_timeout + Duration::from_secs(1);
+        let outcome = tokio::time::timeout(limit, self.produce_dead_letter(poisoned))
+            .await
+            .unwrap_or_else(|_elapsed| Err(AppendFailure::report_lost("dead letter", limit)));
+        self.settle(generation, outcome).await
     }
 
     async fn consumer(
