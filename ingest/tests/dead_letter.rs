@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::secantus::SecantusServer;
-use common::tansu::TansuBroker;
+use common::tansu::{produce_raw, TansuBroker};
 use mongodb::bson::{doc, Document};
 use persistence::kafka::config::DEFAULT_DEAD_LETTER_TOPIC;
 use persistence::kafka::KafkaLog;
@@ -23,7 +23,6 @@ use ports::contract::fixtures::{sent_event, unique};
 use ports::EventLog;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use support::{eventually, get, ingest_env, samples, test_kafka_config, IngestProcess, PATIENCE};
 use wire::log::topics;
@@ -31,24 +30,6 @@ use wire::{ConversationId, UserId};
 
 const NOT_JSON: &[u8] = b"{this is not a log event";
 const NOT_AN_EVENT: &[u8] = br#"{"event_id":"x","type":"no_such_event"}"#;
-
-/// Produces `payload` to `message.sent` with `key`, the way a broken producer would.
-async fn produce_raw(brokers: &str, key: &str, payload: &[u8]) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("batch.num.messages", "1")
-        .create()
-        .expect("raw producer");
-    producer
-        .send(
-            FutureRecord::to(topics::MESSAGE_SENT)
-                .key(key)
-                .payload(payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("produce a poisoned record");
-}
 
 /// Every record of the dead-letter topic: payload → headers.
 fn dead_letters(brokers: &str, expected: usize) -> BTreeMap<Vec<u8>, BTreeMap<String, String>> {
@@ -104,14 +85,14 @@ async fn poisoned_records_go_to_the_dead_letter_topic_and_the_partition_goes_on(
     log.append(vec![sent_event(&conversation_id, 1, &sender)])
         .await
         .expect("append");
-    produce_raw(&brokers, key, NOT_JSON).await;
+    produce_raw(&brokers, topics::MESSAGE_SENT, key, NOT_JSON).await;
     log.append(vec![
         sent_event(&conversation_id, 2, &sender),
         sent_event(&conversation_id, 3, &sender),
     ])
     .await
     .expect("append");
-    produce_raw(&brokers, key, NOT_AN_EVENT).await;
+    produce_raw(&brokers, topics::MESSAGE_SENT, key, NOT_AN_EVENT).await;
 
     let database_name = unique("dead_letter").replace('-', "_");
     let mut ingest = IngestProcess::start(

@@ -114,6 +114,11 @@ impl Indexer {
             let records = match polled {
                 Ok(records) => records,
                 Err(error) => {
+                    match self.skip_poisoned(consumer.as_mut(), &mut shutdown).await {
+                        Ok(true) => continue,
+                        Ok(false) => {}
+                        Err(ShuttingDown) => break,
+                    }
                     warn!(group = %self.config.group, error = %error, "search indexer poll failed");
                     self.health.set_stalled(error.to_string());
                     if self.pause(&mut poll_backoff, &mut shutdown).await.is_err() {
@@ -192,6 +197,34 @@ impl Indexer {
             self.metrics.lag_seconds.set(age.max(0) as f64 / 1e6);
         }
         Ok(())
+    }
+
+    /// A record that is not a log event carries nothing to index: commit past it (ingest sets
+    /// it aside in the dead-letter topic), so it neither stops the partition nor stays as lag.
+    /// `false` when the failed poll met no such record.
+    async fn skip_poisoned(
+        &self,
+        consumer: &mut dyn LogConsumer,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<bool, ShuttingDown> {
+        let Some(poisoned) = consumer.take_poisoned() else {
+            return Ok(false);
+        };
+        let mut backoff = self.backoff();
+        while let Err(error) = consumer.commit(&[poisoned.position]).await {
+            warn!(error = %error, "search indexer position commit failed; retrying");
+            self.metrics.retries.inc();
+            self.pause(&mut backoff, shutdown).await?;
+        }
+        self.metrics.malformed_records.inc();
+        warn!(
+            topic = %poisoned.topic,
+            partition = poisoned.partition,
+            offset = poisoned.offset,
+            problem = %poisoned.problem,
+            "search indexer skipped a malformed log record"
+        );
+        Ok(true)
     }
 
     async fn refresh_lag(&self, consumer: &mut dyn LogConsumer) {

@@ -15,6 +15,9 @@ pub struct IndexerMetrics {
     pub indexed_events: IntCounter,
     /// `parley_search_indexer_retries_total`: failed index writes or position commits, retried.
     pub retries: IntCounter,
+    /// `parley_search_malformed_records_total`: log records that are not log events, skipped
+    /// (committed past; ingest keeps them in the dead-letter topic).
+    pub malformed_records: IntCounter,
 }
 
 impl Default for IndexerMetrics {
@@ -41,6 +44,11 @@ impl Default for IndexerMetrics {
                 "failed search index writes or log position commits, retried",
             )
             .expect("valid metric"),
+            malformed_records: IntCounter::new(
+                "parley_search_malformed_records_total",
+                "log records that are not log events, skipped by the search indexer",
+            )
+            .expect("valid metric"),
         }
     }
 }
@@ -50,6 +58,7 @@ impl IndexerMetrics {
         registry.register(Box::new(self.lag_events.clone()))?;
         registry.register(Box::new(self.lag_seconds.clone()))?;
         registry.register(Box::new(self.indexed_events.clone()))?;
-        registry.register(Box::new(self.retries.clone()))
+        registry.register(Box::new(self.retries.clone()))?;
+        registry.register(Box::new(self.malformed_records.clone()))
     }
 }

@@ -134,3 +134,20 @@ pub fn free_port() -> u16 {
         .map(|address| address.port())
         .expect("a free port")
 }
+
+/// Produces `payload` to `topic` with `key`, the way a broken producer would (not a log event).
+pub async fn produce_raw(brokers: &str, topic: &str, key: &str, payload: &[u8]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("batch.num.messages", "1")
+        .create()
+        .expect("raw producer");
+    producer
+        .send(
+            FutureRecord::to(topic).key(key).payload(payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("produce a raw record");
+}
