@@ -57,12 +57,12 @@ def main():
                 values = [None if v is None else v / 1024 for v in values]
             axis.plot(minutes, [float("nan") if v is None else v for v in values], label=name)
             early, late = mean(tenth(values, 1)), mean(tenth(values, -1))
-            change = (late - early) / early if early else None
-            shown = "n/a" if change is None else f"{change:+.1%}"
-            print(f"{name:32} second tenth {early if early is not None else 'n/a':>10.1f} "
-                  f"last tenth {late if late is not None else 'n/a':>10.1f}  change {shown}"
-                  if early is not None and late is not None else f"{name:32} not enough samples")
-            if change is not None and change > args.max_growth and not name.startswith(("ingest_lag", "send_ack")):
+            if early is None or late is None:
+                print(f"{name:32} not enough samples")
+                continue
+            change = (late - early) / early if early else 0.0
+            print(f"{name:32} second tenth {early:>10.1f} last tenth {late:>10.1f}  change {change:+.1%}")
+            if change > args.max_growth and name.endswith(("_rss_kib", "_fds")):
                 growing.append(f"{name} grew {change:+.1%}")
         axis.set_title(title)
         axis.legend(fontsize="small")
