@@ -341,6 +341,10 @@ impl Presence for FakePresence {
             })
             .collect())
     }
+
+    async fn session_count(&self, _: &UserId) -> Result<usize, PortError> {
+        Ok(0)
+    }
 }
 
 /// Records what is published; delivers subscribed topics to the incoming channel.

@@ -15,6 +15,7 @@
 //! - [`cache`]: [`MessageCache`], the newest messages per conversation, shared by the nodes.
 //! - [`blob`]: [`BlobStore`], object storage for attachment bytes with presigned URLs (local
 //!   files, S3-compatible storage).
+//! - [`sanctions`]: [`Sanctions`], bans and token revocations of users (admin API).
 //! - [`search`]: [`SearchIndex`], full-text search over message text (Tantivy, in `search/`).
 //! - [`Backoff`]: the capped exponential delay between retries, shared by every retry loop.
 //! - [`ConsumerHealth`]: whether a log consumer loop runs and makes progress (ingest's pipeline,
@@ -31,6 +32,7 @@ pub mod error;
 pub mod log;
 pub mod presence;
 pub mod rate_limit;
+pub mod sanctions;
 pub mod search;
 pub mod sequencer;
 pub mod store;
@@ -48,6 +50,7 @@ pub use error::{Cause, During, PortError, Service};
 pub use log::{EventLog, LogConsumer, LogPosition, LogRecord};
 pub use presence::Presence;
 pub use rate_limit::{RateDecision, RateLimiter};
+pub use sanctions::{Ban, Sanctions, Standing, TokenStanding};
 pub use search::{SearchCursor, SearchHit, SearchIndex, SearchPage, SearchQuery};
 pub use sequencer::{DedupKey, Reservation, Sequencer, IN_FLIGHT_TTL};
 pub use store::{MessageQuery, Store, StoreWrite, StoredConversation, Watermarks};

@@ -36,5 +36,6 @@ pub(super) fn create_all(write: &redb::WriteTransaction) -> Result<(), redb::Tab
     write.open_table(USER_CONVERSATIONS)?;
     write.open_table(DIRECT_PAIRS)?;
     write.open_table(WATERMARKS)?;
+    write.open_table(super::sanctions::SANCTIONS)?;
     Ok(())
 }
