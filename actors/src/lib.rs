@@ -19,6 +19,8 @@
 //! - [`ops`]: one file per client operation: its argument checks, the command it queues on the
 //!   conversation actor (or its work against the ports), and the command's apply step.
 //! - [`presence`]: sessions coming and going, and online/offline announcements to co-members.
+//! - [`moderation`]: what the admin API asks of the actors: closing a user's sessions on
+//!   every node, and the moderation delete of a message.
 //! - [`stored_acks`]: relays `message.stored` acknowledgments from the log to senders.
 //! - [`error`]: [`OpError`], the client-facing error of an operation.
 //! - [`metrics`]: the Prometheus metrics of this crate.
@@ -29,6 +31,7 @@ pub mod conversation;
 pub mod dispatch;
 pub mod error;
 pub mod metrics;
+pub mod moderation;
 pub mod node;
 pub mod ops;
 pub mod presence;

@@ -42,7 +42,7 @@ pub mod contract;
 
 pub use backoff::Backoff;
 pub use blob::{BlobKey, BlobMeta, BlobStore, InvalidBlobKey, PresignedRequest, TransferMethod};
-pub use bus::{Bus, BusEnvelope, BusPayload, BusTopic};
+pub use bus::{Bus, BusEnvelope, BusPayload, BusTopic, SessionCloseReason};
 pub use cache::MessageCache;
 pub use consumer_health::ConsumerHealth;
 pub use directory::{CreateOutcome, Directory};

@@ -154,6 +154,7 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
         .as_ref()
         .map(|search| SearchStatus::of(&search.indexer));
     let attachments = crate::attachments::open(&settings, bound.local_addr, &metrics.registry)?;
+    let sanctions = adapters.sanctions;
     let mut ports = adapters.ports;
     ports.blobs = attachments
         .as_ref()
@@ -164,9 +165,15 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
         settings.limits(),
         metrics.actors.clone(),
     );
+    let admin = crate::admin::Admin::new(sanctions, &metrics.registry);
     let state = Arc::new(AppState {
         node,
-        auth: Authenticator::new(&settings.auth.jwt_secret, &settings.auth.api_key),
+        auth: Authenticator::new(
+            &settings.auth.jwt_secret,
+            &settings.auth.api_key,
+            &settings.auth.admin_api_key,
+        ),
+        admin,
         settings,
         metrics,
         ready: Arc::new(AtomicBool::new(false)),

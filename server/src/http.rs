@@ -59,6 +59,8 @@ pub fn configure(config: &mut web::ServiceConfig, max_body_bytes: usize) {
         .route("/ws", web::get().to(crate::ws::not_upgraded))
         // Bearer-token endpoints under /api/v1: ahead of the API-key scope.
         .configure(crate::attachments::routes::configure)
+        // The admin API (`X-Admin-Key`): ahead of the API-key scope too.
+        .configure(crate::admin::configure)
         .service(
             // Every app-backend endpoint checks `X-Api-Key` before its path, query or body is
             // read: an anonymous caller learns nothing but 401.
@@ -167,7 +169,21 @@ pub(crate) async fn issue_token(
             ),
         );
     }
-    match state.auth.issue(&body.user_id, body.display_name, ttl_secs) {
+    let standing = match state.admin.sanctions.standing(&body.user_id).await {
+        Ok(standing) => standing,
+        Err(error) => return op_error_response(actors::OpError::from(error)),
+    };
+    if let Some(ban) = standing.ban_at(chrono::Utc::now()) {
+        return error_response(
+            ErrorCode::Forbidden,
+            format!("user is banned: {}", ban.reason),
+        );
+    }
+    let not_before = standing.tokens_valid_from;
+    match state
+        .auth
+        .issue(&body.user_id, body.display_name, ttl_secs, not_before)
+    {
         Ok((token, expires_at)) => HttpResponse::Ok().json(serde_json::json!({
             "token": token,
             "expires_at": expires_at,
