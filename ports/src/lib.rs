@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`error`]: `PortError`, the one error type every port returns: the kind of failure, the
 //!   backing [`Service`], and the underlying error as its source.
+//! - [`audit`]: [`AuditLog`], append-only records of admin calls, token issues and membership
+//!   changes.
 //! - [`log`]: [`EventLog`] and [`LogConsumer`], the durable ordered log (embedded log, Kafka).
 //! - [`store`]: [`Store`], the message/conversation/participant store that ingest writes
 //!   (embedded store, MongoDB).
@@ -22,6 +24,7 @@
 //!   the nodes' stored-ack relay), for `/readyz`.
 //! - `contract` (feature `contract`): one test suite per port, run against every adapter.
 
+pub mod audit;
 mod backoff;
 pub mod blob;
 pub mod bus;
@@ -40,6 +43,7 @@ pub mod store;
 #[cfg(feature = "contract")]
 pub mod contract;
 
+pub use audit::{AuditLog, AuditPage, AuditQuery, AuditRecord, MAX_AUDIT_PAGE};
 pub use backoff::Backoff;
 pub use blob::{BlobKey, BlobMeta, BlobStore, InvalidBlobKey, PresignedRequest, TransferMethod};
 pub use bus::{Bus, BusEnvelope, BusPayload, BusTopic, SessionCloseReason};

@@ -165,7 +165,12 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
         settings.limits(),
         metrics.actors.clone(),
     );
-    let admin = crate::admin::Admin::new(sanctions, &metrics.registry);
+    // The audit log lives in the embedded store (none in durable cluster mode yet).
+    let audit = storage
+        .embedded
+        .clone()
+        .map(|store| store as Arc<dyn ports::AuditLog>);
+    let admin = crate::admin::Admin::new(sanctions, audit, &metrics.registry);
     let state = Arc::new(AppState {
         node,
         auth: Authenticator::new(

@@ -12,6 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use wire::{ClientMsgId, ConversationId, ErrorBody, ErrorCode, MessageId, Seq, UserId};
 
+use crate::admin::audit::AuditEntry;
 use crate::app::AppState;
 
 mod search;
@@ -173,17 +174,30 @@ pub(crate) async fn issue_token(
         Ok(standing) => standing,
         Err(error) => return op_error_response(actors::OpError::from(error)),
     };
+    let entry = |status: u16| AuditEntry {
+        actor: "app".to_owned(),
+        action: "token.issue".to_owned(),
+        target: format!("user:{}", body.user_id),
+        details: serde_json::json!({ "status": status, "ttl_secs": ttl_secs }),
+    };
     if let Some(ban) = standing.ban_at(chrono::Utc::now()) {
+        crate::admin::audit::record(&state, entry(403)).await;
         return error_response(
             ErrorCode::Forbidden,
             format!("user is banned: {}", ban.reason),
         );
     }
     let not_before = standing.tokens_valid_from;
-    match state
-        .auth
-        .issue(&body.user_id, body.display_name, ttl_secs, not_before)
-    {
+    let issued = state.auth.issue(
+        &body.user_id,
+        body.display_name.clone(),
+        ttl_secs,
+        not_before,
+    );
+    if issued.is_ok() {
+        crate::admin::audit::record(&state, entry(200)).await;
+    }
+    match issued {
         Ok((token, expires_at)) => HttpResponse::Ok().json(serde_json::json!({
             "token": token,
             "expires_at": expires_at,

@@ -210,3 +210,82 @@ async fn every_admin_call_holds_across_two_nodes() {
     assert_eq!(history["messages"][0]["deleted"], true);
     assert_eq!(history["messages"][0]["text"], "");
 }
+
+/// The `action` of each record.
+fn actions(page: &Value) -> Vec<&str> {
+    page["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|record| record["action"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_admin_call_and_token_issue_is_audited_in_order() {
+    let server = TestServer::start_with(&[ADMIN_ENV]).await;
+    server.token("mallory").await;
+    let ban = json!({"reason": "spam"});
+    admin(&server, "PUT", "/api/v1/admin/users/mallory/ban", Some(ban)).await;
+    assert_eq!(
+        server.token_with(json!({"user_id": "mallory"})).await.0,
+        403
+    );
+    admin(&server, "DELETE", "/api/v1/admin/users/mallory/ban", None).await;
+    let refused = server
+        .http(
+            "POST",
+            "/api/v1/admin/users/mallory/disconnect",
+            &[("X-Admin-Key", "wrong-key-0123456789")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.0, 401);
+
+    let (status, page) = admin(
+        &server,
+        "GET",
+        "/api/v1/admin/audit?target=user:mallory",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        actions(&page),
+        ["token.issue", "admin.ban", "token.issue", "admin.unban"],
+        "{page}"
+    );
+    let records = &page["records"];
+    assert_eq!(records[0]["actor"], "app");
+    assert_eq!(records[1]["actor"], "admin");
+    assert_eq!(records[1]["details"]["reason"], "spam");
+    assert_eq!(
+        records[2]["details"]["status"], 403,
+        "the refused issue too"
+    );
+    assert_eq!(page["next_cursor"], Value::Null);
+
+    let (_, unknown) = admin(&server, "GET", "/api/v1/admin/audit?actor=unknown", None).await;
+    assert_eq!(actions(&unknown), ["admin.disconnect"]);
+    assert_eq!(unknown["records"][0]["details"]["status"], 401);
+    assert_eq!(
+        unknown["records"][0]["target"],
+        "/api/v1/admin/users/mallory/disconnect"
+    );
+
+    // Pages of two, oldest first, with a cursor.
+    let (_, first) = admin(&server, "GET", "/api/v1/admin/audit?limit=2", None).await;
+    assert_eq!(actions(&first), ["token.issue", "admin.ban"]);
+    let cursor = first["next_cursor"].as_str().expect("more follow");
+    let (_, second) = admin(
+        &server,
+        "GET",
+        &format!("/api/v1/admin/audit?limit=2&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(actions(&second), ["token.issue", "admin.unban"]);
+    let (status, _) = admin(&server, "GET", "/api/v1/admin/audit?limit=0", None).await;
+    assert_eq!(status, 400);
+}

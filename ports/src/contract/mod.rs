@@ -9,11 +9,12 @@
 //! - [`blob_store_suite`] (in [`blob`]), with presigned URLs called through a [`blob::Transfer`].
 //! - [`log`]: [`event_log_suite`] · [`store`]: [`store_suite`] (with `store_reactions`) · [`directory`]: [`directory_suite`]
 //! - [`sequencer`]: [`sequencer_suite`] · [`presence`]: [`presence_suite`] · [`bus`]: [`bus_suite`]
-//! - sanctions: [`sanctions_suite`].
+//! - sanctions: [`sanctions_suite`] · audit: [`audit_log_suite`].
 //! - [`rate_limit`]: [`rate_limiter_suite`] · [`cache`]: [`message_cache_suite`] · [`fixtures`]: record builders shared by the suites.
 //! - search: [`search_index_suite`].
 //! - [`hooked_store`]: [`HookedStore`], a store whose writes a test can fail or hold.
 
+pub mod audit;
 pub mod blob;
 pub mod bus;
 pub mod cache;
@@ -34,6 +35,7 @@ pub mod search;
 use std::any::Any;
 use std::sync::Arc;
 
+pub use audit::audit_log_suite;
 pub use blob::blob_store_suite;
 pub use bus::bus_suite;
 pub use cache::message_cache_suite;

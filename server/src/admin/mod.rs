@@ -1,13 +1,16 @@
 //! The admin API (protocol v1.1, "Administration"): `/api/v1/admin/...` behind `X-Admin-Key`.
 //!
+//! - `audit`: the audit log: recording calls, and `GET /api/v1/admin/audit`.
 //! - `call`: the action of a request (from its method and path) and how its answer counts.
 //! - `users`: disconnect, ban / unban and token revocation of a user.
 //! - `messages`: the moderation delete of a message.
 //! - `metrics`: `parley_admin_calls_total{action,result}`.
 //!
 //! Every request passes [`guard`] first: no admin key configured → 404 for every admin path; a
-//! missing or wrong key → 401 (counted); then the handler runs and its result is counted.
+//! missing or wrong key → 401 (counted); then the handler runs and its result is counted. Every
+//! call (a refused one with actor `unknown`) is recorded in the audit log.
 
+pub mod audit;
 mod call;
 mod messages;
 mod metrics;
@@ -19,7 +22,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{self, Next};
 use actix_web::{web, HttpRequest, HttpResponse};
-use ports::Sanctions;
+use ports::{AuditLog, Sanctions};
 use prometheus::Registry;
 use wire::ErrorCode;
 
@@ -33,13 +36,20 @@ pub use metrics::AdminMetrics;
 pub struct Admin {
     /// Bans and token revocations, shared by the nodes.
     pub sanctions: Arc<dyn Sanctions>,
+    /// The audit log; `None` in durable cluster mode (not kept yet).
+    pub audit: Option<Arc<dyn AuditLog>>,
     pub metrics: AdminMetrics,
 }
 
 impl Admin {
-    pub fn new(sanctions: Arc<dyn Sanctions>, registry: &Registry) -> Self {
+    pub fn new(
+        sanctions: Arc<dyn Sanctions>,
+        audit: Option<Arc<dyn AuditLog>>,
+        registry: &Registry,
+    ) -> Self {
         Self {
             sanctions,
+            audit,
             metrics: AdminMetrics::new(registry),
         }
     }
@@ -52,6 +62,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
             .wrap(middleware::from_fn(guard))
             .configure(users::configure)
             .configure(messages::configure)
+            .configure(audit::configure)
             .default_service(web::to(no_such_route)),
     );
 }
@@ -78,17 +89,18 @@ async fn guard(
         .headers()
         .get("x-admin-key")
         .and_then(|value| value.to_str().ok());
-    let response = match state.auth.check_admin_key(presented) {
+    let (actor, response) = match state.auth.check_admin_key(presented) {
         AdminKeyCheck::AdminApiOff => {
             let response = error_response(ErrorCode::NotFound, "not found");
             return Ok(request.into_response(response));
         }
         AdminKeyCheck::Refused => {
             let response = error_response(ErrorCode::Unauthorized, "missing or wrong X-Admin-Key");
-            request.into_response(response)
+            ("unknown", request.into_response(response))
         }
-        AdminKeyCheck::Accepted => next.call(request).await?.map_into_boxed_body(),
+        AdminKeyCheck::Accepted => ("admin", next.call(request).await?.map_into_boxed_body()),
     };
+    audit::record(&state, audit_entry(actor, action, &response)).await;
     let result = CallResult::of(response.status());
     state
         .admin
@@ -104,4 +116,38 @@ async fn guard(
         "admin call"
     );
     Ok(response)
+}
+
+/// The audit record of an admin call: the target from the matched path (the raw path for a
+/// call refused before routing), the status and what the handler added.
+fn audit_entry(actor: &str, action: AdminAction, response: &ServiceResponse) -> audit::AuditEntry {
+    let request = response.request();
+    let path = request.match_info();
+    let target = match (
+        path.get("user_id"),
+        path.get("conversation_id"),
+        path.get("message_id"),
+    ) {
+        (Some(user_id), _, _) => format!("user:{user_id}"),
+        (None, Some(conversation_id), Some(message_id)) => {
+            format!("message:{conversation_id}/{message_id}")
+        }
+        _ => request.path().to_owned(),
+    };
+    let mut details = serde_json::json!({ "status": response.status().as_u16() });
+    if let Some(audit::AuditDetails(serde_json::Value::Object(extra))) = response
+        .response()
+        .extensions()
+        .get::<audit::AuditDetails>()
+    {
+        for (key, value) in extra {
+            details[key] = value.clone();
+        }
+    }
+    audit::AuditEntry {
+        actor: actor.to_owned(),
+        action: format!("admin.{}", action.as_str()),
+        target,
+        details,
+    }
 }

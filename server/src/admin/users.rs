@@ -11,6 +11,7 @@ use ports::{Ban, PortError, SessionCloseReason};
 use serde::Deserialize;
 use wire::{ErrorCode, Timestamp, UserId};
 
+use super::audit::AuditDetails;
 use crate::app::AppState;
 use crate::http::error_response;
 
@@ -34,6 +35,13 @@ fn user_of(path: web::Path<String>) -> Result<UserId, HttpResponse> {
     actors::dispatch::check_user_id(&user_id)
         .map_err(|error| error_response(error.code, error.message))?;
     Ok(user_id)
+}
+
+/// `200` with `body`, which the call's audit record keeps too.
+fn answered(body: serde_json::Value) -> HttpResponse {
+    let mut response = HttpResponse::Ok().json(&body);
+    response.extensions_mut().insert(AuditDetails(body));
+    response
 }
 
 /// A port failure's answer: its code and a fixed text (the details go to the log).
@@ -61,7 +69,7 @@ async fn disconnect(state: web::Data<Arc<AppState>>, path: web::Path<String>) ->
         Err(response) => return response,
     };
     match close_sessions(&state, &user_id, SessionCloseReason::Disconnected).await {
-        Ok(closed) => HttpResponse::Ok().json(serde_json::json!({ "sessions_closed": closed })),
+        Ok(closed) => answered(serde_json::json!({ "sessions_closed": closed })),
         Err(error) => port_failure(error),
     }
 }
@@ -114,7 +122,7 @@ async fn ban(
         return port_failure(error);
     }
     match close_sessions(&state, &user_id, SessionCloseReason::Banned).await {
-        Ok(closed) => HttpResponse::Ok().json(serde_json::json!({
+        Ok(closed) => answered(serde_json::json!({
             "user_id": user_id,
             "reason": ban.reason,
             "until": ban.until,
@@ -131,7 +139,7 @@ async fn unban(state: web::Data<Arc<AppState>>, path: web::Path<String>) -> Http
         Err(response) => return response,
     };
     match state.admin.sanctions.lift_ban(&user_id).await {
-        Ok(was_banned) => HttpResponse::Ok().json(serde_json::json!({
+        Ok(was_banned) => answered(serde_json::json!({
             "user_id": user_id,
             "was_banned": was_banned,
         })),
@@ -156,7 +164,7 @@ async fn revoke_tokens(state: web::Data<Arc<AppState>>, path: web::Path<String>)
         return port_failure(error);
     }
     match close_sessions(&state, &user_id, SessionCloseReason::TokensRevoked).await {
-        Ok(closed) => HttpResponse::Ok().json(serde_json::json!({
+        Ok(closed) => answered(serde_json::json!({
             "user_id": user_id,
             "tokens_valid_from": chrono::DateTime::from_timestamp(valid_from, 0),
             "sessions_closed": closed,
