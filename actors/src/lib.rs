@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`attachments`]: uploads recorded in the blob store, the checks of a message carrying them,
 //!   who may download them, and the sweep of unused ones (protocol v1.1).
+//! - [`audit`]: audit records of conversation creation and membership changes.
 //! - [`node`]: [`Node`], the per-node context every actor holds (ports, limits, metrics,
 //!   the local registry and the conversation supervisor).
 //! - [`session`]: the `Session` actor, one per WebSocket, and [`SessionHandle`].
@@ -26,6 +27,7 @@
 //! - [`metrics`]: the Prometheus metrics of this crate.
 
 pub mod attachments;
+pub mod audit;
 pub mod connections;
 pub mod conversation;
 pub mod dispatch;

@@ -485,6 +485,7 @@ impl Harness {
             cache: Arc::new(FakeCache::default()),
             blobs: None,
             search: None,
+            audit: None,
         };
         let node = Node::new(
             NodeId::new("test-node"),

@@ -24,6 +24,25 @@ pub struct AuditRecord {
     pub details: serde_json::Value,
 }
 
+impl AuditRecord {
+    /// A record of something that happens now, with a fresh id.
+    pub fn now(
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        target: impl Into<String>,
+        details: serde_json::Value,
+    ) -> Self {
+        Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            at: chrono::Utc::now(),
+            actor: actor.into(),
+            action: action.into(),
+            target: target.into(),
+            details,
+        }
+    }
+}
+
 /// Most records one query answers.
 pub const MAX_AUDIT_PAGE: usize = 1000;
 

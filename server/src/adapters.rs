@@ -60,6 +60,8 @@ pub fn build(
                 cache: Arc::new(NoMessageCache),
                 blobs: None,
                 search: None,
+                // Set by the app.
+                audit: None,
             },
             redis_clients: Vec::new(),
             redis_presence: None,
@@ -109,6 +111,8 @@ pub fn build(
         // Set by the app once the attachment store is open.
         blobs: None,
         search: None,
+        // Set by the app.
+        audit: None,
     };
     Ok(Adapters {
         ports,

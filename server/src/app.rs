@@ -154,8 +154,14 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
         .as_ref()
         .map(|search| SearchStatus::of(&search.indexer));
     let attachments = crate::attachments::open(&settings, bound.local_addr, &metrics.registry)?;
+    // The audit log lives in the embedded store (none in durable cluster mode yet).
+    let audit = storage
+        .embedded
+        .clone()
+        .map(|store| store as Arc<dyn ports::AuditLog>);
     let sanctions = adapters.sanctions;
     let mut ports = adapters.ports;
+    ports.audit = audit;
     ports.blobs = attachments
         .as_ref()
         .map(|service| service.attachments.blobs().clone());
@@ -165,12 +171,7 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
         settings.limits(),
         metrics.actors.clone(),
     );
-    // The audit log lives in the embedded store (none in durable cluster mode yet).
-    let audit = storage
-        .embedded
-        .clone()
-        .map(|store| store as Arc<dyn ports::AuditLog>);
-    let admin = crate::admin::Admin::new(sanctions, audit, &metrics.registry);
+    let admin = crate::admin::Admin::new(sanctions, &metrics.registry);
     let state = Arc::new(AppState {
         node,
         auth: Authenticator::new(

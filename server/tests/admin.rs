@@ -289,3 +289,49 @@ async fn every_admin_call_and_token_issue_is_audited_in_order() {
     let (status, _) = admin(&server, "GET", "/api/v1/admin/audit?limit=0", None).await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn conversation_creation_and_membership_changes_are_audited() {
+    let server = TestServer::start_with(&[ADMIN_ENV]).await;
+    let mut alice = server.connect("alice").await;
+    let mut bob = server.connect("bob").await;
+    let conversation = create_conversation(&mut alice, "group", &["bob"]).await;
+    let members =
+        |user_ids: &[&str]| json!({"conversation_id": conversation, "user_ids": user_ids});
+    alice
+        .ok("conversation.add_members", members(&["carol"]))
+        .await;
+    alice
+        .ok("conversation.remove_members", members(&["carol"]))
+        .await;
+    bob.ok(
+        "conversation.leave",
+        json!({"conversation_id": conversation}),
+    )
+    .await;
+    // A refused change is not recorded.
+    bob.err("conversation.add_members", members(&["dave"]))
+        .await;
+
+    let path = format!("/api/v1/admin/audit?target=conversation:{conversation}");
+    let (status, page) = admin(&server, "GET", &path, None).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        actions(&page),
+        [
+            "conversation.create",
+            "conversation.add_members",
+            "conversation.remove_members",
+            "conversation.leave"
+        ],
+        "{page}"
+    );
+    let actors: Vec<&str> = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| record["actor"].as_str().unwrap())
+        .collect();
+    assert_eq!(actors, ["alice", "alice", "alice", "bob"]);
+    assert_eq!(page["records"][1]["details"]["user_ids"], json!(["carol"]));
+}

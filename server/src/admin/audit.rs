@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
-use chrono::Utc;
 use ports::{AuditQuery, AuditRecord, MAX_AUDIT_PAGE};
 use serde::Deserialize;
 use wire::{ErrorCode, Timestamp};
@@ -34,20 +33,11 @@ pub struct AuditEntry {
 /// Appends a record to the audit log, when the node keeps one. A failure is logged, not
 /// answered: the call itself happened.
 pub async fn record(state: &AppState, entry: AuditEntry) {
-    let Some(audit) = &state.admin.audit else {
+    let Some(audit) = &state.node.ports().audit else {
         return;
     };
-    let record = AuditRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        at: Utc::now(),
-        actor: entry.actor,
-        action: entry.action,
-        target: entry.target,
-        details: entry.details,
-    };
-    if let Err(error) = audit.append(record).await {
-        tracing::warn!(error = %error, "audit record lost");
-    }
+    let record = AuditRecord::now(entry.actor, entry.action, entry.target, entry.details);
+    actors::audit::append(&**audit, record).await;
 }
 
 pub fn configure(config: &mut web::ServiceConfig) {
@@ -75,7 +65,7 @@ async fn read_audit(
     state: web::Data<Arc<AppState>>,
     params: web::Query<AuditParams>,
 ) -> HttpResponse {
-    let Some(audit) = &state.admin.audit else {
+    let Some(audit) = &state.node.ports().audit else {
         return error_response(
             ErrorCode::NotFound,
             "this node keeps no audit log (durable cluster mode)",

@@ -22,7 +22,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{self, Next};
 use actix_web::{web, HttpRequest, HttpResponse};
-use ports::{AuditLog, Sanctions};
+use ports::Sanctions;
 use prometheus::Registry;
 use wire::ErrorCode;
 
@@ -36,20 +36,13 @@ pub use metrics::AdminMetrics;
 pub struct Admin {
     /// Bans and token revocations, shared by the nodes.
     pub sanctions: Arc<dyn Sanctions>,
-    /// The audit log; `None` in durable cluster mode (not kept yet).
-    pub audit: Option<Arc<dyn AuditLog>>,
     pub metrics: AdminMetrics,
 }
 
 impl Admin {
-    pub fn new(
-        sanctions: Arc<dyn Sanctions>,
-        audit: Option<Arc<dyn AuditLog>>,
-        registry: &Registry,
-    ) -> Self {
+    pub fn new(sanctions: Arc<dyn Sanctions>, registry: &Registry) -> Self {
         Self {
             sanctions,
-            audit,
             metrics: AdminMetrics::new(registry),
         }
     }
