@@ -32,7 +32,7 @@ pub struct Ports {
     /// Full-text search (`search.messages`); `None` when search is off on this node.
     pub search: Option<Arc<dyn SearchIndex>>,
     /// The audit log (conversation creation and membership changes are recorded); `None`
-    /// where the node keeps none (durable cluster mode).
+    /// where the node keeps none (actor tests).
     pub audit: Option<Arc<dyn AuditLog>>,
 }
 

@@ -154,14 +154,9 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
         .as_ref()
         .map(|search| SearchStatus::of(&search.indexer));
     let attachments = crate::attachments::open(&settings, bound.local_addr, &metrics.registry)?;
-    // The audit log lives in the embedded store (none in durable cluster mode yet).
-    let audit = storage
-        .embedded
-        .clone()
-        .map(|store| store as Arc<dyn ports::AuditLog>);
     let sanctions = adapters.sanctions;
     let mut ports = adapters.ports;
-    ports.audit = audit;
+    ports.audit = Some(storage.audit.clone());
     ports.blobs = attachments
         .as_ref()
         .map(|service| service.attachments.blobs().clone());

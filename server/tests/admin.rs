@@ -335,3 +335,51 @@ async fn conversation_creation_and_membership_changes_are_audited() {
     assert_eq!(actors, ["alice", "alice", "alice", "bob"]);
     assert_eq!(page["records"][1]["details"]["user_ids"], json!(["carol"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_cluster_keeps_one_audit_log_in_mongodb() {
+    use mongodb::bson::{doc, Document};
+    let cluster = common::durable::DurableCluster::start("parley_e2e_audit", 2, &[ADMIN_ENV]).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut alice = a.connect("alice").await;
+    let conversation = create_conversation(&mut alice, "group", &["bob"]).await;
+    send(&mut alice, &conversation, "m1", "secret words").await;
+    let ban = json!({"reason": "spam"});
+    assert_eq!(
+        admin(a, "PUT", "/api/v1/admin/users/mallory/ban", Some(ban))
+            .await
+            .0,
+        200
+    );
+
+    // Node B answers what node A recorded.
+    let (status, page) = admin(b, "GET", "/api/v1/admin/audit?actor=admin", None).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(actions(&page), ["admin.ban"]);
+    let path = format!("/api/v1/admin/audit?target=conversation:{conversation}");
+    let (_, page) = admin(b, "GET", &path, None).await;
+    assert_eq!(actions(&page), ["conversation.create"]);
+
+    // MongoDB holds the records, and never message text.
+    let documents: Vec<Document> = {
+        use futures::TryStreamExt;
+        cluster
+            .db
+            .collection::<Document>("audit")
+            .find(doc! {})
+            .await
+            .expect("find")
+            .try_collect()
+            .await
+            .expect("collect")
+    };
+    assert!(documents
+        .iter()
+        .any(|document| document.get_str("action") == Ok("admin.ban")));
+    assert!(
+        documents
+            .iter()
+            .all(|document| !document.to_string().contains("secret words")),
+        "no message text in the audit log"
+    );
+}

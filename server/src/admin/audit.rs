@@ -1,9 +1,8 @@
 //! The audit log on the node: recording admin calls and token issues, and
 //! `GET /api/v1/admin/audit?since=&actor=&target=&action=&limit=&cursor=`.
 //!
-//! Records go to the embedded store (standalone, and each node of a Redis-only cluster: there a
-//! node answers its own records). A durable cluster (Kafka, MongoDB) keeps none yet: its calls
-//! are only in the node's log (`admin call` lines) and the route answers 404.
+//! Records go to `Ports::audit`: the embedded store (standalone, and each node of a Redis-only
+//! cluster, which answers its own records), or MongoDB's `audit` collection (durable cluster).
 
 use std::sync::Arc;
 
@@ -66,10 +65,7 @@ async fn read_audit(
     params: web::Query<AuditParams>,
 ) -> HttpResponse {
     let Some(audit) = &state.node.ports().audit else {
-        return error_response(
-            ErrorCode::NotFound,
-            "this node keeps no audit log (durable cluster mode)",
-        );
+        return error_response(ErrorCode::NotFound, "this node keeps no audit log");
     };
     let params = params.into_inner();
     let limit = params.limit.unwrap_or(DEFAULT_AUDIT_PAGE);

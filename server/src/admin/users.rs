@@ -6,10 +6,11 @@
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
+use actors::OpError;
 use chrono::Utc;
 use ports::{Ban, PortError, SessionCloseReason};
 use serde::Deserialize;
-use wire::{ErrorCode, Timestamp, UserId};
+use wire::{Timestamp, UserId};
 
 use super::audit::AuditDetails;
 use crate::app::AppState;
@@ -30,11 +31,15 @@ pub fn configure(config: &mut web::ServiceConfig) {
 }
 
 /// The user id of the path, checked like any user id.
-fn user_of(path: web::Path<String>) -> Result<UserId, HttpResponse> {
+fn user_of(path: web::Path<String>) -> Result<UserId, OpError> {
     let user_id = UserId::new(path.into_inner());
-    actors::dispatch::check_user_id(&user_id)
-        .map_err(|error| error_response(error.code, error.message))?;
+    actors::dispatch::check_user_id(&user_id)?;
     Ok(user_id)
+}
+
+/// The answer to a refused call.
+fn refused(error: OpError) -> HttpResponse {
+    error_response(error.code, error.message)
 }
 
 /// `200` with `body`, which the call's audit record keeps too.
@@ -46,8 +51,7 @@ fn answered(body: serde_json::Value) -> HttpResponse {
 
 /// A port failure's answer: its code and a fixed text (the details go to the log).
 fn port_failure(error: PortError) -> HttpResponse {
-    let error = actors::OpError::from(error);
-    error_response(error.code, error.message)
+    refused(OpError::from(error))
 }
 
 /// Counts the user's sessions on every node, then asks every node to close them. Answers the
@@ -66,7 +70,7 @@ async fn close_sessions(
 async fn disconnect(state: web::Data<Arc<AppState>>, path: web::Path<String>) -> HttpResponse {
     let user_id = match user_of(path) {
         Ok(user_id) => user_id,
-        Err(response) => return response,
+        Err(error) => return refused(error),
     };
     match close_sessions(&state, &user_id, SessionCloseReason::Disconnected).await {
         Ok(closed) => answered(serde_json::json!({ "sessions_closed": closed })),
@@ -82,8 +86,8 @@ struct BanRequest {
     until: Option<Timestamp>,
 }
 
-fn check_ban(request: &BanRequest, now: Timestamp) -> Result<(), HttpResponse> {
-    let bad = |message: String| Err(error_response(ErrorCode::BadRequest, message));
+fn check_ban(request: &BanRequest, now: Timestamp) -> Result<(), OpError> {
+    let bad = |message: String| Err(OpError::bad_request(message));
     if request.reason.trim().is_empty() {
         return bad("`reason` must not be empty".to_owned());
     }
@@ -106,12 +110,12 @@ async fn ban(
 ) -> HttpResponse {
     let user_id = match user_of(path) {
         Ok(user_id) => user_id,
-        Err(response) => return response,
+        Err(error) => return refused(error),
     };
     let request = body.into_inner();
     let now = Utc::now();
-    if let Err(response) = check_ban(&request, now) {
-        return response;
+    if let Err(error) = check_ban(&request, now) {
+        return refused(error);
     }
     let ban = Ban {
         reason: request.reason,
@@ -136,7 +140,7 @@ async fn ban(
 async fn unban(state: web::Data<Arc<AppState>>, path: web::Path<String>) -> HttpResponse {
     let user_id = match user_of(path) {
         Ok(user_id) => user_id,
-        Err(response) => return response,
+        Err(error) => return refused(error),
     };
     match state.admin.sanctions.lift_ban(&user_id).await {
         Ok(was_banned) => answered(serde_json::json!({
@@ -150,7 +154,7 @@ async fn unban(state: web::Data<Arc<AppState>>, path: web::Path<String>) -> Http
 async fn revoke_tokens(state: web::Data<Arc<AppState>>, path: web::Path<String>) -> HttpResponse {
     let user_id = match user_of(path) {
         Ok(user_id) => user_id,
-        Err(response) => return response,
+        Err(error) => return refused(error),
     };
     // Tokens carry `iat` in whole seconds: every token of this second or before is refused,
     // and tokens issued from now on carry at least the next second (see `Authenticator::issue`).
