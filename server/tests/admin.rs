@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{create_conversation, refused, send, Client, TestCluster, TestServer};
+use common::{create_conversation, refused, send, Client, TestCluster, TestServer, WAIT};
 use serde_json::{json, Value};
 
 const ADMIN_KEY: &str = "test-admin-key-0123456789";
@@ -17,19 +17,17 @@ async fn admin(server: &TestServer, method: &str, path: &str, body: Option<Value
         .expect("admin request")
 }
 
-/// A sample of `parley_admin_calls_total` with these labels.
+/// The value of `parley_admin_calls_total` with these labels.
 async fn admin_calls(server: &TestServer, action: &str, result: &str) -> f64 {
     let series = format!(r#"parley_admin_calls_total{{action="{action}",result="{result}"}}"#);
-    let (_, body) = server.http("GET", "/metrics", &[], None).await.unwrap();
-    body.as_str()
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix(series.as_str())?.trim().parse().ok())
-        .unwrap_or(0.0)
+    common::metric(server, &series).await
 }
 
+/// Waits (at most `WAIT`: the server's pings would keep `closed` waiting) for the close.
 async fn assert_closed_with(client: &mut Client, code: u16, case: &str) {
-    let closed = client.closed().await;
+    let closed = tokio::time::timeout(WAIT, client.closed())
+        .await
+        .unwrap_or_else(|_| panic!("{case}: the session was not closed"));
     assert_eq!(closed.code, code, "{case}: {}", closed.reason);
 }
 
