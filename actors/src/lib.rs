@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`attachments`]: uploads recorded in the blob store, the checks of a message carrying them,
 //!   who may download them, and the sweep of unused ones (protocol v1.1).
+//! - [`audit`]: audit records of conversation creation and membership changes.
 //! - [`node`]: [`Node`], the per-node context every actor holds (ports, limits, metrics,
 //!   the local registry and the conversation supervisor).
 //! - [`session`]: the `Session` actor, one per WebSocket, and [`SessionHandle`].
@@ -19,16 +20,20 @@
 //! - [`ops`]: one file per client operation: its argument checks, the command it queues on the
 //!   conversation actor (or its work against the ports), and the command's apply step.
 //! - [`presence`]: sessions coming and going, and online/offline announcements to co-members.
+//! - [`moderation`]: what the admin API asks of the actors: closing a user's sessions on
+//!   every node, and the moderation delete of a message.
 //! - [`stored_acks`]: relays `message.stored` acknowledgments from the log to senders.
 //! - [`error`]: [`OpError`], the client-facing error of an operation.
 //! - [`metrics`]: the Prometheus metrics of this crate.
 
 pub mod attachments;
+pub mod audit;
 pub mod connections;
 pub mod conversation;
 pub mod dispatch;
 pub mod error;
 pub mod metrics;
+pub mod moderation;
 pub mod node;
 pub mod ops;
 pub mod presence;

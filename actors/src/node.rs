@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ports::{
-    BlobStore, Bus, Directory, EventLog, MessageCache, Presence, RateLimiter, SearchReader,
-    Sequencer, Store,
+    AuditLog, BlobStore, Bus, Directory, EventLog, MessageCache, Presence, RateLimiter,
+    SearchReader, Sequencer, Store,
 };
 use wire::{NodeId, UserId};
 
@@ -31,6 +31,9 @@ pub struct Ports {
     pub blobs: Option<Arc<dyn BlobStore>>,
     /// Full-text search (`search.messages`); `None` when search is off on this node.
     pub search: Option<Arc<dyn SearchReader>>,
+    /// The audit log (conversation creation and membership changes are recorded); `None`
+    /// where the node keeps none (actor tests).
+    pub audit: Option<Arc<dyn AuditLog>>,
 }
 
 /// Limits and timings of sessions and conversations (the `[limits]` config section).

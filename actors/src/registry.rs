@@ -269,6 +269,15 @@ impl LocalRegistry {
         deliver_all(sessions, frame, None)
     }
 
+    /// The user's sessions on this node.
+    pub fn user_sessions(&self, user_id: &UserId) -> Vec<SessionHandle> {
+        self.maps()
+            .sessions_by_user
+            .get(user_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The conversations one of the user's sessions on this node is registered for; `None`
     /// when the user has no session here.
     pub fn sibling_conversations(&self, user_id: &UserId) -> Option<Vec<ConversationId>> {

@@ -105,6 +105,12 @@ pub async fn route(node: &Node, envelope: BusEnvelope) {
                     .remove_members(&conversation_id, std::slice::from_ref(&user_id));
             }
         }
-        (BusTopic::Conversation(_), BusPayload::MembershipChanged { .. }) => {}
+        (BusTopic::User(user_id), BusPayload::CloseSessions { reason }) => {
+            crate::moderation::close_local_sessions(node, &user_id, reason);
+        }
+        (
+            BusTopic::Conversation(_),
+            BusPayload::MembershipChanged { .. } | BusPayload::CloseSessions { .. },
+        ) => {}
     }
 }

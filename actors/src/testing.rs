@@ -350,6 +350,10 @@ impl Presence for FakePresence {
             })
             .collect())
     }
+
+    async fn session_count(&self, _: &UserId) -> Result<usize, PortError> {
+        Ok(0)
+    }
 }
 
 /// Records what is published; delivers subscribed topics to the incoming channel.
@@ -490,6 +494,7 @@ impl Harness {
             cache: Arc::new(FakeCache::default()),
             blobs: None,
             search: None,
+            audit: None,
         };
         let node = Node::new(
             NodeId::new("test-node"),

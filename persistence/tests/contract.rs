@@ -97,3 +97,23 @@ async fn memory_message_cache_keeps_the_message_cache_contract() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_keeps_the_sanctions_contract() {
+    contract::sanctions_suite(|| async {
+        let (store, dir) = open_store();
+        let port: Arc<dyn ports::Sanctions> = store;
+        Fixture::new(port, dir)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_keeps_the_audit_log_contract() {
+    contract::audit_log_suite(|| async {
+        let (store, dir) = open_store();
+        let port: Arc<dyn ports::AuditLog> = store;
+        Fixture::new(port, dir)
+    })
+    .await;
+}

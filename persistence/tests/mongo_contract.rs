@@ -337,3 +337,14 @@ async fn a_guarded_upsert_against_a_newer_version_is_a_duplicate_key() {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].get_i64("version"), Ok(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_store_keeps_the_audit_log_contract() {
+    let server = SecantusServer::start();
+    let server = &server;
+    contract::audit_log_suite(|| async move {
+        let audit: Arc<dyn ports::AuditLog> = Arc::new(open_store(server).await);
+        Fixture::unguarded(audit)
+    })
+    .await;
+}

@@ -465,3 +465,14 @@ async fn the_bus_resubscribes_after_losing_its_connection() {
         envelope(&topic, "after-reconnect")
     );
 }
+
+#[tokio::test]
+async fn redis_sanctions_keep_the_sanctions_contract() {
+    let server = RedisServer::start();
+    contract::sanctions_suite(|| {
+        let port: Arc<dyn ports::Sanctions> =
+            Arc::new(persistence::redis::RedisSanctions::new(client(&server)));
+        async move { Fixture::unguarded(port) }
+    })
+    .await;
+}

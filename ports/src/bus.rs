@@ -34,6 +34,21 @@ pub enum BusPayload {
         added: Vec<UserId>,
         removed: Vec<UserId>,
     },
+    /// An operator ended the sessions of the topic's user (admin API): every node closes its
+    /// sessions of that user.
+    CloseSessions { reason: SessionCloseReason },
+}
+
+/// Why an operator closes a user's sessions; decides the close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionCloseReason {
+    /// `disconnect`: close 4003.
+    Disconnected,
+    /// `ban`: close 4003.
+    Banned,
+    /// `revoke_tokens`: close 4001.
+    TokensRevoked,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

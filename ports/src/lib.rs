@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`error`]: `PortError`, the one error type every port returns: the kind of failure, the
 //!   backing [`Service`], and the underlying error as its source.
+//! - [`audit`]: [`AuditLog`], append-only records of admin calls, token issues and membership
+//!   changes.
 //! - [`log`]: [`EventLog`] and [`LogConsumer`], the durable ordered log (embedded log, Kafka).
 //! - [`store`]: [`Store`], the message/conversation/participant store that ingest writes
 //!   (embedded store, MongoDB).
@@ -15,6 +17,7 @@
 //! - [`cache`]: [`MessageCache`], the newest messages per conversation, shared by the nodes.
 //! - [`blob`]: [`BlobStore`], object storage for attachment bytes with presigned URLs (local
 //!   files, S3-compatible storage).
+//! - [`sanctions`]: [`Sanctions`], bans and token revocations of users (admin API).
 //! - [`search`]: [`SearchIndex`] and its query side [`SearchReader`], full-text search over
 //!   message text (Tantivy, in `search/`; a search role's HTTP client).
 //! - [`Backoff`]: the capped exponential delay between retries, shared by every retry loop.
@@ -22,6 +25,7 @@
 //!   the nodes' stored-ack relay), for `/readyz`.
 //! - `contract` (feature `contract`): one test suite per port, run against every adapter.
 
+pub mod audit;
 mod backoff;
 pub mod blob;
 pub mod bus;
@@ -32,6 +36,7 @@ pub mod error;
 pub mod log;
 pub mod presence;
 pub mod rate_limit;
+pub mod sanctions;
 pub mod search;
 pub mod sequencer;
 pub mod store;
@@ -39,9 +44,10 @@ pub mod store;
 #[cfg(feature = "contract")]
 pub mod contract;
 
+pub use audit::{AuditLog, AuditPage, AuditQuery, AuditRecord, MAX_AUDIT_PAGE};
 pub use backoff::Backoff;
 pub use blob::{BlobKey, BlobMeta, BlobStore, InvalidBlobKey, PresignedRequest, TransferMethod};
-pub use bus::{Bus, BusEnvelope, BusPayload, BusTopic};
+pub use bus::{Bus, BusEnvelope, BusPayload, BusTopic, SessionCloseReason};
 pub use cache::MessageCache;
 pub use consumer_health::ConsumerHealth;
 pub use directory::{CreateOutcome, Directory};
@@ -49,6 +55,7 @@ pub use error::{Cause, During, PortError, Service};
 pub use log::{EventLog, LogConsumer, LogPosition, LogRecord, PoisonedRecord};
 pub use presence::Presence;
 pub use rate_limit::{RateDecision, RateLimiter};
+pub use sanctions::{Ban, Sanctions, Standing, TokenStanding};
 pub use search::{SearchCursor, SearchHit, SearchIndex, SearchPage, SearchQuery, SearchReader};
 pub use sequencer::{DedupKey, Reservation, Sequencer, IN_FLIGHT_TTL};
 pub use store::{MessageQuery, Store, StoreWrite, StoredConversation, Watermarks};

@@ -28,4 +28,7 @@ pub trait Presence: Send + Sync + 'static {
 
     /// Presence of each requested user (offline with `last_seen: null` when never seen).
     async fn get(&self, user_ids: &[UserId]) -> Result<BTreeMap<UserId, PresenceInfo>, PortError>;
+
+    /// How many live sessions the user has, on every node (what an admin disconnect closes).
+    async fn session_count(&self, user_id: &UserId) -> Result<usize, PortError>;
 }

@@ -9,12 +9,12 @@ use std::time::Duration;
 use actors::Ports;
 use persistence::redis::{
     RedisBus, RedisClient, RedisConfig, RedisDirectory, RedisMessageCache, RedisPresence,
-    RedisRateLimiter, RedisSequencer,
+    RedisRateLimiter, RedisSanctions, RedisSequencer,
 };
 use persistence::{
     EmbeddedStore, InProcessBus, MemoryPresence, MemoryRateLimiter, MemorySequencer, NoMessageCache,
 };
-use ports::{EventLog, Store};
+use ports::{EventLog, Sanctions, Store};
 
 use crate::config::{RedisRoles, Secret, Settings};
 
@@ -29,6 +29,9 @@ pub struct Adapters {
     pub redis_presence: Option<Arc<RedisPresence>>,
     /// The Redis bus, whose subscription state decides readiness (cluster mode).
     pub redis_bus: Option<Arc<RedisBus>>,
+    /// Bans and token revocations (admin API): the embedded store standalone, Redis (state
+    /// role) in a cluster.
+    pub sanctions: Arc<dyn Sanctions>,
 }
 
 /// `embedded` is the embedded store, which doubles as the directory of a standalone node; it is
@@ -49,7 +52,7 @@ pub fn build(
             ports: Ports {
                 log,
                 store: store_port.clone(),
-                directory,
+                directory: directory.clone(),
                 sequencer: Arc::new(MemorySequencer::new(store_port)),
                 presence: Arc::new(MemoryPresence::new()),
                 bus: Arc::new(InProcessBus::new(BUS_INCOMING_CAPACITY)),
@@ -57,10 +60,13 @@ pub fn build(
                 cache: Arc::new(NoMessageCache),
                 blobs: None,
                 search: None,
+                // Set by the app.
+                audit: None,
             },
             redis_clients: Vec::new(),
             redis_presence: None,
             redis_bus: None,
+            sanctions: directory,
         });
     };
     let clients = RedisClients::new(settings, &roles)?;
@@ -78,6 +84,7 @@ pub fn build(
         RedisBus::new(clients.pubsub.clone(), BUS_INCOMING_CAPACITY)
             .map_err(|error| anyhow::anyhow!("redis.pubsub_url: {error}"))?,
     );
+    let sanctions = Arc::new(RedisSanctions::new(clients.state.clone()));
     let ports = Ports {
         log,
         store: store_port.clone(),
@@ -104,6 +111,8 @@ pub fn build(
         // Set by the app once the attachment store is open.
         blobs: None,
         search: None,
+        // Set by the app.
+        audit: None,
     };
     Ok(Adapters {
         ports,
@@ -116,6 +125,7 @@ pub fn build(
         ],
         redis_presence: Some(presence),
         redis_bus: Some(bus),
+        sanctions,
     })
 }
 

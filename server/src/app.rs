@@ -154,7 +154,9 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
     }
     let search_status = search.as_ref().map(SearchStatus::of);
     let attachments = crate::attachments::open(&settings, bound.local_addr, &metrics.registry)?;
+    let sanctions = adapters.sanctions;
     let mut ports = adapters.ports;
+    ports.audit = Some(storage.audit.clone());
     ports.blobs = attachments
         .as_ref()
         .map(|service| service.attachments.blobs().clone());
@@ -164,9 +166,15 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
         settings.limits(),
         metrics.actors.clone(),
     );
+    let admin = crate::admin::Admin::new(sanctions, &metrics.registry);
     let state = Arc::new(AppState {
         node,
-        auth: Authenticator::new(&settings.auth.jwt_secret, &settings.auth.api_key),
+        auth: Authenticator::new(
+            &settings.auth.jwt_secret,
+            &settings.auth.api_key,
+            &settings.auth.admin_api_key,
+        ),
+        admin,
         settings,
         metrics,
         ready: Arc::new(AtomicBool::new(false)),

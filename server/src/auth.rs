@@ -50,6 +50,8 @@ struct Claims {
 pub struct Verified {
     pub user_id: UserId,
     pub expires_at: DateTime<Utc>,
+    /// `iat`, seconds since the epoch (app backends may mint tokens without it).
+    pub issued_at: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -68,10 +70,22 @@ pub struct Authenticator {
     decoding: DecodingKey,
     validation: Validation,
     api_key: Secret,
+    /// Empty: the admin API is off.
+    admin_api_key: Secret,
+}
+
+/// What an `X-Admin-Key` header is worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminKeyCheck {
+    /// No admin key is configured: the admin API does not exist (404).
+    AdminApiOff,
+    /// Missing or wrong (401).
+    Refused,
+    Accepted,
 }
 
 impl Authenticator {
-    pub fn new(jwt_secret: &Secret, api_key: &Secret) -> Self {
+    pub fn new(jwt_secret: &Secret, api_key: &Secret, admin_api_key: &Secret) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
         validation.set_required_spec_claims(&["exp", "sub"]);
@@ -84,22 +98,26 @@ impl Authenticator {
             decoding: DecodingKey::from_secret(jwt_secret.expose().as_bytes()),
             validation,
             api_key: api_key.clone(),
+            admin_api_key: admin_api_key.clone(),
         }
     }
 
-    /// Signs a token for `user_id` valid for `ttl_secs`.
+    /// Signs a token for `user_id` valid for `ttl_secs`. Its `iat` is now, or `not_before`
+    /// when that is later (the user's tokens were revoked within this second: a fresh token
+    /// must pass the revocation).
     pub fn issue(
         &self,
         user_id: &UserId,
         display_name: Option<String>,
         ttl_secs: u64,
+        not_before: Option<i64>,
     ) -> Result<(String, DateTime<Utc>), AuthError> {
         let now = Utc::now();
         let expires_at = now + chrono::Duration::seconds(ttl_secs as i64);
         let claims = Claims {
             sub: user_id.to_string(),
             exp: expires_at.timestamp(),
-            iat: Some(now.timestamp()),
+            iat: Some(now.timestamp().max(not_before.unwrap_or(i64::MIN))),
             name: display_name,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
@@ -133,25 +151,41 @@ impl Authenticator {
         Ok(Verified {
             user_id,
             expires_at,
+            issued_at: claims.iat,
         })
     }
 
     /// Constant-time comparison of a presented API key.
     pub fn api_key_matches(&self, presented: Option<&str>) -> bool {
-        let Some(presented) = presented else {
-            return false;
-        };
-        let expected = self.api_key.expose().as_bytes();
-        let presented = presented.as_bytes();
-        if expected.len() != presented.len() {
-            return false;
-        }
-        expected
-            .iter()
-            .zip(presented)
-            .fold(0u8, |difference, (left, right)| difference | (left ^ right))
-            == 0
+        presented.is_some_and(|presented| constant_time_eq(&self.api_key, presented))
     }
+
+    /// Checks a presented admin key (constant-time); the app API key is no admin key.
+    pub fn check_admin_key(&self, presented: Option<&str>) -> AdminKeyCheck {
+        if self.admin_api_key.is_empty() {
+            return AdminKeyCheck::AdminApiOff;
+        }
+        match presented {
+            Some(presented) if constant_time_eq(&self.admin_api_key, presented) => {
+                AdminKeyCheck::Accepted
+            }
+            _ => AdminKeyCheck::Refused,
+        }
+    }
+}
+
+/// Compares a secret with a presented value in time independent of where they differ.
+fn constant_time_eq(expected: &Secret, presented: &str) -> bool {
+    let expected = expected.expose().as_bytes();
+    let presented = presented.as_bytes();
+    if expected.len() != presented.len() {
+        return false;
+    }
+    expected
+        .iter()
+        .zip(presented)
+        .fold(0u8, |difference, (left, right)| difference | (left ^ right))
+        == 0
 }
 
 #[cfg(test)]
@@ -162,6 +196,7 @@ mod tests {
         Authenticator::new(
             &Secret::new("a-test-secret-that-is-long-enough-123"),
             &Secret::new("test-api-key-1234"),
+            &Secret::new("test-admin-key-5678"),
         )
     }
 
@@ -199,7 +234,7 @@ mod tests {
     #[test]
     fn issued_tokens_verify() {
         let auth = authenticator();
-        let (token, expires_at) = auth.issue(&UserId::new("alice"), None, 60).unwrap();
+        let (token, expires_at) = auth.issue(&UserId::new("alice"), None, 60, None).unwrap();
         let verified = auth.verify(&token).unwrap();
         assert_eq!(verified.user_id, UserId::new("alice"));
         assert_eq!(verified.expires_at, expires_at);
@@ -211,8 +246,9 @@ mod tests {
         let other = Authenticator::new(
             &Secret::new("another-secret-that-is-long-enough-456"),
             &Secret::new("test-api-key-1234"),
+            &Secret::new(""),
         );
-        let (forged, _) = other.issue(&UserId::new("alice"), None, 60).unwrap();
+        let (forged, _) = other.issue(&UserId::new("alice"), None, 60, None).unwrap();
         assert!(matches!(auth.verify(&forged), Err(AuthError::Invalid(_))));
         let exp = Utc::now().timestamp() + 600;
         let none = unsigned(&format!(r#"{{"sub":"alice","exp":{exp}}}"#));
@@ -305,5 +341,39 @@ mod tests {
         assert!(!auth.api_key_matches(Some("test-api-key-1235")));
         assert!(!auth.api_key_matches(Some("short")));
         assert!(!auth.api_key_matches(None));
+    }
+
+    #[test]
+    fn admin_key_is_its_own_secret_and_off_when_unset() {
+        let auth = authenticator();
+        assert_eq!(
+            auth.check_admin_key(Some("test-admin-key-5678")),
+            AdminKeyCheck::Accepted
+        );
+        assert_eq!(
+            auth.check_admin_key(Some("test-api-key-1234")),
+            AdminKeyCheck::Refused
+        );
+        assert_eq!(
+            auth.check_admin_key(Some("test-admin-key-5679")),
+            AdminKeyCheck::Refused
+        );
+        assert_eq!(auth.check_admin_key(None), AdminKeyCheck::Refused);
+        let off = Authenticator::new(
+            &Secret::new("a-test-secret-that-is-long-enough-123"),
+            &Secret::new("test-api-key-1234"),
+            &Secret::new(""),
+        );
+        assert_eq!(off.check_admin_key(Some("")), AdminKeyCheck::AdminApiOff);
+    }
+
+    #[test]
+    fn a_token_issued_in_a_revoked_second_carries_the_revocation_limit() {
+        let auth = authenticator();
+        let later = Utc::now().timestamp() + 1;
+        let (token, _) = auth
+            .issue(&UserId::new("alice"), None, 60, Some(later))
+            .unwrap();
+        assert_eq!(auth.verify(&token).unwrap().issued_at, Some(later));
     }
 }

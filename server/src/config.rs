@@ -132,6 +132,8 @@ impl RedisSettings {
 pub struct AuthSettings {
     pub jwt_secret: Secret,
     pub api_key: Secret,
+    /// `X-Admin-Key` of the admin API; empty: the admin API is off (its routes answer 404).
+    pub admin_api_key: Secret,
     pub token_ttl_secs: u64,
     pub max_token_ttl_secs: u64,
     /// Start even with a public development secret on a non-loopback `server.bind` (logged
@@ -423,6 +425,25 @@ mod tests {
         let loaded = load_with_env(None, env(&[public, allowed])).unwrap();
         assert!(loaded.settings.binds_publicly());
         assert_eq!(loaded.settings.dev_secret_in_use(), Some("auth.jwt_secret"));
+    }
+
+    #[test]
+    fn the_admin_key_is_off_by_default_and_never_the_api_key() {
+        let loaded = load_with_env(None, env(&[])).unwrap();
+        assert!(loaded.settings.auth.admin_api_key.is_empty());
+        let key = "an-admin-key-long-enough";
+        let loaded = load_with_env(None, env(&[("PARLEY__AUTH__ADMIN_API_KEY", key)])).unwrap();
+        assert_eq!(loaded.settings.auth.admin_api_key.expose(), key);
+        let error = load_with_env(None, env(&[("PARLEY__AUTH__ADMIN_API_KEY", "short")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("auth.admin_api_key"), "{error}");
+        let same = [
+            ("PARLEY__AUTH__API_KEY", key),
+            ("PARLEY__AUTH__ADMIN_API_KEY", key),
+        ];
+        let error = load_with_env(None, env(&same)).unwrap_err().to_string();
+        assert!(error.contains("must differ"), "{error}");
     }
 
     #[test]

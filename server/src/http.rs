@@ -12,6 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use wire::{ClientMsgId, ConversationId, ErrorBody, ErrorCode, MessageId, Seq, UserId};
 
+use crate::admin::audit::AuditEntry;
 use crate::app::AppState;
 
 mod search;
@@ -59,6 +60,8 @@ pub fn configure(config: &mut web::ServiceConfig, max_body_bytes: usize) {
         .route("/ws", web::get().to(crate::ws::not_upgraded))
         // Bearer-token endpoints under /api/v1: ahead of the API-key scope.
         .configure(crate::attachments::routes::configure)
+        // The admin API (`X-Admin-Key`): ahead of the API-key scope too.
+        .configure(crate::admin::configure)
         .service(
             // Every app-backend endpoint checks `X-Api-Key` before its path, query or body is
             // read: an anonymous caller learns nothing but 401.
@@ -167,7 +170,34 @@ pub(crate) async fn issue_token(
             ),
         );
     }
-    match state.auth.issue(&body.user_id, body.display_name, ttl_secs) {
+    let standing = match state.admin.sanctions.standing(&body.user_id).await {
+        Ok(standing) => standing,
+        Err(error) => return op_error_response(actors::OpError::from(error)),
+    };
+    let entry = |status: u16| AuditEntry {
+        actor: "app".to_owned(),
+        action: "token.issue".to_owned(),
+        target: format!("user:{}", body.user_id),
+        details: serde_json::json!({ "status": status, "ttl_secs": ttl_secs }),
+    };
+    if let Some(ban) = standing.ban_at(chrono::Utc::now()) {
+        crate::admin::audit::record(&state, entry(403)).await;
+        return error_response(
+            ErrorCode::Forbidden,
+            format!("user is banned: {}", ban.reason),
+        );
+    }
+    let not_before = standing.tokens_valid_from;
+    let issued = state.auth.issue(
+        &body.user_id,
+        body.display_name.clone(),
+        ttl_secs,
+        not_before,
+    );
+    if issued.is_ok() {
+        crate::admin::audit::record(&state, entry(200)).await;
+    }
+    match issued {
         Ok((token, expires_at)) => HttpResponse::Ok().json(serde_json::json!({
             "token": token,
             "expires_at": expires_at,

@@ -7,12 +7,15 @@
 //! - `app`: wiring of adapters, node, background tasks and the HTTP server.
 //! - `http`: token, health, metrics and REST endpoints.
 //! - `ws`: the WebSocket upgrade.
+//! - `admin`: the admin API (`X-Admin-Key`): disconnect, ban, token revocation, moderation
+//!   delete.
 //! - `web_chat`: the development web chat's files and its dev-only token route.
 //! - `attachments`: protocol v1.1 attachments: the blob store, their REST endpoints, the local
 //!   store's signed URLs and the orphan sweep.
 //! - `metrics`: the node's Prometheus registry.
 
 mod adapters;
+mod admin;
 mod app;
 mod attachments;
 mod auth;

@@ -16,6 +16,7 @@ use actix_codec::Framed;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actors::session::{Session, SessionParams};
 use actors::{ConnectionPermit, ConnectionRefused};
+use ports::TokenStanding;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -136,6 +137,31 @@ fn admit(
     Ok(verified)
 }
 
+/// The sanctions check (admin API): a banned user is refused with 403 `forbidden`, a token
+/// issued before the user's tokens were revoked with 401. Counted as `banned` and
+/// `token_revoked`; when the sanctions cannot be read, 503 (`sanctions_unavailable`).
+async fn check_standing(state: &AppState, verified: &Verified) -> Result<(), Refusal> {
+    let standing = state
+        .admin
+        .sanctions
+        .standing(&verified.user_id)
+        .await
+        .map_err(|error| {
+            let error = actors::OpError::from(error);
+            Refusal::new(error.code, error.message).counted_as("sanctions_unavailable")
+        })?;
+    if standing.ban_at(chrono::Utc::now()).is_some() {
+        return Err(Refusal::new(ErrorCode::Forbidden, "user is banned").counted_as("banned"));
+    }
+    if standing.token(verified.issued_at) == TokenStanding::Revoked {
+        return Err(
+            Refusal::new(ErrorCode::Unauthorized, "token revoked: get a new one")
+                .counted_as("token_revoked"),
+        );
+    }
+    Ok(())
+}
+
 /// `GET /ws` without an upgrade: the same answers as an upgrade for a bad version, token or
 /// readiness, else 400.
 pub async fn not_upgraded(state: web::Data<Arc<AppState>>, request: HttpRequest) -> HttpResponse {
@@ -143,8 +169,12 @@ pub async fn not_upgraded(state: web::Data<Arc<AppState>>, request: HttpRequest)
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    match admit(&state, Some(request.query_string()), authorization) {
-        Ok(_) => error_response(
+    let admitted = match admit(&state, Some(request.query_string()), authorization) {
+        Ok(verified) => check_standing(&state, &verified).await,
+        Err(refusal) => Err(refusal),
+    };
+    match admitted {
+        Ok(()) => error_response(
             ErrorCode::BadRequest,
             "expected a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)",
         ),
@@ -179,7 +209,11 @@ async fn answer_upgrade(
     let leftover = parts.read_buf.to_vec();
     drop(parts.read_buf);
     drop(parts.write_buf);
-    match accept_key(&state, &request) {
+    let admitted = match accept_key(&state, &request) {
+        Ok(accepted) => check_standing(&state, &accepted.0).await.map(|()| accepted),
+        Err(refusal) => Err(refusal),
+    };
+    match admitted {
         Ok((verified, accept, permit)) => {
             let response = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"

@@ -5,7 +5,7 @@
 mod common;
 
 use common::raw::RawSocket;
-use common::{TestServer, API_KEY, JWT_SECRET};
+use common::{refused, TestServer, API_KEY, JWT_SECRET};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -56,22 +56,6 @@ fn alg_none(claims: &Value) -> String {
         b64url(br#"{"alg":"none","typ":"JWT"}"#),
         b64url(claims.to_string().as_bytes())
     )
-}
-
-/// Tries to open a WebSocket; returns the HTTP status and JSON body of a refused upgrade.
-async fn refused(request: impl IntoClientRequest + Unpin) -> (u16, Value) {
-    match tokio_tungstenite::connect_async(request).await {
-        Ok((_, response)) => panic!("upgrade should be refused, got {}", response.status()),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            let body = response
-                .body()
-                .as_deref()
-                .and_then(|body| serde_json::from_slice(body).ok())
-                .unwrap_or(Value::Null);
-            (response.status().as_u16(), body)
-        }
-        Err(error) => panic!("unexpected connect error: {error}"),
-    }
 }
 
 async fn assert_unauthorized(server: &TestServer, token: &str, case: &str) {

@@ -116,8 +116,10 @@ pub enum CloseCode {
     MessageTooBig = 1009,
     /// Try again later: the session could not be registered.
     TryAgainLater = 1013,
-    /// The token expired or is invalid.
+    /// The token expired or is invalid (or was revoked by an operator).
     TokenInvalid = 4001,
+    /// An operator disconnected or banned the user (admin API, protocol v1.1).
+    Kicked = 4003,
     /// Sustained rate-limit abuse.
     RateLimitAbuse = 4008,
     /// The client read too slowly: its outbound queue overflowed.
@@ -126,13 +128,14 @@ pub enum CloseCode {
 
 impl CloseCode {
     /// Every close code the server sends (each has a `parley_ws_closes_total{code}` series).
-    pub const ALL: [CloseCode; 8] = [
+    pub const ALL: [CloseCode; 9] = [
         CloseCode::Normal,
         CloseCode::GoingAway,
         CloseCode::ProtocolError,
         CloseCode::MessageTooBig,
         CloseCode::TryAgainLater,
         CloseCode::TokenInvalid,
+        CloseCode::Kicked,
         CloseCode::RateLimitAbuse,
         CloseCode::TooSlow,
     ];

@@ -23,7 +23,7 @@ use super::{ConversationOp, OpActor};
 use crate::node::Limits;
 use crate::ops::conversation_get::GetConversation;
 use crate::ops::history_get::{PageBudget, ReadHistory};
-use crate::ops::message_delete::DeleteMessage;
+use crate::ops::message_delete::{DeleteMessage, Deleter};
 use crate::ops::message_edit::EditMessage;
 use crate::ops::message_send::SendMessage;
 use crate::testing::Harness;
@@ -110,7 +110,7 @@ impl Run {
                 target,
             } => {
                 let command = DeleteMessage {
-                    user_id: user(deleter),
+                    deleter: Deleter::Sender(user(deleter)),
                     message_id: self.ids[&model.target(target)?].clone(),
                 };
                 Some(self.enqueue(

@@ -12,7 +12,7 @@ use super::op::Queued;
 use super::{ConversationOp, Deliver, OpActor};
 use crate::node::{Limits, Node};
 use crate::ops::conversation_get::GetConversation;
-use crate::ops::message_delete::DeleteMessage;
+use crate::ops::message_delete::{DeleteMessage, Deleter};
 use crate::ops::message_edit::EditMessage;
 use crate::ops::message_send::SendMessage;
 use crate::session::{DetachedSession, Outbound, SessionHandle};
@@ -218,7 +218,7 @@ async fn members_only_and_senders_only() {
         &conversation_id,
         ConversationOp::Delete(Queued::new(
             DeleteMessage {
-                user_id: UserId::new("alice"),
+                deleter: Deleter::Sender(UserId::new("alice")),
                 message_id: MessageId::new("no-such-message"),
             },
             reply,

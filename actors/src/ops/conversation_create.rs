@@ -15,6 +15,7 @@ use wire::{Conversation, ConversationId, ConversationKind, Seq, UserId};
 
 use super::conversation_update::MAX_TITLE_BYTES;
 use super::shared::{check_members_list_length, check_text, check_user_id, decode, json, Answer};
+use crate::audit::conversation_record;
 use crate::conversation::{announce_membership, log_event_for, publish_to_users};
 use crate::dispatch::Caller;
 use crate::node::Node;
@@ -26,9 +27,21 @@ pub(crate) fn start(node: &Node, caller: &Caller, request: &Request) -> Result<A
     let creator = caller.user_id.clone();
     let node = node.clone();
     Ok(async move {
-        json(&ConversationResult {
-            conversation: create(&node, creator, args).await?,
-        })
+        let conversation = create(&node, creator.clone(), args).await?;
+        if let Some(audit) = &node.ports().audit {
+            let details = serde_json::json!({
+                "kind": conversation.kind,
+                "members": conversation.members,
+            });
+            let record = conversation_record(
+                &creator,
+                "conversation.create",
+                &conversation.conversation_id,
+                details,
+            );
+            crate::audit::append(&**audit, record).await;
+        }
+        json(&ConversationResult { conversation })
     }
     .boxed_local())
 }

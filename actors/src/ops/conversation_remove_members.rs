@@ -11,6 +11,7 @@ use wire::{Conversation, UserId};
 
 use super::membership::{commit, decode_members};
 use super::shared::{ask_json, Answer};
+use crate::audit::{audited, conversation_record};
 use crate::conversation::op::Reply;
 use crate::conversation::{
     announce_membership, publish_to_users, ConversationOp, ConversationState,
@@ -28,17 +29,24 @@ pub struct RemoveMembers {
 
 pub(crate) fn start(node: &Node, caller: &Caller, request: &Request) -> Result<Answer, OpError> {
     let args = decode_members(node, request)?;
+    let record = conversation_record(
+        &caller.user_id,
+        "conversation.remove_members",
+        &args.conversation_id,
+        serde_json::json!({ "user_ids": args.user_ids }),
+    );
     let remove = RemoveMembers {
         user_id: caller.user_id.clone(),
         user_ids: args.user_ids,
     };
-    Ok(ask_json(
+    let answer = ask_json(
         node,
         &args.conversation_id,
         ConversationOp::RemoveMembers,
         remove,
         |conversation| ConversationResult { conversation },
-    ))
+    );
+    Ok(audited(node, answer, record))
 }
 
 impl RemoveMembers {

@@ -14,16 +14,24 @@ use crate::dispatch::Caller;
 use crate::node::Node;
 use crate::OpError;
 
-/// Deletes a message; only its sender may. Deleting it again changes nothing.
+/// Deletes a message; only its sender may, or an operator. Deleting it again changes nothing.
 pub struct DeleteMessage {
-    pub user_id: UserId,
+    pub deleter: Deleter,
     pub message_id: MessageId,
+}
+
+/// Who deletes a message.
+pub enum Deleter {
+    /// The sender (`message.delete`): must be a member and the message's sender.
+    Sender(UserId),
+    /// An operator (admin API moderation delete): no membership needed.
+    Moderator,
 }
 
 pub(crate) fn start(node: &Node, caller: &Caller, request: &Request) -> Result<Answer, OpError> {
     let args: MessageRef = decode(request)?;
     let delete = DeleteMessage {
-        user_id: caller.user_id.clone(),
+        deleter: Deleter::Sender(caller.user_id.clone()),
         message_id: args.message_id,
     };
     Ok(ask_json(
@@ -42,9 +50,13 @@ impl DeleteMessage {
         node: &Node,
         working: &mut ConversationState,
     ) -> Result<Applied<()>, OpError> {
-        working.require_member(&self.user_id)?;
+        if let Deleter::Sender(user_id) = &self.deleter {
+            working.require_member(user_id)?;
+        }
         let mut record = working.find_message(node, &self.message_id).await?;
-        require_sender(&record, &self.user_id)?;
+        if let Deleter::Sender(user_id) = &self.deleter {
+            require_sender(&record, user_id)?;
+        }
         if record.message.deleted {
             return Ok(Applied::Answered(()));
         }

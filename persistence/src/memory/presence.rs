@@ -104,4 +104,11 @@ impl Presence for MemoryPresence {
             .collect();
         Ok(presence)
     }
+
+    async fn session_count(&self, user_id: &UserId) -> Result<usize, PortError> {
+        Ok(self
+            .users()
+            .get(user_id)
+            .map_or(0, |presence| presence.sessions.len()))
+    }
 }

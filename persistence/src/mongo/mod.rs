@@ -2,11 +2,13 @@
 //! `messages`, `conversations` and `participants` (see `documents` for their shape), written
 //! by ingest with bulk, idempotent commands (see `write`) and read by history, sync and
 //! conversation lists (see `read`); `scan` pages through every message (rebuilding the search
-//! index).
+//! index). It also implements [`ports::AuditLog`] over the `audit` collection, which the nodes
+//! write themselves (see `audit`).
 //!
 //! Every operation is bounded by [`MongoConfig`]'s timeouts: a dead or unreachable server fails
 //! callers with `PortError::Unavailable`, never hangs them.
 
+mod audit;
 mod client;
 mod config;
 mod documents;
@@ -23,6 +25,7 @@ use ports::{During, MessageQuery, PortError, Store, StoreWrite, StoredConversati
 use wire::log::MessageRecord;
 use wire::{ClientMsgId, ConversationId, MessageId, UserId};
 
+pub use audit::AUDIT as AUDIT_COLLECTION;
 pub use config::MongoConfig;
 pub use documents::{
     CONVERSATIONS as CONVERSATIONS_COLLECTION, MESSAGES as MESSAGES_COLLECTION,

@@ -10,6 +10,7 @@
 //! - [`presence`]: [`RedisPresence`], sessions per user with a TTL refreshed by their node.
 //! - [`directory`]: [`RedisDirectory`], conversation records, membership and activity.
 //! - [`bus`]: [`RedisBus`], pub/sub routing with one subscriber connection per node.
+//! - [`sanctions`]: [`RedisSanctions`], bans and token revocations of users.
 //! - [`lease`]: [`RedisLease`], periodic work on one node of the cluster at a time.
 //!
 //! Every key and channel starts with the configured prefix (default `parley:`).
@@ -22,6 +23,7 @@ pub mod directory;
 pub mod lease;
 pub mod presence;
 pub mod rate_limit;
+pub mod sanctions;
 pub mod sequencer;
 
 pub use bus::{RedisBus, RedisBusCounters};
@@ -32,4 +34,5 @@ pub use directory::RedisDirectory;
 pub use lease::RedisLease;
 pub use presence::RedisPresence;
 pub use rate_limit::RedisRateLimiter;
+pub use sanctions::RedisSanctions;
 pub use sequencer::RedisSequencer;

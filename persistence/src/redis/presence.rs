@@ -140,6 +140,31 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Per user, its live sessions then its last-seen ms (-1: never), from `presence_get`.
+    async fn live_sessions_and_last_seen(
+        &self,
+        user_ids: &[UserId],
+    ) -> Result<Vec<i64>, PortError> {
+        let keys: Vec<String> = user_ids
+            .iter()
+            .flat_map(|user_id| {
+                [
+                    self.sessions_key(user_id.as_str()),
+                    self.last_seen_key(user_id.as_str()),
+                ]
+            })
+            .collect();
+        let answer: Vec<i64> = self.client.eval(&GET, &keys, &[]).await?;
+        if answer.len() != user_ids.len() * 2 {
+            return Err(PortError::internal(format!(
+                "presence_get answered {} values for {} users",
+                answer.len(),
+                user_ids.len()
+            )));
+        }
+        Ok(answer)
+    }
+
     async fn refresh(&self) -> Result<(), PortError> {
         let _guard = self.refresh_lock.lock().await;
         let sessions: Vec<(UserId, String)> = self.local().iter().cloned().collect();
@@ -227,24 +252,7 @@ impl Presence for RedisPresence {
         if user_ids.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let shared = &self.shared;
-        let keys: Vec<String> = user_ids
-            .iter()
-            .flat_map(|user_id| {
-                [
-                    shared.sessions_key(user_id.as_str()),
-                    shared.last_seen_key(user_id.as_str()),
-                ]
-            })
-            .collect();
-        let answer: Vec<i64> = shared.client.eval(&GET, &keys, &[]).await?;
-        if answer.len() != user_ids.len() * 2 {
-            return Err(PortError::internal(format!(
-                "presence_get answered {} values for {} users",
-                answer.len(),
-                user_ids.len()
-            )));
-        }
+        let answer = self.shared.live_sessions_and_last_seen(user_ids).await?;
         let presence = user_ids
             .iter()
             .zip(answer.chunks(2))
@@ -261,5 +269,13 @@ impl Presence for RedisPresence {
             })
             .collect();
         Ok(presence)
+    }
+
+    async fn session_count(&self, user_id: &UserId) -> Result<usize, PortError> {
+        let answer = self
+            .shared
+            .live_sessions_and_last_seen(std::slice::from_ref(user_id))
+            .await?;
+        Ok(usize::try_from(answer[0]).unwrap_or(0))
     }
 }

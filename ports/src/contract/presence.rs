@@ -45,6 +45,12 @@ async fn online_from_the_first_session_to_the_last(fixture: Fixture<dyn Presence
             .expect("connect"),
         "a second session is not a transition"
     );
+    assert_eq!(
+        presence.session_count(&user).await.expect("count"),
+        2,
+        "sessions on every node count"
+    );
+    assert_eq!(presence.session_count(&never_seen).await.expect("count"), 0);
     assert!(
         !presence
             .disconnect(&user, &SessionId::new(unique("unknown")), &node)
@@ -61,6 +67,11 @@ async fn online_from_the_first_session_to_the_last(fixture: Fixture<dyn Presence
         .await
         .expect("get");
     assert!(online[&user].online, "one session left");
+    assert_eq!(
+        presence.session_count(&user).await.expect("count"),
+        1,
+        "the session on the other node"
+    );
 
     assert!(
         presence

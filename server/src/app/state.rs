@@ -21,6 +21,8 @@ pub struct AppState {
     pub socket_urls: Vec<String>,
     /// Protocol v1.1 attachments; `None` when `attachments.store` resolves to off.
     pub attachments: Option<Arc<crate::attachments::AttachmentService>>,
+    /// The admin API's sanctions and metrics.
+    pub admin: crate::admin::Admin,
     pub(super) log: Arc<dyn EventLog>,
     pub(super) store: Arc<dyn Store>,
     pub(super) redis_clients: Vec<(&'static str, persistence::redis::RedisClient)>,

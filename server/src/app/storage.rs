@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use persistence::kafka::KafkaLog;
 use persistence::mongo::MongoStore;
 use persistence::{EmbeddedLog, EmbeddedStore};
-use ports::{EventLog, Store};
+use ports::{AuditLog, EventLog, Store};
 use wire::NodeId;
 
 use crate::config::Settings;
@@ -18,6 +18,8 @@ pub(super) struct Storage {
     /// The embedded store (standalone and Redis-only cluster mode): also the standalone
     /// directory, and written by an in-process ingest. `None` in durable mode.
     pub(super) embedded: Option<Arc<EmbeddedStore>>,
+    /// The audit log: the embedded store, or MongoDB's `audit` collection in durable mode.
+    pub(super) audit: Arc<dyn AuditLog>,
     /// The Kafka log in durable mode (for its metrics).
     pub(super) kafka: Option<KafkaLog>,
     /// For the start-up log line.
@@ -50,9 +52,11 @@ impl Storage {
             database = %settings.mongo.database,
             "durable cluster mode: log in Kafka, store in MongoDB (written by the ingest binary)"
         );
+        let store = Arc::new(store);
         Ok(Self {
             log: Arc::new(log.clone()),
-            store: Arc::new(store),
+            store: store.clone(),
+            audit: store,
             embedded: None,
             kafka: Some(log),
             description: "kafka+mongodb",
@@ -73,6 +77,7 @@ impl Storage {
         Ok(Self {
             log: Arc::new(log),
             store: store.clone(),
+            audit: store.clone(),
             embedded: Some(store),
             kafka: None,
             description: "embedded",

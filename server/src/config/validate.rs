@@ -150,6 +150,19 @@ fn validate_auth(auth: &AuthSettings) -> Result<(), ConfigError> {
     if auth.api_key.expose().len() < 16 {
         return Err(invalid("auth.api_key", "must be at least 16 bytes"));
     }
+    let admin_key = auth.admin_api_key.expose();
+    if !admin_key.is_empty() && admin_key.len() < 16 {
+        return Err(invalid(
+            "auth.admin_api_key",
+            "must be empty (admin API off) or at least 16 bytes",
+        ));
+    }
+    if admin_key == auth.api_key.expose() {
+        return Err(invalid(
+            "auth.admin_api_key",
+            "must differ from auth.api_key",
+        ));
+    }
     if auth.token_ttl_secs == 0 || auth.token_ttl_secs > auth.max_token_ttl_secs {
         return Err(invalid(
             "auth.token_ttl_secs",

@@ -672,3 +672,21 @@ pub fn has_feature(welcome: &Value, name: &str) -> bool {
         .as_array()
         .is_some_and(|features| features.iter().any(|feature| feature == name))
 }
+
+/// Tries to open a WebSocket; returns the HTTP status and JSON body of a refused upgrade.
+pub async fn refused(
+    request: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+) -> (u16, Value) {
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((_, response)) => panic!("upgrade should be refused, got {}", response.status()),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response
+                .body()
+                .as_deref()
+                .and_then(|body| serde_json::from_slice(body).ok())
+                .unwrap_or(Value::Null);
+            (response.status().as_u16(), body)
+        }
+        Err(error) => panic!("unexpected connect error: {error}"),
+    }
+}

@@ -181,6 +181,7 @@ export const CLOSE_CODES = {
   MessageTooBig: 1009,
   TryAgainLater: 1013,
   TokenInvalid: 4001,
+  Kicked: 4003,
   RateLimitAbuse: 4008,
   TooSlow: 4009,
 } as const;

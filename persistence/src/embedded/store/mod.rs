@@ -4,12 +4,16 @@
 //! - [`read`]: lookups shared by read and write transactions.
 //! - [`write`]: the idempotent writes of `Store::apply` and the directory.
 //! - [`directory`]: the `Directory` implementation.
+//! - [`audit`]: the `AuditLog` implementation (append-only audit records).
+//! - [`sanctions`]: the `Sanctions` implementation (bans and token revocations).
 //!
 //! Every call runs its redb transaction on tokio's blocking pool; every write transaction
 //! commits durably (redb's default `Durability::Immediate`, an fsync) before the call returns.
 
+mod audit;
 mod directory;
 mod read;
+mod sanctions;
 mod tables;
 mod write;
 

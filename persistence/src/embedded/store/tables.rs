@@ -36,5 +36,7 @@ pub(super) fn create_all(write: &redb::WriteTransaction) -> Result<(), redb::Tab
     write.open_table(USER_CONVERSATIONS)?;
     write.open_table(DIRECT_PAIRS)?;
     write.open_table(WATERMARKS)?;
+    write.open_table(super::sanctions::SANCTIONS)?;
+    write.open_table(super::audit::AUDIT)?;
     Ok(())
 }
