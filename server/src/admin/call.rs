@@ -85,38 +85,45 @@ mod tests {
 
     #[test]
     fn actions_come_from_method_and_path() {
-        let of = |method: Method, path: &str| AdminAction::of(&method, path);
-        assert_eq!(
-            of(Method::POST, "/api/v1/admin/users/alice/disconnect"),
-            AdminAction::Disconnect
-        );
-        assert_eq!(
-            of(Method::PUT, "/api/v1/admin/users/alice/ban"),
-            AdminAction::Ban
-        );
-        assert_eq!(
-            of(Method::DELETE, "/api/v1/admin/users/alice/ban"),
-            AdminAction::Unban
-        );
-        assert_eq!(
-            of(Method::POST, "/api/v1/admin/users/a/revoke_tokens"),
-            AdminAction::RevokeTokens
-        );
-        assert_eq!(
-            of(Method::DELETE, "/api/v1/admin/conversations/c/messages/m"),
-            AdminAction::DeleteMessage
-        );
-        assert_eq!(
-            of(Method::GET, "/api/v1/admin/audit"),
-            AdminAction::ReadAudit
-        );
-        assert_eq!(
-            of(Method::GET, "/api/v1/admin/users/alice/ban"),
-            AdminAction::Unknown
-        );
-        assert_eq!(
-            of(Method::POST, "/api/v1/admin/users/a/b/disconnect"),
-            AdminAction::Unknown
-        );
+        for (method, path, action) in [
+            (
+                Method::POST,
+                "/api/v1/admin/users/alice/disconnect",
+                AdminAction::Disconnect,
+            ),
+            (
+                Method::PUT,
+                "/api/v1/admin/users/alice/ban",
+                AdminAction::Ban,
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/admin/users/alice/ban",
+                AdminAction::Unban,
+            ),
+            (
+                Method::POST,
+                "/api/v1/admin/users/a/revoke_tokens",
+                AdminAction::RevokeTokens,
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/admin/conversations/c/messages/m",
+                AdminAction::DeleteMessage,
+            ),
+            (Method::GET, "/api/v1/admin/audit", AdminAction::ReadAudit),
+            (
+                Method::GET,
+                "/api/v1/admin/users/alice/ban",
+                AdminAction::Unknown,
+            ),
+            (
+                Method::POST,
+                "/api/v1/admin/users/a/b/disconnect",
+                AdminAction::Unknown,
+            ),
+        ] {
+            assert_eq!(AdminAction::of(&method, path), action, "{method} {path}");
+        }
     }
 }
