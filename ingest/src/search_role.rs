@@ -57,17 +57,10 @@ pub async fn run(
         KafkaLog::new(settings.kafka_config(hostname)).map_err(ServiceError::AdapterConfig)?,
     );
     let index_dir = settings.search.data_dir.join("index");
-    let group = search::replica_group(&index_dir).map_err(|source| ServiceError::Index {
-        directory: index_dir.display().to_string(),
-        problem: source.to_string(),
-    })?;
-    let index =
-        TantivyIndex::open(&index_dir, settings.search.writer_memory_bytes()).map_err(|error| {
-            ServiceError::Index {
-                directory: index_dir.display().to_string(),
-                problem: error.to_string(),
-            }
-        })?;
+    let group = search::replica_group(&index_dir)
+        .map_err(|error| ServiceError::index(&index_dir, error))?;
+    let index = TantivyIndex::open(&index_dir, settings.search.writer_memory_bytes())
+        .map_err(|error| ServiceError::index(&index_dir, error))?;
     let index = Arc::new(index);
     let indexer = Indexer::new(log, index.clone(), settings.indexer_config(group.clone()));
     let registry = Registry::new();

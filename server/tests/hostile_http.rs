@@ -142,18 +142,7 @@ fn hs256(claims: &Value) -> String {
 
 /// The HTTP status and body of a WebSocket upgrade with `token`.
 async fn upgrade_status(server: &TestServer, token: &str) -> (u16, Value) {
-    match tokio_tungstenite::connect_async(server.ws_url(token)).await {
-        Ok((_, response)) => (response.status().as_u16(), Value::Null),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            let body = response
-                .body()
-                .as_deref()
-                .and_then(|body| serde_json::from_slice(body).ok())
-                .unwrap_or(Value::Null);
-            (response.status().as_u16(), body)
-        }
-        Err(error) => panic!("unexpected connect error: {error}"),
-    }
+    common::upgrade_answer(server.ws_url(token)).await
 }
 
 #[tokio::test]

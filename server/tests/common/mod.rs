@@ -677,8 +677,18 @@ pub fn has_feature(welcome: &Value, name: &str) -> bool {
 pub async fn refused(
     request: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
 ) -> (u16, Value) {
+    let (status, body) = upgrade_answer(request).await;
+    assert_ne!(status, 101, "upgrade should be refused");
+    (status, body)
+}
+
+/// Tries to open a WebSocket: `(101, null)` when it opens, else the refusal's HTTP status and
+/// JSON body (`null` when it has none).
+pub async fn upgrade_answer(
+    request: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+) -> (u16, Value) {
     match tokio_tungstenite::connect_async(request).await {
-        Ok((_, response)) => panic!("upgrade should be refused, got {}", response.status()),
+        Ok((_, response)) => (response.status().as_u16(), Value::Null),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             let body = response
                 .body()
