@@ -39,7 +39,7 @@ pub(crate) fn start(node: &Node, caller: &Caller, request: &Request) -> Result<A
                 &conversation.conversation_id,
                 details,
             );
-            crate::audit::append(&**audit, record).await;
+            crate::audit::append_in_background(audit.clone(), record);
         }
         json(&ConversationResult { conversation })
     }
