@@ -90,3 +90,36 @@ pub async fn run(
     info!(?stopped, "search replica exiting");
     Ok(stopped)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readiness() -> ReplicaReadiness {
+        ReplicaReadiness {
+            health: Arc::new(ConsumerHealth::default()),
+            metrics: IndexerMetrics::default(),
+            caught_up: Arc::new(AtomicBool::new(false)),
+            ready_lag_events: 1000,
+        }
+    }
+
+    #[test]
+    fn a_replica_is_ready_only_running_caught_up_and_close_behind() {
+        let replica = readiness();
+        let not_ready = |replica: &ReplicaReadiness, why: &str| {
+            let reason = replica.check().expect_err(why);
+            assert!(reason.contains(why), "{reason}");
+        };
+        not_ready(&replica, "not running");
+        replica.health.set_running(true);
+        not_ready(&replica, "catching up");
+        replica.caught_up.store(true, Ordering::Release);
+        replica.metrics.lag_events.set(1001);
+        not_ready(&replica, "1001 records behind");
+        replica.metrics.lag_events.set(1000);
+        assert_eq!(replica.check(), Ok(()));
+        replica.health.set_stalled("poll failed".to_owned());
+        not_ready(&replica, "poll failed");
+    }
+}
