@@ -161,12 +161,7 @@ async fn run_waits_for_mongodb_then_ingests_acknowledges_and_stops_on_sigterm() 
         .collect();
     log.append(events).await.expect("append sends");
 
-    let client = mongodb::Client::with_uri_str(mongo.uri())
-        .await
-        .expect("mongodb client");
-    let messages = client
-        .database(&database_name)
-        .collection::<Document>(MESSAGES_COLLECTION);
+    let messages = support::messages_collection(&mongo.uri(), &database_name).await;
     let stored: Vec<Document> = eventually(&ingest, "messages in mongodb", || async {
         let found: Vec<Document> = messages
             .find(doc! { "conversation_id": conversation_id.as_str() })

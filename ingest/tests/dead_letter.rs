@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 
 use common::secantus::SecantusServer;
 use common::tansu::{produce_raw, TansuBroker};
-use mongodb::bson::{doc, Document};
+use mongodb::bson::doc;
 use persistence::kafka::config::DEFAULT_DEAD_LETTER_TOPIC;
 use persistence::kafka::KafkaLog;
-use persistence::mongo::MESSAGES_COLLECTION;
 use ports::contract::fixtures::{sent_event, unique};
 use ports::EventLog;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -101,12 +100,7 @@ async fn poisoned_records_go_to_the_dead_letter_topic_and_the_partition_goes_on(
     );
     let address = ingest.listening_address().await;
 
-    let client = mongodb::Client::with_uri_str(mongo.uri())
-        .await
-        .expect("mongodb client");
-    let messages = client
-        .database(&database_name)
-        .collection::<Document>(MESSAGES_COLLECTION);
+    let messages = support::messages_collection(&mongo.uri(), &database_name).await;
     eventually(&ingest, "the three good records stored", || async {
         let filter = doc! { "conversation_id": conversation_id.as_str() };
         let stored = messages.count_documents(filter).await.ok()?;

@@ -196,3 +196,15 @@ pub fn test_kafka_config(brokers: String) -> KafkaConfig {
         .with_max_batch_records(1)
         .with_session_timeout(Duration::from_secs(6))
 }
+
+/// The `messages` collection of `database` on the MongoDB server at `uri`.
+pub async fn messages_collection(
+    uri: &str,
+    database: &str,
+) -> mongodb::Collection<mongodb::bson::Document> {
+    mongodb::Client::with_uri_str(uri)
+        .await
+        .expect("mongodb client")
+        .database(database)
+        .collection(persistence::mongo::MESSAGES_COLLECTION)
+}
