@@ -30,6 +30,7 @@ pub mod attachments;
 pub mod audit;
 pub mod connections;
 pub mod conversation;
+pub mod delivery_floor;
 pub mod dispatch;
 pub mod error;
 pub mod metrics;

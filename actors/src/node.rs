@@ -144,7 +144,11 @@ impl Node {
     /// Builds the node context. Must run inside a tokio runtime (the registry starts its
     /// subscription worker).
     pub fn new(node_id: NodeId, ports: Ports, limits: Limits, metrics: Metrics) -> Self {
-        let registry = LocalRegistry::start(ports.bus.clone(), ports.sequencer.clone());
+        let registry = LocalRegistry::start(
+            ports.bus.clone(),
+            ports.sequencer.clone(),
+            ports.cache.clone(),
+        );
         Self {
             inner: Arc::new(NodeInner {
                 node_id,

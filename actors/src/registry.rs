@@ -6,10 +6,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ports::{Bus, BusTopic, Sequencer};
+use ports::{Bus, BusTopic, MessageCache, Sequencer};
 use tokio::sync::{mpsc, oneshot};
 use wire::{ConversationId, Seq, SessionId, UserId};
 
+use crate::delivery_floor::delivery_floor;
 use crate::session::SessionHandle;
 
 enum SubscriptionChange {
@@ -27,8 +28,8 @@ struct Maps {
     sessions_by_user: HashMap<UserId, Vec<SessionHandle>>,
     sessions_by_conversation: HashMap<ConversationId, Vec<SessionHandle>>,
     conversations_by_session: HashMap<SessionId, HashSet<ConversationId>>,
-    /// Per subscribed conversation: the subscription's generation and the last seq allocated
-    /// when the subscription took effect (`None` until it is known).
+    /// Per subscribed conversation: the subscription's generation and its delivery floor
+    /// ([`crate::delivery_floor`]; `None` until it is known).
     delivery_floors: HashMap<ConversationId, (u64, Option<Seq>)>,
     next_generation: u64,
 }
@@ -39,12 +40,17 @@ pub struct LocalRegistry {
     maps: Arc<Mutex<Maps>>,
     changes: mpsc::UnboundedSender<SubscriptionChange>,
     sequencer: Arc<dyn Sequencer>,
+    cache: Arc<dyn MessageCache>,
 }
 
 impl LocalRegistry {
     /// Creates the registry and its subscription worker, which applies subscription changes to
     /// the bus in the order they were made.
-    pub fn start(bus: Arc<dyn Bus>, sequencer: Arc<dyn Sequencer>) -> Self {
+    pub fn start(
+        bus: Arc<dyn Bus>,
+        sequencer: Arc<dyn Sequencer>,
+        cache: Arc<dyn MessageCache>,
+    ) -> Self {
         let (changes, mut receiver) = mpsc::unbounded_channel::<SubscriptionChange>();
         tokio::spawn(async move {
             while let Some(change) = receiver.recv().await {
@@ -79,6 +85,7 @@ impl LocalRegistry {
             maps: Arc::default(),
             changes,
             sequencer,
+            cache,
         }
     }
 
@@ -128,14 +135,15 @@ impl LocalRegistry {
         self.record_floors(receiver.1).await
     }
 
-    /// After a conversation's subscription took effect, records the last allocated seq: every
-    /// later seq reaches this node, so fan-out starts right after it.
+    /// After a conversation's subscription took effect, records its delivery floor: every seq
+    /// above it reaches this node (or is repaired from the cache), so fan-out starts right
+    /// after it.
     async fn record_floors(
         &self,
         generations: Vec<(ConversationId, u64)>,
     ) -> Result<(), ports::PortError> {
         for (conversation_id, generation) in generations {
-            let floor = self.sequencer.last_seq(&conversation_id).await?;
+            let floor = delivery_floor(&*self.sequencer, &*self.cache, &conversation_id).await?;
             let mut maps = self.maps();
             if let Some(entry) = maps.delivery_floors.get_mut(&conversation_id) {
                 if entry.0 == generation {

@@ -29,7 +29,8 @@ pub struct FakeLog {
     pub fail: AtomicBool,
     /// Failed appends are ambiguous (like Kafka's) instead of definite (like the embedded log's).
     pub ambiguous_failures: AtomicBool,
-    /// Appends never finish (a log that hangs): the batch in flight holds its conversation.
+    /// Appends wait while this is set (a log that hangs): the batch in flight holds its
+    /// conversation until it is cleared.
     pub stall: AtomicBool,
     /// What `consumer` hands out, in order; with none left it fails.
     pub consumers: Mutex<Vec<Box<dyn LogConsumer>>>,
@@ -46,8 +47,8 @@ impl EventLog for FakeLog {
                 "injected log failure",
             ));
         }
-        if self.stall.load(Ordering::SeqCst) {
-            std::future::pending::<()>().await;
+        while self.stall.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         self.appends.fetch_add(1, Ordering::SeqCst);
         // Yield so concurrent callers queue up behind this append, like a real fsync.

@@ -407,3 +407,41 @@ async fn a_missed_publish_is_repaired_from_the_shared_cache() {
     assert!(delivered[0].contains("\"repaired\""), "{delivered:?}");
     assert_eq!(delivered[1], "frame-3");
 }
+
+/// Regression (a cluster lost live deliveries after reconnects): a session that subscribes
+/// while a batch is in flight (seq allocated, log append not finished) cannot get that message
+/// from `sync` yet, so it must arrive live.
+#[actix_rt::test]
+async fn a_session_registered_while_a_batch_is_in_flight_receives_it_live() {
+    use std::sync::atomic::Ordering;
+    let harness = Harness::new(Limits::default());
+    crate::router::start(harness.node.clone()).unwrap();
+    let conversation_id = harness.group("c1", &["alice", "bob"]);
+    send(&harness.node, &conversation_id, "alice", "accepted")
+        .await
+        .unwrap();
+    harness.log.stall.store(true, Ordering::SeqCst);
+    let answer = enqueue_send(&harness.node, &conversation_id, "alice", "in-flight");
+    let sequencer = &harness.node.ports().sequencer;
+    while sequencer.last_seq(&conversation_id).await.unwrap() != Seq(2) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    let (_session, mut outbound) = connect_bob(&harness, &conversation_id).await;
+    harness.log.stall.store(false, Ordering::SeqCst);
+    assert_eq!(answer.await.unwrap().unwrap().seq, Seq(2));
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut received = Vec::new();
+    while !received
+        .iter()
+        .any(|frame: &String| frame.contains("text of in-flight"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bob never received seq 2 live: {received:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        received.extend(frames(&mut outbound));
+    }
+}
