@@ -11,6 +11,9 @@
 #
 # PARLEY_DEV_MODE=redis starts the Redis-only cluster instead (embedded log and store per node,
 # no Kafka, MongoDB or ingest), e.g. to compare with the benchmarks measured that way.
+# PARLEY_DEV_BROKER_STORAGE=memory keeps the broker's log in memory instead of its sqlite
+# database (Tansu 0.6's sqlite storage panics after minutes of steady load: the soak uses memory;
+# a broker restart then loses the log).
 #
 # State (data, logs, pids, credentials) lives in ./tmp/dev-cluster; `down` keeps it, remove the
 # directory to start afresh. Ports: PARLEY_DEV_REDIS_PORT (6390), PARLEY_DEV_KAFKA_PORT (19092),
@@ -145,7 +148,9 @@ start_pipeline() {
     echo "==> building ingest (release)"
     cargo build --release -p ingest
   fi
-  scripts/services/tansu.sh start "$state/kafka" "$kafka_port" --durable
+  local storage=(--durable)
+  [ "${PARLEY_DEV_BROKER_STORAGE:-sqlite}" = memory ] && storage=()
+  scripts/services/tansu.sh start "$state/kafka" "$kafka_port" "${storage[@]}"
   scripts/services/secantus.sh start "$state/mongo" "$mongo_port"
   echo "==> ingest setup (Kafka topics, MongoDB indexes)"
   "$ingest_binary" setup >"$state/ingest-setup.log" 2>&1 \

@@ -5,23 +5,26 @@
 # ingest, ingest's consumer lag, send -> ack p99 per interval), then plotted and judged flat
 # or not (scripts/soak/report.py; exit 1 when RSS or descriptors grew over 10 %).
 #
-#   scripts/soak.sh [--minutes 60] [--connections 400] [--rate 0.5] [--out DIR]
+#   scripts/soak.sh [--minutes 60] [--connections 400] [--rate 0.5] [--broker sqlite|memory]
+#                   [--out DIR]
 #
 # --rate is actions per user per second of loadtest/scenarios/chat.toml (sends are about half
 # of them). The report (samples.csv, soak.png, loadtest.json, the load generator's log and the
 # cluster's logs) goes to --out (default tmp/soak-<UTC time>). Not part of scripts/test.sh: a
-# run takes as long as --minutes; results go to docs/reliability.md.
+# run takes as long as --minutes; results go to docs/reliability.md. --broker memory keeps the
+# broker's log in memory (Tansu 0.6's sqlite storage panics under steady load; see there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-minutes=60 connections=400 rate=0.5 out=""
+minutes=60 connections=400 rate=0.5 broker=sqlite out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --minutes) minutes="$2"; shift 2 ;;
     --connections) connections="$2"; shift 2 ;;
     --rate) rate="$2"; shift 2 ;;
+    --broker) broker="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    *) echo "usage: scripts/soak.sh [--minutes N] [--connections N] [--rate R] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: scripts/soak.sh [--minutes N] [--connections N] [--rate R] [--broker sqlite|memory] [--out DIR]" >&2; exit 2 ;;
   esac
 done
 out="${out:-tmp/soak-$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -31,6 +34,7 @@ out="$(cd "$out" && pwd)"
 # Private ports and state, so a soak runs beside the tests and a developer's dev cluster.
 export PARLEY_DEV_DIR="$out/cluster"
 export PARLEY_DEV_REDIS_PORT=16391 PARLEY_DEV_KAFKA_PORT=29093 PARLEY_DEV_MONGO_PORT=37019
+export PARLEY_DEV_BROKER_STORAGE="$broker"
 export PARLEY_DEV_INGEST_PORT=19191 PARLEY_DEV_S3_PORT=28433 PARLEY_DEV_PORTS="18181 18182"
 
 # shellcheck source=scripts/services/lib.sh
@@ -65,7 +69,7 @@ tail -n 25 "$out/loadtest.log"
 kill -TERM "$sampler"; wait "$sampler" || true; sampler=""
 {
   echo "commit $(git rev-parse --short HEAD), $(nproc) cores, $(date -u +%FT%TZ)"
-  echo "scripts/soak.sh --minutes $minutes --connections $connections --rate $rate"
+  echo "scripts/soak.sh --minutes $minutes --connections $connections --rate $rate --broker $broker"
 } > "$out/run.txt"
 "$venv/bin/python" scripts/soak/report.py "$out/samples.csv" --png "$out/soak.png" \
   --title "Parley soak: $minutes min, $connections users x $rate actions/s, $(git rev-parse --short HEAD)" \
