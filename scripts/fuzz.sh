@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(frame_decode op_args log_event stored_record)
+  targets=(frame_decode op_args log_event stored_record mongo_documents token_verify)
 fi
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then

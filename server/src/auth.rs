@@ -1,9 +1,7 @@
-//! Tokens (HS256 JWTs: `sub`, `exp`, `iat`, and `nbf` when a token has one) and the app
-//! backends' API key.
+//! Tokens (HS256 JWTs, crate `tokens`), the app backends' API key and the admin key.
 
-use chrono::{DateTime, TimeZone, Utc};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, Utc};
+use tokens::Tokens;
 use wire::UserId;
 
 use crate::config::Secret;
@@ -35,40 +33,10 @@ pub fn check_token_request(
     Ok(())
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    sub: String,
-    exp: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    iat: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-}
-
-/// A verified token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
-    pub user_id: UserId,
-    pub expires_at: DateTime<Utc>,
-    /// `iat`, seconds since the epoch (app backends may mint tokens without it).
-    pub issued_at: Option<i64>,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum AuthError {
-    #[error("token expired")]
-    Expired,
-    #[error("invalid token: {0}")]
-    Invalid(String),
-}
-
-/// Seconds of clock difference tolerated on `exp` and `nbf` (docs/protocol.md §2.2).
-const TOKEN_CLOCK_LEEWAY_SECS: u64 = 60;
+pub use tokens::{AuthError, Verified};
 
 pub struct Authenticator {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    tokens: Tokens,
     api_key: Secret,
     /// Empty: the admin API is off.
     admin_api_key: Secret,
@@ -86,25 +54,14 @@ pub enum AdminKeyCheck {
 
 impl Authenticator {
     pub fn new(jwt_secret: &Secret, api_key: &Secret, admin_api_key: &Secret) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.algorithms = vec![Algorithm::HS256];
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        // A token carrying `nbf` is refused until then (RFC 7519 §4.1.5); the leeway applies to
-        // `exp` and `nbf` alike, for clocks that disagree a little.
-        validation.validate_nbf = true;
-        validation.leeway = TOKEN_CLOCK_LEEWAY_SECS;
         Self {
-            encoding: EncodingKey::from_secret(jwt_secret.expose().as_bytes()),
-            decoding: DecodingKey::from_secret(jwt_secret.expose().as_bytes()),
-            validation,
+            tokens: Tokens::new(jwt_secret.expose().as_bytes()),
             api_key: api_key.clone(),
             admin_api_key: admin_api_key.clone(),
         }
     }
 
-    /// Signs a token for `user_id` valid for `ttl_secs`. Its `iat` is now, or `not_before`
-    /// when that is later (the user's tokens were revoked within this second: a fresh token
-    /// must pass the revocation).
+    /// Signs a token for `user_id` ([`Tokens::issue`]).
     pub fn issue(
         &self,
         user_id: &UserId,
@@ -112,47 +69,13 @@ impl Authenticator {
         ttl_secs: u64,
         not_before: Option<i64>,
     ) -> Result<(String, DateTime<Utc>), AuthError> {
-        let now = Utc::now();
-        let expires_at = now + chrono::Duration::seconds(ttl_secs as i64);
-        let claims = Claims {
-            sub: user_id.to_string(),
-            exp: expires_at.timestamp(),
-            iat: Some(now.timestamp().max(not_before.unwrap_or(i64::MIN))),
-            name: display_name,
-        };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|error| AuthError::Invalid(error.to_string()))?;
-        let expires_at = Utc
-            .timestamp_opt(claims.exp, 0)
-            .single()
-            .unwrap_or(expires_at);
-        Ok((token, expires_at))
+        self.tokens
+            .issue(user_id, display_name, ttl_secs, not_before)
     }
 
-    /// Verifies signature (HS256 only), expiry, not-before and subject.
+    /// Verifies a token ([`Tokens::verify`]).
     pub fn verify(&self, token: &str) -> Result<Verified, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|error| match error.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
-                    AuthError::Invalid("not valid yet (`nbf` is in the future)".to_owned())
-                }
-                _ => AuthError::Invalid(error.to_string()),
-            })?;
-        let claims = data.claims;
-        // Tokens minted by app backends are checked like issued ones: `sub` reaches the logs.
-        let user_id = UserId::new(claims.sub);
-        actors::dispatch::check_user_id(&user_id)
-            .map_err(|error| AuthError::Invalid(format!("`sub`: {}", error.message)))?;
-        let expires_at = Utc
-            .timestamp_opt(claims.exp, 0)
-            .single()
-            .ok_or_else(|| AuthError::Invalid("`exp` out of range".to_owned()))?;
-        Ok(Verified {
-            user_id,
-            expires_at,
-            issued_at: claims.iat,
-        })
+        self.tokens.verify(token)
     }
 
     /// Constant-time comparison of a presented API key.
@@ -200,117 +123,6 @@ mod tests {
         )
     }
 
-    fn unsigned(payload: &str) -> String {
-        use base64_like::encode;
-        format!(
-            "{}.{}.",
-            encode(r#"{"alg":"none","typ":"JWT"}"#),
-            encode(payload)
-        )
-    }
-
-    mod base64_like {
-        /// Base64url without padding (enough for test tokens).
-        pub fn encode(text: &str) -> String {
-            const ALPHABET: &[u8; 64] =
-                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-            let bytes = text.as_bytes();
-            let mut out = String::new();
-            for chunk in bytes.chunks(3) {
-                let b = [
-                    chunk[0],
-                    *chunk.get(1).unwrap_or(&0),
-                    *chunk.get(2).unwrap_or(&0),
-                ];
-                let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
-                for index in 0..(chunk.len() + 1) {
-                    out.push(ALPHABET[((n >> (18 - 6 * index)) & 63) as usize] as char);
-                }
-            }
-            out
-        }
-    }
-
-    #[test]
-    fn issued_tokens_verify() {
-        let auth = authenticator();
-        let (token, expires_at) = auth.issue(&UserId::new("alice"), None, 60, None).unwrap();
-        let verified = auth.verify(&token).unwrap();
-        assert_eq!(verified.user_id, UserId::new("alice"));
-        assert_eq!(verified.expires_at, expires_at);
-    }
-
-    #[test]
-    fn rejects_forged_none_and_expired_tokens() {
-        let auth = authenticator();
-        let other = Authenticator::new(
-            &Secret::new("another-secret-that-is-long-enough-456"),
-            &Secret::new("test-api-key-1234"),
-            &Secret::new(""),
-        );
-        let (forged, _) = other.issue(&UserId::new("alice"), None, 60, None).unwrap();
-        assert!(matches!(auth.verify(&forged), Err(AuthError::Invalid(_))));
-        let exp = Utc::now().timestamp() + 600;
-        let none = unsigned(&format!(r#"{{"sub":"alice","exp":{exp}}}"#));
-        assert!(matches!(auth.verify(&none), Err(AuthError::Invalid(_))));
-        let claims = Claims {
-            sub: "alice".into(),
-            exp: Utc::now().timestamp() - 3600,
-            iat: None,
-            name: None,
-        };
-        let expired = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(b"a-test-secret-that-is-long-enough-123"),
-        )
-        .unwrap();
-        assert_eq!(auth.verify(&expired), Err(AuthError::Expired));
-        let hs512 = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS512),
-            &Claims {
-                sub: "alice".into(),
-                exp,
-                iat: None,
-                name: None,
-            },
-            &EncodingKey::from_secret(b"a-test-secret-that-is-long-enough-123"),
-        )
-        .unwrap();
-        assert!(matches!(auth.verify(&hs512), Err(AuthError::Invalid(_))));
-    }
-
-    /// A token signed with the test secret whose payload is `payload`.
-    fn signed(payload: serde_json::Value) -> String {
-        jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &payload,
-            &EncodingKey::from_secret(b"a-test-secret-that-is-long-enough-123"),
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn not_before_is_enforced_with_the_leeway() {
-        let auth = authenticator();
-        let now = Utc::now().timestamp();
-        let exp = now + 7200;
-        let later = signed(serde_json::json!({"sub": "alice", "exp": exp, "nbf": now + 3600}));
-        assert!(
-            matches!(auth.verify(&later), Err(AuthError::Invalid(reason)) if reason.contains("nbf"))
-        );
-        let within_leeway =
-            signed(serde_json::json!({"sub": "alice", "exp": exp, "nbf": now + 30}));
-        assert!(auth.verify(&within_leeway).is_ok());
-        let past = signed(serde_json::json!({"sub": "alice", "exp": exp, "nbf": now - 10}));
-        assert!(auth.verify(&past).is_ok());
-        let malformed = signed(serde_json::json!({"sub": "alice", "exp": exp, "nbf": "soon"}));
-        assert!(matches!(
-            auth.verify(&malformed),
-            Err(AuthError::Invalid(_))
-        ));
-    }
-
     #[test]
     fn token_requests_refuse_long_names_and_control_characters() {
         let alice = UserId::new("alice");
@@ -321,17 +133,6 @@ mod tests {
         assert!(check_token_request(&alice, Some("Alice\nINFO forged")).is_err());
         let forged = UserId::new("mallory\r\n2026-01-01 INFO admin logged in");
         assert!(check_token_request(&forged, None).is_err());
-    }
-
-    #[test]
-    fn tokens_whose_sub_carries_control_characters_are_refused() {
-        let auth = authenticator();
-        let exp = Utc::now().timestamp() + 600;
-        let forged =
-            signed(serde_json::json!({"sub": "mallory\r\nINFO admin logged in", "exp": exp}));
-        assert!(matches!(auth.verify(&forged), Err(AuthError::Invalid(_))));
-        let plain = signed(serde_json::json!({"sub": "mallory", "exp": exp}));
-        assert!(auth.verify(&plain).is_ok());
     }
 
     #[test]
@@ -365,15 +166,5 @@ mod tests {
             &Secret::new(""),
         );
         assert_eq!(off.check_admin_key(Some("")), AdminKeyCheck::AdminApiOff);
-    }
-
-    #[test]
-    fn a_token_issued_in_a_revoked_second_carries_the_revocation_limit() {
-        let auth = authenticator();
-        let later = Utc::now().timestamp() + 1;
-        let (token, _) = auth
-            .issue(&UserId::new("alice"), None, 60, Some(later))
-            .unwrap();
-        assert_eq!(auth.verify(&token).unwrap().issued_at, Some(later));
     }
 }

@@ -46,6 +46,23 @@ string_id!(
     /// A user, as named by the app backend in the token's `sub`.
     UserId
 );
+
+/// Longest user id, client message id, in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+
+impl UserId {
+    /// Why this is no acceptable user id (1 to [`MAX_ID_BYTES`] bytes without control
+    /// characters: ids reach the logs), or `None` when it is one.
+    pub fn problem(&self) -> Option<String> {
+        if self.0.is_empty() || self.0.len() > MAX_ID_BYTES {
+            return Some(format!("user ids must be 1 to {MAX_ID_BYTES} bytes"));
+        }
+        if self.0.chars().any(char::is_control) {
+            return Some("user ids must not contain control characters".to_owned());
+        }
+        None
+    }
+}
 string_id!(
     /// A conversation (direct or group).
     ConversationId

@@ -17,8 +17,7 @@ use crate::conversation::ConversationOp;
 use crate::node::Node;
 use crate::OpError;
 
-/// Longest user id, client message id, in bytes.
-pub const MAX_ID_BYTES: usize = 128;
+pub use wire::ids::MAX_ID_BYTES;
 
 /// The answer to one request: its result object serialized as JSON.
 pub type Answer = LocalBoxFuture<'static, Result<String, OpError>>;
@@ -95,20 +94,12 @@ pub fn check_text(field: &str, text: &str, max_bytes: usize) -> Result<(), OpErr
     Ok(())
 }
 
-/// A user id is 1 to [`MAX_ID_BYTES`] bytes without control characters (ids reach the logs).
+/// A user id is 1 to [`MAX_ID_BYTES`] bytes without control characters ([`UserId::problem`]).
 pub fn check_user_id(user_id: &UserId) -> Result<(), OpError> {
-    let id = user_id.as_str();
-    if id.is_empty() || id.len() > MAX_ID_BYTES {
-        return Err(OpError::bad_request(format!(
-            "user ids must be 1 to {MAX_ID_BYTES} bytes"
-        )));
+    match user_id.problem() {
+        Some(problem) => Err(OpError::bad_request(problem)),
+        None => Ok(()),
     }
-    if id.chars().any(char::is_control) {
-        return Err(OpError::bad_request(
-            "user ids must not contain control characters",
-        ));
-    }
-    Ok(())
 }
 
 pub fn check_client_msg_id(client_msg_id: &ClientMsgId) -> Result<(), OpError> {

@@ -4,6 +4,7 @@
 use std::future::IntoFuture;
 use std::time::Duration;
 
+use mongo_documents::integer;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::{self, Error as MongoError, ErrorKind, WriteFailure};
 use mongodb::Database;
@@ -150,15 +151,5 @@ pub(super) fn only_duplicates(
                 error.code, error.message
             ),
         )),
-    }
-}
-
-/// A number of any BSON integer or double type.
-pub(super) fn integer(value: Option<&Bson>) -> Option<i64> {
-    match value? {
-        Bson::Int32(value) => Some(i64::from(*value)),
-        Bson::Int64(value) => Some(*value),
-        Bson::Double(value) => Some(*value as i64),
-        _ => None,
     }
 }

@@ -1,5 +1,5 @@
 //! The MongoDB store: [`MongoStore`] implements [`ports::Store`] over the collections
-//! `messages`, `conversations` and `participants` (see `documents` for their shape), written
+//! `messages`, `conversations` and `participants` (see crate `mongo_documents` for their shape), written
 //! by ingest with bulk, idempotent commands (see `write`) and read by history, sync and
 //! conversation lists (see `read`); `scan` pages through every message (rebuilding the search
 //! index). It also implements [`ports::AuditLog`] over the `audit` collection, which the nodes
@@ -11,7 +11,6 @@
 mod audit;
 mod client;
 mod config;
-mod documents;
 mod reactions;
 mod read;
 mod scan;
@@ -27,7 +26,7 @@ use wire::{ClientMsgId, ConversationId, MessageId, UserId};
 
 pub use audit::AUDIT as AUDIT_COLLECTION;
 pub use config::MongoConfig;
-pub use documents::{
+pub use mongo_documents::{
     CONVERSATIONS as CONVERSATIONS_COLLECTION, MESSAGES as MESSAGES_COLLECTION,
     PARTICIPANTS as PARTICIPANTS_COLLECTION,
 };
@@ -108,7 +107,7 @@ impl MongoStore {
         };
         let plan = [
             (
-                documents::MESSAGES,
+                mongo_documents::MESSAGES,
                 vec![
                     index(
                         "conversation_seq",
@@ -124,14 +123,14 @@ impl MongoStore {
                 ],
             ),
             (
-                documents::CONVERSATIONS,
+                mongo_documents::CONVERSATIONS,
                 vec![
                     index("direct_pair", doc! { "direct_pair": 1 }, false),
                     index("activity", doc! { "activity_micros": -1, "_id": 1 }, false),
                 ],
             ),
             (
-                documents::PARTICIPANTS,
+                mongo_documents::PARTICIPANTS,
                 vec![
                     index(
                         "conversation_user",

@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use mongodb::bson::doc;
 use ports::PortError;
 
-use super::documents::{message_record, MESSAGES};
 use super::write::Folded;
 use super::MongoStore;
+use mongo_documents::{message_record, MESSAGES};
 
 impl MongoStore {
     pub(super) async fn fold_reactions(&self, folded: &mut Folded) -> Result<(), PortError> {

@@ -6,10 +6,10 @@ use wire::log::MessageRecord;
 use wire::{ClientMsgId, ConversationId, MessageId, UserId};
 
 use super::client::within;
-use super::documents::{
+use super::MongoStore;
+use mongo_documents::{
     message_record, signed, stored_conversation, watermark, CONVERSATIONS, MESSAGES, PARTICIPANTS,
 };
-use super::MongoStore;
 
 impl MongoStore {
     /// Every document matching `filter`, with `projection`, within the operation timeout.

@@ -6,8 +6,8 @@ use ports::PortError;
 use wire::log::MessageRecord;
 use wire::MessageId;
 
-use super::documents::{message_record, MESSAGES};
 use super::MongoStore;
+use mongo_documents::{message_record, MESSAGES};
 
 impl MongoStore {
     /// Up to `limit` stored messages (each in its stored version, aborted sends' tombstones

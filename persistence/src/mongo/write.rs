@@ -16,12 +16,13 @@ use mongodb::bson::{doc, Document};
 use ports::{PortError, Service, StoreWrite};
 use wire::log::{ConversationRecord, MessageRecord, ReactionDelta};
 
-use super::client::{bulk, integer, only_duplicates, BulkCommand, StatementError};
-use super::documents::{
+use super::client::{bulk, only_duplicates, BulkCommand, StatementError};
+use super::MongoStore;
+use mongo_documents::integer;
+use mongo_documents::{
     conversation_fields, date, message_fields, micros, role, signed, CONVERSATIONS, MESSAGES,
     PARTICIPANTS,
 };
-use super::MongoStore;
 
 /// One batch, folded: per key only the newest version and the highest watermarks; reaction
 /// changes in log order (`fold_reactions` turns them into message versions).
