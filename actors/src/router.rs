@@ -6,6 +6,7 @@ use bytestring::ByteString;
 use ports::{BusEnvelope, BusPayload, BusTopic, PortError};
 use wire::events::ServerEvent;
 use wire::frames::encode_event;
+use wire::UserId;
 
 use crate::conversation::{excluded_user, Deliver};
 use crate::node::Node;
@@ -79,6 +80,7 @@ pub async fn route(node: &Node, envelope: BusEnvelope) {
                     handle.invalidate_record();
                 }
             }
+            let event = joined_as_of_now(node, &user_id, event).await;
             let frame = ByteString::from(encode_event(&event));
             let delivered = node.registry().deliver_to_user(&user_id, &frame);
             node.metrics().fanout_deliveries.inc_by(delivered);
@@ -112,5 +114,104 @@ pub async fn route(node: &Node, envelope: BusEnvelope) {
             BusTopic::Conversation(_),
             BusPayload::MembershipChanged { .. } | BusPayload::CloseSessions { .. },
         ) => {}
+    }
+}
+
+/// A `member.joined` that adds the topic's user reaches their sessions after this node began
+/// routing the conversation to them (the membership change came first on the same topic), so
+/// every seq allocated from now on reaches them live. Messages sent between the change and now
+/// may not have (published before this node subscribed): the event's `last_seq` is raised to
+/// the conversation's last seq now, so the client counts them as history, not as missing
+/// (protocol.md: every message above `member.joined`'s `last_seq` arrives live).
+async fn joined_as_of_now(node: &Node, user_id: &UserId, mut event: ServerEvent) -> ServerEvent {
+    let ServerEvent::MemberJoined {
+        user_ids,
+        conversation,
+        ..
+    } = &mut event
+    else {
+        return event;
+    };
+    if !user_ids.contains(user_id) {
+        return event;
+    }
+    let conversation_id = &conversation.conversation_id;
+    match node.ports().sequencer.last_seq(conversation_id).await {
+        Ok(last) => conversation.last_seq = conversation.last_seq.max(last),
+        Err(error) => {
+            tracing::warn!(conversation_id = %conversation_id, error = %error, "reading the last seq for member.joined failed; its last_seq stays the change's")
+        }
+    }
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    use wire::{Conversation, ConversationId, ConversationKind, Seq, Timestamp};
+
+    use super::*;
+    use crate::node::Limits;
+    use crate::session::{Outbound, SessionHandle};
+    use crate::testing::Harness;
+
+    fn joined(conversation_id: &ConversationId, added: &[&str], last_seq: u64) -> ServerEvent {
+        ServerEvent::MemberJoined {
+            conversation_id: conversation_id.clone(),
+            user_ids: added.iter().map(|user| UserId::new(*user)).collect(),
+            by: UserId::new("alice"),
+            conversation: Conversation {
+                conversation_id: conversation_id.clone(),
+                kind: ConversationKind::Group,
+                title: None,
+                members: vec![UserId::new("alice"), UserId::new("bob")],
+                created_by: UserId::new("alice"),
+                created_at: Timestamp::default(),
+                last_seq: Seq(last_seq),
+            },
+        }
+    }
+
+    /// Regression (the two-node chat load test): messages sent between a membership change
+    /// and the new member's node subscribing never reached that member live, yet its
+    /// `member.joined` said the conversation was at the change's seq.
+    #[actix_rt::test]
+    async fn member_joined_of_a_new_member_carries_the_last_seq_of_when_it_arrives() {
+        let harness = Harness::new(Limits::default());
+        let conversation_id = harness.group("c1", &["alice", "bob"]);
+        // Three messages were sent since the change the event reports (at seq 0).
+        let keys: Vec<ports::DedupKey> = ["k1", "k2", "k3"]
+            .map(|key| ports::DedupKey {
+                sender_id: UserId::new("alice"),
+                client_msg_id: wire::ClientMsgId::new(key),
+            })
+            .to_vec();
+        let sequencer = &harness.node.ports().sequencer;
+        sequencer.reserve(&conversation_id, &keys).await.unwrap();
+        let (session, outbound) =
+            SessionHandle::detached(UserId::new("bob"), 16, harness.node.metrics().clone());
+        harness
+            .node
+            .registry()
+            .register_session(&session, &[], None)
+            .await
+            .unwrap();
+        for (added, expected) in [
+            (&["bob"][..], "\"last_seq\":3"),
+            (&["carol"][..], "\"last_seq\":0"),
+        ] {
+            let envelope = BusEnvelope {
+                topic: BusTopic::User(UserId::new("bob")),
+                origin: harness.node.node_id().clone(),
+                payload: BusPayload::Event {
+                    seq: None,
+                    event: joined(&conversation_id, added, 0),
+                },
+            };
+            route(&harness.node, envelope).await;
+            let Some(Outbound::Text(frame)) = outbound.try_recv() else {
+                panic!("bob got no member.joined");
+            };
+            assert!(frame.contains(expected), "{frame}");
+        }
     }
 }
