@@ -171,15 +171,19 @@ mod tests {
 
     use super::*;
 
+    fn alices_message(seq: u64, version: u64, created_at: Timestamp) -> MessageRecord {
+        fixture_message(
+            &ConversationId::new("c1"),
+            seq,
+            &UserId::new("alice"),
+            version,
+            created_at,
+        )
+    }
+
     #[test]
     fn a_message_reads_back_as_written_with_its_query_fields() {
-        let record = fixture_message(
-            &ConversationId::new("c1"),
-            7,
-            &UserId::new("alice"),
-            2,
-            at(5),
-        );
+        let record = alices_message(7, 2, at(5));
         let document = message_fields(&record).unwrap();
         assert_eq!(integer(document.get("seq")), Some(7));
         assert_eq!(document.get_str("sender_id").unwrap(), "alice");
@@ -209,13 +213,7 @@ mod tests {
 
     #[test]
     fn negative_numbers_and_broken_records_are_corrupt_not_panics() {
-        let record = fixture_message(
-            &ConversationId::new("c1"),
-            1,
-            &UserId::new("alice"),
-            1,
-            at(0),
-        );
+        let record = alices_message(1, 1, at(0));
         let mut document = message_fields(&record).unwrap();
         document.insert("read_seq", Bson::Int64(-1));
         assert!(matches!(

@@ -1,6 +1,5 @@
 //! Tokens (HS256 JWTs, crate `tokens`), the app backends' API key and the admin key.
 
-use chrono::{DateTime, Utc};
 use tokens::Tokens;
 use wire::UserId;
 
@@ -61,21 +60,9 @@ impl Authenticator {
         }
     }
 
-    /// Signs a token for `user_id` ([`Tokens::issue`]).
-    pub fn issue(
-        &self,
-        user_id: &UserId,
-        display_name: Option<String>,
-        ttl_secs: u64,
-        not_before: Option<i64>,
-    ) -> Result<(String, DateTime<Utc>), AuthError> {
-        self.tokens
-            .issue(user_id, display_name, ttl_secs, not_before)
-    }
-
-    /// Verifies a token ([`Tokens::verify`]).
-    pub fn verify(&self, token: &str) -> Result<Verified, AuthError> {
-        self.tokens.verify(token)
+    /// Issues and verifies the tokens.
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
     }
 
     /// Constant-time comparison of a presented API key.

@@ -188,7 +188,7 @@ pub(crate) async fn issue_token(
         );
     }
     let not_before = standing.tokens_valid_from;
-    let issued = state.auth.issue(
+    let issued = state.auth.tokens().issue(
         &body.user_id,
         body.display_name.clone(),
         ttl_secs,

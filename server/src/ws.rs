@@ -116,7 +116,7 @@ fn admit(
             "missing token: pass ?token= or Authorization: Bearer",
         ));
     };
-    let verified = match state.auth.verify(&token) {
+    let verified = match state.auth.tokens().verify(&token) {
         Ok(verified) => verified,
         Err(AuthError::Expired) => {
             return Err(Refusal::new(ErrorCode::Unauthorized, "token expired"))

@@ -80,6 +80,7 @@ fn admit(
         .and_then(|token| {
             state
                 .auth
+                .tokens()
                 .verify(token.trim())
                 .map_err(|error| error.to_string())
         });
