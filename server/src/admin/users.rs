@@ -157,7 +157,7 @@ async fn revoke_tokens(state: web::Data<Arc<AppState>>, path: web::Path<String>)
         Err(error) => return refused(error),
     };
     // Tokens carry `iat` in whole seconds: every token of this second or before is refused,
-    // and tokens issued from now on carry at least the next second (see `Authenticator::issue`).
+    // and tokens issued from now on carry at least the next second (see `tokens::Tokens::issue`).
     let valid_from = Utc::now().timestamp() + 1;
     if let Err(error) = state
         .admin
