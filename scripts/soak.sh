@@ -42,6 +42,8 @@ export PARLEY_DEV_INGEST_PORT=19191 PARLEY_DEV_S3_PORT=28433 PARLEY_DEV_PORTS="1
 venv="$HOME/.cache/parley-tools/soak-venv"
 svc_pip_venv "$venv" "matplotlib-3.9.2" "$venv/bin/python" "soak plots" matplotlib==3.9.2
 
+# The commit the binaries are built from (the checkout may move on during a long run).
+commit="$(git rev-parse --short HEAD)"
 echo "==> building release binaries"
 cargo build --release -p server -p ingest -p loadtest
 scripts/dev-cluster.sh up
@@ -68,9 +70,9 @@ tail -n 25 "$out/loadtest.log"
 
 kill -TERM "$sampler"; wait "$sampler" || true; sampler=""
 {
-  echo "commit $(git rev-parse --short HEAD), $(nproc) cores, $(date -u +%FT%TZ)"
+  echo "commit $commit, $(nproc) cores, $(date -u +%FT%TZ)"
   echo "scripts/soak.sh --minutes $minutes --connections $connections --rate $rate --broker $broker"
 } > "$out/run.txt"
 "$venv/bin/python" scripts/soak/report.py "$out/samples.csv" --png "$out/soak.png" \
-  --title "Parley soak: $minutes min, $connections users x $rate actions/s, $(git rev-parse --short HEAD)" \
+  --title "Parley soak: $minutes min, $connections users x $rate actions/s, --broker $broker, $commit" \
   | tee "$out/verdict.txt"
