@@ -441,8 +441,19 @@ impl Client {
             self.stats().error("undecodable_frame");
             return;
         };
-        if let ServerEvent::MessageNew { message } = event {
-            self.message_new(&message);
+        match event {
+            ServerEvent::MessageNew { message } => self.message_new(&message),
+            ServerEvent::MemberJoined {
+                user_ids,
+                conversation,
+                ..
+            } if user_ids.contains(&self.user_id) => {
+                self.tracker
+                    .lock()
+                    .expect("tracker lock")
+                    .adopt(&conversation.conversation_id, conversation.last_seq.0);
+            }
+            _ => {}
         }
     }
 

@@ -67,6 +67,23 @@ impl Tracker {
         }
     }
 
+    /// The user was added to the conversation (`member.joined`): its messages up to `seq`
+    /// (the event's `last_seq`) are history; only later ones are expected live.
+    pub fn adopt(&mut self, conversation_id: &ConversationId, seq: u64) {
+        let track = self
+            .conversations
+            .entry(conversation_id.clone())
+            .or_default();
+        if track.applied >= seq {
+            return;
+        }
+        track.applied = seq;
+        track.ahead.retain(|&ahead| ahead > seq);
+        while track.ahead.remove(&(track.applied + 1)) {
+            track.applied += 1;
+        }
+    }
+
     /// A new session starts: live order is checked afresh.
     pub fn new_session(&mut self) {
         for track in self.conversations.values_mut() {
@@ -181,5 +198,18 @@ mod tests {
         assert_eq!(tracker.recovered(&conversation(), 3), Arrival::Overlap);
         assert_eq!(tracker.live(&conversation(), 4), Arrival::Applied);
         assert_eq!(tracker.applied(&conversation()), 4);
+    }
+
+    #[test]
+    fn a_member_added_expects_live_only_what_follows_its_member_joined() {
+        let mut tracker = Tracker::default();
+        tracker.watch(&conversation(), 0);
+        // Seq 3 reached the new member live before its `member.joined` said "history up to 2".
+        assert_eq!(tracker.live(&conversation(), 3), Arrival::Applied);
+        tracker.adopt(&conversation(), 2);
+        assert_eq!(tracker.applied(&conversation()), 3);
+        tracker.adopt(&conversation(), 1);
+        assert_eq!(tracker.applied(&conversation()), 3, "never lowered");
+        assert_eq!(tracker.live(&conversation(), 4), Arrival::Applied);
     }
 }
