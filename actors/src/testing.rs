@@ -495,6 +495,7 @@ impl Harness {
             blobs: None,
             search: None,
             audit: None,
+            retention: None,
         };
         let node = Node::new(
             NodeId::new("test-node"),

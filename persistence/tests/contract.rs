@@ -109,6 +109,16 @@ async fn embedded_store_keeps_the_sanctions_contract() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_keeps_the_retention_contract() {
+    contract::retention_suite(|| async {
+        let (store, dir) = open_store();
+        let port: Arc<dyn ports::RetentionPolicies> = store;
+        Fixture::new(port, dir)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_store_keeps_the_audit_log_contract() {
     contract::audit_log_suite(|| async {
         let (store, dir) = open_store();

@@ -38,5 +38,6 @@ pub(super) fn create_all(write: &redb::WriteTransaction) -> Result<(), redb::Tab
     write.open_table(WATERMARKS)?;
     write.open_table(super::sanctions::SANCTIONS)?;
     write.open_table(super::audit::AUDIT)?;
+    write.open_table(super::retention::RETENTION)?;
     Ok(())
 }
