@@ -459,6 +459,18 @@ impl MessageCache for FakeCache {
             .filter_map(|seq| cached.get(&(conversation_id.clone(), Seq(seq))).cloned())
             .collect())
     }
+
+    async fn forget_through(
+        &self,
+        conversation_id: &ConversationId,
+        through: Seq,
+    ) -> Result<(), PortError> {
+        self.records
+            .lock()
+            .unwrap()
+            .retain(|(cached_in, seq), _| cached_in != conversation_id || *seq > through);
+        Ok(())
+    }
 }
 
 pub struct AllowAll;

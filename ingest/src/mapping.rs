@@ -35,6 +35,13 @@ pub fn store_write(event: &LogEvent) -> Option<StoreWrite> {
             delivered_seq: *delivered_seq,
             read_seq: *read_seq,
         }),
+        LogEventBody::MessagesPurged {
+            conversation_id,
+            through_seq,
+        } => Some(StoreWrite::Purge {
+            conversation_id: conversation_id.clone(),
+            through_seq: *through_seq,
+        }),
         LogEventBody::MessageStored { .. } => None,
     }
 }

@@ -58,7 +58,9 @@ pub use error::{Cause, During, PortError, Service};
 pub use log::{EventLog, LogConsumer, LogPosition, LogRecord, PoisonedRecord};
 pub use presence::Presence;
 pub use rate_limit::{RateDecision, RateLimiter};
-pub use retention::{ConversationRetention, LegalHold, RetentionPeriod, RetentionPolicies};
+pub use retention::{
+    ConversationRetention, LegalHold, RetentionPeriod, RetentionPolicies, RetentionScan,
+};
 pub use sanctions::{Ban, Sanctions, Standing, TokenStanding};
 pub use search::{SearchCursor, SearchHit, SearchIndex, SearchPage, SearchQuery, SearchReader};
 pub use sequencer::{DedupKey, Reservation, Sequencer, IN_FLIGHT_TTL};

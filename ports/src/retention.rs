@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use wire::{ConversationId, Seq};
+use wire::{ConversationId, Seq, Timestamp};
 
 use crate::PortError;
 
@@ -92,4 +92,25 @@ pub trait RetentionPolicies: Send + Sync + 'static {
     /// Every conversation whose retention is not the default (its own period, a hold, or a
     /// purge), in any order.
     async fn changed(&self) -> Result<Vec<(ConversationId, ConversationRetention)>, PortError>;
+}
+
+/// What the retention sweep asks of the store to find expired messages (the embedded store,
+/// MongoDB).
+#[async_trait]
+pub trait RetentionScan: Send + Sync + 'static {
+    /// Up to `limit` ids of conversations with stored messages, ascending, after `after`.
+    async fn conversations_with_messages(
+        &self,
+        after: Option<&ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<ConversationId>, PortError>;
+
+    /// The highest seq among the conversation's stored messages older than the oldest one
+    /// created at or after `before` (all of them when none is that young); `None` when no
+    /// stored message is older. Seqs follow creation times, so these are the expired ones.
+    async fn newest_seq_before(
+        &self,
+        conversation_id: &ConversationId,
+        before: Timestamp,
+    ) -> Result<Option<Seq>, PortError>;
 }

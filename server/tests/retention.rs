@@ -4,9 +4,24 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use common::admin::{actions, admin, audit_listing, ADMIN_ENV};
-use common::{create_conversation, TestServer};
+use common::{create_conversation, send, seqs, Client, TestServer, WAIT};
+use persistence::EmbeddedStore;
+use ports::{MessageQuery, Store};
 use serde_json::{json, Value};
+use wire::{ConversationId, Seq};
+
+/// Retention days of one second, swept every second.
+const FAST_RETENTION: [(&str, &str); 3] = [
+    ADMIN_ENV,
+    ("PARLEY__RETENTION__DAY_SECONDS", "1"),
+    ("PARLEY__RETENTION__SWEEP_INTERVAL_SECS", "1"),
+];
+/// A word only the old messages say.
+const OLD_WORD: &str = "zephyrquokka";
 
 /// `PUT` of a conversation's retention or legal hold (`what`).
 async fn put_policy(
@@ -103,4 +118,189 @@ async fn retention_and_legal_hold_are_set_checked_and_audited() {
         page["records"][1]["details"]["days"], 7,
         "the audit keeps what was set"
     );
+}
+
+/// `history.get` of the whole conversation.
+async fn history(client: &mut Client, conversation: &str) -> Value {
+    client
+        .ok(
+            "history.get",
+            json!({"conversation_id": conversation, "limit": 100}),
+        )
+        .await
+}
+
+/// The conversation's history once its `first_seq` is `first_seq` (the sweep ran).
+async fn history_once_purged(client: &mut Client, conversation: &str, first_seq: u64) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let page = history(client, conversation).await;
+        if page["first_seq"] == first_seq {
+            return page;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{conversation} never reached first_seq {first_seq}: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The conversations of the hits of `OLD_WORD`, once there are `want` hits.
+async fn old_word_hits(client: &mut Client, want: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let result = client
+            .ok("search.messages", json!({"query": OLD_WORD}))
+            .await;
+        let hits = result["hits"].as_array().expect("hits");
+        if hits.len() == want {
+            return hits
+                .iter()
+                .map(|hit| {
+                    hit["message"]["conversation_id"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never {want} hits for {OLD_WORD}: {result}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The seqs the node's embedded store holds for `conversation` (read once the node stopped).
+async fn stored_seqs(store: &EmbeddedStore, conversation: &str) -> Vec<u64> {
+    let query = MessageQuery {
+        after_seq: Some(Seq::ZERO),
+        before_seq: None,
+        limit: 100,
+    };
+    let records = store
+        .messages(&ConversationId::new(conversation), query)
+        .await
+        .expect("read the store");
+    records.iter().map(|record| record.message.seq.0).collect()
+}
+
+#[tokio::test]
+async fn expired_messages_leave_every_store_of_a_standalone_node_unless_held() {
+    let mut server = TestServer::start_with(&FAST_RETENTION).await;
+    let token = server.token("alice").await;
+    let mut alice = server.connect("alice").await;
+    let expiring = create_conversation(&mut alice, "group", &["bob"]).await;
+    let held = create_conversation(&mut alice, "group", &["carol"]).await;
+    let file = common::attachments::file_of(1000, 7);
+    let attachment = common::attachments::upload(&server, &token, "old.png", &file).await;
+    alice
+        .ok(
+            "message.send",
+            json!({"conversation_id": expiring, "client_msg_id": "old-0",
+                "text": format!("{OLD_WORD} with a file"), "attachments": [attachment]}),
+        )
+        .await;
+    for index in 1..3 {
+        send(&mut alice, &expiring, &format!("old-{index}"), OLD_WORD).await;
+    }
+    for index in 0..2 {
+        send(&mut alice, &held, &format!("held-{index}"), OLD_WORD).await;
+    }
+    old_word_hits(&mut alice, 5).await;
+
+    let (status, _) = put_policy(&server, &held, "legal_hold", json!({"on": true})).await;
+    assert_eq!(status, 200);
+    for conversation in [&expiring, &held] {
+        let (status, body) =
+            put_policy(&server, conversation, "retention", json!({"days": 1})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let page = history_once_purged(&mut alice, &expiring, 4).await;
+    assert_eq!(seqs(&page["messages"]), Vec::<u64>::new(), "{page}");
+    assert_eq!(page["has_more"], false);
+    let (status, _) = put_policy(&server, &expiring, "retention", json!({"days": 3600})).await;
+    assert_eq!(status, 200);
+    for index in 0..2 {
+        send(&mut alice, &expiring, &format!("new-{index}"), "fresh news").await;
+    }
+    let page = history(&mut alice, &expiring).await;
+    assert_eq!(
+        (seqs(&page["messages"]), &page["first_seq"]),
+        (vec![4, 5], &json!(4))
+    );
+    let synced = alice
+        .ok(
+            "sync",
+            json!({"conversations": {expiring.clone(): 0, held.clone(): 0}}),
+        )
+        .await;
+    let expiring_sync = &synced["conversations"][&expiring];
+    assert_eq!(
+        (
+            seqs(&expiring_sync["messages"]),
+            &expiring_sync["first_seq"]
+        ),
+        (vec![4, 5], &json!(4)),
+        "{synced}"
+    );
+    let held_sync = &synced["conversations"][&held];
+    assert_eq!(
+        (seqs(&held_sync["messages"]), &held_sync["first_seq"]),
+        (vec![1, 2], &json!(1)),
+        "a held conversation keeps its messages: {synced}"
+    );
+    assert_eq!(
+        old_word_hits(&mut alice, 2).await,
+        [held.clone(), held.clone()]
+    );
+    assert_eq!(
+        common::attachments::download(&server, &token, &attachment).await,
+        Err(404),
+        "the purged message's file is gone"
+    );
+    let blob = server
+        .data_dir()
+        .join(format!("blobs/attachments/{attachment}/blob"));
+    assert!(!blob.exists(), "{} still exists", blob.display());
+    assert_eq!(
+        common::metric(&server, "parley_retention_held_conversations").await,
+        1.0
+    );
+    assert_eq!(
+        common::metric(&server, "parley_retention_purged_messages_total").await,
+        3.0
+    );
+    assert_eq!(
+        common::metric(&server, "parley_retention_deleted_files_total").await,
+        1.0
+    );
+
+    let (status, _) = put_policy(&server, &held, "legal_hold", json!({"on": false})).await;
+    assert_eq!(status, 200);
+    let page = history_once_purged(&mut alice, &held, 3).await;
+    assert_eq!(seqs(&page["messages"]), Vec::<u64>::new(), "{page}");
+    old_word_hits(&mut alice, 0).await;
+    let path = format!("/api/v1/admin/audit?target=conversation:{held}");
+    audit_listing(
+        &server,
+        &path,
+        &[
+            "conversation.create",
+            "admin.set_legal_hold",
+            "admin.set_retention",
+            "admin.set_legal_hold",
+        ],
+    )
+    .await;
+
+    server.terminate();
+    assert!(server.exited_within(WAIT).await, "the node stops");
+    let store = Arc::new(
+        EmbeddedStore::open(&server.data_dir().join("store.redb")).expect("open the store"),
+    );
+    assert_eq!(stored_seqs(&store, &expiring).await, [4, 5]);
+    assert_eq!(stored_seqs(&store, &held).await, Vec::<u64>::new());
 }

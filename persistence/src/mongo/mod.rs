@@ -14,6 +14,7 @@ mod config;
 mod documents;
 mod reactions;
 mod read;
+mod retention;
 mod scan;
 mod write;
 

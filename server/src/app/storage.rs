@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use persistence::kafka::KafkaLog;
 use persistence::mongo::MongoStore;
 use persistence::{EmbeddedLog, EmbeddedStore};
-use ports::{AuditLog, EventLog, Store};
+use ports::{AuditLog, EventLog, RetentionScan, Store};
 use wire::NodeId;
 
 use crate::config::Settings;
@@ -20,6 +20,8 @@ pub(super) struct Storage {
     pub(super) embedded: Option<Arc<EmbeddedStore>>,
     /// The audit log: the embedded store, or MongoDB's `audit` collection in durable mode.
     pub(super) audit: Arc<dyn AuditLog>,
+    /// What the retention sweep scans: the store.
+    pub(super) retention_scan: Arc<dyn RetentionScan>,
     /// The Kafka log in durable mode (for its metrics).
     pub(super) kafka: Option<KafkaLog>,
     /// For the start-up log line.
@@ -56,7 +58,8 @@ impl Storage {
         Ok(Self {
             log: Arc::new(log.clone()),
             store: store.clone(),
-            audit: store,
+            audit: store.clone(),
+            retention_scan: store,
             embedded: None,
             kafka: Some(log),
             description: "kafka+mongodb",
@@ -78,6 +81,7 @@ impl Storage {
             log: Arc::new(log),
             store: store.clone(),
             audit: store.clone(),
+            retention_scan: store.clone(),
             embedded: Some(store),
             kafka: None,
             description: "embedded",

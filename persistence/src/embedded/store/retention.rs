@@ -1,14 +1,19 @@
 //! [`RetentionPolicies`] over the embedded store: one row per conversation whose retention is
 //! not the default in the `retention` table (conversation_id → serde_json of the
-//! [`ConversationRetention`]), in the same redb file as the store.
+//! [`ConversationRetention`]), in the same redb file as the store; and the [`RetentionScan`]
+//! of the sweep over the `activity` and `messages` tables.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use ports::{ConversationRetention, LegalHold, PortError, RetentionPeriod, RetentionPolicies};
+use ports::{
+    ConversationRetention, LegalHold, PortError, RetentionPeriod, RetentionPolicies, RetentionScan,
+};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-use wire::{ConversationId, Seq};
+use wire::log::MessageRecord;
+use wire::{ConversationId, Seq, Timestamp};
 
+use super::tables::{ACTIVITY, MESSAGES};
 use super::EmbeddedStore;
 use crate::error::{run_blocking, PersistenceError};
 
@@ -114,6 +119,58 @@ impl RetentionPolicies for EmbeddedStore {
                 changed.push((ConversationId::new(key.value()), retention));
             }
             Ok::<_, PersistenceError>(changed)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl RetentionScan for EmbeddedStore {
+    async fn conversations_with_messages(
+        &self,
+        after: Option<&ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<ConversationId>, PortError> {
+        let after = after.cloned();
+        self.read(move |read| {
+            let activity = read.open_table(ACTIVITY)?;
+            let rows = match &after {
+                Some(after) => activity.range::<&str>((
+                    std::ops::Bound::Excluded(after.as_str()),
+                    std::ops::Bound::Unbounded,
+                ))?,
+                None => activity.range::<&str>(..)?,
+            };
+            let mut found = Vec::new();
+            for row in rows.take(limit) {
+                let (key, _) = row?;
+                found.push(ConversationId::new(key.value()));
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn newest_seq_before(
+        &self,
+        conversation_id: &ConversationId,
+        before: Timestamp,
+    ) -> Result<Option<Seq>, PortError> {
+        let conversation_id = conversation_id.clone();
+        self.read(move |read| {
+            let messages = read.open_table(MESSAGES)?;
+            let id = conversation_id.as_str();
+            let mut newest = None;
+            // Oldest first: only the expired messages and the first kept one are read.
+            for entry in messages.range((id, 0)..=(id, u64::MAX))? {
+                let (_, bytes) = entry?;
+                let record: MessageRecord = serde_json::from_slice(bytes.value())?;
+                if record.message.created_at >= before {
+                    break;
+                }
+                newest = Some(record.message.seq);
+            }
+            Ok(newest)
         })
         .await
     }
