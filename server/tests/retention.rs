@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::admin::{actions, admin, audit_listing, ADMIN_ENV};
+use common::durable::{wait_for_documents, DurableCluster};
 use common::{create_conversation, send, seqs, Client, TestServer, WAIT};
+use mongodb::bson::doc;
 use persistence::EmbeddedStore;
 use ports::{MessageQuery, Store};
 use serde_json::{json, Value};
@@ -303,4 +305,161 @@ async fn expired_messages_leave_every_store_of_a_standalone_node_unless_held() {
     );
     assert_eq!(stored_seqs(&store, &expiring).await, [4, 5]);
     assert_eq!(stored_seqs(&store, &held).await, Vec::<u64>::new());
+}
+
+/// The seqs of `conversation` the cluster's Redis message cache holds.
+async fn cached_seqs(cluster: &DurableCluster, conversation: &str) -> Vec<u64> {
+    let output = std::process::Command::new("redis-cli")
+        .args([
+            "-u",
+            &cluster.redis.url(),
+            "HKEYS",
+            &format!("parley:cache:{conversation}"),
+        ])
+        .output()
+        .expect("redis-cli runs");
+    assert!(output.status.success(), "redis-cli: {output:?}");
+    let mut seqs: Vec<u64> = String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(|seq| seq.parse().expect("a cached seq"))
+        .collect();
+    seqs.sort_unstable();
+    seqs
+}
+
+#[tokio::test]
+async fn expired_messages_leave_mongodb_the_cache_and_the_indexes_of_a_durable_cluster() {
+    let cluster = DurableCluster::start("parley_e2e_retention", 2, &FAST_RETENTION).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut alice = a.connect("alice").await;
+    let mut bob = b.connect("bob").await;
+    let expiring = create_conversation(&mut alice, "group", &["bob"]).await;
+    let held = create_conversation(&mut alice, "group", &["bob"]).await;
+    for index in 0..3 {
+        send(&mut alice, &expiring, &format!("old-{index}"), OLD_WORD).await;
+    }
+    for index in 0..2 {
+        send(&mut bob, &held, &format!("held-{index}"), OLD_WORD).await;
+    }
+    let in_mongo = |conversation: &str| doc! {"conversation_id": conversation};
+    wait_for_documents(
+        &cluster.db,
+        "messages",
+        in_mongo(&expiring),
+        "3 messages",
+        |found| found.len() == 3,
+    )
+    .await;
+    old_word_hits(&mut bob, 5).await;
+    assert_eq!(cached_seqs(&cluster, &expiring).await, [1, 2, 3]);
+
+    let (status, _) = put_policy(b, &held, "legal_hold", json!({"on": true})).await;
+    assert_eq!(status, 200);
+    for conversation in [&expiring, &held] {
+        let (status, body) = put_policy(a, conversation, "retention", json!({"days": 1})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let page = history_once_purged(&mut bob, &expiring, 4).await;
+    assert_eq!(seqs(&page["messages"]), Vec::<u64>::new(), "{page}");
+    wait_for_documents(
+        &cluster.db,
+        "messages",
+        in_mongo(&expiring),
+        "no message",
+        |found| found.is_empty(),
+    )
+    .await;
+    assert_eq!(cached_seqs(&cluster, &expiring).await, Vec::<u64>::new());
+    assert_eq!(
+        old_word_hits(&mut bob, 2).await,
+        [held.clone(), held.clone()]
+    );
+    assert_eq!(
+        old_word_hits(&mut alice, 2).await,
+        [held.clone(), held.clone()]
+    );
+
+    let (status, _) = put_policy(a, &expiring, "retention", json!({"days": 3600})).await;
+    assert_eq!(status, 200);
+    send(&mut alice, &expiring, "new-0", "fresh news").await;
+    let synced = alice
+        .ok(
+            "sync",
+            json!({"conversations": {expiring.clone(): 0, held.clone(): 0}}),
+        )
+        .await;
+    let conversations = &synced["conversations"];
+    assert_eq!(
+        (
+            seqs(&conversations[&expiring]["messages"]),
+            &conversations[&expiring]["first_seq"]
+        ),
+        (vec![4], &json!(4)),
+        "{synced}"
+    );
+    assert_eq!(
+        (
+            seqs(&conversations[&held]["messages"]),
+            &conversations[&held]["first_seq"]
+        ),
+        (vec![1, 2], &json!(1)),
+        "a held conversation keeps its messages: {synced}"
+    );
+    let held_documents = wait_for_documents(
+        &cluster.db,
+        "messages",
+        in_mongo(&held),
+        "2 held",
+        |found| found.len() == 2,
+    )
+    .await;
+    assert_eq!(held_documents.len(), 2);
+    let conversation_document = wait_for_documents(
+        &cluster.db,
+        "conversations",
+        doc! {"_id": &expiring},
+        "purged_through 3",
+        |found| {
+            found
+                .iter()
+                .any(|document| common::durable::integer(document, "purged_through") == Some(3))
+        },
+    )
+    .await;
+    assert_eq!(conversation_document.len(), 1);
+
+    let (status, _) = put_policy(a, &held, "legal_hold", json!({"on": false})).await;
+    assert_eq!(status, 200);
+    history_once_purged(&mut alice, &held, 3).await;
+    wait_for_documents(
+        &cluster.db,
+        "messages",
+        in_mongo(&held),
+        "no message",
+        |found| found.is_empty(),
+    )
+    .await;
+    old_word_hits(&mut bob, 0).await;
+    let audit = wait_for_documents(
+        &cluster.db,
+        "audit",
+        doc! {"target": format!("conversation:{held}")},
+        "the held conversation's audit",
+        |found| found.len() >= 4,
+    )
+    .await;
+    let mut recorded: Vec<&str> = audit
+        .iter()
+        .filter_map(|document| document.get_str("action").ok())
+        .collect();
+    recorded.sort_unstable();
+    assert_eq!(
+        recorded,
+        [
+            "admin.set_legal_hold",
+            "admin.set_legal_hold",
+            "admin.set_retention",
+            "conversation.create"
+        ]
+    );
 }
