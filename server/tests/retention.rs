@@ -14,7 +14,7 @@ use mongodb::bson::doc;
 use persistence::EmbeddedStore;
 use ports::{MessageQuery, Store};
 use serde_json::{json, Value};
-use wire::{ConversationId, Seq};
+use wire::ConversationId;
 
 /// Retention days of one second, swept every second.
 const FAST_RETENTION: [(&str, &str); 3] = [
@@ -177,13 +177,13 @@ async fn old_word_hits(client: &mut Client, want: usize) -> Vec<String> {
 
 /// The seqs the node's embedded store holds for `conversation` (read once the node stopped).
 async fn stored_seqs(store: &EmbeddedStore, conversation: &str) -> Vec<u64> {
-    let query = MessageQuery {
-        after_seq: Some(Seq::ZERO),
+    let newest = MessageQuery {
+        after_seq: None,
         before_seq: None,
         limit: 100,
     };
     let records = store
-        .messages(&ConversationId::new(conversation), query)
+        .messages(&ConversationId::new(conversation), newest)
         .await
         .expect("read the store");
     records.iter().map(|record| record.message.seq.0).collect()

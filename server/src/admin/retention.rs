@@ -93,25 +93,44 @@ fn retention_answer(
     }))
 }
 
+/// A change of one conversation's policy.
+#[derive(Debug, Clone, Copy)]
+enum PolicyChange {
+    Period(RetentionPeriod),
+    Hold(LegalHold),
+}
+
+/// Applies `change` to the conversation of the path and answers its retention.
+async fn change_policy(
+    state: &AppState,
+    path: web::Path<String>,
+    change: PolicyChange,
+) -> HttpResponse {
+    let (policies, conversation_id) = match target(state, path).await {
+        Ok(target) => target,
+        Err(error) => return refused(error),
+    };
+    let changed = match change {
+        PolicyChange::Period(period) => policies.set_period(&conversation_id, period).await,
+        PolicyChange::Hold(hold) => policies.set_legal_hold(&conversation_id, hold).await,
+    };
+    if let Err(error) = changed {
+        return port_failure(error);
+    }
+    match policies.retention(&conversation_id).await {
+        Ok(retention) => retention_answer(state, &conversation_id, &retention),
+        Err(error) => port_failure(error),
+    }
+}
+
 async fn set_retention(
     state: web::Data<Arc<AppState>>,
     path: web::Path<String>,
     body: web::Json<RetentionRequest>,
 ) -> HttpResponse {
-    let period = match check_days(body.into_inner().days) {
-        Ok(period) => period,
-        Err(error) => return refused(error),
-    };
-    let (policies, conversation_id) = match target(&state, path).await {
-        Ok(target) => target,
-        Err(error) => return refused(error),
-    };
-    if let Err(error) = policies.set_period(&conversation_id, period).await {
-        return port_failure(error);
-    }
-    match policies.retention(&conversation_id).await {
-        Ok(retention) => retention_answer(&state, &conversation_id, &retention),
-        Err(error) => port_failure(error),
+    match check_days(body.into_inner().days) {
+        Ok(period) => change_policy(&state, path, PolicyChange::Period(period)).await,
+        Err(error) => refused(error),
     }
 }
 
@@ -124,15 +143,5 @@ async fn set_legal_hold(
         true => LegalHold::On,
         false => LegalHold::Off,
     };
-    let (policies, conversation_id) = match target(&state, path).await {
-        Ok(target) => target,
-        Err(error) => return refused(error),
-    };
-    if let Err(error) = policies.set_legal_hold(&conversation_id, hold).await {
-        return port_failure(error);
-    }
-    match policies.retention(&conversation_id).await {
-        Ok(retention) => retention_answer(&state, &conversation_id, &retention),
-        Err(error) => port_failure(error),
-    }
+    change_policy(&state, path, PolicyChange::Hold(hold)).await
 }
