@@ -220,6 +220,7 @@ fn retention_sweeper(state: &AppState, storage: &Storage) -> RetentionSweeper {
         node: node.clone(),
         scan: storage.retention_scan.clone(),
         settings: state.settings.retention.clone(),
+        embedded_log: storage.embedded_log.clone(),
         lease,
         metrics: RetentionMetrics::new(&state.metrics.registry),
     }

@@ -5,8 +5,10 @@
 //! for most of the interval). Nodes with an embedded store (standalone, and each node of a
 //! cluster without Kafka) sweep their own store.
 //!
+//! After each sweep a node with an embedded log prunes it (`retention.embedded_log_days`).
+//!
 //! Metrics `parley_retention_*`: sweeps by result, conversations and messages purged, files
-//! deleted, purges that failed, conversations on legal hold.
+//! deleted, purges that failed, conversations on legal hold, embedded log events pruned.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use std::time::Duration;
 use actors::retention::{RetentionRules, SweepOutcome};
 use actors::Node;
 use persistence::redis::RedisLease;
+use persistence::EmbeddedLog;
 use ports::RetentionScan;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
 use tokio::sync::watch;
@@ -30,6 +33,7 @@ pub struct RetentionMetrics {
     pub files_deleted: IntCounter,
     pub purge_failures: IntCounter,
     pub conversations_held: IntGauge,
+    pub log_events_pruned: IntCounter,
 }
 
 impl RetentionMetrics {
@@ -75,6 +79,11 @@ impl RetentionMetrics {
                 "purges of a conversation that failed (the next sweep retries them)",
             ),
             conversations_held,
+            log_events_pruned: counter(
+                registry,
+                "parley_retention_log_events_pruned_total",
+                "events deleted from the embedded log because they outlived retention.embedded_log_days",
+            ),
         }
     }
 
@@ -95,6 +104,8 @@ pub struct RetentionSweeper {
     pub node: Node,
     pub scan: Arc<dyn RetentionScan>,
     pub settings: RetentionSettings,
+    /// The node's embedded log, pruned after each sweep (`retention.embedded_log_days`).
+    pub embedded_log: Option<Arc<EmbeddedLog>>,
     /// `Some` in a durable cluster: one node sweeps the shared store per round.
     pub lease: Option<RedisLease>,
     pub metrics: RetentionMetrics,
@@ -150,6 +161,32 @@ impl RetentionSweeper {
             Err(error) => {
                 sweeps.with_label_values(&["failed"]).inc();
                 tracing::warn!(error = %error, "retention sweep failed");
+            }
+        }
+        self.prune_embedded_log(&rules).await;
+    }
+
+    /// Deletes the embedded log's events older than `retention.embedded_log_days` that every
+    /// consumer has read.
+    async fn prune_embedded_log(&self, rules: &RetentionRules) {
+        let (Some(log), days @ 1..) = (&self.embedded_log, self.settings.embedded_log_days) else {
+            return;
+        };
+        let Some(before) = chrono::Duration::from_std(rules.day * days)
+            .ok()
+            .and_then(|kept| chrono::Utc::now().checked_sub_signed(kept))
+        else {
+            return;
+        };
+        match log.prune_before(before).await {
+            Ok(0) => {}
+            Ok(pruned) => {
+                self.metrics.log_events_pruned.inc_by(pruned);
+                tracing::info!(events = pruned, "embedded log pruned");
+            }
+            Err(error) => {
+                self.metrics.sweeps.with_label_values(&["failed"]).inc();
+                tracing::warn!(error = %error, "embedded log prune failed");
             }
         }
     }

@@ -11,9 +11,10 @@ use common::admin::{actions, admin, audit_listing, ADMIN_ENV};
 use common::durable::{wait_for_documents, DurableCluster};
 use common::{create_conversation, send, seqs, Client, TestServer, WAIT};
 use mongodb::bson::doc;
-use persistence::EmbeddedStore;
-use ports::{MessageQuery, Store};
+use persistence::{EmbeddedLog, EmbeddedStore};
+use ports::{EventLog, MessageQuery, Store};
 use serde_json::{json, Value};
+use wire::log::LogEventBody;
 use wire::ConversationId;
 
 /// Retention days of one second, swept every second.
@@ -191,7 +192,9 @@ async fn stored_seqs(store: &EmbeddedStore, conversation: &str) -> Vec<u64> {
 
 #[tokio::test]
 async fn expired_messages_leave_every_store_of_a_standalone_node_unless_held() {
-    let mut server = TestServer::start_with(&FAST_RETENTION).await;
+    let mut env = FAST_RETENTION.to_vec();
+    env.push(("PARLEY__RETENTION__EMBEDDED_LOG_DAYS", "3"));
+    let mut server = TestServer::start_with(&env).await;
     let token = server.token("alice").await;
     let mut alice = server.connect("alice").await;
     let expiring = create_conversation(&mut alice, "group", &["bob"]).await;
@@ -305,6 +308,39 @@ async fn expired_messages_leave_every_store_of_a_standalone_node_unless_held() {
     );
     assert_eq!(stored_seqs(&store, &expiring).await, [4, 5]);
     assert_eq!(stored_seqs(&store, &held).await, Vec::<u64>::new());
+    let logged = logged_texts(&server.data_dir().join("log.redb")).await;
+    assert!(
+        logged.iter().all(|text| !text.contains(OLD_WORD)),
+        "the embedded log still holds old messages: {logged:?}"
+    );
+    assert!(logged.iter().any(|text| text == "fresh news"), "{logged:?}");
+}
+
+/// The texts of the messages the embedded log at `path` still holds (read once the node
+/// stopped).
+async fn logged_texts(path: &std::path::Path) -> Vec<String> {
+    let log = EmbeddedLog::open(path).expect("open the log");
+    let mut consumer = log
+        .consumer("retention-test", &wire::log::topics::ALL)
+        .await
+        .expect("consumer");
+    let mut texts = Vec::new();
+    loop {
+        let records = consumer
+            .poll(1000, Duration::from_millis(200))
+            .await
+            .expect("poll");
+        if records.is_empty() {
+            return texts;
+        }
+        for record in records {
+            if let LogEventBody::MessageSent { record } | LogEventBody::MessageEdited { record } =
+                record.event.body
+            {
+                texts.push(record.message.text);
+            }
+        }
+    }
 }
 
 /// The seqs of `conversation` the cluster's Redis message cache holds.

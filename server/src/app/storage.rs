@@ -22,6 +22,9 @@ pub(super) struct Storage {
     pub(super) audit: Arc<dyn AuditLog>,
     /// What the retention sweep scans: the store.
     pub(super) retention_scan: Arc<dyn RetentionScan>,
+    /// The embedded log (standalone and Redis-only cluster mode), which the retention sweep
+    /// prunes. `None` in durable mode.
+    pub(super) embedded_log: Option<Arc<EmbeddedLog>>,
     /// The Kafka log in durable mode (for its metrics).
     pub(super) kafka: Option<KafkaLog>,
     /// For the start-up log line.
@@ -61,6 +64,7 @@ impl Storage {
             audit: store.clone(),
             retention_scan: store,
             embedded: None,
+            embedded_log: None,
             kafka: Some(log),
             description: "kafka+mongodb",
         })
@@ -70,15 +74,18 @@ impl Storage {
         let data_dir = &settings.storage.data_dir;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create storage.data_dir {}", data_dir.display()))?;
-        let log = EmbeddedLog::open(&data_dir.join("log.redb"))
-            .with_context(|| format!("cannot open the log in {}", data_dir.display()))?;
+        let log = Arc::new(
+            EmbeddedLog::open(&data_dir.join("log.redb"))
+                .with_context(|| format!("cannot open the log in {}", data_dir.display()))?,
+        );
         let store = Arc::new(
             EmbeddedStore::open(&data_dir.join("store.redb"))
                 .with_context(|| format!("cannot open the store in {}", data_dir.display()))?,
         );
         tracing::info!(data_dir = %data_dir.display(), "embedded log and store");
         Ok(Self {
-            log: Arc::new(log),
+            log: log.clone(),
+            embedded_log: Some(log),
             store: store.clone(),
             audit: store.clone(),
             retention_scan: store.clone(),

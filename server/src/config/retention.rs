@@ -17,6 +17,8 @@ pub struct RetentionSettings {
     /// "older than N days" takes seconds); never change it in production.
     pub day_seconds: u64,
     pub sweep_interval_secs: u64,
+    /// Days the embedded log (standalone, Redis-only cluster) keeps events; 0: forever.
+    pub embedded_log_days: u32,
 }
 
 pub(super) fn validate_retention(settings: &Settings) -> Result<(), ConfigError> {
@@ -24,6 +26,12 @@ pub(super) fn validate_retention(settings: &Settings) -> Result<(), ConfigError>
     if retention.default_days > MAX_RETENTION_DAYS {
         return Err(invalid(
             "retention.default_days",
+            format!("must be at most {MAX_RETENTION_DAYS} (0: forever)"),
+        ));
+    }
+    if retention.embedded_log_days > MAX_RETENTION_DAYS {
+        return Err(invalid(
+            "retention.embedded_log_days",
             format!("must be at most {MAX_RETENTION_DAYS} (0: forever)"),
         ));
     }
