@@ -22,6 +22,8 @@
 //! - [`presence`]: sessions coming and going, and online/offline announcements to co-members.
 //! - [`moderation`]: what the admin API asks of the actors: closing a user's sessions on
 //!   every node, and the moderation delete of a message.
+//! - [`retention`]: the retention sweep: purging expired messages through the log, the caches
+//!   and the attachment files, skipping conversations on legal hold.
 //! - [`stored_acks`]: relays `message.stored` acknowledgments from the log to senders.
 //! - [`error`]: [`OpError`], the client-facing error of an operation.
 //! - [`metrics`]: the Prometheus metrics of this crate.
@@ -39,6 +41,7 @@ pub mod node;
 pub mod ops;
 pub mod presence;
 pub mod registry;
+pub mod retention;
 pub mod router;
 pub mod session;
 pub mod stored_acks;

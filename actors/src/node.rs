@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ports::{
     AuditLog, BlobStore, Bus, Directory, EventLog, MessageCache, Presence, RateLimiter,
-    SearchReader, Sequencer, Store,
+    RetentionPolicies, SearchReader, Sequencer, Store,
 };
 use wire::{NodeId, UserId};
 
@@ -34,6 +34,9 @@ pub struct Ports {
     /// The audit log (conversation creation and membership changes are recorded); `None`
     /// where the node keeps none (actor tests).
     pub audit: Option<Arc<dyn AuditLog>>,
+    /// Conversations' retention periods, legal holds and purges (their `first_seq`); `None`
+    /// where the node keeps none (actor tests): nothing is ever purged.
+    pub retention: Option<Arc<dyn RetentionPolicies>>,
 }
 
 /// Limits and timings of sessions and conversations (the `[limits]` config section).

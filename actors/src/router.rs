@@ -110,10 +110,16 @@ pub async fn route(node: &Node, envelope: BusEnvelope) {
         (BusTopic::User(user_id), BusPayload::CloseSessions { reason }) => {
             crate::moderation::close_local_sessions(node, &user_id, reason);
         }
+        (BusTopic::Conversation(conversation_id), BusPayload::MessagesPurged { through_seq }) => {
+            if let Some(handle) = node.supervisor().running(&conversation_id) {
+                handle.purged(through_seq);
+            }
+        }
         (
             BusTopic::Conversation(_),
             BusPayload::MembershipChanged { .. } | BusPayload::CloseSessions { .. },
-        ) => {}
+        )
+        | (BusTopic::User(_), BusPayload::MessagesPurged { .. }) => {}
     }
 }
 

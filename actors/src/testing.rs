@@ -460,6 +460,18 @@ impl MessageCache for FakeCache {
             .filter_map(|seq| cached.get(&(conversation_id.clone(), Seq(seq))).cloned())
             .collect())
     }
+
+    async fn forget_through(
+        &self,
+        conversation_id: &ConversationId,
+        through: Seq,
+    ) -> Result<(), PortError> {
+        self.records
+            .lock()
+            .unwrap()
+            .retain(|(cached_in, seq), _| cached_in != conversation_id || *seq > through);
+        Ok(())
+    }
 }
 
 pub struct AllowAll;
@@ -496,6 +508,7 @@ impl Harness {
             blobs: None,
             search: None,
             audit: None,
+            retention: None,
         };
         let node = Node::new(
             NodeId::new("test-node"),

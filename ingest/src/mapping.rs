@@ -35,6 +35,13 @@ pub fn store_write(event: &LogEvent) -> Option<StoreWrite> {
             delivered_seq: *delivered_seq,
             read_seq: *read_seq,
         }),
+        LogEventBody::MessagesPurged {
+            conversation_id,
+            through_seq,
+        } => Some(StoreWrite::Purge {
+            conversation_id: conversation_id.clone(),
+            through_seq: *through_seq,
+        }),
         LogEventBody::MessageStored { .. } => None,
     }
 }
@@ -56,4 +63,30 @@ pub fn stored_ack(event: &LogEvent) -> Option<LogEvent> {
             sender_id: message.sender_id.clone(),
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use wire::{ConversationId, Seq};
+
+    use super::*;
+
+    #[test]
+    fn a_retention_purge_becomes_a_store_purge() {
+        let conversation_id = ConversationId::new("c");
+        let body = LogEventBody::MessagesPurged {
+            conversation_id: conversation_id.clone(),
+            through_seq: Seq(7),
+        };
+        let event = LogEvent::new("e", Utc::now(), body);
+        assert_eq!(event.body.topic(), topics::MESSAGE_DELETED);
+        assert_eq!(
+            store_write(&event),
+            Some(StoreWrite::Purge {
+                conversation_id,
+                through_seq: Seq(7),
+            })
+        );
+        assert_eq!(stored_ack(&event), None, "only sends are acknowledged");
+    }
 }

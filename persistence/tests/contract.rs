@@ -43,6 +43,16 @@ async fn embedded_store_keeps_the_store_contract() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_keeps_the_store_retention_contract() {
+    contract::store_retention_suite(|| async {
+        let (store, dir) = open_store();
+        let port: Arc<dyn contract::RetainingStore> = store;
+        Fixture::new(port, dir)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_store_keeps_the_directory_contract() {
     contract::directory_suite(|| async {
         let (store, dir) = open_store();
@@ -103,6 +113,16 @@ async fn embedded_store_keeps_the_sanctions_contract() {
     contract::sanctions_suite(|| async {
         let (store, dir) = open_store();
         let port: Arc<dyn ports::Sanctions> = store;
+        Fixture::new(port, dir)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_keeps_the_retention_contract() {
+    contract::retention_suite(|| async {
+        let (store, dir) = open_store();
+        let port: Arc<dyn ports::RetentionPolicies> = store;
         Fixture::new(port, dir)
     })
     .await;

@@ -132,3 +132,67 @@ async fn concurrent_appends_share_commits() {
         stats.commits
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_the_log_drops_only_old_events_every_group_read_and_keeps_the_newest() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("log.redb");
+    let conversation_id = ConversationId::new("pruned-log");
+    let sender = UserId::new("sender");
+    let log = EmbeddedLog::open(&path).expect("open");
+    let events: Vec<_> = (1..=4)
+        .map(|seq| sent_event(&conversation_id, seq, &sender))
+        .collect();
+    log.append(events.clone()).await.expect("append");
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(
+        log.prune_before(later).await.expect("prune"),
+        0,
+        "no group read anything"
+    );
+
+    let mut ahead = log
+        .consumer("ahead", &[topics::MESSAGE_SENT])
+        .await
+        .expect("consumer");
+    let records = ahead.poll(10, Duration::ZERO).await.expect("poll");
+    ahead.commit(&[records[3].position]).await.expect("commit");
+    let mut behind = log
+        .consumer("behind", &[topics::MESSAGE_SENT])
+        .await
+        .expect("consumer");
+    let records = behind.poll(10, Duration::ZERO).await.expect("poll");
+    behind.commit(&[records[1].position]).await.expect("commit");
+    let earlier = chrono::Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(
+        log.prune_before(earlier).await.expect("prune"),
+        0,
+        "nothing that old"
+    );
+    assert_eq!(
+        log.prune_before(later).await.expect("prune"),
+        2,
+        "only what the group behind read"
+    );
+    behind.commit(&[records[3].position]).await.expect("commit");
+    assert_eq!(
+        log.prune_before(later).await.expect("prune"),
+        1,
+        "the newest event stays"
+    );
+    drop((ahead, behind, log));
+
+    let log = EmbeddedLog::open(&path).expect("reopen");
+    assert_eq!(log.stats().end_offset, 4, "offsets keep growing");
+    let mut fresh = log
+        .consumer("fresh", &[topics::MESSAGE_SENT])
+        .await
+        .expect("consumer");
+    let records = fresh.poll(10, Duration::ZERO).await.expect("poll");
+    let found: Vec<_> = records.into_iter().map(|record| record.event).collect();
+    assert_eq!(
+        found,
+        events[3..],
+        "a new group starts at the oldest event left"
+    );
+}

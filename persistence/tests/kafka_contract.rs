@@ -357,3 +357,39 @@ async fn appends_fail_fast_after_the_broker_died() {
     );
     assert!(!log.is_ready().await, "not ready once the broker is gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_gives_the_topics_the_configured_retention() {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::ClientConfig;
+
+    let broker = TansuBroker::start();
+    let mut with_retention = config(broker.brokers());
+    with_retention.topic_retention_ms = Some(3_600_000);
+    let topic = with_retention.topic_name(topics::MESSAGE_SENT);
+    let log = KafkaLog::new(with_retention).expect("kafka log");
+    log.ensure_topics(PARTITIONS, 1)
+        .await
+        .unwrap_or_else(|error| panic!("create: {error}\nbroker log:\n{}", broker.log()));
+    log.ensure_topics(PARTITIONS, 1)
+        .await
+        .expect("existing topics: their retention is changed where the broker allows it");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .create()
+        .expect("admin client");
+    let described = admin
+        .describe_configs([&ResourceSpecifier::Topic(&topic)], &AdminOptions::new())
+        .await
+        .expect("describe configs");
+    let resource = described
+        .into_iter()
+        .next()
+        .expect("one resource")
+        .expect("the topic's configs");
+    let retention = resource
+        .get("retention.ms")
+        .and_then(|entry| entry.value.clone());
+    assert_eq!(retention.as_deref(), Some("3600000"), "{resource:?}");
+}

@@ -70,6 +70,17 @@ async fn mongo_store_keeps_the_store_contract() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_store_keeps_the_store_retention_contract() {
+    let server = SecantusServer::start();
+    let server = &server;
+    contract::store_retention_suite(|| async move {
+        let store: Arc<dyn contract::RetainingStore> = Arc::new(open_store(server).await);
+        Fixture::unguarded(store)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reapplying_a_batch_changes_no_document() {
     let server = SecantusServer::start();
     let store = open_store(&server).await;

@@ -467,6 +467,17 @@ async fn the_bus_resubscribes_after_losing_its_connection() {
 }
 
 #[tokio::test]
+async fn redis_retention_keeps_the_retention_contract() {
+    let server = RedisServer::start();
+    contract::retention_suite(|| {
+        let port: Arc<dyn ports::RetentionPolicies> =
+            Arc::new(persistence::redis::RedisRetention::new(client(&server)));
+        async move { Fixture::unguarded(port) }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn redis_sanctions_keep_the_sanctions_contract() {
     let server = RedisServer::start();
     contract::sanctions_suite(|| {

@@ -34,6 +34,9 @@ pub enum BusPayload {
         added: Vec<UserId>,
         removed: Vec<UserId>,
     },
+    /// Retention purged the topic's conversation up to `through_seq`: its actors drop those
+    /// messages and answer `first_seq = through_seq + 1` from then on.
+    MessagesPurged { through_seq: Seq },
     /// An operator ended the sessions of the topic's user (admin API): every node closes its
     /// sessions of that user.
     CloseSessions { reason: SessionCloseReason },

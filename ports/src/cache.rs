@@ -36,4 +36,12 @@ pub trait MessageCache: Send + Sync + 'static {
         from: Seq,
         to: Seq,
     ) -> Result<Vec<MessageRecord>, PortError>;
+
+    /// Forgets the conversation's cached messages with a seq up to `through` (retention purged
+    /// them).
+    async fn forget_through(
+        &self,
+        conversation_id: &ConversationId,
+        through: Seq,
+    ) -> Result<(), PortError>;
 }

@@ -18,6 +18,8 @@
 //! - [`blob`]: [`BlobStore`], object storage for attachment bytes with presigned URLs (local
 //!   files, S3-compatible storage).
 //! - [`sanctions`]: [`Sanctions`], bans and token revocations of users (admin API).
+//! - [`retention`]: [`RetentionPolicies`], conversations' retention periods, legal holds and
+//!   how far retention purged them.
 //! - [`search`]: [`SearchIndex`] and its query side [`SearchReader`], full-text search over
 //!   message text (Tantivy, in `search/`; a search role's HTTP client).
 //! - [`Backoff`]: the capped exponential delay between retries, shared by every retry loop.
@@ -36,6 +38,7 @@ pub mod error;
 pub mod log;
 pub mod presence;
 pub mod rate_limit;
+pub mod retention;
 pub mod sanctions;
 pub mod search;
 pub mod sequencer;
@@ -55,6 +58,9 @@ pub use error::{Cause, During, PortError, Service};
 pub use log::{EventLog, LogConsumer, LogPosition, LogRecord, PoisonedRecord};
 pub use presence::Presence;
 pub use rate_limit::{RateDecision, RateLimiter};
+pub use retention::{
+    ConversationRetention, LegalHold, RetentionPeriod, RetentionPolicies, RetentionScan,
+};
 pub use sanctions::{Ban, Sanctions, Standing, TokenStanding};
 pub use search::{SearchCursor, SearchHit, SearchIndex, SearchPage, SearchQuery, SearchReader};
 pub use sequencer::{DedupKey, Reservation, Sequencer, IN_FLIGHT_TTL};

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use thiserror::Error;
 use wire::log::MessageRecord;
-use wire::{ConversationId, Message, UserId};
+use wire::{ConversationId, Message, Seq, UserId};
 
 use crate::PortError;
 
@@ -125,6 +125,10 @@ pub trait SearchIndex: SearchReader {
     /// deleted (never found again), an edit is found by its new text, and applying the same
     /// records again, or older ones, changes nothing.
     async fn apply(&self, records: Vec<MessageRecord>) -> Result<(), PortError>;
+
+    /// Forgets every message of `conversation_id` with a seq up to `through` (retention purged
+    /// them): they are never found again. Running it twice is harmless.
+    async fn purge(&self, conversation_id: &ConversationId, through: Seq) -> Result<(), PortError>;
 
     /// Forgets the text of every message `user_id` sent (they become deleted in the index);
     /// returns how many. Running it twice is harmless.

@@ -22,6 +22,13 @@ pub enum StoreWrite {
     /// Insert, or replace when `version` is higher. The participant set is replaced (users no
     /// longer listed stop being participants); watermarks of users who stay are kept.
     Conversation(ConversationRecord),
+    /// Forget every message of the conversation with a seq up to `through_seq` (retention),
+    /// with what hangs on them (reactions); a message write at or below the highest purge
+    /// applied is skipped from then on. Watermarks stay. An older purge changes nothing.
+    Purge {
+        conversation_id: ConversationId,
+        through_seq: Seq,
+    },
     /// Raise a participant's watermarks; each only ever goes up.
     Watermarks {
         conversation_id: ConversationId,

@@ -2,7 +2,7 @@
 //!
 //! One iteration: poll a batch of `message.sent`, `message.edited` and `message.deleted`
 //! records (reactions are not searched) → `SearchIndex::apply` (durable and searchable when it
-//! returns) → commit the batch's positions for the indexer's own consumer group. A crash
+//! returns), then `SearchIndex::purge` for the batch's retention purges → commit the batch's positions for the indexer's own consumer group. A crash
 //! between the two steps re-indexes the batch on restart, which changes nothing (the index
 //! keeps the superseding version of each message). Failures are retried with capped
 //! exponential backoff, never skipped; nothing is committed meanwhile.
@@ -12,10 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ports::{Backoff, ConsumerHealth, EventLog, LogConsumer, LogPosition, LogRecord, SearchIndex};
+use ports::{
+    Backoff, ConsumerHealth, EventLog, LogConsumer, LogPosition, LogRecord, PortError, SearchIndex,
+};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use wire::log::{topics, LogEventBody, MessageRecord};
+use wire::{ConversationId, Seq};
 
 use crate::metrics::IndexerMetrics;
 
@@ -175,10 +178,11 @@ impl Indexer {
         let positions = highest_positions(&records);
         let newest_at = records.iter().map(|record| record.event.at).max();
         let count = records.len() as u64;
+        let purges: Vec<(ConversationId, Seq)> = records.iter().filter_map(purge_of).collect();
         let versions: Vec<MessageRecord> =
             records.into_iter().filter_map(indexed_version).collect();
         let mut backoff = self.backoff();
-        while let Err(error) = self.index.apply(versions.clone()).await {
+        while let Err(error) = self.write(&versions, &purges).await {
             warn!(error = %error, "search index write failed; retrying");
             self.metrics.retries.inc();
             self.pause(&mut backoff, shutdown).await?;
@@ -195,6 +199,20 @@ impl Indexer {
                 .num_microseconds()
                 .unwrap_or(0);
             self.metrics.lag_seconds.set(age.max(0) as f64 / 1e6);
+        }
+        Ok(())
+    }
+
+    /// Indexes the batch's message versions, then applies its retention purges (a purge
+    /// covers messages sent before it).
+    async fn write(
+        &self,
+        versions: &[MessageRecord],
+        purges: &[(ConversationId, Seq)],
+    ) -> Result<(), PortError> {
+        self.index.apply(versions.to_vec()).await?;
+        for (conversation_id, through) in purges {
+            self.index.purge(conversation_id, *through).await?;
         }
         Ok(())
     }
@@ -263,6 +281,17 @@ fn indexed_version(record: LogRecord) -> Option<MessageRecord> {
         | LogEventBody::MessageEdited { record }
         | LogEventBody::MessageDeleted { record }
         | LogEventBody::MessageAborted { record } => Some(record),
+        _ => None,
+    }
+}
+
+/// The retention purge an event carries, if any.
+fn purge_of(record: &LogRecord) -> Option<(ConversationId, Seq)> {
+    match &record.event.body {
+        LogEventBody::MessagesPurged {
+            conversation_id,
+            through_seq,
+        } => Some((conversation_id.clone(), *through_seq)),
         _ => None,
     }
 }

@@ -3,7 +3,7 @@
 //! One writer (behind a mutex), one reader reloaded by hand after every commit, so what
 //! [`SearchIndex::apply`] returned for is searchable at once. Tantivy's calls block: they run
 //! on tokio's blocking pool. Commit policy: one commit per `apply` call (the indexer calls it
-//! once per batch of log records) and per `erase_user`; Tantivy merges segments in the
+//! once per batch of log records) and per `erase_user` and `purge` that changed something; Tantivy merges segments in the
 //! background with its default log merge policy.
 
 use std::collections::HashMap;
@@ -20,7 +20,7 @@ use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
 };
 use wire::log::MessageRecord;
-use wire::UserId;
+use wire::{ConversationId, Seq, UserId};
 
 use crate::error::SearchError;
 use crate::query::ranked_search;
@@ -88,6 +88,15 @@ impl SearchIndex for TantivyIndex {
         let user_id = user_id.clone();
         self.blocking(move |inner| inner.erase_user(&user_id)).await
     }
+
+    async fn purge(&self, conversation_id: &ConversationId, through: Seq) -> Result<(), PortError> {
+        let conversation_id = conversation_id.clone();
+        let purged = self
+            .blocking(move |inner| inner.purge(&conversation_id, through))
+            .await?;
+        tracing::debug!(purged, "search index purged");
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -126,24 +135,41 @@ impl Inner {
     }
 
     fn erase_user(&self, user_id: &UserId) -> Result<u64, SearchError> {
+        let sender = self.term_query(self.fields.sender_id, user_id.as_str());
+        self.erase_live(sender, |_| true)
+    }
+
+    fn purge(&self, conversation_id: &ConversationId, through: Seq) -> Result<u64, SearchError> {
+        let conversation = self.term_query(self.fields.conversation_id, conversation_id.as_str());
+        self.erase_live(conversation, |record| record.message.seq <= through)
+    }
+
+    /// Turns the live messages that `matching` finds and `chosen` picks into tombstones (no
+    /// text, never found; kept so that an older version applied later stays hidden). Returns
+    /// how many.
+    fn erase_live(
+        &self,
+        matching: Box<dyn Query>,
+        chosen: impl Fn(&MessageRecord) -> bool,
+    ) -> Result<u64, SearchError> {
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let searcher = self.reader.searcher();
         let query = BooleanQuery::new(vec![
-            (
-                Occur::Must,
-                self.term_query(self.fields.sender_id, user_id.as_str()),
-            ),
+            (Occur::Must, matching),
             (Occur::Must, self.term_query(self.fields.state, LIVE)),
         ]);
-        let addresses = searcher.search(&query, &DocSetCollector)?;
-        for address in &addresses {
-            let record = self.record_at(&searcher, *address)?;
-            self.replace(&writer, &erased(record))?;
+        let mut erased_count = 0_u64;
+        for address in searcher.search(&query, &DocSetCollector)? {
+            let record = self.record_at(&searcher, address)?;
+            if chosen(&record) {
+                self.replace(&writer, &erased(record))?;
+                erased_count += 1;
+            }
         }
-        if !addresses.is_empty() {
+        if erased_count > 0 {
             self.commit(&mut writer)?;
         }
-        Ok(addresses.len() as u64)
+        Ok(erased_count)
     }
 
     fn commit(&self, writer: &mut IndexWriter) -> Result<(), SearchError> {

@@ -13,7 +13,7 @@ use ports::contract::{self, Fixture};
 use ports::{PortError, SearchIndex, SearchPage, SearchQuery, SearchReader};
 use search::{RemoteSearch, TantivyIndex};
 use wire::log::MessageRecord;
-use wire::UserId;
+use wire::{ConversationId, Seq, UserId};
 
 /// Writes to the local index, reads through its HTTP routes.
 struct ServedIndex {
@@ -40,6 +40,10 @@ impl SearchIndex for ServedIndex {
 
     async fn erase_user(&self, user_id: &UserId) -> Result<u64, PortError> {
         self.local.erase_user(user_id).await
+    }
+
+    async fn purge(&self, conversation_id: &ConversationId, through: Seq) -> Result<(), PortError> {
+        self.local.purge(conversation_id, through).await
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use actors::Ports;
 use persistence::redis::{
     RedisBus, RedisClient, RedisConfig, RedisDirectory, RedisMessageCache, RedisPresence,
-    RedisRateLimiter, RedisSanctions, RedisSequencer,
+    RedisRateLimiter, RedisRetention, RedisSanctions, RedisSequencer,
 };
 use persistence::{
     EmbeddedStore, InProcessBus, MemoryPresence, MemoryRateLimiter, MemorySequencer, NoMessageCache,
@@ -62,6 +62,7 @@ pub fn build(
                 search: None,
                 // Set by the app.
                 audit: None,
+                retention: Some(directory.clone()),
             },
             redis_clients: Vec::new(),
             redis_presence: None,
@@ -113,6 +114,7 @@ pub fn build(
         search: None,
         // Set by the app.
         audit: None,
+        retention: Some(Arc::new(RedisRetention::new(clients.state.clone()))),
     };
     Ok(Adapters {
         ports,

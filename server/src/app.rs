@@ -31,7 +31,9 @@ use crate::adapters::Adapters;
 use crate::auth::Authenticator;
 use crate::config::{Loaded, SecretSource, Settings, DEV_API_KEY};
 use crate::metrics::NodeMetrics;
+use crate::retention::{RetentionMetrics, RetentionSweeper};
 use background::Background;
+use persistence::redis::RedisLease;
 pub use search::SearchStatus;
 pub use state::AppState;
 use storage::Storage;
@@ -55,8 +57,15 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         storage = storage.description,
         "listening"
     );
-    let background =
-        Background::start(&state, built.ingest, built.indexer, built.redis_presence).await?;
+    let sweeper = retention_sweeper(&state, &storage);
+    let background = Background::start(
+        &state,
+        built.ingest,
+        built.indexer,
+        built.redis_presence,
+        sweeper,
+    )
+    .await?;
     state.ready.store(true, Ordering::Release);
     tracing::info!("ready");
     let http = http_server::serve(server);
@@ -196,6 +205,25 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
         indexer: search.and_then(|search| search.indexer),
         redis_presence: adapters.redis_presence,
     })
+}
+
+/// The retention sweep over the node's store; in durable mode under the cluster's lease (the
+/// nodes share the store), else over this node's own embedded store.
+fn retention_sweeper(state: &AppState, storage: &Storage) -> RetentionSweeper {
+    let node = &state.node;
+    let lease = storage
+        .kafka
+        .as_ref()
+        .and_then(|_| state.redis_role("redis state"))
+        .map(|client| RedisLease::new(client, "retention-sweep", node.node_id().as_str()));
+    RetentionSweeper {
+        node: node.clone(),
+        scan: storage.retention_scan.clone(),
+        settings: state.settings.retention.clone(),
+        embedded_log: storage.embedded_log.clone(),
+        lease,
+        metrics: RetentionMetrics::new(&state.metrics.registry),
+    }
 }
 
 /// The node's metrics, with the ingest's, the Redis bus's and the Kafka producer's when the

@@ -6,6 +6,8 @@
 // `mod validate;` would be looked for beside this file.
 #[path = "config/attachments.rs"]
 mod attachments;
+#[path = "config/retention.rs"]
+mod retention;
 #[path = "config/validate.rs"]
 mod validate;
 
@@ -18,6 +20,7 @@ pub use attachments::{AttachmentSettings, EffectiveStore};
 use bootstrap::load_layers;
 pub use bootstrap::{LogSettings, Secret};
 use ingest::settings::{IngestSettings, KafkaSettings, MongoSettings};
+pub use retention::{RetentionSettings, MAX_RETENTION_DAYS};
 use search::SearchSettings;
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +41,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub web_chat: WebChatSettings,
     pub attachments: AttachmentSettings,
+    pub retention: RetentionSettings,
 }
 
 /// The development web chat (`clients/web-chat`), served under `/chat/` when `dir` is set.

@@ -22,6 +22,7 @@ mod auth;
 mod config;
 mod http;
 mod metrics;
+mod retention;
 mod web_chat;
 mod ws;
 

@@ -3,19 +3,9 @@
 
 mod common;
 
+use common::admin::{actions, admin, audit_listing, ADMIN_ENV};
 use common::{create_conversation, refused, send, Client, TestCluster, TestServer, WAIT};
 use serde_json::{json, Value};
-
-const ADMIN_KEY: &str = "test-admin-key-0123456789";
-const ADMIN_ENV: (&str, &str) = ("PARLEY__AUTH__ADMIN_API_KEY", ADMIN_KEY);
-
-/// An admin call with the admin key.
-async fn admin(server: &TestServer, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    server
-        .http(method, path, &[("X-Admin-Key", ADMIN_KEY)], body.as_ref())
-        .await
-        .expect("admin request")
-}
 
 /// The value of `parley_admin_calls_total` with these labels.
 async fn admin_calls(server: &TestServer, action: &str, result: &str) -> f64 {
@@ -207,34 +197,6 @@ async fn every_admin_call_holds_across_two_nodes() {
         .await;
     assert_eq!(history["messages"][0]["deleted"], true);
     assert_eq!(history["messages"][0]["text"], "");
-}
-
-/// The audit page at `path` once its records' actions are `want` (users' conversation changes
-/// are recorded in the background, after the answer).
-async fn audit_listing(server: &TestServer, path: &str, want: &[&str]) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (status, page) = admin(server, "GET", path, None).await;
-        assert_eq!(status, 200, "{page}");
-        if actions(&page) == want {
-            return page;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{path} never listed {want:?}: {page}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
-/// The `action` of each record.
-fn actions(page: &Value) -> Vec<&str> {
-    page["records"]
-        .as_array()
-        .expect("records")
-        .iter()
-        .map(|record| record["action"].as_str().unwrap())
-        .collect()
 }
 
 #[tokio::test]

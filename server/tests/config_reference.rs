@@ -30,6 +30,7 @@ const SERVER_IGNORES: &[&str] = &["ingest"];
 const INGEST_ONLY_KEYS: &[&str] = &[
     "kafka.partitions",
     "kafka.replication_factor",
+    "kafka.log_retention_ms",
     "search.bind",
     "search.data_dir",
     "search.ready_lag_events",

@@ -78,7 +78,7 @@ async fn sync_returns_exactly_the_missing_messages_per_conversation() {
 
     assert_eq!(
         conversations[&quiet],
-        json!({ "messages": [], "has_more": false })
+        json!({ "messages": [], "has_more": false, "first_seq": 1 })
     );
 
     // Page on with history.get after the last seq received.
@@ -100,11 +100,11 @@ async fn sync_returns_exactly_the_missing_messages_per_conversation() {
         .await;
     assert_eq!(
         result["conversations"][&big],
-        json!({ "messages": [], "has_more": false })
+        json!({ "messages": [], "has_more": false, "first_seq": 1 })
     );
     assert_eq!(
         result["conversations"][&small],
-        json!({ "messages": [], "has_more": false })
+        json!({ "messages": [], "has_more": false, "first_seq": 1 })
     );
     let result = bob
         .ok("sync", json!({ "conversations": { big.as_str(): 4 } }))

@@ -194,6 +194,13 @@ pub enum LogEventBody {
     MessageAborted {
         record: MessageRecord,
     },
+    /// Retention purged every message of the conversation up to `through_seq` (protocol v1.1,
+    /// "Compliance"): stores, caches and indexes forget them; their seqs are never reused. On
+    /// the `message.deleted` topic. Applying it again, or an older one, changes nothing.
+    MessagesPurged {
+        conversation_id: ConversationId,
+        through_seq: Seq,
+    },
     /// Written by ingest once a message is in the store: the "stored" acknowledgment.
     MessageStored {
         conversation_id: ConversationId,
@@ -208,9 +215,9 @@ impl LogEventBody {
         match self {
             LogEventBody::MessageSent { .. } => topics::MESSAGE_SENT,
             LogEventBody::MessageEdited { .. } => topics::MESSAGE_EDITED,
-            LogEventBody::MessageDeleted { .. } | LogEventBody::MessageAborted { .. } => {
-                topics::MESSAGE_DELETED
-            }
+            LogEventBody::MessageDeleted { .. }
+            | LogEventBody::MessageAborted { .. }
+            | LogEventBody::MessagesPurged { .. } => topics::MESSAGE_DELETED,
             LogEventBody::MessageReacted { .. } | LogEventBody::ReactionChanged { .. } => {
                 topics::MESSAGE_REACTED
             }
@@ -234,6 +241,9 @@ impl LogEventBody {
                 conversation_id, ..
             }
             | LogEventBody::MessageStored {
+                conversation_id, ..
+            }
+            | LogEventBody::MessagesPurged {
                 conversation_id, ..
             } => conversation_id,
         }

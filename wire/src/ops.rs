@@ -250,6 +250,9 @@ pub struct MessageResult {
 pub struct HistoryResult {
     pub messages: Vec<Message>,
     pub has_more: bool,
+    /// The oldest seq retention still keeps (v1.1): seqs below it were purged, not lost. 1 when
+    /// nothing was purged.
+    pub first_seq: Seq,
 }
 
 /// Which end of a page [`HistoryResult::keep_within`] keeps: the oldest messages when the
@@ -371,6 +374,7 @@ mod tests {
         HistoryResult {
             messages,
             has_more: false,
+            first_seq: Seq(1),
         }
     }
 

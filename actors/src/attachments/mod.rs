@@ -266,6 +266,28 @@ impl Attachments {
             .collect())
     }
 
+    /// Forgets that `message_id` carried `attachments` (retention purged it), and deletes the
+    /// bytes and record of each that no other message carries. Returns how many were deleted.
+    pub async fn forget_references(
+        &self,
+        conversation_id: &ConversationId,
+        message_id: &MessageId,
+        attachments: &[AttachmentRef],
+    ) -> Result<u64, PortError> {
+        let mut deleted = 0;
+        for attachment in attachments {
+            let id = &attachment.attachment_id;
+            let reference = ref_key(id, conversation_id, message_id)?;
+            self.blobs.delete(&reference).await?;
+            if self.references(id).await?.is_empty() {
+                self.blobs.delete(&blob_key(id)?).await?;
+                self.blobs.delete(&meta_key(id)?).await?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Whether no message carried `attachment_id` yet.
     pub async fn is_pending(&self, attachment_id: &AttachmentId) -> Result<bool, PortError> {
         Ok(self

@@ -98,6 +98,9 @@ pub struct Conversation {
     record_stale: bool,
     /// Another node changed a message: drop the window before the next batch.
     window_stale: bool,
+    /// Retention purged the conversation up to this seq: forget those messages before the next
+    /// batch.
+    purged_through: Option<Seq>,
     gap_timer: Option<SpawnHandle>,
     last_activity: Instant,
     /// The supervisor forgot this actor (see [`retire`]): operations that still reach it are
@@ -118,6 +121,7 @@ impl Conversation {
             reorder: BTreeMap::new(),
             record_stale: false,
             window_stale: false,
+            purged_through: None,
             gap_timer: None,
             last_activity: Instant::now(),
             retired: false,
@@ -154,6 +158,7 @@ impl Conversation {
         let reload_record = std::mem::take(&mut self.record_stale)
             || !self.node.registry().has_local_sessions(&conversation_id);
         let drop_window = std::mem::take(&mut self.window_stale);
+        let purged_through = self.purged_through.take();
         let work = async move {
             let mut state = match state {
                 Some(state) => state,
@@ -175,6 +180,9 @@ impl Conversation {
             };
             if drop_window {
                 state.forget_recent();
+            }
+            if let Some(through) = purged_through {
+                state.purge(through);
             }
             if let Err(error) = state.refresh(&node, reload_record).await {
                 for op in ops {
@@ -418,6 +426,22 @@ impl Handler<InvalidateRecord> for Conversation {
     }
 }
 
+/// Retention purged the conversation up to `through_seq`: its messages are forgotten before
+/// the next batch (the actor holds no copy outside batches it could answer from).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct PurgeMessages {
+    pub through_seq: Seq,
+}
+
+impl Handler<PurgeMessages> for Conversation {
+    type Result = ();
+
+    fn handle(&mut self, message: PurgeMessages, _ctx: &mut Self::Context) {
+        self.purged_through = self.purged_through.max(Some(message.through_seq));
+    }
+}
+
 /// How the rest of the node talks to a conversation actor.
 #[derive(Clone)]
 pub struct ConversationHandle {
@@ -455,6 +479,11 @@ impl ConversationHandle {
     /// Marks the actor's conversation record stale (it reloads it before its next batch).
     pub fn invalidate_record(&self) {
         let _ = self.addr.try_send(InvalidateRecord);
+    }
+
+    /// Tells the actor that retention purged its conversation up to `through_seq`.
+    pub fn purged(&self, through_seq: Seq) {
+        let _ = self.addr.try_send(PurgeMessages { through_seq });
     }
 
     pub fn addr(&self) -> &Addr<Conversation> {

@@ -34,6 +34,8 @@ pub struct ConversationState {
     /// next change of the same message, and reads, must start from these.
     changed_before_window: BTreeMap<Seq, Arc<MessageRecord>>,
     watermarks: HashMap<UserId, Watermarks>,
+    /// The oldest seq retention keeps: older ones were purged and are never read again.
+    first_seq: Seq,
 }
 
 impl ConversationState {
@@ -47,6 +49,10 @@ impl ConversationState {
             return Ok(None);
         };
         let last_seq = ports.sequencer.last_seq(conversation_id).await?;
+        let first_seq = match &ports.retention {
+            Some(policies) => policies.retention(conversation_id).await?.first_seq(),
+            None => Seq(1),
+        };
         let capacity = node.limits().recent_messages;
         // Warm the window with the newest messages: from the shared cache (which also holds
         // messages accepted on other nodes), else from the store.
@@ -76,14 +82,34 @@ impl ConversationState {
                 recent.extend(newest.into_iter().map(Arc::new));
             }
         }
-        Ok(Some(Self {
+        let mut state = Self {
             record,
             last_seq,
             recent,
             recent_capacity: capacity,
             changed_before_window: BTreeMap::new(),
             watermarks: HashMap::new(),
-        }))
+            first_seq: Seq(1),
+        };
+        state.purge(Seq(first_seq.0 - 1));
+        Ok(Some(state))
+    }
+
+    /// Forgets the messages up to `through` (retention purged them): reads start at
+    /// `through + 1` from now on. An older purge changes nothing.
+    pub fn purge(&mut self, through: Seq) {
+        if through < self.first_seq {
+            return;
+        }
+        self.first_seq = through.next();
+        while self
+            .recent
+            .front()
+            .is_some_and(|oldest| oldest.message.seq <= through)
+        {
+            self.recent.pop_front();
+        }
+        self.changed_before_window.retain(|seq, _| *seq > through);
     }
 
     /// The client view of the conversation, with the live `last_seq`.
@@ -205,6 +231,10 @@ impl ConversationState {
     ) -> Result<MessageRecord, OpError> {
         let found = self.find_message_here(node, message_id).await?;
         let seq = found.message.seq;
+        if seq < self.first_seq {
+            // Purged by retention; the store may not have applied the purge yet.
+            return Err(OpError::not_found("no such message in this conversation"));
+        }
         let conversation_id = &self.record.conversation.conversation_id;
         let cached = node.ports().cache.range(conversation_id, seq, seq).await?;
         Ok(
@@ -294,12 +324,19 @@ impl ConversationState {
             Some(before) => Seq(before.0.saturating_sub(1)).min(self.last_seq),
             None => self.last_seq,
         };
-        let lower = query.after_seq.map(|seq| seq.next()).unwrap_or(Seq(1));
+        let first_seq = self.first_seq;
+        let lower = query
+            .after_seq
+            .map(|seq| seq.next())
+            .unwrap_or(Seq(1))
+            .max(first_seq);
+        let page = |messages, has_more| HistoryResult {
+            messages,
+            has_more,
+            first_seq,
+        };
         if upper < lower || query.limit == 0 {
-            return Ok(HistoryResult {
-                messages: Vec::new(),
-                has_more: false,
-            });
+            return Ok(page(Vec::new(), false));
         }
         let available = upper.0 - lower.0 + 1;
         let (from, to) = if query.after_seq.is_some() {
@@ -316,7 +353,7 @@ impl ConversationState {
             let messages = (first_slot..=last_slot)
                 .map(|slot| self.recent[slot].message.clone())
                 .collect();
-            return Ok(HistoryResult { messages, has_more });
+            return Ok(page(messages, has_more));
         }
         let conversation_id = &self.record.conversation.conversation_id;
         if let Some(cached) = node.ports().cache.range(conversation_id, from, to).await? {
@@ -327,10 +364,10 @@ impl ConversationState {
                     None => record.message,
                 })
                 .collect();
-            return Ok(HistoryResult { messages, has_more });
+            return Ok(page(messages, has_more));
         }
         let messages = self.read_store(node, from, to, query.limit).await?;
-        Ok(HistoryResult { messages, has_more })
+        Ok(page(messages, has_more))
     }
 
     /// Reads `from..=to` from the store, which trails the log by ingest's lag (MongoDB in

@@ -56,6 +56,7 @@ pub struct KafkaSettings {
     pub session_timeout_ms: u64,
     pub stall_timeout_ms: u64,
     pub max_partition_fetch_bytes: usize,
+    pub log_retention_ms: i64,
 }
 
 impl KafkaSettings {
@@ -91,6 +92,12 @@ impl KafkaSettings {
         if self.replication_factor < 1 {
             return Err(invalid("kafka.replication_factor", "must be at least 1"));
         }
+        if self.log_retention_ms != -1 && self.log_retention_ms < 60_000 {
+            return Err(invalid(
+                "kafka.log_retention_ms",
+                "must be -1 (forever) or at least 60000 (a minute)",
+            ));
+        }
         at_least("kafka.message_timeout_ms", self.message_timeout_ms, 100)?;
         at_least("kafka.max_batch_records", self.max_batch_records as u64, 1)?;
         at_least("kafka.request_timeout_ms", self.request_timeout_ms, 100)?;
@@ -124,6 +131,7 @@ impl KafkaSettings {
         config.request_timeout = Duration::from_millis(self.request_timeout_ms);
         config.commit_timeout = Duration::from_millis(self.commit_timeout_ms);
         config.max_partition_fetch_bytes = self.max_partition_fetch_bytes;
+        config.topic_retention_ms = Some(self.log_retention_ms);
         config
     }
 }

@@ -63,7 +63,7 @@ pub struct LogStats {
 /// The standalone event log. Dropping it stops the writer after it has answered every queued
 /// append and closes the database file (once every consumer is dropped too).
 pub struct EmbeddedLog {
-    shared: Arc<LogShared>,
+    pub(super) shared: Arc<LogShared>,
     requests: Option<mpsc::Sender<AppendRequest>>,
     writer: Option<JoinHandle<()>>,
 }

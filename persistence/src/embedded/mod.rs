@@ -2,6 +2,7 @@
 
 pub mod log;
 pub mod log_consumer;
+mod log_prune;
 pub mod store;
 
 pub use log::{EmbeddedLog, LogStats};

@@ -40,6 +40,9 @@ pub struct KafkaConfig {
     /// librdkafka raises it for a single larger record). Smaller keeps each fetch short on a
     /// broker that spends time per record, as Tansu 0.6 does with a backlog.
     pub max_partition_fetch_bytes: usize,
+    /// `retention.ms` the setup step gives the topics (how long the brokers keep records; `-1`:
+    /// forever); `None`: the broker's default.
+    pub topic_retention_ms: Option<i64>,
 }
 
 impl KafkaConfig {
@@ -59,6 +62,7 @@ impl KafkaConfig {
             session_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(60),
             max_partition_fetch_bytes: 1_048_576,
+            topic_retention_ms: None,
         }
     }
 

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures::future::join_all;
 use ports::{During, EventLog, LogConsumer, PoisonedRecord, PortError, Service};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -175,22 +177,25 @@ impl KafkaLog {
     }
 
     /// Creates every topic of `wire::log::topics::ALL` and the dead-letter topic that does not
-    /// exist yet, with
-    /// `partitions` partitions and `replication` replicas (existing topics are left as they are).
+    /// exist yet, with `partitions` partitions, `replication` replicas and the configured
+    /// `retention.ms` (`KafkaConfig::topic_retention_ms`). Existing topics keep their partitions;
+    /// their `retention.ms` is changed to the configured one where the broker allows it.
     /// The explicit setup step: Parley never relies on broker auto-create.
     pub async fn ensure_topics(&self, partitions: i32, replication: i32) -> Result<(), PortError> {
         let admin: AdminClient<KafkaContext> = admin_config(&self.config)
             .create_with_context(KafkaContext::admin())
             .map_err(|error| kafka_error("admin client", error))?;
-        let names: Vec<String> = topics::ALL
-            .iter()
-            .copied()
-            .chain([self.config.dead_letter_topic.as_str()])
-            .map(|topic| self.config.topic_name(topic))
-            .collect();
+        let names = self.topic_names();
+        let retention = self.config.topic_retention_ms.map(|ms| ms.to_string());
         let new_topics: Vec<NewTopic<'_>> = names
             .iter()
-            .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication)))
+            .map(|name| {
+                let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
+                match &retention {
+                    Some(retention) => topic.set("retention.ms", retention),
+                    None => topic,
+                }
+            })
             .collect();
         let options = AdminOptions::new()
             .request_timeout(Some(self.config.request_timeout))
@@ -202,11 +207,15 @@ impl KafkaLog {
         )
         .await?
         .map_err(|error| kafka_error("create topics", error))?;
+        let mut existing = Vec::new();
         for result in results {
             match result {
-                Ok(topic) => info!(topic = %topic, partitions, replication, "kafka topic created"),
+                Ok(topic) => {
+                    info!(topic = %topic, partitions, replication, retention_ms = ?self.config.topic_retention_ms, "kafka topic created")
+                }
                 Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                    debug!(topic = %topic, "kafka topic exists")
+                    debug!(topic = %topic, "kafka topic exists");
+                    existing.push(topic);
                 }
                 Err((topic, code)) => {
                     return Err(kafka_error(
@@ -216,7 +225,63 @@ impl KafkaLog {
                 }
             }
         }
+        if let (Some(retention_ms), false) = (self.config.topic_retention_ms, existing.is_empty()) {
+            self.alter_retention(&admin, &options, &existing, retention_ms)
+                .await;
+        }
         Ok(())
+    }
+
+    /// Sets `retention.ms` of existing topics (`names`) to the configured one. A broker that
+    /// cannot change topic configs (Tansu) is reported, not fatal: the operator sets it.
+    async fn alter_retention(
+        &self,
+        admin: &AdminClient<KafkaContext>,
+        options: &AdminOptions,
+        names: &[String],
+        retention_ms: i64,
+    ) {
+        let value = retention_ms.to_string();
+        let changes: Vec<AlterConfig<'_>> = names
+            .iter()
+            .map(|name| {
+                AlterConfig::new(ResourceSpecifier::Topic(name)).set("retention.ms", &value)
+            })
+            .collect();
+        let outcome = bounded(
+            self.config.request_timeout * 2,
+            "alter topic configs",
+            admin.alter_configs(&changes, options),
+        )
+        .await
+        .and_then(|results| results.map_err(|error| kafka_error("alter topic configs", error)));
+        let failed: Vec<String> = match outcome {
+            Ok(results) => results
+                .into_iter()
+                .filter_map(|result| result.err())
+                .map(|(resource, code)| format!("{resource:?}: {code}"))
+                .collect(),
+            Err(error) => vec![error.to_string()],
+        };
+        if failed.is_empty() {
+            info!(
+                retention_ms,
+                topics = names.len(),
+                "kafka topics' retention set"
+            );
+        } else {
+            warn!(retention_ms, failures = ?failed, "the retention of existing kafka topics could not be changed: set retention.ms on them with the broker's tools");
+        }
+    }
+
+    /// The broker-side names of every log topic and of the dead-letter topic.
+    fn topic_names(&self) -> Vec<String> {
+        topics::ALL
+            .iter()
+            .copied()
+            .chain([self.config.dead_letter_topic.as_str()])
+            .map(|topic| self.config.topic_name(topic))
+            .collect()
     }
 
     /// The outcome of a produce on the producer of `generation`, replacing that producer when

@@ -144,6 +144,17 @@ impl MessageCache for MemoryMessageCache {
             .map(|cached| cached.range(from, to))
             .unwrap_or_default())
     }
+
+    async fn forget_through(
+        &self,
+        conversation_id: &ConversationId,
+        through: Seq,
+    ) -> Result<(), PortError> {
+        if let Some(cached) = self.lock().get_mut(conversation_id) {
+            cached.messages.retain(|seq, _| *seq > through);
+        }
+        Ok(())
+    }
 }
 
 /// The standalone node's cache: none. One node's conversation actors keep their own window of
@@ -178,5 +189,13 @@ impl ports::MessageCache for NoMessageCache {
         _to: wire::Seq,
     ) -> Result<Vec<wire::log::MessageRecord>, ports::PortError> {
         Ok(Vec::new())
+    }
+
+    async fn forget_through(
+        &self,
+        _conversation_id: &wire::ConversationId,
+        _through: wire::Seq,
+    ) -> Result<(), ports::PortError> {
+        Ok(())
     }
 }

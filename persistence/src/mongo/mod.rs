@@ -13,6 +13,7 @@ mod client;
 mod config;
 mod reactions;
 mod read;
+mod retention;
 mod scan;
 mod write;
 

@@ -8,7 +8,8 @@
 //!
 //! Steps: messages and the activity they raise; conversations; the participant sets of the
 //! conversations whose stored version is now the batch's (also when an earlier attempt stored
-//! the conversation and failed before its participants, so a retry repairs them); watermarks.
+//! the conversation and failed before its participants, so a retry repairs them); watermarks;
+//! last, retention purges (`retention.rs`), so a purge also removes messages of its batch.
 
 use std::collections::BTreeMap;
 
@@ -35,6 +36,8 @@ pub(super) struct Folded {
     conversations: BTreeMap<String, ConversationRecord>,
     /// (conversation id, user id) → (delivered, read)
     watermarks: BTreeMap<(String, String), (u64, u64)>,
+    /// conversation id → the highest seq retention purged (applied after the messages)
+    purges: BTreeMap<String, u64>,
 }
 
 impl Folded {
@@ -59,6 +62,16 @@ impl Folded {
                     }
                 }
                 StoreWrite::Reaction(delta) => folded.reactions.push(delta),
+                StoreWrite::Purge {
+                    conversation_id,
+                    through_seq,
+                } => {
+                    let through = folded
+                        .purges
+                        .entry(conversation_id.as_str().to_owned())
+                        .or_insert(0);
+                    *through = (*through).max(through_seq.0);
+                }
                 StoreWrite::Conversation(record) => {
                     let key = record.conversation.conversation_id.as_str().to_owned();
                     match folded.conversations.get(&key) {
@@ -101,7 +114,8 @@ impl MongoStore {
         self.raise_activity(&folded).await?;
         self.put_conversations(&folded).await?;
         self.replace_participants(&folded).await?;
-        self.raise_watermarks(&folded).await
+        self.raise_watermarks(&folded).await?;
+        self.purge_messages(&folded.purges).await
     }
 
     async fn update(

@@ -7,7 +7,8 @@
 //! ([`MessageRecord::supersedes`]: a deletion is final, else the higher version wins), then the
 //! conversation is trimmed to `capacity` seqs. Both keys expire after `ttl` without
 //! a `put` (an idle conversation's window is read from the store again). `range` and `held` are one `HMGET`;
-//! any missing seq makes `range` `None`.
+//! any missing seq makes `range` `None`. `forget_through` (retention) is one Lua script
+//! (`scripts/cache_forget.lua`).
 
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 200;
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 static PUT: LuaScript = LuaScript::new("cache_put", include_str!("scripts/cache_put.lua"));
+static FORGET: LuaScript = LuaScript::new("cache_forget", include_str!("scripts/cache_forget.lua"));
 
 pub struct RedisMessageCache {
     client: RedisClient,
@@ -129,6 +131,22 @@ impl MessageCache for RedisMessageCache {
         // Callers ask for a page (at most a few hundred seqs): one HMGET.
         let values = self.get(conversation_id, from, to).await?;
         values.into_iter().flatten().map(decode_cached).collect()
+    }
+
+    async fn forget_through(
+        &self,
+        conversation_id: &ConversationId,
+        through: Seq,
+    ) -> Result<(), PortError> {
+        let _forgotten: i64 = self
+            .client
+            .eval(
+                &FORGET,
+                &self.keys(conversation_id),
+                &[through.0.to_string()],
+            )
+            .await?;
+        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`directory`]: [`RedisDirectory`], conversation records, membership and activity.
 //! - [`bus`]: [`RedisBus`], pub/sub routing with one subscriber connection per node.
 //! - [`sanctions`]: [`RedisSanctions`], bans and token revocations of users.
+//! - [`retention`]: [`RedisRetention`], conversations' retention periods, holds and purges.
 //! - [`lease`]: [`RedisLease`], periodic work on one node of the cluster at a time.
 //!
 //! Every key and channel starts with the configured prefix (default `parley:`).
@@ -23,6 +24,7 @@ pub mod directory;
 pub mod lease;
 pub mod presence;
 pub mod rate_limit;
+pub mod retention;
 pub mod sanctions;
 pub mod sequencer;
 
@@ -34,5 +36,6 @@ pub use directory::RedisDirectory;
 pub use lease::RedisLease;
 pub use presence::RedisPresence;
 pub use rate_limit::RedisRateLimiter;
+pub use retention::RedisRetention;
 pub use sanctions::RedisSanctions;
 pub use sequencer::RedisSequencer;

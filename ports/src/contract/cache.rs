@@ -24,6 +24,47 @@ where
     a_deletion_is_final(make(CAPACITY).await).await;
     a_changed_older_message_stays_cached(make(CAPACITY).await).await;
     only_the_newest_capacity_seqs_are_kept(make(CAPACITY).await).await;
+    purged_messages_are_forgotten(make(CAPACITY).await).await;
+}
+
+async fn purged_messages_are_forgotten(fixture: Fixture<dyn MessageCache>) {
+    let cache = fixture.port;
+    let conversation_id = ConversationId::new(unique("cache-purge"));
+    let other = ConversationId::new(unique("cache-purge"));
+    cache
+        .put(&conversation_id, &records(&conversation_id, 1..=4))
+        .await
+        .expect("put");
+    cache
+        .put(&other, &records(&other, 1..=2))
+        .await
+        .expect("put");
+    cache
+        .forget_through(&conversation_id, Seq(2))
+        .await
+        .expect("forget");
+    let held = cache
+        .held(&conversation_id, Seq(1), Seq(4))
+        .await
+        .expect("held");
+    let seqs: Vec<u64> = held.iter().map(|record| record.message.seq.0).collect();
+    assert_eq!(seqs, [3, 4], "seqs up to the purge are forgotten");
+    assert_eq!(
+        cache
+            .range(&conversation_id, Seq(1), Seq(2))
+            .await
+            .expect("range"),
+        None
+    );
+    assert_eq!(
+        cache
+            .held(&other, Seq(1), Seq(2))
+            .await
+            .expect("held")
+            .len(),
+        2,
+        "other conversations keep theirs"
+    );
 }
 
 fn records(

@@ -7,9 +7,10 @@
 //! too. Suites panic on the first violated expectation.
 //!
 //! - [`blob_store_suite`] (in [`blob`]), with presigned URLs called through a [`blob::Transfer`].
-//! - [`log`]: [`event_log_suite`] · [`store`]: [`store_suite`] (with `store_reactions`) · [`directory`]: [`directory_suite`]
+//! - [`log`]: [`event_log_suite`] · [`store`]: [`store_suite`] (with `store_reactions`;
+//!   retention: [`store_retention_suite`]) · [`directory`]: [`directory_suite`]
 //! - [`sequencer`]: [`sequencer_suite`] · [`presence`]: [`presence_suite`] · [`bus`]: [`bus_suite`]
-//! - sanctions: [`sanctions_suite`] · audit: [`audit_log_suite`].
+//! - sanctions: [`sanctions_suite`] · audit: [`audit_log_suite`] · retention: [`retention_suite`].
 //! - [`rate_limit`]: [`rate_limiter_suite`] · [`cache`]: [`message_cache_suite`] · [`fixtures`]: record builders shared by the suites.
 //! - search: [`search_index_suite`].
 //! - [`hooked_store`]: [`HookedStore`], a store whose writes a test can fail or hold.
@@ -24,10 +25,12 @@ pub mod hooked_store;
 pub mod log;
 pub mod presence;
 pub mod rate_limit;
+pub mod retention;
 pub mod sanctions;
 pub mod sequencer;
 pub mod store;
 mod store_reactions;
+pub mod store_retention;
 
 // The suite of the optional search index (adapter in `search/`).
 pub mod search;
@@ -44,10 +47,12 @@ pub use hooked_store::{ApplyHook, HookedStore};
 pub use log::event_log_suite;
 pub use presence::presence_suite;
 pub use rate_limit::rate_limiter_suite;
+pub use retention::retention_suite;
 pub use sanctions::sanctions_suite;
 pub use search::search_index_suite;
 pub use sequencer::sequencer_suite;
 pub use store::store_suite;
+pub use store_retention::{store_retention_suite, RetainingStore};
 
 /// An adapter under test and what keeps its backing resources alive.
 pub struct Fixture<P: ?Sized> {

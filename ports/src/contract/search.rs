@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use wire::log::MessageRecord;
-use wire::{ConversationId, UserId};
+use wire::{ConversationId, Seq, UserId};
 
 use super::fixtures::{at, message_record, unique};
 use super::Fixture;
@@ -19,6 +19,7 @@ where
     an_edit_replaces_the_text_and_older_versions_change_nothing(make().await).await;
     a_deleted_message_is_never_found_again(make().await).await;
     erasing_a_user_forgets_their_messages_only(make().await).await;
+    a_purge_forgets_its_conversation_up_to_its_seq(make().await).await;
     only_the_given_conversations_are_searched(make().await).await;
     pages_follow_the_ranking_and_return_every_hit_once(make().await).await;
     applying_the_same_records_again_changes_nothing(make().await).await;
@@ -197,6 +198,50 @@ async fn erasing_a_user_forgets_their_messages_only(fixture: Fixture<dyn SearchI
     assert_eq!(
         seqs(&search(index, "lunch", &[&conversation], 10).await),
         [3]
+    );
+}
+
+async fn a_purge_forgets_its_conversation_up_to_its_seq(fixture: Fixture<dyn SearchIndex>) {
+    let index = fixture.port.as_ref();
+    let conversation = ConversationId::new(unique("search-purge"));
+    let bystander = ConversationId::new(unique("search-purge"));
+    let sender = UserId::new(unique("sender"));
+    let oldest = saying(&conversation, 1, &sender, 1, "budget draft");
+    apply(
+        index,
+        vec![
+            oldest.clone(),
+            saying(&conversation, 2, &sender, 1, "budget review"),
+            saying(&conversation, 3, &sender, 1, "budget final"),
+            saying(&bystander, 1, &sender, 1, "budget elsewhere"),
+        ],
+    )
+    .await;
+    index.purge(&conversation, Seq(2)).await.expect("purge");
+    index
+        .purge(&conversation, Seq(2))
+        .await
+        .expect("purge again");
+    apply(index, vec![oldest]).await;
+    let both = [&conversation, &bystander];
+    let hits = search(index, "budget", &both, 10).await;
+    let mut found: Vec<(String, u64)> = hits
+        .hits
+        .iter()
+        .map(|hit| {
+            let message = &hit.record.message;
+            (message.conversation_id.as_str().to_owned(), message.seq.0)
+        })
+        .collect();
+    found.sort();
+    let mut expected = vec![
+        (conversation.as_str().to_owned(), 3),
+        (bystander.as_str().to_owned(), 1),
+    ];
+    expected.sort();
+    assert_eq!(
+        found, expected,
+        "purged messages stay gone, even re-applied"
     );
 }
 

@@ -11,6 +11,8 @@ pub enum AdminAction {
     Unban,
     RevokeTokens,
     DeleteMessage,
+    SetRetention,
+    SetLegalHold,
     ReadAudit,
     /// No admin route has this method and path.
     Unknown,
@@ -24,6 +26,8 @@ impl AdminAction {
             AdminAction::Unban => "unban",
             AdminAction::RevokeTokens => "revoke_tokens",
             AdminAction::DeleteMessage => "delete_message",
+            AdminAction::SetRetention => "set_retention",
+            AdminAction::SetLegalHold => "set_legal_hold",
             AdminAction::ReadAudit => "read_audit",
             AdminAction::Unknown => "unknown",
         }
@@ -41,6 +45,8 @@ impl AdminAction {
             ("DELETE", ["users", _, "ban"]) => AdminAction::Unban,
             ("POST", ["users", _, "revoke_tokens"]) => AdminAction::RevokeTokens,
             ("DELETE", ["conversations", _, "messages", _]) => AdminAction::DeleteMessage,
+            ("PUT", ["conversations", _, "retention"]) => AdminAction::SetRetention,
+            ("PUT", ["conversations", _, "legal_hold"]) => AdminAction::SetLegalHold,
             ("GET", ["audit"]) => AdminAction::ReadAudit,
             _ => AdminAction::Unknown,
         }
@@ -110,6 +116,16 @@ mod tests {
                 Method::DELETE,
                 "/api/v1/admin/conversations/c/messages/m",
                 AdminAction::DeleteMessage,
+            ),
+            (
+                Method::PUT,
+                "/api/v1/admin/conversations/c/retention",
+                AdminAction::SetRetention,
+            ),
+            (
+                Method::PUT,
+                "/api/v1/admin/conversations/c/legal_hold",
+                AdminAction::SetLegalHold,
             ),
             (Method::GET, "/api/v1/admin/audit", AdminAction::ReadAudit),
             (

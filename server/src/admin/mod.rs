@@ -4,6 +4,7 @@
 //! - `call`: the action of a request (from its method and path) and how its answer counts.
 //! - `users`: disconnect, ban / unban and token revocation of a user.
 //! - `messages`: the moderation delete of a message.
+//! - `retention`: a conversation's retention and legal hold.
 //! - `metrics`: `parley_admin_calls_total{action,result}`.
 //!
 //! Every request passes [`guard`] first: no admin key configured → 404 for every admin path; a
@@ -14,6 +15,7 @@ pub mod audit;
 mod call;
 mod messages;
 mod metrics;
+mod retention;
 mod users;
 
 use std::sync::Arc;
@@ -55,6 +57,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
             .wrap(middleware::from_fn(guard))
             .configure(users::configure)
             .configure(messages::configure)
+            .configure(retention::configure)
             .configure(audit::configure)
             .default_service(web::to(no_such_route)),
     );
@@ -125,6 +128,7 @@ fn audit_entry(actor: &str, action: AdminAction, response: &ServiceResponse) -> 
         (None, Some(conversation_id), Some(message_id)) => {
             format!("message:{conversation_id}/{message_id}")
         }
+        (None, Some(conversation_id), None) => format!("conversation:{conversation_id}"),
         _ => request.path().to_owned(),
     };
     let mut details = serde_json::json!({ "status": response.status().as_u16() });

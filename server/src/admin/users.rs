@@ -38,19 +38,19 @@ fn user_of(path: web::Path<String>) -> Result<UserId, OpError> {
 }
 
 /// The answer to a refused call.
-fn refused(error: OpError) -> HttpResponse {
+pub(super) fn refused(error: OpError) -> HttpResponse {
     error_response(error.code, error.message)
 }
 
 /// `200` with `body`, which the call's audit record keeps too.
-fn answered(body: serde_json::Value) -> HttpResponse {
+pub(super) fn answered(body: serde_json::Value) -> HttpResponse {
     let mut response = HttpResponse::Ok().json(&body);
     response.extensions_mut().insert(AuditDetails(body));
     response
 }
 
 /// A port failure's answer: its code and a fixed text (the details go to the log).
-fn port_failure(error: PortError) -> HttpResponse {
+pub(super) fn port_failure(error: PortError) -> HttpResponse {
     refused(OpError::from(error))
 }
 

@@ -1,5 +1,6 @@
 //! The node's background tasks: the dependency check behind `/readyz`, the in-process ingest
-//! (embedded store), the search indexer (standalone), the router, the stored-ack relay and, in cluster mode, the presence sweep.
+//! (embedded store), the search indexer (standalone), the router, the stored-ack relay, the
+//! retention sweep and, in cluster mode, the presence sweep.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +43,7 @@ impl Background {
         ingest: Option<IngestPipeline>,
         indexer: Option<search::Indexer>,
         redis_presence: Option<Arc<persistence::redis::RedisPresence>>,
+        retention: crate::retention::RetentionSweeper,
     ) -> anyhow::Result<Self> {
         let node = &state.node;
         let (stop, stopped) = watch::channel(false);
@@ -81,6 +83,7 @@ impl Background {
                 stopped.clone(),
             ));
         }
+        tokio::spawn(retention.run(stopped.clone()));
         if let Some(presence) = redis_presence {
             let sweep_every = Duration::from_millis(state.settings.redis.presence_ttl_ms / 3)
                 .max(Duration::from_millis(50));

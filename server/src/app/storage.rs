@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use persistence::kafka::KafkaLog;
 use persistence::mongo::MongoStore;
 use persistence::{EmbeddedLog, EmbeddedStore};
-use ports::{AuditLog, EventLog, Store};
+use ports::{AuditLog, EventLog, RetentionScan, Store};
 use wire::NodeId;
 
 use crate::config::Settings;
@@ -20,6 +20,11 @@ pub(super) struct Storage {
     pub(super) embedded: Option<Arc<EmbeddedStore>>,
     /// The audit log: the embedded store, or MongoDB's `audit` collection in durable mode.
     pub(super) audit: Arc<dyn AuditLog>,
+    /// What the retention sweep scans: the store.
+    pub(super) retention_scan: Arc<dyn RetentionScan>,
+    /// The embedded log (standalone and Redis-only cluster mode), which the retention sweep
+    /// prunes. `None` in durable mode.
+    pub(super) embedded_log: Option<Arc<EmbeddedLog>>,
     /// The Kafka log in durable mode (for its metrics).
     pub(super) kafka: Option<KafkaLog>,
     /// For the start-up log line.
@@ -56,8 +61,10 @@ impl Storage {
         Ok(Self {
             log: Arc::new(log.clone()),
             store: store.clone(),
-            audit: store,
+            audit: store.clone(),
+            retention_scan: store,
             embedded: None,
+            embedded_log: None,
             kafka: Some(log),
             description: "kafka+mongodb",
         })
@@ -67,17 +74,21 @@ impl Storage {
         let data_dir = &settings.storage.data_dir;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create storage.data_dir {}", data_dir.display()))?;
-        let log = EmbeddedLog::open(&data_dir.join("log.redb"))
-            .with_context(|| format!("cannot open the log in {}", data_dir.display()))?;
+        let log = Arc::new(
+            EmbeddedLog::open(&data_dir.join("log.redb"))
+                .with_context(|| format!("cannot open the log in {}", data_dir.display()))?,
+        );
         let store = Arc::new(
             EmbeddedStore::open(&data_dir.join("store.redb"))
                 .with_context(|| format!("cannot open the store in {}", data_dir.display()))?,
         );
         tracing::info!(data_dir = %data_dir.display(), "embedded log and store");
         Ok(Self {
-            log: Arc::new(log),
+            log: log.clone(),
+            embedded_log: Some(log),
             store: store.clone(),
             audit: store.clone(),
+            retention_scan: store.clone(),
             embedded: Some(store),
             kafka: None,
             description: "embedded",

@@ -16,7 +16,7 @@ pub struct AttachmentMetrics {
     pub swept: IntCounter,
 }
 
-fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+pub(crate) fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let counter = IntCounter::new(name, help).expect("valid metric");
     registry
         .register(Box::new(counter.clone()))
@@ -24,7 +24,12 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     counter
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
+pub(crate) fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+) -> IntCounterVec {
     let counter = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
     registry
         .register(Box::new(counter.clone()))

@@ -7,7 +7,7 @@
 //! - `metrics`: `parley_attachment_*`.
 
 mod blob_routes;
-mod metrics;
+pub(crate) mod metrics;
 pub mod routes;
 pub mod sweep;
 

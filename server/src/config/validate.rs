@@ -21,7 +21,8 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
     validate_rate_limit(&settings.rate_limit)?;
     validate_log(&settings.log)?;
     validate_web_chat(&settings.web_chat)?;
-    super::attachments::validate_attachments(settings)
+    super::attachments::validate_attachments(settings)?;
+    super::retention::validate_retention(settings)
 }
 
 fn validate_web_chat(web_chat: &WebChatSettings) -> Result<(), ConfigError> {

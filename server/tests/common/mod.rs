@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod attachments;
 // The private SeaweedFS (S3) of the persistence tests, shared through its path.
 pub mod durable;

@@ -63,7 +63,12 @@ unread: number, conversation_id: ConversationId, kind: ConversationKind, title: 
 export type ConversationListResult = { conversations: Array<ConversationListItem>, };
 export type SendAck = { message_id: MessageId, seq: Seq, created_at: string, };
 export type MessageResult = { message: Message, };
-export type HistoryResult = { messages: Array<Message>, has_more: boolean, };
+export type HistoryResult = { messages: Array<Message>, has_more: boolean, 
+/**
+ * The oldest seq retention still keeps (v1.1): seqs below it were purged, not lost. 1 when
+ * nothing was purged.
+ */
+first_seq: Seq, };
 export type SyncResult = { conversations: { [key in ConversationId]: HistoryResult }, };
 export type PresenceInfo = { online: boolean, last_seen: string | null, };
 export type PresenceResult = { presence: { [key in UserId]: PresenceInfo }, };

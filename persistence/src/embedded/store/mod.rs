@@ -6,6 +6,7 @@
 //! - [`directory`]: the `Directory` implementation.
 //! - [`audit`]: the `AuditLog` implementation (append-only audit records).
 //! - [`sanctions`]: the `Sanctions` implementation (bans and token revocations).
+//! - [`retention`]: the `RetentionPolicies` implementation (periods, legal holds, purges).
 //!
 //! Every call runs its redb transaction on tokio's blocking pool; every write transaction
 //! commits durably (redb's default `Durability::Immediate`, an fsync) before the call returns.
@@ -13,6 +14,7 @@
 mod audit;
 mod directory;
 mod read;
+mod retention;
 mod sanctions;
 mod tables;
 mod write;

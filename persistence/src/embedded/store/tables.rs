@@ -26,6 +26,10 @@ pub(super) const DIRECT_PAIRS: TableDefinition<(&str, &str), &str> =
 pub(super) const WATERMARKS: TableDefinition<(&str, &str), (u64, u64)> =
     TableDefinition::new("watermarks");
 
+/// conversation_id → the highest seq retention purged (`StoreWrite::Purge`): messages at or
+/// below it are gone and later writes of them are skipped.
+pub(super) const PURGED: TableDefinition<&str, u64> = TableDefinition::new("purged");
+
 /// Creates every table, so read transactions never meet a missing one.
 pub(super) fn create_all(write: &redb::WriteTransaction) -> Result<(), redb::TableError> {
     write.open_table(MESSAGES)?;
@@ -36,7 +40,9 @@ pub(super) fn create_all(write: &redb::WriteTransaction) -> Result<(), redb::Tab
     write.open_table(USER_CONVERSATIONS)?;
     write.open_table(DIRECT_PAIRS)?;
     write.open_table(WATERMARKS)?;
+    write.open_table(PURGED)?;
     write.open_table(super::sanctions::SANCTIONS)?;
     write.open_table(super::audit::AUDIT)?;
+    write.open_table(super::retention::RETENTION)?;
     Ok(())
 }

@@ -10,8 +10,8 @@ use wire::{ConversationId, Seq, UserId};
 
 use super::read::{direct_pair, load_activity, load_conversation, load_message, micros};
 use super::tables::{
-    ACTIVITY, CLIENT_IDS, CONVERSATIONS, DIRECT_PAIRS, MESSAGES, MESSAGE_IDS, USER_CONVERSATIONS,
-    WATERMARKS,
+    ACTIVITY, CLIENT_IDS, CONVERSATIONS, DIRECT_PAIRS, MESSAGES, MESSAGE_IDS, PURGED,
+    USER_CONVERSATIONS, WATERMARKS,
 };
 use crate::error::PersistenceError;
 
@@ -25,6 +25,7 @@ pub(super) struct WriteTables<'txn> {
     pub(super) user_conversations: Table<'txn, (&'static str, &'static str), ()>,
     pub(super) direct_pairs: Table<'txn, (&'static str, &'static str), &'static str>,
     pub(super) watermarks: Table<'txn, (&'static str, &'static str), (u64, u64)>,
+    pub(super) purged: Table<'txn, &'static str, u64>,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -38,6 +39,7 @@ impl<'txn> WriteTables<'txn> {
             user_conversations: write.open_table(USER_CONVERSATIONS)?,
             direct_pairs: write.open_table(DIRECT_PAIRS)?,
             watermarks: write.open_table(WATERMARKS)?,
+            purged: write.open_table(PURGED)?,
         })
     }
 
@@ -52,7 +54,60 @@ impl<'txn> WriteTables<'txn> {
                 delivered_seq,
                 read_seq,
             } => self.raise_watermarks(conversation_id, user_id, *delivered_seq, *read_seq),
+            StoreWrite::Purge {
+                conversation_id,
+                through_seq,
+            } => self.purge(conversation_id, *through_seq),
         }
+    }
+
+    /// The highest seq retention purged in the conversation (0: none).
+    fn purged_through(&self, conversation_id: &str) -> Result<u64, PersistenceError> {
+        Ok(self
+            .purged
+            .get(conversation_id)?
+            .map_or(0, |value| value.value()))
+    }
+
+    /// Removes the conversation's messages up to `through` (with their id and client id
+    /// entries) and records the purge.
+    fn purge(
+        &mut self,
+        conversation_id: &ConversationId,
+        through: Seq,
+    ) -> Result<(), PersistenceError> {
+        let id = conversation_id.as_str();
+        let purged = self.purged_through(id)?;
+        if through.0 <= purged {
+            return Ok(());
+        }
+        let mut doomed: Vec<MessageRecord> = Vec::new();
+        for entry in self.messages.range((id, purged + 1)..=(id, through.0))? {
+            let (_, bytes) = entry?;
+            doomed.push(serde_json::from_slice(bytes.value())?);
+        }
+        for record in &doomed {
+            let message = &record.message;
+            let seq = message.seq.0;
+            self.messages.remove((id, seq))?;
+            let indexed = self
+                .message_ids
+                .get(message.message_id.as_str())?
+                .map(|value| value.value().1);
+            if indexed == Some(seq) {
+                self.message_ids.remove(message.message_id.as_str())?;
+            }
+            let client_key = (
+                id,
+                message.sender_id.as_str(),
+                message.client_msg_id.as_str(),
+            );
+            if self.client_ids.get(client_key)?.map(|value| value.value()) == Some(seq) {
+                self.client_ids.remove(client_key)?;
+            }
+        }
+        self.purged.insert(id, through.0)?;
+        Ok(())
     }
 
     /// Applies a reaction change to the stored message (skipped when it is not stored).
@@ -74,6 +129,9 @@ impl<'txn> WriteTables<'txn> {
         let message = &record.message;
         let conversation_id = message.conversation_id.as_str();
         let seq = message.seq.0;
+        if seq <= self.purged_through(conversation_id)? {
+            return Ok(());
+        }
         let stored_version =
             load_message(&self.messages, conversation_id, seq)?.map(|stored| stored.version);
         if stored_version.is_some_and(|version| version >= record.version) {
