@@ -2,8 +2,9 @@
 # The whole test suite, from a fresh clone: installs what it needs (backing services,
 # cargo-nextest), then checks formatting and lints and runs every test (unit, port contract
 # suites against embedded adapters and real services, end-to-end tests against real
-# parley-server processes), runs the TypeScript clients' tests (scripts/clients-test.sh) and
-# validates the deploy files offline (scripts/check-deploy.sh).
+# parley-server processes), runs the TypeScript clients' tests (scripts/clients-test.sh), the
+# fuzz targets briefly, a short chaos run (scripts/chaos.sh) and validates the deploy files
+# offline (scripts/check-deploy.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Backing services the tests start privately (each install is skipped when already present):
@@ -38,6 +39,14 @@ scripts/clients-test.sh
 # cargo-fuzz is installed when missing). Longer runs: scripts/fuzz.sh --seconds N.
 echo "==> fuzz (10 s per target)"
 scripts/fuzz.sh --seconds 10
+
+# The short chaos run (issue #19): the durable cluster on private ports (26000-26999) under
+# steady chat load, every fault kind once from a fixed seed (kills, SIGTERM, proxy latency,
+# stall and drop, poisoned records); fails on any acked message lost, duplicate, client view
+# differing from MongoDB after `sync`, seq hole, consumer lag or missing dead letter. Debug
+# binaries (built above). The full run's figures: docs/reliability.md.
+echo "==> chaos run (110 s of load, seed 7, every fault kind once)"
+scripts/chaos.sh --profile debug --duration 110 --seed 7 --out tmp/chaos-suite
 
 # After the tests: the k8s check also starts the just-built binaries on the rendered config.
 echo "==> deploy files (offline: hadolint, compose schema, kubectl kustomize + kubernetes-validate)"

@@ -695,15 +695,27 @@ impl Client {
 
     /// How many acked messages this client has not received yet.
     pub fn behind(&self, acked: &HashMap<ConversationId, u64>) -> u64 {
+        self.behind_by_conversation(acked)
+            .iter()
+            .map(|(_, applied, target)| target - applied)
+            .sum()
+    }
+
+    /// The conversations this client is behind in: `(id, applied seq, highest acked seq)`.
+    pub fn behind_by_conversation(
+        &self,
+        acked: &HashMap<ConversationId, u64>,
+    ) -> Vec<(ConversationId, u64, u64)> {
         let tracker = self.tracker.lock().expect("tracker lock");
         tracker
             .conversation_ids()
-            .iter()
-            .map(|id| {
-                let target = acked.get(id).copied().unwrap_or(0);
-                target.saturating_sub(tracker.applied(id))
+            .into_iter()
+            .filter_map(|id| {
+                let target = acked.get(&id).copied().unwrap_or(0);
+                let applied = tracker.applied(&id);
+                (target > applied).then_some((id, applied, target))
             })
-            .sum()
+            .collect()
     }
 
     /// `sync` every watched conversation from its applied seq, paging on with `history.get`.

@@ -76,7 +76,9 @@ pub struct Scenario {
     /// Connections opened at once (WebSocket handshakes in flight).
     pub connect_concurrency: usize,
     /// Attempts per message (the first send and its resends with the same `client_msg_id`,
-    /// after a reconnect or an `unavailable` answer) before the client gives up on it.
+    /// after a reconnect or an `unavailable` answer) before the client gives up on it. The
+    /// default, 20, keeps resending for about 80 s: past the 60 s for which the protocol
+    /// answers `unavailable` to the resends of a send whose node died before answering.
     pub max_send_attempts: u32,
 }
 
@@ -104,7 +106,7 @@ impl Default for Scenario {
             storms: 1,
             storm_spare_publishers: true,
             connect_concurrency: 256,
-            max_send_attempts: 12,
+            max_send_attempts: 20,
         }
     }
 }

@@ -360,7 +360,11 @@ impl Phase<'_> {
             correctness
                 .sessions_verified
                 .fetch_add(1, Ordering::Relaxed);
-            let behind = client.behind(&acked);
+            let lagging = client.behind_by_conversation(&acked);
+            let behind: u64 = lagging
+                .iter()
+                .map(|(_, applied, target)| target - applied)
+                .sum();
             if behind == 0 {
                 continue;
             }
@@ -401,9 +405,15 @@ impl Phase<'_> {
                 .fetch_add(still_behind, Ordering::Relaxed);
             reported += 1;
             if reported <= 10 {
+                let detail: Vec<String> = lagging
+                    .iter()
+                    .map(|(id, applied, target)| format!("{id} had {applied} of {target}"))
+                    .collect();
                 eprintln!(
-                    "correctness: {} was {behind} message(s) behind after the drain; {still_behind} still missing after sync",
-                    client.user_id
+                    "correctness: {} ({}) was {behind} message(s) behind after the drain ({}); {still_behind} still missing after sync",
+                    client.user_id,
+                    if settled_at_deadline { "connected and synced" } else { "still reconnecting" },
+                    detail.join(", ")
                 );
             }
         }
