@@ -77,6 +77,11 @@ start_proxy() {
 start_proxy redis "$via_redis" "$redis_port" "$control_redis"
 start_proxy kafka "$via_kafka" "$kafka_port" "$control_kafka"
 start_proxy mongo "$via_mongo" "$mongo_port" "$control_mongo"
+for name in redis kafka mongo; do
+  for _ in $(seq 1 50); do grep -q "^fault-proxy listening" "$out/proxy-$name.log" && break; sleep 0.1; done
+  grep -q "^fault-proxy listening" "$out/proxy-$name.log" \
+    || { echo "the $name fault-proxy did not start (a port of $base + 0..433 in use?):" >&2; head -3 "$out/proxy-$name.log" >&2; exit 1; }
+done
 
 echo "==> starting the cluster (state and logs in $PARLEY_DEV_DIR)"
 scripts/dev-cluster.sh up >"$out/cluster-up.log" 2>&1 \

@@ -41,7 +41,7 @@ class Cluster:
 
     def inject(self, fault):
         if fault.kind.startswith("kill-"):
-            signal_process(self.pid_file(fault), signal.SIGKILL)
+            wait_gone(signal_process(self.pid_file(fault), signal.SIGKILL), 10)
         elif fault.kind == "term-node":
             pid = signal_process(self.pid_file(fault), signal.SIGTERM)
             wait_gone(pid, 30)
@@ -76,11 +76,17 @@ class Cluster:
     def poison(self, count):
         from confluent_kafka import Producer  # the chaos venv's
 
-        producer = Producer({"bootstrap.servers": self.kafka_brokers, "batch.num.messages": 1})
-        for _ in range(count):
-            self.poisoned += 1
-            payload = f"chaos poison {self.poisoned}: not a log event".encode()
-            producer.produce(POISON_TOPIC, key=f"chaos-poison-{self.poisoned}", value=payload)
+        def delivered(error, _record):
+            if error is None:
+                self.poisoned += 1
+
+        # librdkafka's own log to errors only (the broker may just have been restarted).
+        producer = Producer({"bootstrap.servers": self.kafka_brokers, "batch.num.messages": 1,
+                             "log_level": 3})
+        for number in range(count):
+            payload = f"chaos poison {self.poisoned + number + 1}: not a log event".encode()
+            producer.produce(POISON_TOPIC, key=f"chaos-poison-{time.time_ns()}", value=payload,
+                             on_delivery=delivered)
             producer.poll(0)
         left = producer.flush(30)
         if left:
@@ -114,10 +120,16 @@ class Cluster:
         print("    the broker panicked (see its log; Tansu 0.6 lite.rs:503): restarting it", flush=True)
         self.broker_restarts.append(int(time.time() * 1000))
         try:
-            signal_process(os.path.join(self.state, "kafka", "tansu.pid"), signal.SIGKILL)
+            pid = signal_process(os.path.join(self.state, "kafka", "tansu.pid"), signal.SIGKILL)
+            wait_gone(pid, 10)
         except (OSError, ValueError):
             pass
-        self.restart()
+        try:
+            self.restart()
+        except RuntimeError as error:
+            # Looked at again on the next call: a broker that is not back counts as a panic.
+            self.broker_panics_seen -= 1
+            print(f"    restarting the broker failed: {error}", flush=True)
         return True
 
     def consumer_lag(self):

@@ -91,6 +91,16 @@ def run_schedule(cluster, plan, launched, last_start, problems):
     return done
 
 
+def wait_load(load, cluster, timeout):
+    """The load generator's exit status; the broker is healed meanwhile (its drain and last
+    `sync`s need a working cluster)."""
+    deadline = time.monotonic() + timeout
+    while load.poll() is None and time.monotonic() < deadline:
+        cluster.heal_broker()
+        time.sleep(1)
+    return load.wait(timeout=max(1.0, deadline - time.monotonic()))
+
+
 def wait_lag_zero(cluster, timeout):
     """The final consumer lag: polled until 0 three times in a row, or the last value."""
     deadline = time.monotonic() + timeout
@@ -173,16 +183,22 @@ def main():
     plan = schedule.build(args.seed, args.duration, schedule.parse_kinds(args.faults),
                           node_ports, ingest_ports)
     controls = dict(item.split("=", 1) for item in args.proxy_controls.split(","))
-    problems, fault_problems = [], []
+    # Kept open to the end: the broker may need a restart while the lag drains.
     with open(os.path.join(args.out, "cluster-up.log"), "a") as up_log:
-        cluster = faults.Cluster(args.state, node_ports, ingest_ports, controls,
-                                 args.kafka_brokers, up_log)
-        print(f"==> chaos: seed {args.seed}, {args.duration:.0f} s of load, {len(plan)} faults")
-        launched = time.monotonic()
-        load = start_load(args, node_ports)
-        last_start = args.duration - schedule.TAIL_SECS
-        done = run_schedule(cluster, plan, launched, last_start, fault_problems)
-        load_status = load.wait(timeout=args.duration + 600)
+        return drive(args, plan, faults.Cluster(args.state, node_ports, ingest_ports, controls,
+                                                args.kafka_brokers, up_log))
+
+
+def drive(args, plan, cluster):
+    """The load and the faults, then the checks; the exit status."""
+    node_ports = args.node_ports.split()
+    problems, fault_problems = [], []
+    print(f"==> chaos: seed {args.seed}, {args.duration:.0f} s of load, {len(plan)} faults")
+    launched = time.monotonic()
+    load = start_load(args, node_ports)
+    last_start = args.duration - schedule.TAIL_SECS
+    done = run_schedule(cluster, plan, launched, last_start, fault_problems)
+    load_status = wait_load(load, cluster, args.duration + 600)
     load_end_ms = now_ms()
     print(f"==> load finished (parley-loadtest exit {load_status}); waiting for the lag to drain")
     lag = wait_lag_zero(cluster, 240)

@@ -119,7 +119,8 @@ def dead_letters(brokers, topic, expected, timeout_secs=30):
     from confluent_kafka import Consumer  # the chaos venv's
 
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"chaos-{uuid.uuid4()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "log_level": 3})
     consumer.subscribe([topic])
     sources = set()
     deadline = time.monotonic() + timeout_secs
