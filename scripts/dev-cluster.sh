@@ -19,6 +19,14 @@
 # directory to start afresh. Ports: PARLEY_DEV_REDIS_PORT (6390), PARLEY_DEV_KAFKA_PORT (19092),
 # PARLEY_DEV_MONGO_PORT (27018), PARLEY_DEV_INGEST_PORT (9091), PARLEY_DEV_PORTS ("8081 8082"),
 # PARLEY_DEV_S3_PORT (18333; SeaweedFS also takes the next three ports and those 10000 above).
+# PARLEY_DEV_INGEST_PORTS ("9091 9092") runs one ingest per port (one group); the first is
+# `ingest`, the others `ingest-PORT` (pid/log names). PARLEY_DEV_VIA_REDIS_PORT,
+# PARLEY_DEV_VIA_KAFKA_PORT, PARLEY_DEV_VIA_MONGO_PORT: the ports the nodes and ingest connect to
+# instead of the services' own, where a fault-proxy forwards to them (scripts/chaos.sh; Tansu
+# then advertises the Kafka one).
+#
+# `up` starts only what is not running, so after a process died (or was killed) it restarts
+# just that one (appending to its log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +35,7 @@ redis_port="${PARLEY_DEV_REDIS_PORT:-6390}"
 kafka_port="${PARLEY_DEV_KAFKA_PORT:-19092}"
 mongo_port="${PARLEY_DEV_MONGO_PORT:-27018}"
 ingest_port="${PARLEY_DEV_INGEST_PORT:-9091}"
+read -r -a ingest_ports <<< "${PARLEY_DEV_INGEST_PORTS:-$ingest_port}"
 s3_port="${PARLEY_DEV_S3_PORT:-18333}"
 read -r -a ports <<< "${PARLEY_DEV_PORTS:-8081 8082}"
 binary="${PARLEY_SERVER_BIN:-$PWD/target/release/parley-server}"
@@ -44,7 +53,7 @@ esac
 # backlog fetched 1 MiB at a time took longer than a 6 s session and its consumers were dropped
 # from their groups again and again (issue #20): fetch 64 KiB per partition, and give sessions
 # 15 s. A group that still stops moving is re-joined after 30 s.
-export PARLEY__REDIS__URL="redis://127.0.0.1:$redis_port/0"
+export PARLEY__REDIS__URL="redis://127.0.0.1:${PARLEY_DEV_VIA_REDIS_PORT:-$redis_port}/0"
 # Attachments in both modes: the nodes share one S3 bucket (local files would be per node).
 export PARLEY__ATTACHMENTS__STORE=s3
 export PARLEY__ATTACHMENTS__S3_ENDPOINT="http://127.0.0.1:$s3_port"
@@ -52,12 +61,12 @@ export PARLEY__ATTACHMENTS__S3_BUCKET=parley
 export PARLEY__ATTACHMENTS__S3_ACCESS_KEY=parley
 export PARLEY__ATTACHMENTS__S3_SECRET_KEY=parley-secret
 if [ "$mode" = durable ]; then
-  export PARLEY__KAFKA__BROKERS="127.0.0.1:$kafka_port"
+  export PARLEY__KAFKA__BROKERS="127.0.0.1:${PARLEY_DEV_VIA_KAFKA_PORT:-$kafka_port}"
   export PARLEY__KAFKA__MAX_BATCH_RECORDS=1
   export PARLEY__KAFKA__SESSION_TIMEOUT_MS=15000
   export PARLEY__KAFKA__MAX_PARTITION_FETCH_BYTES=65536
   export PARLEY__KAFKA__STALL_TIMEOUT_MS=30000
-  export PARLEY__MONGO__URI="mongodb://127.0.0.1:$mongo_port/"
+  export PARLEY__MONGO__URI="mongodb://127.0.0.1:${PARLEY_DEV_VIA_MONGO_PORT:-$mongo_port}/"
   export PARLEY__MONGO__DATABASE=parley_dev
 fi
 
@@ -130,11 +139,11 @@ up() {
     PARLEY__SERVER__BIND="127.0.0.1:$port" \
     PARLEY__SERVER__NODE_ID="dev-node-$port" \
     PARLEY__STORAGE__DATA_DIR="$state/node-$port" \
-      nohup "$binary" >"$state/node-$port.out" 2>"$state/node-$port.log" &
+      nohup "$binary" >>"$state/node-$port.out" 2>>"$state/node-$port.log" &
     echo $! > "$state/node-$port.pid"
   done
   if [ "$mode" = durable ]; then
-    wait_ready ingest "$ingest_port"
+    for port in "${ingest_ports[@]}"; do wait_ready "$(ingest_name "$port")" "$port"; done
   fi
   for port in "${ports[@]}"; do wait_ready "node-$port" "$port"; done
   status
@@ -150,23 +159,33 @@ start_pipeline() {
   fi
   local storage=(--durable)
   [ "${PARLEY_DEV_BROKER_STORAGE:-sqlite}" = memory ] && storage=()
-  scripts/services/tansu.sh start "$state/kafka" "$kafka_port" "${storage[@]}"
+  TANSU_ADVERTISED_PORT="${PARLEY_DEV_VIA_KAFKA_PORT:-$kafka_port}" \
+    scripts/services/tansu.sh start "$state/kafka" "$kafka_port" "${storage[@]}"
   scripts/services/secantus.sh start "$state/mongo" "$mongo_port"
   echo "==> ingest setup (Kafka topics, MongoDB indexes)"
   "$ingest_binary" setup >"$state/ingest-setup.log" 2>&1 \
     || { echo "ingest setup failed; log: $state/ingest-setup.log" >&2; tail -20 "$state/ingest-setup.log" >&2; exit 1; }
-  if running ingest; then
-    echo "ingest already running (pid $(cat "$state/ingest.pid"))"
-  else
-    PARLEY__INGEST__BIND="127.0.0.1:$ingest_port" \
-      nohup "$ingest_binary" run >"$state/ingest.out" 2>"$state/ingest.log" &
-    echo $! > "$state/ingest.pid"
-  fi
+  local port name
+  for port in "${ingest_ports[@]}"; do
+    name="$(ingest_name "$port")"
+    if running "$name"; then
+      echo "$name already running (pid $(cat "$state/$name.pid"))"
+      continue
+    fi
+    PARLEY__INGEST__BIND="127.0.0.1:$port" \
+      nohup "$ingest_binary" run >>"$state/$name.out" 2>>"$state/$name.log" &
+    echo $! > "$state/$name.pid"
+  done
+}
+
+# ingest_name PORT: `ingest` for the first ingest port, `ingest-PORT` for the others.
+ingest_name() {
+  if [ "$1" = "${ingest_ports[0]}" ]; then echo ingest; else echo "ingest-$1"; fi
 }
 
 down() {
   for port in "${ports[@]}"; do stop_process "node-$port"; done
-  stop_process ingest
+  for port in "${ingest_ports[@]}"; do stop_process "$(ingest_name "$port")"; done
   if [ -d "$state/redis" ]; then scripts/services/redis.sh stop "$state/redis"; fi
   if [ -d "$state/s3" ]; then scripts/services/seaweedfs.sh stop "$state/s3"; fi
   if [ -d "$state/kafka" ]; then scripts/services/tansu.sh stop "$state/kafka"; fi
@@ -187,12 +206,18 @@ status() {
   done
   if [ "$mode" = redis ]; then
     echo "mode    redis (embedded log and store per node)"
-  elif running ingest; then
-    local ready=no
-    curl -fsS "http://127.0.0.1:$ingest_port/readyz" >/dev/null 2>&1 && ready=yes
-    echo "ingest  http://127.0.0.1:$ingest_port/metrics  pid $(cat "$state/ingest.pid")  ready=$ready  log $state/ingest.log"
   else
-    echo "ingest  not running"
+    local name
+    for port in "${ingest_ports[@]}"; do
+      name="$(ingest_name "$port")"
+      if running "$name"; then
+        local ready=no
+        curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && ready=yes
+        echo "ingest  http://127.0.0.1:$port/metrics  pid $(cat "$state/$name.pid")  ready=$ready  log $state/$name.log"
+      else
+        echo "ingest  127.0.0.1:$port  not running"
+      fi
+    done
   fi
   scripts/services/redis.sh status "$state/redis" || true
   scripts/services/seaweedfs.sh status "$state/s3" || true

@@ -2,8 +2,9 @@
 # The whole test suite, from a fresh clone: installs what it needs (backing services,
 # cargo-nextest), then checks formatting and lints and runs every test (unit, port contract
 # suites against embedded adapters and real services, end-to-end tests against real
-# parley-server processes), runs the TypeScript clients' tests (scripts/clients-test.sh) and
-# validates the deploy files offline (scripts/check-deploy.sh).
+# parley-server processes), runs the TypeScript clients' tests (scripts/clients-test.sh), the
+# fuzz targets briefly, a short chaos run (scripts/chaos.sh) and validates the deploy files
+# offline (scripts/check-deploy.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Backing services the tests start privately (each install is skipped when already present):
@@ -38,6 +39,16 @@ scripts/clients-test.sh
 # cargo-fuzz is installed when missing). Longer runs: scripts/fuzz.sh --seconds N.
 echo "==> fuzz (10 s per target)"
 scripts/fuzz.sh --seconds 10
+
+# The short chaos run (issue #19): the durable cluster on private ports (26000-26999) under
+# steady chat load, faults from a fixed seed (SIGTERM of a node, kill -9 of ingest, Redis, the
+# broker and the database, proxy latency, stall and drop, poisoned records); fails on any acked
+# message lost, duplicate, client view differing from MongoDB after `sync`, seq hole, consumer
+# lag or missing dead letter. kill -9 of a node is left out until the two defects it finds are
+# fixed (docs/reliability.md "What the runs found"). Debug binaries (built above).
+echo "==> chaos run (110 s of load, seed 7, every fault kind but kill-node once)"
+scripts/chaos.sh --profile debug --duration 110 --seed 7 --out tmp/chaos-suite \
+  --faults kill-ingest,kill-redis,kill-broker,kill-db,term-node,latency,stall,drop,poison
 
 # After the tests: the k8s check also starts the just-built binaries on the rendered config.
 echo "==> deploy files (offline: hadolint, compose schema, kubectl kustomize + kubernetes-validate)"

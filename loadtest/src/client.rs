@@ -19,9 +19,11 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use wire::events::ServerEvent;
 use wire::frames::RequestId;
 use wire::ops::{HistoryArgs, HistoryResult, Op, SendAck, SendArgs, SyncArgs, SyncResult};
-use wire::{ClientMsgId, ConversationId, ErrorBody, Message, MessageId, Seq, UserId};
+use wire::{ClientMsgId, ConversationId, ErrorBody, ErrorCode, Message, MessageId, Seq, UserId};
 
+use crate::ledger::{AnswerLog, ClientLedger, Views};
 use crate::net::{self, Endpoints};
+use crate::outbox::{AckOutcome, Outbox, OutgoingSend};
 use crate::stats::Stats;
 use crate::tracker::{Arrival, Tracker};
 
@@ -50,6 +52,10 @@ pub struct RunContext {
     /// Reconnect loops give up after this instant.
     pub deadline: Instant,
     pub text_bytes: usize,
+    /// Attempts per message (the first send and its resends) before a client gives up on it.
+    pub max_send_attempts: u32,
+    /// Every answer to a send, when the run keeps a ledger (`--ledger`).
+    pub answers: Option<AnswerLog>,
 }
 
 impl RunContext {
@@ -67,10 +73,7 @@ impl RunContext {
 type Reply = Result<serde_json::Value, ErrorBody>;
 
 enum Pending {
-    Send {
-        scheduled_us: u64,
-        conversation_id: ConversationId,
-    },
+    Send(ClientMsgId),
     Call(oneshot::Sender<Reply>),
     Fire,
 }
@@ -108,6 +111,10 @@ pub struct Client {
     next_request: AtomicI64,
     pending: Mutex<HashMap<RequestId, Pending>>,
     sent_messages: AtomicU64,
+    /// Sends until acked (resent after a reconnect or `unavailable`), and the acks received.
+    outbox: Mutex<Outbox>,
+    /// What this user holds of each conversation, when the run keeps a ledger.
+    views: Option<Views>,
 }
 
 impl Client {
@@ -123,7 +130,6 @@ impl Client {
             user_id,
             token,
             room,
-            context,
             tracker: Mutex::new(Tracker::default()),
             session: Mutex::new(None),
             generation: AtomicU64::new(0),
@@ -133,6 +139,9 @@ impl Client {
             next_request: AtomicI64::new(1),
             pending: Mutex::new(HashMap::new()),
             sent_messages: AtomicU64::new(0),
+            outbox: Mutex::new(Outbox::new(context.max_send_attempts)),
+            views: context.answers.as_ref().map(|_| Views::default()),
+            context,
         })
     }
 
@@ -261,7 +270,8 @@ impl Client {
         }
     }
 
-    /// Forgets the current session: requests in flight will get no reply.
+    /// Forgets the current session: requests in flight will get no reply; sends among them
+    /// wait in the outbox for the reconnect.
     fn lost_session(&self) {
         if self.ready.swap(false, Ordering::AcqRel) {
             self.stats().connected.fetch_sub(1, Ordering::Relaxed);
@@ -274,10 +284,11 @@ impl Client {
             .map(|(_, pending)| pending)
             .collect();
         for pending in pending {
-            if let Pending::Send { .. } = pending {
+            if let Pending::Send(_) = pending {
                 self.stats().error("unacked_at_disconnect");
             }
         }
+        self.outbox.lock().expect("outbox lock").session_lost();
     }
 
     /// Drops the connection abruptly (no close handshake), as a lost network would.
@@ -314,6 +325,7 @@ impl Client {
                         self.stats()
                             .reconnect_latency
                             .record(since.elapsed().as_micros() as u64);
+                        self.resend_waiting();
                         break;
                     }
                     Err(_) => self.stats().error("sync_failed"),
@@ -381,22 +393,15 @@ impl Client {
         let text = stamped_text(scheduled_us, self.context.text_bytes);
         self.stats().sends.fetch_add(1, Ordering::Relaxed);
         let sent = match self.context.target {
-            Target::Parley => self
-                .request(
-                    Op::MessageSend,
-                    SendArgs {
-                        conversation_id: conversation_id.clone(),
-                        client_msg_id,
-                        text,
-                        reply_to: None,
-                        attachments: Vec::new(),
-                    },
-                    Pending::Send {
-                        scheduled_us,
-                        conversation_id: conversation_id.clone(),
-                    },
-                )
-                .is_some(),
+            Target::Parley => {
+                let send = self.outbox.lock().expect("outbox lock").sent(
+                    conversation_id.clone(),
+                    client_msg_id,
+                    text,
+                    scheduled_us,
+                );
+                self.write_send(&send)
+            }
             Target::Ceiling => {
                 let event = ServerEvent::MessageNew {
                     message: Message {
@@ -421,6 +426,70 @@ impl Client {
         if !sent {
             self.stats().error("not_connected");
         }
+    }
+
+    /// Writes one attempt of a send on the current session; without one, the send waits in
+    /// the outbox for the reconnect.
+    fn write_send(&self, send: &OutgoingSend) -> bool {
+        let args = SendArgs {
+            conversation_id: send.conversation_id.clone(),
+            client_msg_id: send.client_msg_id.clone(),
+            text: send.text.clone(),
+            reply_to: None,
+            attachments: Vec::new(),
+        };
+        let written = self
+            .request(
+                Op::MessageSend,
+                args,
+                Pending::Send(send.client_msg_id.clone()),
+            )
+            .is_some();
+        if !written {
+            self.outbox
+                .lock()
+                .expect("outbox lock")
+                .not_written(&send.client_msg_id);
+        }
+        written
+    }
+
+    /// Resends every send waiting in the outbox (same `client_msg_id`), giving up on those
+    /// that had their attempts. Nothing is written while a reconnect is in flight: the
+    /// reconnect resends once its `sync` is done.
+    pub fn resend_waiting(&self) {
+        if !self.is_ready() {
+            return;
+        }
+        let round = self.outbox.lock().expect("outbox lock").resend_round();
+        let stats = self.stats();
+        stats.gave_up.fetch_add(round.given_up, Ordering::Relaxed);
+        for send in &round.resend {
+            stats.resends.fetch_add(1, Ordering::Relaxed);
+            self.write_send(send);
+        }
+    }
+
+    /// Sends not yet acked nor given up on.
+    pub fn outstanding_sends(&self) -> usize {
+        self.outbox.lock().expect("outbox lock").outstanding()
+    }
+
+    /// This user's part of the run's ledger (acks, messages given up on, views).
+    pub fn ledger(&self) -> ClientLedger {
+        let outbox = self.outbox.lock().expect("outbox lock");
+        ClientLedger {
+            user_id: self.user_id.clone(),
+            acked: outbox.acked_sends().cloned().collect(),
+            gave_up: outbox.abandoned_sends().to_vec(),
+            views: self.views.as_ref().map(Views::snapshot).unwrap_or_default(),
+        }
+    }
+
+    /// The run is over: what is still unacked is given up on.
+    pub fn abandon_outstanding(&self) {
+        let left = self.outbox.lock().expect("outbox lock").abandon_all();
+        self.stats().gave_up.fetch_add(left, Ordering::Relaxed);
     }
 
     fn handle_text(self: &Arc<Self>, text: &str) {
@@ -458,6 +527,13 @@ impl Client {
     }
 
     fn message_new(self: &Arc<Self>, message: &Message) {
+        if let Some(views) = &self.views {
+            views.saw(
+                &message.conversation_id,
+                message.seq.0,
+                message.message_id.as_str(),
+            );
+        }
         let arrival = self
             .tracker
             .lock()
@@ -507,7 +583,7 @@ impl Client {
         }
     }
 
-    fn handle_reply(&self, reply: IncomingReply) {
+    fn handle_reply(self: &Arc<Self>, reply: IncomingReply) {
         let pending = reply
             .re
             .and_then(|id| self.pending.lock().expect("pending lock").remove(&id));
@@ -520,22 +596,7 @@ impl Client {
             self.stats().error(error.code.as_str());
         }
         match pending {
-            Some(Pending::Send {
-                scheduled_us,
-                conversation_id,
-            }) => {
-                let Ok(result) = outcome else { return };
-                let Ok(ack) = serde_json::from_value::<SendAck>(result) else {
-                    self.stats().error("undecodable_ack");
-                    return;
-                };
-                let stats = self.stats();
-                stats.acks.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .ack_latency
-                    .record(stats.clock.now_us().saturating_sub(scheduled_us));
-                self.context.record_ack(&conversation_id, ack.seq.0);
-            }
+            Some(Pending::Send(client_msg_id)) => self.send_answered(&client_msg_id, outcome),
             Some(Pending::Call(reply_sender)) => {
                 let _ = reply_sender.send(outcome);
             }
@@ -543,8 +604,93 @@ impl Client {
         }
     }
 
+    /// The answer to one attempt of a send: an ack, a retryable `unavailable` (resent after a
+    /// back-off) or a refusal (dropped).
+    fn send_answered(self: &Arc<Self>, client_msg_id: &ClientMsgId, outcome: Reply) {
+        if let (Some(answers), Err(error)) = (&self.context.answers, &outcome) {
+            answers.record(error.code.as_str(), 0);
+        }
+        let result = match outcome {
+            Ok(result) => result,
+            Err(error) if error.code == ErrorCode::Unavailable => {
+                let retry_after = error.retry_after_ms.map(Duration::from_millis);
+                let wait = self
+                    .outbox
+                    .lock()
+                    .expect("outbox lock")
+                    .retryable(client_msg_id, retry_after);
+                if let Some(wait) = wait {
+                    let client = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        if client.is_settled() {
+                            client.resend_waiting();
+                        }
+                    });
+                }
+                return;
+            }
+            Err(_) => {
+                self.outbox
+                    .lock()
+                    .expect("outbox lock")
+                    .refused(client_msg_id);
+                return;
+            }
+        };
+        let Ok(ack) = serde_json::from_value::<SendAck>(result) else {
+            self.stats().error("undecodable_ack");
+            return;
+        };
+        let outcome = self
+            .outbox
+            .lock()
+            .expect("outbox lock")
+            .acked(client_msg_id, &ack);
+        let stats = self.stats();
+        match outcome {
+            AckOutcome::First {
+                conversation_id,
+                scheduled_us,
+            } => {
+                let latency_us = stats.clock.now_us().saturating_sub(scheduled_us);
+                stats.acks.fetch_add(1, Ordering::Relaxed);
+                stats.ack_latency.record(latency_us);
+                self.context.record_ack(&conversation_id, ack.seq.0);
+                if let Some(answers) = &self.context.answers {
+                    answers.record("ok", latency_us);
+                }
+            }
+            AckOutcome::Repeated => {
+                stats.repeated_acks.fetch_add(1, Ordering::Relaxed);
+                if let Some(answers) = &self.context.answers {
+                    answers.record("ok_repeated", 0);
+                }
+            }
+            AckOutcome::Changed { first } => {
+                stats
+                    .correctness
+                    .ack_changed
+                    .fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "correctness: {} {} was acked as seq {} ({}), then as seq {} ({})",
+                    first.conversation_id,
+                    client_msg_id,
+                    first.seq,
+                    first.message_id,
+                    ack.seq.0,
+                    ack.message_id
+                );
+            }
+            AckOutcome::Unknown => {}
+        }
+    }
+
     /// Tracks a conversation from `seq` on (messages up to `seq` are not expected).
     pub fn watch(&self, conversation_id: &ConversationId, seq: u64) {
+        if let Some(views) = &self.views {
+            views.watch(conversation_id, seq);
+        }
         self.tracker
             .lock()
             .expect("tracker lock")
@@ -560,15 +706,27 @@ impl Client {
 
     /// How many acked messages this client has not received yet.
     pub fn behind(&self, acked: &HashMap<ConversationId, u64>) -> u64 {
+        self.behind_by_conversation(acked)
+            .iter()
+            .map(|(_, applied, target)| target - applied)
+            .sum()
+    }
+
+    /// The conversations this client is behind in: `(id, applied seq, highest acked seq)`.
+    pub fn behind_by_conversation(
+        &self,
+        acked: &HashMap<ConversationId, u64>,
+    ) -> Vec<(ConversationId, u64, u64)> {
         let tracker = self.tracker.lock().expect("tracker lock");
         tracker
             .conversation_ids()
-            .iter()
-            .map(|id| {
-                let target = acked.get(id).copied().unwrap_or(0);
-                target.saturating_sub(tracker.applied(id))
+            .into_iter()
+            .filter_map(|id| {
+                let target = acked.get(&id).copied().unwrap_or(0);
+                let applied = tracker.applied(&id);
+                (target > applied).then_some((id, applied, target))
             })
-            .sum()
+            .collect()
     }
 
     /// `sync` every watched conversation from its applied seq, paging on with `history.get`.
@@ -614,6 +772,9 @@ impl Client {
         let mut last = 0;
         for message in &page.messages {
             last = last.max(message.seq.0);
+            if let Some(views) = &self.views {
+                views.saw(conversation_id, message.seq.0, message.message_id.as_str());
+            }
             match tracker.recovered(conversation_id, message.seq.0) {
                 Arrival::Overlap => correctness.sync_overlap.fetch_add(1, Ordering::Relaxed),
                 _ => correctness

@@ -5,6 +5,8 @@
 //! - [`scenario`]: scenario files (`loadtest/scenarios/*.toml`) and their overrides.
 //! - [`net`]: source-address / URL spreading, WebSocket connect, a tiny HTTP client, `/proc`.
 //! - [`client`]: one simulated user: its session, requests in flight, reconnect and `sync`.
+//! - [`ledger`]: `--ledger`: every ack, abandoned send, final view and send answer of a run.
+//! - [`outbox`]: a client's unacked sends, resent with the same `client_msg_id`, and its acks.
 //! - [`tracker`]: per-conversation bookkeeping behind the exactly-once, in-order checks.
 //! - [`stats`]: counters, HDR histograms, the progress line.
 //! - [`run`]: the scenarios themselves (idle, fanout, chat, reconnect-storm) and the report.
@@ -19,7 +21,9 @@ pub mod attachments;
 pub mod ceiling;
 pub mod client;
 pub mod fault_proxy;
+pub mod ledger;
 pub mod net;
+pub mod outbox;
 pub mod run;
 pub mod scenario;
 pub mod stats;

@@ -75,6 +75,11 @@ pub struct Scenario {
     pub storm_spare_publishers: bool,
     /// Connections opened at once (WebSocket handshakes in flight).
     pub connect_concurrency: usize,
+    /// Attempts per message (the first send and its resends with the same `client_msg_id`,
+    /// after a reconnect or an `unavailable` answer) before the client gives up on it. The
+    /// default, 20, keeps resending for about 80 s: past the 60 s for which the protocol
+    /// answers `unavailable` to the resends of a send whose node died before answering.
+    pub max_send_attempts: u32,
 }
 
 impl Default for Scenario {
@@ -101,6 +106,7 @@ impl Default for Scenario {
             storms: 1,
             storm_spare_publishers: true,
             connect_concurrency: 256,
+            max_send_attempts: 20,
         }
     }
 }
@@ -145,6 +151,9 @@ impl Scenario {
         }
         if self.publishers_per_room > self.members {
             bail!("`publishers_per_room` must not exceed `members`");
+        }
+        if self.max_send_attempts == 0 {
+            bail!("`max_send_attempts` must be >= 1");
         }
         if self.connect_concurrency == 0 {
             bail!("`connect_concurrency` must be >= 1");

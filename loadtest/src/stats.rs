@@ -101,8 +101,8 @@ impl LatencySummary {
     }
 }
 
-/// Correctness counters. Any of `duplicates`, `out_of_order`, `missed_live`, `missing` above
-/// zero fails the run.
+/// Correctness counters. Any of `duplicates`, `out_of_order`, `missed_live`, `missing`,
+/// `ack_changed` above zero fails the run.
 #[derive(Debug, Default)]
 pub struct Correctness {
     /// A `message.new` whose seq the session had already received live.
@@ -124,6 +124,9 @@ pub struct Correctness {
     pub recovered_at_end: AtomicU64,
     /// Acked messages still missing after the final `sync`.
     pub missing: AtomicU64,
+    /// A resend (same `client_msg_id`) acked as another message than its first ack: the
+    /// idempotent send broken, a duplicate.
+    pub ack_changed: AtomicU64,
     /// Ceiling target only: messages a member closed as too slow never got (the ceiling has
     /// no `sync`; reported, not a failure).
     pub unrecoverable: AtomicU64,
@@ -141,6 +144,7 @@ pub struct CorrectnessReport {
     pub sync_overlap: u64,
     pub missed_live: u64,
     pub missing: u64,
+    pub ack_changed: u64,
     pub recovered_at_end: u64,
     pub unrecoverable: u64,
     pub sessions_verified: u64,
@@ -153,8 +157,13 @@ impl Correctness {
         let out_of_order = load(&self.out_of_order);
         let missed_live = load(&self.missed_live);
         let missing = load(&self.missing);
+        let ack_changed = load(&self.ack_changed);
         CorrectnessReport {
-            passed: duplicates == 0 && out_of_order == 0 && missed_live == 0 && missing == 0,
+            passed: duplicates == 0
+                && out_of_order == 0
+                && missed_live == 0
+                && missing == 0
+                && ack_changed == 0,
             duplicates,
             out_of_order,
             live_gaps: load(&self.live_gaps),
@@ -162,6 +171,7 @@ impl Correctness {
             sync_overlap: load(&self.sync_overlap),
             missed_live,
             missing,
+            ack_changed,
             recovered_at_end: load(&self.recovered_at_end),
             unrecoverable: load(&self.unrecoverable),
             sessions_verified: load(&self.sessions_verified),
@@ -200,6 +210,12 @@ pub struct Stats {
     pub deliveries: AtomicU64,
     pub other_requests: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Sends written again (same `client_msg_id`) after a lost session or `unavailable`.
+    pub resends: AtomicU64,
+    /// Resends answered with the ack already received (the idempotent send).
+    pub repeated_acks: AtomicU64,
+    /// Messages given up on: no ack after their attempts, or still unacked when the run ended.
+    pub gave_up: AtomicU64,
     pub ack_latency: LatencyHistogram,
     pub delivery_latency: LatencyHistogram,
     /// Send→delivery of the sends scheduled inside the measured window only (from

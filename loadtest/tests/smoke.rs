@@ -10,9 +10,12 @@
 //! with a message saying how to build it, rather than building it itself (a release-size build
 //! inside a test would outlast any test timeout).
 
-use std::io::{BufRead, BufReader};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 const API_KEY: &str = "smoke-api-key-0123456789";
 
@@ -222,6 +225,94 @@ fn chat_mix_with_reconnects_delivers_everything_once() {
         ],
     );
     assert!(report["phases"][0]["acks"].as_u64().unwrap() > 0);
+}
+
+/// Sends a command to a `fault-proxy`'s control endpoint (`POST /drop`, ...).
+fn control_proxy(control: &str, path: &str) {
+    let mut stream = TcpStream::connect(control).expect("connect to the proxy's control");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {control}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write the command");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+}
+
+/// Clients resend what a dead connection left unacked, with the same `client_msg_id`: with a
+/// `fault-proxy` between the clients and the node that delays, then drops, every connection
+/// three times (replies of sends the node did store are lost on the way), every message is
+/// still acked, once, and no seq is acked for two messages.
+#[test]
+fn sends_lost_with_their_connection_are_resent_and_acked_once() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (_server, addr) = start_parley(temp.path());
+    let mut proxy_command = Command::new(env!("CARGO_BIN_EXE_fault-proxy"));
+    proxy_command.args(["--listen", "127.0.0.1:0", "--target", &addr]);
+    proxy_command.args(["--control", "127.0.0.1:0"]);
+    let (_proxy, announced) = start(
+        proxy_command,
+        "fault-proxy listening on",
+        temp.path().join("fault-proxy.log"),
+    );
+    let words: Vec<&str> = announced.split_whitespace().collect();
+    let (listen, control) = (words[0].to_owned(), words[3].to_owned());
+    let faults = std::thread::spawn(move || {
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(700));
+            control_proxy(&control, "/latency?ms=300");
+            std::thread::sleep(Duration::from_millis(450));
+            control_proxy(&control, "/drop");
+            control_proxy(&control, "/pass");
+        }
+    });
+    let url = format!("ws://{listen}/ws");
+    let ledger_path = temp.path().join("ledger.json");
+    let report = run_loadtest(
+        temp.path(),
+        "chat",
+        &[
+            "--url",
+            &url,
+            "--connections",
+            "8",
+            "--rate",
+            "10",
+            "--duration",
+            "4",
+            "--ledger",
+            ledger_path.to_str().expect("utf-8 path"),
+            "--set",
+            "group_size=4",
+            "--set",
+            "weight_reconnect=0",
+            "--set",
+            "drain_secs=20",
+        ],
+    );
+    faults.join().expect("fault thread");
+    let phase = &report["phases"][0];
+    assert_eq!(
+        phase["acks"], phase["sends"],
+        "every message acked: {phase}"
+    );
+    assert_eq!(phase["gave_up"], 0, "{phase}");
+    assert!(phase["resends"].as_u64().unwrap() > 0, "{phase}");
+    let ledger: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ledger_path).expect("ledger written"))
+            .expect("ledger is JSON");
+    let mut owners = HashMap::new();
+    for client in ledger["clients"].as_array().expect("clients") {
+        for ack in client["acked"].as_array().expect("acked") {
+            let seat = (ack["conversation_id"].to_string(), ack["seq"].as_u64());
+            let key = ack["client_msg_id"].to_string();
+            if let Some(other) = owners.insert(seat.clone(), key.clone()) {
+                panic!("{seat:?} acked for {other} and {key}");
+            }
+        }
+    }
+    assert_eq!(owners.len() as u64, phase["acks"].as_u64().unwrap());
 }
 
 #[test]

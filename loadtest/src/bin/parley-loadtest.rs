@@ -17,6 +17,7 @@ const USAGE: &str = "usage: parley-loadtest --scenario PATH [options]
   --api-key KEY        X-Api-Key for the token endpoint (default parley-dev-api-key)
   --server-pid PID     the server's pid, for RSS per connection (idle)
   --report PATH        write the JSON report there
+  --ledger PATH        write every ack, abandoned send, final view and send answer there (JSON)
   --quiet              no progress line
   --set KEY=VALUE      override any scenario key (repeatable)
   --connections N | --rooms N | --members N | --rate R | --duration SECS
@@ -33,6 +34,7 @@ fn parse(arguments: Vec<String>) -> anyhow::Result<(Scenario, Options)> {
         api_key: "parley-dev-api-key".to_owned(),
         server_pid: None,
         report: None,
+        ledger: None,
         progress: true,
     };
     let mut arguments = arguments.into_iter();
@@ -63,6 +65,7 @@ fn parse(arguments: Vec<String>) -> anyhow::Result<(Scenario, Options)> {
             "--api-key" => options.api_key = value,
             "--server-pid" => options.server_pid = Some(value.parse().context("--server-pid")?),
             "--report" => options.report = Some(PathBuf::from(value)),
+            "--ledger" => options.ledger = Some(PathBuf::from(value)),
             "--set" => {
                 let (key, value) = value
                     .split_once('=')

@@ -18,6 +18,7 @@ use serde::Serialize;
 use wire::{ConversationId, UserId};
 
 use crate::client::{Client, RunContext, Target};
+use crate::ledger::{AnswerLog, LedgerFile};
 use crate::net::{self, Endpoints};
 use crate::scenario::{Scenario, ScenarioKind};
 use crate::stats::{CorrectnessReport, LatencySummary, Stats};
@@ -47,6 +48,8 @@ pub struct Options {
     /// The Parley server's pid, for RSS (idle).
     pub server_pid: Option<u32>,
     pub report: Option<PathBuf>,
+    /// Where to write the run's ledger (every ack, final view and send answer), if anywhere.
+    pub ledger: Option<PathBuf>,
     /// Whether to print the live progress line.
     pub progress: bool,
 }
@@ -71,6 +74,12 @@ pub struct PhaseReport {
     pub window_delivery_latency: LatencySummary,
     pub reconnect_latency: LatencySummary,
     pub reconnects: u64,
+    /// Sends written again with the same `client_msg_id` (after a lost session or
+    /// `unavailable`), those answered with the ack already received, and the messages given
+    /// up on (no ack after `max_send_attempts`, or none when the run ended).
+    pub resends: u64,
+    pub repeated_acks: u64,
+    pub gave_up: u64,
     pub connect_failures: u64,
     pub other_requests: u64,
     pub errors: std::collections::BTreeMap<String, u64>,
@@ -122,6 +131,8 @@ async fn run_phase(
         acked: Default::default(),
         deadline: Instant::now() + Duration::from_secs_f64(budget),
         text_bytes: scenario.text_bytes,
+        max_send_attempts: scenario.max_send_attempts,
+        answers: options.ledger.as_ref().map(|_| AnswerLog::default()),
     });
     let (stop_progress, progress_stopped) = tokio::sync::watch::channel(false);
     let progress = options.progress.then(|| {
@@ -163,6 +174,9 @@ async fn run_phase(
         window_delivery_latency: stats.window_delivery_latency.summary(),
         reconnect_latency: stats.reconnect_latency.summary(),
         reconnects: stats.reconnects.load(Ordering::Relaxed),
+        resends: stats.resends.load(Ordering::Relaxed),
+        repeated_acks: stats.repeated_acks.load(Ordering::Relaxed),
+        gave_up: stats.gave_up.load(Ordering::Relaxed),
         connect_failures: stats.connect_failures.load(Ordering::Relaxed),
         other_requests: stats.other_requests.load(Ordering::Relaxed),
         errors: stats.errors(),
@@ -330,9 +344,9 @@ impl Phase<'_> {
         let deadline = Instant::now() + Duration::from_secs_f64(self.scenario.drain_secs);
         loop {
             let acked = self.context.acked_snapshot();
-            let settled = clients
-                .iter()
-                .all(|client| client.is_settled() && client.behind(&acked) == 0);
+            let settled = clients.iter().all(|client| {
+                client.is_settled() && client.behind(&acked) == 0 && client.outstanding_sends() == 0
+            });
             if settled || Instant::now() >= deadline {
                 break;
             }
@@ -346,7 +360,11 @@ impl Phase<'_> {
             correctness
                 .sessions_verified
                 .fetch_add(1, Ordering::Relaxed);
-            let behind = client.behind(&acked);
+            let lagging = client.behind_by_conversation(&acked);
+            let behind: u64 = lagging
+                .iter()
+                .map(|(_, applied, target)| target - applied)
+                .sum();
             if behind == 0 {
                 continue;
             }
@@ -387,9 +405,15 @@ impl Phase<'_> {
                 .fetch_add(still_behind, Ordering::Relaxed);
             reported += 1;
             if reported <= 10 {
+                let detail: Vec<String> = lagging
+                    .iter()
+                    .map(|(id, applied, target)| format!("{id} had {applied} of {target}"))
+                    .collect();
                 eprintln!(
-                    "correctness: {} was {behind} message(s) behind after the drain; {still_behind} still missing after sync",
-                    client.user_id
+                    "correctness: {} ({}) was {behind} message(s) behind after the drain ({}); {still_behind} still missing after sync",
+                    client.user_id,
+                    if settled_at_deadline { "connected and synced" } else { "still reconnecting" },
+                    detail.join(", ")
                 );
             }
         }
@@ -400,7 +424,42 @@ impl Phase<'_> {
             );
         }
         for client in clients {
+            client.abandon_outstanding();
+        }
+        if let Some(path) = &self.options.ledger {
+            self.write_ledger(clients, path).await;
+        }
+        for client in clients {
             client.close();
+        }
+    }
+
+    /// Every client `sync`s once more (so its view holds what the store holds, tombstones of
+    /// failed sends included), then the ledger is written.
+    async fn write_ledger(&self, clients: &[Arc<Client>], path: &std::path::Path) {
+        let syncs = futures::stream::iter(clients.iter().cloned())
+            .map(|client| async move { client.sync_all().await })
+            .buffer_unordered(32)
+            .collect::<Vec<_>>()
+            .await;
+        for failed in syncs.iter().filter(|sync| sync.is_err()) {
+            self.stats().error("ledger_sync_failed");
+            if let Err(error) = failed {
+                eprintln!("ledger: a last sync failed: {error:#}");
+            }
+        }
+        let ledger = LedgerFile {
+            answers: self
+                .context
+                .answers
+                .as_ref()
+                .map(AnswerLog::take)
+                .unwrap_or_default(),
+            clients: clients.iter().map(|client| client.ledger()).collect(),
+        };
+        if let Err(error) = ledger.write(path) {
+            eprintln!("ledger: {error:#}");
+            self.stats().error("ledger_not_written");
         }
     }
 }
