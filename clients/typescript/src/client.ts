@@ -7,17 +7,18 @@ import {
 import { Backoff, type BackoffOptions, DEFAULT_BACKOFF, sleep } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { NoReplyError } from "./errors.js";
-import type {
-  AttachmentId,
-  ConversationId,
-  Message,
-  OpArgs,
-  OpName,
-  OpResults,
-  PresenceInfo,
-  ServerEvent,
-  UserId,
-  Welcome,
+import {
+  type AttachmentId,
+  CLOSE_CODES,
+  type ConversationId,
+  type Message,
+  type OpArgs,
+  type OpName,
+  type OpResults,
+  type PresenceInfo,
+  type ServerEvent,
+  type UserId,
+  type Welcome,
 } from "./generated/wire.js";
 import { HistoryPager, newClientMsgId, TypingThrottle, tokenExpiry } from "./helpers.js";
 import { Outbox, type OutgoingMessage } from "./outbox.js";
@@ -257,6 +258,13 @@ export class ParleyClient extends Emitter<ClientEvents> {
       const closed = await this.connectOnce(url);
       if (this.isClosed()) return;
       this.emit("disconnected", closed);
+      if (closed.code === CLOSE_CODES.Kicked) {
+        // An operator disconnected or banned this user (protocol §10): reconnecting would undo
+        // the kick or be refused. The app decides what to tell the user and whether to connect
+        // again later.
+        this.close();
+        return;
+      }
       const expiry = tokenExpiry(this.token);
       const expired = expiry !== undefined && expiry <= Date.now();
       const plan = planReconnect(closed, this.goawayMs, expired, this.backoff);
