@@ -154,6 +154,17 @@ impl LocalRegistry {
         Ok(())
     }
 
+    /// A conversation actor that stops (idle) hands on how far it delivered: the next one for
+    /// the same subscription starts after `delivered`, not at the subscription's floor (which
+    /// would re-deliver everything since, after a `gap_wait` stall).
+    pub fn advance_floor(&self, conversation_id: &ConversationId, generation: u64, delivered: Seq) {
+        if let Some((current, Some(floor))) = self.maps().delivery_floors.get_mut(conversation_id) {
+            if *current == generation && delivered > *floor {
+                *floor = delivered;
+            }
+        }
+    }
+
     /// The current subscription generation of a conversation and its delivery floor (`None`
     /// while it is being determined); `None` when the conversation is not subscribed.
     pub fn delivery_floor(&self, conversation_id: &ConversationId) -> Option<(u64, Option<Seq>)> {

@@ -336,6 +336,13 @@ impl Actor for Conversation {
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
         self.node.metrics().conversations_active.dec();
+        if let Some(next) = self.next_delivery {
+            self.node.registry().advance_floor(
+                &self.conversation_id,
+                self.delivery_generation,
+                Seq(next.0.saturating_sub(1)),
+            );
+        }
         self.node
             .supervisor()
             .forget(&self.conversation_id, &ctx.address());

@@ -445,3 +445,42 @@ async fn a_session_registered_while_a_batch_is_in_flight_receives_it_live() {
         received.extend(frames(&mut outbound));
     }
 }
+
+/// Regression: a conversation actor stops after `conversation_idle` without work, while its
+/// sessions stay. The one started for the next message must go on from what was delivered,
+/// not from the subscription's floor (which re-delivered every cached message since the
+/// session connected, after a `gap_wait` stall).
+#[actix_rt::test]
+async fn an_actor_restarted_after_idling_delivers_only_what_is_new() {
+    tokio::time::pause();
+    let limits = Limits::default();
+    let idle = limits.conversation_idle;
+    let harness = Harness::new(limits);
+    crate::router::start(harness.node.clone()).unwrap();
+    let conversation_id = harness.group("c1", &["alice", "bob"]);
+    let (_session, mut outbound) = connect_bob(&harness, &conversation_id).await;
+    for key in ["first", "second"] {
+        send(&harness.node, &conversation_id, "alice", key)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(frames(&mut outbound).len(), 2);
+
+    tokio::time::sleep(idle * 2).await;
+    assert!(
+        harness
+            .node
+            .supervisor()
+            .running(&conversation_id)
+            .is_none(),
+        "the idle actor stopped"
+    );
+    send(&harness.node, &conversation_id, "alice", "third")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let delivered = frames(&mut outbound);
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert!(delivered[0].contains("text of third"), "{delivered:?}");
+}
