@@ -242,6 +242,18 @@ impl Conversation {
         }
     }
 
+    /// Tells the registry how far this actor delivered, for the actor that takes over after
+    /// it stops ([`crate::registry::LocalRegistry::advance_floor`]).
+    fn hand_on_delivery_position(&self) {
+        if let Some(next) = self.next_delivery {
+            self.node.registry().advance_floor(
+                &self.conversation_id,
+                self.delivery_generation,
+                Seq(next.0.saturating_sub(1)),
+            );
+        }
+    }
+
     fn arm_gap_timer(&mut self, ctx: &mut Context<Self>) {
         if self.gap_timer.is_some() || self.reorder.is_empty() {
             return;
@@ -322,27 +334,23 @@ impl Actor for Conversation {
                 && act.queue.is_empty()
                 && act.reorder.is_empty()
                 && act.last_activity.elapsed() >= idle;
-            if quiet
-                && !act.retired
-                && act
+            if quiet && !act.retired {
+                // Before the supervisor forgets this actor: the next one may start at once.
+                act.hand_on_delivery_position();
+                if act
                     .node
                     .supervisor()
                     .forget(&act.conversation_id, &ctx.address())
-            {
-                ctx.stop();
+                {
+                    ctx.stop();
+                }
             }
         });
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
         self.node.metrics().conversations_active.dec();
-        if let Some(next) = self.next_delivery {
-            self.node.registry().advance_floor(
-                &self.conversation_id,
-                self.delivery_generation,
-                Seq(next.0.saturating_sub(1)),
-            );
-        }
+        self.hand_on_delivery_position();
         self.node
             .supervisor()
             .forget(&self.conversation_id, &ctx.address());
