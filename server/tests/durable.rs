@@ -1113,6 +1113,13 @@ async fn wait_for_message_count(db: &Database, expected: u64) {
     }
 }
 
+async fn events_applied(ingest: &TestIngest) -> f64 {
+    ingest
+        .metric("parley_ingest_events_applied_total")
+        .await
+        .unwrap_or(0.0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_ingest_processes_share_the_partitions_and_one_takes_over_when_the_other_stops() {
     let cluster = DurableCluster::start("parley_e2e_two_ingest", 1, &[]).await;
@@ -1148,19 +1155,23 @@ async fn two_ingest_processes_share_the_partitions_and_one_takes_over_when_the_o
     }
     let mut acks = send_round_robin(&mut alice, &conversations, 48, "shared").await;
     wait_for_message_count(&cluster.db, acks.len() as u64).await;
-    let applied_first = cluster
-        .ingest
-        .metric("parley_ingest_events_applied_total")
-        .await
-        .unwrap_or(0.0);
-    let applied_second = second
-        .metric("parley_ingest_events_applied_total")
-        .await
-        .unwrap_or(0.0);
-    assert!(
-        applied_first > 0.0 && applied_second > 0.0,
-        "both group members applied writes ({applied_first} and {applied_second})"
-    );
+    // A member counts a batch's writes once the batch is committed, after its stored acks are
+    // appended: the documents can be in MongoDB a moment before the counters move.
+    let deadline = tokio::time::Instant::now() + PIPELINE_WAIT;
+    loop {
+        let applied = [
+            events_applied(&cluster.ingest).await,
+            events_applied(&second).await,
+        ];
+        if applied.iter().all(|count| *count > 0.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "both group members applied writes ({applied:?} after {PIPELINE_WAIT:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // One member stops (SIGTERM: it finishes its batch and leaves the group): the other takes
     // its partitions over and every message, older or newer, is stored exactly once. (A member
