@@ -2,10 +2,11 @@
 //!
 //! One iteration: poll a batch of `message.sent`, `message.edited` and `message.deleted`
 //! records (reactions are not searched) → `SearchIndex::apply` (durable and searchable when it
-//! returns), then `SearchIndex::purge` for the batch's retention purges → commit the batch's positions for the indexer's own consumer group. A crash
-//! between the two steps re-indexes the batch on restart, which changes nothing (the index
-//! keeps the superseding version of each message). Failures are retried with capped
-//! exponential backoff, never skipped; nothing is committed meanwhile.
+//! returns), then `SearchIndex::purge` for the batch's retention purges → commit the batch's
+//! positions for the indexer's own consumer group. A crash between the two steps re-indexes
+//! the batch on restart, which changes nothing (the index keeps the superseding version of each
+//! message). Failures are retried with capped exponential backoff, never skipped; nothing is
+//! committed meanwhile.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

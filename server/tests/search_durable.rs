@@ -37,11 +37,8 @@ async fn a_message_sent_on_one_node_is_found_by_a_member_on_another() {
     .await;
     wait_for_hits(&mut bob, "replicated", 1).await;
     assert_eq!(hit_count(&mut carol, "replicated").await, 0, "non-member");
-    assert_eq!(
-        hit_count(&mut alice, "replicated").await,
-        1,
-        "node A indexes too"
-    );
+    // Node A indexes too, with its own consumer group: it may trail node B a moment.
+    wait_for_hits(&mut alice, "replicated", 1).await;
 
     // kill -9 of node B; a message sent meanwhile is indexed once B is back, nothing twice.
     drop((bob, carol));
