@@ -144,12 +144,21 @@ pub(super) fn only_duplicates(
 ) -> Result<(), PortError> {
     match refused.iter().find(|error| error.code != DUPLICATE_KEY) {
         None => Ok(()),
-        Some(error) => Err(PortError::rejected(
-            Service::MongoDb,
-            format!(
-                "write to {collection} refused (code {}): {}",
-                error.code, error.message
-            ),
-        )),
+        Some(error) => Err(rejected(&format!("write to {collection}"), error)),
     }
+}
+
+/// Fails with `Rejected` on any refusal; `what` names the write (`"delete from participants"`).
+pub(super) fn none_refused(what: &str, refused: &[StatementError]) -> Result<(), PortError> {
+    match refused.first() {
+        None => Ok(()),
+        Some(error) => Err(rejected(what, error)),
+    }
+}
+
+fn rejected(what: &str, error: &StatementError) -> PortError {
+    PortError::rejected(
+        Service::MongoDb,
+        format!("{what} refused (code {}): {}", error.code, error.message),
+    )
 }

@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use mongodb::bson::{doc, Document};
-use ports::{PortError, RetentionScan, Service};
+use ports::{PortError, RetentionScan};
 use wire::{ConversationId, Seq, Timestamp};
 
 use mongo_documents::{date, integer, signed, CONVERSATIONS, MESSAGES};
 
-use super::client::{bulk, BulkCommand};
+use super::client::{bulk, none_refused, BulkCommand};
 use super::MongoStore;
 
 impl MongoStore {
@@ -49,15 +49,7 @@ impl MongoStore {
                 statements,
             )
             .await?;
-            if let Some(error) = refused.first() {
-                return Err(PortError::rejected(
-                    Service::MongoDb,
-                    format!(
-                        "purge on {collection} refused (code {}): {}",
-                        error.code, error.message
-                    ),
-                ));
-            }
+            none_refused(&format!("purge on {collection}"), &refused)?;
         }
         Ok(())
     }

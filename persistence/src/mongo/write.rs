@@ -17,7 +17,7 @@ use mongodb::bson::{doc, Document};
 use ports::{PortError, Service, StoreWrite};
 use wire::log::{ConversationRecord, MessageRecord, ReactionDelta};
 
-use super::client::{bulk, only_duplicates, BulkCommand, StatementError};
+use super::client::{bulk, none_refused, only_duplicates, BulkCommand, StatementError};
 use super::MongoStore;
 use mongo_documents::integer;
 use mongo_documents::{
@@ -297,15 +297,7 @@ impl MongoStore {
             deletes,
         )
         .await?;
-        if let Some(error) = refused.first() {
-            return Err(PortError::rejected(
-                Service::MongoDb,
-                format!(
-                    "delete from participants refused (code {}): {}",
-                    error.code, error.message
-                ),
-            ));
-        }
+        none_refused("delete from participants", &refused)?;
         // A duplicate key: a newer conversation version already set this participant.
         let refused = self.update(PARTICIPANTS, upserts).await?;
         only_duplicates(PARTICIPANTS, &refused)
