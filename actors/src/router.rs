@@ -185,14 +185,17 @@ mod tests {
         let harness = Harness::new(Limits::default());
         let conversation_id = harness.group("c1", &["alice", "bob"]);
         // Three messages were sent since the change the event reports (at seq 0).
-        let keys: Vec<ports::DedupKey> = ["k1", "k2", "k3"]
-            .map(|key| ports::DedupKey {
-                sender_id: UserId::new("alice"),
-                client_msg_id: wire::ClientMsgId::new(key),
+        let sends: Vec<ports::SendIntent> = ["k1", "k2", "k3"]
+            .map(|key| {
+                let key = ports::DedupKey {
+                    sender_id: UserId::new("alice"),
+                    client_msg_id: wire::ClientMsgId::new(key),
+                };
+                ports::SendIntent::new(key, chrono::Utc::now())
             })
             .to_vec();
         let sequencer = &harness.node.ports().sequencer;
-        sequencer.reserve(&conversation_id, &keys).await.unwrap();
+        sequencer.reserve(&conversation_id, &sends).await.unwrap();
         let (session, outbound) =
             SessionHandle::detached(UserId::new("bob"), 16, harness.node.metrics().clone());
         harness

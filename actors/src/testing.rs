@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use ports::{
     Bus, BusEnvelope, BusTopic, CreateOutcome, DedupKey, Directory, EventLog, LogConsumer,
     MessageCache, MessageQuery, PortError, Presence, RateDecision, RateLimiter, Reservation,
-    Sequencer, Service, Store, StoreWrite, StoredConversation, Watermarks,
+    SendIntent, Sequencer, Service, Store, StoreWrite, StoredConversation, Watermarks,
 };
 use tokio::sync::mpsc;
 use wire::log::{ConversationRecord, LogEvent, MessageRecord, Participant, ParticipantRole};
@@ -237,11 +237,23 @@ impl Directory for FakeStore {
     }
 }
 
+/// Seqs and acks in memory, like a sequencer shared by nodes: a reservation that
+/// [`FakeSequencer::expire_reservations`] ended (its node "died") makes the key's next
+/// reservation [`Reservation::Resent`].
 #[derive(Default)]
 pub struct FakeSequencer {
     counters: Mutex<HashMap<ConversationId, u64>>,
     acks: Mutex<HashMap<(ConversationId, DedupKey), SendAck>>,
-    in_flight: Mutex<HashSet<(ConversationId, DedupKey)>>,
+    in_flight: Mutex<HashMap<(ConversationId, DedupKey), SendAck>>,
+    abandoned: Mutex<HashMap<(ConversationId, DedupKey), SendAck>>,
+}
+
+impl FakeSequencer {
+    /// Every reservation not confirmed yet runs out, as if its node had died.
+    pub fn expire_reservations(&self) {
+        let expired = std::mem::take(&mut *self.in_flight.lock().unwrap());
+        self.abandoned.lock().unwrap().extend(expired);
+    }
 }
 
 #[async_trait]
@@ -249,24 +261,35 @@ impl Sequencer for FakeSequencer {
     async fn reserve(
         &self,
         conversation_id: &ConversationId,
-        keys: &[DedupKey],
+        sends: &[SendIntent],
     ) -> Result<Vec<Reservation>, PortError> {
         let acks = self.acks.lock().unwrap();
         let mut in_flight = self.in_flight.lock().unwrap();
+        let mut abandoned = self.abandoned.lock().unwrap();
         let mut counters = self.counters.lock().unwrap();
         let counter = counters.entry(conversation_id.clone()).or_default();
-        Ok(keys
+        Ok(sends
             .iter()
-            .map(|key| {
-                let slot = (conversation_id.clone(), key.clone());
-                match acks.get(&slot) {
-                    Some(ack) => Reservation::Duplicate(ack.clone()),
-                    None if in_flight.contains(&slot) => Reservation::InFlight,
-                    None => {
-                        in_flight.insert(slot);
-                        *counter += 1;
-                        Reservation::Fresh(Seq(*counter))
-                    }
+            .map(|send| {
+                let slot = (conversation_id.clone(), send.key.clone());
+                if let Some(ack) = acks.get(&slot) {
+                    return Reservation::Duplicate(ack.clone());
+                }
+                if in_flight.contains_key(&slot) {
+                    return Reservation::InFlight;
+                }
+                *counter += 1;
+                let seq = Seq(*counter);
+                let ack = SendAck {
+                    message_id: send.message_id.clone(),
+                    seq,
+                    created_at: send.created_at,
+                };
+                let earlier = abandoned.remove(&slot);
+                in_flight.insert(slot, ack);
+                match earlier {
+                    Some(abandoned) => Reservation::Resent { seq, abandoned },
+                    None => Reservation::Fresh(seq),
                 }
             })
             .collect())
@@ -489,6 +512,7 @@ pub struct Harness {
     pub log: Arc<FakeLog>,
     pub store: Arc<FakeStore>,
     pub bus: Arc<FakeBus>,
+    pub sequencer: Arc<FakeSequencer>,
 }
 
 impl Harness {
@@ -496,11 +520,12 @@ impl Harness {
         let log = Arc::new(FakeLog::default());
         let store = Arc::new(FakeStore::default());
         let bus = Arc::new(FakeBus::default());
+        let sequencer = Arc::new(FakeSequencer::default());
         let ports = Ports {
             log: log.clone(),
             store: store.clone(),
             directory: store.clone(),
-            sequencer: Arc::new(FakeSequencer::default()),
+            sequencer: sequencer.clone(),
             presence: Arc::new(FakePresence),
             bus: bus.clone(),
             rate_limiter: Arc::new(AllowAll),
@@ -521,6 +546,7 @@ impl Harness {
             log,
             store,
             bus,
+            sequencer,
         }
     }
 

@@ -14,6 +14,7 @@ use persistence::redis::{
     RedisRateLimiter, RedisSequencer,
 };
 use persistence::EmbeddedStore;
+use ports::contract::sequencer::intents;
 use ports::contract::{self, Fixture};
 use ports::{
     Bus, BusEnvelope, BusPayload, BusTopic, DedupKey, Directory, MessageCache, PortError, Presence,
@@ -77,7 +78,7 @@ async fn a_retry_on_another_node_gets_the_original_ack() {
         client_msg_id: ClientMsgId::new(unique("client")),
     };
     let reserved = node_a
-        .reserve(&conversation_id, std::slice::from_ref(&key))
+        .reserve(&conversation_id, &intents(std::slice::from_ref(&key)))
         .await
         .expect("reserve on a");
     assert_eq!(reserved, vec![Reservation::Fresh(Seq(1))]);
@@ -96,7 +97,7 @@ async fn a_retry_on_another_node_gets_the_original_ack() {
         client_msg_id: ClientMsgId::new(unique("client")),
     };
     let retried = node_b
-        .reserve(&conversation_id, &[key, other_key])
+        .reserve(&conversation_id, &intents(&[key, other_key]))
         .await
         .expect("reserve on b");
     assert_eq!(
@@ -131,7 +132,7 @@ async fn concurrent_nodes_allocate_dense_seqs() {
                     })
                     .collect();
                 for reservation in node
-                    .reserve(&conversation_id, &keys)
+                    .reserve(&conversation_id, &intents(&keys))
                     .await
                     .expect("reserve")
                 {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use persistence::{EmbeddedStore, MemorySequencer};
 use ports::contract::fixtures::{at, message_record};
+use ports::contract::sequencer::intents;
 use ports::{DedupKey, Reservation, Sequencer, Store, StoreWrite};
 use wire::ops::SendAck;
 use wire::{ClientMsgId, ConversationId, Seq, UserId};
@@ -36,7 +37,7 @@ async fn a_restarted_sequencer_continues_and_dedups_from_the_store() {
         client_msg_id: ClientMsgId::new("client-new"),
     };
     let reserved = sequencer
-        .reserve(&conversation_id, &[retried, new])
+        .reserve(&conversation_id, &intents(&[retried, new]))
         .await
         .expect("reserve");
     let original = &records[1].message;

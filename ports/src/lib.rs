@@ -63,5 +63,5 @@ pub use retention::{
 };
 pub use sanctions::{Ban, Sanctions, Standing, TokenStanding};
 pub use search::{SearchCursor, SearchHit, SearchIndex, SearchPage, SearchQuery, SearchReader};
-pub use sequencer::{DedupKey, Reservation, Sequencer, IN_FLIGHT_TTL};
+pub use sequencer::{DedupKey, Reservation, SendIntent, Sequencer, IN_FLIGHT_TTL};
 pub use store::{MessageQuery, Store, StoreWrite, StoredConversation, Watermarks};

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use wire::ops::SendAck;
-use wire::{ClientMsgId, ConversationId, Seq, UserId};
+use wire::{ClientMsgId, ConversationId, MessageId, Seq, Timestamp, UserId};
 
 use crate::PortError;
 
@@ -11,6 +11,27 @@ use crate::PortError;
 pub struct DedupKey {
     pub sender_id: UserId,
     pub client_msg_id: ClientMsgId,
+}
+
+/// A send asking for a seq: its idempotency key, and the id and creation time its message gets
+/// if it is accepted. A cluster sequencer keeps them with the reservation, so that a retry
+/// after the reserving node died can tombstone that first send ([`Reservation::Resent`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendIntent {
+    pub key: DedupKey,
+    pub message_id: MessageId,
+    pub created_at: Timestamp,
+}
+
+impl SendIntent {
+    /// The intent of a send made at `created_at`, with a new message id (UUIDv7).
+    pub fn new(key: DedupKey, created_at: Timestamp) -> Self {
+        Self {
+            key,
+            message_id: MessageId::new(uuid::Uuid::now_v7().to_string()),
+            created_at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -23,23 +44,29 @@ pub enum Reservation {
     /// it yet: its send may still be accepted, so this one must neither create a second
     /// message nor claim the first's ack. Answered `unavailable`, to be retried shortly.
     InFlight,
+    /// A fresh seq for a retry whose first send was reserved by a batch that never confirmed
+    /// nor abandoned it within [`IN_FLIGHT_TTL`] (its node died, maybe after appending it to
+    /// the log), and which the store does not hold: `abandoned` is the ack that first send
+    /// would have had. The caller appends its tombstone with this send, so that whichever
+    /// reaches the store first, the key ends with one message.
+    Resent { seq: Seq, abandoned: SendAck },
 }
 
 /// How long a reservation holds its key for a batch that neither confirms nor abandons it
 /// (its node died between the two): retries get [`Reservation::InFlight`] until then, and a
-/// fresh seq after. Longer than any append may take (`kafka.message_timeout_ms` and more).
+/// fresh seq after ([`Reservation::Resent`] from a sequencer shared by several nodes). Longer than any append may take (`kafka.message_timeout_ms` and more).
 pub const IN_FLIGHT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[async_trait]
 pub trait Sequencer: Send + Sync + 'static {
-    /// For each key, in order, either the ack recorded for it, a freshly allocated seq (the key
-    /// is then held for this batch until `confirm` or `abandon`, at most [`IN_FLIGHT_TTL`]), or
-    /// `InFlight` when another batch holds it. The fresh seqs of one call are consecutive and
-    /// follow every seq allocated before.
+    /// For each send, in order, either the ack recorded for its key, a freshly allocated seq
+    /// (the key is then held for this batch until `confirm` or `abandon`, at most
+    /// [`IN_FLIGHT_TTL`]), or `InFlight` when another batch holds it. The fresh seqs of one
+    /// call are consecutive and follow every seq allocated before.
     async fn reserve(
         &self,
         conversation_id: &ConversationId,
-        keys: &[DedupKey],
+        sends: &[SendIntent],
     ) -> Result<Vec<Reservation>, PortError>;
 
     /// Records the acks of accepted sends, so retries get them from `reserve`.

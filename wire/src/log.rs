@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Conversation, ConversationId, ConversationKind, Message, MessageId, Seq, Timestamp, UserId,
+    ClientMsgId, Conversation, ConversationId, ConversationKind, Message, MessageId, Seq,
+    Timestamp, UserId,
 };
 
 mod reaction;
@@ -135,18 +136,30 @@ impl MessageRecord {
     /// nothing else.
     pub fn aborted(&self) -> MessageRecord {
         let message = &self.message;
+        Self::tombstone(AbortedSend {
+            message_id: message.message_id.clone(),
+            conversation_id: message.conversation_id.clone(),
+            seq: message.seq,
+            sender_id: message.sender_id.clone(),
+            client_msg_id: message.client_msg_id.clone(),
+            created_at: message.created_at,
+        })
+    }
+
+    /// The tombstone of a send that was never accepted (see [`LogEventBody::MessageAborted`]).
+    pub fn tombstone(send: AbortedSend) -> MessageRecord {
         MessageRecord {
             message: Message {
-                message_id: message.message_id.clone(),
-                conversation_id: message.conversation_id.clone(),
-                seq: message.seq,
-                sender_id: message.sender_id.clone(),
-                client_msg_id: message.client_msg_id.clone(),
+                message_id: send.message_id,
+                conversation_id: send.conversation_id,
+                seq: send.seq,
+                sender_id: send.sender_id,
+                client_msg_id: send.client_msg_id,
                 text: String::new(),
                 reply_to: None,
                 forwarded_from: None,
                 reactions: Default::default(),
-                created_at: message.created_at,
+                created_at: send.created_at,
                 edited_at: None,
                 deleted: true,
                 attachments: Vec::new(),
@@ -154,6 +167,17 @@ impl MessageRecord {
             version: ABORTED_VERSION,
         }
     }
+}
+
+/// What identifies a send that was never accepted: all its tombstone keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AbortedSend {
+    pub message_id: MessageId,
+    pub conversation_id: ConversationId,
+    pub seq: Seq,
+    pub sender_id: UserId,
+    pub client_msg_id: ClientMsgId,
+    pub created_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use chrono::Utc;
-use ports::{Backoff, BusEnvelope, DedupKey, PortError, Reservation};
+use ports::{Backoff, BusEnvelope, DedupKey, PortError, Reservation, SendIntent};
 use wire::log::{LogEvent, LogEventBody, MessageRecord};
 use wire::ops::SendAck;
 use wire::{ConversationId, Seq, Timestamp};
@@ -32,7 +32,7 @@ pub(super) async fn run(
 ) -> ConversationState {
     let conversation_id = committed.record.conversation.conversation_id.clone();
     let now = Utc::now();
-    let reserved = reserve(node, &committed, ops).await;
+    let reserved = reserve(node, &committed, ops, now).await;
     let Staged {
         working,
         events,
@@ -125,6 +125,7 @@ async fn reserve(
     node: &Node,
     committed: &ConversationState,
     ops: Vec<ConversationOp>,
+    now: Timestamp,
 ) -> Vec<Reserved> {
     enum Slot {
         Op(ConversationOp),
@@ -157,7 +158,8 @@ async fn reserve(
         };
         sends.push((send, replies));
     }
-    let mut reserved_sends: Vec<Option<_>> = match reserve_seqs(node, committed, &sends).await {
+    let mut reserved_sends: Vec<Option<_>> = match reserve_seqs(node, committed, &sends, now).await
+    {
         Ok(reservations) => sends.into_iter().zip(reservations).map(Some).collect(),
         Err(error) => {
             for (_, replies) in sends {
@@ -186,15 +188,23 @@ async fn reserve_seqs(
     node: &Node,
     committed: &ConversationState,
     sends: &[(ValidSend, SendReplies)],
+    now: Timestamp,
 ) -> Result<Vec<Reservation>, OpError> {
-    let keys: Vec<DedupKey> = sends.iter().map(|(send, _)| send.key.clone()).collect();
-    if keys.is_empty() {
+    let intents: Vec<SendIntent> = sends
+        .iter()
+        .map(|(send, _)| SendIntent {
+            key: send.key.clone(),
+            message_id: send.message_id.clone(),
+            created_at: now,
+        })
+        .collect();
+    if intents.is_empty() {
         return Ok(Vec::new());
     }
     let conversation_id = &committed.record.conversation.conversation_id;
     node.ports()
         .sequencer
-        .reserve(conversation_id, &keys)
+        .reserve(conversation_id, &intents)
         .await
         .map_err(OpError::from)
 }

@@ -184,6 +184,49 @@ async fn a_retried_client_msg_id_returns_the_first_ack() {
     assert_eq!(other.seq, Seq(2));
 }
 
+/// Regression (chaos run: a message stored twice after `kill -9` of its node): the retry of a
+/// send whose node died after reserving it is sent under a new seq together with the first
+/// send's tombstone (same message id and seq), so the store keeps one message for the key even
+/// when the first send did reach the log.
+#[actix_rt::test]
+async fn a_retry_after_its_node_died_tombstones_the_first_send() {
+    let harness = Harness::new(Limits::default());
+    let conversation_id = harness.group("c1", &["alice", "bob"]);
+    let key = ports::DedupKey {
+        sender_id: UserId::new("alice"),
+        client_msg_id: ClientMsgId::new("retried"),
+    };
+    let first = ports::SendIntent::new(key, chrono::Utc::now());
+    let sequencer = &harness.node.ports().sequencer;
+    let reserved = sequencer
+        .reserve(&conversation_id, std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    assert_eq!(reserved, [ports::Reservation::Fresh(Seq(1))]);
+    harness.sequencer.expire_reservations();
+
+    let ack = send(&harness.node, &conversation_id, "alice", "retried")
+        .await
+        .unwrap();
+    assert_eq!(ack.seq, Seq(2));
+    assert_ne!(ack.message_id, first.message_id);
+    let tombstone = harness
+        .log
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|event| match &event.body {
+            LogEventBody::MessageAborted { record } => Some(record.clone()),
+            _ => None,
+        })
+        .expect("the first send's tombstone is in the log");
+    assert_eq!(tombstone.message.message_id, first.message_id);
+    assert_eq!(tombstone.message.seq, Seq(1));
+    assert!(tombstone.is_aborted() && tombstone.message.deleted);
+    assert_eq!(sent_events(&harness), 1, "only the retry is sent");
+}
+
 #[actix_rt::test]
 async fn members_only_and_senders_only() {
     let harness = Harness::new(Limits::default());

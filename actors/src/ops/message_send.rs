@@ -119,6 +119,8 @@ pub(crate) async fn send_with_attachments(
 /// A send that passed validation, waiting for its seq.
 pub(crate) struct ValidSend {
     pub key: DedupKey,
+    /// The id its message gets if accepted (the sequencer keeps it with the reservation).
+    pub message_id: MessageId,
     text: String,
     reply_to: Option<MessageId>,
     forwarded_from: Option<ForwardedFrom>,
@@ -157,6 +159,7 @@ impl SendMessage {
                 sender_id,
                 client_msg_id: self.client_msg_id,
             },
+            message_id: MessageId::new(uuid::Uuid::now_v7().to_string()),
             text: self.text,
             reply_to: self.reply_to,
             forwarded_from: self.forwarded_from,
@@ -175,7 +178,7 @@ impl ValidSend {
         now: Timestamp,
     ) -> AcceptedSend {
         let message = Message {
-            message_id: MessageId::new(uuid::Uuid::now_v7().to_string()),
+            message_id: self.message_id,
             conversation_id: working.record.conversation.conversation_id.clone(),
             seq,
             sender_id: self.key.sender_id,

@@ -21,7 +21,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use async_trait::async_trait;
-use ports::{DedupKey, MessageQuery, PortError, Reservation, Sequencer, Store, IN_FLIGHT_TTL};
+use ports::{
+    DedupKey, MessageQuery, PortError, Reservation, SendIntent, Sequencer, Store, IN_FLIGHT_TTL,
+};
 use wire::ops::SendAck;
 use wire::{ConversationId, Seq};
 
@@ -141,8 +143,10 @@ impl Sequencer for MemorySequencer {
     async fn reserve(
         &self,
         conversation_id: &ConversationId,
-        keys: &[DedupKey],
+        sends: &[SendIntent],
     ) -> Result<Vec<Reservation>, PortError> {
+        // One process: a reservation it made cannot outlive it, so none is ever `Resent`.
+        let keys: Vec<&DedupKey> = sends.iter().map(|send| &send.key).collect();
         debug_assert!(
             keys.iter()
                 .enumerate()
@@ -159,7 +163,7 @@ impl Sequencer for MemorySequencer {
                 .retain(|_, reserved_at| now.duration_since(*reserved_at) < IN_FLIGHT_TTL);
             // Look everything up before allocating, so a failed store read allocates nothing.
             let mut known = Vec::with_capacity(keys.len());
-            for key in keys {
+            for &key in &keys {
                 let mut ack = sequence.recent.get(key).cloned();
                 if ack.is_none() && sequence.may_have_older {
                     ack = store
@@ -180,7 +184,7 @@ impl Sequencer for MemorySequencer {
                     Some(ack) => Reservation::Duplicate(ack),
                     None if sequence.in_flight.contains_key(key) => Reservation::InFlight,
                     None => {
-                        sequence.in_flight.insert(key.clone(), now);
+                        sequence.in_flight.insert((*key).clone(), now);
                         sequence.last_seq = sequence.last_seq.next();
                         Reservation::Fresh(sequence.last_seq)
                     }
@@ -269,7 +273,8 @@ mod tests {
         id: &ConversationId,
         name: &str,
     ) -> Reservation {
-        let mut reserved = sequencer.reserve(id, &[key(name)]).await.expect("reserve");
+        let send = ports::SendIntent::new(key(name), chrono::Utc::now());
+        let mut reserved = sequencer.reserve(id, &[send]).await.expect("reserve");
         reserved.pop().expect("one reservation")
     }
 

@@ -6,23 +6,34 @@
 //!   the store's newest seq when the hash was created. No TTL: losing it means re-seeding from
 //!   the store, which is only right once ingest caught up (run Redis with persistence).
 //! - `ack:{conversation}:{len}:{sender}:{client_msg_id}`: the JSON `SendAck`, with a TTL
-//!   ([`DEFAULT_ACK_TTL`], 24 h): the cross-node dedup window.
+//!   ([`DEFAULT_ACK_TTL`], 24 h): the cross-node dedup window. Until the batch that reserved
+//!   the key confirms it, an in-flight marker with the seq, message id and creation time that
+//!   send gets, held for [`IN_FLIGHT_TTL`] and kept as long as an ack.
 //!
 //! `reserve` is one Lua script (`scripts/sequencer_reserve.lua`): for each key, the recorded ack
 //! or `HINCRBY last 1`, all atomic, so fresh seqs of one call are consecutive. A conversation
 //! that already had stored messages when its hash was seeded may have acks older than the
 //! window: then misses are looked up in the store (`message_by_client_id`), like
 //! `MemorySequencer`, and the script runs again with what was found (a second round trip).
+//! So is a key whose marker outlived its in-flight time (the reserving node died, perhaps
+//! after appending the send to the log): when the store has the message, its ack answers;
+//! otherwise the retry gets a fresh seq as [`Reservation::Resent`], with the abandoned send's
+//! ack for the caller to tombstone. This relies on appends taking less than the in-flight time
+//! (`kafka.message_timeout_ms`, 5 s by default, against 60 s).
 //! `release` is a Lua compare-and-set on `last`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
 use deadpool_redis::redis::{self, Value};
-use ports::{DedupKey, MessageQuery, PortError, Reservation, Sequencer, Store, IN_FLIGHT_TTL};
+use ports::{
+    DedupKey, MessageQuery, PortError, Reservation, SendIntent, Sequencer, Service, Store,
+    IN_FLIGHT_TTL,
+};
 use wire::ops::SendAck;
-use wire::{ConversationId, Seq};
+use wire::{ConversationId, MessageId, Seq};
 
 use super::client::{decode, encode, framed, LuaScript, RedisClient};
 
@@ -45,12 +56,15 @@ static RELEASE: LuaScript = LuaScript::new(
 );
 
 const NOT_SEEDED: i64 = -1;
-const NEEDS_STORE: i64 = -2;
+const ASK_THE_STORE: i64 = -2;
+/// The script's word for "asked: the store holds no message for this key".
+const NOT_IN_STORE: &str = "-";
 
 pub struct RedisSequencer {
     client: RedisClient,
     store: Arc<dyn Store>,
     ack_ttl: Duration,
+    in_flight_ttl: Duration,
 }
 
 impl RedisSequencer {
@@ -64,7 +78,14 @@ impl RedisSequencer {
             client,
             store,
             ack_ttl: ack_ttl.max(Duration::from_secs(1)),
+            in_flight_ttl: IN_FLIGHT_TTL,
         }
+    }
+
+    /// Like this one, with another in-flight time (tests: a node that "died" a moment ago).
+    pub fn with_in_flight_ttl(mut self, in_flight_ttl: Duration) -> Self {
+        self.in_flight_ttl = in_flight_ttl;
+        self
     }
 
     fn sequence_key(&self, conversation_id: &ConversationId) -> String {
@@ -107,29 +128,34 @@ impl RedisSequencer {
         Ok(Seq(last))
     }
 
-    async fn store_acks(
+    /// What the store says about each asked key: the ack of the message it holds for the key
+    /// (never a tombstone's), or `-` when it holds none; `""` for keys not asked.
+    async fn store_answers(
         &self,
         conversation_id: &ConversationId,
-        keys: &[DedupKey],
-        misses: &[usize],
-    ) -> Result<Vec<String>, PortError> {
-        let mut found = vec![String::new(); keys.len()];
-        for &index in misses {
-            let key = &keys[index];
+        sends: &[SendIntent],
+        asked: &[usize],
+        answers: &mut [String],
+    ) -> Result<(), PortError> {
+        for &index in asked {
+            let key = &sends[index].key;
             let record = self
                 .store
                 .message_by_client_id(conversation_id, &key.sender_id, &key.client_msg_id)
                 .await?;
-            if let Some(record) = record {
-                let ack = SendAck {
-                    message_id: record.message.message_id,
-                    seq: record.message.seq,
-                    created_at: record.message.created_at,
-                };
-                found[index] = encode("ack", &ack)?;
-            }
+            answers[index] = match record {
+                Some(record) => encode(
+                    "ack",
+                    &SendAck {
+                        message_id: record.message.message_id,
+                        seq: record.message.seq,
+                        created_at: record.message.created_at,
+                    },
+                )?,
+                None => NOT_IN_STORE.to_owned(),
+            };
         }
-        Ok(found)
+        Ok(())
     }
 }
 
@@ -144,27 +170,104 @@ fn unexpected(value: &[Value]) -> PortError {
     PortError::internal(format!("unexpected reserve reply {value:?}"))
 }
 
+/// The reserve script's arguments: the ack TTL, the in-flight time, what the store said about
+/// each key, each send's message id and creation time.
+fn reserve_args(
+    ack_ttl: Duration,
+    in_flight_ttl: Duration,
+    answers: &[String],
+    sends: &[SendIntent],
+) -> Vec<String> {
+    let mut args = Vec::with_capacity(2 + 2 * sends.len());
+    args.push(ack_ttl.as_secs().to_string());
+    args.push(in_flight_ttl.as_millis().to_string());
+    args.extend(answers.iter().cloned());
+    args.extend(sends.iter().map(|send| {
+        format!(
+            "{}|{}",
+            send.message_id,
+            send.created_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        )
+    }));
+    args
+}
+
+/// The 0-based indexes of the keys the script wants the store asked about.
+fn key_indexes(reply: &[Value], count: usize) -> Result<Vec<usize>, PortError> {
+    reply[1..]
+        .iter()
+        .map(|value| match integer(value) {
+            Some(index) if index >= 1 && (index as usize) <= count => Ok(index as usize - 1),
+            _ => Err(unexpected(reply)),
+        })
+        .collect()
+}
+
+/// One key's answer from the reserve script.
+fn reservation(value: &Value, reply: &[Value]) -> Result<Reservation, PortError> {
+    match value {
+        Value::Int(seq) if *seq > 0 => Ok(Reservation::Fresh(Seq(*seq as u64))),
+        Value::Int(0) => Ok(Reservation::InFlight),
+        Value::BulkString(bytes) => Ok(Reservation::Duplicate(decode("ack", bytes)?)),
+        Value::Array(pair) => match pair.as_slice() {
+            [Value::Int(seq), Value::BulkString(marker)] if *seq > 0 => Ok(Reservation::Resent {
+                seq: Seq(*seq as u64),
+                abandoned: abandoned_ack(marker)?,
+            }),
+            _ => Err(unexpected(reply)),
+        },
+        _ => Err(unexpected(reply)),
+    }
+}
+
+/// The ack an abandoned send would have had, from its marker
+/// `in-flight|<until ms>|<seq>|<message_id>|<created_at>`.
+fn abandoned_ack(marker: &[u8]) -> Result<SendAck, PortError> {
+    let corrupt = || {
+        PortError::corrupt(
+            Service::Redis,
+            "in-flight marker",
+            String::from_utf8_lossy(marker).into_owned(),
+        )
+    };
+    let text = std::str::from_utf8(marker).map_err(|_| corrupt())?;
+    let mut fields = text.splitn(5, '|').skip(2);
+    let (Some(seq), Some(message_id), Some(created_at)) =
+        (fields.next(), fields.next(), fields.next())
+    else {
+        return Err(corrupt());
+    };
+    Ok(SendAck {
+        message_id: MessageId::new(message_id),
+        seq: Seq(seq.parse().map_err(|_| corrupt())?),
+        created_at: DateTime::parse_from_rfc3339(created_at)
+            .map_err(|_| corrupt())?
+            .with_timezone(&Utc),
+    })
+}
+
 #[async_trait]
 impl Sequencer for RedisSequencer {
     async fn reserve(
         &self,
         conversation_id: &ConversationId,
-        keys: &[DedupKey],
+        sends: &[SendIntent],
     ) -> Result<Vec<Reservation>, PortError> {
-        if keys.is_empty() {
+        if sends.is_empty() {
             return Ok(Vec::new());
         }
-        let mut redis_keys = Vec::with_capacity(keys.len() + 1);
+        let mut redis_keys = Vec::with_capacity(sends.len() + 1);
         redis_keys.push(self.sequence_key(conversation_id));
-        redis_keys.extend(keys.iter().map(|key| self.ack_key(conversation_id, key)));
-        let ttl = self.ack_ttl.as_secs().to_string();
-        let in_flight_ms = IN_FLIGHT_TTL.as_millis().to_string();
-        // The ack TTL, whether the store was asked, one store ack per key, the in-flight time.
-        let mut args = vec![ttl, "0".to_owned()];
-        args.extend(keys.iter().map(|_| String::new()));
-        args.push(in_flight_ms.clone());
-        // At most: seed, then ask the store, then allocate.
-        for _ in 0..3 {
+        redis_keys.extend(
+            sends
+                .iter()
+                .map(|send| self.ack_key(conversation_id, &send.key)),
+        );
+        let mut answers = vec![String::new(); sends.len()];
+        // At most: seed, then ask the store (about old or abandoned keys), then allocate; a key
+        // abandoned meanwhile may need one more round.
+        for _ in 0..4 {
+            let args = reserve_args(self.ack_ttl, self.in_flight_ttl, &answers, sends);
             let reply: Vec<Value> = self.client.eval(&RESERVE, &redis_keys, &args).await?;
             let status = reply
                 .first()
@@ -174,40 +277,22 @@ impl Sequencer for RedisSequencer {
                 NOT_SEEDED => {
                     self.seed(conversation_id).await?;
                 }
-                NEEDS_STORE => {
-                    let misses = reply[1..]
-                        .iter()
-                        .map(|value| match integer(value) {
-                            Some(index) if index >= 1 && (index as usize) <= keys.len() => {
-                                Ok(index as usize - 1)
-                            }
-                            _ => Err(unexpected(&reply)),
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let found = self.store_acks(conversation_id, keys, &misses).await?;
-                    args.truncate(1);
-                    args.push("1".to_owned());
-                    args.extend(found);
-                    args.push(in_flight_ms.clone());
+                ASK_THE_STORE => {
+                    let asked = key_indexes(&reply, sends.len())?;
+                    self.store_answers(conversation_id, sends, &asked, &mut answers)
+                        .await?;
                 }
-                0 if reply.len() == keys.len() + 1 => {
+                0 if reply.len() == sends.len() + 1 => {
                     return reply[1..]
                         .iter()
-                        .map(|value| match value {
-                            Value::Int(seq) if *seq > 0 => Ok(Reservation::Fresh(Seq(*seq as u64))),
-                            Value::Int(0) => Ok(Reservation::InFlight),
-                            Value::BulkString(bytes) => {
-                                Ok(Reservation::Duplicate(decode("ack", bytes)?))
-                            }
-                            _ => Err(unexpected(&reply)),
-                        })
+                        .map(|value| reservation(value, &reply))
                         .collect();
                 }
                 _ => return Err(unexpected(&reply)),
             }
         }
         Err(PortError::internal(format!(
-            "sequence of {conversation_id} kept disappearing while reserving"
+            "sequence of {conversation_id} kept changing while reserving"
         )))
     }
 

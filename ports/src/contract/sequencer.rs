@@ -8,7 +8,7 @@ use wire::{ClientMsgId, ConversationId, MessageId, Seq, UserId};
 
 use super::fixtures::unique;
 use super::Fixture;
-use crate::{DedupKey, Reservation, Sequencer};
+use crate::{DedupKey, Reservation, SendIntent, Sequencer};
 
 /// Runs every sequencer case, each on a fresh sequencer (over empty backing state) from `make`.
 pub async fn sequencer_suite<F, Fut>(make: F)
@@ -27,6 +27,13 @@ fn key(sender_id: &UserId) -> DedupKey {
         sender_id: sender_id.clone(),
         client_msg_id: ClientMsgId::new(unique("client")),
     }
+}
+
+/// The sends of `keys`, each with a new message id.
+pub fn intents(keys: &[DedupKey]) -> Vec<SendIntent> {
+    keys.iter()
+        .map(|key| SendIntent::new(key.clone(), Utc::now()))
+        .collect()
 }
 
 fn fresh(reservations: &[Reservation]) -> Vec<u64> {
@@ -51,13 +58,13 @@ async fn fresh_seqs_are_dense_and_consecutive(fixture: Fixture<dyn Sequencer>) {
     let first = sequencer
         .reserve(
             &conversation_id,
-            &[key(&sender), key(&sender), key(&sender)],
+            &intents(&[key(&sender), key(&sender), key(&sender)]),
         )
         .await
         .expect("reserve");
     assert_eq!(fresh(&first), vec![1, 2, 3]);
     let second = sequencer
-        .reserve(&conversation_id, &[key(&sender), key(&sender)])
+        .reserve(&conversation_id, &intents(&[key(&sender), key(&sender)]))
         .await
         .expect("reserve");
     assert_eq!(fresh(&second), vec![4, 5]);
@@ -66,7 +73,7 @@ async fn fresh_seqs_are_dense_and_consecutive(fixture: Fixture<dyn Sequencer>) {
         Seq(5)
     );
     let elsewhere = sequencer
-        .reserve(&other_conversation, &[key(&sender)])
+        .reserve(&other_conversation, &intents(&[key(&sender)]))
         .await
         .expect("reserve");
     assert_eq!(fresh(&elsewhere), vec![1], "conversations count separately");
@@ -78,7 +85,7 @@ async fn a_confirmed_key_returns_its_original_ack(fixture: Fixture<dyn Sequencer
     let sender = UserId::new(unique("sender"));
     let retried = key(&sender);
     let reserved = sequencer
-        .reserve(&conversation_id, std::slice::from_ref(&retried))
+        .reserve(&conversation_id, &intents(std::slice::from_ref(&retried)))
         .await
         .expect("reserve");
     assert_eq!(fresh(&reserved), vec![1]);
@@ -92,7 +99,7 @@ async fn a_confirmed_key_returns_its_original_ack(fixture: Fixture<dyn Sequencer
         .await
         .expect("confirm");
     let again = sequencer
-        .reserve(&conversation_id, &[retried.clone(), key(&sender)])
+        .reserve(&conversation_id, &intents(&[retried.clone(), key(&sender)]))
         .await
         .expect("reserve");
     assert_eq!(
@@ -106,7 +113,7 @@ async fn a_confirmed_key_returns_its_original_ack(fixture: Fixture<dyn Sequencer
         client_msg_id: retried.client_msg_id.clone(),
     };
     let other = sequencer
-        .reserve(&conversation_id, &[same_client_id])
+        .reserve(&conversation_id, &intents(&[same_client_id]))
         .await
         .expect("reserve");
     assert_eq!(fresh(&other), vec![3], "keys are per sender");
@@ -119,7 +126,7 @@ async fn only_the_latest_allocation_can_be_released(fixture: Fixture<dyn Sequenc
     let batch = sequencer
         .reserve(
             &conversation_id,
-            &[key(&sender), key(&sender), key(&sender)],
+            &intents(&[key(&sender), key(&sender), key(&sender)]),
         )
         .await
         .expect("reserve");
@@ -133,12 +140,12 @@ async fn only_the_latest_allocation_can_be_released(fixture: Fixture<dyn Sequenc
         Seq::ZERO
     );
     let retry = sequencer
-        .reserve(&conversation_id, &[key(&sender), key(&sender)])
+        .reserve(&conversation_id, &intents(&[key(&sender), key(&sender)]))
         .await
         .expect("reserve");
     assert_eq!(fresh(&retry), vec![1, 2], "released seqs are reused");
     let later = sequencer
-        .reserve(&conversation_id, &[key(&sender)])
+        .reserve(&conversation_id, &intents(&[key(&sender)]))
         .await
         .expect("reserve");
     assert_eq!(fresh(&later), vec![3]);
@@ -164,12 +171,18 @@ async fn a_reserved_key_is_in_flight_until_confirmed_or_abandoned(fixture: Fixtu
     let sender = UserId::new(unique("sender"));
     let (confirmed, abandoned) = (key(&sender), key(&sender));
     let reserved = sequencer
-        .reserve(&conversation_id, &[confirmed.clone(), abandoned.clone()])
+        .reserve(
+            &conversation_id,
+            &intents(&[confirmed.clone(), abandoned.clone()]),
+        )
         .await
         .expect("reserve");
     assert_eq!(fresh(&reserved), vec![1, 2]);
     let retried = sequencer
-        .reserve(&conversation_id, &[confirmed.clone(), abandoned.clone()])
+        .reserve(
+            &conversation_id,
+            &intents(&[confirmed.clone(), abandoned.clone()]),
+        )
         .await
         .expect("reserve the retries");
     assert_eq!(retried, vec![Reservation::InFlight, Reservation::InFlight]);
@@ -192,7 +205,7 @@ async fn a_reserved_key_is_in_flight_until_confirmed_or_abandoned(fixture: Fixtu
         .await
         .expect("abandon");
     let after = sequencer
-        .reserve(&conversation_id, &[confirmed, abandoned])
+        .reserve(&conversation_id, &intents(&[confirmed, abandoned]))
         .await
         .expect("reserve after");
     assert_eq!(

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use ports::{BusEnvelope, BusPayload, BusTopic, Reservation, Watermarks};
+use ports::{BusEnvelope, BusPayload, BusTopic, DedupKey, Reservation, Watermarks};
 use wire::events::ServerEvent;
-use wire::log::{LogEvent, LogEventBody, MessageRecord};
+use wire::log::{AbortedSend, LogEvent, LogEventBody, MessageRecord};
+use wire::ops::SendAck;
 use wire::{Seq, Timestamp, UserId};
 
 use super::{log_event, Pending, Reserved, SendReplies};
@@ -156,6 +157,10 @@ impl Staged {
                 return replies.answer(&Err(error));
             }
             Reservation::Fresh(seq) => seq,
+            Reservation::Resent { seq, abandoned } => {
+                self.tombstone_abandoned(&send.key, abandoned);
+                seq
+            }
         };
         self.fresh.push(seq);
         let key = send.key.clone();
@@ -172,6 +177,25 @@ impl Staged {
             ack: accepted.ack,
             replies,
         });
+    }
+
+    /// A retry's first send was reserved on a node that died before answering, perhaps after
+    /// appending it: its tombstone goes to the log with the retry, so the store keeps one
+    /// message for the key whichever reaches it first, and the first send's seq is settled.
+    fn tombstone_abandoned(&mut self, key: &DedupKey, abandoned: SendAck) {
+        let conversation_id = &self.working.record.conversation.conversation_id;
+        tracing::warn!(conversation_id = %conversation_id, abandoned_seq = %abandoned.seq, "a retry replaces a send whose node died before answering");
+        let record = MessageRecord::tombstone(AbortedSend {
+            message_id: abandoned.message_id,
+            conversation_id: conversation_id.clone(),
+            seq: abandoned.seq,
+            sender_id: key.sender_id.clone(),
+            client_msg_id: key.client_msg_id.clone(),
+            created_at: abandoned.created_at,
+        });
+        self.working.put_message(record.clone());
+        self.events
+            .push(log_event(LogEventBody::MessageAborted { record }));
     }
 
     /// Takes an apply step's outcome: changes wait for the append; errors and unchanged

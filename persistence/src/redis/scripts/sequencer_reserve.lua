@@ -1,55 +1,84 @@
 -- Reserve seqs for a batch of sends in one conversation, atomically.
 -- KEYS[1]      the conversation's sequence hash {last, seeded}
--- KEYS[2..n+1] the ack key of each dedup key, in order
+-- KEYS[2..n+1] the ack key of each send's dedup key, in order
 -- ARGV[1]      ack TTL in seconds
--- ARGV[2]      "1" when the caller already asked the store about older acks, else "0"
--- ARGV[3..n+2] per key: the ack found in the store (JSON), or "" (only when ARGV[2] is "1")
--- ARGV[n+3]    how long a fresh key stays reserved for this batch, in milliseconds
--- A fresh key's ack key holds "in-flight" until the batch confirms (the ack replaces it) or
--- abandons it (deleted), or the time runs out.
+-- ARGV[2]      how long a fresh key stays reserved for its batch, in milliseconds
+-- ARGV[3..n+2] per key, what the store said about it: "" not asked, "-" asked and it holds
+--              no message for the key, else the ack found there (JSON)
+-- ARGV[n+3..2n+2] per key, the message id and creation time the send's message gets:
+--              "<message_id>|<created_at>"
+-- A fresh key's ack key holds the marker "in-flight|<until ms>|<seq>|<message_id>|<created_at>"
+-- (kept as long as acks) until the batch confirms (the ack replaces it) or abandons it
+-- (deleted). Past <until>, the batch's node died: the marker is the abandoned send.
 -- Returns {-1} when the sequence is not seeded yet (the caller seeds it and retries);
--- {-2, i...} when the conversation predates this sequence and keys i miss a recorded ack (the
--- caller looks them up in the store and retries with ARGV[2] = "1");
--- otherwise {0, r1, ..., rn} where ri is the recorded ack (a JSON string), the fresh seq, or 0
--- when another batch holds the key.
+-- {-2, i...} when the store must be asked about keys i: keys without an ack in a conversation
+-- older than this sequence, and keys whose marker was abandoned (the first send may have
+-- reached the store through the log); the caller retries with the answers in ARGV;
+-- otherwise {0, r1, ..., rn} where ri is the recorded ack (a JSON string), the fresh seq, 0
+-- when another batch holds the key, or {seq, marker} for a fresh seq that replaces an
+-- abandoned send (the marker tells which).
 local last = redis.call('HGET', KEYS[1], 'last')
 if not last then
   return {-1}
 end
 local ttl = tonumber(ARGV[1])
-local store_checked = ARGV[2] == '1'
+local in_flight_ms = tonumber(ARGV[2])
 local seeded = tonumber(redis.call('HGET', KEYS[1], 'seeded') or '0')
 local count = #KEYS - 1
-local in_flight_ms = tonumber(ARGV[count + 3])
-local acks = {}
-local misses = {}
+local time = redis.call('TIME')
+local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+
+-- Whether a marker's batch still may confirm it (markers of older versions: plain "in-flight"
+-- with a short TTL of their own).
+local function held(marker)
+  if marker == 'in-flight' then
+    return true
+  end
+  local until_ms = string.match(marker, '^in%-flight|(%d+)|')
+  return until_ms ~= nil and tonumber(until_ms) > now_ms
+end
+
+local function is_marker(value)
+  return string.sub(value, 1, 9) == 'in-flight'
+end
+
+local current = {}
+local ask = {-2}
 for i = 1, count do
-  local ack = redis.call('GET', KEYS[i + 1])
-  if not ack and store_checked and ARGV[i + 2] ~= '' then
-    ack = ARGV[i + 2]
-    redis.call('SET', KEYS[i + 1], ack, 'EX', ttl)
+  local value = redis.call('GET', KEYS[i + 1])
+  local told = ARGV[i + 2]
+  if (not value or (is_marker(value) and not held(value))) and told ~= '' and told ~= '-' then
+    -- The store holds the message: its ack answers from now on.
+    value = told
+    redis.call('SET', KEYS[i + 1], value, 'EX', ttl)
   end
-  acks[i] = ack
-  if not ack then
-    misses[#misses + 1] = i
+  current[i] = value
+  local unknown = not value and seeded > 0
+  local abandoned = value and is_marker(value) and not held(value)
+  if (unknown or abandoned) and told == '' then
+    ask[#ask + 1] = i
   end
 end
-if seeded > 0 and not store_checked and #misses > 0 then
-  local answer = {-2}
-  for _, i in ipairs(misses) do
-    answer[#answer + 1] = i
-  end
-  return answer
+if #ask > 1 then
+  return ask
 end
+
 local answer = {0}
 for i = 1, count do
-  if acks[i] == 'in-flight' then
+  local value = current[i]
+  if value and is_marker(value) and held(value) then
     answer[i + 1] = 0
-  elseif acks[i] then
-    answer[i + 1] = acks[i]
+  elseif value and not is_marker(value) then
+    answer[i + 1] = value
   else
-    redis.call('SET', KEYS[i + 1], 'in-flight', 'PX', in_flight_ms)
-    answer[i + 1] = redis.call('HINCRBY', KEYS[1], 'last', 1)
+    local seq = redis.call('HINCRBY', KEYS[1], 'last', 1)
+    local marker = 'in-flight|' .. (now_ms + in_flight_ms) .. '|' .. seq .. '|' .. ARGV[count + i + 2]
+    redis.call('SET', KEYS[i + 1], marker, 'EX', ttl)
+    if value then
+      answer[i + 1] = {seq, value}
+    else
+      answer[i + 1] = seq
+    end
   end
 end
 return answer
