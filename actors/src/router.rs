@@ -115,11 +115,18 @@ pub async fn route(node: &Node, envelope: BusEnvelope) {
                 handle.purged(through_seq);
             }
         }
+        (BusTopic::Conversation(conversation_id), BusPayload::Resubscribed) => {
+            if let Some(handle) = node.supervisor().running(&conversation_id) {
+                handle.resubscribed();
+            }
+        }
         (
             BusTopic::Conversation(_),
             BusPayload::MembershipChanged { .. } | BusPayload::CloseSessions { .. },
         )
-        | (BusTopic::User(_), BusPayload::MessagesPurged { .. }) => {}
+        // What a user's topic carried meanwhile (events of one user, a close of sessions) is
+        // not repaired: the sessions' next `sync` has the messages.
+        | (BusTopic::User(_), BusPayload::MessagesPurged { .. } | BusPayload::Resubscribed) => {}
     }
 }
 

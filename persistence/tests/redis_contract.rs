@@ -456,6 +456,15 @@ async fn the_bus_resubscribes_after_losing_its_connection() {
         node_b.counters().reconnects.load(Relaxed) >= 1
     })
     .await;
+    // What was published while b was away is lost: b's bus tells its own node so.
+    assert_eq!(
+        next_envelope(&mut incoming_b).await,
+        BusEnvelope {
+            topic: topic.clone(),
+            origin: NodeId::new(ports::RESUBSCRIBED_ORIGIN),
+            payload: BusPayload::Resubscribed,
+        }
+    );
     // The resubscription is confirmed before the reconnect is counted, so this arrives.
     node_a
         .publish(envelope(&topic, "after-reconnect"))

@@ -40,7 +40,14 @@ pub enum BusPayload {
     /// An operator ended the sessions of the topic's user (admin API): every node closes its
     /// sessions of that user.
     CloseSessions { reason: SessionCloseReason },
+    /// Never published: a bus that lost its connection and subscribed the topic again hands
+    /// this to its own node ([`RESUBSCRIBED_ORIGIN`]), since whatever was published meanwhile
+    /// is lost; the conversation's actor catches up from the shared cache.
+    Resubscribed,
 }
+
+/// The origin of [`BusPayload::Resubscribed`]: the receiving node's own bus.
+pub const RESUBSCRIBED_ORIGIN: &str = "bus";
 
 /// Why an operator closes a user's sessions; decides the close code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

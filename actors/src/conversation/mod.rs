@@ -7,6 +7,7 @@
 //! local sessions happens in seq order, with a bounded wait for a missing seq.
 
 mod batch;
+mod catch_up;
 mod members;
 pub mod op;
 mod retire;
@@ -280,32 +281,15 @@ impl Conversation {
     /// from the shared cache (a publish this node missed, e.g. while its bus reconnected) and
     /// skip the others (allocated, never accepted: their node died between the two steps).
     fn repair_gap(&mut self, from: Seq, until: Seq, ctx: &mut Context<Self>) {
-        const MAX_REPAIR: u64 = 256;
         let node = self.node.clone();
         let conversation_id = self.conversation_id.clone();
-        let last = Seq((until.0 - 1).min(from.0 + MAX_REPAIR - 1));
-        let fetch = async move {
-            let cache = &node.ports().cache;
-            let mut found = Vec::new();
-            for seq in from.0..=last.0 {
-                if let Ok(Some(records)) = cache.range(&conversation_id, Seq(seq), Seq(seq)).await {
-                    found.extend(records);
-                }
-            }
-            found
-        };
+        let last = Seq((until.0 - 1).min(from.0 + catch_up::MAX_REPAIR - 1));
+        let fetch =
+            async move { catch_up::cached_messages(&node, &conversation_id, from, last).await };
         self.gap_timer = Some(ctx.spawn(fetch.into_actor(self).map(move |found, act, ctx| {
             act.gap_timer = None;
-            let expected = act.next_delivery.unwrap_or(from);
             for record in found {
-                let seq = record.message.seq;
-                if seq >= expected {
-                    let event = wire::events::ServerEvent::MessageNew {
-                        message: record.message,
-                    };
-                    let frame = ByteString::from(wire::frames::encode_event(&event));
-                    act.reorder.entry(seq).or_insert(frame);
-                }
+                act.buffer_message(record);
             }
             act.drain_in_order();
             if let (Some(expected), Some(&first_buffered)) =
@@ -494,6 +478,12 @@ impl ConversationHandle {
     /// Marks the actor's conversation record stale (it reloads it before its next batch).
     pub fn invalidate_record(&self) {
         let _ = self.addr.try_send(InvalidateRecord);
+    }
+
+    /// Tells the actor that this node's bus subscribed its conversation again after losing
+    /// its connection (what was published meanwhile is lost).
+    pub fn resubscribed(&self) {
+        let _ = self.addr.try_send(catch_up::CatchUp);
     }
 
     /// Tells the actor that retention purged its conversation up to `through_seq`.

@@ -393,23 +393,16 @@ async fn a_session_that_does_not_read_is_closed_with_4009() {
     assert_eq!(metrics.outbound_overflows.get(), 1, "counted once");
 }
 
-#[actix_rt::test]
-async fn a_missed_publish_is_repaired_from_the_shared_cache() {
-    tokio::time::pause();
-    let limits = Limits::default();
-    let gap_wait = limits.gap_wait;
-    let harness = Harness::new(limits);
-    let conversation_id = harness.group("c1", &["alice", "bob"]);
-    let (_session, mut outbound) = connect_bob(&harness, &conversation_id).await;
-    // Seq 2 was accepted (it is in the shared cache) but its publish never reached this node.
+/// Puts an accepted message of alice's with this seq and text in the shared cache.
+async fn cache_message(harness: &Harness, conversation_id: &ConversationId, seq: u64, text: &str) {
     let accepted = wire::log::MessageRecord {
         message: wire::Message {
-            message_id: MessageId::new("m2"),
+            message_id: MessageId::new(format!("m{seq}")),
             conversation_id: conversation_id.clone(),
-            seq: Seq(2),
+            seq: Seq(seq),
             sender_id: UserId::new("alice"),
-            client_msg_id: ClientMsgId::new("c2"),
-            text: "repaired".to_owned(),
+            client_msg_id: ClientMsgId::new(format!("c{seq}")),
+            text: text.to_owned(),
             reply_to: None,
             forwarded_from: None,
             reactions: Default::default(),
@@ -424,9 +417,21 @@ async fn a_missed_publish_is_repaired_from_the_shared_cache() {
         .node
         .ports()
         .cache
-        .put(&conversation_id, &[accepted])
+        .put(conversation_id, &[accepted])
         .await
         .unwrap();
+}
+
+#[actix_rt::test]
+async fn a_missed_publish_is_repaired_from_the_shared_cache() {
+    tokio::time::pause();
+    let limits = Limits::default();
+    let gap_wait = limits.gap_wait;
+    let harness = Harness::new(limits);
+    let conversation_id = harness.group("c1", &["alice", "bob"]);
+    let (_session, mut outbound) = connect_bob(&harness, &conversation_id).await;
+    // Seq 2 was accepted (it is in the shared cache) but its publish never reached this node.
+    cache_message(&harness, &conversation_id, 2, "repaired").await;
     let handle = harness
         .node
         .supervisor()
@@ -449,6 +454,63 @@ async fn a_missed_publish_is_repaired_from_the_shared_cache() {
     assert_eq!(delivered.len(), 2, "{delivered:?}");
     assert!(delivered[0].contains("\"repaired\""), "{delivered:?}");
     assert_eq!(delivered[1], "frame-3");
+}
+
+/// Regression (chaos run: acked messages connected clients got only from their final `sync`):
+/// messages published while this node's bus was reconnecting never arrive; once the bus has
+/// subscribed again, the conversation delivers them from the shared cache, without waiting for
+/// a later message to reveal the gap.
+#[actix_rt::test]
+async fn after_the_bus_resubscribed_missed_messages_are_delivered_from_the_cache() {
+    let harness = Harness::new(Limits::default());
+    let conversation_id = harness.group("c1", &["alice", "bob"]);
+    let (_session, mut outbound) = connect_bob(&harness, &conversation_id).await;
+    let handle = harness
+        .node
+        .supervisor()
+        .conversation(&harness.node, &conversation_id);
+    handle
+        .deliver(Deliver {
+            seq: Some(Seq(1)),
+            frame: ByteString::from("frame-1"),
+            exclude: None,
+            invalidates_record: false,
+            invalidates_messages: false,
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(frames(&mut outbound), ["frame-1"]);
+    // Seqs 2 and 3 were accepted on another node while this node's bus was down.
+    let keys = ["c1", "c2", "c3"].map(|client_msg_id| {
+        let key = ports::DedupKey {
+            sender_id: UserId::new("alice"),
+            client_msg_id: ClientMsgId::new(client_msg_id),
+        };
+        ports::SendIntent::new(key, chrono::Utc::now())
+    });
+    harness
+        .node
+        .ports()
+        .sequencer
+        .reserve(&conversation_id, &keys)
+        .await
+        .unwrap();
+    cache_message(&harness, &conversation_id, 2, "missed two").await;
+    cache_message(&harness, &conversation_id, 3, "missed three").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(frames(&mut outbound).is_empty(), "nothing reveals the gap");
+
+    let notice = ports::BusEnvelope {
+        topic: ports::BusTopic::Conversation(conversation_id.clone()),
+        origin: wire::NodeId::new(ports::RESUBSCRIBED_ORIGIN),
+        payload: ports::BusPayload::Resubscribed,
+    };
+    crate::router::route(&harness.node, notice).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let delivered = frames(&mut outbound);
+    assert_eq!(delivered.len(), 2, "{delivered:?}");
+    assert!(delivered[0].contains("\"missed two\""), "{delivered:?}");
+    assert!(delivered[1].contains("\"missed three\""), "{delivered:?}");
 }
 
 /// Regression (a cluster lost live deliveries after reconnects): a session that subscribes

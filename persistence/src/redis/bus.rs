@@ -13,7 +13,9 @@
 //! The task keeps the wanted set of channels. When the connection is lost (or a health `PING`
 //! fails) it reconnects with exponential backoff (50 ms to 5 s) and subscribes the whole set
 //! again, counting reconnects. Envelopes published while the connection was down are lost:
-//! pub/sub is at-most-once; ordered consumers bridge gaps from the log/store. While it is down,
+//! pub/sub is at-most-once; ordered consumers bridge gaps from the log/store. So after a
+//! reconnect the task puts a [`BusPayload::Resubscribed`] envelope for each wanted
+//! conversation on the incoming channel: its actor catches up from the shared cache. While it is down,
 //! `subscribe` records the topic (it is subscribed on reconnect) but fails with `Unavailable`;
 //! `unsubscribe` succeeds (there is nothing to receive).
 
@@ -25,9 +27,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, aio::PubSubSink, aio::PubSubStream};
 use futures::StreamExt;
-use ports::{Backoff, Bus, BusEnvelope, BusTopic, PortError, Service};
+use ports::{
+    Backoff, Bus, BusEnvelope, BusPayload, BusTopic, PortError, Service, RESUBSCRIBED_ORIGIN,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use wire::{ConversationId, NodeId};
 
 use super::client::{bad_url, decode, encode, redis_error, RedisClient};
 
@@ -39,6 +44,8 @@ pub const MAX_CHANNELS_PER_COMMAND: usize = 1000;
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The start of a conversation's channel name (after the key prefix).
+const CONVERSATION_CHANNELS: &str = "bus:conv:";
 
 /// What the bus did, for tests and metrics.
 #[derive(Debug, Default)]
@@ -94,6 +101,7 @@ impl RedisBus {
             incoming: incoming_sender,
             counters: Arc::clone(&counters),
             wanted: BTreeSet::new(),
+            conversation_channels: client.key(CONVERSATION_CHANNELS),
         };
         Ok(Self {
             client,
@@ -115,9 +123,9 @@ impl RedisBus {
 
     fn channel(&self, topic: &BusTopic) -> String {
         match topic {
-            BusTopic::Conversation(conversation_id) => {
-                self.client.key(&format!("bus:conv:{conversation_id}"))
-            }
+            BusTopic::Conversation(conversation_id) => self
+                .client
+                .key(&format!("{CONVERSATION_CHANNELS}{conversation_id}")),
             BusTopic::User(user_id) => self.client.key(&format!("bus:user:{user_id}")),
         }
     }
@@ -194,6 +202,8 @@ struct Subscriber {
     counters: Arc<RedisBusCounters>,
     /// Every channel this node wants, subscribed again after a reconnect.
     wanted: BTreeSet<String>,
+    /// The start of every conversation channel's name, key prefix included.
+    conversation_channels: String,
 }
 
 impl Subscriber {
@@ -206,6 +216,7 @@ impl Subscriber {
                     if connected_before {
                         self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(channels = self.wanted.len(), "bus resubscribed");
+                        self.announce_resubscribed().await;
                     }
                     connected_before = true;
                     backoff.reset();
@@ -222,6 +233,27 @@ impl Subscriber {
                 Err(reason) => tracing::warn!(error = %reason, "bus pub/sub connect failed"),
             }
             if !self.wait_disconnected(backoff.next_delay()).await {
+                return;
+            }
+        }
+    }
+
+    /// Tells this node's consumers of every wanted conversation that envelopes may have been
+    /// lost while the connection was down.
+    async fn announce_resubscribed(&self) {
+        let conversations: Vec<ConversationId> = self
+            .wanted
+            .iter()
+            .filter_map(|channel| channel.strip_prefix(&self.conversation_channels))
+            .map(ConversationId::new)
+            .collect();
+        for conversation_id in conversations {
+            let notice = BusEnvelope {
+                topic: BusTopic::Conversation(conversation_id),
+                origin: NodeId::new(RESUBSCRIBED_ORIGIN),
+                payload: BusPayload::Resubscribed,
+            };
+            if self.incoming.send(notice).await.is_err() {
                 return;
             }
         }
