@@ -1,11 +1,14 @@
-//! Fan-out's repairs from the shared message cache: a gap that a publish this node missed left
+//! Fan-out's repairs from the shared message cache (and the store): a gap that a publish this node missed left
 //! (bridged after the gap wait, in `mod.rs`), and the catch-up after this node's bus lost its
 //! connection: what was published meanwhile never arrives, and a client would learn of it only
 //! from a later message of the same conversation, or not at all (chaos run, 2026-12-03: acked
 //! messages connected clients got only from their final `sync`).
 
+use std::collections::BTreeMap;
+
 use actix::{ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use bytestring::ByteString;
+use ports::MessageQuery;
 use wire::log::MessageRecord;
 use wire::{ConversationId, Seq};
 
@@ -28,8 +31,10 @@ impl Handler<CatchUp> for Conversation {
     fn handle(&mut self, _message: CatchUp, ctx: &mut Context<Self>) {
         self.record_stale = true;
         self.window_stale = true;
-        let Some(from) = self.next_delivery else {
-            return; // nothing delivered yet: no position to catch up from
+        // A subscription that started meanwhile moves the position first (its sessions synced
+        // up to its floor), else a later event would move it back under what this delivers.
+        let (true, Some(from)) = (self.follow_subscription(), self.next_delivery) else {
+            return; // nothing delivered yet, or the floor is pending: no position yet
         };
         let node = self.node.clone();
         let conversation_id = self.conversation_id.clone();
@@ -45,7 +50,7 @@ impl Handler<CatchUp> for Conversation {
                 return Vec::new();
             }
             let to = Seq(last.0.min(from.0 + MAX_REPAIR - 1));
-            cached_messages(&node, &conversation_id, from, to).await
+            accepted_messages(&node, &conversation_id, from, to).await
         };
         ctx.spawn(fetch.into_actor(self).map(|found, act, ctx| {
             for record in found {
@@ -59,22 +64,46 @@ impl Handler<CatchUp> for Conversation {
     }
 }
 
-/// The accepted messages the shared cache holds among `from..=to`, one read per seq (a range
-/// read fails as a whole when one is missing).
-pub(super) async fn cached_messages(
+/// The accepted messages among `from..=to` that the shared cache holds (one read per seq: a
+/// range read fails as a whole when one is missing), then those the store holds of the seqs
+/// still missing (a batch whose node died after the log append never cached them; in durable
+/// mode the store has them once ingest wrote them).
+pub(super) async fn accepted_messages(
     node: &Node,
     conversation_id: &ConversationId,
     from: Seq,
     to: Seq,
 ) -> Vec<MessageRecord> {
-    let cache = &node.ports().cache;
-    let mut found = Vec::new();
+    let ports = node.ports();
+    let mut found = BTreeMap::new();
     for seq in from.0..=to.0 {
-        if let Ok(Some(records)) = cache.range(conversation_id, Seq(seq), Seq(seq)).await {
-            found.extend(records);
+        if let Ok(Some(records)) = ports.cache.range(conversation_id, Seq(seq), Seq(seq)).await {
+            found.extend(
+                records
+                    .into_iter()
+                    .map(|record| (record.message.seq, record)),
+            );
         }
     }
-    found
+    if found.len() as u64 == to.0 - from.0 + 1 {
+        return found.into_values().collect();
+    }
+    let query = MessageQuery {
+        after_seq: Some(Seq(from.0 - 1)),
+        before_seq: Some(to.next()),
+        limit: (to.0 - from.0 + 1) as usize,
+    };
+    match ports.store.messages(conversation_id, query).await {
+        Ok(stored) => {
+            for record in stored {
+                found.entry(record.message.seq).or_insert(record);
+            }
+        }
+        Err(error) => {
+            tracing::warn!(conversation_id = %conversation_id, error = %error, "reading missed messages from the store failed");
+        }
+    }
+    found.into_values().collect()
 }
 
 impl Conversation {

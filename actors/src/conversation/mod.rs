@@ -233,6 +233,23 @@ impl Conversation {
         self.node.metrics().fanout_deliveries.inc_by(delivered);
     }
 
+    /// Seqs up to the delivery floor were allocated before this node subscribed: its sessions
+    /// get them from `sync`. Everything above it reaches this node, so fan-out waits for it.
+    /// A new subscription (the node's first session after none) starts fan-out at its floor.
+    /// False while that floor is being determined.
+    fn follow_subscription(&mut self) -> bool {
+        match self.node.registry().delivery_floor(&self.conversation_id) {
+            Some((generation, Some(floor))) if generation != self.delivery_generation => {
+                self.delivery_generation = generation;
+                self.next_delivery = Some(floor.next());
+                self.reorder = self.reorder.split_off(&floor.next());
+                true
+            }
+            Some((_, None)) => false,
+            _ => true,
+        }
+    }
+
     fn drain_in_order(&mut self) {
         while let Some(next) = self.next_delivery {
             let Some(frame) = self.reorder.remove(&next) else {
@@ -278,14 +295,16 @@ impl Conversation {
     }
 
     /// Seqs `from..until` did not arrive within the wait: fetch the ones that were accepted
-    /// from the shared cache (a publish this node missed, e.g. while its bus reconnected) and
-    /// skip the others (allocated, never accepted: their node died between the two steps).
+    /// from the shared cache or the store (a publish this node missed, e.g. while its bus
+    /// reconnected, or a send whose node died after its log append) and skip the others
+    /// (allocated, not accepted, or not stored yet: their node died before the append, or
+    /// ingest trails; clients get those from `sync`).
     fn repair_gap(&mut self, from: Seq, until: Seq, ctx: &mut Context<Self>) {
         let node = self.node.clone();
         let conversation_id = self.conversation_id.clone();
         let last = Seq((until.0 - 1).min(from.0 + catch_up::MAX_REPAIR - 1));
         let fetch =
-            async move { catch_up::cached_messages(&node, &conversation_id, from, last).await };
+            async move { catch_up::accepted_messages(&node, &conversation_id, from, last).await };
         self.gap_timer = Some(ctx.spawn(fetch.into_actor(self).map(move |found, act, ctx| {
             act.gap_timer = None;
             for record in found {
@@ -372,21 +391,11 @@ impl Handler<Deliver> for Conversation {
             self.fan_out(&message.frame, message.exclude.as_ref());
             return;
         };
-        // Seqs up to the floor were allocated before this node subscribed: its sessions get
-        // them from `sync`. Everything above it reaches this node, so fan-out waits for it.
-        match self.node.registry().delivery_floor(&self.conversation_id) {
-            Some((generation, Some(floor))) if generation != self.delivery_generation => {
-                self.delivery_generation = generation;
-                self.next_delivery = Some(floor.next());
-                self.reorder = self.reorder.split_off(&floor.next());
-            }
-            Some((_, None)) => {
-                // The subscription's floor is being determined: hold the event.
-                self.reorder.insert(seq, message.frame);
-                self.arm_gap_timer(ctx);
-                return;
-            }
-            _ => {}
+        if !self.follow_subscription() {
+            // The subscription's floor is being determined: hold the event.
+            self.reorder.insert(seq, message.frame);
+            self.arm_gap_timer(ctx);
+            return;
         }
         let expected = *self.next_delivery.get_or_insert(seq);
         if seq < expected {
