@@ -64,12 +64,22 @@ impl Client {
         let stats = self.stats();
         let correctness = &stats.correctness;
         match arrival {
-            Arrival::Duplicate => {
-                correctness.duplicates.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            Arrival::OutOfOrder => {
-                correctness.out_of_order.fetch_add(1, Ordering::Relaxed);
+            Arrival::Duplicate | Arrival::OutOfOrder => {
+                let counter = if arrival == Arrival::Duplicate {
+                    &correctness.duplicates
+                } else {
+                    &correctness.out_of_order
+                };
+                if counter.fetch_add(1, Ordering::Relaxed) < 5 {
+                    eprintln!(
+                        "correctness: {} got {} seq {} ({}) live {:?}",
+                        self.user_id,
+                        message.conversation_id,
+                        message.seq.0,
+                        message.message_id,
+                        arrival
+                    );
+                }
                 return;
             }
             Arrival::Overlap => {
