@@ -122,7 +122,10 @@ impl AuditIngest {
         let mut rejoin = Backoff::new(self.config.initial_backoff, self.config.max_backoff);
         loop {
             if lag_refreshed.is_none_or(|at| at.elapsed() >= self.config.lag_refresh) {
-                self.refresh_lag(&mut consumer).await;
+                tokio::select! {
+                    () = self.refresh_lag(&mut consumer) => {}
+                    () = shutdown_requested(&mut shutdown) => break,
+                }
                 lag_refreshed = Some(Instant::now());
             }
             let polled = tokio::select! {

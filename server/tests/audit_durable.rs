@@ -69,9 +69,9 @@ async fn ban(node: &TestServer, user_id: &str) {
     assert_eq!(status, 200, "{body}");
 }
 
-/// Records on the audit topic, all partitions.
-async fn audit_topic_records(cluster: &DurableCluster) -> i64 {
-    watermarks(&cluster.tansu.brokers(), &[AUDIT_TOPIC])
+/// Records on `topic`, all partitions.
+async fn records_on(brokers: &str, topic: &str) -> i64 {
+    watermarks(brokers, &[topic])
         .await
         .values()
         .map(|(low, high)| high - low)
@@ -159,9 +159,9 @@ async fn the_audit_log_goes_through_its_topic_and_ingest_into_mongodb() {
         .await
         .expect("ingest exits on SIGTERM");
     assert!(stopped.success(), "{stopped}");
-    let on_topic = audit_topic_records(&cluster).await;
+    let on_topic = records_on(&brokers, AUDIT_TOPIC).await;
     ban(b, "eve").await;
-    assert_eq!(audit_topic_records(&cluster).await, on_topic + 1);
+    assert_eq!(records_on(&brokers, AUDIT_TOPIC).await, on_topic + 1);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let eve = doc! { "target": "user:eve" };
     assert!(
@@ -192,16 +192,11 @@ async fn the_audit_log_goes_through_its_topic_and_ingest_into_mongodb() {
     );
 
     // A malformed record is set aside in the dead-letter topic; the next one is stored.
-    let dead_letters = watermarks(&brokers, &[DEAD_LETTER_TOPIC]).await;
-    let dead_before: i64 = dead_letters.values().map(|(low, high)| high - low).sum();
+    let dead_before = records_on(&brokers, DEAD_LETTER_TOPIC).await;
     produce(&brokers, AUDIT_TOPIC, "admin", b"{not an audit record");
     ban(a, "trudy").await;
     wait_stored(&cluster, "admin.ban", "user:trudy").await;
-    let dead_after: i64 = watermarks(&brokers, &[DEAD_LETTER_TOPIC])
-        .await
-        .values()
-        .map(|(low, high)| high - low)
-        .sum();
+    let dead_after = records_on(&brokers, DEAD_LETTER_TOPIC).await;
     assert_eq!(dead_after, dead_before + 1, "one record dead-lettered");
     let dead = cluster
         .ingest

@@ -66,6 +66,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
+use serde::de::DeserializeOwned;
 use tracing::{debug, error, warn};
 use wire::log::LogEvent;
 
@@ -84,27 +85,17 @@ pub const UNKNOWN_TOPIC_GRACE: Duration = Duration::from_secs(5);
 
 /// What the records of a consumer's topics hold: log events (`LogConsumer`) or audit
 /// records (see `super::audit`), JSON either way.
-pub trait Payload: Sized + Send + 'static {
+pub trait Payload: DeserializeOwned + Send + 'static {
     /// What a record should be, for the error of one that is not (`"a log event"`).
     const WHAT: &'static str;
-
-    fn decode(payload: &[u8]) -> Result<Self, String>;
 }
 
 impl Payload for LogEvent {
     const WHAT: &'static str = "a log event";
-
-    fn decode(payload: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(payload).map_err(|error| error.to_string())
-    }
 }
 
 impl Payload for AuditRecord {
     const WHAT: &'static str = "an audit record";
-
-    fn decode(payload: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(payload).map_err(|error| error.to_string())
-    }
 }
 
 /// A consumer-group member over some topics whose records hold `T`s, with explicit synchronous
@@ -242,9 +233,8 @@ impl<T: Payload> KafkaConsumer<T> {
         let offset = u64::try_from(message.offset()).map_err(|_| bad("negative offset".into()))?;
         let decoded = match message.payload() {
             None => Err("no payload".to_owned()),
-            Some(payload) => {
-                T::decode(payload).map_err(|error| format!("not {}: {error}", T::WHAT))
-            }
+            Some(payload) => serde_json::from_slice::<T>(payload)
+                .map_err(|error| format!("not {}: {error}", T::WHAT)),
         };
         let item = decoded.map_err(|problem| BadRecord {
             error: corrupt(problem.clone()),
