@@ -11,7 +11,8 @@ pub const USAGE: &str =
        ingest probe [URL]
 
 Consumes Parley's event log from Kafka, writes it to MongoDB and appends message.stored
-acknowledgments to the topic message.delivered.
+acknowledgments to the topic message.delivered; writes the audit topic into MongoDB's audit
+collection.
 
 commands:
   run     (default) serve /healthz, /readyz and /metrics on ingest.bind, wait for MongoDB,

@@ -27,24 +27,29 @@ pub struct Readiness {
     log: Arc<dyn EventLog>,
     indexes_created: AtomicBool,
     consumer: Arc<ConsumerHealth>,
+    /// The audit consumer's ([`AuditIngest::consumer_health`](ingest::audit::AuditIngest::consumer_health)).
+    audit: Arc<ConsumerHealth>,
     /// `(mongodb answers, kafka answers)` at the last check; `None` before the first.
     dependencies: LastCheck<Option<(bool, bool)>>,
 }
 
 impl Readiness {
-    /// `consumer` is the pipeline's ([`IngestPipeline::consumer_health`](ingest::IngestPipeline::consumer_health)).
+    /// `consumer` is the pipeline's ([`IngestPipeline::consumer_health`](ingest::IngestPipeline::consumer_health)),
+    /// `audit` the audit consumer's.
     /// Must be called within the adapters' Tokio runtime: the background checks run there, until
     /// the returned value is dropped.
     pub fn new(
         store: Arc<dyn Store>,
         log: Arc<dyn EventLog>,
         consumer: Arc<ConsumerHealth>,
+        audit: Arc<ConsumerHealth>,
     ) -> Arc<Self> {
         let readiness = Arc::new(Self {
             store,
             log,
             indexes_created: AtomicBool::new(false),
             consumer,
+            audit,
             dependencies: LastCheck::new(None),
         });
         let weak = Arc::downgrade(&readiness);
@@ -85,6 +90,9 @@ impl Readiness {
             (!self.indexes_created.load(Ordering::Acquire))
                 .then(|| "indexes not created yet".to_owned()),
             self.consumer.problem(),
+            self.audit
+                .problem()
+                .map(|problem| format!("audit {problem}")),
         ]
         .into_iter()
         .flatten()
@@ -252,7 +260,8 @@ mod tests {
         let log = Arc::new(EmbeddedLog::open(&dir.path().join("log.redb")).expect("log"));
         let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).expect("store"));
         let consumer = Arc::new(ConsumerHealth::default());
-        let readiness = Readiness::new(store, log, Arc::clone(&consumer));
+        let audit = Arc::new(ConsumerHealth::default());
+        let readiness = Readiness::new(store, log, Arc::clone(&consumer), Arc::clone(&audit));
         readiness.refresh().await;
         let registry = Registry::new();
         let metrics = Arc::new(ingest::IngestMetrics::default());
@@ -268,11 +277,17 @@ mod tests {
         assert_eq!(status, 503);
         assert_eq!(
             body,
-            "not ready: indexes not created yet; consumer not running"
+            "not ready: indexes not created yet; consumer not running; audit consumer not running"
         );
 
         readiness.mark_indexes_created();
         consumer.set_running(true);
+        let (status, body) = get(address, "/readyz").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (503, "not ready: audit consumer not running")
+        );
+        audit.set_running(true);
         assert_eq!(get(address, "/readyz").await, (200, "ready".to_owned()));
 
         consumer.set_stalled("kafka unavailable: consume: consumer group stalled".to_owned());

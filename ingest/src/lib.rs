@@ -8,6 +8,8 @@
 //!   over the ports.
 //! - [`ConsumerHealth`] (from `ports`): whether `run` has a consumer that makes progress (read
 //!   by readiness checks).
+//! - [`audit`]: [`AuditIngest`](audit::AuditIngest), the audit topic into MongoDB's `audit`
+//!   collection (the `ingest` binary runs it next to the pipeline).
 //! - [`mapping`]: which store write each log event becomes.
 //! - [`metrics`]: [`IngestMetrics`], the counters `parley-server` exports and the histograms
 //!   and lag gauge the `ingest` binary adds; [`ProcessMetrics`](metrics::ProcessMetrics), the
@@ -19,6 +21,7 @@
 //! Kafka and MongoDB (`service`) and its `/healthz`, `/readyz` and `/metrics` endpoint
 //! (`health`).
 
+pub mod audit;
 pub mod mapping;
 pub mod metrics;
 pub mod pipeline;

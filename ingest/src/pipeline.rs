@@ -470,7 +470,7 @@ fn highest_positions(records: &[LogRecord]) -> Vec<LogPosition> {
 }
 
 /// Resolves once shutdown is requested, or once nobody can request it any more.
-async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
+pub(crate) async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
     loop {
         if *shutdown.borrow_and_update() {
             return;

@@ -3,7 +3,8 @@
 //! - [`setup`]: wait for Kafka and MongoDB (capped exponential backoff, each wait logged),
 //!   create the missing topics and the indexes, within an overall deadline.
 //! - [`run`]: serve the health endpoint first ([`HealthServer`]), then wait for MongoDB and
-//!   create its indexes (retried until it answers), then run the [`IngestPipeline`] until
+//!   create its indexes (retried until it answers), then run the [`IngestPipeline`] and the
+//!   [`AuditIngest`] (the audit topic into MongoDB's `audit` collection) until
 //!   SIGTERM/SIGINT. Shutdown finishes the batch in hand within `ingest.shutdown_timeout_ms`; a
 //!   second signal, or the deadline, ends the process at once (an uncommitted batch is consumed
 //!   again, idempotently, by the next ingest).
@@ -21,6 +22,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use ingest::audit::AuditIngest;
 use ingest::settings::{ServiceSettings, SettingsError, INITIAL_BACKOFF};
 use ingest::IngestPipeline;
 use persistence::kafka::KafkaLog;
@@ -174,9 +176,20 @@ pub async fn run(
         Arc::clone(&store),
         settings.pipeline_config(),
     );
+    let audit = AuditIngest::new(
+        Arc::clone(&adapters.log),
+        adapters.store.clone(),
+        settings.pipeline_config(),
+    );
     let registry = Registry::new();
     pipeline.metrics().register(&registry)?;
-    let readiness = Readiness::new(store, log, pipeline.consumer_health());
+    audit.metrics().register(&registry)?;
+    let readiness = Readiness::new(
+        store,
+        log,
+        pipeline.consumer_health(),
+        audit.consumer_health(),
+    );
     let server = HealthServer::start(&settings.ingest.bind, readiness.clone(), registry, None)
         .map_err(|source| ServiceError::Bind {
             bind: settings.ingest.bind.clone(),
@@ -204,7 +217,10 @@ pub async fn run(
         }
         info!("mongodb indexes exist");
         readiness.mark_indexes_created();
-        pipeline.run(work_shutdown).await;
+        tokio::join!(
+            pipeline.run(work_shutdown.clone()),
+            audit.run(work_shutdown)
+        );
     });
 
     let stopped = stopping

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::tansu::{free_port, TansuBroker};
-use persistence::kafka::{KafkaConfig, KafkaLog};
+use persistence::kafka::{KafkaConfig, KafkaLog, AUDIT_TOPIC};
 use ports::contract::fixtures::{log_event, sent_event, unique};
 use ports::contract::{self, Fixture};
 use ports::{EventLog, LogConsumer, LogRecord, PortError};
@@ -367,7 +367,9 @@ async fn setup_gives_the_topics_the_configured_retention() {
     let broker = TansuBroker::start();
     let mut with_retention = config(broker.brokers());
     with_retention.topic_retention_ms = Some(3_600_000);
+    with_retention.audit_retention_ms = Some(7_200_000);
     let topic = with_retention.topic_name(topics::MESSAGE_SENT);
+    let audit = with_retention.topic_name(AUDIT_TOPIC);
     let log = KafkaLog::new(with_retention).expect("kafka log");
     log.ensure_topics(PARTITIONS, 1)
         .await
@@ -379,17 +381,20 @@ async fn setup_gives_the_topics_the_configured_retention() {
         .set("bootstrap.servers", broker.brokers())
         .create()
         .expect("admin client");
-    let described = admin
-        .describe_configs([&ResourceSpecifier::Topic(&topic)], &AdminOptions::new())
-        .await
-        .expect("describe configs");
-    let resource = described
-        .into_iter()
-        .next()
-        .expect("one resource")
-        .expect("the topic's configs");
-    let retention = resource
-        .get("retention.ms")
-        .and_then(|entry| entry.value.clone());
-    assert_eq!(retention.as_deref(), Some("3600000"), "{resource:?}");
+    // The log's topics get the log's retention, the audit topic its own.
+    for (name, expected) in [(&topic, "3600000"), (&audit, "7200000")] {
+        let described = admin
+            .describe_configs([&ResourceSpecifier::Topic(name)], &AdminOptions::new())
+            .await
+            .expect("describe configs");
+        let resource = described
+            .into_iter()
+            .next()
+            .expect("one resource")
+            .expect("the topic's configs");
+        let retention = resource
+            .get("retention.ms")
+            .and_then(|entry| entry.value.clone());
+        assert_eq!(retention.as_deref(), Some(expected), "{name}: {resource:?}");
+    }
 }

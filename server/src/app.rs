@@ -226,8 +226,8 @@ fn retention_sweeper(state: &AppState, storage: &Storage) -> RetentionSweeper {
     }
 }
 
-/// The node's metrics, with the ingest's, the Redis bus's and the Kafka producer's when the
-/// node has them.
+/// The node's metrics, with the ingest's, the Redis bus's, the Kafka producer's and the audit
+/// topic's losses when the node has them.
 fn node_metrics(
     storage: &Storage,
     ingest: Option<&IngestPipeline>,
@@ -242,6 +242,9 @@ fn node_metrics(
     }
     if let Some(kafka) = &storage.kafka {
         metrics = metrics.with_kafka(kafka.clone());
+    }
+    if let Some(audit) = &storage.kafka_audit {
+        metrics = metrics.with_kafka_audit(audit.clone());
     }
     metrics
 }

@@ -110,6 +110,17 @@ impl NodeMetrics {
         self
     }
 
+    /// Exposes the audit records whose append to the audit topic failed as
+    /// `parley_audit_records_lost_total`.
+    pub fn with_kafka_audit(self, audit: Arc<persistence::kafka::KafkaAuditLog>) -> Self {
+        self.observe(ObservedValue::counter(
+            "parley_audit_records_lost_total",
+            "audit records whose append to the Kafka audit topic failed (never stored)",
+            move || audit.records_lost(),
+        ));
+        self
+    }
+
     fn observe(&self, value: ObservedValue) {
         self.registry
             .register(Box::new(value))

@@ -31,6 +31,7 @@ const INGEST_ONLY_KEYS: &[&str] = &[
     "kafka.partitions",
     "kafka.replication_factor",
     "kafka.log_retention_ms",
+    "kafka.audit_retention_ms",
     "search.bind",
     "search.data_dir",
     "search.ready_lag_events",

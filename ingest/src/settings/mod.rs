@@ -268,7 +268,7 @@ mod tests {
         pairs.push(("PARLEY__INGEST__BIND", "nowhere"));
         let error = ServiceSettings::load(None, &env(&pairs)).unwrap_err();
         assert!(error.to_string().contains("`ingest.bind`"), "{error}");
-        for topic in ["", "message.sent"] {
+        for topic in ["", "message.sent", "audit"] {
             let mut pairs = REQUIRED.to_vec();
             pairs.push(("PARLEY__KAFKA__DEAD_LETTER_TOPIC", topic));
             let error = ServiceSettings::load(None, &env(&pairs)).unwrap_err();
@@ -277,6 +277,13 @@ mod tests {
                 "{error}"
             );
         }
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("PARLEY__KAFKA__AUDIT_RETENTION_MS", "1000"));
+        let error = ServiceSettings::load(None, &env(&pairs)).unwrap_err();
+        assert!(
+            error.to_string().contains("`kafka.audit_retention_ms`"),
+            "{error}"
+        );
         let mut pairs = REQUIRED.to_vec();
         pairs.push(("PARLEY__SEARCH__BIND", "nowhere"));
         let error = ServiceSettings::load(None, &env(&pairs)).unwrap_err();

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bootstrap::Secret;
-use persistence::kafka::KafkaConfig;
+use persistence::kafka::{KafkaConfig, AUDIT_TOPIC};
 use persistence::mongo::MongoConfig;
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +57,7 @@ pub struct KafkaSettings {
     pub stall_timeout_ms: u64,
     pub max_partition_fetch_bytes: usize,
     pub log_retention_ms: i64,
+    pub audit_retention_ms: i64,
 }
 
 impl KafkaSettings {
@@ -80,10 +81,11 @@ impl KafkaSettings {
         }
         if self.dead_letter_topic.trim().is_empty()
             || wire::log::topics::ALL.contains(&self.dead_letter_topic.as_str())
+            || self.dead_letter_topic == AUDIT_TOPIC
         {
             return Err(invalid(
                 "kafka.dead_letter_topic",
-                "must be a topic name of its own (not empty, not a log topic)",
+                "must be a topic name of its own (not empty, not a log topic, not `audit`)",
             ));
         }
         if self.partitions < 1 {
@@ -92,11 +94,16 @@ impl KafkaSettings {
         if self.replication_factor < 1 {
             return Err(invalid("kafka.replication_factor", "must be at least 1"));
         }
-        if self.log_retention_ms != -1 && self.log_retention_ms < 60_000 {
-            return Err(invalid(
-                "kafka.log_retention_ms",
-                "must be -1 (forever) or at least 60000 (a minute)",
-            ));
+        for (key, retention_ms) in [
+            ("kafka.log_retention_ms", self.log_retention_ms),
+            ("kafka.audit_retention_ms", self.audit_retention_ms),
+        ] {
+            if retention_ms != -1 && retention_ms < 60_000 {
+                return Err(invalid(
+                    key,
+                    "must be -1 (forever) or at least 60000 (a minute)",
+                ));
+            }
         }
         at_least("kafka.message_timeout_ms", self.message_timeout_ms, 100)?;
         at_least("kafka.max_batch_records", self.max_batch_records as u64, 1)?;
@@ -132,6 +139,7 @@ impl KafkaSettings {
         config.commit_timeout = Duration::from_millis(self.commit_timeout_ms);
         config.max_partition_fetch_bytes = self.max_partition_fetch_bytes;
         config.topic_retention_ms = Some(self.log_retention_ms);
+        config.audit_retention_ms = Some(self.audit_retention_ms);
         config
     }
 }

@@ -5,6 +5,10 @@ use std::time::Duration;
 /// The default logical name of the dead-letter topic.
 pub const DEFAULT_DEAD_LETTER_TOPIC: &str = "dead.letter";
 
+/// The logical name of the audit topic: audit records (`ports::AuditRecord` JSON), appended by
+/// the nodes and written to MongoDB's `audit` collection by ingest (see `super::audit`).
+pub const AUDIT_TOPIC: &str = "audit";
+
 /// Settings of the Kafka event log. Nothing here is secret (no TLS/SASL support yet).
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
@@ -43,6 +47,9 @@ pub struct KafkaConfig {
     /// `retention.ms` the setup step gives the topics (how long the brokers keep records; `-1`:
     /// forever); `None`: the broker's default.
     pub topic_retention_ms: Option<i64>,
+    /// `retention.ms` the setup step gives the audit topic ([`AUDIT_TOPIC`]): audit records
+    /// hold no message text and outlive chat content; `None`: the broker's default.
+    pub audit_retention_ms: Option<i64>,
 }
 
 impl KafkaConfig {
@@ -63,6 +70,7 @@ impl KafkaConfig {
             stall_timeout: Duration::from_secs(60),
             max_partition_fetch_bytes: 1_048_576,
             topic_retention_ms: None,
+            audit_retention_ms: None,
         }
     }
 

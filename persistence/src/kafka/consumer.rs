@@ -51,18 +51,22 @@
 //! [`TRANSIENT_WARN_EVERY`]: super::client::TRANSIENT_WARN_EVERY
 
 use std::collections::{BTreeMap, VecDeque};
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use ports::{During, LogConsumer, LogPosition, LogRecord, PoisonedRecord, PortError, Service};
+use ports::{
+    AuditRecord, During, LogConsumer, LogPosition, LogRecord, PoisonedRecord, PortError, Service,
+};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
+use serde::de::DeserializeOwned;
 use tracing::{debug, error, warn};
 use wire::log::LogEvent;
 
@@ -79,8 +83,24 @@ pub const TOPIC_STRIDE: u32 = 1 << 20;
 /// the subscribed topics exist (see the module docs).
 pub const UNKNOWN_TOPIC_GRACE: Duration = Duration::from_secs(5);
 
-/// A consumer-group member over some topics, with explicit synchronous commits.
-pub struct KafkaConsumer {
+/// What the records of a consumer's topics hold: log events (`LogConsumer`) or audit
+/// records (see `super::audit`), JSON either way.
+pub trait Payload: DeserializeOwned + Send + 'static {
+    /// What a record should be, for the error of one that is not (`"a log event"`).
+    const WHAT: &'static str;
+}
+
+impl Payload for LogEvent {
+    const WHAT: &'static str = "a log event";
+}
+
+impl Payload for AuditRecord {
+    const WHAT: &'static str = "an audit record";
+}
+
+/// A consumer-group member over some topics whose records hold `T`s, with explicit synchronous
+/// commits.
+pub struct KafkaConsumer<T = LogEvent> {
     /// `None` only while dropping (the close runs on the blocking pool).
     consumer: Option<Arc<StreamConsumer<KafkaContext>>>,
     /// Broker-side topic names; the index is the `topic_index` of the position encoding.
@@ -103,9 +123,10 @@ pub struct KafkaConsumer {
     ///
     /// [`lag`]: super::lag
     observer: Arc<BaseConsumer<KafkaContext>>,
+    payload: PhantomData<fn() -> T>,
 }
 
-impl std::fmt::Debug for KafkaConsumer {
+impl<T> std::fmt::Debug for KafkaConsumer<T> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("KafkaConsumer")
@@ -116,8 +137,9 @@ impl std::fmt::Debug for KafkaConsumer {
 }
 
 /// A taken record with its append time (µs), before the batch is ordered.
-struct Taken {
-    record: LogRecord,
+struct Taken<T> {
+    position: LogPosition,
+    item: T,
     timestamp: i64,
 }
 
@@ -128,8 +150,9 @@ struct BadRecord {
     poisoned: Option<Box<PoisonedRecord>>,
 }
 
-impl KafkaConsumer {
-    /// Joins `group` over the logical `topics` (names of `wire::log::topics`). The group join
+impl<T: Payload> KafkaConsumer<T> {
+    /// Joins `group` over the logical `topics` (names of `wire::log::topics`, or the audit
+    /// topic). The group join
     /// itself happens in the background while the consumer is polled.
     pub fn subscribe(
         config: Arc<KafkaConfig>,
@@ -174,6 +197,7 @@ impl KafkaConsumer {
             stall: StallWatch::new(config.stall_timeout, Instant::now()),
             observer: Arc::new(observer),
             config,
+            payload: PhantomData,
         })
     }
 
@@ -185,7 +209,7 @@ impl KafkaConsumer {
 
     /// Decodes one record; bad data is `Corrupt`, and a malformed payload also a
     /// [`PoisonedRecord`].
-    fn decode(&self, message: &BorrowedMessage<'_>) -> Result<Taken, BadRecord> {
+    fn decode(&self, message: &BorrowedMessage<'_>) -> Result<Taken<T>, BadRecord> {
         let corrupt = |what: String| {
             let record = format!(
                 "record {}/{}@{}",
@@ -209,10 +233,10 @@ impl KafkaConsumer {
         let offset = u64::try_from(message.offset()).map_err(|_| bad("negative offset".into()))?;
         let decoded = match message.payload() {
             None => Err("no payload".to_owned()),
-            Some(payload) => serde_json::from_slice::<LogEvent>(payload)
-                .map_err(|error| format!("not a log event: {error}")),
+            Some(payload) => serde_json::from_slice::<T>(payload)
+                .map_err(|error| format!("not {}: {error}", T::WHAT)),
         };
-        let event = decoded.map_err(|problem| BadRecord {
+        let item = decoded.map_err(|problem| BadRecord {
             error: corrupt(problem.clone()),
             poisoned: Some(Box::new(PoisonedRecord {
                 position: LogPosition { partition, offset },
@@ -224,16 +248,14 @@ impl KafkaConsumer {
             })),
         })?;
         Ok(Taken {
-            record: LogRecord {
-                position: LogPosition { partition, offset },
-                event,
-            },
+            position: LogPosition { partition, offset },
+            item,
             timestamp: appended_at(message),
         })
     }
 }
 
-impl KafkaConsumer {
+impl<T: Payload> KafkaConsumer<T> {
     /// Logs a record that does not decode and keeps it for `take_poisoned`; its error is for
     /// the caller.
     fn report_bad(&mut self, bad: BadRecord) -> PortError {
@@ -389,17 +411,15 @@ pub fn decode_partition(partition: u32) -> (usize, i32) {
 
 /// Interleaves the records of several partitions by timestamp (ties: the one taken first) while
 /// every partition keeps the order it arrived in (its offset order).
-fn interleave(taken: Vec<Taken>) -> Vec<LogRecord> {
-    let mut lanes: Vec<VecDeque<(usize, Taken)>> = Vec::new();
+fn interleave<T>(taken: Vec<Taken<T>>) -> Vec<(LogPosition, T)> {
+    let mut lanes: Vec<VecDeque<(usize, Taken<T>)>> = Vec::new();
     let mut lane_of: BTreeMap<u32, usize> = BTreeMap::new();
     let total = taken.len();
     for (arrival, item) in taken.into_iter().enumerate() {
-        let lane = *lane_of
-            .entry(item.record.position.partition)
-            .or_insert_with(|| {
-                lanes.push(VecDeque::new());
-                lanes.len() - 1
-            });
+        let lane = *lane_of.entry(item.position.partition).or_insert_with(|| {
+            lanes.push(VecDeque::new());
+            lanes.len() - 1
+        });
         lanes[lane].push_back((arrival, item));
     }
     let mut ordered = Vec::with_capacity(total);
@@ -414,15 +434,47 @@ fn interleave(taken: Vec<Taken>) -> Vec<LogRecord> {
         .map(|(_, index)| index)
     {
         if let Some((_, item)) = lanes[lane].pop_front() {
-            ordered.push(item.record);
+            ordered.push((item.position, item.item));
         }
     }
     ordered
 }
 
 #[async_trait]
-impl LogConsumer for KafkaConsumer {
+impl LogConsumer for KafkaConsumer<LogEvent> {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<LogRecord>, PortError> {
+        let decoded = self.poll_decoded(max, wait).await?;
+        Ok(decoded
+            .into_iter()
+            .map(|(position, event)| LogRecord { position, event })
+            .collect())
+    }
+
+    async fn commit(&mut self, positions: &[LogPosition]) -> Result<(), PortError> {
+        self.commit_offsets(positions).await
+    }
+
+    fn take_poisoned(&mut self) -> Option<PoisonedRecord> {
+        self.take_malformed()
+    }
+
+    fn assigned_partitions(&self) -> Option<usize> {
+        self.assigned_count()
+    }
+
+    async fn lag(&mut self) -> Result<Vec<(String, u32, u64)>, PortError> {
+        self.partition_lag().await
+    }
+}
+
+/// What `LogConsumer` offers, for consumers of any [`Payload`] (see the trait for each).
+impl<T: Payload> KafkaConsumer<T> {
+    /// `LogConsumer::poll`: up to `max` records, `(position, payload)`.
+    pub async fn poll_decoded(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<(LogPosition, T)>, PortError> {
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -477,7 +529,8 @@ impl LogConsumer for KafkaConsumer {
         Ok(interleave(taken))
     }
 
-    async fn commit(&mut self, positions: &[LogPosition]) -> Result<(), PortError> {
+    /// `LogConsumer::commit`.
+    pub async fn commit_offsets(&mut self, positions: &[LogPosition]) -> Result<(), PortError> {
         let mut highest: BTreeMap<(usize, i32), u64> = BTreeMap::new();
         for position in positions {
             let (topic_index, partition) = decode_partition(position.partition);
@@ -521,19 +574,22 @@ impl LogConsumer for KafkaConsumer {
         }
     }
 
-    fn take_poisoned(&mut self) -> Option<PoisonedRecord> {
+    /// `LogConsumer::take_poisoned`.
+    pub fn take_malformed(&mut self) -> Option<PoisonedRecord> {
         self.poisoned.take()
     }
 
-    fn assigned_partitions(&self) -> Option<usize> {
+    /// `LogConsumer::assigned_partitions`.
+    pub fn assigned_count(&self) -> Option<usize> {
         self.consumer()
             .assignment()
             .ok()
             .map(|assignment| assignment.count())
     }
 
-    /// Over every partition of the consumer's topics, assigned to this member or not.
-    async fn lag(&mut self) -> Result<Vec<(String, u32, u64)>, PortError> {
+    /// `LogConsumer::lag`: over every partition of the consumer's topics, assigned to this
+    /// member or not.
+    pub async fn partition_lag(&mut self) -> Result<Vec<(String, u32, u64)>, PortError> {
         let standing = self.group_standing().await?;
         Ok(standing
             .partitions
@@ -546,11 +602,11 @@ impl LogConsumer for KafkaConsumer {
     }
 }
 
-impl KafkaConsumer {
+impl<T: Payload> KafkaConsumer<T> {
     /// The group's standing on every partition of the topics (see [`group_standing`]).
     async fn group_standing(&self) -> Result<GroupStanding, PortError> {
         let observer = Arc::clone(&self.observer);
-        let assigned = self.assigned_partitions().unwrap_or(0);
+        let assigned = self.assigned_count().unwrap_or(0);
         let topics = self.topics.clone();
         let timeout = self.config.request_timeout;
         let measured = tokio::task::spawn_blocking(move || {
@@ -606,7 +662,7 @@ fn consume_error(group: &str, error: KafkaError) -> PortError {
     kafka_error("consume", error)
 }
 
-impl Drop for KafkaConsumer {
+impl<T> Drop for KafkaConsumer<T> {
     /// Leaves the group before returning (a few milliseconds: the coordinator's answer), so a
     /// successor in the same group joins a group this member has already left instead of
     /// waiting for its session to time out. On a multi-thread runtime the wait runs in
@@ -700,7 +756,7 @@ mod tests {
         );
     }
 
-    fn taken(partition: u32, offset: u64, timestamp: i64) -> Taken {
+    fn taken(partition: u32, offset: u64, timestamp: i64) -> Taken<LogEvent> {
         let event = LogEvent::new(
             format!("{partition}-{offset}"),
             chrono::DateTime::from_timestamp_millis(timestamp).expect("a time"),
@@ -712,10 +768,8 @@ mod tests {
             },
         );
         Taken {
-            record: LogRecord {
-                position: LogPosition { partition, offset },
-                event,
-            },
+            position: LogPosition { partition, offset },
+            item: event,
             timestamp,
         }
     }
@@ -731,7 +785,7 @@ mod tests {
         ];
         let order: Vec<(u32, u64)> = interleave(batch)
             .into_iter()
-            .map(|record| (record.position.partition, record.position.offset))
+            .map(|(position, _event)| (position.partition, position.offset))
             .collect();
         assert_eq!(order, vec![(0, 5), (2, 1), (1, 10), (1, 11), (0, 6)]);
     }

@@ -15,6 +15,7 @@
 //! appends replace a producer once (a generation counter); [`KafkaLog::producer_restarts`]
 //! counts the replacements.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -33,7 +34,7 @@ use tracing::{debug, info, warn};
 use wire::log::{topics, LogEvent};
 
 use super::client::{admin_config, kafka_error, producer_config, KafkaContext};
-use super::config::KafkaConfig;
+use super::config::{KafkaConfig, AUDIT_TOPIC};
 use super::consumer::KafkaConsumer;
 
 /// How long `append` waits before re-offering a record to a full producer queue.
@@ -176,22 +177,27 @@ impl KafkaLog {
         drop(old);
     }
 
-    /// Creates every topic of `wire::log::topics::ALL` and the dead-letter topic that does not
-    /// exist yet, with `partitions` partitions, `replication` replicas and the configured
-    /// `retention.ms` (`KafkaConfig::topic_retention_ms`). Existing topics keep their partitions;
-    /// their `retention.ms` is changed to the configured one where the broker allows it.
+    /// Creates every topic of `wire::log::topics::ALL`, the dead-letter topic and the audit
+    /// topic that does not exist yet, with `partitions` partitions, `replication` replicas and
+    /// the configured `retention.ms` (`KafkaConfig::topic_retention_ms`, for the audit topic
+    /// `KafkaConfig::audit_retention_ms`). Existing topics keep their partitions; their
+    /// `retention.ms` is changed to the configured one where the broker allows it.
     /// The explicit setup step: Parley never relies on broker auto-create.
     pub async fn ensure_topics(&self, partitions: i32, replication: i32) -> Result<(), PortError> {
         let admin: AdminClient<KafkaContext> = admin_config(&self.config)
             .create_with_context(KafkaContext::admin())
             .map_err(|error| kafka_error("admin client", error))?;
-        let names = self.topic_names();
-        let retention = self.config.topic_retention_ms.map(|ms| ms.to_string());
-        let new_topics: Vec<NewTopic<'_>> = names
+        let plan = self.topic_plan();
+        let retentions: Vec<Option<String>> = plan
             .iter()
-            .map(|name| {
+            .map(|(_, retention_ms)| retention_ms.map(|ms| ms.to_string()))
+            .collect();
+        let new_topics: Vec<NewTopic<'_>> = plan
+            .iter()
+            .zip(&retentions)
+            .map(|((name, _), retention)| {
                 let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
-                match &retention {
+                match retention {
                     Some(retention) => topic.set("retention.ms", retention),
                     None => topic,
                 }
@@ -207,15 +213,23 @@ impl KafkaLog {
         )
         .await?
         .map_err(|error| kafka_error("create topics", error))?;
-        let mut existing = Vec::new();
+        let retention_of = |topic: &str| {
+            plan.iter()
+                .find(|(name, _)| name == topic)
+                .and_then(|(_, retention_ms)| *retention_ms)
+        };
+        // Existing topics by the retention they should have.
+        let mut existing: BTreeMap<i64, Vec<String>> = BTreeMap::new();
         for result in results {
             match result {
                 Ok(topic) => {
-                    info!(topic = %topic, partitions, replication, retention_ms = ?self.config.topic_retention_ms, "kafka topic created")
+                    info!(topic = %topic, partitions, replication, retention_ms = ?retention_of(&topic), "kafka topic created")
                 }
                 Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
                     debug!(topic = %topic, "kafka topic exists");
-                    existing.push(topic);
+                    if let Some(retention_ms) = retention_of(&topic) {
+                        existing.entry(retention_ms).or_default().push(topic);
+                    }
                 }
                 Err((topic, code)) => {
                     return Err(kafka_error(
@@ -225,8 +239,8 @@ impl KafkaLog {
                 }
             }
         }
-        if let (Some(retention_ms), false) = (self.config.topic_retention_ms, existing.is_empty()) {
-            self.alter_retention(&admin, &options, &existing, retention_ms)
+        for (retention_ms, names) in existing {
+            self.alter_retention(&admin, &options, &names, retention_ms)
                 .await;
         }
         Ok(())
@@ -274,13 +288,19 @@ impl KafkaLog {
         }
     }
 
-    /// The broker-side names of every log topic and of the dead-letter topic.
-    fn topic_names(&self) -> Vec<String> {
+    /// The broker-side names of every log topic, of the dead-letter topic and of the audit
+    /// topic, each with the `retention.ms` the setup step gives it.
+    fn topic_plan(&self) -> Vec<(String, Option<i64>)> {
+        let log_retention_ms = self.config.topic_retention_ms;
         topics::ALL
             .iter()
             .copied()
             .chain([self.config.dead_letter_topic.as_str()])
-            .map(|topic| self.config.topic_name(topic))
+            .map(|topic| (self.config.topic_name(topic), log_retention_ms))
+            .chain([(
+                self.config.topic_name(AUDIT_TOPIC),
+                self.config.audit_retention_ms,
+            )])
             .collect()
     }
 
@@ -354,35 +374,30 @@ impl KafkaLog {
         now.max(previous + 1)
     }
 
-    /// Hands one record to the producer queue, waiting while the queue is full.
+    /// Hands one record to the producer queue, waiting while the queue is full. The record
+    /// gets its headers and an [`APPENDED_AT_HEADER`].
     async fn enqueue(
         &self,
         producer: &FutureProducer<KafkaContext>,
-        topic: &str,
-        key: &str,
-        payload: &[u8],
-        event: &LogEvent,
+        outgoing: &Outgoing,
         deadline: Instant,
     ) -> Result<DeliveryFuture, KafkaError> {
         let stamp = self.next_stamp().to_string();
         loop {
-            let version = event.v.to_string();
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "event_id",
-                    value: Some(event.event_id.as_str()),
-                })
-                .insert(Header {
-                    key: "v",
-                    value: Some(version.as_str()),
-                })
-                .insert(Header {
-                    key: APPENDED_AT_HEADER,
-                    value: Some(stamp.as_str()),
+            let headers = outgoing
+                .headers
+                .iter()
+                .map(|(key, value)| (*key, value.as_str()))
+                .chain([(APPENDED_AT_HEADER, stamp.as_str())])
+                .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                    headers.insert(Header {
+                        key,
+                        value: Some(value),
+                    })
                 });
-            let record = FutureRecord::to(topic)
-                .key(key)
-                .payload(payload)
+            let record = FutureRecord::to(&outgoing.topic)
+                .key(&outgoing.key)
+                .payload(&outgoing.payload)
                 .headers(headers);
             match producer.send_result(record) {
                 Ok(delivery) => return Ok(delivery),
@@ -394,6 +409,119 @@ impl KafkaLog {
                 Err((error, _)) => return Err(error),
             }
         }
+    }
+
+    /// Produces `records` in order and returns once every one is acknowledged (see
+    /// `EventLog::append`); a failure replaces the producer when it spoiled it.
+    async fn produce(&self, records: &[Outgoing]) -> Result<(), PortError> {
+        let started = Instant::now();
+        // Deliveries time out in librdkafka after `message_timeout`; the outer bound only guards
+        // against a lost delivery report.
+        let limit = self.config.message_timeout + Duration::from_secs(1);
+        let deadline = started + self.config.message_timeout;
+        let (producer, generation) = self.current_producer();
+        let attempt = async {
+            let mut deliveries = Vec::with_capacity(records.len());
+            // Enqueued in order: the idempotent producer keeps that order per partition.
+            for outgoing in records {
+                match self.enqueue(producer.get(), outgoing, deadline).await {
+                    Ok(delivery) => deliveries.push(delivery),
+                    Err(error) => return Err(AppendFailure::of("produce", error, producer.get())),
+                }
+            }
+            let mut first_failure: Option<AppendFailure> = None;
+            for (outgoing, outcome) in records.iter().zip(join_all(deliveries).await) {
+                let failure = match outcome {
+                    Ok(Ok(_delivery)) => continue,
+                    Ok(Err((error, _message))) => {
+                        AppendFailure::of("delivery", error, producer.get())
+                    }
+                    Err(_canceled) => AppendFailure {
+                        error: PortError::unavailable(
+                            Service::Kafka,
+                            "delivery: producer dropped the record",
+                        ),
+                        spoiled: None,
+                    },
+                };
+                warn!(
+                    record_id = %outgoing.id,
+                    topic = %outgoing.topic,
+                    error = %failure.error,
+                    "kafka append failed"
+                );
+                match &mut first_failure {
+                    None => first_failure = Some(failure),
+                    Some(first) => first.spoiled = first.spoiled.or(failure.spoiled),
+                }
+            }
+            first_failure.map_or(Ok(()), Err)
+        };
+        let outcome = tokio::time::timeout(limit, attempt)
+            .await
+            .unwrap_or_else(|_elapsed| Err(AppendFailure::report_lost("append", limit)));
+        // Released before a replacement: the old producer then lives only as long as the appends
+        // still in flight on it.
+        drop(producer);
+        debug!(
+            records = records.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            ok = outcome.is_ok(),
+            "kafka append"
+        );
+        self.settle(generation, outcome).await
+    }
+
+    /// Appends one record that is not a log event (an audit record) to the logical `topic`,
+    /// keyed `key`, with the header `record_id`: like `EventLog::append`, it returns once the
+    /// brokers acknowledged it (idempotent producer, `acks=all`).
+    pub async fn append_record(
+        &self,
+        topic: &str,
+        key: &str,
+        record_id: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), PortError> {
+        let outgoing = Outgoing {
+            id: record_id.to_owned(),
+            topic: self.config.topic_name(topic),
+            key: key.to_owned(),
+            payload,
+            headers: vec![("record_id", record_id.to_owned())],
+        };
+        self.produce(std::slice::from_ref(&outgoing)).await
+    }
+}
+
+/// One record to produce: broker-side topic, key, payload and headers; `id` names it in logs.
+struct Outgoing {
+    id: String,
+    topic: String,
+    key: String,
+    payload: Vec<u8>,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Outgoing {
+    /// The record of a log event: on its topic, keyed by its conversation, with the headers
+    /// `event_id` and `v`.
+    fn of_event(config: &KafkaConfig, event: &LogEvent) -> Result<Self, PortError> {
+        let payload = serde_json::to_vec(event).map_err(|error| {
+            PortError::internal(During::new(
+                format!("encoding log event {}", event.event_id),
+                error,
+            ))
+        })?;
+        Ok(Self {
+            id: event.event_id.clone(),
+            topic: config.topic_name(event.body.topic()),
+            key: event.body.conversation_id().as_str().to_owned(),
+            payload,
+            headers: vec![
+                ("event_id", event.event_id.clone()),
+                ("v", event.v.to_string()),
+            ],
+        })
     }
 }
 
@@ -479,74 +607,11 @@ impl EventLog for KafkaLog {
         if events.is_empty() {
             return Ok(());
         }
-        let started = Instant::now();
-        // Deliveries time out in librdkafka after `message_timeout`; the outer bound only guards
-        // against a lost delivery report.
-        let limit = self.config.message_timeout + Duration::from_secs(1);
-        let deadline = started + self.config.message_timeout;
-        let (producer, generation) = self.current_producer();
-        let attempt = async {
-            let mut deliveries = Vec::with_capacity(events.len());
-            // Enqueued in order: the idempotent producer keeps that order per partition.
-            for event in &events {
-                let payload = serde_json::to_vec(event).map_err(|error| AppendFailure {
-                    error: PortError::internal(During::new(
-                        format!("encoding log event {}", event.event_id),
-                        error,
-                    )),
-                    spoiled: None,
-                })?;
-                let topic = self.config.topic_name(event.body.topic());
-                let key = event.body.conversation_id().as_str();
-                let enqueued = self
-                    .enqueue(producer.get(), &topic, key, &payload, event, deadline)
-                    .await;
-                match enqueued {
-                    Ok(delivery) => deliveries.push(delivery),
-                    Err(error) => return Err(AppendFailure::of("produce", error, producer.get())),
-                }
-            }
-            let mut first_failure: Option<AppendFailure> = None;
-            for (event, outcome) in events.iter().zip(join_all(deliveries).await) {
-                let failure = match outcome {
-                    Ok(Ok(_delivery)) => continue,
-                    Ok(Err((error, _message))) => {
-                        AppendFailure::of("delivery", error, producer.get())
-                    }
-                    Err(_canceled) => AppendFailure {
-                        error: PortError::unavailable(
-                            Service::Kafka,
-                            "delivery: producer dropped the record",
-                        ),
-                        spoiled: None,
-                    },
-                };
-                warn!(
-                    event_id = %event.event_id,
-                    topic = event.body.topic(),
-                    error = %failure.error,
-                    "kafka append failed"
-                );
-                match &mut first_failure {
-                    None => first_failure = Some(failure),
-                    Some(first) => first.spoiled = first.spoiled.or(failure.spoiled),
-                }
-            }
-            first_failure.map_or(Ok(()), Err)
-        };
-        let outcome = tokio::time::timeout(limit, attempt)
-            .await
-            .unwrap_or_else(|_elapsed| Err(AppendFailure::report_lost("append", limit)));
-        // Released before a replacement: the old producer then lives only as long as the appends
-        // still in flight on it.
-        drop(producer);
-        debug!(
-            events = events.len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            ok = outcome.is_ok(),
-            "kafka append"
-        );
-        self.settle(generation, outcome).await
+        let records = events
+            .iter()
+            .map(|event| Outgoing::of_event(&self.config, event))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.produce(&records).await
     }
 
     /// Produces the record, as read, to the dead-letter topic (`kafka.dead_letter_topic`, with
@@ -570,13 +635,14 @@ impl EventLog for KafkaLog {
         Ok(Box::new(consumer))
     }
 
-    /// Ready when a broker answers and every Parley topic exists (created by the setup step;
+    /// Ready when a broker answers and every Parley topic (the audit topic too) exists (created by the setup step;
     /// appends to a missing topic would fail).
     async fn is_ready(&self) -> bool {
         let (producer, _generation) = self.current_producer();
         let timeout = self.config.request_timeout;
         let expected: Vec<String> = topics::ALL
             .iter()
+            .chain([&AUDIT_TOPIC])
             .map(|topic| self.config.topic_name(topic))
             .collect();
         let fetched = tokio::task::spawn_blocking(move || {

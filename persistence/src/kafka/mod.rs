@@ -13,13 +13,17 @@
 //!   (transport trouble does not: librdkafka retries it).
 //! - [`lag`]: where the group stands on every partition of its topics (committed offset against
 //!   the end), assigned to the asking member or not.
+//! - [`audit`]: [`KafkaAuditLog`], the node's audit log in durable mode: appends to the audit
+//!   topic, queries MongoDB (where ingest writes the topic).
 //! - [`stall`]: [`stall::StallWatch`], which tells a consumer that its group stopped making
 //!   progress (records left, offsets not moving) so it can re-join.
 //!
 //! One record per event on the topic `topic_prefix + event.body.topic()`, keyed by the
 //! conversation id (one conversation's events stay ordered in one partition), JSON payload (the
-//! `LogEvent`), headers `event_id`, `v` and `appended_at_us` (see [`consumer`]).
+//! `LogEvent`), headers `event_id`, `v` and `appended_at_us` (see [`consumer`]). Audit records go
+//! to a topic of their own (`audit`), keyed by actor, headers `record_id` and `appended_at_us`.
 
+pub mod audit;
 pub mod client;
 pub mod config;
 pub mod consumer;
@@ -27,6 +31,7 @@ pub mod lag;
 pub mod log;
 pub mod stall;
 
-pub use config::KafkaConfig;
+pub use audit::KafkaAuditLog;
+pub use config::{KafkaConfig, AUDIT_TOPIC};
 pub use consumer::KafkaConsumer;
 pub use log::KafkaLog;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use persistence::kafka::KafkaLog;
+use persistence::kafka::{KafkaAuditLog, KafkaLog};
 use persistence::mongo::MongoStore;
 use persistence::{EmbeddedLog, EmbeddedStore};
 use ports::{AuditLog, EventLog, RetentionScan, Store};
@@ -18,8 +18,11 @@ pub(super) struct Storage {
     /// The embedded store (standalone and Redis-only cluster mode): also the standalone
     /// directory, and written by an in-process ingest. `None` in durable mode.
     pub(super) embedded: Option<Arc<EmbeddedStore>>,
-    /// The audit log: the embedded store, or MongoDB's `audit` collection in durable mode.
+    /// The audit log: the embedded store, or in durable mode the audit topic (appends) and
+    /// MongoDB's `audit` collection (queries; ingest writes it from the topic).
     pub(super) audit: Arc<dyn AuditLog>,
+    /// The durable mode's audit log (for its loss counter).
+    pub(super) kafka_audit: Option<Arc<KafkaAuditLog>>,
     /// What the retention sweep scans: the store.
     pub(super) retention_scan: Arc<dyn RetentionScan>,
     /// The embedded log (standalone and Redis-only cluster mode), which the retention sweep
@@ -58,10 +61,12 @@ impl Storage {
             "durable cluster mode: log in Kafka, store in MongoDB (written by the ingest binary)"
         );
         let store = Arc::new(store);
+        let audit = Arc::new(KafkaAuditLog::new(log.clone(), store.clone()));
         Ok(Self {
             log: Arc::new(log.clone()),
             store: store.clone(),
-            audit: store.clone(),
+            audit: audit.clone(),
+            kafka_audit: Some(audit),
             retention_scan: store,
             embedded: None,
             embedded_log: None,
@@ -88,6 +93,7 @@ impl Storage {
             embedded_log: Some(log),
             store: store.clone(),
             audit: store.clone(),
+            kafka_audit: None,
             retention_scan: store.clone(),
             embedded: Some(store),
             kafka: None,
