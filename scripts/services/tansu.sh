@@ -5,7 +5,7 @@
 #                                     sqlite (libsql) and memory (dynostore) engines, cached in
 #                                     $TANSU_ROOT (the first build takes 20-25 min on 2 cores)
 #   tansu.sh install-postgres         the same for a build with the PostgreSQL engine, cached in
-#                                     $TANSU_PG_ROOT (about 10 min when `install` ran before: the
+#                                     $TANSU_PG_ROOT (7 min when `install` ran before: the
 #                                     two share their build directory)
 #   tansu.sh start DIR PORT [--durable | --postgres PGPORT]
 #                                     start a broker on 127.0.0.1:PORT, pid/log in DIR; in-memory
