@@ -5,7 +5,8 @@ is warm-up). Exit status 1 when RSS or file descriptors grew by more than --max-
 send -> ack p99 by more than --max-latency-growth (the default, +100 %, is one bucket of the
 histogram, whose bounds double), or ingest's consumer lag by more than --max-latency-growth
 while its last tenth averages over --lag-floor records (a lag of a few records that doubles
-is noise, not a backlog). The load average is plotted, not judged."""
+is noise, not a backlog). The load average is plotted, not judged; the correlation of the p99
+and the lag with it is printed."""
 
 import argparse
 import csv
@@ -35,6 +36,28 @@ def mean(values):
 def tenth(values, index):
     size = max(1, len(values) // 10)
     return values[index * size:(index + 1) * size] if index >= 0 else values[-size:]
+
+
+def correlation(xs, ys):
+    """Pearson's r over the samples where both series have a value (None when undefined)."""
+    pairs = [(x, y) for x, y in zip(xs, ys) if x is not None and y is not None]
+    if len(pairs) < 3:
+        return None
+    mx, my = mean([x for x, _ in pairs]), mean([y for _, y in pairs])
+    sxy = sum((x - mx) * (y - my) for x, y in pairs)
+    sxx = sum((x - mx) ** 2 for x, _ in pairs)
+    syy = sum((y - my) ** 2 for _, y in pairs)
+    return sxy / (sxx * syy) ** 0.5 if sxx and syy else None
+
+
+def print_load_correlations(columns):
+    """How far latency and lag follow the machine's load (the soak shares its machine)."""
+    if "load_average_1m" not in columns:
+        return
+    for name in ("send_ack_p99_ms", "ingest_lag_records"):
+        r = correlation(columns[name], columns["load_average_1m"])
+        if r is not None:
+            print(f"{name} against the load average: r = {r:+.2f}")
 
 
 def too_much(name, early, late, args):
@@ -90,6 +113,7 @@ def main():
         axis.set_title(title)
         axis.legend(fontsize="small")
         axis.grid(True, alpha=0.3)
+    print_load_correlations(columns)
     axes[-1].set_xlabel("minutes")
     figure.suptitle(args.title)
     figure.tight_layout()

@@ -108,12 +108,14 @@ def main():
             try:
                 for pid in processes.values():
                     row += [rss_kib(pid), open_fds(pid)]
-                lag = sum(value for _, value in series(metrics(args.ingest_port), "parley_ingest_consumer_lag{"))
+                # No series at all means ingest could not measure (e.g. the broker refused its
+                # offset requests): an empty cell, not a lag of 0.
+                lags = [value for _, value in series(metrics(args.ingest_port), "parley_ingest_consumer_lag{")]
                 buckets = send_buckets(metrics(port) for port in nodes)
             except (OSError, ValueError) as error:
                 print(f"sample skipped: {error}", file=sys.stderr, flush=True)
             else:
-                row += [int(lag), p99_ms(buckets, previous) if previous else "", load_average()]
+                row += [int(sum(lags)) if lags else "", p99_ms(buckets, previous) if previous else "", load_average()]
                 previous = buckets
                 writer.writerow(row)
                 out.flush()
