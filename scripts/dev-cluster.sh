@@ -11,9 +11,12 @@
 #
 # PARLEY_DEV_MODE=redis starts the Redis-only cluster instead (embedded log and store per node,
 # no Kafka, MongoDB or ingest), e.g. to compare with the benchmarks measured that way.
-# PARLEY_DEV_BROKER_STORAGE=memory keeps the broker's log in memory instead of its sqlite
-# database (Tansu 0.6's sqlite storage panics after minutes of steady load: the soak uses memory;
-# a broker restart then loses the log).
+# PARLEY_DEV_BROKER_STORAGE chooses where the broker keeps its log: sqlite (the default, a
+# database file), memory (lost when the broker restarts) or postgres (a private PostgreSQL,
+# scripts/services/postgres.sh, on PARLEY_DEV_POSTGRES_PORT, default 15432; the broker build
+# with that engine is installed on first use). Tansu 0.6's sqlite storage panics and its memory
+# storage fences producers after minutes of steady load; postgres is the one that lasts an hour
+# (docs/reliability.md "Soak").
 #
 # State (data, logs, pids, credentials) lives in ./tmp/dev-cluster; `down` keeps it, remove the
 # directory to start afresh. Ports: PARLEY_DEV_REDIS_PORT (6390), PARLEY_DEV_KAFKA_PORT (19092),
@@ -45,6 +48,12 @@ mode="${PARLEY_DEV_MODE:-durable}"
 case "$mode" in
   durable|redis) ;;
   *) echo "PARLEY_DEV_MODE must be durable or redis, not $mode" >&2; exit 2 ;;
+esac
+broker_storage="${PARLEY_DEV_BROKER_STORAGE:-sqlite}"
+postgres_port="${PARLEY_DEV_POSTGRES_PORT:-15432}"
+case "$broker_storage" in
+  sqlite|memory|postgres) ;;
+  *) echo "PARLEY_DEV_BROKER_STORAGE must be sqlite, memory or postgres, not $broker_storage" >&2; exit 2 ;;
 esac
 
 # Settings every Parley process of this cluster shares (docs/operations.md "The local broker").
@@ -152,15 +161,11 @@ up() {
 # Kafka (Tansu), MongoDB (SecantusDB), the setup step and one ingest.
 start_pipeline() {
   scripts/services/secantus.sh install
-  scripts/services/tansu.sh install
   if [ ! -x "$ingest_binary" ]; then
     echo "==> building ingest (release)"
     cargo build --release -p ingest
   fi
-  local storage=(--durable)
-  [ "${PARLEY_DEV_BROKER_STORAGE:-sqlite}" = memory ] && storage=()
-  TANSU_ADVERTISED_PORT="${PARLEY_DEV_VIA_KAFKA_PORT:-$kafka_port}" \
-    scripts/services/tansu.sh start "$state/kafka" "$kafka_port" "${storage[@]}"
+  start_broker
   scripts/services/secantus.sh start "$state/mongo" "$mongo_port"
   echo "==> ingest setup (Kafka topics, MongoDB indexes)"
   "$ingest_binary" setup >"$state/ingest-setup.log" 2>&1 \
@@ -178,6 +183,23 @@ start_pipeline() {
   done
 }
 
+# Tansu with the storage PARLEY_DEV_BROKER_STORAGE names (and its PostgreSQL for postgres).
+start_broker() {
+  local storage=()
+  case "$broker_storage" in
+    sqlite) scripts/services/tansu.sh install; storage=(--durable) ;;
+    memory) scripts/services/tansu.sh install ;;
+    postgres)
+      scripts/services/postgres.sh install
+      scripts/services/tansu.sh install-postgres
+      scripts/services/postgres.sh start "$state/postgres" "$postgres_port"
+      storage=(--postgres "$postgres_port")
+      ;;
+  esac
+  TANSU_ADVERTISED_PORT="${PARLEY_DEV_VIA_KAFKA_PORT:-$kafka_port}" \
+    scripts/services/tansu.sh start "$state/kafka" "$kafka_port" "${storage[@]}"
+}
+
 # ingest_name PORT: `ingest` for the first ingest port, `ingest-PORT` for the others.
 ingest_name() {
   if [ "$1" = "${ingest_ports[0]}" ]; then echo ingest; else echo "ingest-$1"; fi
@@ -189,6 +211,7 @@ down() {
   if [ -d "$state/redis" ]; then scripts/services/redis.sh stop "$state/redis"; fi
   if [ -d "$state/s3" ]; then scripts/services/seaweedfs.sh stop "$state/s3"; fi
   if [ -d "$state/kafka" ]; then scripts/services/tansu.sh stop "$state/kafka"; fi
+  if [ -d "$state/postgres" ]; then scripts/services/postgres.sh stop "$state/postgres"; fi
   if [ -d "$state/mongo" ]; then scripts/services/secantus.sh stop "$state/mongo"; fi
 }
 
@@ -224,6 +247,9 @@ status() {
   echo "s3      $PARLEY__ATTACHMENTS__S3_ENDPOINT (bucket $PARLEY__ATTACHMENTS__S3_BUCKET)"
   if [ "$mode" = durable ]; then
     scripts/services/tansu.sh status "$state/kafka" || true
+    if [ "$broker_storage" = postgres ]; then
+      scripts/services/postgres.sh status "$state/postgres" || true
+    fi
     scripts/services/secantus.sh status "$state/mongo" || true
     echo "kafka   $PARLEY__KAFKA__BROKERS   mongodb $PARLEY__MONGO__URI (database $PARLEY__MONGO__DATABASE)"
   fi

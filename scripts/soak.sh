@@ -5,18 +5,26 @@
 # ingest, ingest's consumer lag, send -> ack p99 per interval), then plotted and judged flat
 # or not (scripts/soak/report.py; exit 1 when RSS or descriptors grew over 10 %).
 #
-#   scripts/soak.sh [--minutes 60] [--connections 400] [--rate 0.5] [--broker sqlite|memory]
-#                   [--out DIR]
+#   scripts/soak.sh [--minutes 60] [--connections 400] [--rate 0.5]
+#                   [--broker postgres|sqlite|memory] [--out DIR]
 #
 # --rate is actions per user per second of loadtest/scenarios/chat.toml (sends are about half
 # of them). The report (samples.csv, soak.png, loadtest.json, the load generator's log and the
 # cluster's logs) goes to --out (default tmp/soak-<UTC time>). Not part of scripts/test.sh: a
-# run takes as long as --minutes; results go to docs/reliability.md. --broker memory keeps the
-# broker's log in memory (Tansu 0.6's sqlite storage panics under steady load; see there).
+# run takes as long as --minutes; results go to docs/reliability.md. --broker is where Tansu
+# keeps its log: postgres (the default: a private PostgreSQL, scripts/services/postgres.sh; the
+# first run builds Tansu with that engine, about 7 minutes), sqlite or memory (Tansu 0.6's
+# sqlite storage panics after 9-10 minutes of this load, its memory storage fences producers
+# after 18; see docs/reliability.md "Soak").
+#
+# Ports: 34000-34999 (Redis 34391, Tansu 34092, PostgreSQL 34432, SecantusDB 34017, ingest 34191,
+# nodes 34181 and 34182, SeaweedFS 34433-34436 and, for its gRPC, 44433-44436), so a soak runs
+# beside the tests and a developer's dev cluster. Binaries: $CARGO_TARGET_DIR/release (default
+# target/release), built with `nice` (the soak is meant to run on a machine doing other work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-minutes=60 connections=400 rate=0.5 broker=sqlite out=""
+minutes=60 connections=400 rate=0.5 broker=postgres out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --minutes) minutes="$2"; shift 2 ;;
@@ -24,7 +32,7 @@ while [ $# -gt 0 ]; do
     --rate) rate="$2"; shift 2 ;;
     --broker) broker="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    *) echo "usage: scripts/soak.sh [--minutes N] [--connections N] [--rate R] [--broker sqlite|memory] [--out DIR]" >&2; exit 2 ;;
+    *) echo "usage: scripts/soak.sh [--minutes N] [--connections N] [--rate R] [--broker postgres|sqlite|memory] [--out DIR]" >&2; exit 2 ;;
   esac
 done
 out="${out:-tmp/soak-$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -33,9 +41,11 @@ out="$(cd "$out" && pwd)"
 
 # Private ports and state, so a soak runs beside the tests and a developer's dev cluster.
 export PARLEY_DEV_DIR="$out/cluster"
-export PARLEY_DEV_REDIS_PORT=16391 PARLEY_DEV_KAFKA_PORT=29093 PARLEY_DEV_MONGO_PORT=37019
-export PARLEY_DEV_BROKER_STORAGE="$broker"
-export PARLEY_DEV_INGEST_PORT=19191 PARLEY_DEV_S3_PORT=28433 PARLEY_DEV_PORTS="18181 18182"
+export PARLEY_DEV_REDIS_PORT=34391 PARLEY_DEV_KAFKA_PORT=34092 PARLEY_DEV_MONGO_PORT=34017
+export PARLEY_DEV_BROKER_STORAGE="$broker" PARLEY_DEV_POSTGRES_PORT=34432
+export PARLEY_DEV_INGEST_PORT=34191 PARLEY_DEV_S3_PORT=34433 PARLEY_DEV_PORTS="34181 34182"
+release="${CARGO_TARGET_DIR:-target}/release"
+export PARLEY_SERVER_BIN="$release/parley-server" PARLEY_INGEST_BIN="$release/ingest"
 
 # shellcheck source=scripts/services/lib.sh
 . scripts/services/lib.sh
@@ -45,7 +55,7 @@ svc_pip_venv "$venv" "matplotlib-3.9.2" "$venv/bin/python" "soak plots" matplotl
 # The commit the binaries are built from (the checkout may move on during a long run).
 commit="$(git rev-parse --short HEAD)"
 echo "==> building release binaries"
-cargo build --release -p server -p ingest -p loadtest
+nice -n 10 cargo build --release -p server -p ingest -p loadtest
 scripts/dev-cluster.sh up
 stop_all() {
   [ -n "${sampler:-}" ] && kill -TERM "$sampler" 2>/dev/null && wait "$sampler" || true
@@ -62,7 +72,7 @@ sampler=$!
 echo "==> $minutes min of chat load: $connections users, $rate actions/s each (report in $out)"
 urls=()
 for port in $PARLEY_DEV_PORTS; do urls+=(--url "ws://127.0.0.1:$port/ws"); done
-target/release/parley-loadtest --scenario loadtest/scenarios/chat.toml "${urls[@]}" \
+"$release/parley-loadtest" --scenario loadtest/scenarios/chat.toml "${urls[@]}" \
   --api-key "$PARLEY__AUTH__API_KEY" --connections "$connections" --rate "$rate" \
   --duration "$((minutes * 60))" --report "$out/loadtest.json" 2> "$out/loadtest.log" \
   || echo "parley-loadtest exited $? (see $out/loadtest.log)"
@@ -70,7 +80,7 @@ tail -n 25 "$out/loadtest.log"
 
 kill -TERM "$sampler"; wait "$sampler" || true; sampler=""
 {
-  echo "commit $commit, $(nproc) cores, $(date -u +%FT%TZ)"
+  echo "commit $commit, $(nproc) cores, ended $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "scripts/soak.sh --minutes $minutes --connections $connections --rate $rate --broker $broker"
 } > "$out/run.txt"
 "$venv/bin/python" scripts/soak/report.py "$out/samples.csv" --png "$out/soak.png" \

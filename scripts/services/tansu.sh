@@ -4,11 +4,17 @@
 #   tansu.sh install                  install tansu with cargo if it is missing: a build with the
 #                                     sqlite (libsql) and memory (dynostore) engines, cached in
 #                                     $TANSU_ROOT (the first build takes 20-25 min on 2 cores)
-#   tansu.sh start DIR PORT [--durable]
+#   tansu.sh install-postgres         the same for a build with the PostgreSQL engine, cached in
+#                                     $TANSU_PG_ROOT (7 min when `install` ran before: the
+#                                     two share their build directory)
+#   tansu.sh start DIR PORT [--durable | --postgres PGPORT]
 #                                     start a broker on 127.0.0.1:PORT, pid/log in DIR; in-memory
-#                                     storage, or with --durable a sqlite database DIR/tansu.db:
-#                                     stop + start on the same DIR keeps topics, records and
-#                                     committed group offsets
+#                                     storage, or with --durable a sqlite database DIR/tansu.db,
+#                                     or with --postgres the database `tansu` of the PostgreSQL on
+#                                     127.0.0.1:PGPORT (postgres.sh; created with the tables of
+#                                     tansu-postgres.sql when missing): stop + start on the same
+#                                     DIR (or database) keeps topics, records and committed group
+#                                     offsets
 #   tansu.sh stop DIR                 stop the broker started in DIR
 #   tansu.sh status DIR               say whether the broker in DIR runs (exit 1 when it does not)
 #   tansu.sh bin                      print the path of the tansu binary start uses
@@ -16,6 +22,9 @@
 # Environment:
 #   TANSU_ROOT   where `install` puts the build (default ~/.cache/parley-tools/tansu-0.6.0-libsql;
 #                the binary is $TANSU_ROOT/bin/tansu)
+#   TANSU_PG_ROOT
+#                where `install-postgres` puts its build (default
+#                ~/.cache/parley-tools/tansu-0.6.0-postgres)
 #   TANSU_ADVERTISED_PORT
 #                the port the broker tells clients to connect to (default PORT): a fault-proxy's
 #                port in front of it, so that clients' traffic goes through the proxy (Kafka
@@ -24,7 +33,14 @@
 # Topics are not auto-created: Parley creates its topics explicitly (`ingest setup`).
 # The memory:// engine forgets everything when the broker stops. A tansu found on PATH or in
 # ~/.cargo/bin (an older memory-only build) is used when $TANSU_ROOT has none, but only without
-# --durable.
+# --durable or --postgres.
+#
+# Which engine lasts (docs/reliability.md "Soak"): under an hour of steady produce and fetch,
+# Tansu 0.6's sqlite engine panicked ("more or less than one row", lite.rs:503) after 9-10
+# minutes and its memory engine slowed down and then fenced every new producer after 18; the
+# PostgreSQL engine is the one the soak uses. Tansu 0.6 does not create its PostgreSQL tables
+# (upstream applies a schema from its repository with Docker's initdb.d, which the crate does
+# not ship): tansu-postgres.sql, next to this script, has them.
 set -euo pipefail
 
 SERVICE=tansu
@@ -33,10 +49,13 @@ SERVICE=tansu
 
 TANSU_VERSION=0.6.0
 TANSU_ROOT="${TANSU_ROOT:-$HOME/.cache/parley-tools/tansu-$TANSU_VERSION-libsql}"
+TANSU_PG_ROOT="${TANSU_PG_ROOT:-$HOME/.cache/parley-tools/tansu-$TANSU_VERSION-postgres}"
 TANSU_BUILD_DIR="$HOME/.cache/parley-tools/tansu-build"
+HERE="$(cd "$(dirname "$0")" && pwd)"
 
 usage() {
-  echo "usage: $0 install | start DIR PORT [--durable] | stop DIR | status DIR | bin" >&2
+  echo "usage: $0 install | install-postgres | start DIR PORT [--durable | --postgres PGPORT]" \
+    "| stop DIR | status DIR | bin" >&2
   exit 2
 }
 
@@ -57,28 +76,75 @@ tansu_bin() {
   fi
 }
 
-install() {
-  if durable_bin >/dev/null; then
-    return 0
-  fi
-  echo "==> installing tansu $TANSU_VERSION into $TANSU_ROOT with cargo"
-  echo "    (features: dynostore for memory://, libsql for sqlite:// durable storage)"
-  echo "    this compiles ~650 crates: 20-25 min on 2 cores the first time, cached afterwards"
-  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql \
-    --root "$TANSU_ROOT" --target-dir "$TANSU_BUILD_DIR"
-  durable_bin >/dev/null || { echo "tansu still missing after cargo install" >&2; exit 1; }
+postgres_bin() {
+  [ -x "$TANSU_PG_ROOT/bin/tansu" ] && echo "$TANSU_PG_ROOT/bin/tansu"
 }
 
-start() {
-  local dir="$1" port="$2" durable="$3" bin pid storage
-  if [ "$durable" = yes ]; then
-    bin="$(durable_bin)" || {
-      echo "no tansu with the sqlite engine in $TANSU_ROOT: run $0 install" >&2
-      exit 1
-    }
-  else
-    bin="$(tansu_bin)" || { echo "tansu is not installed: run $0 install" >&2; exit 1; }
+# Usage: cargo_install ROOT FEATURES NOTE
+cargo_install() {
+  local root="$1" features="$2" note="$3"
+  if [ -x "$root/bin/tansu" ]; then
+    return 0
   fi
+  echo "==> installing tansu $TANSU_VERSION into $root with cargo"
+  echo "    (features: $note)"
+  echo "    this compiles ~650 crates: 20-25 min on 2 cores the first time, cached afterwards"
+  nice -n 10 cargo install tansu --version "$TANSU_VERSION" --locked --features "$features" \
+    --root "$root" --target-dir "$TANSU_BUILD_DIR"
+  [ -x "$root/bin/tansu" ] || { echo "tansu still missing after cargo install" >&2; exit 1; }
+}
+
+install() {
+  cargo_install "$TANSU_ROOT" dynostore,libsql \
+    "dynostore for memory://, libsql for sqlite:// durable storage"
+}
+
+install_postgres() {
+  cargo_install "$TANSU_PG_ROOT" postgres "postgres for postgres:// durable storage"
+}
+
+# Creates the database `tansu` on the PostgreSQL at 127.0.0.1:PGPORT with Tansu's tables
+# (idempotent) and prints the storage URL.
+postgres_storage() {
+  local pgport="$1" psql=("$HERE/postgres.sh" psql "$1")
+  if [ -z "$("${psql[@]}" -tA -c "select 1 from pg_database where datname = 'tansu'")" ]; then
+    "${psql[@]}" -c "create database tansu" >&2
+  fi
+  PGOPTIONS="-c client_min_messages=warning" \
+    "${psql[@]}" -d tansu -v ON_ERROR_STOP=1 -f "$HERE/tansu-postgres.sql" >&2
+  echo "postgres://postgres@127.0.0.1:$pgport/tansu"
+}
+
+# Sets `bin` and `storage` for an engine: memory, sqlite, or postgres (with its PGPORT).
+choose_engine() {
+  local engine="$1" pgport="${2:-}"
+  case "$engine" in
+    sqlite)
+      bin="$(durable_bin)" || {
+        echo "no tansu with the sqlite engine in $TANSU_ROOT: run $0 install" >&2
+        exit 1
+      }
+      # Tansu resolves a sqlite:// URL against its working directory (an absolute path cannot
+      # be given), so the broker runs in DIR and keeps its database there.
+      storage="sqlite://tansu.db"
+      ;;
+    postgres)
+      bin="$(postgres_bin)" || {
+        echo "no tansu with the postgres engine in $TANSU_PG_ROOT: run $0 install-postgres" >&2
+        exit 1
+      }
+      storage="$(postgres_storage "$pgport")"
+      ;;
+    *)
+      bin="$(tansu_bin)" || { echo "tansu is not installed: run $0 install" >&2; exit 1; }
+      storage="memory://tansu/"
+      ;;
+  esac
+}
+
+# Usage: start DIR PORT ENGINE [PGPORT]
+start() {
+  local dir="$1" port="$2" bin pid storage
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
   if svc_running "$dir"; then
@@ -89,13 +155,7 @@ start() {
     echo "port $port is already taken" >&2
     exit 1
   fi
-  # Tansu resolves a sqlite:// URL against its working directory (an absolute path cannot be
-  # given), so the broker runs in DIR and keeps its database there.
-  if [ "$durable" = yes ]; then
-    storage="sqlite://tansu.db"
-  else
-    storage="memory://tansu/"
-  fi
+  choose_engine "$3" "${4:-}"
   # setsid + nohup: the broker outlives this script and the caller's terminal.
   (
     cd "$dir"
@@ -108,6 +168,12 @@ start() {
     echo $! >"$dir/tansu.pid"
   )
   pid="$(svc_pid_of "$dir")"
+  await_listening "$dir" "$port" "$pid"
+  echo "tansu running on 127.0.0.1:$port (dir $dir, storage $storage)"
+}
+
+await_listening() {
+  local dir="$1" port="$2" pid="$3"
   for _ in $(seq 1 100); do
     if ! kill -0 "$pid" 2>/dev/null; then
       echo "tansu exited at start; log:" >&2
@@ -116,7 +182,6 @@ start() {
       exit 1
     fi
     if svc_accepts "$port"; then
-      echo "tansu running on 127.0.0.1:$port (dir $dir, storage $storage)"
       return 0
     fi
     sleep 0.1
@@ -129,11 +194,14 @@ start() {
 
 case "${1:-}" in
   install) [ $# -eq 1 ] || usage; install ;;
+  install-postgres) [ $# -eq 1 ] || usage; install_postgres ;;
   start)
     if [ $# -eq 3 ]; then
-      start "$2" "$3" no
+      start "$2" "$3" memory
     elif [ $# -eq 4 ] && [ "$4" = --durable ]; then
-      start "$2" "$3" yes
+      start "$2" "$3" sqlite
+    elif [ $# -eq 5 ] && [ "$4" = --postgres ]; then
+      start "$2" "$3" postgres "$5"
     else
       usage
     fi

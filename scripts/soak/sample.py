@@ -2,9 +2,11 @@
 """Samples a running dev cluster every --every seconds into a CSV, until SIGTERM/SIGINT.
 
 Per sample: RSS (KiB) and open file descriptors of every node and of ingest (from /proc, pids
-from the cluster's state directory), ingest's total consumer lag (records), and the p99 of
+from the cluster's state directory), ingest's total consumer lag (records), the p99 of
 send -> ack (`parley_request_duration_seconds{op="message.send"}`, all nodes) over the
-interval since the previous sample, computed from the histogram buckets' increase.
+interval since the previous sample, computed from the histogram buckets' increase, and the
+machine's 1-minute load average (the soak shares its machine: this tells which slow intervals
+were the machine's).
 """
 
 import argparse
@@ -26,6 +28,11 @@ def rss_kib(pid):
 
 def open_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def load_average():
+    with open("/proc/loadavg") as loadavg:
+        return float(loadavg.read().split()[0])
 
 
 def metrics(port):
@@ -90,7 +97,7 @@ def main():
     columns = ["seconds"]
     for name in processes:
         columns += [f"{name}_rss_kib", f"{name}_fds"]
-    columns += ["ingest_lag_records", "send_ack_p99_ms"]
+    columns += ["ingest_lag_records", "send_ack_p99_ms", "load_average_1m"]
     started = time.monotonic()
     previous = {}
     with open(args.out, "w", newline="") as out:
@@ -101,12 +108,14 @@ def main():
             try:
                 for pid in processes.values():
                     row += [rss_kib(pid), open_fds(pid)]
-                lag = sum(value for _, value in series(metrics(args.ingest_port), "parley_ingest_consumer_lag{"))
+                # No series at all means ingest could not measure (e.g. the broker refused its
+                # offset requests): an empty cell, not a lag of 0.
+                lags = [value for _, value in series(metrics(args.ingest_port), "parley_ingest_consumer_lag{")]
                 buckets = send_buckets(metrics(port) for port in nodes)
             except (OSError, ValueError) as error:
                 print(f"sample skipped: {error}", file=sys.stderr, flush=True)
             else:
-                row += [int(lag), p99_ms(buckets, previous) if previous else ""]
+                row += [int(sum(lags)) if lags else "", p99_ms(buckets, previous) if previous else "", load_average()]
                 previous = buckets
                 writer.writerow(row)
                 out.flush()
