@@ -13,13 +13,14 @@
 # --faults: comma-separated, default every kind: kill-node,kill-ingest,kill-redis,kill-broker,
 # kill-db,term-node,latency,stall,drop,poison. --duration is the load's length (each kind once,
 # then again while there is room). --profile debug|release (default release) picks the binaries
-# (built here if missing or stale). Ports: CHAOS_PORT_BASE (26000) + 0..40. docs/reliability.md
+# (built here if missing or stale). --broker sqlite|postgres (default sqlite) picks the test
+# broker's storage (dev-cluster.sh). Ports: CHAOS_PORT_BASE (26000) + 0..50. docs/reliability.md
 # "The chaos run" has the fault matrix of a full run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seed=1 duration=600 faults="kill-node,kill-ingest,kill-redis,kill-broker,kill-db,term-node,latency,stall,drop,poison"
-out="" profile=release
+out="" profile=release broker=sqlite
 while [ $# -gt 0 ]; do
   case "$1" in
     --seed) seed="$2"; shift 2 ;;
@@ -27,7 +28,8 @@ while [ $# -gt 0 ]; do
     --faults) faults="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --profile) profile="$2"; shift 2 ;;
-    *) echo "usage: scripts/chaos.sh [--seed N] [--duration SECS] [--faults LIST] [--out DIR] [--profile debug|release]" >&2; exit 2 ;;
+    --broker) broker="$2"; shift 2 ;;
+    *) echo "usage: scripts/chaos.sh [--seed N] [--duration SECS] [--faults LIST] [--out DIR] [--profile debug|release] [--broker sqlite|postgres]" >&2; exit 2 ;;
   esac
 done
 case "$profile" in
@@ -49,6 +51,9 @@ export PARLEY_DEV_REDIS_PORT=$redis_port PARLEY_DEV_KAFKA_PORT=$kafka_port PARLE
 export PARLEY_DEV_VIA_REDIS_PORT=$via_redis PARLEY_DEV_VIA_KAFKA_PORT=$via_kafka PARLEY_DEV_VIA_MONGO_PORT=$via_mongo
 export PARLEY_DEV_INGEST_PORTS="$((base + 31)) $((base + 32))" PARLEY_DEV_PORTS="$((base + 41)) $((base + 42))"
 export PARLEY_DEV_S3_PORT=$((base + 433))
+# The broker's storage: Tansu's sqlite engine (the suite's), or its PostgreSQL one, which lasts
+# long runs (docs/adr/0008-postgres-for-the-soak-broker.md; built on first use).
+export PARLEY_DEV_BROKER_STORAGE="$broker" PARLEY_DEV_POSTGRES_PORT=$((base + 50))
 target="${CARGO_TARGET_DIR:-target}/$profile"
 export PARLEY_SERVER_BIN="$target/parley-server" PARLEY_INGEST_BIN="$target/ingest"
 
