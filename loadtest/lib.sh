@@ -83,11 +83,12 @@ start_parley() {
   echo "==> parley-server pid $SERVER_PID on $PARLEY_URL (data in $WORK_DIR)" >&2
 }
 
-# Starts ws-ceiling on a free port. Sets CEILING_URL.
+# Starts ws-ceiling on a free port. Sets CEILING_URL and CEILING_PID.
 start_ceiling() {
   WORK_DIR="${WORK_DIR:-$(mktemp -d)}"
   "$BIN_DIR/ws-ceiling" --bind 127.0.0.1:0 >"$WORK_DIR/ceiling.out" 2>&1 &
-  STARTED_PIDS+=("$!")
+  CEILING_PID=$!
+  STARTED_PIDS+=("$CEILING_PID")
   local addr
   addr="$(wait_for_address "$WORK_DIR/ceiling.out" "ws-ceiling listening on")"
   CEILING_URL="ws://$addr/ws"
@@ -106,13 +107,17 @@ run_scenario() {
     start_parley
     URL_ARGS=(--url "$PARLEY_URL")
   fi
+  # The server's pid: RSS (idle) and CPU over the measured window (every scenario).
   local pid_args=()
-  if [ -n "$SERVER_PID" ]; then pid_args=(--server-pid "$SERVER_PID"); fi
+  if [ -n "$SERVER_PID" ]; then pid_args=(--server-pid "$SERVER_PID" --cpu-pid "$SERVER_PID"); fi
   local ceiling_args=()
-  if [ "$name" = fanout ] && [ "${CEILING:-1}" = 1 ]; then
-    start_ceiling
-    ceiling_args=(--target both --ceiling-url "$CEILING_URL")
-  fi
+  case "$name" in
+    fanout|one-to-one|small-groups)
+      if [ "${CEILING:-1}" = 1 ]; then
+        start_ceiling
+        ceiling_args=(--target both --ceiling-url "$CEILING_URL" --ceiling-cpu-pid "$CEILING_PID")
+      fi ;;
+  esac
   mkdir -p "$REPORT_DIR"
   REPORT="$REPORT_DIR/$name-$(date -u +%Y%m%dT%H%M%SZ).json"
   echo "==> parley-loadtest --scenario $LOADTEST_DIR/scenarios/$name.toml ${URL_ARGS[*]} ${pid_args[*]} ${ceiling_args[*]} ${EXTRA_ARGS[*]}" >&2

@@ -20,6 +20,7 @@
 pub mod attachments;
 pub mod ceiling;
 pub mod client;
+pub mod cpu;
 pub mod fault_proxy;
 pub mod ledger;
 pub mod net;

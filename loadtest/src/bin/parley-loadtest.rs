@@ -16,6 +16,10 @@ const USAGE: &str = "usage: parley-loadtest --scenario PATH [options]
   --source-addrs N     spread connections over 127.0.0.1..127.0.0.N (default 8)
   --api-key KEY        X-Api-Key for the token endpoint (default parley-dev-api-key)
   --server-pid PID     the server's pid, for RSS per connection (idle)
+  --cpu-pid PID        a server process (node, Redis, ingest...) whose CPU time over the
+                       measured window is reported, with CPU per send and per delivery
+                       (repeatable)
+  --ceiling-cpu-pid PID  the same for the ceiling phase (--target ceiling|both)
   --report PATH        write the JSON report there
   --ledger PATH        write every ack, abandoned send, final view and send answer there (JSON)
   --quiet              no progress line
@@ -33,6 +37,8 @@ fn parse(arguments: Vec<String>) -> anyhow::Result<(Scenario, Options)> {
         source_addrs: 8,
         api_key: "parley-dev-api-key".to_owned(),
         server_pid: None,
+        cpu_pids: Vec::new(),
+        ceiling_cpu_pids: Vec::new(),
         report: None,
         ledger: None,
         progress: true,
@@ -64,6 +70,10 @@ fn parse(arguments: Vec<String>) -> anyhow::Result<(Scenario, Options)> {
             "--source-addrs" => options.source_addrs = value.parse().context("--source-addrs")?,
             "--api-key" => options.api_key = value,
             "--server-pid" => options.server_pid = Some(value.parse().context("--server-pid")?),
+            "--cpu-pid" => options.cpu_pids.push(value.parse().context("--cpu-pid")?),
+            "--ceiling-cpu-pid" => options
+                .ceiling_cpu_pids
+                .push(value.parse().context("--ceiling-cpu-pid")?),
             "--report" => options.report = Some(PathBuf::from(value)),
             "--ledger" => options.ledger = Some(PathBuf::from(value)),
             "--set" => {

@@ -9,7 +9,7 @@ mod storm;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -18,6 +18,7 @@ use serde::Serialize;
 use wire::{ConversationId, UserId};
 
 use crate::client::{Client, RunContext, Target};
+use crate::cpu::{micros_per, CpuMeter, ProcessCpu};
 use crate::ledger::{AnswerLog, LedgerFile};
 use crate::net::{self, Endpoints};
 use crate::scenario::{Scenario, ScenarioKind};
@@ -47,6 +48,10 @@ pub struct Options {
     pub api_key: String,
     /// The Parley server's pid, for RSS (idle).
     pub server_pid: Option<u32>,
+    /// Processes whose CPU time over the measured window is reported for the Parley phase
+    /// (its nodes, Redis, ingest, ...), and for the ceiling phase.
+    pub cpu_pids: Vec<u32>,
+    pub ceiling_cpu_pids: Vec<u32>,
     pub report: Option<PathBuf>,
     /// Where to write the run's ledger (every ack, final view and send answer), if anywhere.
     pub ledger: Option<PathBuf>,
@@ -63,6 +68,11 @@ pub struct PhaseReport {
     pub connections_opened: u64,
     /// Length of the measured window (the load phase minus its first second), seconds.
     pub window_secs: f64,
+    /// CPU time of the processes given with `--cpu-pid` (`--ceiling-cpu-pid`) over the window,
+    /// and per send and per delivery of the window.
+    pub server_cpu: Vec<ProcessCpu>,
+    pub cpu_us_per_send: Option<f64>,
+    pub cpu_us_per_delivery: Option<f64>,
     pub sends: u64,
     pub acks: u64,
     pub deliveries: u64,
@@ -145,6 +155,7 @@ async fn run_phase(
         options,
         context,
         prefix: format!("lt{:06x}", rand::random::<u32>() & 0xff_ffff),
+        cpu: Mutex::new(Vec::new()),
     };
     let outcome = match scenario.kind {
         ScenarioKind::Idle => idle::run(&phase).await,
@@ -158,12 +169,16 @@ async fn run_phase(
     }
     let outcome = outcome?;
     let window_secs = outcome.window.as_secs_f64().max(1e-9);
+    let server_cpu = std::mem::take(&mut *phase.cpu.lock().expect("cpu lock"));
     Ok(PhaseReport {
         target,
         urls: urls.to_vec(),
         connections_requested: scenario.total_connections(),
         connections_opened: outcome.connections_opened,
         window_secs,
+        cpu_us_per_send: micros_per(&server_cpu, outcome.window_sends),
+        cpu_us_per_delivery: micros_per(&server_cpu, outcome.window_deliveries),
+        server_cpu,
         sends: stats.sends.load(Ordering::Relaxed),
         acks: stats.acks.load(Ordering::Relaxed),
         deliveries: stats.deliveries.load(Ordering::Relaxed),
@@ -209,6 +224,8 @@ struct Phase<'a> {
     context: Arc<RunContext>,
     /// Prefix of this run's user ids, so runs against the same server do not collide.
     prefix: String,
+    /// The CPU time of the measured processes over the window, once measured.
+    cpu: Mutex<Vec<ProcessCpu>>,
 }
 
 impl Phase<'_> {
@@ -316,6 +333,14 @@ impl Phase<'_> {
         })
     }
 
+    /// The processes whose CPU time this phase measures.
+    fn cpu_pids(&self) -> &[u32] {
+        match self.context.target {
+            Target::Parley => &self.options.cpu_pids,
+            Target::Ceiling => &self.options.ceiling_cpu_pids,
+        }
+    }
+
     /// Counters over the measured window: from one second into the load phase (a fifth of it
     /// when shorter) to its end. Returns the window's length, sends and deliveries. The sends
     /// scheduled inside the window also have their delivery latency recorded apart.
@@ -328,7 +353,12 @@ impl Phase<'_> {
         tokio::time::sleep_until((start + warmup).into()).await;
         let sends = self.stats().sends.load(Ordering::Relaxed);
         let deliveries = self.stats().deliveries.load(Ordering::Relaxed);
+        let meter = CpuMeter::start(self.cpu_pids());
         tokio::time::sleep_until(end.into()).await;
+        match meter.and_then(CpuMeter::stop) {
+            Ok(used) => *self.cpu.lock().expect("cpu lock") = used,
+            Err(error) => eprintln!("cpu: not measured: {error:#}"),
+        }
         (
             end - (start + warmup),
             self.stats().sends.load(Ordering::Relaxed) - sends,

@@ -58,6 +58,26 @@ fn latency_row(name: &str, summary: &LatencySummary) -> String {
     )
 }
 
+/// The CPU line: each measured process's CPU seconds over the window, and the cost per send
+/// and per delivery.
+fn print_cpu(phase: &PhaseReport) {
+    if phase.server_cpu.is_empty() {
+        return;
+    }
+    let processes: Vec<String> = phase
+        .server_cpu
+        .iter()
+        .map(|process| format!("{}[{}] {:.2}s", process.name, process.pid, process.cpu_secs))
+        .collect();
+    let per = |value: Option<f64>| value.map_or("-".to_owned(), |micros| format!("{micros:.1}µs"));
+    println!(
+        "  cpu in the window: {}; per send {}, per delivery {}",
+        processes.join(", "),
+        per(phase.cpu_us_per_send),
+        per(phase.cpu_us_per_delivery)
+    );
+}
+
 /// Prints the summary table to stdout.
 pub fn print_summary(report: &Report) {
     println!("== {} ==", report.scenario.kind.as_str());
@@ -79,6 +99,7 @@ pub fn print_summary(report: &Report) {
             phase.deliveries_per_sec,
             phase.other_requests
         );
+        print_cpu(phase);
         println!(
             "  {:<18} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "latency", "count", "p50", "p90", "p99", "p99.9", "max"
