@@ -24,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-minutes=60 connections=400 rate=0.5 broker=postgres out=""
+minutes=60 connections=400 rate=0.5 broker=postgres out="" port_base=34000 binaries=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --minutes) minutes="$2"; shift 2 ;;
@@ -32,19 +32,25 @@ while [ $# -gt 0 ]; do
     --rate) rate="$2"; shift 2 ;;
     --broker) broker="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    *) echo "usage: scripts/soak.sh [--minutes N] [--connections N] [--rate R] [--broker postgres|sqlite|memory] [--out DIR]" >&2; exit 2 ;;
+    --port-base) port_base="$2"; shift 2 ;;
+    --binaries) binaries="$2"; shift 2 ;;
+    *) echo "usage: scripts/soak.sh [--minutes N] [--connections N] [--rate R] [--broker postgres|sqlite|memory] [--port-base N] [--binaries DIR] [--out DIR]" >&2; exit 2 ;;
   esac
 done
 out="${out:-tmp/soak-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 
-# Private ports and state, so a soak runs beside the tests and a developer's dev cluster.
+# Private ports (--port-base, default 34000, + 17..433) and state, so a soak runs beside the
+# tests, a developer's dev cluster and another soak.
+b=$port_base
 export PARLEY_DEV_DIR="$out/cluster"
-export PARLEY_DEV_REDIS_PORT=34391 PARLEY_DEV_KAFKA_PORT=34092 PARLEY_DEV_MONGO_PORT=34017
-export PARLEY_DEV_BROKER_STORAGE="$broker" PARLEY_DEV_POSTGRES_PORT=34432
-export PARLEY_DEV_INGEST_PORT=34191 PARLEY_DEV_S3_PORT=34433 PARLEY_DEV_PORTS="34181 34182"
-release="${CARGO_TARGET_DIR:-target}/release"
+export PARLEY_DEV_REDIS_PORT=$((b + 391)) PARLEY_DEV_KAFKA_PORT=$((b + 92)) PARLEY_DEV_MONGO_PORT=$((b + 17))
+export PARLEY_DEV_BROKER_STORAGE="$broker" PARLEY_DEV_POSTGRES_PORT=$((b + 432))
+export PARLEY_DEV_INGEST_PORT=$((b + 191)) PARLEY_DEV_S3_PORT=$((b + 433))
+export PARLEY_DEV_PORTS="$((b + 181)) $((b + 182))"
+# --binaries DIR: parley-server, ingest and parley-loadtest already built there (no build).
+release="${binaries:-${CARGO_TARGET_DIR:-target}/release}"
 export PARLEY_SERVER_BIN="$release/parley-server" PARLEY_INGEST_BIN="$release/ingest"
 
 # shellcheck source=scripts/services/lib.sh
@@ -53,9 +59,13 @@ venv="$HOME/.cache/parley-tools/soak-venv"
 svc_pip_venv "$venv" "matplotlib-3.9.2" "$venv/bin/python" "soak plots" matplotlib==3.9.2
 
 # The commit the binaries are built from (the checkout may move on during a long run).
-commit="$(git rev-parse --short HEAD)"
-echo "==> building release binaries"
-nice -n 10 cargo build --release -p server -p ingest -p loadtest
+if [ -n "$binaries" ]; then
+  commit="prebuilt in $binaries"
+else
+  commit="$(git rev-parse --short HEAD)"
+  echo "==> building release binaries"
+  nice -n 10 cargo build --release -p server -p ingest -p loadtest
+fi
 scripts/dev-cluster.sh up
 stop_all() {
   [ -n "${sampler:-}" ] && kill -TERM "$sampler" 2>/dev/null && wait "$sampler" || true
