@@ -11,6 +11,7 @@
 mod audit;
 mod client;
 mod config;
+mod erasure;
 mod reactions;
 mod read;
 mod retention;

@@ -7,7 +7,7 @@
 //! too. Suites panic on the first violated expectation.
 //!
 //! - [`blob_store_suite`] (in [`blob`]), with presigned URLs called through a [`blob::Transfer`].
-//! - [`log`]: [`event_log_suite`] · [`store`]: [`store_suite`] (with `store_reactions`;
+//! - [`log`]: [`event_log_suite`] · [`store`]: [`store_suite`] (with `store_reactions`, `store_erasure`;
 //!   retention: [`store_retention_suite`]) · [`directory`]: [`directory_suite`]
 //! - [`sequencer`]: [`sequencer_suite`] · [`presence`]: [`presence_suite`] · [`bus`]: [`bus_suite`]
 //! - sanctions: [`sanctions_suite`] · audit: [`audit_log_suite`] · retention: [`retention_suite`].
@@ -29,6 +29,7 @@ pub mod retention;
 pub mod sanctions;
 pub mod sequencer;
 pub mod store;
+mod store_erasure;
 mod store_reactions;
 pub mod store_retention;
 
