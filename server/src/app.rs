@@ -184,6 +184,7 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
             &settings.auth.admin_api_key,
         ),
         admin,
+        jobs: storage.jobs.clone(),
         settings,
         metrics,
         ready: Arc::new(AtomicBool::new(false)),

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use persistence::kafka::KafkaLog;
 use persistence::mongo::MongoStore;
 use persistence::{EmbeddedLog, EmbeddedStore};
-use ports::{AuditLog, EventLog, RetentionScan, Store};
+use ports::{AuditLog, EventLog, Jobs, RetentionScan, Store};
 use wire::NodeId;
 
 use crate::config::Settings;
@@ -20,6 +20,9 @@ pub(super) struct Storage {
     pub(super) embedded: Option<Arc<EmbeddedStore>>,
     /// The audit log: the embedded store, or MongoDB's `audit` collection in durable mode.
     pub(super) audit: Arc<dyn AuditLog>,
+    /// Export and erasure job records: the embedded store, or MongoDB's `jobs` collection in
+    /// durable mode.
+    pub(super) jobs: Arc<dyn Jobs>,
     /// What the retention sweep scans: the store.
     pub(super) retention_scan: Arc<dyn RetentionScan>,
     /// The embedded log (standalone and Redis-only cluster mode), which the retention sweep
@@ -62,6 +65,7 @@ impl Storage {
             log: Arc::new(log.clone()),
             store: store.clone(),
             audit: store.clone(),
+            jobs: store.clone(),
             retention_scan: store,
             embedded: None,
             embedded_log: None,
@@ -88,6 +92,7 @@ impl Storage {
             embedded_log: Some(log),
             store: store.clone(),
             audit: store.clone(),
+            jobs: store.clone(),
             retention_scan: store.clone(),
             embedded: Some(store),
             kafka: None,
