@@ -15,6 +15,7 @@ pub enum AdminAction {
     SetLegalHold,
     ReadAudit,
     ReadJob,
+    EraseUser,
     /// No admin route has this method and path.
     Unknown,
 }
@@ -31,6 +32,7 @@ impl AdminAction {
             AdminAction::SetLegalHold => "set_legal_hold",
             AdminAction::ReadAudit => "read_audit",
             AdminAction::ReadJob => "read_job",
+            AdminAction::EraseUser => "erase_user",
             AdminAction::Unknown => "unknown",
         }
     }
@@ -51,6 +53,7 @@ impl AdminAction {
             ("PUT", ["conversations", _, "legal_hold"]) => AdminAction::SetLegalHold,
             ("GET", ["audit"]) => AdminAction::ReadAudit,
             ("GET", ["jobs", _]) => AdminAction::ReadJob,
+            ("POST", ["users", _, "erase"]) => AdminAction::EraseUser,
             _ => AdminAction::Unknown,
         }
     }

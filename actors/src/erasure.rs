@@ -1,0 +1,254 @@
+//! Erasure (protocol v1.1, "Compliance", right to erasure) of one user from one conversation,
+//! carried by the log. The job that walks a user's conversations is the server's
+//! (`server/src/erasure`); this is one of its steps, each part idempotent, so a step that stops
+//! half-way is finished by the next run:
+//! 1. a conversation on legal hold ([`RetentionPolicies::retention`], `legal_hold == On`) is
+//!    left untouched and answered as held back;
+//! 2. their reactions on the stored messages are taken back as a `reaction.remove` of theirs
+//!    would (members get `reaction.updated`), while they are still a member;
+//! 3. the user leaves a group (the `conversation.leave` of the actors: the directory, the log's
+//!    `conversation_updated`, `member.left` to the members); a direct conversation keeps its
+//!    fixed pair;
+//! 4. `through` = the conversation's last seq; the store is given a moment to catch up to it
+//!    (also before step 2);
+//! 5. each of their stored messages up to `through` is deleted by the conversation's actor
+//!    like a moderation delete (members online get `message.deleted`, the message cache and
+//!    the log follow), after its attachment references are dropped (a file no other message
+//!    carries is deleted);
+//! 6. [`LogEventBody::UserErased`] is appended: the stores (embedded, MongoDB via ingest) and
+//!    the search indexers erase whatever is left of theirs up to `through` (also messages the
+//!    store had not caught up with in step 4), their reactions and their receipts.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use ports::{LegalHold, MessageQuery, PortError};
+use wire::log::{LogEvent, LogEventBody, ReactionChange};
+use wire::{ConversationId, ConversationKind, ErrorCode, Message, MessageId, Seq, UserId};
+
+use crate::attachments::Attachments;
+use crate::conversation::ConversationOp;
+use crate::node::Node;
+use crate::ops::conversation_remove_members::RemoveMembers;
+use crate::ops::reaction::ChangeReaction;
+use crate::ops::shared::ask;
+use crate::OpError;
+
+/// Messages read per page.
+const PAGE: usize = 500;
+/// How long step 3 waits for the store to hold the conversation's last seq.
+const STORE_CATCH_UP: Duration = Duration::from_secs(10);
+
+/// What erasing a user from one conversation did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Erased {
+    /// Their messages deleted (already deleted ones are not counted again).
+    pub messages: u64,
+    /// Attachment files deleted (no other message carried them).
+    pub files_deleted: u64,
+}
+
+/// How one conversation's erasure ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Erased(Erased),
+    /// On legal hold: untouched.
+    HeldBack,
+}
+
+/// Erases `user_id` from `conversation_id` (see the module documentation).
+pub async fn erase_from_conversation(
+    node: &Node,
+    conversation_id: &ConversationId,
+    user_id: &UserId,
+) -> Result<Verdict, OpError> {
+    if let Some(policies) = &node.ports().retention {
+        let retention = policies.retention(conversation_id).await?;
+        if retention.legal_hold == LegalHold::On {
+            return Ok(Verdict::HeldBack);
+        }
+    }
+    let reacted_through = stored_through(node, conversation_id).await?;
+    take_back_reactions(node, conversation_id, user_id, reacted_through).await?;
+    leave_group(node, conversation_id, user_id).await?;
+    let through = stored_through(node, conversation_id).await?;
+    let erased = delete_their_messages(node, conversation_id, user_id, through).await?;
+    let body = LogEventBody::UserErased {
+        conversation_id: conversation_id.clone(),
+        user_id: user_id.clone(),
+        through_seq: through,
+    };
+    let event = LogEvent::new(uuid::Uuid::now_v7().to_string(), Utc::now(), body);
+    node.ports().log.append(vec![event]).await?;
+    tracing::info!(
+        conversation_id = %conversation_id,
+        user_id = %user_id,
+        through_seq = through.0,
+        messages = erased.messages,
+        files_deleted = erased.files_deleted,
+        "user erased from conversation"
+    );
+    Ok(Verdict::Erased(erased))
+}
+
+/// The user leaves the conversation when it is a group they are in.
+async fn leave_group(
+    node: &Node,
+    conversation_id: &ConversationId,
+    user_id: &UserId,
+) -> Result<(), OpError> {
+    let Some(record) = node.ports().directory.get(conversation_id).await? else {
+        return Ok(());
+    };
+    if record.conversation.kind != ConversationKind::Group || !record.is_member(user_id) {
+        return Ok(());
+    }
+    let leave = RemoveMembers {
+        user_id: user_id.clone(),
+        user_ids: vec![user_id.clone()],
+    };
+    ask(node, conversation_id, ConversationOp::RemoveMembers, leave).await?;
+    Ok(())
+}
+
+/// The conversation's last seq, once the store holds it (or after a bounded wait: ingest
+/// trails the log; messages it still lacks are erased by the log event all the same).
+async fn stored_through(node: &Node, conversation_id: &ConversationId) -> Result<Seq, PortError> {
+    let through = node.ports().sequencer.last_seq(conversation_id).await?;
+    let deadline = Instant::now() + STORE_CATCH_UP;
+    loop {
+        let stored = node.ports().store.conversation(conversation_id).await?;
+        let stored_seq = stored.map_or(Seq::ZERO, |stored| stored.last_seq);
+        if stored_seq >= through {
+            return Ok(through);
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(conversation_id = %conversation_id, stored_seq = stored_seq.0, through_seq = through.0, "erasure: the store has not caught up; the log event erases the rest");
+            return Ok(through);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The conversation's stored messages up to `through`, page by page, oldest first.
+async fn stored_pages(
+    node: &Node,
+    conversation_id: &ConversationId,
+    through: Seq,
+    mut each: impl AsyncFnMut(Message) -> Result<(), OpError>,
+) -> Result<(), OpError> {
+    let mut after = Seq::ZERO;
+    loop {
+        let query = MessageQuery {
+            after_seq: Some(after),
+            before_seq: Some(through.next()),
+            limit: PAGE,
+        };
+        let records = node.ports().store.messages(conversation_id, query).await?;
+        let Some(last) = records.last().map(|record| record.message.seq) else {
+            return Ok(());
+        };
+        for record in records {
+            each(record.message).await?;
+        }
+        after = last;
+    }
+}
+
+/// Takes back the user's reactions on the stored messages up to `through`, through the
+/// conversation's actor (the user must still be a member).
+async fn take_back_reactions(
+    node: &Node,
+    conversation_id: &ConversationId,
+    user_id: &UserId,
+    through: Seq,
+) -> Result<(), OpError> {
+    stored_pages(node, conversation_id, through, async |message| {
+        if message.deleted {
+            return Ok(());
+        }
+        for (emoji, users) in &message.reactions {
+            if !users.contains(user_id) {
+                continue;
+            }
+            let take_back = ChangeReaction {
+                user_id: user_id.clone(),
+                message_id: message.message_id.clone(),
+                emoji: emoji.clone(),
+                change: ReactionChange::Remove,
+            };
+            match ask(node, conversation_id, ConversationOp::React, take_back).await {
+                // Gone meanwhile (deleted, purged): nothing left to take back.
+                Err(error) if matches!(error.code, ErrorCode::NotFound | ErrorCode::Conflict) => {}
+                other => {
+                    other?;
+                }
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Deletes each live message of the user up to `through` through the conversation's actor,
+/// after dropping its attachment references.
+async fn delete_their_messages(
+    node: &Node,
+    conversation_id: &ConversationId,
+    user_id: &UserId,
+    through: Seq,
+) -> Result<Erased, OpError> {
+    let attachments = node.ports().blobs.clone().map(Attachments::new);
+    let mut erased = Erased::default();
+    stored_pages(node, conversation_id, through, async |message| {
+        if &message.sender_id != user_id || message.deleted {
+            return Ok(());
+        }
+        if let (Some(attachments), false) = (&attachments, message.attachments.is_empty()) {
+            erased.files_deleted += attachments
+                .forget_references(conversation_id, &message.message_id, &message.attachments)
+                .await?;
+        }
+        delete_message(node, conversation_id, message.message_id).await?;
+        erased.messages += 1;
+        Ok(())
+    })
+    .await?;
+    Ok(erased)
+}
+
+/// The moderation delete of one message; one already gone (retention) is no failure.
+async fn delete_message(
+    node: &Node,
+    conversation_id: &ConversationId,
+    message_id: MessageId,
+) -> Result<(), OpError> {
+    match crate::moderation::delete_message(node, conversation_id, message_id).await {
+        Err(error) if error.code == ErrorCode::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// The conversations `user_id` is a participant of, by id (the order the job walks them in).
+pub async fn conversations_of(
+    node: &Node,
+    user_id: &UserId,
+) -> Result<Vec<ConversationId>, PortError> {
+    let directory = &node.ports().directory;
+    let mut found = Vec::new();
+    let mut after: Option<ConversationId> = None;
+    loop {
+        let page = directory
+            .list_for_user(user_id, after.as_ref(), PAGE)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.record.conversation.conversation_id.clone());
+        found.extend(
+            page.into_iter()
+                .map(|stored| stored.record.conversation.conversation_id),
+        );
+    }
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
