@@ -8,7 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::admin::{admin, ADMIN_ENV};
+use common::durable::{wait_for_documents, DurableCluster};
 use common::{create_conversation, send, Client, TestServer, ABSENT, WAIT};
+use mongodb::bson::doc;
 use persistence::EmbeddedStore;
 use ports::{MessageQuery, Store};
 use serde_json::{json, Value};
@@ -44,7 +46,8 @@ async fn finished_job(server: &TestServer, job_id: &str) -> Value {
     }
 }
 
-/// What erin leaves behind before her erasure: in `open`, two messages (one with a file), a
+/// What erin leaves behind before her erasure: in `open`, two messages (one with a file, when
+/// the node keeps files), a
 /// reaction on bob's and a read receipt; in `held`, one message. Returns erin's message ids in
 /// `open`.
 async fn erin_talks(
@@ -52,7 +55,7 @@ async fn erin_talks(
     bob: &mut Client,
     open: &str,
     held: &str,
-    attachment: &str,
+    attachment: Option<&str>,
 ) -> Vec<String> {
     let bobs = send(bob, open, "bob-1", "hello erin").await;
     let bobs_id = bobs["message_id"].as_str().unwrap().to_owned();
@@ -60,7 +63,7 @@ async fn erin_talks(
         .ok(
             "message.send",
             json!({"conversation_id": open, "client_msg_id": "erin-1",
-                "text": format!("{SECRET} with a file"), "attachments": [attachment]}),
+                "text": format!("{SECRET} with a file"), "attachments": attachment.into_iter().collect::<Vec<_>>()}),
         )
         .await;
     let plain = send(erin, open, "erin-2", &format!("{SECRET} again")).await;
@@ -125,7 +128,7 @@ async fn erasure_forgets_a_user_on_a_standalone_node_except_under_legal_hold() {
     let held = create_conversation(&mut erin, "group", &["bob"]).await;
     let file = common::attachments::file_of(1000, 9);
     let attachment = common::attachments::upload(&server, &token, "secret.png", &file).await;
-    let erins = erin_talks(&mut erin, &mut bob, &open, &held, &attachment).await;
+    let erins = erin_talks(&mut erin, &mut bob, &open, &held, Some(&attachment)).await;
     secret_hits(&mut bob, 3).await;
     let hold = format!("/api/v1/admin/conversations/{held}/legal_hold");
     let (status, _) = admin(&server, "PUT", &hold, Some(json!({"on": true}))).await;
@@ -250,4 +253,148 @@ async fn stored_secrets(store: &EmbeddedStore, conversation: &str) -> Vec<String
         .map(|record| record.message.text)
         .filter(|text| text.contains(SECRET))
         .collect()
+}
+
+/// What the cluster's Redis message cache holds for `conversation` (every cached version).
+fn cached_texts(cluster: &DurableCluster, conversation: &str) -> String {
+    let output = std::process::Command::new("redis-cli")
+        .args([
+            "-u",
+            &cluster.redis.url(),
+            "HVALS",
+            &format!("parley:cache:{conversation}"),
+        ])
+        .output()
+        .expect("redis-cli runs");
+    assert!(output.status.success(), "redis-cli: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Waits until the only MongoDB message document holding `SECRET` anywhere is the one in
+/// `held` (ingest trails the job).
+async fn mongo_secrets_only_in(cluster: &DurableCluster, held: &str) {
+    let holding = doc! {"$or": [{"text": {"$regex": SECRET}}, {"record": {"$regex": SECRET}}]};
+    wait_for_documents(
+        &cluster.db,
+        "messages",
+        holding,
+        "secrets only held",
+        |found| found.len() == 1 && found[0].get_str("conversation_id") == Ok(held),
+    )
+    .await;
+}
+
+/// Erin in `count` more groups with bob, one message in each: a job long enough to be killed.
+async fn many_conversations(erin: &mut Client, count: usize) {
+    for index in 0..count {
+        let conversation = create_conversation(erin, "group", &["bob"]).await;
+        send(
+            erin,
+            &conversation,
+            &format!("more-{index}"),
+            &format!("{SECRET} {index}"),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn erasure_survives_a_kill_of_its_node_in_a_durable_cluster() {
+    let mut cluster = DurableCluster::start("parley_e2e_erasure", 2, &[ADMIN_ENV]).await;
+    let mut erin = cluster.nodes[0].connect("erin").await;
+    let mut bob = cluster.nodes[1].connect("bob").await;
+    let open = create_conversation(&mut erin, "group", &["bob"]).await;
+    let held = create_conversation(&mut erin, "group", &["bob"]).await;
+    let erins = erin_talks(&mut erin, &mut bob, &open, &held, None).await;
+    const MORE: usize = 12;
+    many_conversations(&mut erin, MORE).await;
+    secret_hits(&mut bob, 3 + MORE).await;
+    let in_open = doc! {"conversation_id": &open};
+    wait_for_documents(&cluster.db, "messages", in_open, "3 messages", |found| {
+        found.len() == 3
+    })
+    .await;
+    assert!(cached_texts(&cluster, &open).contains(SECRET));
+    let hold = format!("/api/v1/admin/conversations/{held}/legal_hold");
+    let (status, _) = admin(&cluster.nodes[1], "PUT", &hold, Some(json!({"on": true}))).await;
+    assert_eq!(status, 200);
+
+    let job_id = erase(&cluster.nodes[0], "erin").await;
+    deleted_events(&mut bob, &erins).await;
+    let erasure = doc! {"kind": "erasure"};
+    wait_for_documents(&cluster.db, "jobs", erasure, "progress", |found| {
+        found
+            .iter()
+            .any(|job| job.get_str("job").unwrap().contains("\"cursor\":\"{"))
+    })
+    .await;
+    cluster.nodes[0].kill9();
+    let job = finished_job(&cluster.nodes[1], &job_id).await;
+    assert_eq!(job["held_back"], json!([held]), "{job}");
+    let taken_over = common::metric(&cluster.nodes[1], "parley_erasure_conversations_total").await;
+    assert!(
+        taken_over > 0.0,
+        "node B finished the job of the killed node A"
+    );
+    cluster.nodes[0].restart().await;
+
+    mongo_secrets_only_in(&cluster, &held).await;
+    assert!(
+        !cached_texts(&cluster, &open).contains(SECRET),
+        "the cache forgot erin's words"
+    );
+    assert_eq!(secret_hits(&mut bob, 1).await, [held.as_str()]);
+    let mut bob_on_a = cluster.nodes[0].connect("bob").await;
+    assert_eq!(
+        secret_hits(&mut bob_on_a, 1).await,
+        [held.as_str()],
+        "node A's index too"
+    );
+    let erins_marks = doc! {"conversation_id": &open, "user_id": "erin"};
+    wait_for_documents(
+        &cluster.db,
+        "participants",
+        erins_marks,
+        "erin gone",
+        |found| found.is_empty(),
+    )
+    .await;
+
+    let mut bob_again = cluster.nodes[1].connect("bob").await;
+    let again = erase(&cluster.nodes[0], "erin").await;
+    finished_job(&cluster.nodes[0], &again).await;
+    bob_again.no_event("message.deleted", ABSENT).await;
+    mongo_secrets_only_in(&cluster, &held).await;
+    let audit = wait_for_documents(
+        &cluster.db,
+        "audit",
+        doc! {"target": "user:erin", "action": {"$regex": "eras"}},
+        "both runs",
+        |found| found.len() == 4,
+    )
+    .await;
+    let mut steps: Vec<(String, &str, &str)> = (audit.iter())
+        .map(|record| {
+            let id = record.get_str("_id").map(str::to_owned).unwrap_or_default();
+            (
+                id,
+                record.get_str("action").unwrap(),
+                record.get_str("actor").unwrap(),
+            )
+        })
+        .collect();
+    steps.sort();
+    let actions: Vec<(&str, &str)> = steps
+        .iter()
+        .map(|(_, action, actor)| (*action, *actor))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("admin.erase_user", "admin"),
+            ("erasure.completed", "admin"),
+            ("admin.erase_user", "admin"),
+            ("erasure.completed", "admin"),
+        ]
+    );
 }

@@ -35,7 +35,7 @@ use metrics::RunResult;
 /// How often a node looks for unfinished erasure jobs to take up.
 pub const RESUME_EVERY: Duration = Duration::from_secs(5);
 /// How long a job's lease lasts without renewal (renewed before each conversation).
-const LEASE_TTL: Duration = Duration::from_secs(30);
+const LEASE_TTL: Duration = Duration::from_secs(10);
 
 /// The job's cursor: the last conversation done, and what the job erased so far.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
