@@ -4,8 +4,9 @@
 //! half-way is finished by the next run:
 //! 1. a conversation on legal hold ([`RetentionPolicies::retention`], `legal_hold == On`) is
 //!    left untouched and answered as held back;
-//! 2. their reactions on the stored messages are taken back as a `reaction.remove` of theirs
-//!    would (members get `reaction.updated`), while they are still a member;
+//! 2. while they are a member, their reactions on the stored messages are taken back as a
+//!    `reaction.remove` of theirs would (members get `reaction.updated`); the reactions of a
+//!    user who left before are erased by the log event of step 6 (stores and indexes only);
 //! 3. the user leaves a group (the `conversation.leave` of the actors: the directory, the log's
 //!    `conversation_updated`, `member.left` to the members); a direct conversation keeps its
 //!    fixed pair;
@@ -22,8 +23,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use ports::{LegalHold, MessageQuery, PortError};
-use wire::log::{LogEvent, LogEventBody, ReactionChange};
+use ports::{LegalHold, MessageQuery, PortError, RetentionScan};
+use wire::log::{ConversationRecord, LogEvent, LogEventBody, ReactionChange};
 use wire::{ConversationId, ConversationKind, ErrorCode, Message, MessageId, Seq, UserId};
 
 use crate::attachments::Attachments;
@@ -68,9 +69,19 @@ pub async fn erase_from_conversation(
             return Ok(Verdict::HeldBack);
         }
     }
-    let reacted_through = stored_through(node, conversation_id).await?;
-    take_back_reactions(node, conversation_id, user_id, reacted_through).await?;
-    leave_group(node, conversation_id, user_id).await?;
+    let record = node.ports().directory.get(conversation_id).await?;
+    if record
+        .as_ref()
+        .is_some_and(|record| record.is_member(user_id))
+    {
+        let reacted_through = stored_through(node, conversation_id).await?;
+        take_back_reactions(node, conversation_id, user_id, reacted_through).await?;
+    }
+    if let Some(record) =
+        record.filter(|record| record.conversation.kind == ConversationKind::Group)
+    {
+        leave_group(node, conversation_id, &record, user_id).await?;
+    }
     let through = stored_through(node, conversation_id).await?;
     let erased = delete_their_messages(node, conversation_id, user_id, through).await?;
     let body = LogEventBody::UserErased {
@@ -91,16 +102,14 @@ pub async fn erase_from_conversation(
     Ok(Verdict::Erased(erased))
 }
 
-/// The user leaves the conversation when it is a group they are in.
+/// The user leaves the group when they are in it.
 async fn leave_group(
     node: &Node,
     conversation_id: &ConversationId,
+    record: &ConversationRecord,
     user_id: &UserId,
 ) -> Result<(), OpError> {
-    let Some(record) = node.ports().directory.get(conversation_id).await? else {
-        return Ok(());
-    };
-    if record.conversation.kind != ConversationKind::Group || !record.is_member(user_id) {
+    if !record.is_member(user_id) {
         return Ok(());
     }
     let leave = RemoveMembers {
@@ -229,9 +238,11 @@ async fn delete_message(
     }
 }
 
-/// The conversations `user_id` is a participant of, by id (the order the job walks them in).
+/// The conversations `user_id` is a participant of, or holds messages of (`scan`: also those
+/// they left), by id: the order the job walks them in.
 pub async fn conversations_of(
     node: &Node,
+    scan: &dyn RetentionScan,
     user_id: &UserId,
 ) -> Result<Vec<ConversationId>, PortError> {
     let directory = &node.ports().directory;
@@ -247,6 +258,15 @@ pub async fn conversations_of(
             page.into_iter()
                 .map(|stored| stored.record.conversation.conversation_id),
         );
+    }
+    let mut after: Option<ConversationId> = None;
+    loop {
+        let page = scan
+            .conversations_with_messages_from(user_id, after.as_ref(), PAGE)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.clone());
+        found.extend(page);
     }
     found.sort();
     found.dedup();

@@ -225,6 +225,7 @@ fn erasures(
     crate::erasure::Erasures::new(
         node.clone(),
         storage.jobs.clone(),
+        storage.retention_scan.clone(),
         leases,
         crate::erasure::ErasureMetrics::new(&metrics.registry),
     )

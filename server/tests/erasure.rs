@@ -129,13 +129,20 @@ async fn erasure_forgets_a_user_on_a_standalone_node_except_under_legal_hold() {
     let file = common::attachments::file_of(1000, 9);
     let attachment = common::attachments::upload(&server, &token, "secret.png", &file).await;
     let erins = erin_talks(&mut erin, &mut bob, &open, &held, Some(&attachment)).await;
-    secret_hits(&mut bob, 3).await;
+    let former = create_conversation(&mut erin, "group", &["bob"]).await;
+    let before_leaving = send(&mut erin, &former, "erin-former", SECRET).await;
+    erin.ok("conversation.leave", json!({"conversation_id": former}))
+        .await;
+    bob.event("member.left").await;
+    secret_hits(&mut bob, 4).await;
     let hold = format!("/api/v1/admin/conversations/{held}/legal_hold");
     let (status, _) = admin(&server, "PUT", &hold, Some(json!({"on": true}))).await;
     assert_eq!(status, 200);
 
     let job_id = erase(&server, "erin").await;
-    deleted_events(&mut bob, &erins).await;
+    let mut deleted = erins.clone();
+    deleted.push(before_leaving["message_id"].as_str().unwrap().to_owned());
+    deleted_events(&mut bob, &deleted).await;
     let left = bob.event("member.left").await;
     assert_eq!(
         (&left["conversation_id"], &left["user_ids"]),
@@ -194,7 +201,7 @@ async fn erasure_forgets_a_user_on_a_standalone_node_except_under_legal_hold() {
     bob.no_event("message.deleted", ABSENT).await;
     assert_eq!(
         common::metric(&server, "parley_erasure_messages_total").await,
-        2.0
+        3.0
     );
 
     let path = "/api/v1/admin/audit?target=user:erin";
@@ -223,6 +230,11 @@ async fn erasure_forgets_a_user_on_a_standalone_node_except_under_legal_hold() {
     assert!(server.exited_within(WAIT).await, "the node stops");
     let store = EmbeddedStore::open(&server.data_dir().join("store.redb")).expect("open the store");
     assert_eq!(stored_secrets(&store, &open).await, Vec::<String>::new());
+    assert_eq!(
+        stored_secrets(&store, &former).await,
+        Vec::<String>::new(),
+        "also where erin had left"
+    );
     assert_eq!(
         stored_secrets(&store, &held).await,
         [format!("{SECRET} kept")]

@@ -4,7 +4,8 @@
 //!
 //! A run: take the job's lease (durable cluster: Redis lease `erasure:<job_id>`, renewed
 //! before each conversation; nodes with their own store need none), close the user's sessions
-//! everywhere, then walk their conversations in id order after the job's cursor, erasing the
+//! everywhere, then walk their conversations (those they are in, and those holding their
+//! messages) in id order after the job's cursor, erasing the
 //! user from each ([`actors::erasure`]; a conversation on legal hold is listed in the job's
 //! `held_back` instead) and saving the cursor after each; close their sessions again, mark the
 //! job done. Audit records (actor `admin`): `erasure.conversation` per conversation,
@@ -24,7 +25,10 @@ use std::time::Duration;
 use actors::erasure::{Erased, Verdict};
 use actors::{Node, OpError};
 use persistence::redis::{RedisClient, RedisLease};
-use ports::{AuditRecord, Job, JobId, JobKind, JobOutcome, JobUpdate, Jobs, SessionCloseReason};
+use ports::{
+    AuditRecord, Job, JobId, JobKind, JobOutcome, JobUpdate, Jobs, RetentionScan,
+    SessionCloseReason,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use wire::{ConversationId, UserId};
@@ -68,6 +72,8 @@ pub struct Erasures {
 struct Inner {
     node: Node,
     jobs: Arc<dyn Jobs>,
+    /// Finds the conversations holding a user's messages (also those they left).
+    scan: Arc<dyn RetentionScan>,
     /// `Some` when nodes share the job records (durable cluster): runs take a lease.
     leases: Option<RedisClient>,
     /// The jobs this node runs right now.
@@ -79,12 +85,14 @@ impl Erasures {
     pub fn new(
         node: Node,
         jobs: Arc<dyn Jobs>,
+        scan: Arc<dyn RetentionScan>,
         leases: Option<RedisClient>,
         metrics: ErasureMetrics,
     ) -> Self {
         let inner = Inner {
             node,
             jobs,
+            scan,
             leases,
             running: Mutex::new(HashSet::new()),
             metrics,
@@ -176,7 +184,8 @@ impl Run<'_> {
         self.close_sessions().await?;
         let mut progress = Progress::of(&self.job);
         let mut outcome = self.job.outcome.clone();
-        let conversations = actors::erasure::conversations_of(node, user_id).await?;
+        let scan = self.inner.scan.as_ref();
+        let conversations = actors::erasure::conversations_of(node, scan, user_id).await?;
         let after = progress.after.clone();
         let todo = conversations
             .into_iter()

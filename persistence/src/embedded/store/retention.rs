@@ -11,7 +11,7 @@ use ports::{
 };
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use wire::log::MessageRecord;
-use wire::{ConversationId, Seq, Timestamp};
+use wire::{ConversationId, Seq, Timestamp, UserId};
 
 use super::tables::{ACTIVITY, MESSAGES};
 use super::EmbeddedStore;
@@ -145,6 +145,45 @@ impl RetentionScan for EmbeddedStore {
             for row in rows.take(limit) {
                 let (key, _) = row?;
                 found.push(ConversationId::new(key.value()));
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn conversations_with_messages_from(
+        &self,
+        sender_id: &UserId,
+        after: Option<&ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<ConversationId>, PortError> {
+        let (sender_id, after) = (sender_id.clone(), after.cloned());
+        // No index by sender: every message after `after` is read (erasures are rare).
+        self.read(move |read| {
+            let activity = read.open_table(ACTIVITY)?;
+            let messages = read.open_table(MESSAGES)?;
+            let rows = match &after {
+                Some(after) => activity.range::<&str>((
+                    std::ops::Bound::Excluded(after.as_str()),
+                    std::ops::Bound::Unbounded,
+                ))?,
+                None => activity.range::<&str>(..)?,
+            };
+            let mut found = Vec::new();
+            for row in rows {
+                if found.len() == limit {
+                    break;
+                }
+                let (key, _) = row?;
+                let id = key.value();
+                for entry in messages.range((id, 0)..=(id, u64::MAX))? {
+                    let (_, bytes) = entry?;
+                    let record: MessageRecord = serde_json::from_slice(bytes.value())?;
+                    if record.message.sender_id == sender_id {
+                        found.push(ConversationId::new(id));
+                        break;
+                    }
+                }
             }
             Ok(found)
         })
