@@ -119,6 +119,11 @@ mod tests {
                 AdminAction::RevokeTokens,
             ),
             (
+                Method::POST,
+                "/api/v1/admin/users/a/erase",
+                AdminAction::EraseUser,
+            ),
+            (
                 Method::DELETE,
                 "/api/v1/admin/conversations/c/messages/m",
                 AdminAction::DeleteMessage,

@@ -12,7 +12,7 @@ pub enum RunResult {
     Done,
     /// A step failed; the job stays running and is taken up again.
     Retried,
-    /// Another node holds the job's lease (it runs it).
+    /// Another node holds the job's lease (it runs it), or the job ended meanwhile.
     Skipped,
 }
 

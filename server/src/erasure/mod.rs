@@ -26,7 +26,7 @@ use actors::erasure::{Erased, Verdict};
 use actors::{Node, OpError};
 use persistence::redis::{RedisClient, RedisLease};
 use ports::{
-    AuditRecord, Job, JobId, JobKind, JobOutcome, JobUpdate, Jobs, RetentionScan,
+    AuditRecord, Job, JobId, JobKind, JobOutcome, JobState, JobUpdate, Jobs, RetentionScan,
     SessionCloseReason,
 };
 use serde::{Deserialize, Serialize};
@@ -148,6 +148,16 @@ impl Erasures {
     }
 
     async fn run(&self, job: Job) -> RunResult {
+        // The record as it stands now: the listing that found the job may predate its end or
+        // its last progress.
+        let job = match self.inner.jobs.get(&job.job_id).await {
+            Ok(Some(job)) if job.state == JobState::Running => job,
+            Ok(_) => return RunResult::Skipped,
+            Err(error) => {
+                tracing::warn!(job_id = %job.job_id, error = %error, "reading an erasure job failed; it is taken up again");
+                return RunResult::Retried;
+            }
+        };
         let lease = self.inner.leases.clone().map(|client| {
             let name = format!("erasure:{}", job.job_id);
             RedisLease::new(client, &name, self.inner.node.node_id().as_str())
