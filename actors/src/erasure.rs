@@ -23,9 +23,9 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use ports::{LegalHold, MessageQuery, PortError, RetentionScan};
+use ports::{LegalHold, PortError, RetentionScan};
 use wire::log::{ConversationRecord, LogEvent, LogEventBody, ReactionChange};
-use wire::{ConversationId, ConversationKind, ErrorCode, Message, MessageId, Seq, UserId};
+use wire::{ConversationId, ConversationKind, ErrorCode, Seq, UserId};
 
 use crate::attachments::Attachments;
 use crate::conversation::ConversationOp;
@@ -33,6 +33,7 @@ use crate::node::Node;
 use crate::ops::conversation_remove_members::RemoveMembers;
 use crate::ops::reaction::ChangeReaction;
 use crate::ops::shared::ask;
+use crate::retention::StoredPages;
 use crate::OpError;
 
 /// Messages read per page.
@@ -139,31 +140,6 @@ async fn stored_through(node: &Node, conversation_id: &ConversationId) -> Result
     }
 }
 
-/// The conversation's stored messages up to `through`, page by page, oldest first.
-async fn stored_pages(
-    node: &Node,
-    conversation_id: &ConversationId,
-    through: Seq,
-    mut each: impl AsyncFnMut(Message) -> Result<(), OpError>,
-) -> Result<(), OpError> {
-    let mut after = Seq::ZERO;
-    loop {
-        let query = MessageQuery {
-            after_seq: Some(after),
-            before_seq: Some(through.next()),
-            limit: PAGE,
-        };
-        let records = node.ports().store.messages(conversation_id, query).await?;
-        let Some(last) = records.last().map(|record| record.message.seq) else {
-            return Ok(());
-        };
-        for record in records {
-            each(record.message).await?;
-        }
-        after = last;
-    }
-}
-
 /// Takes back the user's reactions on the stored messages up to `through`, through the
 /// conversation's actor (the user must still be a member).
 async fn take_back_reactions(
@@ -172,35 +148,28 @@ async fn take_back_reactions(
     user_id: &UserId,
     through: Seq,
 ) -> Result<(), OpError> {
-    stored_pages(node, conversation_id, through, async |message| {
-        if message.deleted {
-            return Ok(());
-        }
-        for (emoji, users) in &message.reactions {
-            if !users.contains(user_id) {
-                continue;
-            }
-            let take_back = ChangeReaction {
-                user_id: user_id.clone(),
-                message_id: message.message_id.clone(),
-                emoji: emoji.clone(),
-                change: ReactionChange::Remove,
-            };
-            match ask(node, conversation_id, ConversationOp::React, take_back).await {
-                // Gone meanwhile (deleted, purged): nothing left to take back.
-                Err(error) if matches!(error.code, ErrorCode::NotFound | ErrorCode::Conflict) => {}
-                other => {
-                    other?;
+    let mut pages = StoredPages::new(conversation_id, through);
+    while let Some(messages) = pages.next(node).await? {
+        for message in messages.into_iter().filter(|message| !message.deleted) {
+            for (emoji, users) in &message.reactions {
+                if users.contains(user_id) {
+                    let take_back = ChangeReaction {
+                        user_id: user_id.clone(),
+                        message_id: message.message_id.clone(),
+                        emoji: emoji.clone(),
+                        change: ReactionChange::Remove,
+                    };
+                    let answer = ask(node, conversation_id, ConversationOp::React, take_back).await;
+                    gone_is_done(answer.map(|_| ()))?;
                 }
             }
         }
-        Ok(())
-    })
-    .await
+    }
+    Ok(())
 }
 
-/// Deletes each live message of the user up to `through` through the conversation's actor,
-/// after dropping its attachment references.
+/// Deletes each live message of the user up to `through` through the conversation's actor
+/// (like a moderation delete), after dropping its attachment references.
 async fn delete_their_messages(
     node: &Node,
     conversation_id: &ConversationId,
@@ -209,31 +178,31 @@ async fn delete_their_messages(
 ) -> Result<Erased, OpError> {
     let attachments = node.ports().blobs.clone().map(Attachments::new);
     let mut erased = Erased::default();
-    stored_pages(node, conversation_id, through, async |message| {
-        if &message.sender_id != user_id || message.deleted {
-            return Ok(());
+    let mut pages = StoredPages::new(conversation_id, through);
+    while let Some(messages) = pages.next(node).await? {
+        let theirs = messages
+            .into_iter()
+            .filter(|message| &message.sender_id == user_id && !message.deleted);
+        for message in theirs {
+            if let (Some(attachments), false) = (&attachments, message.attachments.is_empty()) {
+                erased.files_deleted += attachments
+                    .forget_references(conversation_id, &message.message_id, &message.attachments)
+                    .await?;
+            }
+            let deleted =
+                crate::moderation::delete_message(node, conversation_id, message.message_id).await;
+            gone_is_done(deleted)?;
+            erased.messages += 1;
         }
-        if let (Some(attachments), false) = (&attachments, message.attachments.is_empty()) {
-            erased.files_deleted += attachments
-                .forget_references(conversation_id, &message.message_id, &message.attachments)
-                .await?;
-        }
-        delete_message(node, conversation_id, message.message_id).await?;
-        erased.messages += 1;
-        Ok(())
-    })
-    .await?;
+    }
     Ok(erased)
 }
 
-/// The moderation delete of one message; one already gone (retention) is no failure.
-async fn delete_message(
-    node: &Node,
-    conversation_id: &ConversationId,
-    message_id: MessageId,
-) -> Result<(), OpError> {
-    match crate::moderation::delete_message(node, conversation_id, message_id).await {
-        Err(error) if error.code == ErrorCode::NotFound => Ok(()),
+/// A change of a message that is gone meanwhile (deleted, purged by retention) has nothing
+/// left to do.
+fn gone_is_done(answer: Result<(), OpError>) -> Result<(), OpError> {
+    match answer {
+        Err(error) if matches!(error.code, ErrorCode::NotFound | ErrorCode::Conflict) => Ok(()),
         other => other,
     }
 }

@@ -83,26 +83,7 @@ async fn erin_talks(
 
 /// The conversations of the hits of `SECRET`, once there are `want`.
 async fn secret_hits(client: &mut Client, want: usize) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let result = client.ok("search.messages", json!({"query": SECRET})).await;
-        let hits = result["hits"].as_array().expect("hits");
-        if hits.len() == want {
-            return (hits.iter())
-                .map(|hit| {
-                    hit["message"]["conversation_id"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned()
-                })
-                .collect();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never {want} hits: {result}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::hit_conversations(client, SECRET, want).await
 }
 
 /// `message.deleted` for each of `ids`, in any order.

@@ -13,7 +13,7 @@ use wire::{ConversationId, Seq, UserId};
 
 use mongo_documents::{message_fields, message_record, signed, MESSAGES, PARTICIPANTS};
 
-use super::client::{bulk, none_refused, BulkCommand};
+use super::client::BulkCommand;
 use super::MongoStore;
 
 /// Messages read per page of an erasure.
@@ -62,32 +62,15 @@ impl MongoStore {
                     rewrites.push(rewrite(&record)?);
                 }
             }
-            self.write(BulkCommand::Update, MESSAGES, rewrites).await?;
+            self.write_all("erasure", BulkCommand::Update, MESSAGES, rewrites)
+                .await?;
         }
         let forget = doc! {
             "q": { "conversation_id": id, "user_id": erasure.user_id.as_str() },
             "limit": 0,
         };
-        self.write(BulkCommand::Delete, PARTICIPANTS, vec![forget])
+        self.write_all("erasure", BulkCommand::Delete, PARTICIPANTS, vec![forget])
             .await
-    }
-
-    async fn write(
-        &self,
-        command: BulkCommand,
-        collection: &str,
-        statements: Vec<Document>,
-    ) -> Result<(), PortError> {
-        let refused = bulk(
-            &self.database,
-            self.config.operation_timeout,
-            &self.write_concern,
-            command,
-            collection,
-            statements,
-        )
-        .await?;
-        none_refused(&format!("erasure on {collection}"), &refused)
     }
 }
 

@@ -14,7 +14,7 @@ use wire::{ConversationId, Seq, Timestamp, UserId};
 
 use mongo_documents::{date, integer, signed, CONVERSATIONS, MESSAGES};
 
-use super::client::{bulk, none_refused, within, BulkCommand};
+use super::client::{within, BulkCommand};
 use super::MongoStore;
 
 impl MongoStore {
@@ -40,16 +40,8 @@ impl MongoStore {
             (BulkCommand::Delete, MESSAGES, deletes),
             (BulkCommand::Update, CONVERSATIONS, marks),
         ] {
-            let refused = bulk(
-                &self.database,
-                self.config.operation_timeout,
-                &self.write_concern,
-                command,
-                collection,
-                statements,
-            )
-            .await?;
-            none_refused(&format!("purge on {collection}"), &refused)?;
+            self.write_all("purge", command, collection, statements)
+                .await?;
         }
         Ok(())
     }
