@@ -10,15 +10,15 @@
 //! 3. the user leaves a group (the `conversation.leave` of the actors: the directory, the log's
 //!    `conversation_updated`, `member.left` to the members); a direct conversation keeps its
 //!    fixed pair;
-//! 4. `through` = the conversation's last seq; the store is given a moment to catch up to it
-//!    (also before step 2);
+//! 4. `through` = the conversation's last seq, once the store caught up to it (also before
+//!    step 2; a store that does not within 10 s fails the step, which the job retries);
 //! 5. each of their stored messages up to `through` is deleted by the conversation's actor
 //!    like a moderation delete (members online get `message.deleted`, the message cache and
 //!    the log follow), after its attachment references are dropped (a file no other message
 //!    carries is deleted);
 //! 6. [`LogEventBody::UserErased`] is appended: the stores (embedded, MongoDB via ingest) and
-//!    the search indexers erase whatever is left of theirs up to `through` (also messages the
-//!    store had not caught up with in step 4), their reactions and their receipts.
+//!    the search indexers erase whatever is left of theirs up to `through`, their reactions
+//!    (also those of a user who had left) and their receipts.
 
 use std::time::{Duration, Instant};
 
@@ -121,9 +121,11 @@ async fn leave_group(
     Ok(())
 }
 
-/// The conversation's last seq, once the store holds it (or after a bounded wait: ingest
-/// trails the log; messages it still lacks are erased by the log event all the same).
-async fn stored_through(node: &Node, conversation_id: &ConversationId) -> Result<Seq, PortError> {
+/// The conversation's last seq, once the store holds it (ingest trails the log). A store that
+/// does not catch up within [`STORE_CATCH_UP`] fails the step (`unavailable`): the job retries
+/// it, so that every message of theirs is deleted through the actor (members see it, the
+/// caches follow).
+async fn stored_through(node: &Node, conversation_id: &ConversationId) -> Result<Seq, OpError> {
     let through = node.ports().sequencer.last_seq(conversation_id).await?;
     let deadline = Instant::now() + STORE_CATCH_UP;
     loop {
@@ -133,8 +135,10 @@ async fn stored_through(node: &Node, conversation_id: &ConversationId) -> Result
             return Ok(through);
         }
         if Instant::now() >= deadline {
-            tracing::warn!(conversation_id = %conversation_id, stored_seq = stored_seq.0, through_seq = through.0, "erasure: the store has not caught up; the log event erases the rest");
-            return Ok(through);
+            tracing::warn!(conversation_id = %conversation_id, stored_seq = stored_seq.0, through_seq = through.0, "erasure: the store has not caught up with the log");
+            return Err(OpError::unavailable(
+                "the store has not caught up with the log (is ingest running?)",
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
