@@ -2,8 +2,9 @@
 //! /api/v1/admin/users/{user_id}/erase` records a job ([`ports::Jobs`], kind `erasure`) and
 //! runs it here; `GET /api/v1/admin/jobs/{job_id}` reads it.
 //!
-//! A run: take the job's lease (durable cluster: Redis lease `erasure:<job_id>`, renewed
-//! before each conversation; nodes with their own store need none), close the user's sessions
+//! A run: take the job's lease (durable cluster: Redis lease `erasure:<job_id>`, renewed every
+//! third of its TTL while the run lasts and checked before each conversation; nodes with their
+//! own store need none), close the user's sessions
 //! everywhere, then walk their conversations (those they are in, and those holding their
 //! messages) in id order after the job's cursor, erasing the
 //! user from each ([`actors::erasure`]; a conversation on legal hold is listed in the job's
@@ -38,7 +39,7 @@ use metrics::RunResult;
 
 /// How often a node looks for unfinished erasure jobs to take up.
 pub const RESUME_EVERY: Duration = Duration::from_secs(5);
-/// How long a job's lease lasts without renewal (renewed before each conversation).
+/// How long a job's lease lasts without renewal.
 const LEASE_TTL: Duration = Duration::from_secs(10);
 
 /// The job's cursor: the last conversation done, and what the job erased so far.
@@ -158,15 +159,13 @@ impl Erasures {
                 return RunResult::Retried;
             }
         };
-        let lease = self.inner.leases.clone().map(|client| {
-            let name = format!("erasure:{}", job.job_id);
-            RedisLease::new(client, &name, self.inner.node.node_id().as_str())
-        });
+        let lease = self.lease_of(&job);
         let run = Run {
             inner: &self.inner,
             lease,
             job,
         };
+        let _renewal = self.keep_lease(&run.job);
         match run.erase().await {
             Ok(result) => result,
             Err(error) => {
@@ -174,6 +173,41 @@ impl Erasures {
                 RunResult::Retried
             }
         }
+    }
+}
+
+impl Erasures {
+    /// The job's lease, in the name of this node (`None`: nodes with their own store need none).
+    fn lease_of(&self, job: &Job) -> Option<RedisLease> {
+        self.inner.leases.clone().map(|client| {
+            let name = format!("erasure:{}", job.job_id);
+            RedisLease::new(client, &name, self.inner.node.node_id().as_str())
+        })
+    }
+
+    /// Renews the job's lease every third of its TTL until the returned guard is dropped: one
+    /// conversation with many messages may take longer than a TTL. A renewal that finds
+    /// another holder changes nothing (the run notices before its next conversation).
+    fn keep_lease(&self, job: &Job) -> Option<RenewalGuard> {
+        let lease = self.lease_of(job)?;
+        let renewal = actix_web::rt::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE_TTL / 3).await;
+                if let Err(error) = lease.try_hold(LEASE_TTL).await {
+                    tracing::warn!(error = %error, "renewing an erasure job's lease failed");
+                }
+            }
+        });
+        Some(RenewalGuard(renewal))
+    }
+}
+
+/// Stops renewing a job's lease when dropped.
+struct RenewalGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for RenewalGuard {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
