@@ -38,7 +38,7 @@ use crate::OpError;
 
 /// Messages read per page.
 const PAGE: usize = 500;
-/// How long step 3 waits for the store to hold the conversation's last seq.
+/// How long step 4 waits for the store to hold the conversation's last seq.
 const STORE_CATCH_UP: Duration = Duration::from_secs(10);
 
 /// What erasing a user from one conversation did.
