@@ -34,6 +34,7 @@ pub mod connections;
 pub mod conversation;
 pub mod delivery_floor;
 pub mod dispatch;
+pub mod erasure;
 pub mod error;
 pub mod metrics;
 pub mod moderation;

@@ -26,7 +26,7 @@ use ports::{
     RetentionPeriod, RetentionPolicies, RetentionScan,
 };
 use wire::log::{LogEvent, LogEventBody};
-use wire::{ConversationId, Seq, Timestamp};
+use wire::{ConversationId, Message, Seq, Timestamp};
 
 use crate::attachments::Attachments;
 use crate::node::Node;
@@ -180,30 +180,58 @@ async fn forget_stored_messages(
     conversation_id: &ConversationId,
     through: Seq,
 ) -> Result<Purged, PortError> {
-    let ports = node.ports();
-    let attachments = ports.blobs.clone().map(Attachments::new);
+    let attachments = node.ports().blobs.clone().map(Attachments::new);
     let mut purged = Purged::default();
-    let mut after = Seq::ZERO;
-    loop {
-        let query = MessageQuery {
-            after_seq: Some(after),
-            before_seq: Some(through.next()),
-            limit: PAGE,
-        };
-        let records = ports.store.messages(conversation_id, query).await?;
-        let Some(last) = records.last().map(|record| record.message.seq) else {
-            return Ok(purged);
-        };
-        for record in &records {
+    let mut pages = StoredPages::new(conversation_id, through);
+    while let Some(messages) = pages.next(node).await? {
+        for message in messages {
             purged.messages += 1;
-            let message = &record.message;
             if let (Some(attachments), false) = (&attachments, message.attachments.is_empty()) {
                 purged.files_deleted += attachments
                     .forget_references(conversation_id, &message.message_id, &message.attachments)
                     .await?;
             }
         }
-        after = last;
+    }
+    Ok(purged)
+}
+
+/// The stored messages of a conversation up to a seq, a page at a time, oldest first
+/// (retention and erasure walk them).
+pub(crate) struct StoredPages<'a> {
+    conversation_id: &'a ConversationId,
+    through: Seq,
+    after: Seq,
+}
+
+impl<'a> StoredPages<'a> {
+    pub(crate) fn new(conversation_id: &'a ConversationId, through: Seq) -> Self {
+        Self {
+            conversation_id,
+            through,
+            after: Seq::ZERO,
+        }
+    }
+
+    /// The next page; `None` once every message was read.
+    pub(crate) async fn next(&mut self, node: &Node) -> Result<Option<Vec<Message>>, PortError> {
+        let query = MessageQuery {
+            after_seq: Some(self.after),
+            before_seq: Some(self.through.next()),
+            limit: PAGE,
+        };
+        let records = node
+            .ports()
+            .store
+            .messages(self.conversation_id, query)
+            .await?;
+        let Some(last) = records.last().map(|record| record.message.seq) else {
+            return Ok(None);
+        };
+        self.after = last;
+        Ok(Some(
+            records.into_iter().map(|record| record.message).collect(),
+        ))
     }
 }
 

@@ -42,6 +42,15 @@ pub fn store_write(event: &LogEvent) -> Option<StoreWrite> {
             conversation_id: conversation_id.clone(),
             through_seq: *through_seq,
         }),
+        LogEventBody::UserErased {
+            conversation_id,
+            user_id,
+            through_seq,
+        } => Some(StoreWrite::Erase {
+            conversation_id: conversation_id.clone(),
+            user_id: user_id.clone(),
+            through_seq: *through_seq,
+        }),
         LogEventBody::MessageStored { .. } => None,
     }
 }
@@ -67,7 +76,7 @@ pub fn stored_ack(event: &LogEvent) -> Option<LogEvent> {
 
 #[cfg(test)]
 mod tests {
-    use wire::{ConversationId, Seq};
+    use wire::{ConversationId, Seq, UserId};
 
     use super::*;
 
@@ -88,5 +97,24 @@ mod tests {
             })
         );
         assert_eq!(stored_ack(&event), None, "only sends are acknowledged");
+    }
+
+    #[test]
+    fn an_erasure_becomes_a_store_erasure() {
+        let (conversation_id, user_id) = (ConversationId::new("c"), UserId::new("erin"));
+        let body = LogEventBody::UserErased {
+            conversation_id: conversation_id.clone(),
+            user_id: user_id.clone(),
+            through_seq: Seq(9),
+        };
+        let event = LogEvent::new("e", Utc::now(), body);
+        assert_eq!(event.body.topic(), topics::MESSAGE_DELETED);
+        assert_eq!(event.body.conversation_id(), &conversation_id);
+        let expected = StoreWrite::Erase {
+            conversation_id,
+            user_id,
+            through_seq: Seq(9),
+        };
+        assert_eq!(store_write(&event), Some(expected));
     }
 }

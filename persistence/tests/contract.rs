@@ -137,3 +137,13 @@ async fn embedded_store_keeps_the_audit_log_contract() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_keeps_the_jobs_contract() {
+    contract::jobs_suite(|| async {
+        let (store, dir) = open_store();
+        let port: Arc<dyn ports::Jobs> = store;
+        Fixture::new(port, dir)
+    })
+    .await;
+}

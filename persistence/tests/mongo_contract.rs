@@ -14,7 +14,8 @@ use common::secantus::{free_port, SecantusServer};
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Document};
 use persistence::mongo::{
-    MongoConfig, MongoStore, CONVERSATIONS_COLLECTION, MESSAGES_COLLECTION, PARTICIPANTS_COLLECTION,
+    MongoConfig, MongoStore, CONVERSATIONS_COLLECTION, JOBS_COLLECTION, MESSAGES_COLLECTION,
+    PARTICIPANTS_COLLECTION,
 };
 use ports::contract::fixtures::{at, conversation_record, message_record, unique};
 use ports::contract::{self, Fixture};
@@ -196,6 +197,7 @@ async fn indexes_exist_and_enforce_unique_seqs() {
             PARTICIPANTS_COLLECTION,
             &["conversation_user", "user_id"][..],
         ),
+        (JOBS_COLLECTION, &["kind_state"][..]),
     ];
     for (collection, names) in expected {
         let found = store
@@ -356,6 +358,17 @@ async fn mongo_store_keeps_the_audit_log_contract() {
     contract::audit_log_suite(|| async move {
         let audit: Arc<dyn ports::AuditLog> = Arc::new(open_store(server).await);
         Fixture::unguarded(audit)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_store_keeps_the_jobs_contract() {
+    let server = SecantusServer::start();
+    let server = &server;
+    contract::jobs_suite(|| async move {
+        let jobs: Arc<dyn ports::Jobs> = Arc::new(open_store(server).await);
+        Fixture::unguarded(jobs)
     })
     .await;
 }

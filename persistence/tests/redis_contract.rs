@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use common::redis::{free_port, RedisServer};
 use persistence::redis::{
-    RedisBus, RedisClient, RedisConfig, RedisDirectory, RedisMessageCache, RedisPresence,
-    RedisRateLimiter, RedisSequencer,
+    RedisBus, RedisClient, RedisConfig, RedisDirectory, RedisLease, RedisMessageCache,
+    RedisPresence, RedisRateLimiter, RedisSequencer,
 };
 use persistence::EmbeddedStore;
 use ports::contract::sequencer::intents;
@@ -211,7 +211,7 @@ async fn redis_presence_keeps_the_presence_contract() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_stops_refreshing_has_its_users_expire() {
     let server = RedisServer::start();
-    let ttl = Duration::from_millis(300);
+    let ttl = Duration::from_secs(1);
     let node_a = RedisPresence::with_ttl(client(&server), ttl);
     let node_b = RedisPresence::with_ttl(client(&server), ttl);
     let stranded = UserId::new(unique("stranded"));
@@ -496,4 +496,42 @@ async fn redis_sanctions_keep_the_sanctions_contract() {
         async move { Fixture::unguarded(port) }
     })
     .await;
+}
+
+/// Two nodes' leases of one name: one holds it (and renews it), the other gets it only once it
+/// lapsed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_is_held_renewed_and_taken_over_once_it_lapses() {
+    let server = RedisServer::start();
+    let name = unique("job");
+    let lease_of = |holder: &str| RedisLease::new(client(&server), &name, holder);
+    let (node_a, node_b) = (lease_of("node-a"), lease_of("node-b"));
+    let ttl = Duration::from_secs(1);
+    assert!(
+        node_a.try_hold(ttl).await.expect("hold"),
+        "a free lease is taken"
+    );
+    assert!(
+        !node_b.try_hold(ttl).await.expect("hold"),
+        "another holder is refused"
+    );
+    tokio::time::sleep(ttl / 2).await;
+    assert!(
+        node_a.try_hold(ttl).await.expect("renew"),
+        "its holder renews it"
+    );
+    tokio::time::sleep(ttl / 2 + ttl / 4).await;
+    assert!(
+        !node_b.try_hold(ttl).await.expect("hold"),
+        "renewed: still held"
+    );
+    tokio::time::sleep(ttl).await;
+    assert!(
+        node_b.try_hold(ttl).await.expect("hold"),
+        "lapsed: taken over"
+    );
+    assert!(
+        !node_a.try_acquire(ttl).await.expect("acquire"),
+        "the new holder keeps it"
+    );
 }

@@ -20,6 +20,8 @@
 //! - [`sanctions`]: [`Sanctions`], bans and token revocations of users (admin API).
 //! - [`retention`]: [`RetentionPolicies`], conversations' retention periods, legal holds and
 //!   how far retention purged them.
+//! - [`jobs`]: [`Jobs`], the records of background admin jobs (exports, erasures): state,
+//!   resume cursor, outcome.
 //! - [`search`]: [`SearchIndex`] and its query side [`SearchReader`], full-text search over
 //!   message text (Tantivy, in `search/`; a search role's HTTP client).
 //! - [`Backoff`]: the capped exponential delay between retries, shared by every retry loop.
@@ -35,6 +37,7 @@ pub mod cache;
 mod consumer_health;
 pub mod directory;
 pub mod error;
+pub mod jobs;
 pub mod log;
 pub mod presence;
 pub mod rate_limit;
@@ -55,6 +58,7 @@ pub use cache::MessageCache;
 pub use consumer_health::ConsumerHealth;
 pub use directory::{CreateOutcome, Directory};
 pub use error::{Cause, During, PortError, Service};
+pub use jobs::{InvalidJobId, Job, JobId, JobKind, JobOutcome, JobState, JobUpdate, Jobs};
 pub use log::{EventLog, LogConsumer, LogPosition, LogRecord, PoisonedRecord};
 pub use presence::Presence;
 pub use rate_limit::{RateDecision, RateLimiter};

@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use wire::{ConversationId, Seq, Timestamp};
+use wire::{ConversationId, Seq, Timestamp, UserId};
 
 use crate::PortError;
 
@@ -94,13 +94,22 @@ pub trait RetentionPolicies: Send + Sync + 'static {
     async fn changed(&self) -> Result<Vec<(ConversationId, ConversationRetention)>, PortError>;
 }
 
-/// What the retention sweep asks of the store to find expired messages (the embedded store,
-/// MongoDB).
+/// What the retention sweep asks of the store to find expired messages, and erasure to find
+/// a user's conversations (the embedded store, MongoDB).
 #[async_trait]
 pub trait RetentionScan: Send + Sync + 'static {
     /// Up to `limit` ids of conversations with stored messages, ascending, after `after`.
     async fn conversations_with_messages(
         &self,
+        after: Option<&ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<ConversationId>, PortError>;
+
+    /// Up to `limit` ids of conversations holding stored messages `sender_id` sent (deleted
+    /// ones too), ascending, after `after`: erasure walks them, also those the sender left.
+    async fn conversations_with_messages_from(
+        &self,
+        sender_id: &UserId,
         after: Option<&ConversationId>,
         limit: usize,
     ) -> Result<Vec<ConversationId>, PortError>;

@@ -130,9 +130,15 @@ pub trait SearchIndex: SearchReader {
     /// them): they are never found again. Running it twice is harmless.
     async fn purge(&self, conversation_id: &ConversationId, through: Seq) -> Result<(), PortError>;
 
-    /// Forgets the text of every message `user_id` sent (they become deleted in the index);
-    /// returns how many. Running it twice is harmless.
-    async fn erase_user(&self, user_id: &UserId) -> Result<u64, PortError>;
+    /// Forgets the text of every message `user_id` sent in `conversation_id` with a seq up to
+    /// `through` (erasure: they become deleted in the index); returns how many. Running it
+    /// twice is harmless.
+    async fn erase_user(
+        &self,
+        conversation_id: &ConversationId,
+        user_id: &UserId,
+        through: Seq,
+    ) -> Result<u64, PortError>;
 }
 
 #[cfg(test)]

@@ -29,6 +29,15 @@ pub enum StoreWrite {
         conversation_id: ConversationId,
         through_seq: Seq,
     },
+    /// Erase `user_id` from the conversation up to `through_seq`
+    /// ([`wire::log::LogEventBody::UserErased`]): their messages become deleted (one version
+    /// up, seq kept; [`wire::log::MessageRecord::erase_user`]), their reactions on the others
+    /// and their watermarks go. Applying it again changes nothing.
+    Erase {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        through_seq: Seq,
+    },
     /// Raise a participant's watermarks; each only ever goes up.
     Watermarks {
         conversation_id: ConversationId,

@@ -2,7 +2,7 @@
 //!
 //! One iteration: poll a batch of `message.sent`, `message.edited` and `message.deleted`
 //! records (reactions are not searched) → `SearchIndex::apply` (durable and searchable when it
-//! returns), then `SearchIndex::purge` for the batch's retention purges → commit the batch's
+//! returns), then `SearchIndex::purge` / `erase_user` for the batch's retention purges and erasures → commit the batch's
 //! positions for the indexer's own consumer group. A crash between the two steps re-indexes
 //! the batch on restart, which changes nothing (the index keeps the superseding version of each
 //! message). Failures are retried with capped exponential backoff, never skipped; nothing is
@@ -19,7 +19,7 @@ use ports::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 use wire::log::{topics, LogEventBody, MessageRecord};
-use wire::{ConversationId, Seq};
+use wire::{ConversationId, Seq, UserId};
 
 use crate::metrics::IndexerMetrics;
 
@@ -179,11 +179,11 @@ impl Indexer {
         let positions = highest_positions(&records);
         let newest_at = records.iter().map(|record| record.event.at).max();
         let count = records.len() as u64;
-        let purges: Vec<(ConversationId, Seq)> = records.iter().filter_map(purge_of).collect();
+        let forgets: Vec<Forget> = records.iter().filter_map(forget_of).collect();
         let versions: Vec<MessageRecord> =
             records.into_iter().filter_map(indexed_version).collect();
         let mut backoff = self.backoff();
-        while let Err(error) = self.write(&versions, &purges).await {
+        while let Err(error) = self.write(&versions, &forgets).await {
             warn!(error = %error, "search index write failed; retrying");
             self.metrics.retries.inc();
             self.pause(&mut backoff, shutdown).await?;
@@ -204,16 +204,26 @@ impl Indexer {
         Ok(())
     }
 
-    /// Indexes the batch's message versions, then applies its retention purges (a purge
-    /// covers messages sent before it).
-    async fn write(
-        &self,
-        versions: &[MessageRecord],
-        purges: &[(ConversationId, Seq)],
-    ) -> Result<(), PortError> {
+    /// Indexes the batch's message versions, then applies its retention purges and erasures
+    /// in log order (each covers messages sent before it).
+    async fn write(&self, versions: &[MessageRecord], forgets: &[Forget]) -> Result<(), PortError> {
         self.index.apply(versions.to_vec()).await?;
-        for (conversation_id, through) in purges {
-            self.index.purge(conversation_id, *through).await?;
+        for forget in forgets {
+            match forget {
+                Forget::Purge {
+                    conversation_id,
+                    through,
+                } => self.index.purge(conversation_id, *through).await?,
+                Forget::Erase {
+                    conversation_id,
+                    user_id,
+                    through,
+                } => {
+                    self.index
+                        .erase_user(conversation_id, user_id, *through)
+                        .await?;
+                }
+            }
         }
         Ok(())
     }
@@ -286,13 +296,40 @@ fn indexed_version(record: LogRecord) -> Option<MessageRecord> {
     }
 }
 
-/// The retention purge an event carries, if any.
-fn purge_of(record: &LogRecord) -> Option<(ConversationId, Seq)> {
+/// What an event makes the index forget beyond message versions.
+enum Forget {
+    /// Retention purged the conversation up to `through`.
+    Purge {
+        conversation_id: ConversationId,
+        through: Seq,
+    },
+    /// The user was erased from the conversation up to `through`.
+    Erase {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        through: Seq,
+    },
+}
+
+/// The retention purge or erasure an event carries, if any.
+fn forget_of(record: &LogRecord) -> Option<Forget> {
     match &record.event.body {
         LogEventBody::MessagesPurged {
             conversation_id,
             through_seq,
-        } => Some((conversation_id.clone(), *through_seq)),
+        } => Some(Forget::Purge {
+            conversation_id: conversation_id.clone(),
+            through: *through_seq,
+        }),
+        LogEventBody::UserErased {
+            conversation_id,
+            user_id,
+            through_seq,
+        } => Some(Forget::Erase {
+            conversation_id: conversation_id.clone(),
+            user_id: user_id.clone(),
+            through: *through_seq,
+        }),
         _ => None,
     }
 }

@@ -84,9 +84,15 @@ impl SearchIndex for TantivyIndex {
         self.blocking(move |inner| inner.apply(records)).await
     }
 
-    async fn erase_user(&self, user_id: &UserId) -> Result<u64, PortError> {
-        let user_id = user_id.clone();
-        self.blocking(move |inner| inner.erase_user(&user_id)).await
+    async fn erase_user(
+        &self,
+        conversation_id: &ConversationId,
+        user_id: &UserId,
+        through: Seq,
+    ) -> Result<u64, PortError> {
+        let (conversation_id, user_id) = (conversation_id.clone(), user_id.clone());
+        self.blocking(move |inner| inner.erase_user(&conversation_id, &user_id, through))
+            .await
     }
 
     async fn purge(&self, conversation_id: &ConversationId, through: Seq) -> Result<(), PortError> {
@@ -134,9 +140,25 @@ impl Inner {
         Ok(())
     }
 
-    fn erase_user(&self, user_id: &UserId) -> Result<u64, SearchError> {
-        let sender = self.term_query(self.fields.sender_id, user_id.as_str());
-        self.erase_live(sender, |_| true)
+    fn erase_user(
+        &self,
+        conversation_id: &ConversationId,
+        user_id: &UserId,
+        through: Seq,
+    ) -> Result<u64, SearchError> {
+        let theirs_there = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                self.term_query(self.fields.conversation_id, conversation_id.as_str()),
+            ),
+            (
+                Occur::Must,
+                self.term_query(self.fields.sender_id, user_id.as_str()),
+            ),
+        ]);
+        self.erase_live(Box::new(theirs_there), |record| {
+            record.message.seq <= through
+        })
     }
 
     fn purge(&self, conversation_id: &ConversationId, through: Seq) -> Result<u64, SearchError> {

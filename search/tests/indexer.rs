@@ -1,5 +1,6 @@
-//! The indexer over a real embedded log and a real Tantivy index: it indexes what is appended,
-//! commits its own position, and a restarted indexer resumes after it without duplicates.
+//! The indexer over a real embedded log and a real Tantivy index: it indexes what is appended
+//! (and applies erasures), commits its own position, and a restarted indexer resumes after it
+//! without duplicates.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,4 +118,30 @@ async fn the_indexer_follows_the_log_and_resumes_after_its_committed_position() 
     );
     second.stop.send(true).expect("stop");
     second.task.await.expect("indexer stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_indexer_applies_an_erasure_to_its_conversation_up_to_its_seq() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let log = Arc::new(EmbeddedLog::open(&directory.path().join("log.redb")).expect("log"));
+    let index =
+        Arc::new(TantivyIndex::open(&directory.path().join("search"), 32_000_000).expect("index"));
+    let conversation = ConversationId::new("c-erased");
+    let elsewhere = ConversationId::new("c-kept");
+    let mut events: Vec<_> = (1..=3)
+        .map(|seq| text_event(&conversation, seq, 1, "quarterly numbers"))
+        .collect();
+    events.push(text_event(&elsewhere, 1, 1, "quarterly numbers"));
+    events.push(log_event(LogEventBody::UserErased {
+        conversation_id: conversation.clone(),
+        user_id: UserId::new("alice"),
+        through_seq: wire::Seq(2),
+    }));
+    log.append(events).await.expect("append");
+
+    let running = start(&log, &index);
+    wait_for_hits(&index, "quarterly", &elsewhere, 1).await;
+    wait_for_hits(&index, "quarterly", &conversation, 1).await;
+    running.stop.send(true).expect("stop");
+    running.task.await.expect("indexer stops");
 }

@@ -38,8 +38,15 @@ impl SearchIndex for ServedIndex {
         self.local.apply(records).await
     }
 
-    async fn erase_user(&self, user_id: &UserId) -> Result<u64, PortError> {
-        self.local.erase_user(user_id).await
+    async fn erase_user(
+        &self,
+        conversation_id: &ConversationId,
+        user_id: &UserId,
+        through: Seq,
+    ) -> Result<u64, PortError> {
+        self.local
+            .erase_user(conversation_id, user_id, through)
+            .await
     }
 
     async fn purge(&self, conversation_id: &ConversationId, through: Seq) -> Result<(), PortError> {

@@ -176,6 +176,7 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
         metrics.actors.clone(),
     );
     let admin = crate::admin::Admin::new(sanctions, &metrics.registry);
+    let erasures = erasures(&node, storage, &adapters.redis_clients, &metrics);
     let state = Arc::new(AppState {
         node,
         auth: Authenticator::new(
@@ -184,6 +185,8 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
             &settings.auth.admin_api_key,
         ),
         admin,
+        jobs: storage.jobs.clone(),
+        erasures,
         settings,
         metrics,
         ready: Arc::new(AtomicBool::new(false)),
@@ -205,6 +208,27 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
         indexer: search.and_then(|search| search.indexer),
         redis_presence: adapters.redis_presence,
     })
+}
+
+/// The node's erasure jobs; in durable mode (shared job records) runs take a Redis lease.
+fn erasures(
+    node: &Node,
+    storage: &Storage,
+    redis_clients: &[(&'static str, persistence::redis::RedisClient)],
+    metrics: &NodeMetrics,
+) -> crate::erasure::Erasures {
+    let leases = storage.kafka.as_ref().and_then(|_| {
+        (redis_clients.iter())
+            .find(|(role, _)| *role == "redis state")
+            .map(|(_, client)| client.clone())
+    });
+    crate::erasure::Erasures::new(
+        node.clone(),
+        storage.jobs.clone(),
+        storage.retention_scan.clone(),
+        leases,
+        crate::erasure::ErasureMetrics::new(&metrics.registry),
+    )
 }
 
 /// The retention sweep over the node's store; in durable mode under the cluster's lease (the

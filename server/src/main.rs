@@ -20,6 +20,7 @@ mod app;
 mod attachments;
 mod auth;
 mod config;
+mod erasure;
 mod http;
 mod metrics;
 mod retention;

@@ -151,29 +151,7 @@ async fn history_once_purged(client: &mut Client, conversation: &str, first_seq:
 
 /// The conversations of the hits of `OLD_WORD`, once there are `want` hits.
 async fn old_word_hits(client: &mut Client, want: usize) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let result = client
-            .ok("search.messages", json!({"query": OLD_WORD}))
-            .await;
-        let hits = result["hits"].as_array().expect("hits");
-        if hits.len() == want {
-            return hits
-                .iter()
-                .map(|hit| {
-                    hit["message"]["conversation_id"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned()
-                })
-                .collect();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never {want} hits for {OLD_WORD}: {result}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::hit_conversations(client, OLD_WORD, want).await
 }
 
 /// The seqs the node's embedded store holds for `conversation` (read once the node stopped).

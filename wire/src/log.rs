@@ -8,8 +8,10 @@ use crate::{
     Timestamp, UserId,
 };
 
+mod erasure;
 mod reaction;
 
+pub use erasure::ErasedChange;
 pub use reaction::{change_reaction, ReactionChange, ReactionDelta};
 
 /// Payload schema version written by this build.
@@ -225,6 +227,16 @@ pub enum LogEventBody {
         conversation_id: ConversationId,
         through_seq: Seq,
     },
+    /// Erasure (protocol v1.1, "Compliance"): every message `user_id` sent in the conversation
+    /// up to `through_seq` becomes deleted (text, attachments, reactions and reply links gone;
+    /// the seq kept), their reactions on the conversation's messages and their receipts go.
+    /// Their membership goes by the `conversation_updated` the erasure logs before it. On the
+    /// `message.deleted` topic. Applying it again changes nothing.
+    UserErased {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        through_seq: Seq,
+    },
     /// Written by ingest once a message is in the store: the "stored" acknowledgment.
     MessageStored {
         conversation_id: ConversationId,
@@ -241,7 +253,8 @@ impl LogEventBody {
             LogEventBody::MessageEdited { .. } => topics::MESSAGE_EDITED,
             LogEventBody::MessageDeleted { .. }
             | LogEventBody::MessageAborted { .. }
-            | LogEventBody::MessagesPurged { .. } => topics::MESSAGE_DELETED,
+            | LogEventBody::MessagesPurged { .. }
+            | LogEventBody::UserErased { .. } => topics::MESSAGE_DELETED,
             LogEventBody::MessageReacted { .. } | LogEventBody::ReactionChanged { .. } => {
                 topics::MESSAGE_REACTED
             }
@@ -268,6 +281,9 @@ impl LogEventBody {
                 conversation_id, ..
             }
             | LogEventBody::MessagesPurged {
+                conversation_id, ..
+            }
+            | LogEventBody::UserErased {
                 conversation_id, ..
             } => conversation_id,
         }

@@ -162,3 +162,26 @@ fn rejected(what: &str, error: &StatementError) -> PortError {
         format!("{what} refused (code {}): {}", error.code, error.message),
     )
 }
+
+impl super::MongoStore {
+    /// Sends `statements` as one bulk `command` on `collection`, failing on any refusal;
+    /// `what` names the write in the error ("purge on messages refused …").
+    pub(super) async fn write_all(
+        &self,
+        what: &str,
+        command: BulkCommand,
+        collection: &str,
+        statements: Vec<Document>,
+    ) -> Result<(), PortError> {
+        let refused = bulk(
+            &self.database,
+            self.config.operation_timeout,
+            &self.write_concern,
+            command,
+            collection,
+            statements,
+        )
+        .await?;
+        none_refused(&format!("{what} on {collection}"), &refused)
+    }
+}

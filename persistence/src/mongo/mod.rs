@@ -11,6 +11,8 @@
 mod audit;
 mod client;
 mod config;
+mod erasure;
+mod jobs;
 mod reactions;
 mod read;
 mod retention;
@@ -27,6 +29,7 @@ use wire::{ClientMsgId, ConversationId, MessageId, UserId};
 
 pub use audit::AUDIT as AUDIT_COLLECTION;
 pub use config::MongoConfig;
+pub use jobs::JOBS as JOBS_COLLECTION;
 pub use mongo_documents::{
     CONVERSATIONS as CONVERSATIONS_COLLECTION, MESSAGES as MESSAGES_COLLECTION,
     PARTICIPANTS as PARTICIPANTS_COLLECTION,
@@ -140,6 +143,10 @@ impl MongoStore {
                     ),
                     index("user_id", doc! { "user_id": 1 }, false),
                 ],
+            ),
+            (
+                jobs::JOBS,
+                vec![index("kind_state", doc! { "kind": 1, "state": 1 }, false)],
             ),
         ];
         for (collection, indexes) in plan {

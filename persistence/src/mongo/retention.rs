@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use mongodb::bson::{doc, Document};
 use ports::{PortError, RetentionScan};
-use wire::{ConversationId, Seq, Timestamp};
+use wire::{ConversationId, Seq, Timestamp, UserId};
 
 use mongo_documents::{date, integer, signed, CONVERSATIONS, MESSAGES};
 
-use super::client::{bulk, none_refused, BulkCommand};
+use super::client::{within, BulkCommand};
 use super::MongoStore;
 
 impl MongoStore {
@@ -40,16 +40,8 @@ impl MongoStore {
             (BulkCommand::Delete, MESSAGES, deletes),
             (BulkCommand::Update, CONVERSATIONS, marks),
         ] {
-            let refused = bulk(
-                &self.database,
-                self.config.operation_timeout,
-                &self.write_concern,
-                command,
-                collection,
-                statements,
-            )
-            .await?;
-            none_refused(&format!("purge on {collection}"), &refused)?;
+            self.write_all("purge", command, collection, statements)
+                .await?;
         }
         Ok(())
     }
@@ -102,6 +94,32 @@ impl RetentionScan for MongoStore {
             .filter_map(|document| document.get_str("_id").ok())
             .map(ConversationId::new)
             .collect())
+    }
+
+    async fn conversations_with_messages_from(
+        &self,
+        sender_id: &UserId,
+        after: Option<&ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<ConversationId>, PortError> {
+        let mut filter = doc! { "sender_id": sender_id.as_str() };
+        if let Some(after) = after {
+            filter.insert("conversation_id", doc! { "$gt": after.as_str() });
+        }
+        let messages = self.database.collection::<Document>(MESSAGES);
+        let distinct = within(
+            self.config.operation_timeout,
+            messages.distinct("conversation_id", filter),
+        )
+        .await?;
+        let mut found: Vec<ConversationId> = distinct
+            .iter()
+            .filter_map(|id| id.as_str())
+            .map(ConversationId::new)
+            .collect();
+        found.sort();
+        found.truncate(limit);
+        Ok(found)
     }
 
     async fn newest_seq_before(

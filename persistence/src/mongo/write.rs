@@ -9,7 +9,8 @@
 //! Steps: messages and the activity they raise; conversations; the participant sets of the
 //! conversations whose stored version is now the batch's (also when an earlier attempt stored
 //! the conversation and failed before its participants, so a retry repairs them); watermarks;
-//! last, retention purges (`retention.rs`), so a purge also removes messages of its batch.
+//! then retention purges (`retention.rs`), so a purge also removes messages of its batch;
+//! last, erasures (`erasure.rs`), which also reach messages of their batch.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +19,7 @@ use ports::{PortError, Service, StoreWrite};
 use wire::log::{ConversationRecord, MessageRecord, ReactionDelta};
 
 use super::client::{bulk, none_refused, only_duplicates, BulkCommand, StatementError};
+use super::erasure::Erasure;
 use super::MongoStore;
 use mongo_documents::integer;
 use mongo_documents::{
@@ -38,6 +40,8 @@ pub(super) struct Folded {
     watermarks: BTreeMap<(String, String), (u64, u64)>,
     /// conversation id → the highest seq retention purged (applied after the messages)
     purges: BTreeMap<String, u64>,
+    /// erasures in log order (applied last, after the purges)
+    erasures: Vec<Erasure>,
 }
 
 impl Folded {
@@ -72,6 +76,15 @@ impl Folded {
                         .or_insert(0);
                     *through = (*through).max(through_seq.0);
                 }
+                StoreWrite::Erase {
+                    conversation_id,
+                    user_id,
+                    through_seq,
+                } => folded.erasures.push(Erasure {
+                    conversation_id,
+                    user_id,
+                    through_seq,
+                }),
                 StoreWrite::Conversation(record) => {
                     let key = record.conversation.conversation_id.as_str().to_owned();
                     match folded.conversations.get(&key) {
@@ -115,7 +128,8 @@ impl MongoStore {
         self.put_conversations(&folded).await?;
         self.replace_participants(&folded).await?;
         self.raise_watermarks(&folded).await?;
-        self.purge_messages(&folded.purges).await
+        self.purge_messages(&folded.purges).await?;
+        self.erase_users(&folded.erasures).await
     }
 
     async fn update(

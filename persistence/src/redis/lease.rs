@@ -1,14 +1,18 @@
 //! [`RedisLease`]: a named lease one node of the cluster holds for a while (`SET NX PX`), so
-//! periodic work such as the attachment sweep runs on one node at a time. It is not renewed:
-//! the holder finishes within the TTL or another node may start too (the work must stay
-//! harmless when it overlaps).
+//! periodic work such as the attachment sweep runs on one node at a time. A sweep does not renew
+//! it: the holder finishes within the TTL or another node may start too (the work must stay
+//! harmless when it overlaps). Longer work (an erasure job) renews it as it goes with
+//! [`RedisLease::try_hold`].
 
 use std::time::Duration;
 
 use deadpool_redis::redis;
 use ports::PortError;
 
+use super::client::LuaScript;
 use super::RedisClient;
+
+static HOLD: LuaScript = LuaScript::new("lease_hold", include_str!("scripts/lease_hold.lua"));
 
 pub struct RedisLease {
     client: RedisClient,
@@ -38,5 +42,20 @@ impl RedisLease {
             .arg(ttl.as_millis().max(1) as u64);
         let answer: Option<String> = self.client.query(command).await?;
         Ok(answer.is_some())
+    }
+
+    /// Takes the lease for `ttl` when no one holds it, or extends it when this holder does
+    /// (long work renews it as it goes); `false` when another holder does.
+    pub async fn try_hold(&self, ttl: Duration) -> Result<bool, PortError> {
+        let ttl_ms = ttl.as_millis().max(1).to_string();
+        let held: i64 = self
+            .client
+            .eval(
+                &HOLD,
+                std::slice::from_ref(&self.key),
+                &[self.holder.clone(), ttl_ms],
+            )
+            .await?;
+        Ok(held == 1)
     }
 }

@@ -7,10 +7,11 @@
 //! too. Suites panic on the first violated expectation.
 //!
 //! - [`blob_store_suite`] (in [`blob`]), with presigned URLs called through a [`blob::Transfer`].
-//! - [`log`]: [`event_log_suite`] · [`store`]: [`store_suite`] (with `store_reactions`;
+//! - [`log`]: [`event_log_suite`] · [`store`]: [`store_suite`] (with `store_reactions`, `store_erasure`;
 //!   retention: [`store_retention_suite`]) · [`directory`]: [`directory_suite`]
 //! - [`sequencer`]: [`sequencer_suite`] · [`presence`]: [`presence_suite`] · [`bus`]: [`bus_suite`]
-//! - sanctions: [`sanctions_suite`] · audit: [`audit_log_suite`] · retention: [`retention_suite`].
+//! - sanctions: [`sanctions_suite`] · audit: [`audit_log_suite`] · retention: [`retention_suite`]
+//!   · jobs: [`jobs_suite`].
 //! - [`rate_limit`]: [`rate_limiter_suite`] · [`cache`]: [`message_cache_suite`] · [`fixtures`]: record builders shared by the suites.
 //! - search: [`search_index_suite`].
 //! - [`hooked_store`]: [`HookedStore`], a store whose writes a test can fail or hold.
@@ -22,6 +23,7 @@ pub mod cache;
 pub mod directory;
 pub mod fixtures;
 pub mod hooked_store;
+pub mod jobs;
 pub mod log;
 pub mod presence;
 pub mod rate_limit;
@@ -29,6 +31,7 @@ pub mod retention;
 pub mod sanctions;
 pub mod sequencer;
 pub mod store;
+mod store_erasure;
 mod store_reactions;
 pub mod store_retention;
 
@@ -44,6 +47,7 @@ pub use bus::bus_suite;
 pub use cache::message_cache_suite;
 pub use directory::directory_suite;
 pub use hooked_store::{ApplyHook, HookedStore};
+pub use jobs::jobs_suite;
 pub use log::event_log_suite;
 pub use presence::presence_suite;
 pub use rate_limit::rate_limiter_suite;

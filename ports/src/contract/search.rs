@@ -179,6 +179,7 @@ async fn erasing_a_user_forgets_their_messages_only(fixture: Fixture<dyn SearchI
     let conversation = ConversationId::new(unique("search-erase"));
     let erased_user = UserId::new(unique("erased"));
     let other_user = UserId::new(unique("other"));
+    let elsewhere = ConversationId::new(unique("search-erase"));
     let erased_message = saying(&conversation, 1, &erased_user, 1, "lunch on friday");
     apply(
         index,
@@ -186,18 +187,24 @@ async fn erasing_a_user_forgets_their_messages_only(fixture: Fixture<dyn SearchI
             erased_message.clone(),
             saying(&conversation, 2, &erased_user, 1, "lunch at the park"),
             saying(&conversation, 3, &other_user, 1, "lunch sounds good"),
+            saying(&conversation, 4, &erased_user, 1, "lunch after the erasure"),
+            saying(&elsewhere, 1, &erased_user, 1, "lunch elsewhere"),
         ],
     )
     .await;
-    assert_eq!(index.erase_user(&erased_user).await.expect("erase"), 2);
-    assert_eq!(
-        index.erase_user(&erased_user).await.expect("erase again"),
-        0
-    );
+    let erase = || index.erase_user(&conversation, &erased_user, Seq(3));
+    assert_eq!(erase().await.expect("erase"), 2);
+    assert_eq!(erase().await.expect("erase again"), 0);
     apply(index, vec![erased_message]).await;
     assert_eq!(
         seqs(&search(index, "lunch", &[&conversation], 10).await),
-        [3]
+        [3, 4],
+        "only their messages up to the seq go"
+    );
+    assert_eq!(
+        seqs(&search(index, "lunch", &[&elsewhere], 10).await),
+        [1],
+        "their messages in other conversations stay"
     );
 }
 

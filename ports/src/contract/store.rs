@@ -23,6 +23,7 @@ where
     messages_are_found_by_id_and_client_id(make().await).await;
     aborted_sends_read_as_deleted_and_never_shadow_their_retry(make().await).await;
     super::store_reactions::reaction_deltas_apply_once_in_order(make().await).await;
+    super::store_erasure::erasure_deletes_the_users_messages_once(make().await).await;
     assert!(make().await.port.is_ready().await, "a fresh store is ready");
 }
 

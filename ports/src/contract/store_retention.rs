@@ -21,6 +21,39 @@ where
 {
     purges_forget_messages_up_to_their_seq(make().await).await;
     the_scan_finds_expired_messages(make().await).await;
+    the_scan_finds_a_senders_conversations(make().await).await;
+}
+
+/// Erasure's walk: the conversations holding a sender's messages, in id order, paged.
+async fn the_scan_finds_a_senders_conversations(fixture: Fixture<dyn RetainingStore>) {
+    let store = fixture.port.as_ref();
+    let sender = UserId::new(unique("sender"));
+    let mut theirs = Vec::new();
+    for _ in 0..3 {
+        let conversation_id = ConversationId::new(unique("store-sender"));
+        let record = message_record(&conversation_id, 2, &sender, 1, at(1));
+        store
+            .apply(vec![StoreWrite::Message(record)])
+            .await
+            .expect("apply");
+        theirs.push(conversation_id);
+    }
+    conversation_with_messages(store, 2).await;
+    theirs.sort();
+    let sender = &sender;
+    let scan = |after: Option<ConversationId>, limit| async move {
+        store
+            .conversations_with_messages_from(sender, after.as_ref(), limit)
+            .await
+            .expect("scan")
+    };
+    assert_eq!(scan(None, 10).await, theirs, "theirs only, in id order");
+    assert_eq!(scan(None, 2).await, theirs[..2]);
+    assert_eq!(scan(Some(theirs[1].clone()), 2).await, theirs[2..]);
+    assert_eq!(
+        scan(Some(theirs[2].clone()), 2).await,
+        Vec::<ConversationId>::new()
+    );
 }
 
 /// Stores messages 1..=`count` of a fresh conversation, message n created at `at(n * 10)`.

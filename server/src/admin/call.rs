@@ -14,6 +14,8 @@ pub enum AdminAction {
     SetRetention,
     SetLegalHold,
     ReadAudit,
+    ReadJob,
+    EraseUser,
     /// No admin route has this method and path.
     Unknown,
 }
@@ -29,6 +31,8 @@ impl AdminAction {
             AdminAction::SetRetention => "set_retention",
             AdminAction::SetLegalHold => "set_legal_hold",
             AdminAction::ReadAudit => "read_audit",
+            AdminAction::ReadJob => "read_job",
+            AdminAction::EraseUser => "erase_user",
             AdminAction::Unknown => "unknown",
         }
     }
@@ -48,6 +52,8 @@ impl AdminAction {
             ("PUT", ["conversations", _, "retention"]) => AdminAction::SetRetention,
             ("PUT", ["conversations", _, "legal_hold"]) => AdminAction::SetLegalHold,
             ("GET", ["audit"]) => AdminAction::ReadAudit,
+            ("GET", ["jobs", _]) => AdminAction::ReadJob,
+            ("POST", ["users", _, "erase"]) => AdminAction::EraseUser,
             _ => AdminAction::Unknown,
         }
     }
@@ -113,6 +119,11 @@ mod tests {
                 AdminAction::RevokeTokens,
             ),
             (
+                Method::POST,
+                "/api/v1/admin/users/a/erase",
+                AdminAction::EraseUser,
+            ),
+            (
                 Method::DELETE,
                 "/api/v1/admin/conversations/c/messages/m",
                 AdminAction::DeleteMessage,
@@ -128,6 +139,11 @@ mod tests {
                 AdminAction::SetLegalHold,
             ),
             (Method::GET, "/api/v1/admin/audit", AdminAction::ReadAudit),
+            (
+                Method::GET,
+                "/api/v1/admin/jobs/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+                AdminAction::ReadJob,
+            ),
             (
                 Method::GET,
                 "/api/v1/admin/users/alice/ban",

@@ -5,6 +5,8 @@
 //! - `users`: disconnect, ban / unban and token revocation of a user.
 //! - `messages`: the moderation delete of a message.
 //! - `retention`: a conversation's retention and legal hold.
+//! - `jobs`: where an export or an erasure job stands.
+//! - `erasure`: requesting a user's erasure (the job runs in `crate::erasure`).
 //! - `metrics`: `parley_admin_calls_total{action,result}`.
 //!
 //! Every request passes [`guard`] first: no admin key configured → 404 for every admin path; a
@@ -13,6 +15,8 @@
 
 pub mod audit;
 mod call;
+mod erasure;
+mod jobs;
 mod messages;
 mod metrics;
 mod retention;
@@ -59,6 +63,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
             .configure(messages::configure)
             .configure(retention::configure)
             .configure(audit::configure)
+            .configure(jobs::configure)
+            .configure(erasure::configure)
             .default_service(web::to(no_such_route)),
     );
 }
@@ -123,12 +129,14 @@ fn audit_entry(actor: &str, action: AdminAction, response: &ServiceResponse) -> 
         path.get("user_id"),
         path.get("conversation_id"),
         path.get("message_id"),
+        path.get("job_id"),
     ) {
-        (Some(user_id), _, _) => format!("user:{user_id}"),
-        (None, Some(conversation_id), Some(message_id)) => {
+        (Some(user_id), _, _, _) => format!("user:{user_id}"),
+        (None, Some(conversation_id), Some(message_id), _) => {
             format!("message:{conversation_id}/{message_id}")
         }
-        (None, Some(conversation_id), None) => format!("conversation:{conversation_id}"),
+        (None, Some(conversation_id), None, _) => format!("conversation:{conversation_id}"),
+        (None, None, _, Some(job_id)) => format!("job:{job_id}"),
         _ => request.path().to_owned(),
     };
     let mut details = serde_json::json!({ "status": response.status().as_u16() });

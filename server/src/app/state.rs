@@ -23,6 +23,10 @@ pub struct AppState {
     pub attachments: Option<Arc<crate::attachments::AttachmentService>>,
     /// The admin API's sanctions and metrics.
     pub admin: crate::admin::Admin,
+    /// Export and erasure job records, shared by the nodes that share the store.
+    pub jobs: Arc<dyn ports::Jobs>,
+    /// Erasure jobs: requested by the admin API, run and taken up again in the background.
+    pub erasures: crate::erasure::Erasures,
     pub(super) log: Arc<dyn EventLog>,
     pub(super) store: Arc<dyn Store>,
     pub(super) redis_clients: Vec<(&'static str, persistence::redis::RedisClient)>,

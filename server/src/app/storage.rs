@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use persistence::kafka::{KafkaAuditLog, KafkaLog};
 use persistence::mongo::MongoStore;
 use persistence::{EmbeddedLog, EmbeddedStore};
-use ports::{AuditLog, EventLog, RetentionScan, Store};
+use ports::{AuditLog, EventLog, Jobs, RetentionScan, Store};
 use wire::NodeId;
 
 use crate::config::Settings;
@@ -23,6 +23,9 @@ pub(super) struct Storage {
     pub(super) audit: Arc<dyn AuditLog>,
     /// The durable mode's audit log (for its loss counter).
     pub(super) kafka_audit: Option<Arc<KafkaAuditLog>>,
+    /// Export and erasure job records: the embedded store, or MongoDB's `jobs` collection in
+    /// durable mode.
+    pub(super) jobs: Arc<dyn Jobs>,
     /// What the retention sweep scans: the store.
     pub(super) retention_scan: Arc<dyn RetentionScan>,
     /// The embedded log (standalone and Redis-only cluster mode), which the retention sweep
@@ -67,6 +70,7 @@ impl Storage {
             store: store.clone(),
             audit: audit.clone(),
             kafka_audit: Some(audit),
+            jobs: store.clone(),
             retention_scan: store,
             embedded: None,
             embedded_log: None,
@@ -94,6 +98,7 @@ impl Storage {
             store: store.clone(),
             audit: store.clone(),
             kafka_audit: None,
+            jobs: store.clone(),
             retention_scan: store.clone(),
             embedded: Some(store),
             kafka: None,

@@ -473,6 +473,33 @@ pub async fn create_conversation(client: &mut Client, kind: &str, members: &[&st
         .to_owned()
 }
 
+/// The conversations of the `search.messages` hits of `query`, once there are `want` hits
+/// (indexers trail the log).
+pub async fn hit_conversations(client: &mut Client, query: &str, want: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let result = client
+            .ok("search.messages", json!({ "query": query }))
+            .await;
+        let hits = result["hits"].as_array().expect("hits");
+        if hits.len() == want {
+            return (hits.iter())
+                .map(|hit| {
+                    hit["message"]["conversation_id"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never {want} hits for {query}: {result}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Sends a message and returns the ack result.
 pub async fn send(
     client: &mut Client,

@@ -7,12 +7,14 @@
 //! - [`audit`]: the `AuditLog` implementation (append-only audit records).
 //! - [`sanctions`]: the `Sanctions` implementation (bans and token revocations).
 //! - [`retention`]: the `RetentionPolicies` implementation (periods, legal holds, purges).
+//! - [`jobs`]: the `Jobs` implementation (export and erasure job records).
 //!
 //! Every call runs its redb transaction on tokio's blocking pool; every write transaction
 //! commits durably (redb's default `Durability::Immediate`, an fsync) before the call returns.
 
 mod audit;
 mod directory;
+mod jobs;
 mod read;
 mod retention;
 mod sanctions;

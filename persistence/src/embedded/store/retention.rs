@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use ports::{
     ConversationRetention, LegalHold, PortError, RetentionPeriod, RetentionPolicies, RetentionScan,
 };
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Range, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 use wire::log::MessageRecord;
-use wire::{ConversationId, Seq, Timestamp};
+use wire::{ConversationId, Seq, Timestamp, UserId};
 
 use super::tables::{ACTIVITY, MESSAGES};
 use super::EmbeddedStore;
@@ -124,6 +124,20 @@ impl RetentionPolicies for EmbeddedStore {
     }
 }
 
+/// The `activity` rows (one per conversation with stored messages) after `after`, by id.
+fn conversations_after<'table>(
+    activity: &'table ReadOnlyTable<&'static str, (u64, i64)>,
+    after: Option<&ConversationId>,
+) -> Result<Range<'table, &'static str, (u64, i64)>, redb::StorageError> {
+    match after {
+        Some(after) => activity.range::<&str>((
+            std::ops::Bound::Excluded(after.as_str()),
+            std::ops::Bound::Unbounded,
+        )),
+        None => activity.range::<&str>(..),
+    }
+}
+
 #[async_trait]
 impl RetentionScan for EmbeddedStore {
     async fn conversations_with_messages(
@@ -134,17 +148,44 @@ impl RetentionScan for EmbeddedStore {
         let after = after.cloned();
         self.read(move |read| {
             let activity = read.open_table(ACTIVITY)?;
-            let rows = match &after {
-                Some(after) => activity.range::<&str>((
-                    std::ops::Bound::Excluded(after.as_str()),
-                    std::ops::Bound::Unbounded,
-                ))?,
-                None => activity.range::<&str>(..)?,
-            };
+            let rows = conversations_after(&activity, after.as_ref())?;
             let mut found = Vec::new();
             for row in rows.take(limit) {
                 let (key, _) = row?;
                 found.push(ConversationId::new(key.value()));
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn conversations_with_messages_from(
+        &self,
+        sender_id: &UserId,
+        after: Option<&ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<ConversationId>, PortError> {
+        let (sender_id, after) = (sender_id.clone(), after.cloned());
+        // No index by sender: every message after `after` is read (erasures are rare).
+        self.read(move |read| {
+            let activity = read.open_table(ACTIVITY)?;
+            let messages = read.open_table(MESSAGES)?;
+            let rows = conversations_after(&activity, after.as_ref())?;
+            let mut found = Vec::new();
+            for row in rows {
+                if found.len() == limit {
+                    break;
+                }
+                let (key, _) = row?;
+                let id = key.value();
+                for entry in messages.range((id, 0)..=(id, u64::MAX))? {
+                    let (_, bytes) = entry?;
+                    let record: MessageRecord = serde_json::from_slice(bytes.value())?;
+                    if record.message.sender_id == sender_id {
+                        found.push(ConversationId::new(id));
+                        break;
+                    }
+                }
             }
             Ok(found)
         })

@@ -44,5 +44,6 @@ pub(super) fn create_all(write: &redb::WriteTransaction) -> Result<(), redb::Tab
     write.open_table(super::sanctions::SANCTIONS)?;
     write.open_table(super::audit::AUDIT)?;
     write.open_table(super::retention::RETENTION)?;
+    write.open_table(super::jobs::JOBS)?;
     Ok(())
 }

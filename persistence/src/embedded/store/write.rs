@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use ports::StoreWrite;
 use redb::{ReadableTable, Table, WriteTransaction};
-use wire::log::{ConversationRecord, MessageRecord, ReactionDelta};
+use wire::log::{ConversationRecord, ErasedChange, MessageRecord, ReactionDelta};
 use wire::{ConversationId, Seq, UserId};
 
 use super::read::{direct_pair, load_activity, load_conversation, load_message, micros};
@@ -58,6 +58,11 @@ impl<'txn> WriteTables<'txn> {
                 conversation_id,
                 through_seq,
             } => self.purge(conversation_id, *through_seq),
+            StoreWrite::Erase {
+                conversation_id,
+                user_id,
+                through_seq,
+            } => self.erase_user(conversation_id, user_id, *through_seq),
         }
     }
 
@@ -107,6 +112,32 @@ impl<'txn> WriteTables<'txn> {
             }
         }
         self.purged.insert(id, through.0)?;
+        Ok(())
+    }
+
+    /// Erases the user from the conversation's messages up to `through` and drops their
+    /// watermarks ([`StoreWrite::Erase`]).
+    fn erase_user(
+        &mut self,
+        conversation_id: &ConversationId,
+        user_id: &UserId,
+        through: Seq,
+    ) -> Result<(), PersistenceError> {
+        let id = conversation_id.as_str();
+        let mut changed: Vec<MessageRecord> = Vec::new();
+        for entry in self.messages.range((id, 0)..=(id, through.0))? {
+            let (_, bytes) = entry?;
+            let mut record: MessageRecord = serde_json::from_slice(bytes.value())?;
+            if record.erase_user(user_id, through) != ErasedChange::Unchanged {
+                changed.push(record);
+            }
+        }
+        for record in &changed {
+            let bytes = serde_json::to_vec(record)?;
+            self.messages
+                .insert((id, record.message.seq.0), bytes.as_slice())?;
+        }
+        self.watermarks.remove((id, user_id.as_str()))?;
         Ok(())
     }
 
