@@ -55,7 +55,9 @@ pub mod contract;
 
 pub use audit::{AuditLog, AuditPage, AuditQuery, AuditRecord, MAX_AUDIT_PAGE};
 pub use backoff::Backoff;
-pub use blob::{BlobKey, BlobMeta, BlobStore, InvalidBlobKey, PresignedRequest, TransferMethod};
+pub use blob::{
+    BlobKey, BlobMeta, BlobStore, BlobWriter, InvalidBlobKey, PresignedRequest, TransferMethod,
+};
 pub use bus::{Bus, BusEnvelope, BusPayload, BusTopic, SessionCloseReason};
 pub use cache::MessageCache;
 pub use consumer_health::ConsumerHealth;

@@ -10,8 +10,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
-use ports::{BlobKey, BlobMeta, BlobStore, PortError, PresignedRequest, Service, TransferMethod};
-use tokio::io::AsyncWriteExt;
+use ports::{
+    BlobKey, BlobMeta, BlobStore, BlobWriter, PortError, PresignedRequest, Service, TransferMethod,
+};
+use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::signature::{SignedQuery, UrlRefused, UrlSigner};
 
@@ -204,8 +206,59 @@ fn remove_with_empty_parents(root: &Path, path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A blob written into a partial file, moved into place by `finish`.
+struct LocalWriter {
+    file: BufWriter<tokio::fs::File>,
+    partial: PathBuf,
+    target: PathBuf,
+    written: u64,
+}
+
+#[async_trait]
+impl BlobWriter for LocalWriter {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), PortError> {
+        self.file.write_all(bytes).await.map_err(io_error)?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<u64, PortError> {
+        self.file.flush().await.map_err(io_error)?;
+        self.file.get_ref().sync_all().await.map_err(io_error)?;
+        let LocalWriter {
+            file,
+            partial,
+            target,
+            written,
+        } = *self;
+        drop(file);
+        blocking(move || place(&partial, &target)).await?;
+        Ok(written)
+    }
+
+    async fn abort(self: Box<Self>) -> Result<(), PortError> {
+        let partial = self.partial.clone();
+        drop(self);
+        match tokio::fs::remove_file(&partial).await {
+            Err(error) if error.kind() != ErrorKind::NotFound => Err(io_error(error)),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[async_trait]
 impl BlobStore for LocalBlobStore {
+    async fn writer(&self, key: &BlobKey) -> Result<Box<dyn BlobWriter>, PortError> {
+        let partial = self.partial_path();
+        let file = tokio::fs::File::create(&partial).await.map_err(io_error)?;
+        Ok(Box::new(LocalWriter {
+            file: BufWriter::with_capacity(256 * 1024, file),
+            partial,
+            target: self.path_of(key),
+            written: 0,
+        }))
+    }
+
     async fn put(&self, key: &BlobKey, bytes: Vec<u8>) -> Result<(), PortError> {
         let partial = self.partial_path();
         let target = self.path_of(key);
