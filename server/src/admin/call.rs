@@ -15,6 +15,7 @@ pub enum AdminAction {
     SetLegalHold,
     ReadAudit,
     ReadJob,
+    Export,
     /// No admin route has this method and path.
     Unknown,
 }
@@ -31,6 +32,7 @@ impl AdminAction {
             AdminAction::SetLegalHold => "set_legal_hold",
             AdminAction::ReadAudit => "read_audit",
             AdminAction::ReadJob => "read_job",
+            AdminAction::Export => "export",
             AdminAction::Unknown => "unknown",
         }
     }
@@ -51,6 +53,7 @@ impl AdminAction {
             ("PUT", ["conversations", _, "legal_hold"]) => AdminAction::SetLegalHold,
             ("GET", ["audit"]) => AdminAction::ReadAudit,
             ("GET", ["jobs", _]) => AdminAction::ReadJob,
+            ("POST", ["users", _, "export"]) => AdminAction::Export,
             _ => AdminAction::Unknown,
         }
     }
@@ -135,6 +138,11 @@ mod tests {
                 Method::GET,
                 "/api/v1/admin/jobs/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
                 AdminAction::ReadJob,
+            ),
+            (
+                Method::POST,
+                "/api/v1/admin/users/alice/export",
+                AdminAction::Export,
             ),
             (
                 Method::GET,

@@ -6,6 +6,7 @@
 //! - `messages`: the moderation delete of a message.
 //! - `retention`: a conversation's retention and legal hold.
 //! - `jobs`: where an export or an erasure job stands.
+//! - `export`: starting an export of a user's data.
 //! - `metrics`: `parley_admin_calls_total{action,result}`.
 //!
 //! Every request passes [`guard`] first: no admin key configured → 404 for every admin path; a
@@ -14,6 +15,7 @@
 
 pub mod audit;
 mod call;
+mod export;
 mod jobs;
 mod messages;
 mod metrics;
@@ -62,6 +64,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
             .configure(retention::configure)
             .configure(audit::configure)
             .configure(jobs::configure)
+            .configure(export::configure)
             .default_service(web::to(no_such_route)),
     );
 }

@@ -25,6 +25,8 @@ pub struct AppState {
     pub admin: crate::admin::Admin,
     /// Export and erasure job records, shared by the nodes that share the store.
     pub jobs: Arc<dyn ports::Jobs>,
+    /// Exports of users' data; `None` without a blob store (attachments off).
+    pub export: Option<Arc<crate::export::Exporter>>,
     pub(super) log: Arc<dyn EventLog>,
     pub(super) store: Arc<dyn Store>,
     pub(super) redis_clients: Vec<(&'static str, persistence::redis::RedisClient)>,

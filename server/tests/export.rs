@@ -1,0 +1,121 @@
+//! Exports of a user's data (docs/protocol.md §18): the file holds exactly the user's data,
+//! the job goes running → done, the download link works without the admin key until it
+//! expires, the audit log lists the request and the completion; a node restarted with an
+//! unfinished export runs it again; the same in a durable cluster with S3 and MongoDB.
+
+mod common;
+
+use std::time::Duration;
+
+use common::admin::{admin, ADMIN_ENV};
+use common::attachments::fetch;
+use common::export::{
+    alice_does_everything, alice_export, assert_alices_file, download_lines, export_records,
+    finished_job,
+};
+use common::TestServer;
+
+const URL_TTL_SECS: u64 = 3;
+
+/// `url` with its last character (the signature's, in local and S3 URLs) changed.
+fn tampered(url: &str) -> String {
+    let mut tampered = url.to_owned();
+    let last = tampered.pop().expect("a url");
+    tampered.push(if last == '0' { '1' } else { '0' });
+    tampered
+}
+
+#[tokio::test]
+async fn an_export_holds_exactly_the_users_data_and_its_link_expires() {
+    let ttl = URL_TTL_SECS.to_string();
+    let server = TestServer::start_with(&[
+        ADMIN_ENV,
+        ("PARLEY__EXPORT__DOWNLOAD_URL_TTL_SECS", ttl.as_str()),
+    ])
+    .await;
+    let mut alice = server.connect("alice").await;
+    let mut bob = server.connect("bob").await;
+    let data = alice_does_everything(&server, &mut alice, &mut bob).await;
+
+    let (job, lines) = alice_export(&server, common::WAIT).await;
+    assert_alices_file(&lines, &data);
+    let url = job["download_url"]
+        .as_str()
+        .expect("download_url")
+        .to_owned();
+    assert_eq!(
+        fetch(&tampered(&url)).await.err(),
+        Some(403),
+        "a bad signature"
+    );
+    tokio::time::sleep(Duration::from_secs(URL_TTL_SECS + 1)).await;
+    assert_eq!(fetch(&url).await.err(), Some(403), "an expired link");
+    // Each read of the job signs a fresh link.
+    let path = format!("/api/v1/admin/jobs/{}", job["job_id"].as_str().unwrap());
+    let (_, again) = admin(&server, "GET", &path, None).await;
+    assert_eq!(download_lines(&again).await, lines);
+
+    let records = export_records(&server, "alice").await;
+    let job_id = &job["job_id"];
+    let of_job: Vec<&str> = records
+        .iter()
+        .filter(|(_, details)| &details["job_id"] == job_id)
+        .map(|(action, _)| action.as_str())
+        .collect();
+    assert_eq!(of_job, ["export.requested", "export.done"]);
+    let done = &records.last().expect("records").1;
+    assert_eq!(done["counts"]["messages"], 3, "{done}");
+    let (status, body) = admin(
+        &server,
+        "GET",
+        "/api/v1/admin/audit?action=admin.export",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        body.to_string().contains(job_id.as_str().unwrap()),
+        "{body}"
+    );
+
+    let (status, body) = admin(&server, "POST", "/api/v1/admin/users/%01/export", None).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &serde_json::json!("bad_request"))
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_node_runs_its_unfinished_export_again() {
+    let mut server =
+        TestServer::start_with(&[ADMIN_ENV, ("PARLEY__SERVER__NODE_ID", "export-node")]).await;
+    let mut alice = server.connect("alice").await;
+    let mut bob = server.connect("bob").await;
+    let data = alice_does_everything(&server, &mut alice, &mut bob).await;
+    alice_export(&server, common::WAIT).await;
+    drop((alice, bob));
+
+    // The node dies with an export running (recorded, never finished).
+    server.kill9();
+    let store_path = server.data_dir().join("store.redb");
+    let job = ports::Job::start(
+        ports::JobKind::Export,
+        wire::UserId::new("alice"),
+        wire::NodeId::new("export-node"),
+    );
+    let store = persistence::EmbeddedStore::open(&store_path).expect("open the node's store");
+    ports::Jobs::create(&store, &job).await.expect("create");
+    drop(store);
+    server.restart().await;
+
+    let finished = finished_job(&server, &job.job_id.to_string(), common::WAIT).await;
+    assert_eq!(finished["state"], "done", "{finished}");
+    assert_alices_file(&download_lines(&finished).await, &data);
+    let records = export_records(&server, "alice").await;
+    let actions: Vec<&str> = records
+        .iter()
+        .filter(|(_, details)| details["job_id"] == job.job_id.to_string())
+        .map(|(action, _)| action.as_str())
+        .collect();
+    assert_eq!(actions, ["export.restarted", "export.done"]);
+}
