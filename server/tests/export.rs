@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use common::admin::{admin, ADMIN_ENV};
 use common::attachments::fetch;
+use common::durable::{DurableCluster, PIPELINE_WAIT};
 use common::export::{
     alice_does_everything, alice_export, assert_alices_file, download_lines, export_records,
     finished_job,
 };
+use common::seaweedfs::{SeaweedServer, ACCESS_KEY, BUCKET, SECRET_KEY};
 use common::TestServer;
 
 const URL_TTL_SECS: u64 = 3;
@@ -118,4 +120,52 @@ async fn a_restarted_node_runs_its_unfinished_export_again() {
         .map(|(action, _)| action.as_str())
         .collect();
     assert_eq!(actions, ["export.restarted", "export.done"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_cluster_exports_from_mongodb_into_s3() {
+    let seaweed = SeaweedServer::start();
+    let endpoint = seaweed.endpoint();
+    let ttl = URL_TTL_SECS.to_string();
+    let settings = [
+        ADMIN_ENV,
+        ("PARLEY__ATTACHMENTS__STORE", "s3"),
+        ("PARLEY__ATTACHMENTS__S3_ENDPOINT", endpoint.as_str()),
+        ("PARLEY__ATTACHMENTS__S3_BUCKET", BUCKET),
+        ("PARLEY__ATTACHMENTS__S3_ACCESS_KEY", ACCESS_KEY),
+        ("PARLEY__ATTACHMENTS__S3_SECRET_KEY", SECRET_KEY),
+        ("PARLEY__EXPORT__DOWNLOAD_URL_TTL_SECS", ttl.as_str()),
+    ];
+    let cluster = DurableCluster::start("parley_e2e_export", 2, &settings).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut alice = a.connect("alice").await;
+    let mut bob = b.connect("bob").await;
+    let data = alice_does_everything(a, &mut alice, &mut bob).await;
+
+    let (job, lines) = alice_export(a, PIPELINE_WAIT).await;
+    assert_alices_file(&lines, &data);
+    // Node B answers about node A's job (MongoDB's `jobs`), with a link to the same S3 object.
+    let job_id = job["job_id"].as_str().expect("job_id");
+    let on_b = finished_job(b, job_id, common::WAIT).await;
+    assert_eq!(download_lines(&on_b).await, lines);
+    let url = on_b["download_url"]
+        .as_str()
+        .expect("download_url")
+        .to_owned();
+    assert!(url.starts_with(&endpoint), "straight from S3: {url}");
+    assert_eq!(
+        fetch(&tampered(&url)).await.err(),
+        Some(403),
+        "a bad signature"
+    );
+    tokio::time::sleep(Duration::from_secs(URL_TTL_SECS + 1)).await;
+    assert_eq!(fetch(&url).await.err(), Some(403), "an expired link");
+
+    let records = export_records(b, "alice").await;
+    let of_job: Vec<&str> = records
+        .iter()
+        .filter(|(_, details)| details["job_id"] == job_id)
+        .map(|(action, _)| action.as_str())
+        .collect();
+    assert_eq!(of_job, ["export.requested", "export.done"]);
 }
