@@ -13,12 +13,21 @@ use futures::{Stream, StreamExt};
 use ports::{
     BlobKey, BlobMeta, BlobStore, BlobWriter, PortError, PresignedRequest, Service, TransferMethod,
 };
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 
 use super::signature::{SignedQuery, UrlRefused, UrlSigner};
 
 /// Uploads are written here first and renamed into place (`#` never occurs in a key).
 const PARTIAL_DIR: &str = "#partial";
+
+/// Bytes read from a file per chunk of a download.
+const DOWNLOAD_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A blob on its way to a client: its size, then its bytes in chunks.
+pub struct BlobDownload {
+    pub size: u64,
+    pub chunks: std::pin::Pin<Box<dyn Stream<Item = std::io::Result<bytes::Bytes>> + Send>>,
+}
 
 /// Why a presigned request to the node is refused.
 #[derive(Debug, thiserror::Error)]
@@ -139,15 +148,36 @@ impl LocalBlobStore {
         Ok(written)
     }
 
-    /// Serves a presigned GET: the blob's bytes.
+    /// Serves a presigned GET: the blob's size and its bytes in chunks (a large blob is never
+    /// whole in memory).
     pub async fn serve_download(
         &self,
         key: &BlobKey,
         query: &SignedQuery,
-    ) -> Result<Vec<u8>, TransferRefused> {
+    ) -> Result<BlobDownload, TransferRefused> {
         self.signer
             .check(TransferMethod::Get, key, query, Utc::now())?;
-        self.get(key).await?.ok_or(TransferRefused::Missing)
+        let file = match tokio::fs::File::open(self.path_of(key)).await {
+            Ok(file) => file,
+            Err(error) if error.kind() == ErrorKind::NotFound => {
+                return Err(TransferRefused::Missing)
+            }
+            Err(error) => return Err(io_error(error).into()),
+        };
+        let size = file.metadata().await.map_err(io_error)?.len();
+        let chunks = futures::stream::try_unfold(file, |mut file| async move {
+            let mut chunk = vec![0; DOWNLOAD_CHUNK_BYTES];
+            let read = file.read(&mut chunk).await?;
+            if read == 0 {
+                return Ok(None);
+            }
+            chunk.truncate(read);
+            Ok(Some((bytes::Bytes::from(chunk), file)))
+        });
+        Ok(BlobDownload {
+            size,
+            chunks: Box::pin(chunks),
+        })
     }
 }
 
