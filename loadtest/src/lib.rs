@@ -14,12 +14,14 @@
 //! - [`fault_proxy`]: the fault-injecting TCP proxy of the chaos run (`fault-proxy`).
 //! - [`attachments`]: the `attachment-bench` phases (uploads and downloads through a node, and
 //!   the storage's ceiling).
+//! - [`export`]: the `export-bench` seed, RSS sampler and file check.
 //!
 //! Errors are `anyhow` throughout: this crate is an application whose errors end up printed.
 
 pub mod attachments;
 pub mod ceiling;
 pub mod client;
+pub mod export;
 pub mod fault_proxy;
 pub mod ledger;
 pub mod net;
