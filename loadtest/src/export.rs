@@ -11,9 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use ports::{Store, StoreWrite};
 use wire::log::{ConversationRecord, MessageRecord, Participant, ParticipantRole};
-use wire::{
-    ClientMsgId, Conversation, ConversationId, ConversationKind, Message, MessageId, Seq, UserId,
-};
+use wire::{Conversation, ConversationId, ConversationKind, Seq, UserId};
 
 /// Whose data is exported, and who else writes (none of it may show).
 pub const EXPORTED: &str = "alice";
@@ -94,28 +92,22 @@ fn message(number: usize, of_other: bool, seed: &Seed) -> MessageRecord {
     } else {
         (EXPORTED, format!("{EXPORTED} message {number}: the quick brown fox jumps over the lazy dog, again and again"))
     };
-    let mut reactions = BTreeMap::new();
-    if of_other && number.is_multiple_of(10) {
-        reactions.insert("👍".to_owned(), vec![UserId::new(EXPORTED)]);
-    }
-    MessageRecord {
-        message: Message {
-            message_id: MessageId::new(format!("bench-{sender}-{number}")),
-            conversation_id: conversation_id(conversation),
-            seq: Seq(seq),
-            sender_id: UserId::new(sender),
-            client_msg_id: ClientMsgId::new(format!("{sender}-{number}")),
-            text,
-            reply_to: None,
-            forwarded_from: None,
-            reactions,
-            created_at: chrono::Utc::now(),
-            edited_at: None,
-            deleted: false,
-            attachments: Vec::new(),
+    let reactions = if of_other && number.is_multiple_of(10) {
+        serde_json::json!({ "👍": [EXPORTED] })
+    } else {
+        serde_json::json!({})
+    };
+    serde_json::from_value(serde_json::json!({
+        "message": {
+            "message_id": format!("bench-{sender}-{number}"),
+            "conversation_id": conversation_id(conversation), "seq": seq, "sender_id": sender,
+            "client_msg_id": format!("{sender}-{number}"), "text": text, "reply_to": null,
+            "forwarded_from": null, "reactions": reactions, "created_at": chrono::Utc::now(),
+            "edited_at": null, "deleted": false, "attachments": [],
         },
-        version: 1,
-    }
+        "version": 1,
+    }))
+    .expect("a message record")
 }
 
 /// Writes the seed into `store`: the conversations, the messages, a receipt per conversation.

@@ -8,24 +8,16 @@ mod common;
 use std::time::Duration;
 
 use common::admin::{admin, ADMIN_ENV};
-use common::attachments::fetch;
 use common::durable::{DurableCluster, PIPELINE_WAIT};
 use common::export::{
-    alice_does_everything, alice_export, assert_alices_file, download_lines, export_records,
-    finished_job,
+    alice_does_everything, alice_export, assert_alices_file,
+    assert_link_refused_when_tampered_or_expired, download_lines, export_records, finished_job,
+    job_actions,
 };
 use common::seaweedfs::{SeaweedServer, ACCESS_KEY, BUCKET, SECRET_KEY};
 use common::TestServer;
 
 const URL_TTL_SECS: u64 = 3;
-
-/// `url` with its last character (the signature's, in local and S3 URLs) changed.
-fn tampered(url: &str) -> String {
-    let mut tampered = url.to_owned();
-    let last = tampered.pop().expect("a url");
-    tampered.push(if last == '0' { '1' } else { '0' });
-    tampered
-}
 
 #[tokio::test]
 async fn an_export_holds_exactly_the_users_data_and_its_link_expires() {
@@ -41,30 +33,20 @@ async fn an_export_holds_exactly_the_users_data_and_its_link_expires() {
 
     let (job, lines) = alice_export(&server, common::WAIT).await;
     assert_alices_file(&lines, &data);
-    let url = job["download_url"]
-        .as_str()
-        .expect("download_url")
-        .to_owned();
-    assert_eq!(
-        fetch(&tampered(&url)).await.err(),
-        Some(403),
-        "a bad signature"
-    );
-    tokio::time::sleep(Duration::from_secs(URL_TTL_SECS + 1)).await;
-    assert_eq!(fetch(&url).await.err(), Some(403), "an expired link");
+    let url = job["download_url"].as_str().expect("download_url");
+    assert_link_refused_when_tampered_or_expired(url, Duration::from_secs(URL_TTL_SECS)).await;
     // Each read of the job signs a fresh link.
     let path = format!("/api/v1/admin/jobs/{}", job["job_id"].as_str().unwrap());
     let (_, again) = admin(&server, "GET", &path, None).await;
     assert_eq!(download_lines(&again).await, lines);
 
-    let records = export_records(&server, "alice").await;
     let job_id = &job["job_id"];
-    let of_job: Vec<&str> = records
-        .iter()
-        .filter(|(_, details)| &details["job_id"] == job_id)
-        .map(|(action, _)| action.as_str())
-        .collect();
-    assert_eq!(of_job, ["export.requested", "export.done"]);
+    let job_id_text = job_id.as_str().expect("job_id");
+    assert_eq!(
+        job_actions(&server, "alice", job_id_text).await,
+        ["export.requested", "export.done"]
+    );
+    let records = export_records(&server, "alice").await;
     let done = &records.last().expect("records").1;
     assert_eq!(done["counts"]["messages"], 3, "{done}");
     let (status, body) = admin(
@@ -113,13 +95,10 @@ async fn a_restarted_node_runs_its_unfinished_export_again() {
     let finished = finished_job(&server, &job.job_id.to_string(), common::WAIT).await;
     assert_eq!(finished["state"], "done", "{finished}");
     assert_alices_file(&download_lines(&finished).await, &data);
-    let records = export_records(&server, "alice").await;
-    let actions: Vec<&str> = records
-        .iter()
-        .filter(|(_, details)| details["job_id"] == job.job_id.to_string())
-        .map(|(action, _)| action.as_str())
-        .collect();
-    assert_eq!(actions, ["export.restarted", "export.done"]);
+    assert_eq!(
+        job_actions(&server, "alice", &job.job_id.to_string()).await,
+        ["export.restarted", "export.done"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,24 +127,12 @@ async fn a_durable_cluster_exports_from_mongodb_into_s3() {
     let job_id = job["job_id"].as_str().expect("job_id");
     let on_b = finished_job(b, job_id, common::WAIT).await;
     assert_eq!(download_lines(&on_b).await, lines);
-    let url = on_b["download_url"]
-        .as_str()
-        .expect("download_url")
-        .to_owned();
+    let url = on_b["download_url"].as_str().expect("download_url");
     assert!(url.starts_with(&endpoint), "straight from S3: {url}");
-    assert_eq!(
-        fetch(&tampered(&url)).await.err(),
-        Some(403),
-        "a bad signature"
-    );
-    tokio::time::sleep(Duration::from_secs(URL_TTL_SECS + 1)).await;
-    assert_eq!(fetch(&url).await.err(), Some(403), "an expired link");
+    assert_link_refused_when_tampered_or_expired(url, Duration::from_secs(URL_TTL_SECS)).await;
 
-    let records = export_records(b, "alice").await;
-    let of_job: Vec<&str> = records
-        .iter()
-        .filter(|(_, details)| details["job_id"] == job_id)
-        .map(|(action, _)| action.as_str())
-        .collect();
-    assert_eq!(of_job, ["export.requested", "export.done"]);
+    assert_eq!(
+        job_actions(b, "alice", job_id).await,
+        ["export.requested", "export.done"]
+    );
 }

@@ -53,11 +53,8 @@ fn parse_options() -> anyhow::Result<Options> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let options = parse_options()?;
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run(options))
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(run(parse_options()?))
 }
 
 /// The node, killed when dropped.

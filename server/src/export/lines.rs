@@ -97,27 +97,18 @@ pub fn reaction_lines(record: &MessageRecord, user_id: &UserId) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wire::{ClientMsgId, ConversationId, Message, MessageId, Seq};
 
     fn message_record(sender_id: &UserId) -> MessageRecord {
-        MessageRecord {
-            message: Message {
-                message_id: MessageId::new("m3"),
-                conversation_id: ConversationId::new("c"),
-                seq: Seq(3),
-                sender_id: sender_id.clone(),
-                client_msg_id: ClientMsgId::new("client-3"),
-                text: "message 3 v1".to_owned(),
-                reply_to: None,
-                forwarded_from: None,
-                reactions: Default::default(),
-                created_at: chrono::Utc::now(),
-                edited_at: None,
-                deleted: false,
-                attachments: Vec::new(),
+        serde_json::from_value(json!({
+            "message": {
+                "message_id": "m3", "conversation_id": "c", "seq": 3, "sender_id": sender_id,
+                "client_msg_id": "client-3", "text": "message 3 v1", "reply_to": null,
+                "forwarded_from": null, "reactions": {}, "created_at": "2026-12-03T12:00:00Z",
+                "edited_at": null, "deleted": false, "attachments": [],
             },
-            version: 1,
-        }
+            "version": 1,
+        }))
+        .expect("a message record")
     }
 
     #[test]

@@ -176,6 +176,35 @@ pub fn assert_alices_file(lines: &[Value], data: &AliceData) {
     }
 }
 
+/// The actions of the audit records of job `job_id` of `user`, oldest first.
+pub async fn job_actions(node: &TestServer, user: &str, job_id: &str) -> Vec<String> {
+    export_records(node, user)
+        .await
+        .into_iter()
+        .filter(|(_, details)| details["job_id"] == job_id)
+        .map(|(action, _)| action)
+        .collect()
+}
+
+/// `url` with its last character (the signature's, in local and S3 URLs) changed.
+fn tampered(url: &str) -> String {
+    let mut tampered = url.to_owned();
+    let last = tampered.pop().expect("a url");
+    tampered.push(if last == '0' { '1' } else { '0' });
+    tampered
+}
+
+/// A download link refuses a changed signature at once, and itself once `ttl` has passed.
+pub async fn assert_link_refused_when_tampered_or_expired(url: &str, ttl: Duration) {
+    assert_eq!(
+        fetch(&tampered(url)).await.err(),
+        Some(403),
+        "a bad signature"
+    );
+    tokio::time::sleep(ttl + Duration::from_secs(1)).await;
+    assert_eq!(fetch(url).await.err(), Some(403), "an expired link");
+}
+
 /// The `action` of each audit record of `user`'s exports (`export.*`), oldest first, with
 /// their details.
 pub async fn export_records(node: &TestServer, user: &str) -> Vec<(String, Value)> {
