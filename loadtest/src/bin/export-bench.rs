@@ -119,14 +119,13 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-async fn run(options: Options) -> anyhow::Result<()> {
+/// A fresh data directory whose store holds the seed.
+async fn seed_data_dir(options: &Options) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&options.dir);
     std::fs::create_dir_all(options.dir.join("data"))?;
     let seeding = Instant::now();
-    {
-        let store = EmbeddedStore::open(&options.dir.join("data/store.redb"))?;
-        seed_store(&store, &options.seed).await?;
-    }
+    let store = EmbeddedStore::open(&options.dir.join("data/store.redb"))?;
+    seed_store(&store, &options.seed).await?;
     println!(
         "seeded {} messages of {EXPORTED} (+ {} of another user) in {} conversations in {:.1} s",
         options.seed.messages,
@@ -134,6 +133,36 @@ async fn run(options: Options) -> anyhow::Result<()> {
         options.seed.conversations,
         seeding.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Starts the export and polls its job until it is final: the job, how long it took and the
+/// node's peak RSS meanwhile.
+async fn export(
+    client: &reqwest::Client,
+    base: &str,
+    pid: u32,
+) -> anyhow::Result<(Value, Duration, u64)> {
+    let sampler = RssSampler::start(pid);
+    let started = Instant::now();
+    let export_url = format!("{base}/api/v1/admin/users/{EXPORTED}/export");
+    let job_id = admin(client, reqwest::Method::POST, &export_url).await?["job_id"]
+        .as_str()
+        .context("job_id")?
+        .to_owned();
+    let job_url = format!("{base}/api/v1/admin/jobs/{job_id}");
+    loop {
+        let job = admin(client, reqwest::Method::GET, &job_url).await?;
+        if job["state"] != "running" {
+            let took = started.elapsed();
+            return Ok((job, took, sampler.stop().await));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn run(options: Options) -> anyhow::Result<()> {
+    seed_data_dir(&options).await?;
     let node = start_node(&options)?;
     let pid = node.0.id();
     let client = reqwest::Client::new();
@@ -141,28 +170,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     wait_ready(&client, &base).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = rss_kib(pid)?;
-
-    let sampler = RssSampler::start(pid);
-    let started = Instant::now();
-    let export_url = format!("{base}/api/v1/admin/users/{EXPORTED}/export");
-    let job_id = admin(&client, reqwest::Method::POST, &export_url).await?["job_id"]
-        .as_str()
-        .context("job_id")?
-        .to_owned();
-    let job = loop {
-        let job = admin(
-            &client,
-            reqwest::Method::GET,
-            &format!("{base}/api/v1/admin/jobs/{job_id}"),
-        )
-        .await?;
-        if job["state"] != "running" {
-            break job;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let took = started.elapsed();
-    let export_peak = sampler.stop().await;
+    let (job, took, export_peak) = export(&client, &base, pid).await?;
     if job["state"] != "done" {
         bail!("the export failed: {job}");
     }
