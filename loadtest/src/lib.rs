@@ -14,6 +14,7 @@
 //! - [`fault_proxy`]: the fault-injecting TCP proxy of the chaos run (`fault-proxy`).
 //! - [`attachments`]: the `attachment-bench` phases (uploads and downloads through a node, and
 //!   the storage's ceiling).
+//! - [`export`]: the `export-bench` seed, RSS sampler and file check.
 //!
 //! Errors are `anyhow` throughout: this crate is an application whose errors end up printed.
 
@@ -21,6 +22,7 @@ pub mod attachments;
 pub mod ceiling;
 pub mod client;
 pub mod cpu;
+pub mod export;
 pub mod fault_proxy;
 pub mod ledger;
 pub mod net;

@@ -8,7 +8,8 @@
 //!
 //! - `messages`: `_id` = message id; `conversation_id`, `seq`, `message_id`, `sender_id`,
 //!   `client_msg_id`, `version`, `text`, `deleted`, `created_at`, `attachments` (v1.1:
-//!   `[{attachment_id, name, content_type, size}]`), `record`.
+//!   `[{attachment_id, name, content_type, size}]`), `reactors` (v1.1: the distinct users
+//!   with a reaction on it, for exports), `record`.
 //! - `conversations`: `_id` = conversation id; `version` (0 for a stub created by messages that
 //!   arrived first), `kind`, `title`, `members`, `direct_pair`, `created_at`, `updated_at`,
 //!   `record`; derived `last_seq` and `activity_micros` (newest message or creation, µs).
@@ -71,8 +72,20 @@ pub fn message_fields(record: &MessageRecord) -> Result<Document, PortError> {
         "deleted": message.deleted,
         "created_at": date(&message.created_at),
         "attachments": attachment_documents(message)?,
+        "reactors": reactors(message),
         "record": encode("message", record)?,
     })
+}
+
+/// The distinct users with a reaction on the message, ascending.
+fn reactors(message: &wire::Message) -> Vec<&str> {
+    let users: std::collections::BTreeSet<&str> = message
+        .reactions
+        .values()
+        .flatten()
+        .map(|user| user.as_str())
+        .collect();
+    users.into_iter().collect()
 }
 
 /// The message's attachments as `{attachment_id, name, content_type, size}` documents.
@@ -188,6 +201,22 @@ mod tests {
         assert_eq!(integer(document.get("seq")), Some(7));
         assert_eq!(document.get_str("sender_id").unwrap(), "alice");
         assert_eq!(message_record(&document).unwrap(), record);
+
+        let mut reacted = record.clone();
+        let (bob, carol) = (UserId::new("bob"), UserId::new("carol"));
+        reacted
+            .message
+            .reactions
+            .insert("👍".into(), vec![carol.clone(), bob.clone()]);
+        reacted.message.reactions.insert("🎉".into(), vec![bob]);
+        let document = message_fields(&reacted).unwrap();
+        let reactors: Vec<&str> = document
+            .get_array("reactors")
+            .unwrap()
+            .iter()
+            .filter_map(Bson::as_str)
+            .collect();
+        assert_eq!(reactors, ["bob", "carol"], "each reacting user once");
     }
 
     #[test]

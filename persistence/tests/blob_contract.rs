@@ -7,6 +7,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::TryStreamExt;
+
 use common::seaweedfs::{SeaweedServer, ACCESS_KEY, BUCKET, SECRET_KEY};
 use persistence::blob::{LocalBlobStore, S3BlobStore, S3Config, SignedQuery, UrlSigner};
 use ports::contract::blob::Transfer;
@@ -53,7 +55,14 @@ impl Transfer for LocalTransfer {
                     .await
                     .map(|_| Vec::new())
             }
-            TransferMethod::Get => self.store.serve_download(&key, &query).await,
+            TransferMethod::Get => match self.store.serve_download(&key, &query).await {
+                Ok(download) => {
+                    let chunks: Vec<bytes::Bytes> =
+                        download.chunks.try_collect().await.expect("read the file");
+                    Ok(chunks.concat())
+                }
+                Err(refused) => Err(refused),
+            },
         };
         answer.map_err(|_| 403)
     }

@@ -147,3 +147,13 @@ async fn embedded_store_keeps_the_jobs_contract() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_keeps_the_user_data_contract() {
+    contract::user_data_suite(|| async {
+        let (store, dir) = open_store();
+        let port: Arc<dyn contract::ScannableStore> = store;
+        Fixture::new(port, dir)
+    })
+    .await;
+}

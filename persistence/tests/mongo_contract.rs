@@ -190,6 +190,8 @@ async fn indexes_exist_and_enforce_unique_seqs() {
                 "conversation_seq",
                 "message_id",
                 "conversation_sender_client_msg",
+                "sender_conversation_seq",
+                "reactors_conversation_seq",
             ][..],
         ),
         (CONVERSATIONS_COLLECTION, &["direct_pair", "activity"][..]),
@@ -369,6 +371,17 @@ async fn mongo_store_keeps_the_jobs_contract() {
     contract::jobs_suite(|| async move {
         let jobs: Arc<dyn ports::Jobs> = Arc::new(open_store(server).await);
         Fixture::unguarded(jobs)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_store_keeps_the_user_data_contract() {
+    let server = SecantusServer::start();
+    let server = &server;
+    contract::user_data_suite(|| async move {
+        let store: Arc<dyn contract::ScannableStore> = Arc::new(open_store(server).await);
+        Fixture::unguarded(store)
     })
     .await;
 }

@@ -86,10 +86,33 @@ pub struct PresignedRequest {
     pub expires_at: DateTime<Utc>,
 }
 
+/// An object being written piece by piece (a large file never held whole in memory): S3
+/// multipart parts, or a partial file. Nothing shows under the key until [`finish`]; dropping
+/// the writer without finishing leaves nothing under it (the adapter may leave an unfinished
+/// upload for its store to expire: call [`abort`] to clean it up).
+///
+/// [`finish`]: BlobWriter::finish
+/// [`abort`]: BlobWriter::abort
+#[async_trait]
+pub trait BlobWriter: Send {
+    /// Appends `bytes` (any size: the adapter buffers them into the parts its store needs).
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), PortError>;
+
+    /// Stores everything written under the key, whole, replacing what was there. Answers the
+    /// object's size.
+    async fn finish(self: Box<Self>) -> Result<u64, PortError>;
+
+    /// Drops what was written.
+    async fn abort(self: Box<Self>) -> Result<(), PortError>;
+}
+
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// Stores `bytes` under `key`, replacing what was there.
     async fn put(&self, key: &BlobKey, bytes: Vec<u8>) -> Result<(), PortError>;
+
+    /// Starts writing the object under `key` piece by piece.
+    async fn writer(&self, key: &BlobKey) -> Result<Box<dyn BlobWriter>, PortError>;
 
     /// The object's bytes, `None` when there is none.
     async fn get(&self, key: &BlobKey) -> Result<Option<Vec<u8>>, PortError>;

@@ -168,6 +168,14 @@ impl JobUpdate {
         }
     }
 
+    /// Applies the update to `job`, now.
+    pub fn apply_to(self, job: &mut Job) {
+        job.state = self.state;
+        job.cursor = self.cursor;
+        job.outcome = self.outcome;
+        job.updated_at = chrono::Utc::now();
+    }
+
     /// Failed for `error`.
     pub fn failed(error: impl Into<String>) -> Self {
         Self {

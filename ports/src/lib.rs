@@ -22,6 +22,8 @@
 //!   how far retention purged them.
 //! - [`jobs`]: [`Jobs`], the records of background admin jobs (exports, erasures): state,
 //!   resume cursor, outcome.
+//! - [`user_data`]: [`UserDataScan`], one user's messages across conversations, paged (exports,
+//!   erasures).
 //! - [`search`]: [`SearchIndex`] and its query side [`SearchReader`], full-text search over
 //!   message text (Tantivy, in `search/`; a search role's HTTP client).
 //! - [`Backoff`]: the capped exponential delay between retries, shared by every retry loop.
@@ -46,13 +48,16 @@ pub mod sanctions;
 pub mod search;
 pub mod sequencer;
 pub mod store;
+pub mod user_data;
 
 #[cfg(feature = "contract")]
 pub mod contract;
 
 pub use audit::{AuditLog, AuditPage, AuditQuery, AuditRecord, MAX_AUDIT_PAGE};
 pub use backoff::Backoff;
-pub use blob::{BlobKey, BlobMeta, BlobStore, InvalidBlobKey, PresignedRequest, TransferMethod};
+pub use blob::{
+    BlobKey, BlobMeta, BlobStore, BlobWriter, InvalidBlobKey, PresignedRequest, TransferMethod,
+};
 pub use bus::{Bus, BusEnvelope, BusPayload, BusTopic, SessionCloseReason, RESUBSCRIBED_ORIGIN};
 pub use cache::MessageCache;
 pub use consumer_health::ConsumerHealth;
@@ -69,3 +74,4 @@ pub use sanctions::{Ban, Sanctions, Standing, TokenStanding};
 pub use search::{SearchCursor, SearchHit, SearchIndex, SearchPage, SearchQuery, SearchReader};
 pub use sequencer::{DedupKey, Reservation, SendIntent, Sequencer, IN_FLIGHT_TTL};
 pub use store::{MessageQuery, Store, StoreWrite, StoredConversation, Watermarks};
+pub use user_data::{UserDataScan, UserMessageCursor, UserMessagePage, UserMessages};

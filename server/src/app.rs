@@ -66,11 +66,25 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         sweeper,
     )
     .await?;
+    resume_exports(&state).await;
     state.ready.store(true, Ordering::Release);
     tracing::info!("ready");
     let http = http_server::serve(server);
     bootstrap::wait_for_stop_signal().await;
     shutdown::drain(&state, http, background).await
+}
+
+/// Runs again the exports this node owns that its last stop left unfinished. A store that
+/// does not answer now is logged: those jobs stay `running` until the next start.
+async fn resume_exports(state: &AppState) {
+    let Some(exporter) = &state.export else {
+        return;
+    };
+    match exporter.resume_unfinished().await {
+        Ok(0) => {}
+        Ok(resumed) => tracing::info!(resumed, "unfinished exports restarted"),
+        Err(error) => tracing::warn!(error = %error, "cannot list unfinished exports"),
+    }
 }
 
 /// Says where the API key and the JWT secret came from (never their values), loudly when they
@@ -177,6 +191,7 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
     );
     let admin = crate::admin::Admin::new(sanctions, &metrics.registry);
     let erasures = erasures(&node, storage, &adapters.redis_clients, &metrics);
+    let export = exporter(&settings, &node, storage, &metrics);
     let state = Arc::new(AppState {
         node,
         auth: Authenticator::new(
@@ -187,6 +202,7 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
         admin,
         jobs: storage.jobs.clone(),
         erasures,
+        export,
         settings,
         metrics,
         ready: Arc::new(AtomicBool::new(false)),
@@ -229,6 +245,32 @@ fn erasures(
         leases,
         crate::erasure::ErasureMetrics::new(&metrics.registry),
     )
+}
+
+/// The exports of users' data, into the node's blob store (`None` without one).
+fn exporter(
+    settings: &Settings,
+    node: &Node,
+    storage: &Storage,
+    metrics: &NodeMetrics,
+) -> Option<Arc<crate::export::Exporter>> {
+    // Registered with or without exports, so dashboards find the series.
+    let job_metrics = crate::export::JobMetrics::new(&metrics.registry);
+    let ports = node.ports();
+    let export_ports = crate::export::ExportPorts {
+        jobs: storage.jobs.clone(),
+        directory: ports.directory.clone(),
+        store: storage.store.clone(),
+        scan: storage.user_data.clone(),
+        blobs: ports.blobs.clone()?,
+        audit: storage.audit.clone(),
+    };
+    Some(Arc::new(crate::export::Exporter::new(
+        export_ports,
+        node.node_id().clone(),
+        std::time::Duration::from_secs(settings.export.download_url_ttl_secs),
+        job_metrics,
+    )))
 }
 
 /// The retention sweep over the node's store; in durable mode under the cluster's lease (the

@@ -6,6 +6,8 @@
 // `mod validate;` would be looked for beside this file.
 #[path = "config/attachments.rs"]
 mod attachments;
+#[path = "config/export.rs"]
+mod export;
 #[path = "config/retention.rs"]
 mod retention;
 #[path = "config/validate.rs"]
@@ -19,6 +21,7 @@ use std::time::Duration;
 pub use attachments::{AttachmentSettings, EffectiveStore};
 use bootstrap::load_layers;
 pub use bootstrap::{LogSettings, Secret};
+pub use export::ExportSettings;
 use ingest::settings::{IngestSettings, KafkaSettings, MongoSettings};
 pub use retention::{RetentionSettings, MAX_RETENTION_DAYS};
 use search::SearchSettings;
@@ -42,6 +45,7 @@ pub struct Settings {
     pub web_chat: WebChatSettings,
     pub attachments: AttachmentSettings,
     pub retention: RetentionSettings,
+    pub export: ExportSettings,
 }
 
 /// The development web chat (`clients/web-chat`), served under `/chat/` when `dir` is set.

@@ -12,6 +12,7 @@
 //! - `web_chat`: the development web chat's files and its dev-only token route.
 //! - `attachments`: protocol v1.1 attachments: the blob store, their REST endpoints, the local
 //!   store's signed URLs and the orphan sweep.
+//! - `export`: exports of a user's data (admin jobs): JSON Lines streamed into the blob store.
 //! - `metrics`: the node's Prometheus registry.
 
 mod adapters;
@@ -21,6 +22,7 @@ mod attachments;
 mod auth;
 mod config;
 mod erasure;
+mod export;
 mod http;
 mod metrics;
 mod retention;

@@ -10,13 +10,24 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
-use ports::{BlobKey, BlobMeta, BlobStore, PortError, PresignedRequest, Service, TransferMethod};
-use tokio::io::AsyncWriteExt;
+use ports::{
+    BlobKey, BlobMeta, BlobStore, BlobWriter, PortError, PresignedRequest, Service, TransferMethod,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 
 use super::signature::{SignedQuery, UrlRefused, UrlSigner};
 
 /// Uploads are written here first and renamed into place (`#` never occurs in a key).
 const PARTIAL_DIR: &str = "#partial";
+
+/// Bytes read from a file per chunk of a download.
+const DOWNLOAD_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A blob on its way to a client: its size, then its bytes in chunks.
+pub struct BlobDownload {
+    pub size: u64,
+    pub chunks: std::pin::Pin<Box<dyn Stream<Item = std::io::Result<bytes::Bytes>> + Send>>,
+}
 
 /// Why a presigned request to the node is refused.
 #[derive(Debug, thiserror::Error)]
@@ -137,15 +148,36 @@ impl LocalBlobStore {
         Ok(written)
     }
 
-    /// Serves a presigned GET: the blob's bytes.
+    /// Serves a presigned GET: the blob's size and its bytes in chunks (a large blob is never
+    /// whole in memory).
     pub async fn serve_download(
         &self,
         key: &BlobKey,
         query: &SignedQuery,
-    ) -> Result<Vec<u8>, TransferRefused> {
+    ) -> Result<BlobDownload, TransferRefused> {
         self.signer
             .check(TransferMethod::Get, key, query, Utc::now())?;
-        self.get(key).await?.ok_or(TransferRefused::Missing)
+        let file = match tokio::fs::File::open(self.path_of(key)).await {
+            Ok(file) => file,
+            Err(error) if error.kind() == ErrorKind::NotFound => {
+                return Err(TransferRefused::Missing)
+            }
+            Err(error) => return Err(io_error(error).into()),
+        };
+        let size = file.metadata().await.map_err(io_error)?.len();
+        let chunks = futures::stream::try_unfold(file, |mut file| async move {
+            let mut chunk = vec![0; DOWNLOAD_CHUNK_BYTES];
+            let read = file.read(&mut chunk).await?;
+            if read == 0 {
+                return Ok(None);
+            }
+            chunk.truncate(read);
+            Ok(Some((bytes::Bytes::from(chunk), file)))
+        });
+        Ok(BlobDownload {
+            size,
+            chunks: Box::pin(chunks),
+        })
     }
 }
 
@@ -204,8 +236,59 @@ fn remove_with_empty_parents(root: &Path, path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A blob written into a partial file, moved into place by `finish`.
+struct LocalWriter {
+    file: BufWriter<tokio::fs::File>,
+    partial: PathBuf,
+    target: PathBuf,
+    written: u64,
+}
+
+#[async_trait]
+impl BlobWriter for LocalWriter {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), PortError> {
+        self.file.write_all(bytes).await.map_err(io_error)?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<u64, PortError> {
+        self.file.flush().await.map_err(io_error)?;
+        self.file.get_ref().sync_all().await.map_err(io_error)?;
+        let LocalWriter {
+            file,
+            partial,
+            target,
+            written,
+        } = *self;
+        drop(file);
+        blocking(move || place(&partial, &target)).await?;
+        Ok(written)
+    }
+
+    async fn abort(self: Box<Self>) -> Result<(), PortError> {
+        let partial = self.partial.clone();
+        drop(self);
+        match tokio::fs::remove_file(&partial).await {
+            Err(error) if error.kind() != ErrorKind::NotFound => Err(io_error(error)),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[async_trait]
 impl BlobStore for LocalBlobStore {
+    async fn writer(&self, key: &BlobKey) -> Result<Box<dyn BlobWriter>, PortError> {
+        let partial = self.partial_path();
+        let file = tokio::fs::File::create(&partial).await.map_err(io_error)?;
+        Ok(Box::new(LocalWriter {
+            file: BufWriter::with_capacity(256 * 1024, file),
+            partial,
+            target: self.path_of(key),
+            written: 0,
+        }))
+    }
+
     async fn put(&self, key: &BlobKey, bytes: Vec<u8>) -> Result<(), PortError> {
         let partial = self.partial_path();
         let target = self.path_of(key);

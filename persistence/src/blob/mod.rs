@@ -10,6 +10,6 @@ pub mod local;
 pub mod s3;
 pub mod signature;
 
-pub use local::{LocalBlobStore, TransferRefused};
+pub use local::{BlobDownload, LocalBlobStore, TransferRefused};
 pub use s3::{S3BlobStore, S3Config};
 pub use signature::{SignedQuery, UrlRefused, UrlSigner};

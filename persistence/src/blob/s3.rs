@@ -11,8 +11,17 @@ use futures::TryStreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::signer::Signer;
-use object_store::{ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
-use ports::{BlobKey, BlobMeta, BlobStore, PortError, PresignedRequest, Service, TransferMethod};
+use object_store::{
+    ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
+};
+use ports::{
+    BlobKey, BlobMeta, BlobStore, BlobWriter, PortError, PresignedRequest, Service, TransferMethod,
+};
+
+/// Bytes of one multipart part (S3's smallest but for the last).
+const PART_BYTES: usize = 5 * 1024 * 1024;
+/// Parts being uploaded at once by one writer: its memory is about this many parts.
+const PARTS_IN_FLIGHT: usize = 2;
 
 /// Where the bucket is and how to sign for it (`[attachments]` settings).
 #[derive(Clone)]
@@ -130,8 +139,48 @@ impl S3BlobStore {
     }
 }
 
+/// A multipart upload: parts of [`PART_BYTES`], at most [`PARTS_IN_FLIGHT`] at once.
+struct S3Writer {
+    upload: WriteMultipart,
+    written: u64,
+}
+
+#[async_trait]
+impl BlobWriter for S3Writer {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), PortError> {
+        self.upload
+            .wait_for_capacity(PARTS_IN_FLIGHT)
+            .await
+            .map_err(s3_error)?;
+        self.upload.write(bytes);
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<u64, PortError> {
+        self.upload.finish().await.map_err(s3_error)?;
+        Ok(self.written)
+    }
+
+    async fn abort(self: Box<Self>) -> Result<(), PortError> {
+        self.upload.abort().await.map_err(s3_error)
+    }
+}
+
 #[async_trait]
 impl BlobStore for S3BlobStore {
+    async fn writer(&self, key: &BlobKey) -> Result<Box<dyn BlobWriter>, PortError> {
+        let upload = self
+            .store
+            .put_multipart(&path_of(key))
+            .await
+            .map_err(s3_error)?;
+        Ok(Box::new(S3Writer {
+            upload: WriteMultipart::new_with_chunk_size(upload, PART_BYTES),
+            written: 0,
+        }))
+    }
+
     async fn put(&self, key: &BlobKey, bytes: Vec<u8>) -> Result<(), PortError> {
         self.store
             .put(&path_of(key), PutPayload::from(bytes))

@@ -64,10 +64,7 @@ impl Jobs for MongoStore {
         let Some(mut job) = self.get(job_id).await? else {
             return Ok(None);
         };
-        job.state = update.state;
-        job.cursor = update.cursor;
-        job.outcome = update.outcome;
-        job.updated_at = chrono::Utc::now();
+        update.apply_to(&mut job);
         let collection = self.database.collection::<Document>(JOBS);
         let replace = collection.update_one(
             doc! { "_id": job_id.to_string() },

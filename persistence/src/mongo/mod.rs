@@ -17,6 +17,7 @@ mod reactions;
 mod read;
 mod retention;
 mod scan;
+mod user_data;
 mod write;
 
 use async_trait::async_trait;
@@ -122,6 +123,16 @@ impl MongoStore {
                     index(
                         "conversation_sender_client_msg",
                         doc! { "conversation_id": 1, "sender_id": 1, "client_msg_id": 1 },
+                        false,
+                    ),
+                    index(
+                        "sender_conversation_seq",
+                        doc! { "sender_id": 1, "conversation_id": 1, "seq": 1 },
+                        false,
+                    ),
+                    index(
+                        "reactors_conversation_seq",
+                        doc! { "reactors": 1, "conversation_id": 1, "seq": 1 },
                         false,
                     ),
                 ],

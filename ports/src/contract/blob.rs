@@ -28,6 +28,7 @@ where
     Fut: Future<Output = Fixture<dyn BlobStore>>,
 {
     put_get_head_and_delete(make().await).await;
+    written_piece_by_piece(make().await).await;
     list_finds_exactly_a_prefix(make().await).await;
     presigned_upload_then_download(make().await, transfer).await;
     expired_urls_are_refused(make().await, transfer).await;
@@ -62,6 +63,45 @@ async fn put_get_head_and_delete(fixture: Fixture<dyn BlobStore>) {
         .delete(&blob)
         .await
         .expect("deleting a missing blob is fine");
+}
+
+/// Pieces of a written object: one larger than an S3 part (5 MiB), so S3 needs two parts.
+fn pieces() -> Vec<Vec<u8>> {
+    vec![
+        b"first line\n".to_vec(),
+        (0..6 * 1024 * 1024)
+            .map(|index| (index % 251) as u8)
+            .collect(),
+        b"last line\n".to_vec(),
+    ]
+}
+
+async fn written_piece_by_piece(fixture: Fixture<dyn BlobStore>) {
+    let store = fixture.port;
+    let blob = key("written");
+    store.put(&blob, b"old".to_vec()).await.expect("put");
+    let mut writer = store.writer(&blob).await.expect("writer");
+    for piece in pieces() {
+        writer.write(&piece).await.expect("write");
+    }
+    assert_eq!(
+        store.get(&blob).await.expect("get"),
+        Some(b"old".to_vec()),
+        "nothing shows before finish"
+    );
+    let whole: Vec<u8> = pieces().concat();
+    assert_eq!(writer.finish().await.expect("finish"), whole.len() as u64);
+    assert!(
+        store.get(&blob).await.expect("get") == Some(whole),
+        "the object holds every piece in order"
+    );
+
+    let aborted = key("aborted");
+    let mut writer = store.writer(&aborted).await.expect("writer");
+    writer.write(b"never stored").await.expect("write");
+    writer.abort().await.expect("abort");
+    assert_eq!(store.head(&aborted).await.expect("head"), None);
+    store.delete(&blob).await.expect("delete");
 }
 
 async fn list_finds_exactly_a_prefix(fixture: Fixture<dyn BlobStore>) {

@@ -11,7 +11,7 @@
 //!   retention: [`store_retention_suite`]) · [`directory`]: [`directory_suite`]
 //! - [`sequencer`]: [`sequencer_suite`] · [`presence`]: [`presence_suite`] · [`bus`]: [`bus_suite`]
 //! - sanctions: [`sanctions_suite`] · audit: [`audit_log_suite`] · retention: [`retention_suite`]
-//!   · jobs: [`jobs_suite`].
+//!   · jobs: [`jobs_suite`] · user data: [`user_data_suite`] (over a [`ScannableStore`]).
 //! - [`rate_limit`]: [`rate_limiter_suite`] · [`cache`]: [`message_cache_suite`] · [`fixtures`]: record builders shared by the suites.
 //! - search: [`search_index_suite`].
 //! - [`hooked_store`]: [`HookedStore`], a store whose writes a test can fail or hold.
@@ -34,6 +34,7 @@ pub mod store;
 mod store_erasure;
 mod store_reactions;
 pub mod store_retention;
+pub mod user_data;
 
 // The suite of the optional search index (adapter in `search/`).
 pub mod search;
@@ -57,6 +58,7 @@ pub use search::search_index_suite;
 pub use sequencer::sequencer_suite;
 pub use store::store_suite;
 pub use store_retention::{store_retention_suite, RetainingStore};
+pub use user_data::{user_data_suite, ScannableStore};
 
 /// An adapter under test and what keeps its backing resources alive.
 pub struct Fixture<P: ?Sized> {

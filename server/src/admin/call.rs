@@ -16,6 +16,7 @@ pub enum AdminAction {
     ReadAudit,
     ReadJob,
     EraseUser,
+    Export,
     /// No admin route has this method and path.
     Unknown,
 }
@@ -33,6 +34,7 @@ impl AdminAction {
             AdminAction::ReadAudit => "read_audit",
             AdminAction::ReadJob => "read_job",
             AdminAction::EraseUser => "erase_user",
+            AdminAction::Export => "export",
             AdminAction::Unknown => "unknown",
         }
     }
@@ -54,6 +56,7 @@ impl AdminAction {
             ("GET", ["audit"]) => AdminAction::ReadAudit,
             ("GET", ["jobs", _]) => AdminAction::ReadJob,
             ("POST", ["users", _, "erase"]) => AdminAction::EraseUser,
+            ("POST", ["users", _, "export"]) => AdminAction::Export,
             _ => AdminAction::Unknown,
         }
     }
@@ -143,6 +146,11 @@ mod tests {
                 Method::GET,
                 "/api/v1/admin/jobs/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
                 AdminAction::ReadJob,
+            ),
+            (
+                Method::POST,
+                "/api/v1/admin/users/alice/export",
+                AdminAction::Export,
             ),
             (
                 Method::GET,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
 use actors::OpError;
-use ports::{Job, JobId};
+use ports::{Job, JobId, JobState};
 
 use super::users::{port_failure, refused};
 use crate::app::AppState;
@@ -20,7 +20,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
 }
 
 /// The answer about `job`, with the export's download link when it has one.
-pub(super) fn job_answer(job: &Job, download_url: Option<String>) -> serde_json::Value {
+fn job_answer(job: &Job, download_url: Option<String>) -> serde_json::Value {
     let mut answer = serde_json::json!({
         "job_id": job.job_id,
         "kind": job.kind,
@@ -45,9 +45,17 @@ async fn read_job(state: web::Data<Arc<AppState>>, path: web::Path<String>) -> H
     let Ok(job_id) = path.into_inner().parse::<JobId>() else {
         return refused(OpError::not_found("no such job"));
     };
-    match state.jobs.get(&job_id).await {
-        Ok(Some(job)) => HttpResponse::Ok().json(job_answer(&job, None)),
-        Ok(None) => refused(OpError::not_found("no such job")),
-        Err(error) => port_failure(error),
-    }
+    let job = match state.jobs.get(&job_id).await {
+        Ok(Some(job)) => job,
+        Ok(None) => return refused(OpError::not_found("no such job")),
+        Err(error) => return port_failure(error),
+    };
+    let download_url = match (&state.export, job.state) {
+        (Some(exporter), JobState::Done) => match exporter.download_url(&job).await {
+            Ok(url) => url,
+            Err(error) => return port_failure(error),
+        },
+        _ => None,
+    };
+    HttpResponse::Ok().json(job_answer(&job, download_url))
 }

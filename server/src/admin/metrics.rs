@@ -5,7 +5,7 @@ use prometheus::{IntCounterVec, Opts, Registry};
 #[derive(Clone)]
 pub struct AdminMetrics {
     /// By `action` (`disconnect`, `ban`, `unban`, `revoke_tokens`, `delete_message`,
-    /// `read_audit`, `read_job`, `unknown`) and `result` (`ok`, `unauthorized`, `client_error`, `error`).
+    /// `read_audit`, `read_job`, `export`, `unknown`) and `result` (`ok`, `unauthorized`, `client_error`, `error`).
     pub calls: IntCounterVec,
 }
 

@@ -7,6 +7,7 @@
 //! - `retention`: a conversation's retention and legal hold.
 //! - `jobs`: where an export or an erasure job stands.
 //! - `erasure`: requesting a user's erasure (the job runs in `crate::erasure`).
+//! - `export`: starting an export of a user's data.
 //! - `metrics`: `parley_admin_calls_total{action,result}`.
 //!
 //! Every request passes [`guard`] first: no admin key configured → 404 for every admin path; a
@@ -16,6 +17,7 @@
 pub mod audit;
 mod call;
 mod erasure;
+mod export;
 mod jobs;
 mod messages;
 mod metrics;
@@ -65,6 +67,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
             .configure(audit::configure)
             .configure(jobs::configure)
             .configure(erasure::configure)
+            .configure(export::configure)
             .default_service(web::to(no_such_route)),
     );
 }

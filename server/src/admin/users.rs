@@ -31,7 +31,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
 }
 
 /// The user id of the path, checked like any user id.
-fn user_of(path: web::Path<String>) -> Result<UserId, OpError> {
+pub(super) fn user_of(path: web::Path<String>) -> Result<UserId, OpError> {
     let user_id = UserId::new(path.into_inner());
     actors::dispatch::check_user_id(&user_id)?;
     Ok(user_id)

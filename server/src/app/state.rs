@@ -27,6 +27,8 @@ pub struct AppState {
     pub jobs: Arc<dyn ports::Jobs>,
     /// Erasure jobs: requested by the admin API, run and taken up again in the background.
     pub erasures: crate::erasure::Erasures,
+    /// Exports of users' data; `None` without a blob store (attachments off).
+    pub export: Option<Arc<crate::export::Exporter>>,
     pub(super) log: Arc<dyn EventLog>,
     pub(super) store: Arc<dyn Store>,
     pub(super) redis_clients: Vec<(&'static str, persistence::redis::RedisClient)>,

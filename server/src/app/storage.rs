@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use persistence::kafka::{KafkaAuditLog, KafkaLog};
 use persistence::mongo::MongoStore;
 use persistence::{EmbeddedLog, EmbeddedStore};
-use ports::{AuditLog, EventLog, Jobs, RetentionScan, Store};
+use ports::{AuditLog, EventLog, Jobs, RetentionScan, Store, UserDataScan};
 use wire::NodeId;
 
 use crate::config::Settings;
@@ -26,6 +26,8 @@ pub(super) struct Storage {
     /// Export and erasure job records: the embedded store, or MongoDB's `jobs` collection in
     /// durable mode.
     pub(super) jobs: Arc<dyn Jobs>,
+    /// One user's messages across conversations (exports): the store.
+    pub(super) user_data: Arc<dyn UserDataScan>,
     /// What the retention sweep scans: the store.
     pub(super) retention_scan: Arc<dyn RetentionScan>,
     /// The embedded log (standalone and Redis-only cluster mode), which the retention sweep
@@ -71,6 +73,7 @@ impl Storage {
             audit: audit.clone(),
             kafka_audit: Some(audit),
             jobs: store.clone(),
+            user_data: store.clone(),
             retention_scan: store,
             embedded: None,
             embedded_log: None,
@@ -99,6 +102,7 @@ impl Storage {
             audit: store.clone(),
             kafka_audit: None,
             jobs: store.clone(),
+            user_data: store.clone(),
             retention_scan: store.clone(),
             embedded: Some(store),
             kafka: None,

@@ -67,9 +67,10 @@ async fn download(
         return no_such_blob();
     };
     match local.serve_download(&key, &query).await {
-        Ok(bytes) => HttpResponse::Ok()
+        Ok(download) => HttpResponse::Ok()
             .content_type("application/octet-stream")
-            .body(bytes),
+            .no_chunking(download.size)
+            .streaming(download.chunks),
         Err(refusal) => refused(refusal),
     }
 }

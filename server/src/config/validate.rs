@@ -22,7 +22,8 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
     validate_log(&settings.log)?;
     validate_web_chat(&settings.web_chat)?;
     super::attachments::validate_attachments(settings)?;
-    super::retention::validate_retention(settings)
+    super::retention::validate_retention(settings)?;
+    super::export::validate_export(settings)
 }
 
 fn validate_web_chat(web_chat: &WebChatSettings) -> Result<(), ConfigError> {

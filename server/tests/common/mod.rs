@@ -9,6 +9,7 @@ pub mod admin;
 pub mod attachments;
 // The private SeaweedFS (S3) of the persistence tests, shared through its path.
 pub mod durable;
+pub mod export;
 pub mod raw;
 #[path = "../../../persistence/tests/common/seaweedfs.rs"]
 pub mod seaweedfs;

@@ -60,10 +60,7 @@ impl Jobs for EmbeddedStore {
                 let Some(mut job) = stored else {
                     return Ok(None);
                 };
-                job.state = update.state;
-                job.cursor = update.cursor;
-                job.outcome = update.outcome;
-                job.updated_at = chrono::Utc::now();
+                update.apply_to(&mut job);
                 table.insert(job_id.as_str(), serde_json::to_vec(&job)?.as_slice())?;
                 job
             };

@@ -8,6 +8,7 @@
 //! - [`sanctions`]: the `Sanctions` implementation (bans and token revocations).
 //! - [`retention`]: the `RetentionPolicies` implementation (periods, legal holds, purges).
 //! - [`jobs`]: the `Jobs` implementation (export and erasure job records).
+//! - [`user_data`]: the `UserDataScan` implementation (a user's messages, for exports).
 //!
 //! Every call runs its redb transaction on tokio's blocking pool; every write transaction
 //! commits durably (redb's default `Durability::Immediate`, an fsync) before the call returns.
@@ -19,6 +20,7 @@ mod read;
 mod retention;
 mod sanctions;
 mod tables;
+mod user_data;
 mod write;
 
 use std::path::Path;
