@@ -447,6 +447,18 @@ async fn deliver_one_and_three_then_wait(harness: &Harness, conversation_id: &Co
     tokio::time::sleep(harness.node.limits().gap_wait + Duration::from_millis(10)).await;
 }
 
+/// Frames 1 and 3 as published, and seq 2 (with `text`) between them, repaired.
+fn assert_two_repaired(outbound: &mut DetachedSession, text: &str) {
+    let delivered = frames(outbound);
+    assert_eq!(delivered.len(), 3, "{delivered:?}");
+    assert_eq!(delivered[0], "frame-1");
+    assert!(
+        delivered[1].contains(&format!("\"{text}\"")),
+        "{delivered:?}"
+    );
+    assert_eq!(delivered[2], "frame-3");
+}
+
 /// Regression (chaos run: a message stored that no client got live): seq 2 was appended to
 /// the log by a node that died before caching and publishing it; ingest stored it. After the
 /// gap wait fan-out finds it in the store instead of skipping it.
@@ -465,11 +477,7 @@ async fn a_gap_the_cache_lacks_is_repaired_from_the_store() {
         .await
         .unwrap();
     deliver_one_and_three_then_wait(&harness, &conversation_id).await;
-    let delivered = frames(&mut outbound);
-    assert_eq!(delivered.len(), 3, "{delivered:?}");
-    assert_eq!(delivered[0], "frame-1");
-    assert!(delivered[1].contains("\"stored only\""), "{delivered:?}");
-    assert_eq!(delivered[2], "frame-3");
+    assert_two_repaired(&mut outbound, "stored only");
 }
 
 #[actix_rt::test]
@@ -481,11 +489,7 @@ async fn a_missed_publish_is_repaired_from_the_shared_cache() {
     // Seq 2 was accepted (it is in the shared cache) but its publish never reached this node.
     cache_message(&harness, &conversation_id, 2, "repaired").await;
     deliver_one_and_three_then_wait(&harness, &conversation_id).await;
-    let delivered = frames(&mut outbound);
-    assert_eq!(delivered.len(), 3, "{delivered:?}");
-    assert_eq!(delivered[0], "frame-1");
-    assert!(delivered[1].contains("\"repaired\""), "{delivered:?}");
-    assert_eq!(delivered[2], "frame-3");
+    assert_two_repaired(&mut outbound, "repaired");
 }
 
 /// Regression (chaos run: acked messages connected clients got only from their final `sync`):
