@@ -37,34 +37,7 @@ pub async fn route(node: &Node, envelope: BusEnvelope) {
     let origin = envelope.origin;
     match (envelope.topic, envelope.payload) {
         (BusTopic::Conversation(conversation_id), BusPayload::Event { seq, event }) => {
-            if !node.registry().has_local_sessions(&conversation_id) {
-                return;
-            }
-            let invalidates_record = matches!(
-                event,
-                ServerEvent::MemberJoined { .. }
-                    | ServerEvent::MemberLeft { .. }
-                    | ServerEvent::ConversationUpdated { .. }
-            );
-            let from_elsewhere = &origin != node.node_id();
-            let invalidates_messages = from_elsewhere
-                && matches!(
-                    event,
-                    ServerEvent::MessageEdited { .. }
-                        | ServerEvent::MessageDeleted { .. }
-                        | ServerEvent::ReactionUpdated { .. }
-                );
-            let deliver = Deliver {
-                seq,
-                invalidates_record,
-                invalidates_messages,
-                exclude: excluded_user(&event).cloned(),
-                frame: ByteString::from(encode_event(&event)),
-            };
-            node.supervisor()
-                .conversation(node, &conversation_id)
-                .deliver(deliver)
-                .await;
+            deliver_conversation_event(node, &origin, &conversation_id, seq, event).await;
         }
         (BusTopic::User(user_id), BusPayload::Event { event, .. }) => {
             // Membership events travel on user topics: the conversation's actor on this node
@@ -156,6 +129,45 @@ async fn joined_as_of_now(node: &Node, user_id: &UserId, mut event: ServerEvent)
         }
     }
     event
+}
+
+/// An event of a conversation this node has sessions in: to its actor, which fans it out
+/// (sequenced ones in seq order).
+async fn deliver_conversation_event(
+    node: &Node,
+    origin: &wire::NodeId,
+    conversation_id: &wire::ConversationId,
+    seq: Option<wire::Seq>,
+    event: ServerEvent,
+) {
+    if !node.registry().has_local_sessions(conversation_id) {
+        return;
+    }
+    let invalidates_record = matches!(
+        event,
+        ServerEvent::MemberJoined { .. }
+            | ServerEvent::MemberLeft { .. }
+            | ServerEvent::ConversationUpdated { .. }
+    );
+    let from_elsewhere = origin != node.node_id();
+    let invalidates_messages = from_elsewhere
+        && matches!(
+            event,
+            ServerEvent::MessageEdited { .. }
+                | ServerEvent::MessageDeleted { .. }
+                | ServerEvent::ReactionUpdated { .. }
+        );
+    let deliver = Deliver {
+        seq,
+        invalidates_record,
+        invalidates_messages,
+        exclude: excluded_user(&event).cloned(),
+        frame: ByteString::from(encode_event(&event)),
+    };
+    node.supervisor()
+        .conversation(node, conversation_id)
+        .deliver(deliver)
+        .await;
 }
 
 #[cfg(test)]
