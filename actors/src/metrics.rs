@@ -29,6 +29,8 @@ pub struct Metrics {
     pub outbound_overflows: IntCounter,
     pub closes: IntCounterVec,
     pub conversations_active: IntGauge,
+    pub window_messages: IntGauge,
+    pub window_bytes: IntGauge,
     pub conversation_restarts: IntCounter,
     pub conversation_overloads: IntCounter,
     pub log_append_duration: Histogram,
@@ -121,6 +123,14 @@ impl Metrics {
             conversations_active: gauge(
                 "parley_conversation_actors_active",
                 "conversation actors running on this node",
+            ),
+            window_messages: gauge(
+                "parley_conversation_window_messages",
+                "messages held in the conversation actors' windows of recent messages",
+            ),
+            window_bytes: gauge(
+                "parley_conversation_window_bytes",
+                "estimated heap bytes of the messages held in the conversation actors' windows",
             ),
             conversation_restarts: counter(
                 "parley_conversation_actor_restarts_total",

@@ -60,10 +60,24 @@ def print_load_correlations(columns):
             print(f"{name} against the load average: r = {r:+.2f}")
 
 
+def add_rss_less_window(columns):
+    """Adds each node's RSS less its conversation windows (`nodeP_rss_less_window_kib`): the
+    windows are a bounded cache (`limits.recent_messages` per active conversation) that fills
+    for as long as conversations have fewer messages than that; what is left must not grow."""
+    for name in [n for n in columns if n.endswith("_window_kib")]:
+        node = name[: -len("_window_kib")]
+        rss = columns.get(f"{node}_rss_kib")
+        if rss is None or all(v is None for v in columns[name]):
+            continue
+        columns[f"{node}_rss_less_window_kib"] = [
+            None if r is None or w is None else r - w for r, w in zip(rss, columns[name])
+        ]
+
+
 def too_much(name, early, late, args):
     """Whether a judged series grew beyond its limit between the two tenths."""
     change = (late - early) / early if early else 0.0
-    if name.endswith(("_rss_kib", "_fds")):
+    if name.endswith(("_rss_kib", "_fds", "_rss_less_window_kib")):
         return change > args.max_growth
     if name == "send_ack_p99_ms":
         return change > args.max_latency_growth
@@ -83,8 +97,12 @@ def main():
     args = parser.parse_args()
     columns = load(args.samples)
     minutes = [seconds / 60 for seconds in columns.pop("seconds")]
+    add_rss_less_window(columns)
     groups = {
         "RSS (MiB)": [n for n in columns if n.endswith("_rss_kib")],
+        "conversation windows (MiB, the nodes' estimate) and RSS less them": [
+            n for n in columns if n.endswith(("_window_kib", "_rss_less_window_kib"))
+        ],
         "open file descriptors": [n for n in columns if n.endswith("_fds")],
         "ingest consumer lag (records)": ["ingest_lag_records"],
         "send -> ack p99 per 10 s (ms)": ["send_ack_p99_ms"],
@@ -97,7 +115,7 @@ def main():
     for axis, (title, names) in zip(axes, groups.items()):
         for name in names:
             values = columns[name]
-            if name.endswith("_rss_kib"):
+            if name.endswith("_kib"):
                 values = [None if v is None else v / 1024 for v in values]
             axis.plot(minutes, [float("nan") if v is None else v for v in values], label=name)
             early, late = mean(tenth(values, 1)), mean(tenth(values, -1))

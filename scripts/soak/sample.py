@@ -6,7 +6,9 @@ from the cluster's state directory), ingest's total consumer lag (records), the 
 send -> ack (`parley_request_duration_seconds{op="message.send"}`, all nodes) over the
 interval since the previous sample, computed from the histogram buckets' increase, and the
 machine's 1-minute load average (the soak shares its machine: this tells which slow intervals
-were the machine's).
+were the machine's), and each node's estimate of what its conversation windows hold
+(`parley_conversation_window_bytes`, KiB: a bounded cache that fills as conversations get
+messages, see docs/reliability.md "Soak").
 """
 
 import argparse
@@ -75,6 +77,12 @@ def p99_ms(now, before):
     return ""
 
 
+def window_kib(text):
+    """The node's conversation-window estimate in KiB; empty when the node exports none."""
+    values = [value for _, value in series(text, "parley_conversation_window_bytes")]
+    return int(values[0] / 1024) if values else ""
+
+
 def pid_of(state, name):
     with open(os.path.join(state, f"{name}.pid")) as pidfile:
         return int(pidfile.read().strip())
@@ -98,6 +106,7 @@ def main():
     for name in processes:
         columns += [f"{name}_rss_kib", f"{name}_fds"]
     columns += ["ingest_lag_records", "send_ack_p99_ms", "load_average_1m"]
+    columns += [f"node{port}_window_kib" for port in nodes]
     started = time.monotonic()
     previous = {}
     with open(args.out, "w", newline="") as out:
@@ -111,11 +120,13 @@ def main():
                 # No series at all means ingest could not measure (e.g. the broker refused its
                 # offset requests): an empty cell, not a lag of 0.
                 lags = [value for _, value in series(metrics(args.ingest_port), "parley_ingest_consumer_lag{")]
-                buckets = send_buckets(metrics(port) for port in nodes)
+                texts = [metrics(port) for port in nodes]
+                buckets = send_buckets(texts)
             except (OSError, ValueError) as error:
                 print(f"sample skipped: {error}", file=sys.stderr, flush=True)
             else:
                 row += [int(sum(lags)) if lags else "", p99_ms(buckets, previous) if previous else "", load_average()]
+                row += [window_kib(text) for text in texts]
                 previous = buckets
                 writer.writerow(row)
                 out.flush()

@@ -12,6 +12,7 @@ mod members;
 pub mod op;
 mod retire;
 mod state;
+mod window;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -107,6 +108,8 @@ pub struct Conversation {
     /// The supervisor forgot this actor (see [`retire`]): operations that still reach it are
     /// handed to a fresh actor, and it stops.
     retired: bool,
+    /// What the node's window gauges last got from this actor: messages and estimated bytes.
+    reported_window: (usize, usize),
 }
 
 impl Conversation {
@@ -126,6 +129,7 @@ impl Conversation {
             gap_timer: None,
             last_activity: Instant::now(),
             retired: false,
+            reported_window: (0, 0),
         }
     }
 
@@ -206,7 +210,10 @@ impl Conversation {
                     act.busy = false;
                     act.last_activity = Instant::now();
                     match outcome {
-                        Ok(Outcome::Ran(state)) => act.state = state,
+                        Ok(Outcome::Ran(state)) => {
+                            act.state = state;
+                            act.report_window();
+                        }
                         Ok(Outcome::Missing) => return act.retire_missing(ctx),
                         Err(_) => {
                             // The batch panicked: its callers got `internal` (their reply
@@ -223,6 +230,23 @@ impl Conversation {
                     act.pump(ctx);
                 }),
         );
+    }
+
+    /// Brings the node's window gauges (`parley_conversation_window_*`) up to this actor's
+    /// window.
+    fn report_window(&mut self) {
+        let now = self.state.as_ref().map_or((0, 0), |state| {
+            (state.window().len(), state.window().bytes())
+        });
+        let metrics = self.node.metrics();
+        let change = |now: usize, before: usize| now as i64 - before as i64;
+        metrics
+            .window_messages
+            .add(change(now.0, self.reported_window.0));
+        metrics
+            .window_bytes
+            .add(change(now.1, self.reported_window.1));
+        self.reported_window = now;
     }
 
     fn fan_out(&self, frame: &ByteString, exclude: Option<&UserId>) {
@@ -353,6 +377,8 @@ impl Actor for Conversation {
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
         self.node.metrics().conversations_active.dec();
+        self.state = None;
+        self.report_window();
         self.hand_on_delivery_position();
         self.node
             .supervisor()

@@ -1,14 +1,14 @@
 //! What a conversation actor knows about its conversation: the directory record, the last seq,
 //! a window of recent messages and the watermarks it has looked at.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 
 use ports::{MessageQuery, Watermarks};
 use wire::log::{ConversationRecord, MessageRecord};
 use wire::ops::HistoryResult;
 use wire::{Conversation, ConversationId, MessageId, Seq, UserId};
 
+use super::window::Window;
 use crate::node::Node;
 use crate::OpError;
 
@@ -26,13 +26,9 @@ pub struct Snapshot {
 pub struct ConversationState {
     pub record: ConversationRecord,
     pub last_seq: Seq,
-    /// Newest messages, ascending and contiguous by seq, ending at `last_seq` when non-empty.
-    recent: VecDeque<Arc<MessageRecord>>,
-    recent_capacity: usize,
-    /// Versions this actor made of messages older than the window (at most `recent_capacity`,
-    /// the oldest seqs dropped first): the store has them only once ingest wrote them, so the
-    /// next change of the same message, and reads, must start from these.
-    changed_before_window: BTreeMap<Seq, Arc<MessageRecord>>,
+    /// Newest messages (ending at `last_seq` when non-empty) and this actor's versions of
+    /// older ones.
+    window: Window,
     watermarks: HashMap<UserId, Watermarks>,
     /// The oldest seq retention keeps: older ones were purged and are never read again.
     first_seq: Seq,
@@ -57,14 +53,16 @@ impl ConversationState {
         // Warm the window with the newest messages: from the shared cache (which also holds
         // messages accepted on other nodes), else from the store.
         let warm = capacity.min(64) as u64;
-        let mut recent = VecDeque::new();
+        let mut window = Window::new(capacity);
         if last_seq > Seq::ZERO {
             let from = Seq(last_seq.0.saturating_sub(warm - 1).max(1));
             if let Some(cached) = ports.cache.range(conversation_id, from, last_seq).await? {
-                recent.extend(cached.into_iter().map(Arc::new));
+                cached
+                    .into_iter()
+                    .for_each(|record| window.push_newest(record));
             }
         }
-        if recent.is_empty() {
+        if window.is_empty() {
             let newest = ports
                 .store
                 .messages(
@@ -79,15 +77,15 @@ impl ConversationState {
             if newest.last().map(|record| record.message.seq) == Some(last_seq)
                 && is_contiguous(&newest)
             {
-                recent.extend(newest.into_iter().map(Arc::new));
+                newest
+                    .into_iter()
+                    .for_each(|record| window.push_newest(record));
             }
         }
         let mut state = Self {
             record,
             last_seq,
-            recent,
-            recent_capacity: capacity,
-            changed_before_window: BTreeMap::new(),
+            window,
             watermarks: HashMap::new(),
             first_seq: Seq(1),
         };
@@ -102,14 +100,7 @@ impl ConversationState {
             return;
         }
         self.first_seq = through.next();
-        while self
-            .recent
-            .front()
-            .is_some_and(|oldest| oldest.message.seq <= through)
-        {
-            self.recent.pop_front();
-        }
-        self.changed_before_window.retain(|seq, _| *seq > through);
+        self.window.purge(through);
     }
 
     /// The client view of the conversation, with the live `last_seq`.
@@ -145,7 +136,7 @@ impl ConversationState {
                     self.put_message(record);
                 }
             }
-            None => self.recent.clear(),
+            None => self.window.clear_recent(),
         }
         // Seqs reserved but not yet accepted may be above what the cache holds.
         self.last_seq = self.last_seq.max(live);
@@ -155,15 +146,14 @@ impl ConversationState {
     /// Drops the window of recent messages and the versions of older ones (another node
     /// changed one of them: the shared cache has the newer versions).
     pub fn forget_recent(&mut self) {
-        self.recent.clear();
-        self.changed_before_window.clear();
+        self.window.clear();
     }
 
     /// What `conversation.list` needs that the store may not have yet.
     pub fn snapshot(&self, user_id: &UserId) -> Snapshot {
         Snapshot {
             last_seq: self.last_seq,
-            last_activity_at: self.recent.back().map(|record| record.message.created_at),
+            last_activity_at: self.window.newest().map(|record| record.message.created_at),
             watermarks: self.watermarks.get(user_id).copied(),
         }
     }
@@ -186,37 +176,22 @@ impl ConversationState {
         if seq > self.last_seq {
             if seq != self.last_seq.next()
                 || self
-                    .recent
-                    .back()
+                    .window
+                    .newest()
                     .is_none_or(|newest| newest.message.seq != self.last_seq)
             {
-                self.recent.clear();
+                self.window.clear_recent();
             }
             self.last_seq = seq;
-            self.recent.push_back(Arc::new(record));
-            while self.recent.len() > self.recent_capacity {
-                self.recent.pop_front();
-            }
-            return;
-        }
-        match self.recent_slot(seq) {
-            Some(slot) => self.recent[slot] = Arc::new(record),
-            None => {
-                self.changed_before_window.insert(seq, Arc::new(record));
-                while self.changed_before_window.len() > self.recent_capacity {
-                    self.changed_before_window.pop_first();
-                }
-            }
+            self.window.push_newest(record);
+        } else {
+            self.window.put_version(record);
         }
     }
 
-    fn recent_slot(&self, seq: Seq) -> Option<usize> {
-        let first = self.recent.front()?.message.seq;
-        if seq < first {
-            return None;
-        }
-        let slot = (seq.0 - first.0) as usize;
-        (slot < self.recent.len()).then_some(slot)
+    /// The window, for the node's memory figures.
+    pub fn window(&self) -> &Window {
+        &self.window
     }
 
     /// Finds the newest version of a message of this conversation, for a change to build on:
@@ -252,13 +227,8 @@ impl ConversationState {
         node: &Node,
         message_id: &MessageId,
     ) -> Result<MessageRecord, OpError> {
-        if let Some(record) = self
-            .recent
-            .iter()
-            .chain(self.changed_before_window.values())
-            .find(|record| &record.message.message_id == message_id)
-        {
-            return Ok(MessageRecord::clone(record));
+        if let Some(record) = self.window.find(message_id) {
+            return Ok(record.clone());
         }
         let conversation_id = &self.record.conversation.conversation_id;
         let stored = node
@@ -268,8 +238,8 @@ impl ConversationState {
             .await?;
         // The window holds the newest version of the messages it covers.
         if let Some(record) = stored {
-            return Ok(match self.recent_slot(record.message.seq) {
-                Some(slot) => MessageRecord::clone(&self.recent[slot]),
+            return Ok(match self.window.recent_at(record.message.seq) {
+                Some(newer) => newer.clone(),
                 None => record,
             });
         }
@@ -278,7 +248,7 @@ impl ConversationState {
             let from = Seq(self
                 .last_seq
                 .0
-                .saturating_sub(self.recent_capacity as u64 - 1)
+                .saturating_sub(self.window.capacity() as u64 - 1)
                 .max(1));
             let cache = &node.ports().cache;
             let held = cache.held(conversation_id, from, self.last_seq).await?;
@@ -348,19 +318,15 @@ impl ConversationState {
             )
         };
         let has_more = available > query.limit as u64;
-        if let (Some(first_slot), Some(last_slot)) = (self.recent_slot(from), self.recent_slot(to))
-        {
-            let messages = (first_slot..=last_slot)
-                .map(|slot| self.recent[slot].message.clone())
-                .collect();
+        if let Some(messages) = self.window.recent_range(from, to) {
             return Ok(page(messages, has_more));
         }
         let conversation_id = &self.record.conversation.conversation_id;
         if let Some(cached) = node.ports().cache.range(conversation_id, from, to).await? {
             let messages = cached
                 .into_iter()
-                .map(|record| match self.recent_slot(record.message.seq) {
-                    Some(slot) => self.recent[slot].message.clone(),
+                .map(|record| match self.window.recent_at(record.message.seq) {
+                    Some(newer) => newer.message.clone(),
                     None => record.message,
                 })
                 .collect();
@@ -390,13 +356,7 @@ impl ConversationState {
         };
         let stored = ports.store.messages(conversation_id, query).await?;
         let held = ports.cache.held(conversation_id, from, to).await?;
-        let window = self
-            .changed_before_window
-            .range(from..=to)
-            .map(|(_, record)| record)
-            .chain(&self.recent)
-            .filter(|record| (from..=to).contains(&record.message.seq))
-            .map(|record| MessageRecord::clone(record));
+        let window = self.window.records_in(from..=to).cloned();
         let mut merged: BTreeMap<Seq, MessageRecord> = BTreeMap::new();
         for record in stored.into_iter().chain(held).chain(window) {
             match merged.get(&record.message.seq) {

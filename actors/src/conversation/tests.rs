@@ -369,8 +369,16 @@ async fn idle_conversations_stop_and_restart_on_demand() {
         .await
         .unwrap();
     assert_eq!(harness.node.supervisor().active(), 1);
+    let metrics = harness.node.metrics();
+    assert_eq!(metrics.window_messages.get(), 1, "the window holds m1");
+    assert!(metrics.window_bytes.get() > 0);
     tokio::time::sleep(Duration::from_secs(16)).await;
     assert_eq!(harness.node.supervisor().active(), 0, "idle actor stopped");
+    assert_eq!(
+        (metrics.window_messages.get(), metrics.window_bytes.get()),
+        (0, 0),
+        "a stopped actor's window is no longer counted"
+    );
     let ack = send(&harness.node, &conversation_id, "alice", "m2")
         .await
         .unwrap();
