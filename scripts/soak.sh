@@ -92,6 +92,7 @@ kill -TERM "$sampler"; wait "$sampler" || true; sampler=""
 {
   echo "commit $commit, $(nproc) cores, ended $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "scripts/soak.sh --minutes $minutes --connections $connections --rate $rate --broker $broker"
+  env | grep '^PARLEY__' | grep -v -e SECRET -e API_KEY -e PASSWORD | sort || true
 } > "$out/run.txt"
 "$venv/bin/python" scripts/soak/report.py "$out/samples.csv" --png "$out/soak.png" \
   --title "Parley soak: $minutes min, $connections users x $rate actions/s, --broker $broker, $commit" \
