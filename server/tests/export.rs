@@ -11,11 +11,11 @@ use std::time::Duration;
 use common::admin::{actions, admin, ADMIN_ENV};
 use common::durable::{DurableCluster, PIPELINE_WAIT};
 use common::export::{
-    alice_does_everything, alice_export, assert_alices_file,
+    alice_does_everything, alice_export, as_env, assert_alices_file,
     assert_link_refused_when_tampered_or_expired, download_lines, export_records, finished_job,
-    job_actions,
+    job_actions, s3_settings,
 };
-use common::seaweedfs::{SeaweedServer, ACCESS_KEY, BUCKET, SECRET_KEY};
+use common::seaweedfs::SeaweedServer;
 use common::TestServer;
 
 const URL_TTL_SECS: u64 = 3;
@@ -107,15 +107,10 @@ async fn a_durable_cluster_exports_from_mongodb_into_s3() {
     let seaweed = SeaweedServer::start();
     let endpoint = seaweed.endpoint();
     let ttl = URL_TTL_SECS.to_string();
-    let settings = [
-        ADMIN_ENV,
-        ("PARLEY__ATTACHMENTS__STORE", "s3"),
-        ("PARLEY__ATTACHMENTS__S3_ENDPOINT", endpoint.as_str()),
-        ("PARLEY__ATTACHMENTS__S3_BUCKET", BUCKET),
-        ("PARLEY__ATTACHMENTS__S3_ACCESS_KEY", ACCESS_KEY),
-        ("PARLEY__ATTACHMENTS__S3_SECRET_KEY", SECRET_KEY),
-        ("PARLEY__EXPORT__DOWNLOAD_URL_TTL_SECS", ttl.as_str()),
-    ];
+    let mut s3 = s3_settings(&seaweed);
+    s3.push(("PARLEY__EXPORT__DOWNLOAD_URL_TTL_SECS", ttl));
+    let mut settings = as_env(&s3);
+    settings.push(ADMIN_ENV);
     let cluster = DurableCluster::start("parley_e2e_export", 2, &settings).await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let mut alice = a.connect("alice").await;

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::admin::admin;
+use super::admin::{admin, final_job};
 use super::attachments::{fetch, file_of, upload};
+use super::seaweedfs::{SeaweedServer, ACCESS_KEY, BUCKET, SECRET_KEY};
 use super::{create_conversation, send, Client, TestServer};
 
 /// What alice's export must hold, besides its line counts.
@@ -73,6 +74,25 @@ pub async fn alice_does_everything(
     }
 }
 
+/// The settings of nodes that keep files and exports in `seaweed`'s bucket.
+pub fn s3_settings(seaweed: &SeaweedServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("PARLEY__ATTACHMENTS__STORE", "s3".to_owned()),
+        ("PARLEY__ATTACHMENTS__S3_ENDPOINT", seaweed.endpoint()),
+        ("PARLEY__ATTACHMENTS__S3_BUCKET", BUCKET.to_owned()),
+        ("PARLEY__ATTACHMENTS__S3_ACCESS_KEY", ACCESS_KEY.to_owned()),
+        ("PARLEY__ATTACHMENTS__S3_SECRET_KEY", SECRET_KEY.to_owned()),
+    ]
+}
+
+/// `settings` as the harness takes them.
+pub fn as_env<'a>(settings: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
+    settings
+        .iter()
+        .map(|(key, value)| (*key, value.as_str()))
+        .collect()
+}
+
 /// `POST .../users/{user}/export` at `node`: the job id.
 pub async fn start_export(node: &TestServer, user: &str) -> String {
     let path = format!("/api/v1/admin/users/{user}/export");
@@ -81,25 +101,10 @@ pub async fn start_export(node: &TestServer, user: &str) -> String {
     body["job_id"].as_str().expect("job_id").to_owned()
 }
 
-/// Polls the job at `node` until it is final: its last answer. Every answer before is
+/// Polls the export job at `node` until it is final: its last answer. Every answer before is
 /// `running`.
 pub async fn finished_job(node: &TestServer, job_id: &str, limit: Duration) -> Value {
-    let deadline = tokio::time::Instant::now() + limit;
-    let path = format!("/api/v1/admin/jobs/{job_id}");
-    loop {
-        let (status, job) = admin(node, "GET", &path, None).await;
-        assert_eq!(status, 200, "{job}");
-        assert_eq!(job["kind"], "export", "{job}");
-        if job["state"] != "running" {
-            return job;
-        }
-        assert!(job.get("download_url").is_none(), "{job}");
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "job {job_id} still running: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    final_job(node, job_id, "export", limit).await
 }
 
 /// The file at the job's `download_url`, one JSON value per line.
