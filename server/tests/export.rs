@@ -8,15 +8,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::admin::{actions, admin, ADMIN_ENV};
-use common::durable::{DurableCluster, PIPELINE_WAIT};
+use common::admin::{actions, admin, audit_listing, ADMIN_ENV};
+use common::durable::{wait_for_count, DurableCluster, PIPELINE_WAIT};
 use common::export::{
     alice_does_everything, alice_export, as_env, assert_alices_file,
     assert_link_refused_when_tampered_or_expired, download_lines, export_records, finished_job,
-    job_actions, s3_settings,
+    job_actions, s3_settings, send_many, start_export,
 };
 use common::seaweedfs::SeaweedServer;
 use common::TestServer;
+use mongodb::bson::doc;
 
 const URL_TTL_SECS: u64 = 3;
 
@@ -166,4 +167,60 @@ async fn an_unknown_job_is_not_found_and_the_read_is_audited() {
     assert_eq!(actions(&page), ["admin.read_job"], "{page}");
     assert_eq!(page["records"][0]["details"]["status"], 404);
     assert_eq!(page["records"][0]["actor"], "admin");
+}
+
+/// Messages alice sends before the export whose node is killed: enough for the export to
+/// take a while (about 0.3 s on an idle machine; the node dies 0.1 s after the request).
+const MANY: usize = 1200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_durable_node_finishes_the_export_of_a_killed_node() {
+    let seaweed = SeaweedServer::start();
+    let s3 = s3_settings(&seaweed);
+    let mut settings = as_env(&s3);
+    settings.push(ADMIN_ENV);
+    let mut cluster = DurableCluster::start("parley_e2e_export_takeover", 2, &settings).await;
+    let mut alice = cluster.nodes[1].connect("alice").await;
+    let conversation = common::create_conversation(&mut alice, "group", &["bob"]).await;
+    send_many(&mut alice, &conversation, MANY).await;
+    let stored = doc! { "conversation_id": &conversation };
+    wait_for_count(
+        &cluster.db,
+        "messages",
+        stored,
+        MANY as u64,
+        PIPELINE_WAIT * 3,
+    )
+    .await;
+
+    let job_id = start_export(&cluster.nodes[0], "alice").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    cluster.nodes[0].kill9();
+    let b = &cluster.nodes[1];
+    let path = format!("/api/v1/admin/jobs/{job_id}");
+    let (_, job) = admin(b, "GET", &path, None).await;
+    assert_eq!(job["state"], "running", "killed mid-export: {job}");
+
+    let job = finished_job(b, &job_id, PIPELINE_WAIT).await;
+    assert_eq!(job["state"], "done", "{job}");
+    let lines = download_lines(&job).await;
+    let seqs: Vec<u64> = (lines.iter())
+        .filter(|line| line["type"] == "message")
+        .map(|line| line["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=MANY as u64).collect::<Vec<_>>(),
+        "the whole file"
+    );
+    assert_eq!(common::metric(b, "parley_jobs_done_total").await, 1.0);
+    let path = "/api/v1/admin/audit?target=user:alice";
+    let want = [
+        "token.issue",
+        "admin.export",
+        "export.requested",
+        "export.restarted",
+        "export.done",
+    ];
+    audit_listing(b, path, &want).await;
 }

@@ -85,6 +85,9 @@ impl Background {
         }
         tokio::spawn(retention.run(stopped.clone()));
         actix_web::rt::spawn(state.erasures.clone().resume(stopped.clone()));
+        if let Some(exporter) = state.export.clone() {
+            tokio::spawn(exporter.resume(stopped.clone()));
+        }
         if let Some(presence) = redis_presence {
             let sweep_every = Duration::from_millis(state.settings.redis.presence_ttl_ms / 3)
                 .max(Duration::from_millis(50));

@@ -233,3 +233,30 @@ pub async fn export_records(node: &TestServer, user: &str) -> Vec<(String, Value
         })
         .collect()
 }
+
+/// Sends `count` messages (texts `bulk <n>`) to `conversation_id`, `WINDOW` requests in flight
+/// at a time: a user with much to export. Events that arrive meanwhile are dropped.
+pub async fn send_many(client: &mut Client, conversation_id: &str, count: usize) {
+    const WINDOW: usize = 50;
+    for first in (0..count).step_by(WINDOW) {
+        let mut waiting = std::collections::HashSet::new();
+        for index in first..(first + WINDOW).min(count) {
+            let id = client.next_id;
+            client.next_id += 1;
+            let args = json!({ "conversation_id": conversation_id,
+                               "client_msg_id": format!("bulk-{index}"), "text": format!("bulk {index}") });
+            let request = json!({ "id": id, "op": "message.send", "args": args });
+            client.send_text(request.to_string()).await;
+            waiting.insert(id);
+        }
+        while !waiting.is_empty() {
+            let frame = client.next_frame().await;
+            if frame.get("ev").is_some() {
+                continue;
+            }
+            assert!(frame.get("result").is_some(), "a send failed: {frame}");
+            let id = frame["re"].as_i64().expect("re");
+            assert!(waiting.remove(&id), "an unexpected reply: {frame}");
+        }
+    }
+}
