@@ -31,6 +31,12 @@ impl JobLeases {
         self.client.is_some()
     }
 
+    /// The lease `name` of periodic work over the shared jobs (one node per round), in the name
+    /// of this node; `None` when the jobs are this node's own.
+    pub fn round(&self, name: &str) -> Option<RedisLease> {
+        (self.client.clone()).map(|client| RedisLease::new(client, name, self.holder.as_str()))
+    }
+
     /// The lease of `job`, in the name of this node.
     pub fn of(&self, job: &Job) -> JobLease {
         JobLease(self.client.clone().map(|client| {

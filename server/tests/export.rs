@@ -9,11 +9,12 @@ mod common;
 use std::time::Duration;
 
 use common::admin::{actions, admin, audit_listing, ADMIN_ENV};
+use common::attachments::fetch;
 use common::durable::{wait_for_count, DurableCluster, PIPELINE_WAIT};
 use common::export::{
     alice_does_everything, alice_export, as_env, assert_alices_file,
-    assert_link_refused_when_tampered_or_expired, download_lines, export_records, finished_job,
-    job_actions, s3_settings, send_many, start_export,
+    assert_link_refused_when_tampered_or_expired, counts, download_lines, export_records,
+    finished_job, job_actions, s3_settings, send_many, start_export,
 };
 use common::seaweedfs::SeaweedServer;
 use common::TestServer;
@@ -223,4 +224,52 @@ async fn another_durable_node_finishes_the_export_of_a_killed_node() {
         "export.done",
     ];
     audit_listing(b, path, &want).await;
+}
+
+/// Polls job `job_id` at `node` until its file expired: its answer then.
+async fn expired_job(node: &TestServer, job_id: &str) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let path = format!("/api/v1/admin/jobs/{job_id}");
+    loop {
+        let (status, job) = admin(node, "GET", &path, None).await;
+        assert_eq!(status, 200, "{job}");
+        if job.get("file_expired_at").is_some() {
+            return job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the file never expired: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_export_file_is_deleted_once_older_than_its_retention() {
+    let server =
+        TestServer::start_with(&[ADMIN_ENV, ("PARLEY__EXPORT__RETAIN_FILES_SECS", "3")]).await;
+    let mut alice = server.connect("alice").await;
+    let conversation = common::create_conversation(&mut alice, "direct", &["bob"]).await;
+    common::send(&mut alice, &conversation, "e1", "soon gone").await;
+    let job_id = start_export(&server, "alice").await;
+    let job = finished_job(&server, &job_id, common::WAIT).await;
+    let url = job["download_url"].as_str().expect("a fresh file's link");
+    let lines = download_lines(&job).await;
+    assert_eq!(counts(&lines).get("message"), Some(&1), "{lines:?}");
+    let file = server
+        .data_dir()
+        .join(format!("blobs/exports/{job_id}.jsonl"));
+    assert!(file.exists(), "{}", file.display());
+
+    let expired = expired_job(&server, &job_id).await;
+    assert_eq!(expired["state"], "done", "{expired}");
+    assert!(expired.get("download_url").is_none(), "{expired}");
+    assert_eq!(fetch(url).await.err(), Some(404), "the old link");
+    assert!(!file.exists(), "{} is deleted", file.display());
+    assert_eq!(
+        job_actions(&server, "alice", &job_id).await,
+        ["export.requested", "export.done", "export.expired"]
+    );
+    let expired_files = "parley_jobs_export_files_expired_total";
+    assert_eq!(common::metric(&server, expired_files).await, 1.0);
 }

@@ -5,6 +5,7 @@
 //! - `lines`: the typed lines of the file.
 //! - `run`: one export, streamed page by page into a blob writer.
 //! - `metrics`: `parley_jobs_*`.
+//! - `expiry`: deleting files older than `export.retain_files_secs`.
 //!
 //! A node that stops mid-export leaves the job `running`. Every node looks for unfinished
 //! exports at its start and every [`RESUME_EVERY`] ([`Exporter::resume`]) and runs them again
@@ -12,6 +13,7 @@
 //! whose lease (`crate::job_lease`, `export:<job_id>`) lapsed, its node having stopped; a node
 //! with its own store, the jobs it owns (`Job::owner`, its node id).
 
+pub mod expiry;
 mod lines;
 mod metrics;
 mod run;
@@ -125,6 +127,17 @@ impl Exporter {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(RESUME_EVERY) => {}
             }
+        }
+    }
+
+    /// The sweep that deletes this node's (durable cluster: the cluster's) export files once
+    /// they are `after` old, every `every`.
+    pub fn expiry(self: &Arc<Self>, after: Duration, every: Duration) -> expiry::ExpirySweep {
+        expiry::ExpirySweep {
+            exporter: Arc::clone(self),
+            after,
+            every,
+            lease: self.leases.round("export-expiry"),
         }
     }
 
