@@ -34,7 +34,7 @@ async fn an_export_holds_exactly_the_users_data_and_its_link_expires() {
     let mut bob = server.connect("bob").await;
     let data = alice_does_everything(&server, &mut alice, &mut bob).await;
 
-    let (job, lines) = alice_export(&server, common::WAIT).await;
+    let (job, lines) = alice_export(&server, &data, common::WAIT).await;
     assert_alices_file(&lines, &data);
     let url = job["download_url"].as_str().expect("download_url");
     assert_link_refused_when_tampered_or_expired(url, Duration::from_secs(URL_TTL_SECS)).await;
@@ -79,7 +79,7 @@ async fn a_restarted_node_runs_its_unfinished_export_again() {
     let mut alice = server.connect("alice").await;
     let mut bob = server.connect("bob").await;
     let data = alice_does_everything(&server, &mut alice, &mut bob).await;
-    alice_export(&server, common::WAIT).await;
+    alice_export(&server, &data, common::WAIT).await;
     drop((alice, bob));
 
     // The node dies with an export running (recorded, never finished).
@@ -119,7 +119,7 @@ async fn a_durable_cluster_exports_from_mongodb_into_s3() {
     let mut bob = b.connect("bob").await;
     let data = alice_does_everything(a, &mut alice, &mut bob).await;
 
-    let (job, lines) = alice_export(a, PIPELINE_WAIT).await;
+    let (job, lines) = alice_export(a, &data, PIPELINE_WAIT).await;
     assert_alices_file(&lines, &data);
     // Node B answers about node A's job (MongoDB's `jobs`), with a link to the same S3 object.
     let job_id = job["job_id"].as_str().expect("job_id");

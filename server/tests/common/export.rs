@@ -127,19 +127,32 @@ pub fn counts(lines: &[Value]) -> BTreeMap<String, usize> {
 }
 
 /// Exports alice until her file holds all she did (the store follows the log a moment
-/// behind): the finished job and its lines.
-pub async fn alice_export(node: &TestServer, limit: Duration) -> (Value, Vec<Value>) {
+/// behind: her last acts, the deletion and the read receipt, may not be in it yet): the
+/// finished job and its lines.
+pub async fn alice_export(
+    node: &TestServer,
+    data: &AliceData,
+    limit: Duration,
+) -> (Value, Vec<Value>) {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let job_id = start_export(node, "alice").await;
         let job = finished_job(node, &job_id, limit).await;
         assert_eq!(job["state"], "done", "{job}");
         let lines = download_lines(&job).await;
-        if counts(&lines) == alice_counts() || tokio::time::Instant::now() > deadline {
+        if holds_alices_last_acts(&lines, data) || tokio::time::Instant::now() > deadline {
             return (job, lines);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Whether the file has every line of alice's, her deletion and her receipt.
+fn holds_alices_last_acts(lines: &[Value], data: &AliceData) -> bool {
+    let of_type = |kind: &'static str| lines.iter().filter(move |line| line["type"] == kind);
+    counts(lines) == alice_counts()
+        && of_type("message").any(|line| line["deleted"] == true)
+        && of_type("receipt").any(|line| line["read_seq"] == data.bobs_seq)
 }
 
 /// The file holds exactly alice's data: the counts, her texts and file, the deleted message
