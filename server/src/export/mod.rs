@@ -184,16 +184,16 @@ impl Exporter {
             }
         }
         let _renewal = lease.keep();
-        if begin == Begin::TakenUp && !self.still_running(&job).await {
+        if begin == Begin::TakenUp && !self.confirm_restart(&job).await {
             return;
         }
         self.metrics.started.with_label_values(&["export"]).inc();
         self.run(job).await;
     }
 
-    /// Whether `job` (found unfinished) still is, now that this node holds it: the listing
-    /// may predate its end. Records the restart when it is.
-    async fn still_running(&self, job: &Job) -> bool {
+    /// Whether to run `job` (found unfinished) again, now that this node holds it: only while
+    /// it still is unfinished (the listing may predate its end). Records the restart.
+    async fn confirm_restart(&self, job: &Job) -> bool {
         match self.ports.jobs.get(&job.job_id).await {
             Ok(Some(now)) if now.state == JobState::Running => {}
             Ok(_) => return false,
