@@ -174,10 +174,17 @@ async fn an_unknown_job_is_not_found_and_the_read_is_audited() {
 /// take a while (about 0.3 s on an idle machine; the node dies 0.1 s after the request).
 const MANY: usize = 1200;
 
+/// How long the export files of the cluster whose node is killed are kept, in seconds.
+const RETAIN_FILES_SECS: &str = "5";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_durable_node_finishes_the_export_of_a_killed_node() {
+async fn another_durable_node_finishes_the_export_of_a_killed_node_then_its_file_expires() {
     let seaweed = SeaweedServer::start();
-    let s3 = s3_settings(&seaweed);
+    let mut s3 = s3_settings(&seaweed);
+    s3.push((
+        "PARLEY__EXPORT__RETAIN_FILES_SECS",
+        RETAIN_FILES_SECS.to_owned(),
+    ));
     let mut settings = as_env(&s3);
     settings.push(ADMIN_ENV);
     let mut cluster = DurableCluster::start("parley_e2e_export_takeover", 2, &settings).await;
@@ -215,6 +222,12 @@ async fn another_durable_node_finishes_the_export_of_a_killed_node() {
         "the whole file"
     );
     assert_eq!(common::metric(b, "parley_jobs_done_total").await, 1.0);
+
+    // The cluster's expiry sweep (node B's, under the lease) deletes the S3 object.
+    let url = job["download_url"].as_str().expect("download_url");
+    let expired = expired_job(b, &job_id, PIPELINE_WAIT).await;
+    assert!(expired.get("download_url").is_none(), "{expired}");
+    assert_eq!(fetch(url).await.err(), Some(404), "the S3 object is gone");
     let path = "/api/v1/admin/audit?target=user:alice";
     let want = [
         "token.issue",
@@ -222,13 +235,14 @@ async fn another_durable_node_finishes_the_export_of_a_killed_node() {
         "export.requested",
         "export.restarted",
         "export.done",
+        "export.expired",
     ];
     audit_listing(b, path, &want).await;
 }
 
-/// Polls job `job_id` at `node` until its file expired: its answer then.
-async fn expired_job(node: &TestServer, job_id: &str) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + common::WAIT;
+/// Polls job `job_id` at `node` until its file expired (for at most `limit`): its answer then.
+async fn expired_job(node: &TestServer, job_id: &str, limit: Duration) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + limit;
     let path = format!("/api/v1/admin/jobs/{job_id}");
     loop {
         let (status, job) = admin(node, "GET", &path, None).await;
@@ -261,7 +275,7 @@ async fn an_export_file_is_deleted_once_older_than_its_retention() {
         .join(format!("blobs/exports/{job_id}.jsonl"));
     assert!(file.exists(), "{}", file.display());
 
-    let expired = expired_job(&server, &job_id).await;
+    let expired = expired_job(&server, &job_id, common::WAIT).await;
     assert_eq!(expired["state"], "done", "{expired}");
     assert!(expired.get("download_url").is_none(), "{expired}");
     assert_eq!(fetch(url).await.err(), Some(404), "the old link");
