@@ -1,7 +1,9 @@
 //! Exports of a user's data (docs/protocol.md §18): the file holds exactly the user's data,
 //! the job goes running → done, the download link works without the admin key until it
 //! expires, the audit log lists the request and the completion; a node restarted with an
-//! unfinished export runs it again; the same in a durable cluster with S3 and MongoDB. And
+//! unfinished export runs it again; the same in a durable cluster with S3 and MongoDB, where
+//! another node finishes the export of a node killed mid-export; a file older than
+//! `export.retain_files_secs` is deleted and its job says so. And
 //! `GET /api/v1/admin/jobs/{job_id}` of an unknown job.
 
 mod common;
