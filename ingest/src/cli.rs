@@ -17,7 +17,8 @@ collection.
 commands:
   run     (default) serve /healthz, /readyz and /metrics on ingest.bind, wait for MongoDB,
           create its indexes, then ingest until SIGTERM/SIGINT
-  setup   wait for Kafka and MongoDB, create the missing topics and the indexes, then exit
+  setup   wait for Kafka and MongoDB, create the missing topics and the indexes, backfill
+          what older documents lack, then exit
           (--timeout-secs N: give up after N seconds, default 120)
   search  the search role: keep a complete search index of the log under search.data_dir
           (a consumer group of its own) and answer the nodes' queries on search.bind

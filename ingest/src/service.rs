@@ -1,7 +1,8 @@
 //! The `ingest` binary's two commands over Kafka and MongoDB:
 //!
 //! - [`setup`]: wait for Kafka and MongoDB (capped exponential backoff, each wait logged),
-//!   create the missing topics and the indexes, within an overall deadline.
+//!   create the missing topics and the indexes, backfill what older message documents lack
+//!   (`reactors`), within an overall deadline.
 //! - [`run`]: serve the health endpoint first ([`HealthServer`]), then wait for MongoDB and
 //!   create its indexes (retried until it answers), then run the [`IngestPipeline`] and the
 //!   [`AuditIngest`] (the audit topic into MongoDB's `audit` collection) until
@@ -115,7 +116,8 @@ fn adapter_config(error: PortError) -> ServiceError {
     ServiceError::AdapterConfig(error)
 }
 
-/// `ingest setup`: topics and indexes, within `timeout`.
+/// `ingest setup`: topics, indexes and the backfill of fields older documents lack, within
+/// `timeout`.
 pub async fn setup(
     settings: &ServiceSettings,
     hostname: Option<&str>,
@@ -141,6 +143,17 @@ pub async fn setup(
         })
         .await;
         info!(database = %settings.mongo.database, "mongodb indexes exist");
+        progress.start("backfilling message reactors");
+        let backfill = retry(&mut progress, settings.max_backoff(), None, || {
+            store.backfill_reactors()
+        });
+        if let Some(backfilled) = backfill.await {
+            info!(
+                filled = backfilled.filled,
+                unreadable = backfilled.unreadable,
+                "message documents have their reactors"
+            );
+        }
     };
     match tokio::time::timeout(timeout, steps).await {
         Ok(()) => Ok(()),

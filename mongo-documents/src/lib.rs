@@ -77,8 +77,8 @@ pub fn message_fields(record: &MessageRecord) -> Result<Document, PortError> {
     })
 }
 
-/// The distinct users with a reaction on the message, ascending.
-fn reactors(message: &wire::Message) -> Vec<&str> {
+/// The distinct users with a reaction on the message, ascending (the `reactors` field).
+pub fn reactors(message: &wire::Message) -> Vec<&str> {
     let users: std::collections::BTreeSet<&str> = message
         .reactions
         .values()

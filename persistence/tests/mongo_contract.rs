@@ -14,12 +14,12 @@ use common::secantus::{free_port, SecantusServer};
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Document};
 use persistence::mongo::{
-    MongoConfig, MongoStore, CONVERSATIONS_COLLECTION, JOBS_COLLECTION, MESSAGES_COLLECTION,
-    PARTICIPANTS_COLLECTION,
+    Backfilled, MongoConfig, MongoStore, CONVERSATIONS_COLLECTION, JOBS_COLLECTION,
+    MESSAGES_COLLECTION, PARTICIPANTS_COLLECTION,
 };
 use ports::contract::fixtures::{at, conversation_record, message_record, unique};
 use ports::contract::{self, Fixture};
-use ports::{MessageQuery, PortError, Store, StoreWrite};
+use ports::{MessageQuery, PortError, Store, StoreWrite, UserDataScan, UserMessages};
 use wire::{ConversationId, ConversationKind, MessageId, Seq, UserId};
 
 /// A store over a fresh database of `server`, indexes created.
@@ -384,4 +384,73 @@ async fn mongo_store_keeps_the_user_data_contract() {
         Fixture::unguarded(store)
     })
     .await;
+}
+
+/// The users whose reactions `store`'s export scan finds on messages of `user`.
+async fn reacted_by(store: &MongoStore, user: &UserId) -> Vec<MessageId> {
+    let page = store
+        .user_messages(user, UserMessages::ReactedBy, None, 10)
+        .await
+        .expect("scan");
+    (page.records.into_iter())
+        .map(|record| record.message.message_id)
+        .collect()
+}
+
+/// Message documents written before v1.1 lack `reactors`: older ones than a backfill round
+/// (500) holds, so that it pages.
+const OLDER_MESSAGES: u64 = 502;
+
+/// Message documents written before v1.1 lack `reactors`, so exports missed their reactions:
+/// `ingest setup`'s backfill gives it to them from their record, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backfill_gives_older_message_documents_their_reactors() {
+    let server = SecantusServer::start();
+    let store = open_store(&server).await;
+    let conversation_id = ConversationId::new(unique("backfill"));
+    let sender = UserId::new(unique("sender"));
+    let fan = UserId::new(unique("fan"));
+    let mut reacted = message_record(&conversation_id, 1, &sender, 1, at(1));
+    let both = vec![fan.clone(), sender.clone()];
+    reacted.message.reactions.insert("👍".to_owned(), both);
+    let mut writes = vec![StoreWrite::Message(reacted.clone())];
+    writes.extend(
+        (2..=OLDER_MESSAGES).map(|seq| {
+            StoreWrite::Message(message_record(&conversation_id, seq, &sender, 1, at(2)))
+        }),
+    );
+    store.apply(writes).await.expect("apply");
+    let messages = store.database().collection::<Document>(MESSAGES_COLLECTION);
+    let older = doc! { "$unset": { "reactors": "" } };
+    messages.update_many(doc! {}, older).await.expect("unset");
+    let missed = reacted_by(&store, &fan).await;
+    assert_eq!(missed, [], "missed without the field");
+
+    let filled = store.backfill_reactors().await.expect("backfill");
+    let every = Backfilled {
+        filled: OLDER_MESSAGES,
+        unreadable: 0,
+    };
+    assert_eq!(filled, every);
+    let mut both: Vec<String> = [&fan, &sender]
+        .iter()
+        .map(|user| user.to_string())
+        .collect();
+    both.sort();
+    for document in documents(&store, MESSAGES_COLLECTION).await {
+        let field = document.get_array("reactors").expect("reactors");
+        let users: Vec<String> = (field.iter())
+            .map(|user| user.as_str().expect("a user id").to_owned())
+            .collect();
+        let id = document.get_str("_id").expect("_id");
+        let want = if id == reacted.message.message_id.as_str() {
+            both.clone()
+        } else {
+            vec![]
+        };
+        assert_eq!(users, want, "{id}");
+    }
+    assert_eq!(reacted_by(&store, &fan).await, [reacted.message.message_id]);
+    let again = store.backfill_reactors().await.expect("backfill again");
+    assert_eq!(again, Backfilled::default(), "nothing left to do");
 }

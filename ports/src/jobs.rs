@@ -96,6 +96,10 @@ pub struct JobOutcome {
     /// Export: the blob key of the written file (the download URL is signed from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blob_key: Option<String>,
+    /// Export: when its file was deleted for its age (`export.retain_files_secs`); `blob_key`
+    /// is then `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_expired_at: Option<Timestamp>,
     /// Erasure: the conversations on legal hold whose messages it skipped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held_back: Vec<ConversationId>,

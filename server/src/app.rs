@@ -66,25 +66,11 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         sweeper,
     )
     .await?;
-    resume_exports(&state).await;
     state.ready.store(true, Ordering::Release);
     tracing::info!("ready");
     let http = http_server::serve(server);
     bootstrap::wait_for_stop_signal().await;
     shutdown::drain(&state, http, background).await
-}
-
-/// Runs again the exports this node owns that its last stop left unfinished. A store that
-/// does not answer now is logged: those jobs stay `running` until the next start.
-async fn resume_exports(state: &AppState) {
-    let Some(exporter) = &state.export else {
-        return;
-    };
-    match exporter.resume_unfinished().await {
-        Ok(0) => {}
-        Ok(resumed) => tracing::info!(resumed, "unfinished exports restarted"),
-        Err(error) => tracing::warn!(error = %error, "cannot list unfinished exports"),
-    }
 }
 
 /// Says where the API key and the JWT secret came from (never their values), loudly when they
@@ -190,8 +176,9 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
         metrics.actors.clone(),
     );
     let admin = crate::admin::Admin::new(sanctions, &metrics.registry);
-    let erasures = erasures(&node, storage, &adapters.redis_clients, &metrics);
-    let export = exporter(&settings, &node, storage, &metrics);
+    let leases = job_leases(&node, storage, &adapters.redis_clients);
+    let erasures = erasures(&node, storage, leases.clone(), &metrics);
+    let export = exporter(&settings, &node, storage, leases, &metrics);
     let state = Arc::new(AppState {
         node,
         auth: Authenticator::new(
@@ -226,18 +213,27 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
     })
 }
 
-/// The node's erasure jobs; in durable mode (shared job records) runs take a Redis lease.
-fn erasures(
+/// The leases of the node's jobs: Redis leases in durable mode (shared job records).
+fn job_leases(
     node: &Node,
     storage: &Storage,
     redis_clients: &[(&'static str, persistence::redis::RedisClient)],
-    metrics: &NodeMetrics,
-) -> crate::erasure::Erasures {
-    let leases = storage.kafka.as_ref().and_then(|_| {
+) -> crate::job_lease::JobLeases {
+    let client = storage.kafka.as_ref().and_then(|_| {
         (redis_clients.iter())
             .find(|(role, _)| *role == "redis state")
             .map(|(_, client)| client.clone())
     });
+    crate::job_lease::JobLeases::new(client, node.node_id().clone())
+}
+
+/// The node's erasure jobs; in durable mode (shared job records) runs take a Redis lease.
+fn erasures(
+    node: &Node,
+    storage: &Storage,
+    leases: crate::job_lease::JobLeases,
+    metrics: &NodeMetrics,
+) -> crate::erasure::Erasures {
     crate::erasure::Erasures::new(
         node.clone(),
         storage.jobs.clone(),
@@ -252,6 +248,7 @@ fn exporter(
     settings: &Settings,
     node: &Node,
     storage: &Storage,
+    leases: crate::job_lease::JobLeases,
     metrics: &NodeMetrics,
 ) -> Option<Arc<crate::export::Exporter>> {
     // Registered with or without exports, so dashboards find the series.
@@ -270,6 +267,7 @@ fn exporter(
         node.node_id().clone(),
         std::time::Duration::from_secs(settings.export.download_url_ttl_secs),
         job_metrics,
+        leases,
     )))
 }
 

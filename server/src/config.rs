@@ -21,7 +21,7 @@ use std::time::Duration;
 pub use attachments::{AttachmentSettings, EffectiveStore};
 use bootstrap::load_layers;
 pub use bootstrap::{LogSettings, Secret};
-pub use export::ExportSettings;
+pub use export::{ExportFiles, ExportSettings};
 use ingest::settings::{IngestSettings, KafkaSettings, MongoSettings};
 pub use retention::{RetentionSettings, MAX_RETENTION_DAYS};
 use search::SearchSettings;
@@ -356,6 +356,39 @@ mod tests {
         assert_eq!(loaded.api_key_source, SecretSource::DevDefault);
         assert_eq!(loaded.settings.auth.api_key.expose(), DEV_API_KEY);
         assert_eq!(loaded.settings.limits.max_frame_bytes, 65536);
+    }
+
+    #[test]
+    fn export_files_expire_after_their_retention_or_never() {
+        let files = |secs: &str| {
+            let loaded = load_with_env(None, env(&[("PARLEY__EXPORT__RETAIN_FILES_SECS", secs)]));
+            loaded.map(|loaded| loaded.settings.export.files())
+        };
+        let week = std::time::Duration::from_secs(604_800);
+        let hour = std::time::Duration::from_secs(3600);
+        let default = load_with_env(None, env(&[]))
+            .unwrap()
+            .settings
+            .export
+            .files();
+        assert_eq!(
+            default,
+            ExportFiles::Expire {
+                after: week,
+                sweep_every: hour
+            }
+        );
+        let short = std::time::Duration::from_secs(3);
+        assert_eq!(
+            files("3").unwrap(),
+            ExportFiles::Expire {
+                after: short,
+                sweep_every: short
+            }
+        );
+        assert_eq!(files("0").unwrap(), ExportFiles::KeptForever);
+        let error = files("999999999999").unwrap_err().to_string();
+        assert!(error.contains("export.retain_files_secs"), "{error}");
     }
 
     #[test]

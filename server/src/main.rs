@@ -24,6 +24,7 @@ mod config;
 mod erasure;
 mod export;
 mod http;
+mod job_lease;
 mod metrics;
 mod retention;
 mod web_chat;

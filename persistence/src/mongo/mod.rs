@@ -9,6 +9,7 @@
 //! callers with `PortError::Unavailable`, never hangs them.
 
 mod audit;
+mod backfill;
 mod client;
 mod config;
 mod erasure;
@@ -29,6 +30,7 @@ use wire::log::MessageRecord;
 use wire::{ClientMsgId, ConversationId, MessageId, UserId};
 
 pub use audit::AUDIT as AUDIT_COLLECTION;
+pub use backfill::Backfilled;
 pub use config::MongoConfig;
 pub use jobs::JOBS as JOBS_COLLECTION;
 pub use mongo_documents::{

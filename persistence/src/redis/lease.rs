@@ -14,6 +14,7 @@ use super::RedisClient;
 
 static HOLD: LuaScript = LuaScript::new("lease_hold", include_str!("scripts/lease_hold.lua"));
 
+#[derive(Clone)]
 pub struct RedisLease {
     client: RedisClient,
     key: String,

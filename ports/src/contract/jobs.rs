@@ -121,6 +121,18 @@ async fn unfinished_lists_running_jobs_of_a_kind_oldest_first(fixture: Fixture<d
         .expect("done")
         .expect("the job exists");
     assert_eq!((done.state, done.outcome), (JobState::Done, outcome));
+    let file_expired = JobOutcome {
+        file_expired_at: Some(chrono::Utc::now()),
+        ..JobOutcome::default()
+    };
+    jobs.update(&finished.job_id, JobUpdate::done(file_expired.clone()))
+        .await
+        .expect("expire the file");
+    assert_eq!(
+        stored(jobs.as_ref(), &finished.job_id).await.outcome,
+        file_expired,
+        "an expired file's time is kept to the nanosecond"
+    );
     let ours = [&first, &erasure, &second, &finished];
     assert_eq!(
         unfinished_of(jobs.as_ref(), JobKind::Export, &ours).await,

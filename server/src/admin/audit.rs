@@ -29,13 +29,42 @@ pub struct AuditEntry {
     pub details: serde_json::Value,
 }
 
-/// Appends a record to the audit log, when the node keeps one. A failure is logged, not
-/// answered: the call itself happened.
+/// When what a record tells happened: its id (sortable, UUIDv7) and time. An admin call takes
+/// its stamp when it arrives, before its handler runs, so that it lists before what it set off
+/// (an export's or an erasure's own records), however long the handler takes.
+pub struct AuditStamp {
+    id: String,
+    at: Timestamp,
+}
+
+impl AuditStamp {
+    pub fn now() -> Self {
+        Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            at: chrono::Utc::now(),
+        }
+    }
+}
+
+/// Appends a record of something that happens now to the audit log, when the node keeps one.
 pub async fn record(state: &AppState, entry: AuditEntry) {
+    record_stamped(state, AuditStamp::now(), entry).await;
+}
+
+/// Appends a record stamped `stamp` to the audit log, when the node keeps one. A failure is
+/// logged, not answered: the call itself happened.
+pub async fn record_stamped(state: &AppState, stamp: AuditStamp, entry: AuditEntry) {
     let Some(audit) = &state.node.ports().audit else {
         return;
     };
-    let record = AuditRecord::now(entry.actor, entry.action, entry.target, entry.details);
+    let record = AuditRecord {
+        id: stamp.id,
+        at: stamp.at,
+        actor: entry.actor,
+        action: entry.action,
+        target: entry.target,
+        details: entry.details,
+    };
     actors::audit::append(&**audit, record).await;
 }
 

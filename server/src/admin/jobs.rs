@@ -2,7 +2,8 @@
 //! erasure stands, read from the shared job records (`Jobs`).
 //!
 //! Answer: `{"job_id", "kind", "state", "user_id", "created_at", "updated_at"}` plus, when
-//! they apply, `"download_url"` (a done export), `"held_back"` (an erasure that skipped
+//! they apply, `"download_url"` (a done export whose file is kept), `"file_expired_at"` (a done
+//! export whose file was deleted for its age), `"held_back"` (an erasure that skipped
 //! conversations on legal hold) and `"error"` (a failed job). An id that is no job (or no
 //! UUID) answers 404 `not_found`.
 
@@ -31,6 +32,9 @@ fn job_answer(job: &Job, download_url: Option<String>) -> serde_json::Value {
     });
     if let Some(download_url) = download_url {
         answer["download_url"] = download_url.into();
+    }
+    if let Some(expired_at) = job.outcome.file_expired_at {
+        answer["file_expired_at"] = serde_json::json!(expired_at);
     }
     if !job.outcome.held_back.is_empty() {
         answer["held_back"] = serde_json::json!(job.outcome.held_back);

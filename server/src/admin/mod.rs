@@ -89,6 +89,7 @@ async fn guard(
         let response = error_response(ErrorCode::Internal, "no application state");
         return Ok(request.into_response(response));
     };
+    let stamp = audit::AuditStamp::now();
     let action = AdminAction::of(request.method(), request.path());
     let presented = request
         .headers()
@@ -105,7 +106,7 @@ async fn guard(
         }
         AdminKeyCheck::Accepted => ("admin", next.call(request).await?.map_into_boxed_body()),
     };
-    audit::record(&state, audit_entry(actor, action, &response)).await;
+    audit::record_stamped(&state, stamp, audit_entry(actor, action, &response)).await;
     let result = CallResult::of(response.status());
     state
         .admin

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::storage::Storage;
 use super::AppState;
+use crate::config::ExportFiles;
 
 /// The embedded store is written by an in-process ingest; in durable mode the `ingest` binary
 /// writes MongoDB.
@@ -85,6 +86,12 @@ impl Background {
         }
         tokio::spawn(retention.run(stopped.clone()));
         actix_web::rt::spawn(state.erasures.clone().resume(stopped.clone()));
+        if let Some(exporter) = state.export.clone() {
+            if let ExportFiles::Expire { after, sweep_every } = state.settings.export.files() {
+                tokio::spawn(exporter.expiry(after, sweep_every).run(stopped.clone()));
+            }
+            tokio::spawn(exporter.resume(stopped.clone()));
+        }
         if let Some(presence) = redis_presence {
             let sweep_every = Duration::from_millis(state.settings.redis.presence_ttl_ms / 3)
                 .max(Duration::from_millis(50));

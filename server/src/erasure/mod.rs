@@ -4,7 +4,7 @@
 //!
 //! A run: take the job's lease (durable cluster: Redis lease `erasure:<job_id>`, renewed every
 //! third of its TTL while the run lasts and checked before each conversation; nodes with their
-//! own store need none), close the user's sessions
+//! own store need none: `crate::job_lease`), close the user's sessions
 //! everywhere, then walk their conversations (those they are in, and those holding their
 //! messages) in id order after the job's cursor, erasing the
 //! user from each ([`actors::erasure`]; a conversation on legal hold is listed in the job's
@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use actors::erasure::{Erased, Verdict};
 use actors::{Node, OpError};
-use persistence::redis::{RedisClient, RedisLease};
 use ports::{
     AuditRecord, Job, JobId, JobKind, JobOutcome, JobState, JobUpdate, Jobs, RetentionScan,
     SessionCloseReason,
@@ -37,10 +36,10 @@ use wire::{ConversationId, UserId};
 pub use metrics::ErasureMetrics;
 use metrics::RunResult;
 
+use crate::job_lease::{JobLease, JobLeases};
+
 /// How often a node looks for unfinished erasure jobs to take up.
 pub const RESUME_EVERY: Duration = Duration::from_secs(5);
-/// How long a job's lease lasts without renewal.
-const LEASE_TTL: Duration = Duration::from_secs(10);
 
 /// The job's cursor: the last conversation done, and what the job erased so far.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -75,8 +74,8 @@ struct Inner {
     jobs: Arc<dyn Jobs>,
     /// Finds the conversations holding a user's messages (also those they left).
     scan: Arc<dyn RetentionScan>,
-    /// `Some` when nodes share the job records (durable cluster): runs take a lease.
-    leases: Option<RedisClient>,
+    /// Runs take a lease when nodes share the job records (durable cluster).
+    leases: JobLeases,
     /// The jobs this node runs right now.
     running: Mutex<HashSet<JobId>>,
     metrics: ErasureMetrics,
@@ -87,7 +86,7 @@ impl Erasures {
         node: Node,
         jobs: Arc<dyn Jobs>,
         scan: Arc<dyn RetentionScan>,
-        leases: Option<RedisClient>,
+        leases: JobLeases,
         metrics: ErasureMetrics,
     ) -> Self {
         let inner = Inner {
@@ -159,13 +158,13 @@ impl Erasures {
                 return RunResult::Retried;
             }
         };
-        let lease = self.lease_of(&job);
+        let lease = self.inner.leases.of(&job);
+        let _renewal = lease.keep();
         let run = Run {
             inner: &self.inner,
             lease,
             job,
         };
-        let _renewal = self.keep_lease(&run.job);
         match run.erase().await {
             Ok(result) => result,
             Err(error) => {
@@ -176,45 +175,10 @@ impl Erasures {
     }
 }
 
-impl Erasures {
-    /// The job's lease, in the name of this node (`None`: nodes with their own store need none).
-    fn lease_of(&self, job: &Job) -> Option<RedisLease> {
-        self.inner.leases.clone().map(|client| {
-            let name = format!("erasure:{}", job.job_id);
-            RedisLease::new(client, &name, self.inner.node.node_id().as_str())
-        })
-    }
-
-    /// Renews the job's lease every third of its TTL until the returned guard is dropped: one
-    /// conversation with many messages may take longer than a TTL. A renewal that finds
-    /// another holder changes nothing (the run notices before its next conversation).
-    fn keep_lease(&self, job: &Job) -> Option<RenewalGuard> {
-        let lease = self.lease_of(job)?;
-        let renewal = actix_web::rt::spawn(async move {
-            loop {
-                tokio::time::sleep(LEASE_TTL / 3).await;
-                if let Err(error) = lease.try_hold(LEASE_TTL).await {
-                    tracing::warn!(error = %error, "renewing an erasure job's lease failed");
-                }
-            }
-        });
-        Some(RenewalGuard(renewal))
-    }
-}
-
-/// Stops renewing a job's lease when dropped.
-struct RenewalGuard(tokio::task::JoinHandle<()>);
-
-impl Drop for RenewalGuard {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// One run of one job.
 struct Run<'a> {
     inner: &'a Inner,
-    lease: Option<RedisLease>,
+    lease: JobLease,
     job: Job,
 }
 
@@ -256,12 +220,9 @@ impl Run<'_> {
         Ok(RunResult::Done)
     }
 
-    /// Takes or renews the job's lease (always held without one).
+    /// Takes or renews the job's lease.
     async fn hold_lease(&self) -> Result<bool, OpError> {
-        match &self.lease {
-            Some(lease) => Ok(lease.try_hold(LEASE_TTL).await?),
-            None => Ok(true),
-        }
+        Ok(self.lease.hold().await?)
     }
 
     async fn close_sessions(&self) -> Result<(), OpError> {

@@ -11,10 +11,18 @@ pub struct JobMetrics {
     pub failed: IntCounterVec,
     /// Bytes of finished export files.
     pub export_bytes: IntCounter,
+    /// Export files deleted for their age (`export.retain_files_secs`).
+    pub export_files_expired: IntCounter,
+    /// Expiry sweeps by `result`: `ok`, `failed`, `skipped` (another node's round).
+    pub expiry_sweeps: IntCounterVec,
 }
 
 fn by_kind(registry: &Registry, name: &str, help: &str) -> IntCounterVec {
-    let counter = IntCounterVec::new(Opts::new(name, help), &["kind"]).expect("valid metric");
+    by_label(registry, name, help, "kind")
+}
+
+fn by_label(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
+    let counter = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
     registry
         .register(Box::new(counter.clone()))
         .expect("unique metric");
@@ -23,14 +31,22 @@ fn by_kind(registry: &Registry, name: &str, help: &str) -> IntCounterVec {
 
 impl JobMetrics {
     pub fn new(registry: &Registry) -> Self {
-        let export_bytes = IntCounter::new(
+        let export_bytes = counter(
+            registry,
             "parley_jobs_export_bytes_total",
             "bytes of the export files written",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(export_bytes.clone()))
-            .expect("unique metric");
+        );
+        let export_files_expired = counter(
+            registry,
+            "parley_jobs_export_files_expired_total",
+            "export files deleted for their age (export.retain_files_secs)",
+        );
+        let expiry_sweeps = by_label(
+            registry,
+            "parley_jobs_export_expiry_sweeps_total",
+            "export expiry sweeps by result",
+            "result",
+        );
         let metrics = Self {
             started: by_kind(
                 registry,
@@ -48,6 +64,8 @@ impl JobMetrics {
                 "admin jobs failed by kind",
             ),
             export_bytes,
+            export_files_expired,
+            expiry_sweeps,
         };
         // Every kind's series exists from the first scrape, at 0.
         for kind in [JobKind::Export, JobKind::Erasure] {
@@ -55,6 +73,17 @@ impl JobMetrics {
                 counter.with_label_values(&[kind.as_str()]);
             }
         }
+        for result in ["ok", "failed", "skipped"] {
+            metrics.expiry_sweeps.with_label_values(&[result]);
+        }
         metrics
     }
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let counter = IntCounter::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(counter.clone()))
+        .expect("unique metric");
+    counter
 }

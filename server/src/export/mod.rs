@@ -5,23 +5,44 @@
 //! - `lines`: the typed lines of the file.
 //! - `run`: one export, streamed page by page into a blob writer.
 //! - `metrics`: `parley_jobs_*`.
+//! - `expiry`: deleting files older than `export.retain_files_secs`.
 //!
-//! A node that stops mid-export leaves the job `running`; at its next start it runs the jobs
-//! it owns (`Job::owner`, its node id) again from the start ([`Exporter::resume_unfinished`]).
+//! A node that stops mid-export leaves the job `running`. Every node looks for unfinished
+//! exports at its start and every [`RESUME_EVERY`] ([`Exporter::resume`]) and runs them again
+//! from the start (the file is written anew under the same key): in a durable cluster any job
+//! whose lease (`crate::job_lease`, `export:<job_id>`) lapsed, its node having stopped; a node
+//! with its own store, the jobs it owns (`Job::owner`, its node id).
 
+pub mod expiry;
 mod lines;
 mod metrics;
 mod run;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ports::{
     AuditLog, AuditRecord, BlobKey, BlobStore, Directory, Job, JobId, JobKind, JobOutcome,
-    JobUpdate, Jobs, PortError, Store, UserDataScan,
+    JobState, JobUpdate, Jobs, PortError, Store, UserDataScan,
 };
 use serde_json::json;
+use tokio::sync::watch;
 use wire::{NodeId, UserId};
+
+use crate::job_lease::JobLeases;
+
+/// How often a node looks for unfinished exports to take up.
+pub const RESUME_EVERY: Duration = Duration::from_secs(5);
+
+/// How a run of an export begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Begin {
+    /// An admin asked for it on this node just now.
+    Requested,
+    /// Found unfinished: its node stopped mid-export.
+    TakenUp,
+}
 
 pub use lines::LineCounts;
 pub use metrics::JobMetrics;
@@ -43,6 +64,10 @@ pub struct Exporter {
     /// How long a download URL stays valid (`export.download_url_ttl_secs`).
     url_ttl: Duration,
     metrics: JobMetrics,
+    /// Runs hold the job's lease when nodes share the job records (durable cluster).
+    leases: JobLeases,
+    /// The jobs this node runs right now.
+    running: Mutex<HashSet<JobId>>,
 }
 
 impl Exporter {
@@ -51,20 +76,24 @@ impl Exporter {
         node_id: NodeId,
         url_ttl: Duration,
         metrics: JobMetrics,
+        leases: JobLeases,
     ) -> Self {
         Self {
             ports,
             node_id,
             url_ttl,
             metrics,
+            leases,
+            running: Mutex::new(HashSet::new()),
         }
     }
 
-    /// Records a new export job of `user_id`, owned by this node, and its request in the
-    /// audit log (before the job can end), then starts it in the background. Answers its id
-    /// once the job is recorded.
+    /// Records a new export job of `user_id`, owned by this node (holding its lease, so that
+    /// no other node takes it up), and its request in the audit log (before the job can end),
+    /// then starts it in the background. Answers its id once the job is recorded.
     pub async fn start(self: &Arc<Self>, user_id: UserId) -> Result<JobId, PortError> {
         let job = Job::start(JobKind::Export, user_id, self.node_id.clone());
+        self.leases.of(&job).hold().await?;
         self.ports.jobs.create(&job).await?;
         self.audit(
             &job,
@@ -74,7 +103,7 @@ impl Exporter {
         )
         .await;
         let job_id = job.job_id;
-        self.spawn(job);
+        self.spawn(job, Begin::Requested);
         Ok(job_id)
     }
 
@@ -83,22 +112,33 @@ impl Exporter {
         actors::audit::append(&*self.ports.audit, record).await;
     }
 
-    /// Runs again, from the start, the exports this node owns that a stop left running.
-    pub async fn resume_unfinished(self: &Arc<Self>) -> Result<usize, PortError> {
-        let unfinished = self.ports.jobs.unfinished(JobKind::Export).await?;
-        let mine: Vec<Job> = unfinished
-            .into_iter()
-            .filter(|job| job.owner == self.node_id)
-            .collect();
-        let resumed = mine.len();
-        for job in mine {
-            tracing::info!(job_id = %job.job_id, user_id = %job.user_id, "export: resuming after a restart");
-            let details = json!({ "job_id": job.job_id });
-            self.audit(&job, &self.actor(), "export.restarted", details)
-                .await;
-            self.spawn(job);
+    /// Takes up unfinished exports now and every [`RESUME_EVERY`], until shutdown: with shared
+    /// job records any (the lease tells whether its node still runs it), else this node's own
+    /// (its last stop left them).
+    pub async fn resume(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            match self.ports.jobs.unfinished(JobKind::Export).await {
+                Ok(jobs) => (jobs.into_iter())
+                    .filter(|job| self.leases.shared() || job.owner == self.node_id)
+                    .for_each(|job| self.spawn(job, Begin::TakenUp)),
+                Err(error) => tracing::warn!(error = %error, "listing unfinished exports failed"),
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(RESUME_EVERY) => {}
+            }
         }
-        Ok(resumed)
+    }
+
+    /// The sweep that deletes this node's (durable cluster: the cluster's) export files once
+    /// they are `after` old, every `every`.
+    pub fn expiry(self: &Arc<Self>, after: Duration, every: Duration) -> expiry::ExpirySweep {
+        expiry::ExpirySweep {
+            exporter: Arc::clone(self),
+            after,
+            every,
+            lease: self.leases.round("export-expiry"),
+        }
     }
 
     /// A download URL of a done export's file, valid for the configured time.
@@ -113,10 +153,60 @@ impl Exporter {
         Ok(Some(request.url))
     }
 
-    fn spawn(self: &Arc<Self>, job: Job) {
+    /// Runs `job` in the background unless this node runs it already.
+    fn spawn(self: &Arc<Self>, job: Job, begin: Begin) {
+        let fresh = (self.running.lock())
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(job.job_id);
+        if !fresh {
+            return;
+        }
         let exporter = Arc::clone(self);
+        tokio::spawn(async move {
+            let job_id = job.job_id;
+            exporter.run_held(job, begin).await;
+            (exporter.running.lock())
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&job_id);
+        });
+    }
+
+    /// Runs `job` while holding its lease, unless another node holds it or (a job taken up)
+    /// it ended meanwhile.
+    async fn run_held(&self, job: Job, begin: Begin) {
+        let lease = self.leases.of(&job);
+        match lease.hold().await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => {
+                tracing::warn!(job_id = %job.job_id, error = %error, "export: taking the job's lease failed; it is taken up again");
+                return;
+            }
+        }
+        let _renewal = lease.keep();
+        if begin == Begin::TakenUp && !self.confirm_restart(&job).await {
+            return;
+        }
         self.metrics.started.with_label_values(&["export"]).inc();
-        tokio::spawn(async move { exporter.run(job).await });
+        self.run(job).await;
+    }
+
+    /// Whether to run `job` (found unfinished) again, now that this node holds it: only while
+    /// it still is unfinished (the listing may predate its end). Records the restart.
+    async fn confirm_restart(&self, job: &Job) -> bool {
+        match self.ports.jobs.get(&job.job_id).await {
+            Ok(Some(now)) if now.state == JobState::Running => {}
+            Ok(_) => return false,
+            Err(error) => {
+                tracing::warn!(job_id = %job.job_id, error = %error, "export: reading the job failed; it is taken up again");
+                return false;
+            }
+        }
+        tracing::info!(job_id = %job.job_id, user_id = %job.user_id, owner = %job.owner, "export: running an unfinished job again");
+        let details = json!({ "job_id": job.job_id });
+        self.audit(job, &self.actor(), "export.restarted", details)
+            .await;
+        true
     }
 
     /// Writes the file, then records how the job ended: in the job and in the audit log.

@@ -1,5 +1,7 @@
 //! Admin API calls of the tests (docs/protocol.md §16): the admin key and reading the audit log.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use super::{TestServer, WAIT};
@@ -34,7 +36,7 @@ pub async fn audit_listing(server: &TestServer, path: &str, want: &[&str]) -> Va
             tokio::time::Instant::now() < deadline,
             "{path} never listed {want:?}: {page}"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -46,4 +48,25 @@ pub fn actions(page: &Value) -> Vec<&str> {
         .iter()
         .map(|record| record["action"].as_str().unwrap())
         .collect()
+}
+
+/// Polls job `job_id` (of `kind`) at `node` until it is final: its last answer. Every answer
+/// before is `running`, without a `download_url`.
+pub async fn final_job(node: &TestServer, job_id: &str, kind: &str, limit: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + limit;
+    let path = format!("/api/v1/admin/jobs/{job_id}");
+    loop {
+        let (status, job) = admin(node, "GET", &path, None).await;
+        assert_eq!(status, 200, "{job}");
+        assert_eq!(job["kind"], kind, "{job}");
+        if job["state"] != "running" {
+            return job;
+        }
+        assert!(job.get("download_url").is_none(), "{job}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {job_id} still running: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -1006,3 +1006,29 @@ pub async fn wait_caught_up(brokers: &str, group: &str, topics: &[&str], limit: 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Polls until `collection` holds `count` documents matching `filter` (ingest stores a burst of
+/// messages a while after their acks), for at most `limit`.
+pub async fn wait_for_count(
+    db: &Database,
+    collection: &str,
+    filter: Document,
+    count: u64,
+    limit: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let found = db
+            .collection::<Document>(collection)
+            .count_documents(filter.clone())
+            .await;
+        if matches!(found, Ok(found) if found == count) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{collection} matching {filter}: {found:?} documents, not {count}, after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::admin::admin;
+use super::admin::{admin, final_job};
 use super::attachments::{fetch, file_of, upload};
+use super::seaweedfs::{SeaweedServer, ACCESS_KEY, BUCKET, SECRET_KEY};
 use super::{create_conversation, send, Client, TestServer};
 
 /// What alice's export must hold, besides its line counts.
@@ -73,6 +74,25 @@ pub async fn alice_does_everything(
     }
 }
 
+/// The settings of nodes that keep files and exports in `seaweed`'s bucket.
+pub fn s3_settings(seaweed: &SeaweedServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("PARLEY__ATTACHMENTS__STORE", "s3".to_owned()),
+        ("PARLEY__ATTACHMENTS__S3_ENDPOINT", seaweed.endpoint()),
+        ("PARLEY__ATTACHMENTS__S3_BUCKET", BUCKET.to_owned()),
+        ("PARLEY__ATTACHMENTS__S3_ACCESS_KEY", ACCESS_KEY.to_owned()),
+        ("PARLEY__ATTACHMENTS__S3_SECRET_KEY", SECRET_KEY.to_owned()),
+    ]
+}
+
+/// `settings` as the harness takes them.
+pub fn as_env<'a>(settings: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
+    settings
+        .iter()
+        .map(|(key, value)| (*key, value.as_str()))
+        .collect()
+}
+
 /// `POST .../users/{user}/export` at `node`: the job id.
 pub async fn start_export(node: &TestServer, user: &str) -> String {
     let path = format!("/api/v1/admin/users/{user}/export");
@@ -81,25 +101,10 @@ pub async fn start_export(node: &TestServer, user: &str) -> String {
     body["job_id"].as_str().expect("job_id").to_owned()
 }
 
-/// Polls the job at `node` until it is final: its last answer. Every answer before is
+/// Polls the export job at `node` until it is final: its last answer. Every answer before is
 /// `running`.
 pub async fn finished_job(node: &TestServer, job_id: &str, limit: Duration) -> Value {
-    let deadline = tokio::time::Instant::now() + limit;
-    let path = format!("/api/v1/admin/jobs/{job_id}");
-    loop {
-        let (status, job) = admin(node, "GET", &path, None).await;
-        assert_eq!(status, 200, "{job}");
-        assert_eq!(job["kind"], "export", "{job}");
-        if job["state"] != "running" {
-            return job;
-        }
-        assert!(job.get("download_url").is_none(), "{job}");
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "job {job_id} still running: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    final_job(node, job_id, "export", limit).await
 }
 
 /// The file at the job's `download_url`, one JSON value per line.
@@ -122,19 +127,32 @@ pub fn counts(lines: &[Value]) -> BTreeMap<String, usize> {
 }
 
 /// Exports alice until her file holds all she did (the store follows the log a moment
-/// behind): the finished job and its lines.
-pub async fn alice_export(node: &TestServer, limit: Duration) -> (Value, Vec<Value>) {
+/// behind: her last acts, the deletion and the read receipt, may not be in it yet): the
+/// finished job and its lines.
+pub async fn alice_export(
+    node: &TestServer,
+    data: &AliceData,
+    limit: Duration,
+) -> (Value, Vec<Value>) {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let job_id = start_export(node, "alice").await;
         let job = finished_job(node, &job_id, limit).await;
         assert_eq!(job["state"], "done", "{job}");
         let lines = download_lines(&job).await;
-        if counts(&lines) == alice_counts() || tokio::time::Instant::now() > deadline {
+        if holds_alices_last_acts(&lines, data) || tokio::time::Instant::now() > deadline {
             return (job, lines);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Whether the file has every line of alice's, her deletion and her receipt.
+fn holds_alices_last_acts(lines: &[Value], data: &AliceData) -> bool {
+    let of_type = |kind: &'static str| lines.iter().filter(move |line| line["type"] == kind);
+    counts(lines) == alice_counts()
+        && of_type("message").any(|line| line["deleted"] == true)
+        && of_type("receipt").any(|line| line["read_seq"] == data.bobs_seq)
 }
 
 /// The file holds exactly alice's data: the counts, her texts and file, the deleted message
@@ -227,4 +245,31 @@ pub async fn export_records(node: &TestServer, user: &str) -> Vec<(String, Value
             )
         })
         .collect()
+}
+
+/// Sends `count` messages (texts `bulk <n>`) to `conversation_id`, `WINDOW` requests in flight
+/// at a time: a user with much to export. Events that arrive meanwhile are dropped.
+pub async fn send_many(client: &mut Client, conversation_id: &str, count: usize) {
+    const WINDOW: usize = 50;
+    for first in (0..count).step_by(WINDOW) {
+        let mut waiting = std::collections::HashSet::new();
+        for index in first..(first + WINDOW).min(count) {
+            let id = client.next_id;
+            client.next_id += 1;
+            let args = json!({ "conversation_id": conversation_id,
+                               "client_msg_id": format!("bulk-{index}"), "text": format!("bulk {index}") });
+            let request = json!({ "id": id, "op": "message.send", "args": args });
+            client.send_text(request.to_string()).await;
+            waiting.insert(id);
+        }
+        while !waiting.is_empty() {
+            let frame = client.next_frame().await;
+            if frame.get("ev").is_some() {
+                continue;
+            }
+            assert!(frame.get("result").is_some(), "a send failed: {frame}");
+            let id = frame["re"].as_i64().expect("re");
+            assert!(waiting.remove(&id), "an unexpected reply: {frame}");
+        }
+    }
 }

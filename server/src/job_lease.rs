@@ -1,0 +1,86 @@
+//! Which node runs a job (an erasure, an export) of a durable cluster, whose nodes share the job
+//! records: the holder of the job's Redis lease `<kind>:<job_id>`, renewed every third of
+//! [`LEASE_TTL`] while the run lasts. When its node stops, the lease lapses and the next node
+//! that looks for unfinished jobs takes the job up. Nodes with their own store (standalone, a
+//! Redis-only cluster) need no lease: every lease of theirs is always held.
+
+use std::time::Duration;
+
+use persistence::redis::{RedisClient, RedisLease};
+use ports::{Job, PortError};
+use wire::NodeId;
+
+/// How long a job's lease lasts without renewal.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
+
+/// The leases of one node's jobs.
+#[derive(Clone)]
+pub struct JobLeases {
+    /// `Some` when nodes share the job records (durable cluster).
+    client: Option<RedisClient>,
+    holder: NodeId,
+}
+
+impl JobLeases {
+    pub fn new(client: Option<RedisClient>, holder: NodeId) -> Self {
+        Self { client, holder }
+    }
+
+    /// Whether other nodes see this node's jobs (and may take them up).
+    pub fn shared(&self) -> bool {
+        self.client.is_some()
+    }
+
+    /// The lease `name` of periodic work over the shared jobs (one node per round), in the name
+    /// of this node; `None` when the jobs are this node's own.
+    pub fn round(&self, name: &str) -> Option<RedisLease> {
+        (self.client.clone()).map(|client| RedisLease::new(client, name, self.holder.as_str()))
+    }
+
+    /// The lease of `job`, in the name of this node.
+    pub fn of(&self, job: &Job) -> JobLease {
+        JobLease(self.client.clone().map(|client| {
+            let name = format!("{}:{}", job.kind.as_str(), job.job_id);
+            RedisLease::new(client, &name, self.holder.as_str())
+        }))
+    }
+}
+
+/// One job's lease (`None`: always held).
+#[derive(Clone)]
+pub struct JobLease(Option<RedisLease>);
+
+impl JobLease {
+    /// Takes or renews the lease; `false` when another node holds it.
+    pub async fn hold(&self) -> Result<bool, PortError> {
+        match &self.0 {
+            Some(lease) => lease.try_hold(LEASE_TTL).await,
+            None => Ok(true),
+        }
+    }
+
+    /// Renews the lease every third of its TTL until the returned guard is dropped: one step
+    /// of a job may take longer than a TTL. A renewal that finds another holder changes
+    /// nothing (the run notices at its next [`JobLease::hold`], or ends harmlessly).
+    pub fn keep(&self) -> Option<RenewalGuard> {
+        let lease = self.0.clone()?;
+        let renewal = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE_TTL / 3).await;
+                if let Err(error) = lease.try_hold(LEASE_TTL).await {
+                    tracing::warn!(error = %error, "renewing a job's lease failed");
+                }
+            }
+        });
+        Some(RenewalGuard(renewal))
+    }
+}
+
+/// Stops renewing a job's lease when dropped.
+pub struct RenewalGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for RenewalGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
