@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ports::{
-    Bus, BusEnvelope, BusTopic, CreateOutcome, DedupKey, Directory, EventLog, LogConsumer,
-    MessageCache, MessageQuery, PortError, Presence, RateDecision, RateLimiter, Reservation,
-    SendIntent, Sequencer, Service, Store, StoreWrite, StoredConversation, Watermarks,
+    AbandonedSend, Bus, BusEnvelope, BusTopic, CreateOutcome, DedupKey, Directory, EventLog,
+    LogConsumer, MessageCache, MessageQuery, PortError, Presence, RateDecision, RateLimiter,
+    Reaped, Reservation, SendIntent, Sequencer, Service, Store, StoreWrite, StoredConversation,
+    Watermarks,
 };
 use tokio::sync::mpsc;
 use wire::log::{ConversationRecord, LogEvent, MessageRecord, Participant, ParticipantRole};
@@ -239,13 +240,15 @@ impl Directory for FakeStore {
 
 /// Seqs and acks in memory, like a sequencer shared by nodes: a reservation that
 /// [`FakeSequencer::expire_reservations`] ended (its node "died") makes the key's next
-/// reservation [`Reservation::Resent`].
+/// reservation [`Reservation::Resent`], unless the reaper claimed it first
+/// ([`Sequencer::claim_abandoned`]: a claim has no lease here, it stays until settled).
 #[derive(Default)]
 pub struct FakeSequencer {
     counters: Mutex<HashMap<ConversationId, u64>>,
     acks: Mutex<HashMap<(ConversationId, DedupKey), SendAck>>,
     in_flight: Mutex<HashMap<(ConversationId, DedupKey), SendAck>>,
     abandoned: Mutex<HashMap<(ConversationId, DedupKey), SendAck>>,
+    claimed: Mutex<Vec<AbandonedSend>>,
 }
 
 impl FakeSequencer {
@@ -253,6 +256,11 @@ impl FakeSequencer {
     pub fn expire_reservations(&self) {
         let expired = std::mem::take(&mut *self.in_flight.lock().unwrap());
         self.abandoned.lock().unwrap().extend(expired);
+    }
+
+    /// Claims handed out and not settled yet.
+    pub fn unsettled_claims(&self) -> usize {
+        self.claimed.lock().unwrap().len()
     }
 }
 
@@ -335,6 +343,34 @@ impl Sequencer for FakeSequencer {
         } else {
             Ok(false)
         }
+    }
+
+    async fn claim_abandoned(
+        &self,
+        _lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Reaped>, PortError> {
+        let mut abandoned = self.abandoned.lock().unwrap();
+        let slots: Vec<_> = abandoned.keys().take(limit).cloned().collect();
+        let claims: Vec<AbandonedSend> = slots
+            .into_iter()
+            .filter_map(|slot| {
+                let ack = abandoned.remove(&slot)?;
+                let (conversation_id, key) = slot;
+                Some(AbandonedSend {
+                    conversation_id,
+                    key,
+                    ack,
+                })
+            })
+            .collect();
+        self.claimed.lock().unwrap().extend(claims.iter().cloned());
+        Ok(claims.into_iter().map(Reaped::Claimed).collect())
+    }
+
+    async fn settle_abandoned(&self, send: &AbandonedSend) -> Result<(), PortError> {
+        self.claimed.lock().unwrap().retain(|claim| claim != send);
+        Ok(())
     }
 
     async fn last_seq(&self, conversation_id: &ConversationId) -> Result<Seq, PortError> {

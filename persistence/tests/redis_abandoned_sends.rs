@@ -2,6 +2,7 @@
 //! stored twice after `kill -9` of its node): the retry through another node, once the
 //! reservation's in-flight time is over, gets the first send's ack when the store has it, and
 //! otherwise a fresh seq with the first send to tombstone — never a plain second message.
+//! When nobody retries (issue #19), the reaper claims the abandoned send exactly once.
 
 mod common;
 
@@ -13,7 +14,9 @@ use common::redis::RedisServer;
 use persistence::redis::{RedisClient, RedisConfig, RedisSequencer};
 use persistence::EmbeddedStore;
 use ports::contract::fixtures::{at, message_record, unique};
-use ports::{DedupKey, Reservation, SendIntent, Sequencer, Store, StoreWrite};
+use ports::{
+    AbandonedSend, DedupKey, Reaped, Reservation, SendIntent, Sequencer, Store, StoreWrite,
+};
 use tempfile::TempDir;
 use wire::ops::SendAck;
 use wire::{ClientMsgId, ConversationId, Seq, UserId};
@@ -84,11 +87,7 @@ async fn a_retry_after_the_reserving_node_died_replaces_its_send() {
         "within the in-flight time the first send may still be answered"
     );
     tokio::time::sleep(IN_FLIGHT + Duration::from_millis(100)).await;
-    let abandoned = SendAck {
-        message_id: first.message_id.clone(),
-        seq: Seq(1),
-        created_at: first.created_at,
-    };
+    let abandoned = ack_of(&first, 1);
     assert_eq!(
         reserve_one(&nodes.surviving, &conversation, &key).await,
         Reservation::Resent {
@@ -141,5 +140,153 @@ async fn a_retry_after_the_reserving_node_died_gets_the_stored_ack() {
         nodes.surviving.last_seq(&conversation).await.expect("last"),
         Seq(1),
         "nothing allocated for the retries"
+    );
+}
+
+/// How long the reaper's claims last here.
+const LEASE: Duration = Duration::from_millis(400);
+
+/// The ack of `send` under `seq`.
+fn ack_of(send: &SendIntent, seq: u64) -> SendAck {
+    SendAck {
+        message_id: send.message_id.clone(),
+        seq: Seq(seq),
+        created_at: send.created_at,
+    }
+}
+
+async fn claim(sequencer: &RedisSequencer) -> Vec<Reaped> {
+    sequencer.claim_abandoned(LEASE, 10).await.expect("claim")
+}
+
+async fn reserve_and_die(
+    nodes: &TwoNodes,
+    conversation: &ConversationId,
+    key: &DedupKey,
+) -> SendIntent {
+    let first = SendIntent::new(key.clone(), Utc::now());
+    nodes
+        .dying
+        .reserve(conversation, std::slice::from_ref(&first))
+        .await
+        .expect("reserve on the node that dies");
+    first
+}
+
+/// Issue #19: a send whose node died and that nobody retries is claimed by one reaper, once;
+/// a later retry is a plain new send; a claim not settled in time is handed out again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_claims_an_abandoned_send_once() {
+    let nodes = two_nodes();
+    let conversation = ConversationId::new(unique("reaped"));
+    let key = key_of(&UserId::new(unique("sender")), "given-up");
+    let first = reserve_and_die(&nodes, &conversation, &key).await;
+    let confirmed = key_of(&UserId::new(unique("sender")), "confirmed");
+    let Reservation::Fresh(seq) = reserve_one(&nodes.surviving, &conversation, &confirmed).await
+    else {
+        panic!("a fresh seq");
+    };
+    let ack = ack_of(&first, seq.0);
+    nodes
+        .surviving
+        .confirm(&conversation, &[(confirmed, ack)])
+        .await
+        .expect("confirm");
+    assert_eq!(claim(&nodes.surviving).await, [], "still in flight");
+
+    tokio::time::sleep(IN_FLIGHT + Duration::from_millis(100)).await;
+    let abandoned = AbandonedSend {
+        conversation_id: conversation.clone(),
+        key: key.clone(),
+        ack: ack_of(&first, 1),
+    };
+    assert_eq!(
+        claim(&nodes.surviving).await,
+        [Reaped::Claimed(abandoned.clone())],
+        "only the abandoned send, not the confirmed one"
+    );
+    assert_eq!(claim(&nodes.dying).await, [], "claimed once");
+    let retry = SendIntent::new(key.clone(), Utc::now());
+    let reserved = nodes
+        .surviving
+        .reserve(&conversation, std::slice::from_ref(&retry))
+        .await
+        .expect("reserve the retry");
+    assert_eq!(
+        reserved,
+        [Reservation::Fresh(Seq(3))],
+        "a retry after the claim is a new send, with nothing to tombstone"
+    );
+    nodes
+        .surviving
+        .confirm(&conversation, &[(key.clone(), ack_of(&retry, 3))])
+        .await
+        .expect("confirm the retry");
+
+    tokio::time::sleep(LEASE + Duration::from_millis(100)).await;
+    assert_eq!(
+        claim(&nodes.dying).await,
+        [Reaped::Claimed(abandoned.clone())],
+        "a claim not settled within its lease is handed out again"
+    );
+    nodes
+        .dying
+        .settle_abandoned(&abandoned)
+        .await
+        .expect("settle");
+    tokio::time::sleep(LEASE + Duration::from_millis(100)).await;
+    assert_eq!(claim(&nodes.surviving).await, [], "settled for good");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_skips_a_send_a_retry_replaced() {
+    let nodes = two_nodes();
+    let conversation = ConversationId::new(unique("reaped-resent"));
+    let key = key_of(&UserId::new(unique("sender")), "retried");
+    let first = reserve_and_die(&nodes, &conversation, &key).await;
+    tokio::time::sleep(IN_FLIGHT + Duration::from_millis(100)).await;
+    assert_eq!(
+        reserve_one(&nodes.surviving, &conversation, &key).await,
+        Reservation::Resent {
+            seq: Seq(2),
+            abandoned: ack_of(&first, 1)
+        }
+    );
+    assert_eq!(
+        claim(&nodes.surviving).await,
+        [],
+        "the retry tombstones the first send"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_records_the_ack_of_an_abandoned_send_the_store_holds() {
+    let nodes = two_nodes();
+    let conversation = ConversationId::new(unique("reaped-stored"));
+    let sender = UserId::new(unique("sender"));
+    let key = key_of(&sender, "client-1");
+    reserve_and_die(&nodes, &conversation, &key).await;
+    let stored = message_record(&conversation, 1, &sender, 1, at(1));
+    nodes
+        .store
+        .apply(vec![StoreWrite::Message(stored.clone())])
+        .await
+        .expect("store the first send");
+    tokio::time::sleep(IN_FLIGHT + Duration::from_millis(100)).await;
+    let ack = SendAck {
+        message_id: stored.message.message_id.clone(),
+        seq: Seq(1),
+        created_at: stored.message.created_at,
+    };
+    let settled = AbandonedSend {
+        conversation_id: conversation.clone(),
+        key: key.clone(),
+        ack: ack.clone(),
+    };
+    assert_eq!(claim(&nodes.surviving).await, [Reaped::Stored(settled)]);
+    assert_eq!(claim(&nodes.surviving).await, []);
+    assert_eq!(
+        reserve_one(&nodes.surviving, &conversation, &key).await,
+        Reservation::Duplicate(ack)
     );
 }

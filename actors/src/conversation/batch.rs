@@ -210,6 +210,8 @@ async fn reserve_seqs(
 }
 
 /// The message versions among the events (for the cache, and the tombstones of failed sends).
+/// The tombstones of abandoned sends go to the cache too: readers and gap repair find their
+/// seq settled before ingest stores it.
 fn changed_records(events: &[LogEvent]) -> Vec<MessageRecord> {
     events
         .iter()
@@ -217,7 +219,8 @@ fn changed_records(events: &[LogEvent]) -> Vec<MessageRecord> {
             LogEventBody::MessageSent { record }
             | LogEventBody::MessageEdited { record }
             | LogEventBody::MessageDeleted { record }
-            | LogEventBody::MessageReacted { record } => Some(record.clone()),
+            | LogEventBody::MessageReacted { record }
+            | LogEventBody::MessageAborted { record } => Some(record.clone()),
             _ => None,
         })
         .collect()

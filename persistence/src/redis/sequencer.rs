@@ -21,6 +21,12 @@
 //! ack for the caller to tombstone. This relies on appends taking less than the in-flight time
 //! (`kafka.message_timeout_ms`, 5 s by default, against 60 s).
 //! `release` is a Lua compare-and-set on `last`.
+//!
+//! Abandoned sends nobody retries (the client gave up) are settled by a reaper
+//! ([`Sequencer::claim_abandoned`], module `reaping`): the sorted set `in-flight` indexes every
+//! marker's ack key by its `<until ms>` (added by `reserve`, removed where the marker becomes an
+//! ack, is abandoned or reaped), and `reaping` holds the claims, leased to the node that
+//! tombstones them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,13 +35,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use deadpool_redis::redis::{self, Value};
 use ports::{
-    DedupKey, MessageQuery, PortError, Reservation, SendIntent, Sequencer, Service, Store,
-    IN_FLIGHT_TTL,
+    AbandonedSend, DedupKey, MessageQuery, PortError, Reaped, Reservation, SendIntent, Sequencer,
+    Service, Store, IN_FLIGHT_TTL,
 };
 use wire::ops::SendAck;
 use wire::{ConversationId, MessageId, Seq};
 
 use super::client::{decode, encode, framed, LuaScript, RedisClient};
+
+mod reaping;
 
 /// How long a confirmed ack answers retries on any node.
 pub const DEFAULT_ACK_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -92,6 +100,11 @@ impl RedisSequencer {
         self.client.key(&format!("seq:{conversation_id}"))
     }
 
+    /// The index of in-flight markers: their ack keys by `<until ms>`.
+    fn in_flight_index_key(&self) -> String {
+        self.client.key("in-flight")
+    }
+
     fn ack_key(&self, conversation_id: &ConversationId, key: &DedupKey) -> String {
         self.client.key(&format!(
             "ack:{}:{}:{}",
@@ -128,8 +141,8 @@ impl RedisSequencer {
         Ok(Seq(last))
     }
 
-    /// What the store says about each asked key: the ack of the message it holds for the key
-    /// (never a tombstone's), or `-` when it holds none; `""` for keys not asked.
+    /// What the store says about each asked key (see [`RedisSequencer::store_answer`]); `""`
+    /// for keys not asked.
     async fn store_answers(
         &self,
         conversation_id: &ConversationId,
@@ -138,25 +151,41 @@ impl RedisSequencer {
         answers: &mut [String],
     ) -> Result<(), PortError> {
         for &index in asked {
-            let key = &sends[index].key;
-            let record = self
-                .store
-                .message_by_client_id(conversation_id, &key.sender_id, &key.client_msg_id)
-                .await?;
-            answers[index] = match record {
-                Some(record) => encode(
-                    "ack",
-                    &SendAck {
-                        message_id: record.message.message_id,
-                        seq: record.message.seq,
-                        created_at: record.message.created_at,
-                    },
-                )?,
-                None => NOT_IN_STORE.to_owned(),
-            };
+            let stored = self.stored_ack(conversation_id, &sends[index].key).await?;
+            answers[index] = store_answer(stored.as_ref())?;
         }
         Ok(())
     }
+
+    /// The ack of the message the store holds for the key (never a tombstone's).
+    async fn stored_ack(
+        &self,
+        conversation_id: &ConversationId,
+        key: &DedupKey,
+    ) -> Result<Option<SendAck>, PortError> {
+        let record = self
+            .store
+            .message_by_client_id(conversation_id, &key.sender_id, &key.client_msg_id)
+            .await?;
+        Ok(record.map(|record| SendAck {
+            message_id: record.message.message_id,
+            seq: record.message.seq,
+            created_at: record.message.created_at,
+        }))
+    }
+}
+
+/// A script's word for what the store holds for a key: the ack (JSON), or `-` for nothing.
+fn store_answer(stored: Option<&SendAck>) -> Result<String, PortError> {
+    match stored {
+        Some(ack) => encode("ack", ack),
+        None => Ok(NOT_IN_STORE.to_owned()),
+    }
+}
+
+/// A send's creation time as markers and claims spell it.
+fn timestamp_text(created_at: &DateTime<Utc>) -> String {
+    created_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 fn integer(value: &Value) -> Option<i64> {
@@ -182,13 +211,11 @@ fn reserve_args(
     args.push(ack_ttl.as_secs().to_string());
     args.push(in_flight_ttl.as_millis().to_string());
     args.extend(answers.iter().cloned());
-    args.extend(sends.iter().map(|send| {
-        format!(
-            "{}|{}",
-            send.message_id,
-            send.created_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-        )
-    }));
+    args.extend(
+        sends
+            .iter()
+            .map(|send| format!("{}|{}", send.message_id, timestamp_text(&send.created_at))),
+    );
     args
 }
 
@@ -231,17 +258,21 @@ fn abandoned_ack(marker: &[u8]) -> Result<SendAck, PortError> {
         )
     };
     let text = std::str::from_utf8(marker).map_err(|_| corrupt())?;
-    let mut fields = text.splitn(5, '|').skip(2);
+    send_ack(text.splitn(5, '|').skip(2)).ok_or_else(corrupt)
+}
+
+/// The ack from the fields `<seq>`, `<message_id>`, `<created_at>`.
+fn send_ack<'a>(mut fields: impl Iterator<Item = &'a str>) -> Option<SendAck> {
     let (Some(seq), Some(message_id), Some(created_at)) =
         (fields.next(), fields.next(), fields.next())
     else {
-        return Err(corrupt());
+        return None;
     };
-    Ok(SendAck {
+    Some(SendAck {
         message_id: MessageId::new(message_id),
-        seq: Seq(seq.parse().map_err(|_| corrupt())?),
+        seq: Seq(seq.parse().ok()?),
         created_at: DateTime::parse_from_rfc3339(created_at)
-            .map_err(|_| corrupt())?
+            .ok()?
             .with_timezone(&Utc),
     })
 }
@@ -263,6 +294,7 @@ impl Sequencer for RedisSequencer {
                 .iter()
                 .map(|send| self.ack_key(conversation_id, &send.key)),
         );
+        redis_keys.push(self.in_flight_index_key());
         let mut answers = vec![String::new(); sends.len()];
         // At most: seed, then ask the store (about old or abandoned keys), then allocate; a key
         // abandoned meanwhile may need one more round.
@@ -305,14 +337,18 @@ impl Sequencer for RedisSequencer {
             return Ok(());
         }
         let mut pipeline = redis::pipe();
+        pipeline.atomic();
+        let index = self.in_flight_index_key();
         for (key, ack) in acks {
+            let ack_key = self.ack_key(conversation_id, key);
             pipeline
                 .cmd("SET")
-                .arg(self.ack_key(conversation_id, key))
+                .arg(&ack_key)
                 .arg(encode("ack", ack)?)
                 .arg("EX")
                 .arg(self.ack_ttl.as_secs())
                 .ignore();
+            pipeline.cmd("ZREM").arg(&index).arg(ack_key).ignore();
         }
         self.client.pipeline::<()>(pipeline).await
     }
@@ -325,10 +361,11 @@ impl Sequencer for RedisSequencer {
         if keys.is_empty() {
             return Ok(());
         }
-        let redis_keys: Vec<String> = keys
+        let mut redis_keys: Vec<String> = keys
             .iter()
             .map(|key| self.ack_key(conversation_id, key))
             .collect();
+        redis_keys.push(self.in_flight_index_key());
         let _: i64 = self.client.eval(&ABANDON, &redis_keys, &[]).await?;
         Ok(())
     }
@@ -351,6 +388,18 @@ impl Sequencer for RedisSequencer {
             released = self.client.eval(&RELEASE, &keys, &args).await?;
         }
         Ok(released == 1)
+    }
+
+    async fn claim_abandoned(
+        &self,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Reaped>, PortError> {
+        self.claim(lease, limit).await
+    }
+
+    async fn settle_abandoned(&self, send: &AbandonedSend) -> Result<(), PortError> {
+        self.settle(send).await
     }
 
     async fn last_seq(&self, conversation_id: &ConversationId) -> Result<Seq, PortError> {

@@ -120,6 +120,11 @@ async fn apply_op(
             let outcome = command.apply(node, committed).await;
             staged.settle(node, Basis::Committed, reply, outcome);
         }
+        ConversationOp::TombstoneAbandoned(Queued { command, reply }) => {
+            let send = command.send;
+            staged.tombstone_abandoned(&send.key, send.ack);
+            staged.pending.push(Pending::answer(reply, ()));
+        }
         misrouted @ (ConversationOp::UpdateTitle(_)
         | ConversationOp::AddMembers(_)
         | ConversationOp::RemoveMembers(_)
@@ -158,6 +163,8 @@ impl Staged {
             }
             Reservation::Fresh(seq) => seq,
             Reservation::Resent { seq, abandoned } => {
+                let conversation_id = &self.working.record.conversation.conversation_id;
+                tracing::warn!(conversation_id = %conversation_id, abandoned_seq = %abandoned.seq, "a retry replaces a send whose node died before answering");
                 self.tombstone_abandoned(&send.key, abandoned);
                 seq
             }
@@ -179,12 +186,12 @@ impl Staged {
         });
     }
 
-    /// A retry's first send was reserved on a node that died before answering, perhaps after
-    /// appending it: its tombstone goes to the log with the retry, so the store keeps one
-    /// message for the key whichever reaches it first, and the first send's seq is settled.
+    /// A send was reserved on a node that died before answering, perhaps after appending it:
+    /// its tombstone goes to the log (with the retry's send, or for the reaper), so the store
+    /// keeps at most one message for the key whichever reaches it first, and the send's seq is
+    /// settled.
     fn tombstone_abandoned(&mut self, key: &DedupKey, abandoned: SendAck) {
         let conversation_id = &self.working.record.conversation.conversation_id;
-        tracing::warn!(conversation_id = %conversation_id, abandoned_seq = %abandoned.seq, "a retry replaces a send whose node died before answering");
         let record = MessageRecord::tombstone(AbortedSend {
             message_id: abandoned.message_id,
             conversation_id: conversation_id.clone(),
