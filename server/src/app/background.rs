@@ -1,6 +1,6 @@
 //! The node's background tasks: the dependency check behind `/readyz`, the in-process ingest
 //! (embedded store), the search indexer (standalone), the router, the stored-ack relay, the
-//! retention sweep and, in cluster mode, the presence sweep.
+//! retention sweep and, in cluster mode, the presence sweep and the abandoned-send reaper.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::storage::Storage;
 use super::AppState;
+use crate::abandoned_sends::AbandonedSendReaper;
 
 /// The embedded store is written by an in-process ingest; in durable mode the `ingest` binary
 /// writes MongoDB.
@@ -84,6 +85,11 @@ impl Background {
             ));
         }
         tokio::spawn(retention.run(stopped.clone()));
+        if let Some(redis) = state.redis_role("redis state") {
+            let registry = &state.metrics.registry;
+            let reaper = AbandonedSendReaper::new(node.clone(), redis, registry);
+            actix_web::rt::spawn(reaper.run(stopped.clone()));
+        }
         actix_web::rt::spawn(state.erasures.clone().resume(stopped.clone()));
         if let Some(presence) = redis_presence {
             let sweep_every = Duration::from_millis(state.settings.redis.presence_ttl_ms / 3)
