@@ -6,8 +6,9 @@
 //! Redis lease). Each abandoned reservation is settled once cluster-wide
 //! ([`ports::Sequencer::claim_abandoned`]): one the store holds becomes its ack; any other is
 //! tombstoned through its conversation's actor and normal batch, exactly like the tombstone a
-//! retry appends, then its claim is settled. A claim whose tombstone failed (or whose node died)
-//! is handed out again once its lease lapses.
+//! retry appends, and the batch settles its claim. A claim whose tombstone failed (or whose
+//! node died) is handed out again once its lease lapses; so is a retry's claim of the send it
+//! replaced when the retry's batch failed or its node died too.
 
 use std::time::Duration;
 
@@ -69,7 +70,8 @@ pub async fn settle_round(node: &Node) -> Result<Settled, PortError> {
     Ok(settled)
 }
 
-/// Appends the send's tombstone through its conversation's actor, then settles its claim.
+/// Appends the send's tombstone through its conversation's actor, whose batch then settles
+/// the claim.
 async fn tombstone(node: &Node, send: &AbandonedSend) -> Result<(), OpError> {
     let command = TombstoneAbandoned { send: send.clone() };
     ask(
@@ -78,7 +80,5 @@ async fn tombstone(node: &Node, send: &AbandonedSend) -> Result<(), OpError> {
         ConversationOp::TombstoneAbandoned,
         command,
     )
-    .await?;
-    node.ports().sequencer.settle_abandoned(send).await?;
-    Ok(())
+    .await
 }

@@ -241,7 +241,8 @@ impl Directory for FakeStore {
 /// Seqs and acks in memory, like a sequencer shared by nodes: a reservation that
 /// [`FakeSequencer::expire_reservations`] ended (its node "died") makes the key's next
 /// reservation [`Reservation::Resent`], unless the reaper claimed it first
-/// ([`Sequencer::claim_abandoned`]: a claim has no lease here, it stays until settled).
+/// ([`Sequencer::claim_abandoned`]). Claims (the reaper's and those of `Resent`) have no
+/// lease here: each call of `claim_abandoned` hands out again every claim not settled yet.
 #[derive(Default)]
 pub struct FakeSequencer {
     counters: Mutex<HashMap<ConversationId, u64>>,
@@ -274,6 +275,7 @@ impl Sequencer for FakeSequencer {
         let acks = self.acks.lock().unwrap();
         let mut in_flight = self.in_flight.lock().unwrap();
         let mut abandoned = self.abandoned.lock().unwrap();
+        let mut claimed = self.claimed.lock().unwrap();
         let mut counters = self.counters.lock().unwrap();
         let counter = counters.entry(conversation_id.clone()).or_default();
         Ok(sends
@@ -294,9 +296,17 @@ impl Sequencer for FakeSequencer {
                     created_at: send.created_at,
                 };
                 let earlier = abandoned.remove(&slot);
-                in_flight.insert(slot, ack);
+                in_flight.insert(slot.clone(), ack);
                 match earlier {
-                    Some(abandoned) => Reservation::Resent { seq, abandoned },
+                    Some(abandoned) => {
+                        let (conversation_id, key) = slot;
+                        claimed.push(AbandonedSend {
+                            conversation_id,
+                            key,
+                            ack: abandoned.clone(),
+                        });
+                        Reservation::Resent { seq, abandoned }
+                    }
                     None => Reservation::Fresh(seq),
                 }
             })
@@ -350,22 +360,23 @@ impl Sequencer for FakeSequencer {
         _lease: Duration,
         limit: usize,
     ) -> Result<Vec<Reaped>, PortError> {
-        let mut abandoned = self.abandoned.lock().unwrap();
-        let slots: Vec<_> = abandoned.keys().take(limit).cloned().collect();
-        let claims: Vec<AbandonedSend> = slots
-            .into_iter()
-            .filter_map(|slot| {
-                let ack = abandoned.remove(&slot)?;
-                let (conversation_id, key) = slot;
-                Some(AbandonedSend {
+        let mut claimed = self.claimed.lock().unwrap();
+        let expired = std::mem::take(&mut *self.abandoned.lock().unwrap());
+        claimed.extend(
+            expired
+                .into_iter()
+                .map(|((conversation_id, key), ack)| AbandonedSend {
                     conversation_id,
                     key,
                     ack,
-                })
-            })
-            .collect();
-        self.claimed.lock().unwrap().extend(claims.iter().cloned());
-        Ok(claims.into_iter().map(Reaped::Claimed).collect())
+                }),
+        );
+        Ok(claimed
+            .iter()
+            .take(limit)
+            .cloned()
+            .map(Reaped::Claimed)
+            .collect())
     }
 
     async fn settle_abandoned(&self, send: &AbandonedSend) -> Result<(), PortError> {

@@ -239,7 +239,7 @@ async fn the_reaper_claims_an_abandoned_send_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_reaper_skips_a_send_a_retry_replaced() {
+async fn the_reaper_leaves_a_send_a_retry_replaced_to_the_retry() {
     let nodes = two_nodes();
     let conversation = ConversationId::new(unique("reaped-resent"));
     let key = key_of(&UserId::new(unique("sender")), "retried");
@@ -256,6 +256,22 @@ async fn the_reaper_skips_a_send_a_retry_replaced() {
         claim(&nodes.surviving).await,
         [],
         "the retry tombstones the first send"
+    );
+    // The retry's node died too before its append: its claim of the first send lapses to the
+    // reaper, and its own reservation is abandoned in turn.
+    tokio::time::sleep(IN_FLIGHT + Duration::from_millis(100)).await;
+    let claimed: Vec<(Seq, DedupKey)> = claim(&nodes.surviving)
+        .await
+        .into_iter()
+        .map(|reaped| match reaped {
+            Reaped::Claimed(send) => (send.ack.seq, send.key),
+            Reaped::Stored(send) => panic!("not stored: {send:?}"),
+        })
+        .collect();
+    assert_eq!(
+        claimed,
+        [(Seq(1), key.clone()), (Seq(2), key)],
+        "the reaper tombstones both sends"
     );
 }
 

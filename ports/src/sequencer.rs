@@ -50,7 +50,9 @@ pub enum Reservation {
     /// nor abandoned it within [`IN_FLIGHT_TTL`] (its node died, maybe after appending it to
     /// the log), and which the store does not hold: `abandoned` is the ack that first send
     /// would have had. The caller appends its tombstone with this send, so that whichever
-    /// reaches the store first, the key ends with one message.
+    /// reaches the store first, the key ends with one message, then settles it
+    /// ([`Sequencer::settle_abandoned`]): the first send is claimed for the caller like a
+    /// [`Reaped::Claimed`] one, for [`IN_FLIGHT_TTL`].
     Resent { seq: Seq, abandoned: SendAck },
 }
 
@@ -129,7 +131,8 @@ pub trait Sequencer: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Reaped>, PortError>;
 
-    /// The tombstone of a [`Reaped::Claimed`] send is in the log: the claim is done.
+    /// The tombstone of a claimed send ([`Reaped::Claimed`], or the `abandoned` send of
+    /// [`Reservation::Resent`]) is in the log: the claim is done.
     async fn settle_abandoned(&self, send: &AbandonedSend) -> Result<(), PortError>;
 
     /// Highest seq allocated in the conversation (`Seq::ZERO` when none).

@@ -127,3 +127,28 @@ async fn an_abandoned_send_nobody_retried_is_tombstoned_by_the_reaper() {
     assert_ne!(retry.message_id, first.message_id);
     assert_eq!(aborted_records(&harness).len(), 1);
 }
+
+/// A retry claims the send it replaces; when its own append fails, the claim is left to the
+/// reaper, which tombstones the first send (the retry's tombstone never reached the log).
+#[actix_rt::test]
+async fn a_retry_whose_append_fails_leaves_the_first_send_to_the_reaper() {
+    use std::sync::atomic::Ordering;
+
+    let harness = Harness::new(Limits::default());
+    let conversation_id = harness.group("c1", &["alice", "bob"]);
+    let first = reserve_and_die(&harness, &conversation_id, "alice", "retried").await;
+    harness.log.fail.store(true, Ordering::SeqCst);
+    let failed = super::tests::send(&harness.node, &conversation_id, "alice", "retried").await;
+    assert_eq!(failed.unwrap_err().code, wire::ErrorCode::Unavailable);
+    harness.log.fail.store(false, Ordering::SeqCst);
+    assert!(aborted_records(&harness).is_empty());
+    assert_eq!(harness.sequencer.unsettled_claims(), 1, "the retry's claim");
+
+    let settled = settle_round(&harness.node).await.unwrap();
+    assert_eq!(settled.tombstoned, 1);
+    let tombstones = aborted_records(&harness);
+    assert_eq!(tombstones.len(), 1);
+    assert_eq!(tombstones[0].message.message_id, first.message_id);
+    assert_eq!(tombstones[0].message.seq, Seq(1));
+    assert_eq!(harness.sequencer.unsettled_claims(), 0);
+}

@@ -207,6 +207,11 @@ async fn a_retry_after_its_node_died_tombstones_the_first_send() {
     assert_eq!(tombstone.message.seq, Seq(1));
     assert!(tombstone.is_aborted() && tombstone.message.deleted);
     assert_eq!(sent_events(&harness), 1, "only the retry is sent");
+    assert_eq!(
+        harness.sequencer.unsettled_claims(),
+        0,
+        "the retry's batch settled its claim of the first send"
+    );
 }
 
 #[actix_rt::test]

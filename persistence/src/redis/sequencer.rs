@@ -26,7 +26,8 @@
 //! ([`Sequencer::claim_abandoned`], module `reaping`): the sorted set `in-flight` indexes every
 //! marker's ack key by its `<until ms>` (added by `reserve`, removed where the marker becomes an
 //! ack, is abandoned or reaped), and `reaping` holds the claims, leased to the node that
-//! tombstones them.
+//! tombstones them: the reaper's, and those of retries answered `Resent` (a retry whose batch
+//! fails or whose node dies too leaves the first send to the reaper).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -287,7 +288,7 @@ impl Sequencer for RedisSequencer {
         if sends.is_empty() {
             return Ok(Vec::new());
         }
-        let mut redis_keys = Vec::with_capacity(sends.len() + 1);
+        let mut redis_keys = Vec::with_capacity(sends.len() + 3);
         redis_keys.push(self.sequence_key(conversation_id));
         redis_keys.extend(
             sends
@@ -295,6 +296,7 @@ impl Sequencer for RedisSequencer {
                 .map(|send| self.ack_key(conversation_id, &send.key)),
         );
         redis_keys.push(self.in_flight_index_key());
+        redis_keys.push(self.claims_key());
         let mut answers = vec![String::new(); sends.len()];
         // At most: seed, then ask the store (about old or abandoned keys), then allocate; a key
         // abandoned meanwhile may need one more round.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ports::{BusEnvelope, BusPayload, BusTopic, DedupKey, Reservation, Watermarks};
+use ports::{AbandonedSend, BusEnvelope, BusPayload, BusTopic, DedupKey, Reservation, Watermarks};
 use wire::events::ServerEvent;
 use wire::log::{AbortedSend, LogEvent, LogEventBody, MessageRecord};
 use wire::ops::SendAck;
@@ -27,6 +27,8 @@ pub(super) struct Staged {
     /// New message versions whose events carry only the change (reactions): the message
     /// cache still gets the whole version.
     pub(super) logged_as_deltas: Vec<MessageRecord>,
+    /// Abandoned sends tombstoned in this batch: their claims are settled after the append.
+    pub(super) abandoned: Vec<AbandonedSend>,
     /// Members' sends raise their own watermarks to their newest send.
     own_watermarks: BTreeMap<UserId, Seq>,
 }
@@ -46,6 +48,7 @@ pub(super) async fn apply(
         envelopes: Vec::new(),
         fresh: Vec::new(),
         logged_as_deltas: Vec::new(),
+        abandoned: Vec::new(),
         own_watermarks: BTreeMap::new(),
     };
     for item in reserved {
@@ -121,8 +124,7 @@ async fn apply_op(
             staged.settle(node, Basis::Committed, reply, outcome);
         }
         ConversationOp::TombstoneAbandoned(Queued { command, reply }) => {
-            let send = command.send;
-            staged.tombstone_abandoned(&send.key, send.ack);
+            staged.tombstone_abandoned(&command.send.key, command.send.ack);
             staged.pending.push(Pending::answer(reply, ()));
         }
         misrouted @ (ConversationOp::UpdateTitle(_)
@@ -193,12 +195,17 @@ impl Staged {
     fn tombstone_abandoned(&mut self, key: &DedupKey, abandoned: SendAck) {
         let conversation_id = &self.working.record.conversation.conversation_id;
         let record = MessageRecord::tombstone(AbortedSend {
-            message_id: abandoned.message_id,
+            message_id: abandoned.message_id.clone(),
             conversation_id: conversation_id.clone(),
             seq: abandoned.seq,
             sender_id: key.sender_id.clone(),
             client_msg_id: key.client_msg_id.clone(),
             created_at: abandoned.created_at,
+        });
+        self.abandoned.push(AbandonedSend {
+            conversation_id: conversation_id.clone(),
+            key: key.clone(),
+            ack: abandoned,
         });
         self.working.put_message(record.clone());
         self.events

@@ -2,6 +2,7 @@
 -- KEYS[1]      the conversation's sequence hash {last, seeded}
 -- KEYS[2..n+1] the ack key of each send's dedup key, in order
 -- KEYS[n+2]    the index of in-flight markers: sorted set of ack keys by <until ms>
+-- KEYS[n+3]    the claims of abandoned sends (see sequencer_claim.lua)
 -- ARGV[1]      ack TTL in seconds
 -- ARGV[2]      how long a fresh key stays reserved for its batch, in milliseconds
 -- ARGV[3..n+2] per key, what the store said about it: "" not asked, "-" asked and it holds
@@ -13,6 +14,9 @@
 -- (deleted). Past <until>, the batch's node died: the marker is the abandoned send. The
 -- abandoned-send reaper (sequencer_claim.lua) may replace such a marker with "reaped": the
 -- reaper tombstones that send, so a retry then gets a plain fresh seq, without asking the store.
+-- A retry that replaces an abandoned send claims it for the in-flight time, like the reaper
+-- does: its batch settles the claim once the tombstone is in the log; if that batch fails or
+-- its node dies too, the claim lapses and the reaper tombstones the send.
 -- Returns {-1} when the sequence is not seeded yet (the caller seeds it and retries);
 -- {-2, i...} when the store must be asked about keys i: keys without an ack in a conversation
 -- older than this sequence, and keys whose marker was abandoned (the first send may have
@@ -27,8 +31,9 @@ end
 local ttl = tonumber(ARGV[1])
 local in_flight_ms = tonumber(ARGV[2])
 local seeded = tonumber(redis.call('HGET', KEYS[1], 'seeded') or '0')
-local count = #KEYS - 2
-local index = KEYS[#KEYS]
+local count = #KEYS - 3
+local index = KEYS[count + 2]
+local claims = KEYS[count + 3]
 local time = redis.call('TIME')
 local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
@@ -87,6 +92,8 @@ for i = 1, count do
     redis.call('SET', KEYS[i + 1], marker, 'EX', ttl)
     redis.call('ZADD', index, until_ms, KEYS[i + 1])
     if value then
+      local claim = string.match(value, '^in%-flight|%d+|(.*)$') .. '|' .. KEYS[i + 1]
+      redis.call('ZADD', claims, until_ms, claim)
       answer[i + 1] = {seq, value}
     else
       answer[i + 1] = seq

@@ -43,7 +43,7 @@ struct Expired {
 }
 
 impl RedisSequencer {
-    fn claims_key(&self) -> String {
+    pub(super) fn claims_key(&self) -> String {
         self.client.key("reaping")
     }
 
