@@ -29,27 +29,38 @@ pub(super) fn aborted_records(harness: &Harness) -> Vec<MessageRecord> {
 }
 
 /// Reserves a seq for `client_msg_id` of `user` straight from the sequencer, as a node that
-/// then dies would; returns the send's intent.
-pub(super) async fn reserve_and_die(
+/// then dies would (its reservation expires); returns the send's intent and reservation.
+pub(super) async fn reserve_then_die(
     harness: &Harness,
     conversation_id: &ConversationId,
     user: &str,
     client_msg_id: &str,
-) -> ports::SendIntent {
+) -> (ports::SendIntent, ports::Reservation) {
     let key = ports::DedupKey {
         sender_id: UserId::new(user),
         client_msg_id: ClientMsgId::new(client_msg_id),
     };
     let intent = ports::SendIntent::new(key, chrono::Utc::now());
-    let reserved = harness
+    let mut reserved = harness
         .node
         .ports()
         .sequencer
         .reserve(conversation_id, std::slice::from_ref(&intent))
         .await
         .unwrap();
-    assert!(matches!(reserved[..], [ports::Reservation::Fresh(_)]));
     harness.sequencer.expire_reservations();
+    (intent, reserved.pop().expect("one reservation"))
+}
+
+/// [`reserve_then_die`] for a new key.
+pub(super) async fn reserve_and_die(
+    harness: &Harness,
+    conversation_id: &ConversationId,
+    user: &str,
+    client_msg_id: &str,
+) -> ports::SendIntent {
+    let (intent, reserved) = reserve_then_die(harness, conversation_id, user, client_msg_id).await;
+    assert!(matches!(reserved, ports::Reservation::Fresh(_)));
     intent
 }
 
