@@ -176,6 +176,16 @@ async fn users_on_two_nodes_use_every_operation() {
     let offline = alice.event("presence").await;
     assert_eq!(offline["user_id"], "bob");
     assert_eq!(offline["online"], false);
+
+    // Every node runs the abandoned-send reaper (issue #19); none was needed here.
+    let (_, metrics) = a.http("GET", "/metrics", &[], None).await.unwrap();
+    for outcome in ["tombstoned", "stored"] {
+        let series = format!("parley_abandoned_sends_settled_total{{outcome=\"{outcome}\"}} 0");
+        assert!(
+            metrics.as_str().unwrap_or_default().contains(&series),
+            "{series} exported"
+        );
+    }
 }
 
 #[tokio::test]
