@@ -6,16 +6,22 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use async_trait::async_trait;
 
 use chrono::Utc;
 use common::redis::RedisServer;
 use persistence::redis::{RedisClient, RedisConfig, RedisSequencer};
 use persistence::EmbeddedStore;
 use ports::contract::fixtures::{at, message_record, unique};
+use ports::contract::{ApplyHook, HookedStore};
 use ports::{
-    AbandonedSend, DedupKey, Reaped, Reservation, SendIntent, Sequencer, Store, StoreWrite,
+    AbandonedSend, DedupKey, PortError, Reaped, Reservation, SendIntent, Sequencer, Store,
+    StoreWrite,
 };
 use tempfile::TempDir;
 use wire::ops::SendAck;
@@ -29,7 +35,42 @@ struct TwoNodes {
     surviving: RedisSequencer,
     store: Arc<EmbeddedStore>,
     _dir: TempDir,
-    _server: RedisServer,
+    server: RedisServer,
+}
+
+impl TwoNodes {
+    /// Another node's sequencer, over `store`.
+    fn node(&self, store: Arc<dyn Store>) -> RedisSequencer {
+        let client = RedisClient::new(RedisConfig::new(self.server.url())).expect("redis client");
+        RedisSequencer::new(client, store).with_in_flight_ttl(IN_FLIGHT)
+    }
+
+    /// Another node's sequencer, whose first store read of a `client_msg_id` runs `during`
+    /// first (to interleave another node's work with its reservation or claim).
+    fn node_racing(&self, during: impl Future<Output = ()> + Send + 'static) -> RedisSequencer {
+        let hook = Interleave(Mutex::new(Some(Box::pin(during))));
+        self.node(Arc::new(HookedStore {
+            inner: self.store.clone(),
+            hook,
+        }))
+    }
+}
+
+/// Runs its future once, before the first `message_by_client_id`.
+struct Interleave(Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>);
+
+#[async_trait]
+impl ApplyHook for Interleave {
+    async fn before_apply(&self) -> Result<(), PortError> {
+        Ok(())
+    }
+
+    async fn before_client_id_read(&self) {
+        let during = self.0.lock().expect("hook").take();
+        if let Some(during) = during {
+            during.await;
+        }
+    }
 }
 
 fn two_nodes() -> TwoNodes {
@@ -45,7 +86,7 @@ fn two_nodes() -> TwoNodes {
         surviving: node(),
         store,
         _dir: dir,
-        _server: server,
+        server,
     }
 }
 
@@ -304,5 +345,69 @@ async fn the_reaper_records_the_ack_of_an_abandoned_send_the_store_holds() {
     assert_eq!(
         reserve_one(&nodes.surviving, &conversation, &key).await,
         Reservation::Duplicate(ack)
+    );
+}
+
+/// A retry through another node lands while the reaper asks the store about the abandoned
+/// send: the retry replaces it (`Resent`), and the reaper's claim, finding the key changed,
+/// leaves it to the retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_during_the_reapers_store_read_wins() {
+    let nodes = two_nodes();
+    let conversation = ConversationId::new(unique("race-retry"));
+    let key = key_of(&UserId::new(unique("sender")), "raced");
+    let first = reserve_and_die(&nodes, &conversation, &key).await;
+    tokio::time::sleep(IN_FLIGHT + Duration::from_millis(100)).await;
+    let retried = Arc::new(Mutex::new(None));
+    let retry = {
+        let (node, retried) = (nodes.node(nodes.store.clone()), retried.clone());
+        let (conversation, key) = (conversation.clone(), key.clone());
+        async move {
+            let reserved = reserve_one(&node, &conversation, &key).await;
+            *retried.lock().unwrap() = Some(reserved);
+        }
+    };
+    let reaper = nodes.node_racing(retry);
+    assert_eq!(claim(&reaper).await, [], "the retry came first");
+    assert_eq!(
+        retried.lock().unwrap().take(),
+        Some(Reservation::Resent {
+            seq: Seq(2),
+            abandoned: ack_of(&first, 1)
+        })
+    );
+}
+
+/// The reaper claims the abandoned send while a retry asks the store: the retry is a plain
+/// new send (the reaper tombstones the first one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_during_a_retrys_store_read_wins() {
+    let nodes = two_nodes();
+    let conversation = ConversationId::new(unique("race-claim"));
+    let key = key_of(&UserId::new(unique("sender")), "raced");
+    let first = reserve_and_die(&nodes, &conversation, &key).await;
+    tokio::time::sleep(IN_FLIGHT + Duration::from_millis(100)).await;
+    let reaped = Arc::new(Mutex::new(None));
+    let reap = {
+        let (reaper, reaped) = (nodes.node(nodes.store.clone()), reaped.clone());
+        async move {
+            let claimed = claim(&reaper).await;
+            *reaped.lock().unwrap() = Some(claimed);
+        }
+    };
+    let retrying = nodes.node_racing(reap);
+    assert_eq!(
+        reserve_one(&retrying, &conversation, &key).await,
+        Reservation::Fresh(Seq(2)),
+        "the reaper came first"
+    );
+    let abandoned = AbandonedSend {
+        conversation_id: conversation,
+        key,
+        ack: ack_of(&first, 1),
+    };
+    assert_eq!(
+        reaped.lock().unwrap().take(),
+        Some(vec![Reaped::Claimed(abandoned)])
     );
 }
