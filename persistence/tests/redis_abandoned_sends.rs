@@ -42,7 +42,9 @@ impl TwoNodes {
     /// Another node's sequencer, over `store`.
     fn node(&self, store: Arc<dyn Store>) -> RedisSequencer {
         let client = RedisClient::new(RedisConfig::new(self.server.url())).expect("redis client");
-        RedisSequencer::new(client, store).with_in_flight_ttl(IN_FLIGHT)
+        RedisSequencer::new(client, store)
+            .with_in_flight_ttl(IN_FLIGHT)
+            .with_ingest_grace(Duration::ZERO)
     }
 
     /// Another node's sequencer, whose first store read of a `client_msg_id` runs `during`
@@ -79,7 +81,9 @@ fn two_nodes() -> TwoNodes {
     let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).expect("open store"));
     let node = || {
         let client = RedisClient::new(RedisConfig::new(server.url())).expect("redis client");
-        RedisSequencer::new(client, store.clone()).with_in_flight_ttl(IN_FLIGHT)
+        RedisSequencer::new(client, store.clone())
+            .with_in_flight_ttl(IN_FLIGHT)
+            .with_ingest_grace(Duration::ZERO)
     };
     TwoNodes {
         dying: node(),
@@ -410,4 +414,33 @@ async fn a_claim_during_a_retrys_store_read_wins() {
         reaped.lock().unwrap().take(),
         Some(vec![Reaped::Claimed(abandoned)])
     );
+}
+
+/// Ingest may trail the log: "not in the store" is trusted once the store holds a later seq of
+/// the conversation (or after the ingest grace), so a stored-late send is never tombstoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_waits_for_the_store_to_pass_an_abandoned_seq() {
+    let nodes = two_nodes();
+    let conversation = ConversationId::new(unique("reaped-trailing"));
+    let sender = UserId::new(unique("sender"));
+    let key = key_of(&sender, "client-1");
+    let first = reserve_and_die(&nodes, &conversation, &key).await;
+    tokio::time::sleep(IN_FLIGHT + Duration::from_millis(100)).await;
+    let patient = nodes
+        .node(nodes.store.clone())
+        .with_ingest_grace(Duration::from_secs(3600));
+    assert_eq!(claim(&patient).await, [], "the store may still get it");
+    // Ingest stored a later send of the conversation: the first one never reached the log.
+    let later = message_record(&conversation, 2, &sender, 1, at(2));
+    nodes
+        .store
+        .apply(vec![StoreWrite::Message(later)])
+        .await
+        .expect("store a later send");
+    let abandoned = AbandonedSend {
+        conversation_id: conversation,
+        key,
+        ack: ack_of(&first, 1),
+    };
+    assert_eq!(claim(&patient).await, [Reaped::Claimed(abandoned)]);
 }

@@ -49,6 +49,12 @@ mod reaping;
 /// How long a confirmed ack answers retries on any node.
 pub const DEFAULT_ACK_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How long after its in-flight time the reaper still trusts "not in the store" only once
+/// the store holds a later seq of the conversation: ingest may trail the log (a send appended
+/// just before its node died, or whose `confirm` failed, must not be tombstoned because
+/// MongoDB has not caught up yet). Past it, the send is settled whatever the store shows.
+pub const DEFAULT_INGEST_GRACE: Duration = Duration::from_secs(10 * 60);
+
 static RESERVE: LuaScript = LuaScript::new(
     "sequencer_reserve",
     include_str!("scripts/sequencer_reserve.lua"),
@@ -74,6 +80,7 @@ pub struct RedisSequencer {
     store: Arc<dyn Store>,
     ack_ttl: Duration,
     in_flight_ttl: Duration,
+    ingest_grace: Duration,
 }
 
 impl RedisSequencer {
@@ -88,12 +95,19 @@ impl RedisSequencer {
             store,
             ack_ttl: ack_ttl.max(Duration::from_secs(1)),
             in_flight_ttl: IN_FLIGHT_TTL,
+            ingest_grace: DEFAULT_INGEST_GRACE,
         }
     }
 
     /// Like this one, with another in-flight time (tests: a node that "died" a moment ago).
     pub fn with_in_flight_ttl(mut self, in_flight_ttl: Duration) -> Self {
         self.in_flight_ttl = in_flight_ttl;
+        self
+    }
+
+    /// Like this one, with another [`DEFAULT_INGEST_GRACE`] (tests).
+    pub fn with_ingest_grace(mut self, ingest_grace: Duration) -> Self {
+        self.ingest_grace = ingest_grace;
         self
     }
 
@@ -118,19 +132,7 @@ impl RedisSequencer {
     /// Creates the conversation's sequence from the newest stored message unless another node
     /// did first; returns the current last seq.
     async fn seed(&self, conversation_id: &ConversationId) -> Result<Seq, PortError> {
-        // The newest stored message, not `Store::conversation`: messages may be stored before
-        // their conversation record.
-        let newest = MessageQuery {
-            after_seq: None,
-            before_seq: None,
-            limit: 1,
-        };
-        let stored = self
-            .store
-            .messages(conversation_id, newest)
-            .await?
-            .last()
-            .map_or(Seq::ZERO, |record| record.message.seq);
+        let stored = self.newest_stored_seq(conversation_id).await?;
         let last: u64 = self
             .client
             .eval(
@@ -140,6 +142,22 @@ impl RedisSequencer {
             )
             .await?;
         Ok(Seq(last))
+    }
+
+    /// The seq of the newest stored message (not `Store::conversation`: messages may be stored
+    /// before their conversation record).
+    async fn newest_stored_seq(&self, conversation_id: &ConversationId) -> Result<Seq, PortError> {
+        let newest = MessageQuery {
+            after_seq: None,
+            before_seq: None,
+            limit: 1,
+        };
+        Ok(self
+            .store
+            .messages(conversation_id, newest)
+            .await?
+            .last()
+            .map_or(Seq::ZERO, |record| record.message.seq))
     }
 
     /// What the store says about each asked key (see [`RedisSequencer::store_answer`]); `""`

@@ -4,7 +4,8 @@
 //!
 //! One claim round: `sequencer_expired.lua` lists the markers past their in-flight time (from
 //! the index `in-flight`); the store is asked about each (the node may have died after the
-//! append); `sequencer_claim.lua` then, for each key still holding the same marker, records the
+//! append; one it does not hold waits until it holds a later seq of the conversation, or for
+//! the ingest grace, as ingest may trail); `sequencer_claim.lua` then, for each key still holding the same marker, records the
 //! stored ack, or claims the send: the key holds `reaped` (a retry gets a fresh seq and tombstones
 //! nothing) and the claim `<seq>|<message_id>|<created_at>|<ack key>` goes to the sorted set
 //! `reaping`, scored by the end of its lease. Claims whose lease lapsed (their claimer died
@@ -61,6 +62,9 @@ impl RedisSequencer {
         for pair in listed.chunks_exact(2) {
             let send = self.abandoned_send(&pair[0], pair[1].as_bytes())?;
             let stored = self.stored_ack(&send.conversation_id, &send.key).await?;
+            if stored.is_none() && !self.store_caught_up(&send, &pair[1]).await? {
+                continue;
+            }
             expired.push(Expired {
                 ack_key: pair[0].clone(),
                 marker: pair[1].clone(),
@@ -105,6 +109,22 @@ impl RedisSequencer {
             reaped.push(Reaped::Claimed(self.claimed_send(claim)?));
         }
         Ok(reaped)
+    }
+
+    /// Whether "not in the store" is final for this send: the store holds a later seq of the
+    /// conversation, or the send's in-flight time ended more than the ingest grace ago.
+    async fn store_caught_up(&self, send: &AbandonedSend, marker: &str) -> Result<bool, PortError> {
+        let until_ms = marker
+            .split('|')
+            .nth(1)
+            .and_then(|until| until.parse::<i64>().ok())
+            .ok_or_else(|| corrupt("in-flight marker", marker.as_bytes()))?;
+        let grace_ms = i64::try_from(self.ingest_grace.as_millis()).unwrap_or(i64::MAX);
+        if chrono::Utc::now().timestamp_millis() >= until_ms.saturating_add(grace_ms) {
+            return Ok(true);
+        }
+        let newest = self.newest_stored_seq(&send.conversation_id).await?;
+        Ok(newest >= send.ack.seq)
     }
 
     pub(super) async fn settle(&self, send: &AbandonedSend) -> Result<(), PortError> {
