@@ -36,8 +36,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use deadpool_redis::redis::{self, Value};
 use ports::{
-    AbandonedSend, DedupKey, MessageQuery, PortError, Reaped, Reservation, SendIntent, Sequencer,
-    Service, Store, IN_FLIGHT_TTL,
+    AbandonedSend, DedupKey, PortError, Reaped, Reservation, SendIntent, Sequencer, Service, Store,
+    IN_FLIGHT_TTL,
 };
 use wire::ops::SendAck;
 use wire::{ConversationId, MessageId, Seq};
@@ -45,6 +45,9 @@ use wire::{ConversationId, MessageId, Seq};
 use super::client::{decode, encode, framed, LuaScript, RedisClient};
 
 mod reaping;
+mod store_reads;
+
+use store_reads::store_answer;
 
 /// How long a confirmed ack answers retries on any node.
 pub const DEFAULT_ACK_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -142,63 +145,6 @@ impl RedisSequencer {
             )
             .await?;
         Ok(Seq(last))
-    }
-
-    /// The seq of the newest stored message (not `Store::conversation`: messages may be stored
-    /// before their conversation record).
-    async fn newest_stored_seq(&self, conversation_id: &ConversationId) -> Result<Seq, PortError> {
-        let newest = MessageQuery {
-            after_seq: None,
-            before_seq: None,
-            limit: 1,
-        };
-        Ok(self
-            .store
-            .messages(conversation_id, newest)
-            .await?
-            .last()
-            .map_or(Seq::ZERO, |record| record.message.seq))
-    }
-
-    /// What the store says about each asked key (see [`RedisSequencer::store_answer`]); `""`
-    /// for keys not asked.
-    async fn store_answers(
-        &self,
-        conversation_id: &ConversationId,
-        sends: &[SendIntent],
-        asked: &[usize],
-        answers: &mut [String],
-    ) -> Result<(), PortError> {
-        for &index in asked {
-            let stored = self.stored_ack(conversation_id, &sends[index].key).await?;
-            answers[index] = store_answer(stored.as_ref())?;
-        }
-        Ok(())
-    }
-
-    /// The ack of the message the store holds for the key (never a tombstone's).
-    async fn stored_ack(
-        &self,
-        conversation_id: &ConversationId,
-        key: &DedupKey,
-    ) -> Result<Option<SendAck>, PortError> {
-        let record = self
-            .store
-            .message_by_client_id(conversation_id, &key.sender_id, &key.client_msg_id)
-            .await?;
-        Ok(record.map(|record| SendAck {
-            message_id: record.message.message_id,
-            seq: record.message.seq,
-            created_at: record.message.created_at,
-        }))
-    }
-}
-
-/// A script's word for what the store holds for a key: the ack (JSON), or `-` for nothing.
-fn store_answer(stored: Option<&SendAck>) -> Result<String, PortError> {
-    match stored {
-        Some(ack) => encode("ack", ack),
-        None => Ok(NOT_IN_STORE.to_owned()),
     }
 }
 
