@@ -13,7 +13,9 @@ use ports::{
     Watermarks,
 };
 use tokio::sync::mpsc;
-use wire::log::{ConversationRecord, LogEvent, MessageRecord, Participant, ParticipantRole};
+use wire::log::{
+    ConversationRecord, LogEvent, LogEventBody, MessageRecord, Participant, ParticipantRole,
+};
 use wire::ops::{PresenceInfo, SendAck};
 use wire::{
     ClientMsgId, Conversation, ConversationId, ConversationKind, MessageId, NodeId, Seq, SessionId,
@@ -37,6 +39,14 @@ pub struct FakeLog {
     pub consumers: Mutex<Vec<Box<dyn LogConsumer>>>,
     /// How many consumers were asked for.
     pub consumers_opened: AtomicUsize,
+}
+
+impl FakeLog {
+    /// The bodies of the appended events, in order.
+    pub fn bodies(&self) -> Vec<LogEventBody> {
+        let events = self.events.lock().unwrap();
+        events.iter().map(|event| event.body.clone()).collect()
+    }
 }
 
 #[async_trait]

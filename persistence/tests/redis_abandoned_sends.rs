@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use abandoned::{ack_of, key_of, reserve_one, two_nodes, IN_FLIGHT};
 use chrono::Utc;
-use ports::contract::fixtures::{at, message_record, unique};
-use ports::{Reservation, SendIntent, Sequencer, Store, StoreWrite};
-use wire::ops::SendAck;
+use ports::contract::fixtures::unique;
+use ports::{Reservation, SendIntent, Sequencer};
 use wire::{ConversationId, Seq, UserId};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,18 +61,8 @@ async fn a_retry_after_the_reserving_node_died_gets_the_stored_ack() {
         Reservation::Fresh(Seq(1))
     );
     // The node appended the send and died; ingest stored it.
-    let stored = message_record(&conversation, 1, &sender, 1, at(1));
-    nodes
-        .store
-        .apply(vec![StoreWrite::Message(stored.clone())])
-        .await
-        .expect("store the first send");
+    let ack = nodes.store_send(&conversation, &sender, 1).await;
     tokio::time::sleep(IN_FLIGHT + Duration::from_millis(100)).await;
-    let ack = SendAck {
-        message_id: stored.message.message_id.clone(),
-        seq: Seq(1),
-        created_at: stored.message.created_at,
-    };
     assert_eq!(
         reserve_one(&nodes.surviving, &conversation, &key).await,
         Reservation::Duplicate(ack.clone())

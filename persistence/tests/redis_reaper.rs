@@ -10,11 +10,8 @@ use std::time::Duration;
 
 use abandoned::{ack_of, claim, key_of, reserve_and_die, reserve_one, two_nodes, IN_FLIGHT, LEASE};
 use chrono::Utc;
-use ports::contract::fixtures::{at, message_record, unique};
-use ports::{
-    AbandonedSend, DedupKey, Reaped, Reservation, SendIntent, Sequencer, Store, StoreWrite,
-};
-use wire::ops::SendAck;
+use ports::contract::fixtures::unique;
+use ports::{AbandonedSend, DedupKey, Reaped, Reservation, SendIntent, Sequencer};
 use wire::UserId;
 use wire::{ConversationId, Seq};
 
@@ -127,18 +124,8 @@ async fn the_reaper_records_the_ack_of_an_abandoned_send_the_store_holds() {
     let sender = UserId::new(unique("sender"));
     let key = key_of(&sender, "client-1");
     reserve_and_die(&nodes, &conversation, &key).await;
-    let stored = message_record(&conversation, 1, &sender, 1, at(1));
-    nodes
-        .store
-        .apply(vec![StoreWrite::Message(stored.clone())])
-        .await
-        .expect("store the first send");
+    let ack = nodes.store_send(&conversation, &sender, 1).await;
     tokio::time::sleep(IN_FLIGHT + Duration::from_millis(100)).await;
-    let ack = SendAck {
-        message_id: stored.message.message_id.clone(),
-        seq: Seq(1),
-        created_at: stored.message.created_at,
-    };
     let settled = AbandonedSend {
         conversation_id: conversation.clone(),
         key: key.clone(),
@@ -231,12 +218,7 @@ async fn the_reaper_waits_for_the_store_to_pass_an_abandoned_seq() {
         .with_ingest_grace(Duration::from_secs(3600));
     assert_eq!(claim(&patient).await, [], "the store may still get it");
     // Ingest stored a later send of the conversation: the first one never reached the log.
-    let later = message_record(&conversation, 2, &sender, 1, at(2));
-    nodes
-        .store
-        .apply(vec![StoreWrite::Message(later)])
-        .await
-        .expect("store a later send");
+    nodes.store_send(&conversation, &sender, 2).await;
     let abandoned = AbandonedSend {
         conversation_id: conversation,
         key,

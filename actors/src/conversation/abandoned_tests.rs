@@ -17,12 +17,10 @@ use crate::testing::Harness;
 pub(super) fn aborted_records(harness: &Harness) -> Vec<MessageRecord> {
     harness
         .log
-        .events
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|event| match &event.body {
-            LogEventBody::MessageAborted { record } => Some(record.clone()),
+        .bodies()
+        .into_iter()
+        .filter_map(|body| match body {
+            LogEventBody::MessageAborted { record } => Some(record),
             _ => None,
         })
         .collect()

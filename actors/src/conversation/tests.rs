@@ -59,11 +59,9 @@ pub(super) async fn send(
 fn sent_events(harness: &Harness) -> usize {
     harness
         .log
-        .events
-        .lock()
-        .unwrap()
+        .bodies()
         .iter()
-        .filter(|event| matches!(event.body, LogEventBody::MessageSent { .. }))
+        .filter(|body| matches!(body, LogEventBody::MessageSent { .. }))
         .count()
 }
 

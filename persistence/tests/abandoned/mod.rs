@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use chrono::Utc;
 use persistence::redis::{RedisClient, RedisConfig, RedisSequencer};
 use persistence::EmbeddedStore;
+use ports::contract::fixtures::{at, message_record};
 use ports::contract::{ApplyHook, HookedStore};
-use ports::{DedupKey, PortError, Reaped, Reservation, SendIntent, Sequencer, Store};
+use ports::{DedupKey, PortError, Reaped, Reservation, SendIntent, Sequencer, Store, StoreWrite};
 use tempfile::TempDir;
 use wire::ops::SendAck;
 use wire::{ClientMsgId, ConversationId, Seq, UserId};
@@ -38,6 +39,26 @@ impl TwoNodes {
         RedisSequencer::new(client, store)
             .with_in_flight_ttl(IN_FLIGHT)
             .with_ingest_grace(Duration::ZERO)
+    }
+
+    /// Ingest stores a send of `sender` at `seq` (client_msg_id `client-<seq>`, the fixture's
+    /// naming); returns its ack.
+    pub async fn store_send(
+        &self,
+        conversation: &ConversationId,
+        sender: &UserId,
+        seq: u64,
+    ) -> SendAck {
+        let stored = message_record(conversation, seq, sender, 1, at(seq as i64));
+        self.store
+            .apply(vec![StoreWrite::Message(stored.clone())])
+            .await
+            .expect("store the send");
+        SendAck {
+            message_id: stored.message.message_id,
+            seq: Seq(seq),
+            created_at: stored.message.created_at,
+        }
     }
 
     /// Another node's sequencer, whose first store read of a `client_msg_id` runs `during`
