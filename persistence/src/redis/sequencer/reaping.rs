@@ -60,7 +60,13 @@ impl RedisSequencer {
             .await?;
         let mut expired = Vec::with_capacity(listed.len() / 2);
         for pair in listed.chunks_exact(2) {
-            let send = self.abandoned_send(&pair[0], pair[1].as_bytes())?;
+            let send = match self.abandoned_send(&pair[0], pair[1].as_bytes()) {
+                Ok(send) => send,
+                Err(error) => {
+                    tracing::warn!(ack_key = %pair[0], error = %error, "skipping an unreadable in-flight marker");
+                    continue;
+                }
+            };
             let stored = self.stored_ack(&send.conversation_id, &send.key).await?;
             if stored.is_none() && !self.store_caught_up(&send, &pair[1]).await? {
                 continue;
@@ -106,7 +112,10 @@ impl RedisSequencer {
             let Value::BulkString(claim) = claim else {
                 return Err(unexpected());
             };
-            reaped.push(Reaped::Claimed(self.claimed_send(claim)?));
+            match self.claimed_send(claim) {
+                Ok(send) => reaped.push(Reaped::Claimed(send)),
+                Err(error) => tracing::warn!(error = %error, "skipping an unreadable claim"),
+            }
         }
         Ok(reaped)
     }
