@@ -226,3 +226,42 @@ async fn the_reaper_waits_for_the_store_to_pass_an_abandoned_seq() {
     };
     assert_eq!(claim(&patient).await, [Reaped::Claimed(abandoned)]);
 }
+
+/// A retry's batch that appended the first send's tombstone settles the claim: nothing is
+/// left for the reaper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_that_settles_its_claim_leaves_nothing_to_the_reaper() {
+    let nodes = two_nodes();
+    let conversation = ConversationId::new(unique("resent-settled"));
+    let key = key_of(&UserId::new(unique("sender")), "retried");
+    let first = reserve_and_die(&nodes, &conversation, &key).await;
+    tokio::time::sleep(IN_FLIGHT + Duration::from_millis(100)).await;
+    let retry = SendIntent::new(key.clone(), Utc::now());
+    let reserved = nodes
+        .surviving
+        .reserve(&conversation, std::slice::from_ref(&retry))
+        .await
+        .expect("reserve the retry");
+    let abandoned = ack_of(&first, 1);
+    assert_eq!(
+        reserved,
+        [Reservation::Resent {
+            seq: Seq(2),
+            abandoned: abandoned.clone()
+        }]
+    );
+    let sequencer = &nodes.surviving;
+    let acks = [(key.clone(), ack_of(&retry, 2))];
+    sequencer
+        .confirm(&conversation, &acks)
+        .await
+        .expect("confirm");
+    let claimed = AbandonedSend {
+        conversation_id: conversation,
+        key,
+        ack: abandoned,
+    };
+    sequencer.settle_abandoned(&claimed).await.expect("settle");
+    tokio::time::sleep(IN_FLIGHT + Duration::from_millis(100)).await;
+    assert_eq!(claim(sequencer).await, []);
+}
