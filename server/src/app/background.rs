@@ -70,6 +70,12 @@ impl Background {
             stopped.clone(),
             state.stored_acks.clone(),
         ));
+        if let Some(redis) = state.redis_role("redis state") {
+            let registry = &state.metrics.registry;
+            let reaper =
+                crate::abandoned_sends::AbandonedSendReaper::new(node.clone(), redis, registry);
+            actix_web::rt::spawn(reaper.run(stopped.clone()));
+        }
         if let Some(service) = state.attachments.clone() {
             let lease = state.redis_role("redis state").map(|client| {
                 persistence::redis::RedisLease::new(
@@ -85,11 +91,6 @@ impl Background {
             ));
         }
         tokio::spawn(retention.run(stopped.clone()));
-        if let Some(redis) = state.redis_role("redis state") {
-            let registry = &state.metrics.registry;
-            let reaper = AbandonedSendReaper::new(node.clone(), redis, registry);
-            actix_web::rt::spawn(reaper.run(stopped.clone()));
-        }
         actix_web::rt::spawn(state.erasures.clone().resume(stopped.clone()));
         if let Some(presence) = redis_presence {
             let sweep_every = Duration::from_millis(state.settings.redis.presence_ttl_ms / 3)
