@@ -12,7 +12,6 @@ use tokio::sync::watch;
 
 use super::storage::Storage;
 use super::AppState;
-use crate::abandoned_sends::AbandonedSendReaper;
 
 /// The embedded store is written by an in-process ingest; in durable mode the `ingest` binary
 /// writes MongoDB.
