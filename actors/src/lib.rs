@@ -1,6 +1,8 @@
 //! Parley's actors. They talk to the outside world only through the traits of `ports`.
 //!
 //! # Layout
+//! - [`abandoned_sends`]: the reaper's round: settles the seqs of sends whose node died after
+//!   reserving them and that nobody retried (a tombstone through the conversation's actor).
 //! - [`attachments`]: uploads recorded in the blob store, the checks of a message carrying them,
 //!   who may download them, and the sweep of unused ones (protocol v1.1).
 //! - [`audit`]: audit records of conversation creation and membership changes.
@@ -28,6 +30,7 @@
 //! - [`error`]: [`OpError`], the client-facing error of an operation.
 //! - [`metrics`]: the Prometheus metrics of this crate.
 
+pub mod abandoned_sends;
 pub mod attachments;
 pub mod audit;
 pub mod connections;

@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ports::{
-    Bus, BusEnvelope, BusTopic, CreateOutcome, DedupKey, Directory, EventLog, LogConsumer,
-    MessageCache, MessageQuery, PortError, Presence, RateDecision, RateLimiter, Reservation,
-    SendIntent, Sequencer, Service, Store, StoreWrite, StoredConversation, Watermarks,
+    AbandonedSend, Bus, BusEnvelope, BusTopic, CreateOutcome, DedupKey, Directory, EventLog,
+    LogConsumer, MessageCache, MessageQuery, PortError, Presence, RateDecision, RateLimiter,
+    Reaped, Reservation, SendIntent, Sequencer, Service, Store, StoreWrite, StoredConversation,
+    Watermarks,
 };
 use tokio::sync::mpsc;
-use wire::log::{ConversationRecord, LogEvent, MessageRecord, Participant, ParticipantRole};
+use wire::log::{
+    ConversationRecord, LogEvent, LogEventBody, MessageRecord, Participant, ParticipantRole,
+};
 use wire::ops::{PresenceInfo, SendAck};
 use wire::{
     ClientMsgId, Conversation, ConversationId, ConversationKind, MessageId, NodeId, Seq, SessionId,
@@ -36,6 +39,14 @@ pub struct FakeLog {
     pub consumers: Mutex<Vec<Box<dyn LogConsumer>>>,
     /// How many consumers were asked for.
     pub consumers_opened: AtomicUsize,
+}
+
+impl FakeLog {
+    /// The bodies of the appended events, in order.
+    pub fn bodies(&self) -> Vec<LogEventBody> {
+        let events = self.events.lock().unwrap();
+        events.iter().map(|event| event.body.clone()).collect()
+    }
 }
 
 #[async_trait]
@@ -239,13 +250,16 @@ impl Directory for FakeStore {
 
 /// Seqs and acks in memory, like a sequencer shared by nodes: a reservation that
 /// [`FakeSequencer::expire_reservations`] ended (its node "died") makes the key's next
-/// reservation [`Reservation::Resent`].
+/// reservation [`Reservation::Resent`], unless the reaper claimed it first
+/// ([`Sequencer::claim_abandoned`]). Claims (the reaper's and those of `Resent`) have no
+/// lease here: each call of `claim_abandoned` hands out again every claim not settled yet.
 #[derive(Default)]
 pub struct FakeSequencer {
     counters: Mutex<HashMap<ConversationId, u64>>,
     acks: Mutex<HashMap<(ConversationId, DedupKey), SendAck>>,
     in_flight: Mutex<HashMap<(ConversationId, DedupKey), SendAck>>,
     abandoned: Mutex<HashMap<(ConversationId, DedupKey), SendAck>>,
+    claimed: Mutex<Vec<AbandonedSend>>,
 }
 
 impl FakeSequencer {
@@ -253,6 +267,11 @@ impl FakeSequencer {
     pub fn expire_reservations(&self) {
         let expired = std::mem::take(&mut *self.in_flight.lock().unwrap());
         self.abandoned.lock().unwrap().extend(expired);
+    }
+
+    /// Claims handed out and not settled yet.
+    pub fn unsettled_claims(&self) -> usize {
+        self.claimed.lock().unwrap().len()
     }
 }
 
@@ -266,6 +285,7 @@ impl Sequencer for FakeSequencer {
         let acks = self.acks.lock().unwrap();
         let mut in_flight = self.in_flight.lock().unwrap();
         let mut abandoned = self.abandoned.lock().unwrap();
+        let mut claimed = self.claimed.lock().unwrap();
         let mut counters = self.counters.lock().unwrap();
         let counter = counters.entry(conversation_id.clone()).or_default();
         Ok(sends
@@ -286,9 +306,17 @@ impl Sequencer for FakeSequencer {
                     created_at: send.created_at,
                 };
                 let earlier = abandoned.remove(&slot);
-                in_flight.insert(slot, ack);
+                in_flight.insert(slot.clone(), ack);
                 match earlier {
-                    Some(abandoned) => Reservation::Resent { seq, abandoned },
+                    Some(abandoned) => {
+                        let (conversation_id, key) = slot;
+                        claimed.push(AbandonedSend {
+                            conversation_id,
+                            key,
+                            ack: abandoned.clone(),
+                        });
+                        Reservation::Resent { seq, abandoned }
+                    }
                     None => Reservation::Fresh(seq),
                 }
             })
@@ -335,6 +363,35 @@ impl Sequencer for FakeSequencer {
         } else {
             Ok(false)
         }
+    }
+
+    async fn claim_abandoned(
+        &self,
+        _lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Reaped>, PortError> {
+        let mut claimed = self.claimed.lock().unwrap();
+        let expired = std::mem::take(&mut *self.abandoned.lock().unwrap());
+        claimed.extend(
+            expired
+                .into_iter()
+                .map(|((conversation_id, key), ack)| AbandonedSend {
+                    conversation_id,
+                    key,
+                    ack,
+                }),
+        );
+        Ok(claimed
+            .iter()
+            .take(limit)
+            .cloned()
+            .map(Reaped::Claimed)
+            .collect())
+    }
+
+    async fn settle_abandoned(&self, send: &AbandonedSend) -> Result<(), PortError> {
+        self.claimed.lock().unwrap().retain(|claim| claim != send);
+        Ok(())
     }
 
     async fn last_seq(&self, conversation_id: &ConversationId) -> Result<Seq, PortError> {

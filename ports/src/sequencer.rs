@@ -1,5 +1,7 @@
 //! Sequencing and dedup: dense per-conversation seq and `client_msg_id` → ack.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use wire::ops::SendAck;
 use wire::{ClientMsgId, ConversationId, MessageId, Seq, Timestamp, UserId};
@@ -48,14 +50,39 @@ pub enum Reservation {
     /// nor abandoned it within [`IN_FLIGHT_TTL`] (its node died, maybe after appending it to
     /// the log), and which the store does not hold: `abandoned` is the ack that first send
     /// would have had. The caller appends its tombstone with this send, so that whichever
-    /// reaches the store first, the key ends with one message.
+    /// reaches the store first, the key ends with one message, then settles it
+    /// ([`Sequencer::settle_abandoned`]): the first send is claimed for the caller like a
+    /// [`Reaped::Claimed`] one, for [`IN_FLIGHT_TTL`].
     Resent { seq: Seq, abandoned: SendAck },
+}
+
+/// A reservation whose batch neither confirmed nor abandoned it within [`IN_FLIGHT_TTL`], and
+/// that no retry replaced: its node died, and its client never retried (or not yet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AbandonedSend {
+    pub conversation_id: ConversationId,
+    pub key: DedupKey,
+    /// The ack the send would have had (or, [`Reaped::Stored`], the stored message's).
+    pub ack: SendAck,
+}
+
+/// What [`Sequencer::claim_abandoned`] made of an abandoned reservation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reaped {
+    /// The store holds the send (its node died after the log append): the key now answers
+    /// with its ack, as if the batch had confirmed it. Nothing more to do.
+    Stored(AbandonedSend),
+    /// Claimed: the caller appends the send's tombstone, then calls
+    /// [`Sequencer::settle_abandoned`]. A retry of the key now gets a fresh seq (not
+    /// [`Reservation::Resent`]: the claimer tombstones). A claim not settled within its lease
+    /// (the claimer died) is handed out again.
+    Claimed(AbandonedSend),
 }
 
 /// How long a reservation holds its key for a batch that neither confirms nor abandons it
 /// (its node died between the two): retries get [`Reservation::InFlight`] until then, and a
 /// fresh seq after ([`Reservation::Resent`] from a sequencer shared by several nodes). Longer than any append may take (`kafka.message_timeout_ms` and more).
-pub const IN_FLIGHT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+pub const IN_FLIGHT_TTL: Duration = Duration::from_secs(60);
 
 #[async_trait]
 pub trait Sequencer: Send + Sync + 'static {
@@ -92,6 +119,21 @@ pub trait Sequencer: Send + Sync + 'static {
         first: Seq,
         count: u64,
     ) -> Result<bool, PortError>;
+
+    /// Settles up to `limit` abandoned reservations of any conversation, cluster-wide, each
+    /// exactly once against concurrent retries and other claimers: those the store holds
+    /// become acks ([`Reaped::Stored`]); the others are claimed for `lease`
+    /// ([`Reaped::Claimed`]), with the claims whose lease ran out. A sequencer that lives and
+    /// dies with its only node has none.
+    async fn claim_abandoned(
+        &self,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Reaped>, PortError>;
+
+    /// The tombstone of a claimed send ([`Reaped::Claimed`], or the `abandoned` send of
+    /// [`Reservation::Resent`]) is in the log: the claim is done.
+    async fn settle_abandoned(&self, send: &AbandonedSend) -> Result<(), PortError>;
 
     /// Highest seq allocated in the conversation (`Seq::ZERO` when none).
     async fn last_seq(&self, conversation_id: &ConversationId) -> Result<Seq, PortError>;

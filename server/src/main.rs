@@ -14,7 +14,9 @@
 //!   store's signed URLs and the orphan sweep.
 //! - `export`: exports of a user's data (admin jobs): JSON Lines streamed into the blob store.
 //! - `metrics`: the node's Prometheus registry.
+//! - `abandoned_sends`: the cluster's reaper of sends whose node died and nobody retried.
 
+mod abandoned_sends;
 mod adapters;
 mod admin;
 mod app;

@@ -176,6 +176,16 @@ async fn users_on_two_nodes_use_every_operation() {
     let offline = alice.event("presence").await;
     assert_eq!(offline["user_id"], "bob");
     assert_eq!(offline["online"], false);
+
+    // Every node runs the abandoned-send reaper (issue #19); none was needed here.
+    let (_, metrics) = a.http("GET", "/metrics", &[], None).await.unwrap();
+    for outcome in ["tombstoned", "stored"] {
+        let series = format!("parley_abandoned_sends_settled_total{{outcome=\"{outcome}\"}} 0");
+        assert!(
+            metrics.as_str().unwrap_or_default().contains(&series),
+            "{series} exported"
+        );
+    }
 }
 
 #[tokio::test]
@@ -396,4 +406,52 @@ async fn a_node_started_before_redis_waits_and_becomes_ready_on_its_own() {
     let mut alice = node.connect("alice").await;
     let direct = create_conversation(&mut alice, "direct", &["bob"]).await;
     assert_eq!(send(&mut alice, &direct, "m1", "hello").await["seq"], 1);
+}
+
+/// Issue #19: a send whose node died right after reserving its seq, and that nobody retried,
+/// becomes a deleted message the members read in its place (the node's abandoned-send reaper),
+/// instead of a hole no `sync` can fill.
+#[tokio::test]
+async fn a_send_whose_node_died_and_nobody_retried_becomes_a_deleted_message() {
+    let cluster = TestCluster::start(1, &[]).await;
+    let node = &cluster.nodes[0];
+    let mut alice = node.connect("alice").await;
+    let conversation_id = create_conversation(&mut alice, "group", &["bob"]).await;
+    // Another node reserves seq 1 for bob's send and dies before its append.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let empty = persistence::EmbeddedStore::open(&dir.path().join("store.redb")).expect("store");
+    let client = persistence::redis::RedisClient::new(persistence::redis::RedisConfig::new(
+        cluster.redis.url(),
+    ))
+    .expect("redis client");
+    let dead = persistence::redis::RedisSequencer::new(client, std::sync::Arc::new(empty))
+        .with_in_flight_ttl(Duration::from_millis(300));
+    let key = ports::DedupKey {
+        sender_id: wire::UserId::new("bob"),
+        client_msg_id: wire::ClientMsgId::new("never-retried"),
+    };
+    let conversation = wire::ConversationId::new(&conversation_id);
+    let intent = ports::SendIntent::new(key, chrono::Utc::now());
+    let reserved = ports::Sequencer::reserve(&dead, &conversation, &[intent])
+        .await
+        .expect("reserve");
+    assert_eq!(reserved, [ports::Reservation::Fresh(wire::Seq(1))]);
+    let later = send(&mut alice, &conversation_id, "later", "after the hole").await;
+    assert_eq!(later["seq"], 2);
+
+    let series = r#"parley_abandoned_sends_settled_total{outcome="tombstoned"}"#;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while sample(node, series).await < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no tombstone in 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let history = alice
+        .ok("history.get", json!({"conversation_id": conversation_id}))
+        .await;
+    assert_eq!(seqs(&history["messages"]), vec![1, 2]);
+    assert_eq!(history["messages"][0]["deleted"], true);
+    assert_eq!(history["messages"][0]["sender_id"], "bob");
 }

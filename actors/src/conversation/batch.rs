@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use chrono::Utc;
-use ports::{Backoff, BusEnvelope, DedupKey, PortError, Reservation, SendIntent};
+use ports::{AbandonedSend, Backoff, BusEnvelope, DedupKey, PortError, Reservation, SendIntent};
 use wire::log::{LogEvent, LogEventBody, MessageRecord};
 use wire::ops::SendAck;
 use wire::{ConversationId, Seq, Timestamp};
@@ -40,6 +40,7 @@ pub(super) async fn run(
         envelopes,
         fresh,
         logged_as_deltas,
+        abandoned,
         ..
     } = apply(node, &committed, reserved, now).await;
     let mut changed = changed_records(&events);
@@ -56,6 +57,7 @@ pub(super) async fn run(
     // Durable: share the new versions with the other nodes, record the acks, answer, then fan
     // out.
     confirm(node, &working, &changed, &fresh, pending, now).await;
+    settle_abandoned(node, &abandoned).await;
     publish(node, &conversation_id, envelopes).await;
     working
 }
@@ -210,6 +212,8 @@ async fn reserve_seqs(
 }
 
 /// The message versions among the events (for the cache, and the tombstones of failed sends).
+/// The tombstones of abandoned sends go to the cache too: readers and gap repair find their
+/// seq settled before ingest stores it.
 fn changed_records(events: &[LogEvent]) -> Vec<MessageRecord> {
     events
         .iter()
@@ -217,7 +221,8 @@ fn changed_records(events: &[LogEvent]) -> Vec<MessageRecord> {
             LogEventBody::MessageSent { record }
             | LogEventBody::MessageEdited { record }
             | LogEventBody::MessageDeleted { record }
-            | LogEventBody::MessageReacted { record } => Some(record.clone()),
+            | LogEventBody::MessageReacted { record }
+            | LogEventBody::MessageAborted { record } => Some(record.clone()),
             _ => None,
         })
         .collect()
@@ -353,6 +358,17 @@ async fn confirm(
                 replies.answer(&Ok(ack));
             }
             Pending::Answer(answer) => answer(Ok(())),
+        }
+    }
+}
+
+/// Stage 4, continued: the tombstones of abandoned sends are in the log, their claims are
+/// settled. One left unsettled (an error here, or the append failed) lapses: the reaper
+/// appends the same tombstone again, which changes nothing.
+async fn settle_abandoned(node: &Node, abandoned: &[AbandonedSend]) {
+    for send in abandoned {
+        if let Err(error) = node.ports().sequencer.settle_abandoned(send).await {
+            tracing::warn!(conversation_id = %send.conversation_id, abandoned_seq = %send.ack.seq, error = %error, "settling an abandoned send's claim failed; the reaper settles it");
         }
     }
 }

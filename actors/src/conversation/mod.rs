@@ -540,6 +540,8 @@ pub fn excluded_user(event: &wire::events::ServerEvent) -> Option<&UserId> {
 }
 
 #[cfg(test)]
+mod abandoned_tests;
+#[cfg(test)]
 mod model_tests;
 #[cfg(test)]
 mod overload_tests;

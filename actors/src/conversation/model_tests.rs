@@ -2,9 +2,11 @@
 //! from a small pool, so retries happen), edits and deletes (by the sender, by another
 //! member, by a stranger; of live and deleted messages), under a healthy log, a failing log
 //! and an ambiguously failing log (Kafka's kind), and actor restarts, are checked against a
-//! reference model. Invariants: every answer is the model's; seqs are dense (a send that failed
-//! ambiguously leaves a tombstone at its seq); one message per client_msg_id; no accepted
-//! message is lost; `message.new` is published once per accepted message, in seq order.
+//! reference model. Sends may also be reserved by another node that dies before its append
+//! (retried later or never), and the cluster's reaper settles what they left. Invariants: every
+//! answer is the model's; seqs are dense (a send that failed ambiguously or whose node died
+//! leaves a tombstone at its seq); one message per client_msg_id; no accepted message is lost;
+//! `message.new` is published once per accepted message, in seq order.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -18,6 +20,7 @@ use wire::log::{LogEventBody, MessageRecord};
 use wire::ops::{HistoryResult, SendAck};
 use wire::{ClientMsgId, ConversationId, MessageId, Seq, UserId};
 
+use super::abandoned_tests::reserve_then_die;
 use super::op::Queued;
 use super::{ConversationOp, OpActor};
 use crate::node::Limits;
@@ -180,6 +183,35 @@ impl Run {
         }
     }
 
+    /// A node reserves a send and dies (its reservation expires).
+    async fn dead_node(&self, model: &mut Model, user: usize, key: usize) {
+        let client_msg_id = format!("key-{key}");
+        let (_, reserved) = reserve_then_die(
+            &self.harness,
+            &self.conversation_id,
+            USERS[user],
+            &client_msg_id,
+        )
+        .await;
+        let seq = match reserved {
+            ports::Reservation::Fresh(seq) | ports::Reservation::Resent { seq, .. } => Some(seq),
+            ports::Reservation::Duplicate(_) | ports::Reservation::InFlight => None,
+        };
+        assert_eq!(seq, model.dead_node(user, key), "a dead node's reservation");
+    }
+
+    /// The reaper's round: every abandoned send is tombstoned.
+    async fn reap(&self) {
+        crate::abandoned_sends::settle_round(&self.harness.node)
+            .await
+            .expect("reaper round");
+        assert_eq!(
+            self.harness.sequencer.unsettled_claims(),
+            0,
+            "claims settled"
+        );
+    }
+
     /// The newest version of every message the log holds, by seq.
     fn folded_log(&self) -> BTreeMap<u64, MessageRecord> {
         let mut folded: BTreeMap<u64, MessageRecord> = BTreeMap::new();
@@ -327,8 +359,11 @@ async fn run_rounds(rounds: Vec<Round>) {
         match round {
             Round::Burst { steps, log } => run.burst(&mut model, steps, *log, index).await,
             Round::Restart => run.restart().await,
+            Round::DeadNode { user, key } => run.dead_node(&mut model, *user, *key).await,
+            Round::Reap => run.reap().await,
         }
     }
+    run.reap().await;
     check_end_state(&run, &model).await;
 }
 
@@ -362,6 +397,25 @@ async fn an_answer_resting_on_a_failed_change_is_the_failure() {
             ],
             log: LogMode::Fails,
         },
+    ])
+    .await;
+}
+
+/// Issue #19: a send whose node died after reserving it and that nobody retried leaves no hole
+/// (the reaper tombstones it), and neither does one retried on a node that died too.
+#[actix_rt::test]
+async fn sends_whose_nodes_died_leave_no_hole() {
+    let send = |user, key| Round::Burst {
+        steps: vec![Step::Send { user, key }],
+        log: LogMode::Healthy,
+    };
+    run_rounds(vec![
+        send(0, 1),
+        Round::DeadNode { user: 1, key: 0 },
+        send(0, 2),
+        Round::DeadNode { user: 0, key: 3 },
+        Round::DeadNode { user: 0, key: 3 },
+        send(1, 4),
     ])
     .await;
 }

@@ -7,6 +7,7 @@ use wire::log::{LogEventBody, MessageRecord};
 use wire::ops::{HistoryResult, SendAck};
 use wire::{Conversation, Message, UserId};
 
+use crate::abandoned_sends::TombstoneAbandoned;
 use crate::ops::conversation_add_members::AddMembers;
 use crate::ops::conversation_get::GetConversation;
 use crate::ops::conversation_list::TakeSnapshot;
@@ -63,6 +64,8 @@ pub enum ConversationOp {
     UpdateTitle(Queued<UpdateTitle, Conversation>),
     AddMembers(Queued<AddMembers, Conversation>),
     RemoveMembers(Queued<RemoveMembers, Conversation>),
+    /// The reaper's: settles the seq of a send whose node died and that nobody retried.
+    TombstoneAbandoned(Queued<TombstoneAbandoned, ()>),
 }
 
 impl ConversationOp {
@@ -92,6 +95,7 @@ impl ConversationOp {
             ConversationOp::UpdateTitle(queued) => queued.fail(error),
             ConversationOp::AddMembers(queued) => queued.fail(error),
             ConversationOp::RemoveMembers(queued) => queued.fail(error),
+            ConversationOp::TombstoneAbandoned(queued) => queued.fail(error),
         }
     }
 }

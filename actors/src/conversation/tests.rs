@@ -8,6 +8,7 @@ use wire::log::LogEventBody;
 use wire::ops::SendAck;
 use wire::{ClientMsgId, CloseCode, ConversationId, ErrorCode, MessageId, Seq, UserId};
 
+use super::abandoned_tests::{aborted_records, reserve_and_die};
 use super::op::Queued;
 use super::{ConversationOp, Deliver, OpActor};
 use crate::node::{Limits, Node};
@@ -44,7 +45,7 @@ fn enqueue_send(
     answer
 }
 
-async fn send(
+pub(super) async fn send(
     node: &Node,
     conversation_id: &ConversationId,
     user: &str,
@@ -58,11 +59,9 @@ async fn send(
 fn sent_events(harness: &Harness) -> usize {
     harness
         .log
-        .events
-        .lock()
-        .unwrap()
+        .bodies()
         .iter()
-        .filter(|event| matches!(event.body, LogEventBody::MessageSent { .. }))
+        .filter(|body| matches!(body, LogEventBody::MessageSent { .. }))
         .count()
 }
 
@@ -192,39 +191,25 @@ async fn a_retried_client_msg_id_returns_the_first_ack() {
 async fn a_retry_after_its_node_died_tombstones_the_first_send() {
     let harness = Harness::new(Limits::default());
     let conversation_id = harness.group("c1", &["alice", "bob"]);
-    let key = ports::DedupKey {
-        sender_id: UserId::new("alice"),
-        client_msg_id: ClientMsgId::new("retried"),
-    };
-    let first = ports::SendIntent::new(key, chrono::Utc::now());
-    let sequencer = &harness.node.ports().sequencer;
-    let reserved = sequencer
-        .reserve(&conversation_id, std::slice::from_ref(&first))
-        .await
-        .unwrap();
-    assert_eq!(reserved, [ports::Reservation::Fresh(Seq(1))]);
-    harness.sequencer.expire_reservations();
+    let first = reserve_and_die(&harness, &conversation_id, "alice", "retried").await;
 
     let ack = send(&harness.node, &conversation_id, "alice", "retried")
         .await
         .unwrap();
     assert_eq!(ack.seq, Seq(2));
     assert_ne!(ack.message_id, first.message_id);
-    let tombstone = harness
-        .log
-        .events
-        .lock()
-        .unwrap()
-        .iter()
-        .find_map(|event| match &event.body {
-            LogEventBody::MessageAborted { record } => Some(record.clone()),
-            _ => None,
-        })
+    let tombstone = aborted_records(&harness)
+        .pop()
         .expect("the first send's tombstone is in the log");
     assert_eq!(tombstone.message.message_id, first.message_id);
     assert_eq!(tombstone.message.seq, Seq(1));
     assert!(tombstone.is_aborted() && tombstone.message.deleted);
     assert_eq!(sent_events(&harness), 1, "only the retry is sent");
+    assert_eq!(
+        harness.sequencer.unsettled_claims(),
+        0,
+        "the retry's batch settled its claim of the first send"
+    );
 }
 
 #[actix_rt::test]

@@ -22,7 +22,8 @@ use tokio::time::Instant;
 
 use async_trait::async_trait;
 use ports::{
-    DedupKey, MessageQuery, PortError, Reservation, SendIntent, Sequencer, Store, IN_FLIGHT_TTL,
+    AbandonedSend, DedupKey, MessageQuery, PortError, Reaped, Reservation, SendIntent, Sequencer,
+    Store, IN_FLIGHT_TTL,
 };
 use wire::ops::SendAck;
 use wire::{ConversationId, Seq};
@@ -247,6 +248,19 @@ impl Sequencer for MemorySequencer {
             Ok(true)
         })
         .await
+    }
+
+    /// One process cannot outlive its own reservations: none is ever abandoned.
+    async fn claim_abandoned(
+        &self,
+        _lease: Duration,
+        _limit: usize,
+    ) -> Result<Vec<Reaped>, PortError> {
+        Ok(Vec::new())
+    }
+
+    async fn settle_abandoned(&self, _send: &AbandonedSend) -> Result<(), PortError> {
+        Ok(())
     }
 
     async fn last_seq(&self, conversation_id: &ConversationId) -> Result<Seq, PortError> {

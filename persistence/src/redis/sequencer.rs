@@ -21,6 +21,13 @@
 //! ack for the caller to tombstone. This relies on appends taking less than the in-flight time
 //! (`kafka.message_timeout_ms`, 5 s by default, against 60 s).
 //! `release` is a Lua compare-and-set on `last`.
+//!
+//! Abandoned sends nobody retries (the client gave up) are settled by a reaper
+//! ([`Sequencer::claim_abandoned`], module `reaping`): the sorted set `in-flight` indexes every
+//! marker's ack key by its `<until ms>` (added by `reserve`, removed where the marker becomes an
+//! ack, is abandoned or reaped), and `reaping` holds the claims, leased to the node that
+//! tombstones them: the reaper's, and those of retries answered `Resent` (a retry whose batch
+//! fails or whose node dies too leaves the first send to the reaper).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +36,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use deadpool_redis::redis::{self, Value};
 use ports::{
-    DedupKey, MessageQuery, PortError, Reservation, SendIntent, Sequencer, Service, Store,
+    AbandonedSend, DedupKey, PortError, Reaped, Reservation, SendIntent, Sequencer, Service, Store,
     IN_FLIGHT_TTL,
 };
 use wire::ops::SendAck;
@@ -37,8 +44,19 @@ use wire::{ConversationId, MessageId, Seq};
 
 use super::client::{decode, encode, framed, LuaScript, RedisClient};
 
+mod reaping;
+mod store_reads;
+
+use store_reads::store_answer;
+
 /// How long a confirmed ack answers retries on any node.
 pub const DEFAULT_ACK_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long after its in-flight time the reaper still trusts "not in the store" only once
+/// the store holds a later seq of the conversation: ingest may trail the log (a send appended
+/// just before its node died, or whose `confirm` failed, must not be tombstoned because
+/// MongoDB has not caught up yet). Past it, the send is settled whatever the store shows.
+pub const DEFAULT_INGEST_GRACE: Duration = Duration::from_secs(10 * 60);
 
 static RESERVE: LuaScript = LuaScript::new(
     "sequencer_reserve",
@@ -65,6 +83,7 @@ pub struct RedisSequencer {
     store: Arc<dyn Store>,
     ack_ttl: Duration,
     in_flight_ttl: Duration,
+    ingest_grace: Duration,
 }
 
 impl RedisSequencer {
@@ -79,6 +98,7 @@ impl RedisSequencer {
             store,
             ack_ttl: ack_ttl.max(Duration::from_secs(1)),
             in_flight_ttl: IN_FLIGHT_TTL,
+            ingest_grace: DEFAULT_INGEST_GRACE,
         }
     }
 
@@ -88,8 +108,19 @@ impl RedisSequencer {
         self
     }
 
+    /// Like this one, with another [`DEFAULT_INGEST_GRACE`] (tests).
+    pub fn with_ingest_grace(mut self, ingest_grace: Duration) -> Self {
+        self.ingest_grace = ingest_grace;
+        self
+    }
+
     fn sequence_key(&self, conversation_id: &ConversationId) -> String {
         self.client.key(&format!("seq:{conversation_id}"))
+    }
+
+    /// The index of in-flight markers: their ack keys by `<until ms>`.
+    fn in_flight_index_key(&self) -> String {
+        self.client.key("in-flight")
     }
 
     fn ack_key(&self, conversation_id: &ConversationId, key: &DedupKey) -> String {
@@ -104,19 +135,7 @@ impl RedisSequencer {
     /// Creates the conversation's sequence from the newest stored message unless another node
     /// did first; returns the current last seq.
     async fn seed(&self, conversation_id: &ConversationId) -> Result<Seq, PortError> {
-        // The newest stored message, not `Store::conversation`: messages may be stored before
-        // their conversation record.
-        let newest = MessageQuery {
-            after_seq: None,
-            before_seq: None,
-            limit: 1,
-        };
-        let stored = self
-            .store
-            .messages(conversation_id, newest)
-            .await?
-            .last()
-            .map_or(Seq::ZERO, |record| record.message.seq);
+        let stored = self.newest_stored_seq(conversation_id).await?;
         let last: u64 = self
             .client
             .eval(
@@ -127,36 +146,11 @@ impl RedisSequencer {
             .await?;
         Ok(Seq(last))
     }
+}
 
-    /// What the store says about each asked key: the ack of the message it holds for the key
-    /// (never a tombstone's), or `-` when it holds none; `""` for keys not asked.
-    async fn store_answers(
-        &self,
-        conversation_id: &ConversationId,
-        sends: &[SendIntent],
-        asked: &[usize],
-        answers: &mut [String],
-    ) -> Result<(), PortError> {
-        for &index in asked {
-            let key = &sends[index].key;
-            let record = self
-                .store
-                .message_by_client_id(conversation_id, &key.sender_id, &key.client_msg_id)
-                .await?;
-            answers[index] = match record {
-                Some(record) => encode(
-                    "ack",
-                    &SendAck {
-                        message_id: record.message.message_id,
-                        seq: record.message.seq,
-                        created_at: record.message.created_at,
-                    },
-                )?,
-                None => NOT_IN_STORE.to_owned(),
-            };
-        }
-        Ok(())
-    }
+/// A send's creation time as markers and claims spell it.
+fn timestamp_text(created_at: &DateTime<Utc>) -> String {
+    created_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 fn integer(value: &Value) -> Option<i64> {
@@ -182,13 +176,11 @@ fn reserve_args(
     args.push(ack_ttl.as_secs().to_string());
     args.push(in_flight_ttl.as_millis().to_string());
     args.extend(answers.iter().cloned());
-    args.extend(sends.iter().map(|send| {
-        format!(
-            "{}|{}",
-            send.message_id,
-            send.created_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-        )
-    }));
+    args.extend(
+        sends
+            .iter()
+            .map(|send| format!("{}|{}", send.message_id, timestamp_text(&send.created_at))),
+    );
     args
 }
 
@@ -231,17 +223,21 @@ fn abandoned_ack(marker: &[u8]) -> Result<SendAck, PortError> {
         )
     };
     let text = std::str::from_utf8(marker).map_err(|_| corrupt())?;
-    let mut fields = text.splitn(5, '|').skip(2);
+    send_ack(text.splitn(5, '|').skip(2)).ok_or_else(corrupt)
+}
+
+/// The ack from the fields `<seq>`, `<message_id>`, `<created_at>`.
+fn send_ack<'a>(mut fields: impl Iterator<Item = &'a str>) -> Option<SendAck> {
     let (Some(seq), Some(message_id), Some(created_at)) =
         (fields.next(), fields.next(), fields.next())
     else {
-        return Err(corrupt());
+        return None;
     };
-    Ok(SendAck {
+    Some(SendAck {
         message_id: MessageId::new(message_id),
-        seq: Seq(seq.parse().map_err(|_| corrupt())?),
+        seq: Seq(seq.parse().ok()?),
         created_at: DateTime::parse_from_rfc3339(created_at)
-            .map_err(|_| corrupt())?
+            .ok()?
             .with_timezone(&Utc),
     })
 }
@@ -256,13 +252,15 @@ impl Sequencer for RedisSequencer {
         if sends.is_empty() {
             return Ok(Vec::new());
         }
-        let mut redis_keys = Vec::with_capacity(sends.len() + 1);
+        let mut redis_keys = Vec::with_capacity(sends.len() + 3);
         redis_keys.push(self.sequence_key(conversation_id));
         redis_keys.extend(
             sends
                 .iter()
                 .map(|send| self.ack_key(conversation_id, &send.key)),
         );
+        redis_keys.push(self.in_flight_index_key());
+        redis_keys.push(self.claims_key());
         let mut answers = vec![String::new(); sends.len()];
         // At most: seed, then ask the store (about old or abandoned keys), then allocate; a key
         // abandoned meanwhile may need one more round.
@@ -305,14 +303,18 @@ impl Sequencer for RedisSequencer {
             return Ok(());
         }
         let mut pipeline = redis::pipe();
+        pipeline.atomic();
+        let index = self.in_flight_index_key();
         for (key, ack) in acks {
+            let ack_key = self.ack_key(conversation_id, key);
             pipeline
                 .cmd("SET")
-                .arg(self.ack_key(conversation_id, key))
+                .arg(&ack_key)
                 .arg(encode("ack", ack)?)
                 .arg("EX")
                 .arg(self.ack_ttl.as_secs())
                 .ignore();
+            pipeline.cmd("ZREM").arg(&index).arg(ack_key).ignore();
         }
         self.client.pipeline::<()>(pipeline).await
     }
@@ -325,10 +327,11 @@ impl Sequencer for RedisSequencer {
         if keys.is_empty() {
             return Ok(());
         }
-        let redis_keys: Vec<String> = keys
+        let mut redis_keys: Vec<String> = keys
             .iter()
             .map(|key| self.ack_key(conversation_id, key))
             .collect();
+        redis_keys.push(self.in_flight_index_key());
         let _: i64 = self.client.eval(&ABANDON, &redis_keys, &[]).await?;
         Ok(())
     }
@@ -351,6 +354,18 @@ impl Sequencer for RedisSequencer {
             released = self.client.eval(&RELEASE, &keys, &args).await?;
         }
         Ok(released == 1)
+    }
+
+    async fn claim_abandoned(
+        &self,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Reaped>, PortError> {
+        self.claim(lease, limit).await
+    }
+
+    async fn settle_abandoned(&self, send: &AbandonedSend) -> Result<(), PortError> {
+        self.settle(send).await
     }
 
     async fn last_seq(&self, conversation_id: &ConversationId) -> Result<Seq, PortError> {

@@ -1,5 +1,6 @@
 //! [`HookedStore`]: a store that delegates to another one, except that every `apply` first goes
-//! through an [`ApplyHook`] — to make writes fail, or hold them, in tests of the store's callers.
+//! through an [`ApplyHook`] — to make writes fail, or hold them, in tests of the store's callers
+//! — and every `message_by_client_id` through its read hook (to race a reader).
 
 use std::sync::Arc;
 
@@ -13,6 +14,9 @@ use crate::{MessageQuery, PortError, Store, StoreWrite, StoredConversation, Wate
 #[async_trait]
 pub trait ApplyHook: Send + Sync + 'static {
     async fn before_apply(&self) -> Result<(), PortError>;
+
+    /// Runs before each `message_by_client_id`; nothing by default.
+    async fn before_client_id_read(&self) {}
 }
 
 pub struct HookedStore<H> {
@@ -56,6 +60,7 @@ impl<H: ApplyHook> Store for HookedStore<H> {
         sender_id: &UserId,
         client_msg_id: &ClientMsgId,
     ) -> Result<Option<MessageRecord>, PortError> {
+        self.hook.before_client_id_read().await;
         self.inner
             .message_by_client_id(conversation_id, sender_id, client_msg_id)
             .await

@@ -1,6 +1,6 @@
 //! The node's background tasks: the dependency check behind `/readyz`, the in-process ingest
 //! (embedded store), the search indexer (standalone), the router, the stored-ack relay, the
-//! retention sweep and, in cluster mode, the presence sweep.
+//! retention sweep and, in cluster mode, the presence sweep and the abandoned-send reaper.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,6 +70,12 @@ impl Background {
             stopped.clone(),
             state.stored_acks.clone(),
         ));
+        if let Some(redis) = state.redis_role("redis state") {
+            let registry = &state.metrics.registry;
+            let reaper =
+                crate::abandoned_sends::AbandonedSendReaper::new(node.clone(), redis, registry);
+            actix_web::rt::spawn(reaper.run(stopped.clone()));
+        }
         if let Some(service) = state.attachments.clone() {
             let lease = state.redis_role("redis state").map(|client| {
                 persistence::redis::RedisLease::new(

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ports::{BusEnvelope, BusPayload, BusTopic, DedupKey, Reservation, Watermarks};
+use ports::{AbandonedSend, BusEnvelope, BusPayload, BusTopic, DedupKey, Reservation, Watermarks};
 use wire::events::ServerEvent;
 use wire::log::{AbortedSend, LogEvent, LogEventBody, MessageRecord};
 use wire::ops::SendAck;
@@ -27,6 +27,8 @@ pub(super) struct Staged {
     /// New message versions whose events carry only the change (reactions): the message
     /// cache still gets the whole version.
     pub(super) logged_as_deltas: Vec<MessageRecord>,
+    /// Abandoned sends tombstoned in this batch: their claims are settled after the append.
+    pub(super) abandoned: Vec<AbandonedSend>,
     /// Members' sends raise their own watermarks to their newest send.
     own_watermarks: BTreeMap<UserId, Seq>,
 }
@@ -46,6 +48,7 @@ pub(super) async fn apply(
         envelopes: Vec::new(),
         fresh: Vec::new(),
         logged_as_deltas: Vec::new(),
+        abandoned: Vec::new(),
         own_watermarks: BTreeMap::new(),
     };
     for item in reserved {
@@ -120,6 +123,10 @@ async fn apply_op(
             let outcome = command.apply(node, committed).await;
             staged.settle(node, Basis::Committed, reply, outcome);
         }
+        ConversationOp::TombstoneAbandoned(Queued { command, reply }) => {
+            staged.tombstone_abandoned(&command.send.key, command.send.ack);
+            staged.pending.push(Pending::answer(reply, ()));
+        }
         misrouted @ (ConversationOp::UpdateTitle(_)
         | ConversationOp::AddMembers(_)
         | ConversationOp::RemoveMembers(_)
@@ -158,6 +165,8 @@ impl Staged {
             }
             Reservation::Fresh(seq) => seq,
             Reservation::Resent { seq, abandoned } => {
+                let conversation_id = &self.working.record.conversation.conversation_id;
+                tracing::warn!(conversation_id = %conversation_id, abandoned_seq = %abandoned.seq, "a retry replaces a send whose node died before answering");
                 self.tombstone_abandoned(&send.key, abandoned);
                 seq
             }
@@ -179,19 +188,24 @@ impl Staged {
         });
     }
 
-    /// A retry's first send was reserved on a node that died before answering, perhaps after
-    /// appending it: its tombstone goes to the log with the retry, so the store keeps one
-    /// message for the key whichever reaches it first, and the first send's seq is settled.
+    /// A send was reserved on a node that died before answering, perhaps after appending it:
+    /// its tombstone goes to the log (with the retry's send, or for the reaper), so the store
+    /// keeps at most one message for the key whichever reaches it first, and the send's seq is
+    /// settled.
     fn tombstone_abandoned(&mut self, key: &DedupKey, abandoned: SendAck) {
         let conversation_id = &self.working.record.conversation.conversation_id;
-        tracing::warn!(conversation_id = %conversation_id, abandoned_seq = %abandoned.seq, "a retry replaces a send whose node died before answering");
         let record = MessageRecord::tombstone(AbortedSend {
-            message_id: abandoned.message_id,
+            message_id: abandoned.message_id.clone(),
             conversation_id: conversation_id.clone(),
             seq: abandoned.seq,
             sender_id: key.sender_id.clone(),
             client_msg_id: key.client_msg_id.clone(),
             created_at: abandoned.created_at,
+        });
+        self.abandoned.push(AbandonedSend {
+            conversation_id: conversation_id.clone(),
+            key: key.clone(),
+            ack: abandoned,
         });
         self.working.put_message(record.clone());
         self.events

@@ -34,6 +34,11 @@ pub(super) enum Round {
     /// The store catches up with the log, then the actor stops (idle) and a fresh one
     /// takes over on the next operation.
     Restart,
+    /// Another node reserves a send of a member and dies before its append: nothing is
+    /// logged, the seq is allocated, the key may be retried by a later send (or not).
+    DeadNode { user: usize, key: usize },
+    /// The cluster's reaper settles the abandoned sends (a final one runs before the check).
+    Reap,
 }
 
 pub(super) fn step() -> impl Strategy<Value = Step> {
@@ -54,6 +59,8 @@ pub(super) fn round() -> impl Strategy<Value = Round> {
         8 => (prop::collection::vec(step(), 1..5), log)
             .prop_map(|(steps, log)| Round::Burst { steps, log }),
         1 => Just(Round::Restart),
+        1 => (0..MALLORY, 0..6usize).prop_map(|(user, key)| Round::DeadNode { user, key }),
+        1 => Just(Round::Reap),
     ]
 }
 
@@ -64,7 +71,8 @@ pub(super) struct Expected {
     pub(super) key: usize,
     pub(super) text: String,
     pub(super) deleted: bool,
-    /// A send that failed ambiguously: its tombstone fills the seq.
+    /// A send that failed ambiguously, or whose node died after reserving it: its
+    /// tombstone fills the seq.
     pub(super) aborted: bool,
 }
 
@@ -168,6 +176,17 @@ impl Model {
                 Outcome::Failed(ErrorCode::Unavailable)
             }
         }
+    }
+
+    /// A node reserves a send and dies: the seq it got (none for a key already accepted,
+    /// answered with its ack), to be tombstoned by a retry or the reaper.
+    pub(super) fn dead_node(&mut self, user: usize, key: usize) -> Option<Seq> {
+        if self.acks.contains_key(&(user, key)) {
+            return None;
+        }
+        self.last_seq += 1;
+        self.at.insert(self.last_seq, expected(user, key, true));
+        Some(Seq(self.last_seq))
     }
 
     /// Whether the step is sent to the actor (an edit or delete needs a target).

@@ -1,6 +1,8 @@
 -- Reserve seqs for a batch of sends in one conversation, atomically.
 -- KEYS[1]      the conversation's sequence hash {last, seeded}
 -- KEYS[2..n+1] the ack key of each send's dedup key, in order
+-- KEYS[n+2]    the index of in-flight markers: sorted set of ack keys by <until ms>
+-- KEYS[n+3]    the claims of abandoned sends (see sequencer_claim.lua)
 -- ARGV[1]      ack TTL in seconds
 -- ARGV[2]      how long a fresh key stays reserved for its batch, in milliseconds
 -- ARGV[3..n+2] per key, what the store said about it: "" not asked, "-" asked and it holds
@@ -9,7 +11,12 @@
 --              "<message_id>|<created_at>"
 -- A fresh key's ack key holds the marker "in-flight|<until ms>|<seq>|<message_id>|<created_at>"
 -- (kept as long as acks) until the batch confirms (the ack replaces it) or abandons it
--- (deleted). Past <until>, the batch's node died: the marker is the abandoned send.
+-- (deleted). Past <until>, the batch's node died: the marker is the abandoned send. The
+-- abandoned-send reaper (sequencer_claim.lua) may replace such a marker with "reaped": the
+-- reaper tombstones that send, so a retry then gets a plain fresh seq, without asking the store.
+-- A retry that replaces an abandoned send claims it for the in-flight time, like the reaper
+-- does: its batch settles the claim once the tombstone is in the log; if that batch fails or
+-- its node dies too, the claim lapses and the reaper tombstones the send.
 -- Returns {-1} when the sequence is not seeded yet (the caller seeds it and retries);
 -- {-2, i...} when the store must be asked about keys i: keys without an ack in a conversation
 -- older than this sequence, and keys whose marker was abandoned (the first send may have
@@ -24,7 +31,9 @@ end
 local ttl = tonumber(ARGV[1])
 local in_flight_ms = tonumber(ARGV[2])
 local seeded = tonumber(redis.call('HGET', KEYS[1], 'seeded') or '0')
-local count = #KEYS - 1
+local count = #KEYS - 3
+local index = KEYS[count + 2]
+local claims = KEYS[count + 3]
 local time = redis.call('TIME')
 local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
@@ -47,13 +56,19 @@ local ask = {-2}
 for i = 1, count do
   local value = redis.call('GET', KEYS[i + 1])
   local told = ARGV[i + 2]
-  if (not value or (is_marker(value) and not held(value))) and told ~= '' and told ~= '-' then
+  local reaped = value == 'reaped'
+  if reaped then
+    -- The reaper tombstones the first send: whatever the store says now, this is a new send.
+    value = nil
+    told = ''
+  elseif (not value or (is_marker(value) and not held(value))) and told ~= '' and told ~= '-' then
     -- The store holds the message: its ack answers from now on.
     value = told
     redis.call('SET', KEYS[i + 1], value, 'EX', ttl)
+    redis.call('ZREM', index, KEYS[i + 1])
   end
   current[i] = value
-  local unknown = not value and seeded > 0
+  local unknown = not value and seeded > 0 and not reaped
   local abandoned = value and is_marker(value) and not held(value)
   if (unknown or abandoned) and told == '' then
     ask[#ask + 1] = i
@@ -72,9 +87,13 @@ for i = 1, count do
     answer[i + 1] = value
   else
     local seq = redis.call('HINCRBY', KEYS[1], 'last', 1)
-    local marker = 'in-flight|' .. (now_ms + in_flight_ms) .. '|' .. seq .. '|' .. ARGV[count + i + 2]
+    local until_ms = now_ms + in_flight_ms
+    local marker = 'in-flight|' .. until_ms .. '|' .. seq .. '|' .. ARGV[count + i + 2]
     redis.call('SET', KEYS[i + 1], marker, 'EX', ttl)
+    redis.call('ZADD', index, until_ms, KEYS[i + 1])
     if value then
+      local claim = string.match(value, '^in%-flight|%d+|(.*)$') .. '|' .. KEYS[i + 1]
+      redis.call('ZADD', claims, until_ms, claim)
       answer[i + 1] = {seq, value}
     else
       answer[i + 1] = seq
