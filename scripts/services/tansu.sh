@@ -110,14 +110,6 @@ postgres_storage() {
   if [ -z "$("${psql[@]}" -tA -c "select 1 from pg_database where datname = 'tansu'")" ]; then
     "${psql[@]}" -c "create database tansu" >&2
   fi
-  # Tansu 0.6 checks an idempotent producer's sequence with a plain read (no row lock), so two
-  # copies of one batch produced at once (a retry on a new connection while the first request
-  # is still on its way, as after a network stall) both pass at READ COMMITTED: the batch is
-  # written twice, the sequence advanced twice, and the producer's next batch is answered
-  # DuplicateSequenceNumber, which producers take as delivered: an acknowledged record lost
-  # (docs/reliability.md). At REPEATABLE READ the second copy's update of the producer's row
-  # fails instead, and the producer retries.
-  "${psql[@]}" -c "alter database tansu set default_transaction_isolation to 'repeatable read'" >/dev/null
   PGOPTIONS="-c client_min_messages=warning" \
     "${psql[@]}" -d tansu -v ON_ERROR_STOP=1 -f "$HERE/tansu-postgres.sql" >&2
   echo "postgres://postgres@127.0.0.1:$pgport/tansu"
