@@ -109,7 +109,11 @@ def main():
         "machine load average, 1 min (2 cores, shared)": ["load_average_1m"],
     }
     # Samples from before a column existed (load average) plot without its panel.
-    groups = {title: names for title, names in groups.items() if all(n in columns for n in names)}
+    groups = {
+        title: names
+        for title, names in groups.items()
+        if names and all(n in columns for n in names)
+    }
     figure, axes = plt.subplots(len(groups), 1, figsize=(10, 2.6 * len(groups)), sharex=True)
     growing = []
     for axis, (title, names) in zip(axes, groups.items()):
