@@ -62,9 +62,15 @@ pub(super) async fn reserve_and_die(
     intent
 }
 
-async fn history(harness: &Harness, conversation_id: &ConversationId, user: &str) -> HistoryResult {
+/// The first page of the conversation's history read through its actor, as `user` (`None`:
+/// any reader).
+pub(super) async fn first_page(
+    harness: &Harness,
+    conversation_id: &ConversationId,
+    user: Option<&str>,
+) -> HistoryResult {
     let read = ReadHistory {
-        user_id: Some(UserId::new(user)),
+        user_id: user.map(UserId::new),
         query: ports::MessageQuery {
             after_seq: Some(Seq::ZERO),
             before_seq: None,
@@ -80,6 +86,10 @@ async fn history(harness: &Harness, conversation_id: &ConversationId, user: &str
         ConversationOp::History(Queued::new(read, reply)),
     );
     answer.await.expect("answered").expect("history")
+}
+
+async fn history(harness: &Harness, conversation_id: &ConversationId, user: &str) -> HistoryResult {
+    first_page(harness, conversation_id, Some(user)).await
 }
 
 #[actix_rt::test]

@@ -17,15 +17,14 @@ use proptest::prelude::*;
 use tokio::sync::oneshot;
 use wire::events::ServerEvent;
 use wire::log::{LogEventBody, MessageRecord};
-use wire::ops::{HistoryResult, SendAck};
+use wire::ops::SendAck;
 use wire::{ClientMsgId, ConversationId, MessageId, Seq, UserId};
 
-use super::abandoned_tests::reserve_then_die;
+use super::abandoned_tests::{first_page, reserve_then_die};
 use super::op::Queued;
 use super::{ConversationOp, OpActor};
 use crate::node::Limits;
 use crate::ops::conversation_get::GetConversation;
-use crate::ops::history_get::{PageBudget, ReadHistory};
 use crate::ops::message_delete::{DeleteMessage, Deleter};
 use crate::ops::message_edit::EditMessage;
 use crate::ops::message_send::SendMessage;
@@ -251,23 +250,7 @@ impl Run {
 
     /// Every message as a reader gets it through the actor.
     async fn history(&self) -> Vec<wire::Message> {
-        let read = ReadHistory {
-            user_id: None,
-            query: ports::MessageQuery {
-                after_seq: Some(Seq::ZERO),
-                before_seq: None,
-                limit: 100,
-            },
-            budget: PageBudget::REPLY,
-        };
-        let (reply, answer) = oneshot::channel();
-        let node = &self.harness.node;
-        node.supervisor().enqueue(
-            node,
-            &self.conversation_id,
-            ConversationOp::History(Queued::new(read, reply)),
-        );
-        let page: HistoryResult = answer.await.expect("answered").expect("history");
+        let page = first_page(&self.harness, &self.conversation_id, None).await;
         assert!(!page.has_more, "the test keeps under one page");
         page.messages
     }
