@@ -19,6 +19,19 @@ struct UserConversations {
     group: Option<ConversationId>,
 }
 
+impl UserConversations {
+    /// The conversation an action goes to: the group when `to_group` (and the user has one),
+    /// else one of the direct ones (`pick` chooses); `None` when the user has none.
+    fn pick(&self, to_group: bool, pick: usize) -> Option<ConversationId> {
+        match (&self.group, to_group) {
+            (Some(group), true) => Some(group.clone()),
+            _ if !self.direct.is_empty() => Some(self.direct[pick % self.direct.len()].clone()),
+            (group, _) => group.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
 enum Action {
     Send,
     Typing,
@@ -27,13 +40,95 @@ enum Action {
     Reconnect,
 }
 
+/// The scenario's mix of actions, by weight.
+#[derive(Clone, Copy)]
+struct Mix {
+    weights: [(Action, f64); 5],
+    total_weight: f64,
+    group_send_fraction: f64,
+}
+
+impl Mix {
+    fn of(scenario: &crate::scenario::Scenario) -> Self {
+        let weights = [
+            (Action::Send, scenario.weight_send),
+            (Action::Typing, scenario.weight_typing),
+            (Action::Receipt, scenario.weight_receipt),
+            (Action::History, scenario.weight_history),
+            (Action::Reconnect, scenario.weight_reconnect),
+        ];
+        Self {
+            weights,
+            total_weight: weights.iter().map(|(_, weight)| weight).sum(),
+            group_send_fraction: scenario.group_send_fraction,
+        }
+    }
+
+    /// The next action, whether it goes to the group, and a number to pick a direct
+    /// conversation with.
+    fn roll(&self) -> (Action, bool, usize) {
+        let mut rng = rand::rng();
+        let mut roll = rng.random::<f64>() * self.total_weight;
+        let mut chosen = Action::Reconnect;
+        for (action, weight) in self.weights {
+            if roll < weight {
+                chosen = action;
+                break;
+            }
+            roll -= weight;
+        }
+        (
+            chosen,
+            rng.random::<f64>() < self.group_send_fraction,
+            rng.random::<u32>() as usize,
+        )
+    }
+}
+
 pub(super) async fn run(phase: &Phase<'_>) -> anyhow::Result<Outcome> {
     let scenario = phase.scenario;
     let count = scenario.connections.max(2);
     let user_ids = (0..count).map(|index| user(&phase.prefix, index)).collect();
     let clients = phase.make_clients(user_ids, vec![None; count]).await?;
     let opened = phase.connect_every(&clients).await?;
+    let group_size = scenario.group_size.max(2);
+    let conversations = create_conversations(&clients, group_size).await?;
 
+    let start = Instant::now() + Duration::from_millis(200);
+    let end = start + Duration::from_secs_f64(scenario.duration_secs);
+    let schedule = Schedule {
+        start,
+        end,
+        period: Duration::from_secs_f64(1.0 / scenario.rate),
+        clock: phase.stats().clock,
+        mix: Mix::of(scenario),
+    };
+    let actors: Vec<_> = clients
+        .iter()
+        .zip(conversations)
+        .map(|(client, conversations)| tokio::spawn(schedule.act_as(client.clone(), conversations)))
+        .collect();
+    let (window, window_sends, window_deliveries) = phase.measure_window(start, end).await;
+    for actor in actors {
+        let _ = actor.await;
+    }
+    phase.drain_and_verify(&clients).await;
+    Ok(Outcome {
+        connections_opened: opened,
+        window,
+        window_sends,
+        window_deliveries,
+        extra: serde_json::json!({ "users": count, "group_size": group_size }),
+        failure: None,
+    })
+}
+
+/// Every user's two direct conversations (with the next and the previous user) and group.
+async fn create_conversations(
+    clients: &[Arc<Client>],
+    group_size: usize,
+) -> anyhow::Result<Vec<UserConversations>> {
+    let count = clients.len();
     let mut conversations = vec![UserConversations::default(); count];
     for index in 0..count {
         let next = (index + 1) % count;
@@ -51,7 +146,6 @@ pub(super) async fn run(phase: &Phase<'_>) -> anyhow::Result<Outcome> {
             conversations[member].direct.push(conversation_id.clone());
         }
     }
-    let group_size = scenario.group_size.max(2);
     for first in (0..count).step_by(group_size) {
         let members: Vec<usize> = (first..(first + group_size).min(count)).collect();
         let others = members[1..]
@@ -65,92 +159,43 @@ pub(super) async fn run(phase: &Phase<'_>) -> anyhow::Result<Outcome> {
             conversations[member].group = Some(conversation_id.clone());
         }
     }
+    Ok(conversations)
+}
 
-    let weights = [
-        scenario.weight_send,
-        scenario.weight_typing,
-        scenario.weight_receipt,
-        scenario.weight_history,
-        scenario.weight_reconnect,
-    ];
-    let total_weight: f64 = weights.iter().sum();
-    let start = Instant::now() + Duration::from_millis(200);
-    let end = start + Duration::from_secs_f64(scenario.duration_secs);
-    let period = Duration::from_secs_f64(1.0 / scenario.rate);
-    let clock = phase.stats().clock;
-    let group_send_fraction = scenario.group_send_fraction;
-    let actors: Vec<_> = clients
-        .iter()
-        .zip(conversations)
-        .map(|(client, conversations)| {
-            let client: Arc<Client> = client.clone();
-            let offset = period.mul_f64((client.index % 997) as f64 / 997.0);
-            tokio::spawn(async move {
-                let mut due = start + offset;
-                let mut typing = false;
-                while due < end {
-                    tokio::time::sleep_until(due.into()).await;
-                    let (action, pick_group, pick) = {
-                        let mut rng = rand::rng();
-                        let mut roll = rng.random::<f64>() * total_weight;
-                        let mut action = Action::Reconnect;
-                        for (candidate, weight) in [
-                            Action::Send,
-                            Action::Typing,
-                            Action::Receipt,
-                            Action::History,
-                            Action::Reconnect,
-                        ]
-                        .into_iter()
-                        .zip(weights)
-                        {
-                            if roll < weight {
-                                action = candidate;
-                                break;
-                            }
-                            roll -= weight;
-                        }
-                        (
-                            action,
-                            rng.random::<f64>() < group_send_fraction,
-                            rng.random::<u32>() as usize,
-                        )
-                    };
-                    let conversation_id = match (&conversations.group, pick_group) {
-                        (Some(group), true) => group.clone(),
-                        _ if !conversations.direct.is_empty() => {
-                            conversations.direct[pick % conversations.direct.len()].clone()
-                        }
-                        (Some(group), false) => group.clone(),
-                        (None, _) => break,
-                    };
-                    if client.is_ready() {
-                        act(
-                            &client,
-                            action,
-                            &conversation_id,
-                            clock.micros_of(due),
-                            &mut typing,
-                        );
-                    }
-                    due += period;
-                }
-            })
-        })
-        .collect();
-    let (window, window_sends, window_deliveries) = phase.measure_window(start, end).await;
-    for actor in actors {
-        let _ = actor.await;
+/// When and what every user does (open loop: one action per `period`, whatever the answers).
+#[derive(Clone, Copy)]
+struct Schedule {
+    start: Instant,
+    end: Instant,
+    period: Duration,
+    clock: crate::stats::Clock,
+    mix: Mix,
+}
+
+impl Schedule {
+    /// One user's actions until the end, its start spread over the first period.
+    async fn act_as(self, client: Arc<Client>, conversations: UserConversations) {
+        let offset = self.period.mul_f64((client.index % 997) as f64 / 997.0);
+        let mut due = self.start + offset;
+        let mut typing = false;
+        while due < self.end {
+            tokio::time::sleep_until(due.into()).await;
+            let (action, to_group, pick) = self.mix.roll();
+            let Some(conversation_id) = conversations.pick(to_group, pick) else {
+                break;
+            };
+            if client.is_ready() {
+                act(
+                    &client,
+                    action,
+                    &conversation_id,
+                    self.clock.micros_of(due),
+                    &mut typing,
+                );
+            }
+            due += self.period;
+        }
     }
-    phase.drain_and_verify(&clients).await;
-    Ok(Outcome {
-        connections_opened: opened,
-        window,
-        window_sends,
-        window_deliveries,
-        extra: serde_json::json!({ "users": count, "group_size": group_size }),
-        failure: None,
-    })
 }
 
 fn act(
