@@ -72,7 +72,8 @@ impl Window {
 
     /// Stores a new version of a message at or below the newest seq.
     pub fn put_version(&mut self, record: MessageRecord) {
-        let added = estimated_bytes(&record);
+        // Counted first: the trim below may drop this very record (the oldest seq).
+        self.bytes += estimated_bytes(&record);
         let record = Arc::new(record);
         let replaced = match self.slot(record.message.seq) {
             Some(slot) => Some(std::mem::replace(&mut self.recent[slot], record)),
@@ -86,7 +87,6 @@ impl Window {
                 replaced
             }
         };
-        self.bytes += added;
         if let Some(replaced) = replaced {
             self.bytes -= estimated_bytes(&replaced);
         }
@@ -263,6 +263,16 @@ mod tests {
         assert_eq!(window.bytes(), recomputed(&window));
         window.clear();
         assert_eq!((window.len(), window.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn a_new_version_of_the_oldest_message_dropped_at_once_is_not_counted() {
+        let mut window = Window::new(1);
+        window.push_newest(record(5, "newest"));
+        window.put_version(record(3, "short"));
+        window.put_version(record(2, &"a long text ".repeat(100)));
+        assert_eq!(window.len(), 2, "one recent message and one older version");
+        assert_eq!(window.bytes(), recomputed(&window));
     }
 
     #[test]
