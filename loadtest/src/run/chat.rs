@@ -10,7 +10,7 @@ use rand::Rng;
 use wire::ops::{ConversationRef, HistoryArgs, Op, ReceiptArgs};
 use wire::{ConversationId, ConversationKind, Seq};
 
-use super::{create_conversation, user, Outcome, Phase};
+use super::{create_conversation, user, Load, Outcome, Phase};
 use crate::client::Client;
 
 #[derive(Clone, Default)]
@@ -103,24 +103,15 @@ pub(super) async fn run(phase: &Phase<'_>) -> anyhow::Result<Outcome> {
         clock: phase.stats().clock,
         mix: Mix::of(scenario),
     };
-    let actors: Vec<_> = clients
+    let tasks = clients
         .iter()
         .zip(conversations)
         .map(|(client, conversations)| tokio::spawn(schedule.act_as(client.clone(), conversations)))
         .collect();
-    let (window, window_sends, window_deliveries) = phase.measure_window(start, end).await;
-    for actor in actors {
-        let _ = actor.await;
-    }
-    phase.drain_and_verify(&clients).await;
-    Ok(Outcome {
-        connections_opened: opened,
-        window,
-        window_sends,
-        window_deliveries,
-        extra: serde_json::json!({ "users": count, "group_size": group_size }),
-        failure: None,
-    })
+    let extra = serde_json::json!({ "users": count, "group_size": group_size });
+    Ok(phase
+        .finish(Load { start, end, tasks }, &clients, opened, extra)
+        .await)
 }
 
 /// Every user's two direct conversations (with the next and the previous user) and group.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use wire::{ConversationId, ConversationKind};
 
-use super::{create_conversation, user, Outcome, Phase};
+use super::{create_conversation, user, Load, Outcome, Phase};
 use crate::client::Target;
 
 /// A ceiling pseudo-conversation id, as long as Parley's (a UUID), so frames have equal sizes.
@@ -68,29 +68,20 @@ pub(super) async fn run(phase: &Phase<'_>) -> anyhow::Result<Outcome> {
 
     let start = Instant::now() + Duration::from_millis(200);
     let end = start + Duration::from_secs_f64(scenario.duration_secs);
-    let publishers: Vec<_> = streams
+    let tasks = streams
         .into_iter()
         .map(|(index, conversation_id)| {
             phase.publish(clients[index].clone(), conversation_id, start, end)
         })
         .collect();
-    let (window, window_sends, window_deliveries) = phase.measure_window(start, end).await;
-    for publisher in publishers {
-        let _ = publisher.await;
-    }
-    phase.drain_and_verify(&clients).await;
-    Ok(Outcome {
-        connections_opened: opened,
-        window,
-        window_sends,
-        window_deliveries,
-        extra: serde_json::json!({
-            "rooms": rooms,
-            "members": members,
-            "publishers_per_room": scenario.publishers_per_room,
-            "offered_sends_per_sec": (rooms * scenario.publishers_per_room) as f64 * scenario.rate,
-            "offered_deliveries_per_sec": (rooms * scenario.publishers_per_room * members) as f64 * scenario.rate,
-        }),
-        failure: None,
-    })
+    let extra = serde_json::json!({
+        "rooms": rooms,
+        "members": members,
+        "publishers_per_room": scenario.publishers_per_room,
+        "offered_sends_per_sec": (rooms * scenario.publishers_per_room) as f64 * scenario.rate,
+        "offered_deliveries_per_sec": (rooms * scenario.publishers_per_room * members) as f64 * scenario.rate,
+    });
+    Ok(phase
+        .finish(Load { start, end, tasks }, &clients, opened, extra)
+        .await)
 }

@@ -218,6 +218,13 @@ struct Outcome {
     failure: Option<String>,
 }
 
+/// A load phase in flight: the tasks that act from `start` until `end` (awaited in order).
+struct Load {
+    start: Instant,
+    end: Instant,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
 struct Phase<'a> {
     scenario: &'a Scenario,
     options: &'a Options,
@@ -364,6 +371,31 @@ impl Phase<'_> {
             self.stats().sends.load(Ordering::Relaxed) - sends,
             self.stats().deliveries.load(Ordering::Relaxed) - deliveries,
         )
+    }
+
+    /// The end of a load phase run by `load`'s tasks: measures the window while they run,
+    /// waits for them, drains and checks the clients, and reports.
+    async fn finish(
+        &self,
+        load: Load,
+        clients: &[Arc<Client>],
+        opened: u64,
+        extra: serde_json::Value,
+    ) -> Outcome {
+        let (window, window_sends, window_deliveries) =
+            self.measure_window(load.start, load.end).await;
+        for task in load.tasks {
+            let _ = task.await;
+        }
+        self.drain_and_verify(clients).await;
+        Outcome {
+            connections_opened: opened,
+            window,
+            window_sends,
+            window_deliveries,
+            extra,
+            failure: None,
+        }
     }
 
     /// After the load: waits (up to `drain_secs`) until every client has every acked message

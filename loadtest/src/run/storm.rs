@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use wire::ConversationKind;
 
-use super::{create_conversation, user, Outcome, Phase};
+use super::{create_conversation, user, Load, Outcome, Phase};
 
 pub(super) async fn run(phase: &Phase<'_>) -> anyhow::Result<Outcome> {
     let scenario = phase.scenario;
@@ -35,7 +35,7 @@ pub(super) async fn run(phase: &Phase<'_>) -> anyhow::Result<Outcome> {
     let start = Instant::now() + Duration::from_millis(200);
     let duration = Duration::from_secs_f64(scenario.duration_secs);
     let end = start + duration;
-    let publishers: Vec<_> = streams
+    let mut tasks: Vec<_> = streams
         .into_iter()
         .map(|(index, conversation_id)| {
             phase.publish(clients[index].clone(), conversation_id, start, end)
@@ -64,18 +64,9 @@ pub(super) async fn run(phase: &Phase<'_>) -> anyhow::Result<Outcome> {
             }
         }
     });
-    let (window, window_sends, window_deliveries) = phase.measure_window(start, end).await;
-    for publisher in publishers {
-        let _ = publisher.await;
-    }
-    let _ = storm_task.await;
-    phase.drain_and_verify(&clients).await;
-    Ok(Outcome {
-        connections_opened: opened,
-        window,
-        window_sends,
-        window_deliveries,
-        extra: serde_json::json!({ "users": count, "group_size": group_size, "storms": storms }),
-        failure: None,
-    })
+    tasks.push(storm_task);
+    let extra = serde_json::json!({ "users": count, "group_size": group_size, "storms": storms });
+    Ok(phase
+        .finish(Load { start, end, tasks }, &clients, opened, extra)
+        .await)
 }
