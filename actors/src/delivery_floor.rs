@@ -19,6 +19,49 @@
 use ports::{MessageCache, PortError, Sequencer};
 use wire::{ConversationId, Seq};
 
+/// One subscription of this node to a conversation (from its first local session to its last):
+/// where its fan-out starts and how far it went.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Subscription {
+    pub(crate) generation: u64,
+    /// [`delivery_floor`] once known.
+    pub(crate) floor: Option<Seq>,
+    /// The highest seq fanned out to the subscription's sessions.
+    delivered: Seq,
+}
+
+impl Subscription {
+    pub(crate) fn new(generation: u64) -> Self {
+        Self {
+            generation,
+            floor: None,
+            delivered: Seq::ZERO,
+        }
+    }
+
+    /// Where an actor starting (or following this subscription) goes on from: past the floor
+    /// and past whatever another actor of this conversation already delivered. `None` while the
+    /// floor is being determined.
+    pub(crate) fn position(&self) -> Option<Seq> {
+        self.floor.map(|floor| floor.max(self.delivered))
+    }
+
+    /// Whether `seq` may go to the sessions: only above every seq delivered before. Within a
+    /// session, `message.new` of a conversation arrives once and in seq order (PROTOCOL "Ordering and
+    /// recovery"),
+    /// even when two actors of the conversation overlap on this node (a retired one draining
+    /// its mailbox while its successor starts from an older floor) or an actor starts below
+    /// what was delivered: a lower seq is a re-delivery or was skipped as missing, and `sync`
+    /// is where the client gets the latter.
+    pub(crate) fn admit(&mut self, seq: Seq) -> bool {
+        if seq <= self.delivered {
+            return false;
+        }
+        self.delivered = seq;
+        true
+    }
+}
+
 /// How many of the latest allocated seqs are looked at (one cache read). Only the batches in
 /// flight matter, one per node at a time per conversation.
 pub const IN_FLIGHT_WINDOW: u64 = 32;

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub frames_out: IntCounter,
     pub messages_accepted: IntCounter,
     pub fanout_deliveries: IntCounter,
+    pub fanout_redeliveries_refused: IntCounter,
     pub request_duration: HistogramVec,
     pub errors: IntCounterVec,
     pub outbound_overflows: IntCounter,
@@ -108,6 +109,10 @@ impl Metrics {
             fanout_deliveries: counter(
                 "parley_fanout_deliveries_total",
                 "conversation events queued to local sessions",
+            ),
+            fanout_redeliveries_refused: counter(
+                "parley_fanout_redeliveries_refused_total",
+                "message.new fan-outs refused because this node's sessions already got that seq or a later one",
             ),
             request_duration: register(registry, request_duration.expect("valid metric")),
             errors: counter_by("parley_errors_total", "error replies sent, by code", "code"),

@@ -10,7 +10,7 @@ use ports::{Bus, BusTopic, MessageCache, Sequencer};
 use tokio::sync::{mpsc, oneshot};
 use wire::{ConversationId, Seq, SessionId, UserId};
 
-use crate::delivery_floor::delivery_floor;
+use crate::delivery_floor::{delivery_floor, Subscription};
 use crate::session::SessionHandle;
 
 enum SubscriptionChange {
@@ -28,9 +28,9 @@ struct Maps {
     sessions_by_user: HashMap<UserId, Vec<SessionHandle>>,
     sessions_by_conversation: HashMap<ConversationId, Vec<SessionHandle>>,
     conversations_by_session: HashMap<SessionId, HashSet<ConversationId>>,
-    /// Per subscribed conversation: the subscription's generation and its delivery floor
-    /// ([`crate::delivery_floor`]; `None` until it is known).
-    delivery_floors: HashMap<ConversationId, (u64, Option<Seq>)>,
+    /// Per subscribed conversation: the subscription's generation, its delivery floor
+    /// ([`crate::delivery_floor`]; `None` until it is known) and how far it delivered.
+    delivery_floors: HashMap<ConversationId, Subscription>,
     next_generation: u64,
 }
 
@@ -145,9 +145,9 @@ impl LocalRegistry {
         for (conversation_id, generation) in generations {
             let floor = delivery_floor(&*self.sequencer, &*self.cache, &conversation_id).await?;
             let mut maps = self.maps();
-            if let Some(entry) = maps.delivery_floors.get_mut(&conversation_id) {
-                if entry.0 == generation {
-                    entry.1 = Some(floor);
+            if let Some(subscription) = maps.delivery_floors.get_mut(&conversation_id) {
+                if subscription.generation == generation {
+                    subscription.floor = Some(floor);
                 }
             }
         }
@@ -158,17 +158,24 @@ impl LocalRegistry {
     /// the same subscription starts after `delivered`, not at the subscription's floor (which
     /// would re-deliver everything since, after a `gap_wait` stall).
     pub fn advance_floor(&self, conversation_id: &ConversationId, generation: u64, delivered: Seq) {
-        if let Some((current, Some(floor))) = self.maps().delivery_floors.get_mut(conversation_id) {
-            if *current == generation && delivered > *floor {
-                *floor = delivered;
+        if let Some(subscription) = self.maps().delivery_floors.get_mut(conversation_id) {
+            if let (true, Some(floor)) = (
+                subscription.generation == generation,
+                subscription.floor.as_mut(),
+            ) {
+                *floor = (*floor).max(delivered);
             }
         }
     }
 
-    /// The current subscription generation of a conversation and its delivery floor (`None`
-    /// while it is being determined); `None` when the conversation is not subscribed.
+    /// The current subscription generation of a conversation and where its fan-out goes on
+    /// from: the floor, or the last seq delivered when higher (`None` while the floor is being
+    /// determined); `None` when the conversation is not subscribed.
     pub fn delivery_floor(&self, conversation_id: &ConversationId) -> Option<(u64, Option<Seq>)> {
-        self.maps().delivery_floors.get(conversation_id).copied()
+        self.maps()
+            .delivery_floors
+            .get(conversation_id)
+            .map(|subscription| (subscription.generation, subscription.position()))
     }
 
     /// Adds the local sessions of `users` to a conversation (they became members).
@@ -262,6 +269,28 @@ impl LocalRegistry {
                 .changes
                 .send(SubscriptionChange::Unsubscribe { topics: gone });
         }
+    }
+
+    /// Queues the `message.new` frame of `seq` to every local session of a conversation, unless
+    /// this subscription already delivered `seq` or a later one ([`Subscription::admit`]).
+    /// Returns how many sessions took it, `None` when it was refused as a re-delivery.
+    pub fn deliver_sequenced(
+        &self,
+        conversation_id: &ConversationId,
+        seq: Seq,
+        frame: &bytestring::ByteString,
+    ) -> Option<u64> {
+        let mut guard = self.maps();
+        let maps = &mut *guard;
+        let Some(sessions) = maps.sessions_by_conversation.get(conversation_id) else {
+            return Some(0);
+        };
+        if let Some(subscription) = maps.delivery_floors.get_mut(conversation_id) {
+            if !subscription.admit(seq) {
+                return None;
+            }
+        }
+        Some(deliver_all(sessions, frame, None))
     }
 
     /// Queues `frame` to every local session of a conversation (except `exclude`'s), under the
@@ -385,7 +414,7 @@ fn start_floors(maps: &mut Maps, conversations: &[ConversationId]) -> Vec<(Conve
             maps.next_generation += 1;
             let generation = maps.next_generation;
             maps.delivery_floors
-                .insert(conversation_id.clone(), (generation, None));
+                .insert(conversation_id.clone(), Subscription::new(generation));
             (conversation_id.clone(), generation)
         })
         .collect()

@@ -274,12 +274,29 @@ impl Conversation {
         }
     }
 
+    /// Fans out a `message.new` unless this node's sessions already got `seq` or a later one
+    /// ([`crate::registry::LocalRegistry::deliver_sequenced`]).
+    fn fan_out_sequenced(&self, seq: Seq, frame: &ByteString) {
+        let metrics = self.node.metrics();
+        match self
+            .node
+            .registry()
+            .deliver_sequenced(&self.conversation_id, seq, frame)
+        {
+            Some(delivered) => metrics.fanout_deliveries.inc_by(delivered),
+            None => {
+                metrics.fanout_redeliveries_refused.inc();
+                tracing::info!(conversation_id = %self.conversation_id, %seq, "fan-out refused a seq this node's sessions already got (or a later one)");
+            }
+        }
+    }
+
     fn drain_in_order(&mut self) {
         while let Some(next) = self.next_delivery {
             let Some(frame) = self.reorder.remove(&next) else {
                 break;
             };
-            self.fan_out(&frame, None);
+            self.fan_out_sequenced(next, &frame);
             self.next_delivery = Some(next.next());
         }
     }

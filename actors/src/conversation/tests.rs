@@ -618,3 +618,58 @@ async fn an_actor_restarted_after_idling_delivers_only_what_is_new() {
     assert_eq!(delivered.len(), 1, "{delivered:?}");
     assert!(delivered[0].contains("text of third"), "{delivered:?}");
 }
+
+fn sequenced(seq: u64) -> Deliver {
+    Deliver {
+        seq: Some(Seq(seq)),
+        frame: ByteString::from(format!("frame-{seq}")),
+        exclude: None,
+        invalidates_record: false,
+        invalidates_messages: false,
+    }
+}
+
+/// Regression (10-minute chaos run on the PostgreSQL broker, 2026-12-03: a session got seqs
+/// 36–46 live after 47, and 47 twice): two actors of one conversation on a node — a retired
+/// one still draining its mailbox and the successor the supervisor started meanwhile, or one
+/// started from a floor below what was delivered — must not deliver a seq to a session twice,
+/// or after a later one.
+#[actix_rt::test]
+async fn overlapping_actors_of_a_conversation_never_deliver_a_seq_twice_or_backwards() {
+    use actix::Actor;
+    let harness = Harness::new(Limits::default());
+    let conversation_id = harness.group("c1", &["alice", "bob"]);
+    let (_session, mut outbound) = connect_bob(&harness, &conversation_id).await;
+    let first = harness
+        .node
+        .supervisor()
+        .conversation(&harness.node, &conversation_id);
+    let second = super::ConversationHandle::new(
+        super::Conversation::new(harness.node.clone(), conversation_id.clone()).start(),
+    );
+    let settle = || tokio::time::sleep(Duration::from_millis(20));
+
+    second.deliver(sequenced(1)).await;
+    settle().await;
+    for seq in [1, 2, 3] {
+        first.deliver(sequenced(seq)).await;
+    }
+    settle().await;
+    for seq in [2, 3, 4] {
+        second.deliver(sequenced(seq)).await;
+    }
+    settle().await;
+    first.deliver(sequenced(4)).await;
+    first.deliver(sequenced(5)).await;
+    settle().await;
+
+    assert_eq!(
+        frames(&mut outbound),
+        ["frame-1", "frame-2", "frame-3", "frame-4", "frame-5"]
+    );
+    let refused = harness.node.metrics().fanout_redeliveries_refused.get();
+    assert_eq!(
+        refused, 3,
+        "seqs 2 and 3 from the second actor, 4 from the first"
+    );
+}
