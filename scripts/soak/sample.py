@@ -8,7 +8,9 @@ interval since the previous sample, computed from the histogram buckets' increas
 machine's 1-minute load average (the soak shares its machine: this tells which slow intervals
 were the machine's), and each node's estimate of what its conversation windows hold
 (`parley_conversation_window_bytes`, KiB: a bounded cache that fills as conversations get
-messages, see docs/reliability.md "Soak").
+messages, see docs/reliability.md "Soak"), and jemalloc's own figures of each node
+(`parley_allocator_allocated_bytes` and `_resident_bytes`, KiB: what the program holds in live
+allocations against what the allocator keeps in memory).
 """
 
 import argparse
@@ -77,10 +79,18 @@ def p99_ms(now, before):
     return ""
 
 
-def window_kib(text):
-    """The node's conversation-window estimate in KiB; empty when the node exports none."""
-    values = [value for _, value in series(text, "parley_conversation_window_bytes")]
+def gauge_kib(text, name):
+    """A byte gauge of the node in KiB; empty when the node exports none."""
+    values = [value for labels, value in series(text, name) if not labels]
     return int(values[0] / 1024) if values else ""
+
+
+# Byte gauges of each node, sampled as `node<port>_<column>`.
+NODE_GAUGES = {
+    "window_kib": "parley_conversation_window_bytes",
+    "allocated_kib": "parley_allocator_allocated_bytes",
+    "allocator_resident_kib": "parley_allocator_resident_bytes",
+}
 
 
 def pid_of(state, name):
@@ -106,7 +116,8 @@ def main():
     for name in processes:
         columns += [f"{name}_rss_kib", f"{name}_fds"]
     columns += ["ingest_lag_records", "send_ack_p99_ms", "load_average_1m"]
-    columns += [f"node{port}_window_kib" for port in nodes]
+    for column in NODE_GAUGES:
+        columns += [f"node{port}_{column}" for port in nodes]
     started = time.monotonic()
     previous = {}
     with open(args.out, "w", newline="") as out:
@@ -126,7 +137,8 @@ def main():
                 print(f"sample skipped: {error}", file=sys.stderr, flush=True)
             else:
                 row += [int(sum(lags)) if lags else "", p99_ms(buckets, previous) if previous else "", load_average()]
-                row += [window_kib(text) for text in texts]
+                for name in NODE_GAUGES.values():
+                    row += [gauge_kib(text, name) for text in texts]
                 previous = buckets
                 writer.writerow(row)
                 out.flush()

@@ -69,12 +69,57 @@ impl NodeMetrics {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
             .expect("unique metric");
-        Self {
+        let metrics = Self {
             registry,
             actors,
             http_request_duration,
             node_ready,
             upgrades_refused,
+        };
+        metrics.observe_allocator();
+        metrics
+    }
+
+    /// jemalloc's own figures (ADR 0004) as `parley_allocator_*_bytes`: what the program holds
+    /// (`allocated`) against what the allocator keeps in memory for it (`resident`), so that a
+    /// growing RSS can be told apart as live data, or pages the allocator keeps.
+    fn observe_allocator(&self) {
+        use tikv_jemalloc_ctl::{epoch, stats};
+        type Read = fn() -> tikv_jemalloc_ctl::Result<usize>;
+        let gauges: [(&str, &str, Read); 5] = [
+            (
+                "parley_allocator_allocated_bytes",
+                "bytes the node holds in live allocations (jemalloc stats.allocated)",
+                stats::allocated::read,
+            ),
+            (
+                "parley_allocator_active_bytes",
+                "bytes in the allocator's pages that hold live allocations (stats.active)",
+                stats::active::read,
+            ),
+            (
+                "parley_allocator_resident_bytes",
+                "bytes of physical memory the allocator holds, its metadata and pages it keeps \
+                 for reuse included (stats.resident)",
+                stats::resident::read,
+            ),
+            (
+                "parley_allocator_retained_bytes",
+                "virtual memory the allocator unmapped from use but kept mapped (stats.retained)",
+                stats::retained::read,
+            ),
+            (
+                "parley_allocator_metadata_bytes",
+                "bytes of the allocator's own bookkeeping (stats.metadata)",
+                stats::metadata::read,
+            ),
+        ];
+        for (name, help, read) in gauges {
+            self.observe(ObservedValue::gauge(name, help, move || {
+                // jemalloc caches its statistics until the epoch advances.
+                let _ = epoch::advance();
+                read().map_or(0, |bytes| bytes as u64)
+            }));
         }
     }
 
@@ -221,6 +266,10 @@ mod tests {
         assert!(text.contains(r#"parley_errors_total{code="unavailable"} 0"#));
         #[cfg(target_os = "linux")]
         assert!(text.contains("process_resident_memory_bytes"), "{text}");
+        assert!(
+            text.contains("# TYPE parley_allocator_resident_bytes gauge"),
+            "{text}"
+        );
     }
 
     #[test]
