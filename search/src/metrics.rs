@@ -13,6 +13,8 @@ pub struct IndexerMetrics {
     pub lag_seconds: Gauge,
     /// `parley_search_indexed_events_total`: log records indexed and committed.
     pub indexed_events: IntCounter,
+    /// `parley_search_index_commits_total`: batches committed to the index (each one a segment).
+    pub index_commits: IntCounter,
     /// `parley_search_indexer_retries_total`: failed index writes or position commits, retried.
     pub retries: IntCounter,
     /// `parley_search_malformed_records_total`: log records that are not log events, skipped
@@ -39,6 +41,11 @@ impl Default for IndexerMetrics {
                 "log records indexed and committed by the search indexer",
             )
             .expect("valid metric"),
+            index_commits: IntCounter::new(
+                "parley_search_index_commits_total",
+                "batches the search indexer committed to the index (each writes a segment)",
+            )
+            .expect("valid metric"),
             retries: IntCounter::new(
                 "parley_search_indexer_retries_total",
                 "failed search index writes or log position commits, retried",
@@ -58,6 +65,7 @@ impl IndexerMetrics {
         registry.register(Box::new(self.lag_events.clone()))?;
         registry.register(Box::new(self.lag_seconds.clone()))?;
         registry.register(Box::new(self.indexed_events.clone()))?;
+        registry.register(Box::new(self.index_commits.clone()))?;
         registry.register(Box::new(self.retries.clone()))?;
         registry.register(Box::new(self.malformed_records.clone()))
     }

@@ -13,6 +13,8 @@ pub struct SearchSettings {
     pub enabled: bool,
     pub writer_memory_mb: u64,
     pub max_batch: usize,
+    /// Once caught up, the indexer commits at most once per this many milliseconds.
+    pub commit_interval_ms: u64,
     /// Empty: the node keeps its own index. Else the base URL of the search role the node
     /// queries (`http://parley-search:9092`).
     pub url: String,
@@ -36,6 +38,10 @@ impl SearchSettings {
     /// The search role's URL when the node queries one.
     pub fn role_url(&self) -> Option<&str> {
         Some(self.url.trim()).filter(|url| !url.is_empty())
+    }
+
+    pub fn commit_interval(&self) -> Duration {
+        Duration::from_millis(self.commit_interval_ms)
     }
 
     pub fn timeout(&self) -> Duration {

@@ -20,7 +20,11 @@ struct Running {
 }
 
 fn start(log: &Arc<EmbeddedLog>, index: &Arc<TantivyIndex>) -> Running {
-    let indexer = Indexer::new(log.clone(), index.clone(), IndexerConfig::default());
+    start_with(log, index, IndexerConfig::default())
+}
+
+fn start_with(log: &Arc<EmbeddedLog>, index: &Arc<TantivyIndex>, config: IndexerConfig) -> Running {
+    let indexer = Indexer::new(log.clone(), index.clone(), config);
     let metrics = indexer.metrics();
     let (stop, stopped) = watch::channel(false);
     Running {
@@ -142,6 +146,46 @@ async fn the_indexer_applies_an_erasure_to_its_conversation_up_to_its_seq() {
     let running = start(&log, &index);
     wait_for_hits(&index, "quarterly", &elsewhere, 1).await;
     wait_for_hits(&index, "quarterly", &conversation, 1).await;
+    running.stop.send(true).expect("stop");
+    running.task.await.expect("indexer stops");
+}
+
+/// Issue #14: under steady traffic the indexer commits once per `commit_interval`, not once per
+/// poll (every commit writes a segment that is merged later: a commit per poll cost the
+/// standalone node about a fifth of its CPU per message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_steady_appends_the_indexer_commits_once_per_interval() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let log = Arc::new(EmbeddedLog::open(&directory.path().join("log.redb")).expect("log"));
+    let index =
+        Arc::new(TantivyIndex::open(&directory.path().join("search"), 32_000_000).expect("index"));
+    let conversation = ConversationId::new("c-steady");
+    let interval = Duration::from_millis(300);
+    let running = start_with(
+        &log,
+        &index,
+        IndexerConfig {
+            commit_interval: interval,
+            ..IndexerConfig::default()
+        },
+    );
+    let started = tokio::time::Instant::now();
+    let sends = 40;
+    for seq in 1..=sends {
+        log.append(vec![text_event(&conversation, seq, 1, "steady traffic")])
+            .await
+            .expect("append");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for_hits(&index, "steady", &conversation, sends as usize).await;
+    let elapsed = started.elapsed();
+    let commits = running.metrics.index_commits.get();
+    let most = (elapsed.as_millis() / interval.as_millis()) as u64 + 2;
+    assert!(
+        commits <= most,
+        "{commits} commits in {elapsed:?} ({sends} appends, one per 20 ms): at most {most}"
+    );
+    assert_eq!(running.metrics.indexed_events.get(), sends);
     running.stop.send(true).expect("stop");
     running.task.await.expect("indexer stops");
 }

@@ -129,6 +129,7 @@ impl ServiceSettings {
         IndexerConfig {
             group,
             max_batch: self.search.max_batch,
+            commit_interval: self.search.commit_interval(),
             initial_backoff: INITIAL_BACKOFF.min(max_backoff),
             max_backoff,
             ..IndexerConfig::default()

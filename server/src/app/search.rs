@@ -60,6 +60,7 @@ pub(super) fn open(settings: &Settings, storage: &Storage) -> anyhow::Result<Opt
     let config = IndexerConfig {
         group,
         max_batch: settings.search.max_batch,
+        commit_interval: settings.search.commit_interval(),
         ..IndexerConfig::default()
     };
     tracing::info!(directory = %directory.display(), group = %config.group, "search index opened");
