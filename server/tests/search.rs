@@ -345,9 +345,9 @@ async fn acked_messages_are_searchable_within_two_seconds_under_moderate_load() 
     let sender = {
         let acked = acked.clone();
         tokio::spawn(async move {
-            // About 100 messages a second for 3 seconds, each sent once the previous is acked.
+            // About 100 messages a second for 5 seconds, each sent once the previous is acked.
             let mut ticker = tokio::time::interval(Duration::from_millis(10));
-            for number in 1..=300 {
+            for number in 1..=500 {
                 ticker.tick().await;
                 let text = format!("load{number} status update from the build");
                 send(&mut alice, &conversation_id, &format!("l-{number}"), &text).await;
@@ -365,5 +365,7 @@ async fn acked_messages_are_searchable_within_two_seconds_under_moderate_load() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     sender.await.expect("sender");
-    assert!(probes >= 10, "only {probes} probes");
+    // The indexer commits at most every search.commit_interval_ms (500 ms by default), so a
+    // probe waits up to about that long: 5 seconds of load leave room for at least 5 probes.
+    assert!(probes >= 5, "only {probes} probes");
 }
