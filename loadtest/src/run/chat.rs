@@ -10,7 +10,7 @@ use rand::Rng;
 use wire::ops::{ConversationRef, HistoryArgs, Op, ReceiptArgs};
 use wire::{ConversationId, ConversationKind, Seq};
 
-use super::{create_conversation, user, Load, Outcome, Phase};
+use super::{create_conversation, stagger, user, Load, Outcome, Phase};
 use crate::client::Client;
 
 #[derive(Clone, Default)]
@@ -100,6 +100,7 @@ pub(super) async fn run(phase: &Phase<'_>) -> anyhow::Result<Outcome> {
         start,
         end,
         period: Duration::from_secs_f64(1.0 / scenario.rate),
+        users: count,
         clock: phase.stats().clock,
         mix: Mix::of(scenario),
     };
@@ -159,6 +160,9 @@ struct Schedule {
     start: Instant,
     end: Instant,
     period: Duration,
+    /// How many users share the schedule: their first actions are spread evenly over the
+    /// first period.
+    users: usize,
     clock: crate::stats::Clock,
     mix: Mix,
 }
@@ -166,8 +170,7 @@ struct Schedule {
 impl Schedule {
     /// One user's actions until the end, its start spread over the first period.
     async fn act_as(self, client: Arc<Client>, conversations: UserConversations) {
-        let offset = self.period.mul_f64((client.index % 997) as f64 / 997.0);
-        let mut due = self.start + offset;
+        let mut due = self.start + stagger(self.period, client.index, self.users);
         let mut typing = false;
         while due < self.end {
             tokio::time::sleep_until(due.into()).await;

@@ -68,10 +68,13 @@ pub(super) async fn run(phase: &Phase<'_>) -> anyhow::Result<Outcome> {
 
     let start = Instant::now() + Duration::from_millis(200);
     let end = start + Duration::from_secs_f64(scenario.duration_secs);
+    let count = streams.len();
     let tasks = streams
         .into_iter()
-        .map(|(index, conversation_id)| {
-            phase.publish(clients[index].clone(), conversation_id, start, end)
+        .enumerate()
+        .map(|(position, (index, conversation_id))| {
+            let client = clients[index].clone();
+            phase.publish((position, count), client, conversation_id, start, end)
         })
         .collect();
     let extra = serde_json::json!({

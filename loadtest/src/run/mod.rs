@@ -317,10 +317,12 @@ impl Phase<'_> {
         Ok(connected)
     }
 
-    /// Spawns an open-loop publisher: message `k` is due at `start + offset + k / rate`, and
+    /// Spawns an open-loop publisher, stream `position` of `streams`: message `k` is due at
+    /// `start + offset + k / rate`, the offsets spread evenly over one period, and
     /// its latency is measured from that due time even when the send itself is late.
     fn publish(
         &self,
+        (position, streams): (usize, usize),
         client: Arc<Client>,
         conversation_id: ConversationId,
         start: Instant,
@@ -328,7 +330,7 @@ impl Phase<'_> {
     ) -> tokio::task::JoinHandle<()> {
         let period = Duration::from_secs_f64(1.0 / self.scenario.rate);
         // Spread publishers over one period so they do not fire in lockstep.
-        let offset = period.mul_f64((client.index % 997) as f64 / 997.0);
+        let offset = stagger(period, position, streams);
         let clock = self.stats().clock;
         tokio::spawn(async move {
             let mut due = start + offset;
@@ -552,4 +554,36 @@ async fn create_conversation(
         result.conversation.conversation_id,
         result.conversation.last_seq.0,
     ))
+}
+
+/// When participant `position` of `of` acts first after the start: evenly spread over one
+/// `period`, so that their actions are spread over every period, not bunched at its start.
+fn stagger(period: Duration, position: usize, of: usize) -> Duration {
+    period.mul_f64((position % of.max(1)) as f64 / of.max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_actions_are_spread_over_the_whole_period_not_its_first_fifth() {
+        let period = Duration::from_secs(4);
+        let offsets: Vec<Duration> = (0..200).map(|index| stagger(period, index, 200)).collect();
+        assert_eq!(offsets[0], Duration::ZERO);
+        assert!(
+            offsets[199] > Duration::from_millis(3900),
+            "{:?}",
+            offsets[199]
+        );
+        assert!(offsets.iter().all(|offset| *offset < period));
+        // Each second of the period gets a quarter of the users.
+        for second in 0..4 {
+            let in_second = offsets
+                .iter()
+                .filter(|offset| offset.as_secs() == second)
+                .count();
+            assert_eq!(in_second, 50, "second {second}");
+        }
+    }
 }
