@@ -5,6 +5,8 @@
 LOADTEST_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$LOADTEST_DIR/.." && pwd)"
 BIN_DIR="${CARGO_TARGET_DIR:-$REPO_DIR/target}/release"
+# PARLEY_SERVER_BIN=path runs another parley-server build (an A/B against an older commit's).
+SERVER_BIN="${PARLEY_SERVER_BIN:-$BIN_DIR/parley-server}"
 REPORT_DIR="$LOADTEST_DIR/reports"
 STARTED_PIDS=()
 WORK_DIR=""
@@ -70,7 +72,7 @@ start_parley() {
   PARLEY__RATE_LIMIT__BURST=1000000 \
   PARLEY__LIMITS__MAX_INFLIGHT_REQUESTS=4096 \
   PARLEY__LOG__LEVEL="${PARLEY_LOG_LEVEL:-warn}" \
-    "$BIN_DIR/parley-server" >"$WORK_DIR/parley.out" 2>"$WORK_DIR/parley.err" &
+    "$SERVER_BIN" >"$WORK_DIR/parley.out" 2>"$WORK_DIR/parley.err" &
   SERVER_PID=$!
   STARTED_PIDS+=("$SERVER_PID")
   local addr

@@ -46,6 +46,7 @@ from_redb_error!(
     redb::TableError,
     redb::StorageError,
     redb::CommitError,
+    redb::SetDurabilityError,
 );
 
 impl From<tokio::task::JoinError> for PersistenceError {
