@@ -171,7 +171,9 @@ async fn stored_seqs(store: &EmbeddedStore, conversation: &str) -> Vec<u64> {
 #[tokio::test]
 async fn expired_messages_leave_every_store_of_a_standalone_node_unless_held() {
     let mut env = FAST_RETENTION.to_vec();
-    env.push(("PARLEY__RETENTION__EMBEDDED_LOG_DAYS", "3"));
+    // The log keeps events for 6 "days" of 1 s: by the end the old messages must be gone from
+    // it and the fresh ones, sent 4 s after them, still there (timings below).
+    env.push(("PARLEY__RETENTION__EMBEDDED_LOG_DAYS", "6"));
     let mut server = TestServer::start_with(&env).await;
     let token = server.token("alice").await;
     let mut alice = server.connect("alice").await;
@@ -192,6 +194,7 @@ async fn expired_messages_leave_every_store_of_a_standalone_node_unless_held() {
     for index in 0..2 {
         send(&mut alice, &held, &format!("held-{index}"), OLD_WORD).await;
     }
+    let old_sent = tokio::time::Instant::now();
     old_word_hits(&mut alice, 5).await;
 
     let (status, _) = put_policy(&server, &held, "legal_hold", json!({"on": true})).await;
@@ -206,6 +209,8 @@ async fn expired_messages_leave_every_store_of_a_standalone_node_unless_held() {
     assert_eq!(page["has_more"], false);
     let (status, _) = put_policy(&server, &expiring, "retention", json!({"days": 3600})).await;
     assert_eq!(status, 200);
+    // Fresh messages at least 4 s younger than the old ones (the log's retention: 6 s).
+    tokio::time::sleep_until(old_sent + Duration::from_secs(4)).await;
     for index in 0..2 {
         send(&mut alice, &expiring, &format!("new-{index}"), "fresh news").await;
     }
@@ -279,6 +284,10 @@ async fn expired_messages_leave_every_store_of_a_standalone_node_unless_held() {
     )
     .await;
 
+    // 8 s after the old messages the 1 s sweeps have pruned them (6 s old) with a second to
+    // spare, and the fresh ones (at most 4 s old) have 2 s left.
+    tokio::time::sleep_until(old_sent + Duration::from_secs(8)).await;
+    wait_for_log_prune(&server).await;
     server.terminate();
     assert!(server.exited_within(WAIT).await, "the node stops");
     let store = Arc::new(
@@ -292,6 +301,18 @@ async fn expired_messages_leave_every_store_of_a_standalone_node_unless_held() {
         "the embedded log still holds old messages: {logged:?}"
     );
     assert!(logged.iter().any(|text| text == "fresh news"), "{logged:?}");
+}
+
+/// Waits until the node has pruned its embedded log once.
+async fn wait_for_log_prune(server: &TestServer) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while common::metric(server, "parley_retention_log_events_pruned_total").await == 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the embedded log was not pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The texts of the messages the embedded log at `path` still holds (read once the node
