@@ -68,24 +68,24 @@ async fn a_group_offset_survives_a_crash_once_a_later_append_is_durable() {
         4,
         "every acknowledged append is there"
     );
-    let mut early = log
-        .consumer("early", &[topics::MESSAGE_SENT])
-        .await
-        .expect("consumer");
-    let records = early.poll(10, Duration::ZERO).await.expect("poll");
     assert_eq!(
-        records.first().map(|record| record.position.offset),
+        first_offset_read(&log, "early").await,
         Some(1),
         "resumes after its commit, made durable by the append that followed"
     );
-    let mut late = log
-        .consumer("late", &[topics::MESSAGE_SENT])
-        .await
-        .expect("consumer");
-    let records = late.poll(10, Duration::ZERO).await.expect("poll");
     assert_eq!(
-        records.first().map(|record| record.position.offset),
+        first_offset_read(&log, "late").await,
         Some(0),
         "its commit after the last durable append was lost: it reads again from the start"
     );
+}
+
+/// The offset a new consumer of `group` reads first.
+async fn first_offset_read(log: &EmbeddedLog, group: &str) -> Option<u64> {
+    let mut consumer = log
+        .consumer(group, &[topics::MESSAGE_SENT])
+        .await
+        .expect("consumer");
+    let records = consumer.poll(10, Duration::ZERO).await.expect("poll");
+    records.first().map(|record| record.position.offset)
 }
