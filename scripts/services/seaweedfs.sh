@@ -67,10 +67,17 @@ wait_for_s3() {
   exit 1
 }
 
+# `weed shell` waits for its master without a limit of its own: each call gets SHELL_TIMEOUT
+# seconds and the bucket BUCKET_DEADLINE in all, so a master that never answers fails the
+# start instead of hanging it.
+SHELL_TIMEOUT=10
+BUCKET_DEADLINE=60
+
 create_bucket() {
-  local dir="$1" master="$2"
-  for _ in $(seq 1 100); do
-    if echo "s3.bucket.create -name $BUCKET" | "$BIN" shell -master="127.0.0.1:$master" \
+  local dir="$1" master="$2" deadline=$((SECONDS + BUCKET_DEADLINE))
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    if echo "s3.bucket.create -name $BUCKET" |
+      timeout "$SHELL_TIMEOUT" "$BIN" shell -master="127.0.0.1:$master" \
       >>"$dir/seaweedfs.log" 2>&1 && bucket_exists "$master"; then
       return 0
     fi
@@ -82,7 +89,8 @@ create_bucket() {
 }
 
 bucket_exists() {
-  echo "s3.bucket.list" | "$BIN" shell -master="127.0.0.1:$1" 2>/dev/null | grep -qw "$BUCKET"
+  echo "s3.bucket.list" | timeout "$SHELL_TIMEOUT" "$BIN" shell -master="127.0.0.1:$1" 2>/dev/null |
+    grep -qw "$BUCKET"
 }
 
 start() {
