@@ -178,6 +178,17 @@ async fn under_steady_appends_the_indexer_commits_once_per_interval() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     wait_for_hits(&index, "steady", &conversation, sends as usize).await;
+    // The hits are searchable once the index commits; the counters move after the positions
+    // are committed too, a moment later.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while running.metrics.indexed_events.get() < sends {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {sends} events counted as indexed within 2 s",
+            running.metrics.indexed_events.get()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let elapsed = started.elapsed();
     let commits = running.metrics.index_commits.get();
     let most = (elapsed.as_millis() / interval.as_millis()) as u64 + 2;

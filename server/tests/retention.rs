@@ -171,9 +171,11 @@ async fn stored_seqs(store: &EmbeddedStore, conversation: &str) -> Vec<u64> {
 #[tokio::test]
 async fn expired_messages_leave_every_store_of_a_standalone_node_unless_held() {
     let mut env = FAST_RETENTION.to_vec();
-    // The log keeps events for 6 "days" of 1 s: by the end the old messages must be gone from
-    // it and the fresh ones, sent 4 s after them, still there (timings below).
-    env.push(("PARLEY__RETENTION__EMBEDDED_LOG_DAYS", "6"));
+    // The log keeps events for 8 "days" of 1 s: by the end the old messages must be gone from
+    // it and the fresh ones, sent 5 s after them, still there (timings below). The node prunes
+    // during its graceful stop too: a short drain window keeps the stop well inside the margin.
+    env.push(("PARLEY__RETENTION__EMBEDDED_LOG_DAYS", "8"));
+    env.push(("PARLEY__SERVER__DRAIN_WINDOW_MS", "100"));
     let mut server = TestServer::start_with(&env).await;
     let token = server.token("alice").await;
     let mut alice = server.connect("alice").await;
@@ -209,8 +211,8 @@ async fn expired_messages_leave_every_store_of_a_standalone_node_unless_held() {
     assert_eq!(page["has_more"], false);
     let (status, _) = put_policy(&server, &expiring, "retention", json!({"days": 3600})).await;
     assert_eq!(status, 200);
-    // Fresh messages at least 4 s younger than the old ones (the log's retention: 6 s).
-    tokio::time::sleep_until(old_sent + Duration::from_secs(4)).await;
+    // Fresh messages at least 5 s younger than the old ones (the log's retention: 8 s).
+    tokio::time::sleep_until(old_sent + Duration::from_secs(5)).await;
     for index in 0..2 {
         send(&mut alice, &expiring, &format!("new-{index}"), "fresh news").await;
     }
@@ -284,9 +286,10 @@ async fn expired_messages_leave_every_store_of_a_standalone_node_unless_held() {
     )
     .await;
 
-    // 8 s after the old messages the 1 s sweeps have pruned them (6 s old) with a second to
-    // spare, and the fresh ones (at most 4 s old) have 2 s left.
-    tokio::time::sleep_until(old_sent + Duration::from_secs(8)).await;
+    // 10 s after the old messages the 1 s sweeps have pruned them (8 s old) with a second to
+    // spare, and the fresh ones (at most 5 s old) have 3 s left for the stop (it pruned a
+    // 2-second drain window later once, with the default window, and took the fresh ones).
+    tokio::time::sleep_until(old_sent + Duration::from_secs(10)).await;
     wait_for_log_prune(&server).await;
     server.terminate();
     assert!(server.exited_within(WAIT).await, "the node stops");
