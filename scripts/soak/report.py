@@ -103,8 +103,10 @@ def main():
         "conversation windows (MiB, the nodes' estimate) and RSS less them": [
             n for n in columns if n.endswith(("_window_kib", "_rss_less_window_kib"))
         ],
-        "jemalloc: live allocations and resident (MiB)": [
-            n for n in columns if n.endswith(("_allocated_kib", "_allocator_resident_kib"))
+        "jemalloc: live allocations, their pages (active) and resident (MiB)": [
+            n
+            for n in columns
+            if n.endswith(("_allocated_kib", "_allocator_active_kib", "_allocator_resident_kib"))
         ],
         "open file descriptors": [n for n in columns if n.endswith("_fds")],
         "ingest consumer lag (records)": ["ingest_lag_records"],

@@ -9,8 +9,9 @@ machine's 1-minute load average (the soak shares its machine: this tells which s
 were the machine's), and each node's estimate of what its conversation windows hold
 (`parley_conversation_window_bytes`, KiB: a bounded cache that fills as conversations get
 messages, see docs/reliability.md "Soak"), and jemalloc's own figures of each node
-(`parley_allocator_allocated_bytes` and `_resident_bytes`, KiB: what the program holds in live
-allocations against what the allocator keeps in memory).
+(`parley_allocator_allocated_bytes`, `_active_bytes` and `_resident_bytes`, KiB: what the
+program holds in live allocations, the pages those sit in, and what the allocator keeps in memory;
+resident less active is freed pages not yet returned to the system).
 """
 
 import argparse
@@ -89,6 +90,7 @@ def gauge_kib(text, name):
 NODE_GAUGES = {
     "window_kib": "parley_conversation_window_bytes",
     "allocated_kib": "parley_allocator_allocated_bytes",
+    "allocator_active_kib": "parley_allocator_active_bytes",
     "allocator_resident_kib": "parley_allocator_resident_bytes",
 }
 
