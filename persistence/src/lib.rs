@@ -25,7 +25,7 @@ pub mod memory;
 pub mod mongo;
 pub mod redis;
 
-pub use embedded::{EmbeddedLog, EmbeddedStore};
+pub use embedded::{EmbeddedLog, EmbeddedStore, LogOptions};
 pub use error::PersistenceError;
 pub use memory::{
     InProcessBus, MemoryMessageCache, MemoryPresence, MemoryRateLimiter, MemorySequencer,

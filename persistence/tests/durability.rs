@@ -1,10 +1,11 @@
 //! The embedded adapters keep what they acknowledged across a reopen, and the log shares
-//! commits between concurrent appends.
+//! commits between concurrent appends (and, with a group commit delay, between a steady stream
+//! of them).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use persistence::{EmbeddedLog, EmbeddedStore};
+use persistence::{EmbeddedLog, EmbeddedStore, LogOptions};
 use ports::contract::fixtures::{at, conversation_record, message_record, sent_event};
 use ports::{EventLog, MessageQuery, Store, StoreWrite};
 use wire::log::topics;
@@ -130,6 +131,55 @@ async fn concurrent_appends_share_commits() {
         stats.commits < appends,
         "{} commits for {appends} appends",
         stats.commits
+    );
+}
+
+/// Appends one event of its own conversation every `gap`, `appends` times, each without waiting
+/// for the previous one's answer (a steady stream, as many senders make), then waits for all.
+async fn append_steadily(log: &Arc<EmbeddedLog>, appends: u64, gap: Duration) {
+    let sender = UserId::new("sender");
+    let mut tasks = Vec::new();
+    for index in 0..appends {
+        let log = Arc::clone(log);
+        let event = sent_event(&ConversationId::new(format!("steady-{index}")), 1, &sender);
+        tasks.push(tokio::spawn(async move { log.append(vec![event]).await }));
+        tokio::time::sleep(gap).await;
+    }
+    for task in tasks {
+        task.await.expect("task").expect("append");
+    }
+}
+
+/// Issue #14: with a group commit delay, a steady stream of appends (one every 2 ms, each
+/// commit much shorter than the 20 ms delay) shares commits; an append after a quiet spell
+/// does not wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_commit_delay_gathers_a_steady_stream_and_skips_a_quiet_one() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let options = LogOptions {
+        group_commit_delay: Duration::from_millis(20),
+    };
+    let log =
+        Arc::new(EmbeddedLog::open_with(&dir.path().join("log.redb"), options).expect("open"));
+    let appends = 60;
+    append_steadily(&log, appends, Duration::from_millis(2)).await;
+    let steady = log.stats();
+    assert_eq!(steady.appended_events, appends);
+    // About one commit per 20 ms of a 120 ms stream; without the delay, about one per append.
+    assert!(
+        steady.commits <= appends / 3,
+        "{} commits for {appends} appends 2 ms apart",
+        steady.commits
+    );
+    assert!(steady.delayed_commits >= 1, "{steady:?}");
+
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    append_steadily(&log, 1, Duration::ZERO).await;
+    let quiet = log.stats();
+    assert_eq!(quiet.commits, steady.commits + 1);
+    assert_eq!(
+        quiet.delayed_commits, steady.delayed_commits,
+        "an append after 60 quiet ms commits at once"
     );
 }
 

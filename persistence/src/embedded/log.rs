@@ -5,11 +5,19 @@
 //! redb's durable (fsync'd) commit and then answers every waiting caller. N concurrent appends cost
 //! about one fsync. After each commit the writer publishes the new end offset on a watch channel,
 //! which waiting consumers ([`super::log_consumer`]) listen to instead of polling.
+//!
+//! Under a steady stream of small appends the groups stay small (a commit finishes before the
+//! next append arrives), and each costs a whole B-tree commit and fsync. With
+//! [`LogOptions::group_commit_delay`] the writer, when the previous group ended less than that
+//! delay before the next append arrived, waits that long before committing, so one commit
+//! carries everything that arrives meanwhile (PostgreSQL's `commit_delay`, Kafka's `linger.ms`).
+//! An append after a quiet spell commits at once.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ports::{During, EventLog, LogConsumer, PortError};
@@ -31,6 +39,14 @@ pub const MAX_BATCH_REQUESTS: usize = 1024;
 /// Capacity of the queue in front of the writer; `append` waits when it is full.
 const QUEUE_CAPACITY: usize = 8192;
 
+/// How the writer groups appends into commits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// How long the writer waits before committing when appends arrive faster than this (the
+    /// previous group ended less than this before the next append arrived). Zero: never waits.
+    pub group_commit_delay: Duration,
+}
+
 struct AppendRequest {
     /// Already-encoded events, in order.
     events: Vec<Vec<u8>>,
@@ -46,6 +62,8 @@ pub(crate) struct LogShared {
     /// False after a failed commit, until one succeeds again.
     last_commit_ok: AtomicBool,
     commits: AtomicU64,
+    /// Commits the writer waited [`LogOptions::group_commit_delay`] before.
+    delayed_commits: AtomicU64,
     appended_events: AtomicU64,
 }
 
@@ -54,6 +72,8 @@ pub(crate) struct LogShared {
 pub struct LogStats {
     /// Durable write transactions committed by the writer.
     pub commits: u64,
+    /// Those of them the writer waited [`LogOptions::group_commit_delay`] before.
+    pub delayed_commits: u64,
     /// Events made durable.
     pub appended_events: u64,
     /// Offset the next event will get.
@@ -69,9 +89,15 @@ pub struct EmbeddedLog {
 }
 
 impl EmbeddedLog {
-    /// Opens (or creates) the log at `path`, e.g. `<data_dir>/log.redb`, and starts its writer.
-    /// Blocking: call it at start-up, or from `spawn_blocking`.
+    /// Opens (or creates) the log at `path`, e.g. `<data_dir>/log.redb`, and starts its writer,
+    /// which commits as soon as it has something. Blocking: call it at start-up, or from
+    /// `spawn_blocking`.
     pub fn open(path: &Path) -> Result<Self, PersistenceError> {
+        Self::open_with(path, LogOptions::default())
+    }
+
+    /// [`Self::open`] with the writer's grouping set by `options`.
+    pub fn open_with(path: &Path, options: LogOptions) -> Result<Self, PersistenceError> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -88,7 +114,12 @@ impl EmbeddedLog {
             let last = events.last()?;
             last.map_or(0, |(offset, _)| offset.value() + 1)
         };
-        info!(path = %path.display(), end_offset, "embedded log opened");
+        info!(
+            path = %path.display(),
+            end_offset,
+            group_commit_delay_us = options.group_commit_delay.as_micros() as u64,
+            "embedded log opened"
+        );
 
         let shared = Arc::new(LogShared {
             database,
@@ -96,13 +127,14 @@ impl EmbeddedLog {
             writer_alive: AtomicBool::new(true),
             last_commit_ok: AtomicBool::new(true),
             commits: AtomicU64::new(0),
+            delayed_commits: AtomicU64::new(0),
             appended_events: AtomicU64::new(0),
         });
         let (requests, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let writer_shared = Arc::clone(&shared);
         let writer = std::thread::Builder::new()
             .name("parley-log-writer".to_owned())
-            .spawn(move || run_writer(writer_shared, receiver))?;
+            .spawn(move || run_writer(writer_shared, receiver, options))?;
         Ok(Self {
             shared,
             requests: Some(requests),
@@ -113,6 +145,7 @@ impl EmbeddedLog {
     pub fn stats(&self) -> LogStats {
         LogStats {
             commits: self.shared.commits.load(Ordering::Relaxed),
+            delayed_commits: self.shared.delayed_commits.load(Ordering::Relaxed),
             appended_events: self.shared.appended_events.load(Ordering::Relaxed),
             end_offset: *self.shared.end_offset.borrow(),
         }
@@ -205,10 +238,20 @@ impl Drop for AliveGuard<'_> {
     }
 }
 
-fn run_writer(shared: Arc<LogShared>, mut receiver: mpsc::Receiver<AppendRequest>) {
+fn run_writer(
+    shared: Arc<LogShared>,
+    mut receiver: mpsc::Receiver<AppendRequest>,
+    options: LogOptions,
+) {
     let _alive = AliveGuard(&shared.writer_alive);
     let mut batch: Vec<AppendRequest> = Vec::with_capacity(MAX_BATCH_REQUESTS);
+    let mut previous_group_ended: Option<Instant> = None;
     while let Some(first) = receiver.blocking_recv() {
+        if appends_come_faster_than(options.group_commit_delay, previous_group_ended) {
+            // Appends arriving meanwhile queue up and join this group.
+            std::thread::sleep(options.group_commit_delay);
+            shared.delayed_commits.fetch_add(1, Ordering::Relaxed);
+        }
         batch.push(first);
         while batch.len() < MAX_BATCH_REQUESTS {
             match receiver.try_recv() {
@@ -239,8 +282,15 @@ fn run_writer(shared: Arc<LogShared>, mut receiver: mpsc::Receiver<AppendRequest
                 }
             }
         }
+        previous_group_ended = Some(Instant::now());
     }
     debug!("log writer stopped");
+}
+
+/// Whether an append that arrives now follows the previous group by less than `delay`: then
+/// waiting `delay` is likely to gather more appends into the group.
+fn appends_come_faster_than(delay: Duration, previous_group_ended: Option<Instant>) -> bool {
+    !delay.is_zero() && previous_group_ended.is_some_and(|ended| ended.elapsed() < delay)
 }
 
 /// Writes every event of `batch` from offset `start` on in one durable transaction; returns the

@@ -5,6 +5,6 @@ pub mod log_consumer;
 mod log_prune;
 pub mod store;
 
-pub use log::{EmbeddedLog, LogStats};
+pub use log::{EmbeddedLog, LogOptions, LogStats};
 pub use log_consumer::EmbeddedLogConsumer;
 pub use store::EmbeddedStore;
