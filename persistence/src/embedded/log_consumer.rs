@@ -30,6 +30,11 @@ pub const PARTITION: u32 = 0;
 
 /// Most raw records one read looks at, so a long run of other topics keeps each read short.
 const MAX_SCAN_PER_READ: usize = 4096;
+/// A consumer at most this many records behind the end reads on its own task instead of the
+/// blocking pool: those records were just committed, so redb serves them from its page cache
+/// in microseconds, and a hop to a pool thread and back (for every poll of every consumer,
+/// after every commit of the writer) costs more than the read.
+const INLINE_READ_RECORDS: u64 = 64;
 
 pub struct EmbeddedLogConsumer {
     shared: Arc<LogShared>,
@@ -63,9 +68,13 @@ impl EmbeddedLogConsumer {
     }
 
     async fn read(&self, max: usize, end: u64) -> Result<ReadOutcome, PortError> {
+        let cursor = self.cursor;
+        if end.saturating_sub(cursor) <= INLINE_READ_RECORDS {
+            return read_records(&self.shared, &self.topics, cursor, end, max)
+                .map_err(PortError::from);
+        }
         let shared = Arc::clone(&self.shared);
         let topics = Arc::clone(&self.topics);
-        let cursor = self.cursor;
         run_blocking(move || read_records(&shared, &topics, cursor, end, max)).await
     }
 }
