@@ -307,6 +307,9 @@ fn node_metrics(
     if let Some(kafka) = &storage.kafka {
         metrics = metrics.with_kafka(kafka.clone());
     }
+    if let Some(log) = &storage.embedded_log {
+        metrics = metrics.with_embedded_log(log.clone());
+    }
     if let Some(audit) = &storage.kafka_audit {
         metrics = metrics.with_kafka_audit(audit.clone());
     }

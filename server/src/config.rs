@@ -77,6 +77,7 @@ pub struct ServerSettings {
 #[serde(deny_unknown_fields)]
 pub struct StorageSettings {
     pub data_dir: PathBuf,
+    pub log_group_commit_delay_us: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

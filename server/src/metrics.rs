@@ -155,6 +155,37 @@ impl NodeMetrics {
         self
     }
 
+    /// Exposes the embedded log writer's commits as `parley_log_commits_total` and
+    /// `parley_log_delayed_commits_total` (with `parley_log_appended_events_total`, the size of
+    /// its groups: `storage.log_group_commit_delay_us`).
+    pub fn with_embedded_log(self, log: Arc<persistence::EmbeddedLog>) -> Self {
+        type Read = fn(&persistence::embedded::LogStats) -> u64;
+        let counters: [(&str, &str, Read); 3] = [
+            (
+                "parley_log_commits_total",
+                "durable (fsync'd) commits of the embedded log's writer",
+                |stats| stats.commits,
+            ),
+            (
+                "parley_log_delayed_commits_total",
+                "commits the embedded log's writer waited storage.log_group_commit_delay_us before",
+                |stats| stats.delayed_commits,
+            ),
+            (
+                "parley_log_appended_events_total",
+                "events the embedded log's writer made durable",
+                |stats| stats.appended_events,
+            ),
+        ];
+        for (name, help, read) in counters {
+            let log = Arc::clone(&log);
+            self.observe(ObservedValue::counter(name, help, move || {
+                read(&log.stats())
+            }));
+        }
+        self
+    }
+
     /// Exposes the audit records whose append to the audit topic failed as
     /// `parley_audit_records_lost_total`.
     pub fn with_kafka_audit(self, audit: Arc<persistence::kafka::KafkaAuditLog>) -> Self {

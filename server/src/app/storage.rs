@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use persistence::kafka::{KafkaAuditLog, KafkaLog};
 use persistence::mongo::MongoStore;
-use persistence::{EmbeddedLog, EmbeddedStore};
+use persistence::{EmbeddedLog, EmbeddedStore, LogOptions};
 use ports::{AuditLog, EventLog, Jobs, RetentionScan, Store, UserDataScan};
 use wire::NodeId;
 
@@ -87,7 +87,7 @@ impl Storage {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create storage.data_dir {}", data_dir.display()))?;
         let log = Arc::new(
-            EmbeddedLog::open(&data_dir.join("log.redb"))
+            EmbeddedLog::open_with(&data_dir.join("log.redb"), log_options(settings))
                 .with_context(|| format!("cannot open the log in {}", data_dir.display()))?,
         );
         let store = Arc::new(
@@ -108,5 +108,14 @@ impl Storage {
             kafka: None,
             description: "embedded",
         })
+    }
+}
+
+/// The embedded log's writer grouping (`storage.log_group_commit_delay_us`).
+fn log_options(settings: &Settings) -> LogOptions {
+    LogOptions {
+        group_commit_delay: std::time::Duration::from_micros(
+            settings.storage.log_group_commit_delay_us,
+        ),
     }
 }
