@@ -433,6 +433,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("server.bind"), "{error}");
+        let delay = ("PARLEY__STORAGE__LOG_GROUP_COMMIT_DELAY_US", "100001");
+        let error = load_with_env(None, env(&[delay])).unwrap_err().to_string();
+        assert!(
+            error.contains("storage.log_group_commit_delay_us"),
+            "{error}"
+        );
         let error = load_with_env(None, env(&[("PARLEY__AUTH__JWT_SECRET", "short")]))
             .unwrap_err()
             .to_string();

@@ -154,6 +154,9 @@ async fn metrics_expose_the_documented_names() {
         "parley_request_duration_seconds",
         "parley_errors_total",
         "parley_ws_outbound_overflows_total",
+        "parley_log_commits_total",
+        "parley_log_delayed_commits_total",
+        "parley_log_appended_events_total",
     ] {
         if !text.contains(name) {
             missing.push(name);
@@ -166,6 +169,9 @@ async fn metrics_expose_the_documented_names() {
         .find(|line| line.starts_with("parley_ws_sessions_open"))
         .expect("sessions line");
     assert!(sessions.trim_end().ends_with(" 1"), "{sessions}");
+    // The conversation and the message went through the embedded log's writer.
+    assert!(common::metric(&server, "parley_log_commits_total").await >= 1.0);
+    assert!(common::metric(&server, "parley_log_appended_events_total").await >= 2.0);
 }
 
 #[tokio::test]
