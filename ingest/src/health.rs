@@ -257,7 +257,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn readiness_needs_indexes_and_a_running_consumer() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let log = Arc::new(EmbeddedLog::open(&dir.path().join("log.redb")).expect("log"));
+        let log = Arc::new(EmbeddedLog::open(&dir.path().join("log")).expect("log"));
         let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).expect("store"));
         let consumer = Arc::new(ConsumerHealth::default());
         let audit = Arc::new(ConsumerHealth::default());

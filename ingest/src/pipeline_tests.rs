@@ -69,7 +69,7 @@ struct Node {
 /// A log holding one sent message, and an empty store.
 async fn node_with_one_send() -> Node {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log.redb")).expect("open log"));
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log")).expect("open log"));
     let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).expect("open store"));
     log.append(vec![sent_event(
         &ConversationId::new("shutdown"),

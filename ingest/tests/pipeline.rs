@@ -22,7 +22,7 @@ struct Node {
 
 fn node() -> Node {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let log = EmbeddedLog::open(&dir.path().join("log.redb")).expect("open log");
+    let log = EmbeddedLog::open(&dir.path().join("log")).expect("open log");
     let store = EmbeddedStore::open(&dir.path().join("store.redb")).expect("open store");
     Node {
         log: Arc::new(log),

@@ -25,7 +25,7 @@ fn open_store() -> (Arc<EmbeddedStore>, TempDir) {
 async fn embedded_log_keeps_the_event_log_contract() {
     contract::event_log_suite(|| async {
         let dir = temp_dir();
-        let log = EmbeddedLog::open(&dir.path().join("log.redb")).expect("open log");
+        let log = EmbeddedLog::open(&dir.path().join("log")).expect("open log");
         let port: Arc<dyn EventLog> = Arc::new(log);
         Fixture::new(port, dir)
     })

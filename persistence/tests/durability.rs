@@ -14,7 +14,7 @@ use wire::{ConversationId, ConversationKind, UserId};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_records_and_group_offsets_survive_a_reopen() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let path = dir.path().join("log.redb");
+    let path = dir.path().join("log");
     let conversation_id = ConversationId::new("durable-log");
     let sender = UserId::new("sender");
     let events: Vec<_> = (1..=3)
@@ -107,7 +107,7 @@ async fn store_writes_survive_a_reopen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_share_commits() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log.redb")).expect("open"));
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log")).expect("open"));
     let sender = UserId::new("sender");
     let appends = 200_u64;
     let tasks: Vec<_> = (0..appends)
@@ -158,9 +158,9 @@ async fn a_group_commit_delay_gathers_a_steady_stream_and_skips_a_quiet_one() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let options = LogOptions {
         group_commit_delay: Duration::from_millis(20),
+        ..LogOptions::default()
     };
-    let log =
-        Arc::new(EmbeddedLog::open_with(&dir.path().join("log.redb"), options).expect("open"));
+    let log = Arc::new(EmbeddedLog::open_with(&dir.path().join("log"), options).expect("open"));
     let appends = 60;
     append_steadily(&log, appends, Duration::from_millis(2)).await;
     let steady = log.stats();
@@ -186,7 +186,7 @@ async fn a_group_commit_delay_gathers_a_steady_stream_and_skips_a_quiet_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pruning_the_log_drops_only_old_events_every_group_read_and_keeps_the_newest() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let path = dir.path().join("log.redb");
+    let path = dir.path().join("log");
     let conversation_id = ConversationId::new("pruned-log");
     let sender = UserId::new("sender");
     let log = EmbeddedLog::open(&path).expect("open");

@@ -1,6 +1,6 @@
-//! What a crash (no clean close of the database) leaves of the embedded log's consumer groups:
-//! a committed offset is durable once a later append is, and one committed after the last
-//! durable append may be lost, so its group reads those records again (at least once).
+//! What a crash (no clean close) leaves of the embedded log: every acknowledged append, and the
+//! consumer groups' offsets as of the last durable commit of them — at most a second old — so a
+//! group whose commit came after it reads those records again (at least once).
 //!
 //! The crash is real: the test runs this test binary again as a child process that appends,
 //! commits and then aborts.
@@ -28,33 +28,35 @@ async fn child_appends_commits_and_aborts() {
     let log = EmbeddedLog::open(Path::new(&path)).expect("open");
     let conversation_id = ConversationId::new("crash");
     let sender = UserId::new("sender");
-    let events = (1..=3).map(|seq| sent_event(&conversation_id, seq, &sender));
+    let events = (1..=4).map(|seq| sent_event(&conversation_id, seq, &sender));
     log.append(events.collect()).await.expect("append");
 
-    let mut early = log
-        .consumer("early", &[topics::MESSAGE_SENT])
-        .await
-        .expect("consumer");
-    let records = early.poll(1, Duration::ZERO).await.expect("poll");
-    early.commit(&[records[0].position]).await.expect("commit");
-    // A durable append after the commit carries the commit to disk with it.
-    log.append(vec![sent_event(&conversation_id, 4, &sender)])
-        .await
-        .expect("append");
-
-    let mut late = log
-        .consumer("late", &[topics::MESSAGE_SENT])
-        .await
-        .expect("consumer");
-    let records = late.poll(3, Duration::ZERO).await.expect("poll");
-    late.commit(&[records[2].position]).await.expect("commit");
+    commit_after_reading(&log, "early", 1).await;
+    // Commits are made durable at most once a second: the next one, a second later, is durable
+    // and carries the earlier one with it.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    commit_after_reading(&log, "durable", 3).await;
+    commit_after_reading(&log, "late", 2).await;
     std::process::abort();
 }
 
+/// Reads `count` records as `group` and commits the last.
+async fn commit_after_reading(log: &EmbeddedLog, group: &str, count: usize) {
+    let mut consumer = log
+        .consumer(group, &[topics::MESSAGE_SENT])
+        .await
+        .expect("consumer");
+    let records = consumer.poll(count, Duration::ZERO).await.expect("poll");
+    consumer
+        .commit(&[records[count - 1].position])
+        .await
+        .expect("commit");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_offset_survives_a_crash_once_a_later_append_is_durable() {
+async fn acknowledged_appends_and_offsets_up_to_the_last_durable_commit_survive_a_crash() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let path = dir.path().join("log.redb");
+    let path = dir.path().join("log");
     let status = Command::new(std::env::current_exe().expect("test binary"))
         .args([CHILD_TEST, "--exact", "--nocapture"])
         .env(CHILD_LOG, &path)
@@ -71,12 +73,13 @@ async fn a_group_offset_survives_a_crash_once_a_later_append_is_durable() {
     assert_eq!(
         first_offset_read(&log, "early").await,
         Some(1),
-        "resumes after its commit, made durable by the append that followed"
+        "resumes after its commit, made durable by the durable commit that followed"
     );
+    assert_eq!(first_offset_read(&log, "durable").await, Some(3));
     assert_eq!(
         first_offset_read(&log, "late").await,
         Some(0),
-        "its commit after the last durable append was lost: it reads again from the start"
+        "its commit after the last durable one was lost: it reads again from the start"
     );
 }
 

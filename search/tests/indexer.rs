@@ -85,7 +85,7 @@ fn text_event(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_indexer_follows_the_log_and_resumes_after_its_committed_position() {
     let directory = tempfile::tempdir().expect("temporary directory");
-    let log = Arc::new(EmbeddedLog::open(&directory.path().join("log.redb")).expect("log"));
+    let log = Arc::new(EmbeddedLog::open(&directory.path().join("log")).expect("log"));
     let index =
         Arc::new(TantivyIndex::open(&directory.path().join("search"), 32_000_000).expect("index"));
     let conversation = ConversationId::new("c-indexer");
@@ -127,7 +127,7 @@ async fn the_indexer_follows_the_log_and_resumes_after_its_committed_position() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_indexer_applies_an_erasure_to_its_conversation_up_to_its_seq() {
     let directory = tempfile::tempdir().expect("temporary directory");
-    let log = Arc::new(EmbeddedLog::open(&directory.path().join("log.redb")).expect("log"));
+    let log = Arc::new(EmbeddedLog::open(&directory.path().join("log")).expect("log"));
     let index =
         Arc::new(TantivyIndex::open(&directory.path().join("search"), 32_000_000).expect("index"));
     let conversation = ConversationId::new("c-erased");
@@ -156,7 +156,7 @@ async fn the_indexer_applies_an_erasure_to_its_conversation_up_to_its_seq() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_steady_appends_the_indexer_commits_once_per_interval() {
     let directory = tempfile::tempdir().expect("temporary directory");
-    let log = Arc::new(EmbeddedLog::open(&directory.path().join("log.redb")).expect("log"));
+    let log = Arc::new(EmbeddedLog::open(&directory.path().join("log")).expect("log"));
     let index =
         Arc::new(TantivyIndex::open(&directory.path().join("search"), 32_000_000).expect("index"));
     let conversation = ConversationId::new("c-steady");

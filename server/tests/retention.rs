@@ -298,7 +298,7 @@ async fn expired_messages_leave_every_store_of_a_standalone_node_unless_held() {
     );
     assert_eq!(stored_seqs(&store, &expiring).await, [4, 5]);
     assert_eq!(stored_seqs(&store, &held).await, Vec::<u64>::new());
-    let logged = logged_texts(&server.data_dir().join("log.redb")).await;
+    let logged = logged_texts(&server.data_dir().join("log")).await;
     assert!(
         logged.iter().all(|text| !text.contains(OLD_WORD)),
         "the embedded log still holds old messages: {logged:?}"

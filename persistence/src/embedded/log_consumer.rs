@@ -1,28 +1,22 @@
 //! [`EmbeddedLogConsumer`]: one consumer of a group over some topics of an [`super::EmbeddedLog`].
 //!
-//! The consumer keeps its own cursor (the next offset to look at). Records whose topic is not in
-//! its list are skipped. Committing stores `highest committed offset + 1` for the group in the
-//! log's database; a new consumer of the group starts there.
-//!
-//! The commit is not fsync'd on its own (redb's `Durability::None`): the log writer's next
-//! durable commit, a prune, or closing the database at shutdown makes it durable with
-//! everything before it (redb keeps a prefix of its commits after a crash). A crash before then
-//! leaves an older offset, so the group reads a few records again — the same at-least-once
-//! delivery a Kafka consumer group has between processing and committing, which every consumer
-//! already tolerates (the store's writes are idempotent). In a standalone node at 2 000 sends/s
-//! the consumers' commits were ≈ 600 of the ≈ 1 900 fdatasyncs a second (docs/benchmarks.md).
+//! The consumer keeps its own cursor (the next offset to look at) and where that offset is in
+//! which segment file, and reads the files directly up to the end offset the writer published
+//! (everything before it is fsync'd and whole). Records whose topic is not in its list are
+//! skipped. Committing stores `highest committed offset + 1` for the group
+//! ([`super::log_offsets`]); a new consumer of the group starts there.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ports::{LogConsumer, LogPosition, LogRecord, PortError};
-use redb::{ReadableDatabase, ReadableTable};
 use tokio::sync::watch;
 use tracing::debug;
 use wire::log::LogEvent;
 
-use super::log::{LogShared, EVENTS, GROUP_OFFSETS};
+use super::log::LogShared;
+use super::segment::Segment;
 use crate::error::{run_blocking, PersistenceError};
 
 /// The embedded log has a single partition.
@@ -31,23 +25,31 @@ pub const PARTITION: u32 = 0;
 /// Most raw records one read looks at, so a long run of other topics keeps each read short.
 const MAX_SCAN_PER_READ: usize = 4096;
 /// A consumer at most this many records behind the end reads on its own task instead of the
-/// blocking pool: those records were just committed, so redb serves them from its page cache
-/// in microseconds, and a hop to a pool thread and back (for every poll of every consumer,
-/// after every commit of the writer) costs more than the read.
+/// blocking pool: those records were just written, so the kernel serves them from its page
+/// cache in microseconds, and a hop to a pool thread and back (for every poll of every consumer,
+/// after every group of the writer) costs more than the read.
 const INLINE_READ_RECORDS: u64 = 64;
 
 pub struct EmbeddedLogConsumer {
     shared: Arc<LogShared>,
     group: String,
     topics: Arc<Vec<String>>,
-    /// Next offset to look at.
-    cursor: u64,
+    /// Next offset to look at, and where it is once known.
+    cursor: Cursor,
     end_offset: watch::Receiver<u64>,
+}
+
+/// A consumer's place in the log.
+#[derive(Clone)]
+struct Cursor {
+    offset: u64,
+    /// The segment holding `offset` and its byte position there.
+    place: Option<(Arc<Segment>, u64)>,
 }
 
 struct ReadOutcome {
     records: Vec<LogRecord>,
-    next_cursor: u64,
+    cursor: Cursor,
 }
 
 impl EmbeddedLogConsumer {
@@ -55,21 +57,24 @@ impl EmbeddedLogConsumer {
         shared: Arc<LogShared>,
         group: String,
         topics: Vec<String>,
-        cursor: u64,
+        offset: u64,
     ) -> Self {
         let end_offset = shared.end_offset.subscribe();
         Self {
             shared,
             group,
             topics: Arc::new(topics),
-            cursor,
+            cursor: Cursor {
+                offset,
+                place: None,
+            },
             end_offset,
         }
     }
 
     async fn read(&self, max: usize, end: u64) -> Result<ReadOutcome, PortError> {
-        let cursor = self.cursor;
-        if end.saturating_sub(cursor) <= INLINE_READ_RECORDS {
+        let cursor = self.cursor.clone();
+        if end.saturating_sub(cursor.offset) <= INLINE_READ_RECORDS && cursor.place.is_some() {
             return read_records(&self.shared, &self.topics, cursor, end, max)
                 .map_err(PortError::from);
         }
@@ -82,36 +87,60 @@ impl EmbeddedLogConsumer {
 fn read_records(
     shared: &LogShared,
     topics: &[String],
-    cursor: u64,
+    mut cursor: Cursor,
     end: u64,
     max: usize,
 ) -> Result<ReadOutcome, PersistenceError> {
-    let read = shared.database.begin_read()?;
-    let events = read.open_table(EVENTS)?;
     let mut records = Vec::new();
-    let mut next_cursor = cursor;
-    for (scanned, entry) in events.range(cursor..end)?.enumerate() {
-        if records.len() >= max || scanned >= MAX_SCAN_PER_READ {
-            break;
+    let mut scanned = 0;
+    while cursor.offset < end && records.len() < max && scanned < MAX_SCAN_PER_READ {
+        let (segment, position) = match cursor.place.take() {
+            Some(place) => place,
+            None => find(shared, &mut cursor.offset)?,
+        };
+        let most = (max - records.len()).min(MAX_SCAN_PER_READ - scanned);
+        let read = segment.read(position, cursor.offset, end, most)?;
+        if read.at_end_of_file {
+            let next = shared.segment_starting_at(cursor.offset).ok_or_else(|| {
+                PersistenceError::Corrupted(format!(
+                    "embedded log: no segment starts at offset {} after segment {}",
+                    cursor.offset, segment.base
+                ))
+            })?;
+            cursor.place = Some((next, 0));
+            continue;
         }
-        let (offset, bytes) = entry?;
-        let offset = offset.value();
-        next_cursor = offset + 1;
-        let event: LogEvent = serde_json::from_slice(bytes.value())?;
-        if topics.iter().any(|topic| topic == event.body.topic()) {
-            records.push(LogRecord {
-                position: LogPosition {
-                    partition: PARTITION,
-                    offset,
-                },
-                event,
-            });
+        scanned += read.records.len();
+        for raw in read.records {
+            cursor.offset = raw.offset + 1;
+            let event: LogEvent = serde_json::from_slice(&raw.payload)?;
+            if topics.iter().any(|topic| topic == event.body.topic()) {
+                records.push(LogRecord {
+                    position: LogPosition {
+                        partition: PARTITION,
+                        offset: raw.offset,
+                    },
+                    event,
+                });
+            }
         }
+        cursor.place = Some((segment, read.next_position));
     }
-    Ok(ReadOutcome {
-        records,
-        next_cursor,
-    })
+    Ok(ReadOutcome { records, cursor })
+}
+
+/// The segment and byte position of `offset`, moved up to the oldest offset left if it was
+/// pruned.
+fn find(shared: &LogShared, offset: &mut u64) -> Result<(Arc<Segment>, u64), PersistenceError> {
+    let segment = shared
+        .segment_for(*offset)
+        .ok_or_else(|| PersistenceError::Corrupted("embedded log: no segment".to_owned()))?;
+    if *offset < segment.base {
+        *offset = segment.base;
+        return Ok((segment, 0));
+    }
+    let position = segment.locate(*offset)?;
+    Ok((segment, position))
 }
 
 #[async_trait]
@@ -125,13 +154,13 @@ impl LogConsumer for EmbeddedLogConsumer {
             // Mark the current end as seen before reading, so an append that lands after the
             // read wakes the wait below.
             let end = *self.end_offset.borrow_and_update();
-            if self.cursor < end {
+            if self.cursor.offset < end {
                 let outcome = self.read(max, end).await?;
-                self.cursor = outcome.next_cursor;
+                self.cursor = outcome.cursor;
                 if !outcome.records.is_empty() {
                     return Ok(outcome.records);
                 }
-                if self.cursor < end {
+                if self.cursor.offset < end {
                     // Only other topics so far; keep scanning without waiting.
                     continue;
                 }
@@ -161,20 +190,7 @@ impl LogConsumer for EmbeddedLogConsumer {
         let next = highest + 1;
         let shared = Arc::clone(&self.shared);
         let group = self.group.clone();
-        run_blocking(move || {
-            let mut write = shared.database.begin_write()?;
-            write.set_durability(redb::Durability::None)?;
-            {
-                let mut groups = write.open_table(GROUP_OFFSETS)?;
-                let stored = groups.get(group.as_str())?.map(|value| value.value());
-                if stored.is_none_or(|stored| stored < next) {
-                    groups.insert(group.as_str(), next)?;
-                }
-            }
-            write.commit()?;
-            Ok(())
-        })
-        .await?;
+        run_blocking(move || shared.offsets.advance(&group, next)).await?;
         debug!(group = %self.group, next, "log consumer committed");
         Ok(())
     }
@@ -187,7 +203,7 @@ impl LogConsumer for EmbeddedLogConsumer {
         Ok(vec![(
             "log".to_owned(),
             PARTITION,
-            end.saturating_sub(self.cursor),
+            end.saturating_sub(self.cursor.offset),
         )])
     }
 }

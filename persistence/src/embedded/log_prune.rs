@@ -1,67 +1,158 @@
 //! Pruning of the standalone event log: the embedded counterpart of a Kafka topic's
-//! `retention.ms`, so message content does not outlive retention in `log.redb`.
+//! `retention.ms`, so message content does not outlive retention in the log's segments.
+//!
+//! A prune finds the first offset to keep (the oldest event appended at or after the cut-off,
+//! or the first one some group has not read, and never past the newest), asks the writer to
+//! start a new segment if its own holds older events, then deletes every segment wholly before
+//! that offset and rewrites the one it falls in to keep only its tail. The rewrite goes to a
+//! temporary file named after both segments (`<new>.from-<old>.tmp`), fsync'd, then the old
+//! segment is deleted and the new one renamed in place: opening the log after a crash finishes
+//! or undoes it (`super::segment::list_segments`). Readers in the middle of a replaced segment
+//! finish it through their open handle.
 
+use std::fs::File;
+use std::io::Write;
 use std::sync::Arc;
 
 use ports::PortError;
-use redb::{ReadableTable, ReadableTableMetadata};
-use wire::log::LogEvent;
+use serde::Deserialize;
 use wire::Timestamp;
 
-use super::log::{EmbeddedLog, EVENTS, GROUP_OFFSETS};
+use super::log::{EmbeddedLog, LogShared};
+use super::segment::{self, Segment};
 use crate::error::{run_blocking, PersistenceError};
 
-/// Most events one prune transaction removes (the rest go in the next).
-const PRUNE_BATCH: usize = 10_000;
+/// Records one read of a prune's scan looks at.
+const SCAN_BATCH: usize = 4096;
+
+/// The one field of a `LogEvent` a prune needs.
+#[derive(Deserialize)]
+struct AppendedAt {
+    at: Timestamp,
+}
 
 impl EmbeddedLog {
     /// Deletes the events appended before `before` that every consumer group has read, so no
-    /// consumer misses one. The newest event always stays: offsets keep growing across
-    /// restarts. A group created later starts at the oldest event left. Returns how many went.
+    /// consumer misses one. The newest event always stays. A group created later starts at the
+    /// oldest event left. Returns how many went.
     pub async fn prune_before(&self, before: Timestamp) -> Result<u64, PortError> {
-        let mut pruned = 0;
-        loop {
-            let shared = Arc::clone(&self.shared);
-            let removed = run_blocking(move || prune_batch(&shared.database, before)).await?;
-            pruned += removed;
-            if removed < PRUNE_BATCH as u64 {
-                return Ok(pruned);
-            }
-        }
+        let _one_at_a_time = self.shared.prune_lock.lock().await;
+        let shared = Arc::clone(&self.shared);
+        let Some((first, keep_from)) =
+            run_blocking(move || first_offset_to_keep(&shared, before)).await?
+        else {
+            return Ok(0);
+        };
+        self.roll_segment_before(keep_from).await?;
+        let shared = Arc::clone(&self.shared);
+        run_blocking(move || drop_segments_before(&shared, keep_from)).await?;
+        Ok(keep_from - first)
     }
 }
 
-/// One transaction of [`EmbeddedLog::prune_before`].
-fn prune_batch(database: &redb::Database, before: Timestamp) -> Result<u64, PersistenceError> {
-    let write = database.begin_write()?;
-    let removed = {
-        let groups = write.open_table(GROUP_OFFSETS)?;
-        let mut read_by_all = None;
-        for row in groups.iter()? {
-            let (_, next) = row?;
-            read_by_all = Some(read_by_all.unwrap_or(u64::MAX).min(next.value()));
-        }
-        let mut events = write.open_table(EVENTS)?;
-        let newest = events.last()?.map(|(offset, _)| offset.value());
-        let (Some(read_by_all), Some(newest)) = (read_by_all, newest) else {
-            return Ok(0);
-        };
-        let mut doomed = Vec::new();
-        if events.len()? > 1 {
-            for row in events.range(..read_by_all.min(newest))?.take(PRUNE_BATCH) {
-                let (offset, bytes) = row?;
-                let event: LogEvent = serde_json::from_slice(bytes.value())?;
-                if event.at >= before {
-                    break;
-                }
-                doomed.push(offset.value());
-            }
-        }
-        for offset in &doomed {
-            events.remove(offset)?;
-        }
-        doomed.len() as u64
+/// The log's first offset and the first one to keep, when they differ.
+fn first_offset_to_keep(
+    shared: &LogShared,
+    before: Timestamp,
+) -> Result<Option<(u64, u64)>, PersistenceError> {
+    let Some(read_by_all) = shared.offsets.all()?.iter().map(|(_, next)| *next).min() else {
+        return Ok(None);
     };
-    write.commit()?;
-    Ok(removed)
+    let end = *shared.end_offset.borrow();
+    let limit = read_by_all.min(end.saturating_sub(1));
+    let Some(mut segment) = shared.segment_for(0) else {
+        return Ok(None);
+    };
+    let first = segment.base;
+    let mut offset = first;
+    let mut position = 0;
+    while offset < limit {
+        let read = segment.read(position, offset, limit, SCAN_BATCH)?;
+        if read.at_end_of_file {
+            segment = shared
+                .segment_starting_at(offset)
+                .ok_or_else(|| missing_segment(offset))?;
+            position = 0;
+            continue;
+        }
+        for raw in read.records {
+            let appended: AppendedAt = serde_json::from_slice(&raw.payload)?;
+            if appended.at >= before {
+                return Ok((raw.offset > first).then_some((first, raw.offset)));
+            }
+            offset = raw.offset + 1;
+        }
+        position = read.next_position;
+    }
+    Ok((offset > first).then_some((first, offset)))
+}
+
+fn missing_segment(offset: u64) -> PersistenceError {
+    PersistenceError::Corrupted(format!(
+        "embedded log: no segment starts at offset {offset}"
+    ))
+}
+
+/// Deletes the segments that end at or before `keep_from` and rewrites the one holding it.
+/// The writer's segment starts at or after `keep_from` (the caller rolled it).
+fn drop_segments_before(shared: &LogShared, keep_from: u64) -> Result<(), PersistenceError> {
+    let doomed: Vec<(Arc<Segment>, u64)> = {
+        let segments = shared.segments.read().unwrap_or_else(|p| p.into_inner());
+        let bases: Vec<u64> = segments.keys().copied().collect();
+        bases
+            .windows(2)
+            .filter(|pair| pair[0] < keep_from)
+            .map(|pair| (Arc::clone(&segments[&pair[0]]), pair[1]))
+            .collect()
+    };
+    for (segment, segment_end) in doomed {
+        if segment_end <= keep_from {
+            std::fs::remove_file(segment::segment_path(&shared.dir, segment.base))?;
+            remove_from_map(shared, segment.base);
+        } else {
+            rewrite_tail(shared, &segment, keep_from, segment_end)?;
+        }
+    }
+    segment::sync_directory(&shared.dir)
+}
+
+/// Replaces `segment` by a segment of its records from `keep_from` to `segment_end`.
+fn rewrite_tail(
+    shared: &LogShared,
+    segment: &Segment,
+    keep_from: u64,
+    segment_end: u64,
+) -> Result<(), PersistenceError> {
+    let dir = &shared.dir;
+    let temporary = segment::rewrite_path(dir, keep_from, segment.base);
+    let mut file = File::create(&temporary)?;
+    let mut offset = keep_from;
+    let mut position = segment.locate(keep_from)?;
+    let mut buffer = Vec::new();
+    while offset < segment_end {
+        let read = segment.read(position, offset, segment_end, SCAN_BATCH)?;
+        if read.at_end_of_file {
+            return Err(missing_segment(offset));
+        }
+        buffer.clear();
+        for raw in &read.records {
+            segment::encode_record(&mut buffer, raw.offset, &raw.payload);
+        }
+        file.write_all(&buffer)?;
+        offset += read.records.len() as u64;
+        position = read.next_position;
+    }
+    file.sync_all()?;
+    std::fs::remove_file(segment::segment_path(dir, segment.base))?;
+    std::fs::rename(&temporary, segment::segment_path(dir, keep_from))?;
+    segment::sync_directory(dir)?;
+    let replacement = Segment::open(dir, keep_from)?;
+    remove_from_map(shared, segment.base);
+    shared.add_segment(replacement);
+    Ok(())
+}
+
+fn remove_from_map(shared: &LogShared, base: u64) {
+    let mut segments = shared.segments.write().unwrap_or_else(|p| p.into_inner());
+    segments.remove(&base);
 }

@@ -86,9 +86,14 @@ impl Storage {
         let data_dir = &settings.storage.data_dir;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create storage.data_dir {}", data_dir.display()))?;
+        let log_dir = data_dir.join("log");
+        persistence::embedded::migrate_redb_log(&data_dir.join("log.redb"), &log_dir)
+            .with_context(|| {
+                format!("cannot move log.redb to segments in {}", data_dir.display())
+            })?;
         let log = Arc::new(
-            EmbeddedLog::open_with(&data_dir.join("log.redb"), log_options(settings))
-                .with_context(|| format!("cannot open the log in {}", data_dir.display()))?,
+            EmbeddedLog::open_with(&log_dir, log_options(settings))
+                .with_context(|| format!("cannot open the log in {}", log_dir.display()))?,
         );
         let store = Arc::new(
             EmbeddedStore::open(&data_dir.join("store.redb"))
@@ -117,5 +122,6 @@ fn log_options(settings: &Settings) -> LogOptions {
         group_commit_delay: std::time::Duration::from_micros(
             settings.storage.log_group_commit_delay_us,
         ),
+        ..LogOptions::default()
     }
 }

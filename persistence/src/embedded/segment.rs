@@ -1,0 +1,375 @@
+//! The embedded log's segment files: append-only files of framed records, each holding a run of
+//! offsets and named by the offset of its first record (`00000000000000000042.log`).
+//!
+//! A record is a 16-byte header — payload length (u32), CRC-32 of the offset and the payload
+//! (u32), offset (u64), all little-endian — then the payload (a `LogEvent` as JSON). The writer
+//! appends whole groups and fsyncs them before anyone reads them, so a crash can only leave a
+//! torn tail on the last segment, which [`recover_tail`] cuts off: those records were never
+//! acknowledged. Older segments are immutable until pruning rewrites or deletes them.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use tracing::warn;
+
+use crate::error::PersistenceError;
+
+/// Bytes of a record's header.
+pub(crate) const HEADER_BYTES: u64 = 16;
+/// A larger length in a header is damage, not a record.
+const MAX_PAYLOAD_BYTES: u32 = 64 << 20;
+/// Most bytes a reader asks the file for at once.
+const READ_CHUNK_BYTES: usize = 64 << 10;
+/// Fewest bytes a reader asks for.
+const MIN_CHUNK_BYTES: usize = 4 << 10;
+/// A chat message's record is a few hundred bytes; a larger one is read on its own.
+const EXPECTED_RECORD_BYTES: u64 = 1024;
+
+const EXTENSION: &str = "log";
+
+/// The file of the segment whose first offset is `base`.
+pub(crate) fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.{EXTENSION}"))
+}
+
+/// The file a prune writes the kept tail of segment `old_base` into before it replaces it.
+pub(crate) fn rewrite_path(dir: &Path, new_base: u64, old_base: u64) -> PathBuf {
+    dir.join(format!("{new_base:020}.from-{old_base:020}.tmp"))
+}
+
+/// Appends one framed record to `buffer`.
+pub(crate) fn encode_record(buffer: &mut Vec<u8>, offset: u64, payload: &[u8]) {
+    buffer.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buffer.extend_from_slice(&checksum(offset, payload).to_le_bytes());
+    buffer.extend_from_slice(&offset.to_le_bytes());
+    buffer.extend_from_slice(payload);
+}
+
+fn checksum(offset: u64, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&offset.to_le_bytes());
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+struct Header {
+    length: u32,
+    crc: u32,
+    offset: u64,
+}
+
+fn parse_header(bytes: &[u8]) -> Header {
+    let word = |range: std::ops::Range<usize>| {
+        let mut array = [0u8; 4];
+        array.copy_from_slice(&bytes[range]);
+        u32::from_le_bytes(array)
+    };
+    let mut offset = [0u8; 8];
+    offset.copy_from_slice(&bytes[8..16]);
+    Header {
+        length: word(0..4),
+        crc: word(4..8),
+        offset: u64::from_le_bytes(offset),
+    }
+}
+
+/// One record read back from a segment.
+pub(crate) struct RawRecord {
+    pub(crate) offset: u64,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// What [`Segment::read`] found.
+pub(crate) struct SegmentRead {
+    pub(crate) records: Vec<RawRecord>,
+    /// Byte position of the next record.
+    pub(crate) next_position: u64,
+    /// No record starts at `next_position` in this file: the next offset is in the next segment.
+    pub(crate) at_end_of_file: bool,
+}
+
+/// A segment as readers see it: its first offset and a read handle, kept open so a reader can
+/// finish a segment that pruning replaced or deleted meanwhile.
+pub(crate) struct Segment {
+    pub(crate) base: u64,
+    file: File,
+}
+
+impl Segment {
+    pub(crate) fn open(dir: &Path, base: u64) -> Result<Self, PersistenceError> {
+        let file = File::open(segment_path(dir, base))?;
+        Ok(Self { base, file })
+    }
+
+    /// Reads the records from byte `position` on, which must hold offset `first`, stopping
+    /// before offset `end`, after `max` records or at the end of what one chunk holds (at least
+    /// one record). Everything before `end` is durable and whole, so damage there is an error.
+    pub(crate) fn read(
+        &self,
+        position: u64,
+        first: u64,
+        end: u64,
+        max: usize,
+    ) -> Result<SegmentRead, PersistenceError> {
+        let mut chunk = vec![0u8; chunk_bytes(end.saturating_sub(first).min(max as u64))];
+        let filled = read_at_most(&self.file, &mut chunk, position)?;
+        chunk.truncate(filled);
+        let mut records = Vec::new();
+        let mut cursor = 0usize;
+        let mut offset = first;
+        while offset < end && records.len() < max {
+            let rest = &chunk[cursor..];
+            if rest.len() < HEADER_BYTES as usize {
+                break;
+            }
+            let header = parse_header(rest);
+            let whole = HEADER_BYTES as usize + header.length as usize;
+            let payload = if rest.len() >= whole {
+                rest[HEADER_BYTES as usize..whole].to_vec()
+            } else if records.is_empty() {
+                self.read_payload(position, &header)?
+            } else {
+                break;
+            };
+            check_record(&header, &payload, offset, self.base)?;
+            records.push(RawRecord { offset, payload });
+            cursor += whole;
+            offset += 1;
+        }
+        let at_end_of_file = records.is_empty() && offset < end && filled < HEADER_BYTES as usize;
+        Ok(SegmentRead {
+            records,
+            next_position: position + cursor as u64,
+            at_end_of_file,
+        })
+    }
+
+    /// The payload of a record too large for one chunk.
+    fn read_payload(&self, position: u64, header: &Header) -> Result<Vec<u8>, PersistenceError> {
+        if header.length > MAX_PAYLOAD_BYTES {
+            return Err(damaged(self.base, position, "record length out of range"));
+        }
+        let mut payload = vec![0u8; header.length as usize];
+        self.file
+            .read_exact_at(&mut payload, position + HEADER_BYTES)?;
+        Ok(payload)
+    }
+
+    /// The byte position of the record with offset `offset`, or the file's end when this segment
+    /// ends before it. Reads the headers only.
+    pub(crate) fn locate(&self, offset: u64) -> Result<u64, PersistenceError> {
+        let mut position = 0u64;
+        let mut header = [0u8; HEADER_BYTES as usize];
+        loop {
+            if read_at_most(&self.file, &mut header, position)? < header.len() {
+                return Ok(position);
+            }
+            let parsed = parse_header(&header);
+            if parsed.offset >= offset {
+                return Ok(position);
+            }
+            position += HEADER_BYTES + u64::from(parsed.length);
+        }
+    }
+}
+
+fn check_record(
+    header: &Header,
+    payload: &[u8],
+    expected: u64,
+    base: u64,
+) -> Result<(), PersistenceError> {
+    if header.offset != expected || header.crc != checksum(header.offset, payload) {
+        return Err(PersistenceError::Corrupted(format!(
+            "embedded log segment {base}: record {expected} is damaged (found offset {})",
+            header.offset
+        )));
+    }
+    Ok(())
+}
+
+fn damaged(base: u64, position: u64, what: &str) -> PersistenceError {
+    PersistenceError::Corrupted(format!(
+        "embedded log segment {base} at byte {position}: {what}"
+    ))
+}
+
+/// How many bytes to read for about `records` records: a reader near the log's end wants a
+/// few, and zeroing a whole chunk for each of its polls would cost more than reading them.
+fn chunk_bytes(records: u64) -> usize {
+    let guess = records.saturating_mul(EXPECTED_RECORD_BYTES);
+    usize::try_from(guess).map_or(READ_CHUNK_BYTES, |bytes| {
+        bytes.clamp(MIN_CHUNK_BYTES, READ_CHUNK_BYTES)
+    })
+}
+
+/// Fills as much of `buffer` as the file has from `position` on.
+fn read_at_most(file: &File, buffer: &mut [u8], position: u64) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read_at(&mut buffer[filled..], position + filled as u64)? {
+            0 => break,
+            read => filled += read,
+        }
+    }
+    Ok(filled)
+}
+
+/// The whole records at the start of a segment file that begins at offset `base`: how many,
+/// and how many bytes they take.
+pub(crate) fn valid_prefix(bytes: &[u8], base: u64) -> (u64, u64) {
+    let mut position = 0usize;
+    let mut offset = base;
+    while bytes.len() - position >= HEADER_BYTES as usize {
+        let header = parse_header(&bytes[position..]);
+        let whole = HEADER_BYTES as usize + header.length as usize;
+        if header.length > MAX_PAYLOAD_BYTES || bytes.len() - position < whole {
+            break;
+        }
+        let payload = &bytes[position + HEADER_BYTES as usize..position + whole];
+        if check_record(&header, payload, offset, base).is_err() {
+            break;
+        }
+        position += whole;
+        offset += 1;
+    }
+    (offset - base, position as u64)
+}
+
+/// Opens the last segment for appending after cutting off a torn tail (records a crash
+/// interrupted, never acknowledged). Returns the file, its length and the log's end offset.
+pub(crate) fn recover_tail(dir: &Path, base: u64) -> Result<(File, u64, u64), PersistenceError> {
+    let path = segment_path(dir, base);
+    let bytes = std::fs::read(&path)?;
+    let (records, valid) = valid_prefix(&bytes, base);
+    let file = OpenOptions::new().append(true).open(&path)?;
+    if valid < bytes.len() as u64 {
+        warn!(
+            segment = %path.display(),
+            kept_bytes = valid,
+            cut_bytes = bytes.len() as u64 - valid,
+            "embedded log: cutting off a torn tail left by a crash"
+        );
+        file.set_len(valid)?;
+        file.sync_all()?;
+    }
+    Ok((file, valid, base + records))
+}
+
+/// Creates an empty segment starting at `base` and makes its name durable.
+pub(crate) fn create_segment(dir: &Path, base: u64) -> Result<File, PersistenceError> {
+    let file = OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .open(segment_path(dir, base))?;
+    if let Err(sync_error) = sync_directory(dir) {
+        let _ = std::fs::remove_file(segment_path(dir, base));
+        return Err(sync_error);
+    }
+    Ok(file)
+}
+
+pub(crate) fn sync_directory(dir: &Path) -> Result<(), PersistenceError> {
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// The first offsets of the segments in `dir`, ascending, after finishing or undoing a prune's
+/// rewrite that a crash interrupted.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>, PersistenceError> {
+    let mut bases = Vec::new();
+    let mut rewrites = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(base) = name
+            .strip_suffix(".log")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            bases.push(base);
+        } else if let Some(rewrite) = parse_rewrite_name(name) {
+            rewrites.push(rewrite);
+        }
+    }
+    for (new_base, old_base) in rewrites {
+        let temporary = rewrite_path(dir, new_base, old_base);
+        if bases.contains(&old_base) {
+            // The old segment is still whole: the rewrite had not finished. The next prune redoes it.
+            std::fs::remove_file(&temporary)?;
+        } else {
+            // The rewrite was complete and synced when the old segment went: finish it.
+            std::fs::rename(&temporary, segment_path(dir, new_base))?;
+            bases.push(new_base);
+        }
+    }
+    sync_directory(dir)?;
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+fn parse_rewrite_name(name: &str) -> Option<(u64, u64)> {
+    let (new_base, rest) = name.strip_suffix(".tmp")?.split_once(".from-")?;
+    Some((new_base.parse().ok()?, rest.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_valid_prefix_stops_at_a_torn_or_damaged_record() {
+        let mut bytes = Vec::new();
+        encode_record(&mut bytes, 7, b"first");
+        encode_record(&mut bytes, 8, b"second");
+        let whole = bytes.len() as u64;
+        assert_eq!(valid_prefix(&bytes, 7), (2, whole));
+        encode_record(&mut bytes, 9, b"third");
+        bytes.truncate(bytes.len() - 2);
+        assert_eq!(valid_prefix(&bytes, 7), (2, whole), "a torn last record");
+        let mut flipped = bytes.clone();
+        flipped[HEADER_BYTES as usize] ^= 1;
+        assert_eq!(valid_prefix(&flipped, 7), (0, 0), "a flipped payload bit");
+        assert_eq!(
+            valid_prefix(&bytes, 6),
+            (0, 0),
+            "offsets that do not follow on"
+        );
+        assert_eq!(valid_prefix(&[0u8; 64], 0), (0, 0), "zeros");
+    }
+
+    #[test]
+    fn rewrite_names_round_trip() {
+        let path = rewrite_path(Path::new("/x"), 42, 7);
+        let name = path.file_name().and_then(|n| n.to_str()).expect("name");
+        assert_eq!(parse_rewrite_name(name), Some((42, 7)));
+        assert_eq!(parse_rewrite_name("00000000000000000042.log"), None);
+    }
+}
+
+#[cfg(test)]
+mod recovery_tests {
+    use super::*;
+
+    fn touch(dir: &Path, name: &str) {
+        std::fs::write(dir.join(name), b"").expect("write");
+    }
+
+    #[test]
+    fn an_unfinished_rewrite_is_undone_and_a_finished_one_completed() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        touch(dir.path(), "00000000000000000000.log");
+        std::fs::write(rewrite_path(dir.path(), 5, 0), b"partial").expect("write");
+        assert_eq!(list_segments(dir.path()).expect("list"), [0]);
+        assert!(!rewrite_path(dir.path(), 5, 0).exists(), "undone");
+
+        std::fs::remove_file(segment_path(dir.path(), 0)).expect("remove");
+        touch(dir.path(), "00000000000000000009.log");
+        std::fs::write(rewrite_path(dir.path(), 5, 0), b"whole").expect("write");
+        assert_eq!(list_segments(dir.path()).expect("list"), [5, 9]);
+        assert_eq!(
+            std::fs::read(segment_path(dir.path(), 5)).expect("read"),
+            b"whole"
+        );
+    }
+}

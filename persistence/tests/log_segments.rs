@@ -1,0 +1,217 @@
+//! The embedded log's segment files: rolling, reading across segments, pruning whole and cut
+//! segments, cutting off a torn tail, and moving a `log.redb` of the log's first shape.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use persistence::embedded::migrate_redb_log;
+use persistence::{EmbeddedLog, LogOptions};
+use ports::contract::fixtures::sent_event;
+use ports::EventLog;
+use wire::log::{topics, LogEvent};
+use wire::{ConversationId, UserId};
+
+/// Small enough that a few events fill a segment.
+fn small_segments() -> LogOptions {
+    LogOptions {
+        segment_bytes: 1024,
+        ..LogOptions::default()
+    }
+}
+
+fn events(count: u64) -> Vec<LogEvent> {
+    let conversation_id = ConversationId::new("segments");
+    let sender = UserId::new("sender");
+    (1..=count)
+        .map(|seq| sent_event(&conversation_id, seq, &sender))
+        .collect()
+}
+
+/// The first offsets of the segment files in `dir`, ascending.
+fn segment_bases(dir: &Path) -> Vec<u64> {
+    let mut bases: Vec<u64> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(|entry| {
+            let name = entry.expect("entry").file_name();
+            name.to_str()?.strip_suffix(".log")?.parse().ok()
+        })
+        .collect();
+    bases.sort_unstable();
+    bases
+}
+
+/// The offsets a new consumer of `group` reads, to the end.
+async fn offsets_read(log: &EmbeddedLog, group: &str) -> Vec<u64> {
+    let mut consumer = log
+        .consumer(group, &[topics::MESSAGE_SENT])
+        .await
+        .expect("consumer");
+    let mut offsets = Vec::new();
+    loop {
+        let records = consumer.poll(7, Duration::ZERO).await.expect("poll");
+        if records.is_empty() {
+            return offsets;
+        }
+        offsets.extend(records.iter().map(|record| record.position.offset));
+    }
+}
+
+async fn append_one_by_one(log: &EmbeddedLog, events: Vec<LogEvent>) {
+    for event in events {
+        log.append(vec![event]).await.expect("append");
+    }
+}
+
+async fn commit_through(log: &EmbeddedLog, group: &str, last: u64) {
+    let mut consumer = log
+        .consumer(group, &[topics::MESSAGE_SENT])
+        .await
+        .expect("consumer");
+    loop {
+        let records = consumer.poll(100, Duration::ZERO).await.expect("poll");
+        let Some(record) = records.iter().find(|record| record.position.offset == last) else {
+            assert!(!records.is_empty(), "offset {last} never came");
+            continue;
+        };
+        consumer.commit(&[record.position]).await.expect("commit");
+        return;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_roll_and_consumers_read_across_them_before_and_after_a_reopen() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("log");
+    let all: Vec<u64> = (0..40).collect();
+    {
+        let log = EmbeddedLog::open_with(&path, small_segments()).expect("open");
+        append_one_by_one(&log, events(40)).await;
+        assert_eq!(offsets_read(&log, "first").await, all);
+        commit_through(&log, "resuming", 29).await;
+    }
+    assert!(segment_bases(&path).len() > 5, "{:?}", segment_bases(&path));
+
+    let log = EmbeddedLog::open_with(&path, small_segments()).expect("reopen");
+    assert_eq!(log.stats().end_offset, 40);
+    assert_eq!(offsets_read(&log, "after-reopen").await, all);
+    assert_eq!(
+        offsets_read(&log, "resuming").await,
+        (30..40).collect::<Vec<_>>(),
+        "a group resumes in the middle of a segment"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_deletes_the_segments_before_the_cut_and_rewrites_the_one_it_falls_in() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("log");
+    let log = EmbeddedLog::open_with(&path, small_segments()).expect("open");
+    append_one_by_one(&log, events(40)).await;
+    commit_through(&log, "reader", 24).await;
+    let bases = segment_bases(&path);
+    assert!(
+        !bases.contains(&25),
+        "the cut falls inside a segment: {bases:?}"
+    );
+
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(log.prune_before(later).await.expect("prune"), 25);
+    let bases = segment_bases(&path);
+    assert_eq!(bases.first(), Some(&25), "{bases:?}");
+    let kept: Vec<u64> = (25..40).collect();
+    assert_eq!(offsets_read(&log, "fresh").await, kept);
+    let logged: Vec<u8> = bases
+        .iter()
+        .flat_map(|base| std::fs::read(path.join(format!("{base:020}.log"))).expect("read"))
+        .collect();
+    let holds = |event: &LogEvent| {
+        let body = serde_json::to_vec(&event.body).expect("encode");
+        logged.windows(body.len()).any(|window| window == body)
+    };
+    let all_events = events(40);
+    assert!(
+        !holds(&all_events[0]),
+        "a pruned event's bytes are gone from the files"
+    );
+    assert!(holds(&all_events[25]), "a kept event's bytes are there");
+    drop(log);
+
+    let log = EmbeddedLog::open_with(&path, small_segments()).expect("reopen");
+    assert_eq!(log.stats().end_offset, 40);
+    assert_eq!(offsets_read(&log, "after-reopen").await, kept);
+    log.append(events(1)).await.expect("append after the prune");
+    assert_eq!(log.stats().end_offset, 41, "offsets keep growing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_tail_left_by_a_crash_is_cut_off_on_reopen() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("log");
+    {
+        let log = EmbeddedLog::open(&path).expect("open");
+        log.append(events(3)).await.expect("append");
+    }
+    let last = *segment_bases(&path).last().expect("a segment");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path.join(format!("{last:020}.log")))
+        .expect("open segment");
+    // A header that promises more than follows: a group the crash interrupted.
+    file.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 3, 0, 0, 0, 0, 0, 0, 0, b'{'])
+        .expect("write");
+    drop(file);
+
+    let log = EmbeddedLog::open(&path).expect("reopen");
+    assert_eq!(log.stats().end_offset, 3, "the torn record is not there");
+    log.append(events(1)).await.expect("append");
+    assert_eq!(offsets_read(&log, "reader").await, [0, 1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_redb_of_the_first_shape_moves_to_segments_with_its_group_offsets() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let legacy = dir.path().join("log.redb");
+    let moved = events(5);
+    write_legacy_log(&legacy, 5, &moved, &[("ingest", 7)]);
+
+    let path = dir.path().join("log");
+    let migrated = migrate_redb_log(&legacy, &path)
+        .expect("migrate")
+        .expect("something moved");
+    assert_eq!((migrated.events, migrated.groups), (5, 1));
+    assert!(!legacy.exists(), "the old file is gone");
+    assert_eq!(migrate_redb_log(&legacy, &path).expect("again"), None);
+
+    let log = EmbeddedLog::open(&path).expect("open");
+    assert_eq!(log.stats().end_offset, 10);
+    assert_eq!(offsets_read(&log, "ingest").await, [7, 8, 9]);
+    let mut consumer = log
+        .consumer("new", &[topics::MESSAGE_SENT])
+        .await
+        .expect("consumer");
+    let records = consumer.poll(10, Duration::ZERO).await.expect("poll");
+    let found: Vec<_> = records.into_iter().map(|record| record.event).collect();
+    assert_eq!(found, moved);
+}
+
+/// A `log.redb` as the log's first shape wrote it: events from offset `first` on.
+fn write_legacy_log(path: &Path, first: u64, events: &[LogEvent], groups: &[(&str, u64)]) {
+    let events_table: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("events");
+    let groups_table: redb::TableDefinition<&str, u64> =
+        redb::TableDefinition::new("group_offsets");
+    let database = redb::Database::create(path).expect("create");
+    let write = database.begin_write().expect("write");
+    {
+        let mut table = write.open_table(events_table).expect("events");
+        for (offset, event) in (first..).zip(events) {
+            let bytes = serde_json::to_vec(event).expect("encode");
+            table.insert(offset, bytes.as_slice()).expect("insert");
+        }
+        let mut table = write.open_table(groups_table).expect("groups");
+        for (group, next) in groups {
+            table.insert(*group, *next).expect("insert");
+        }
+    }
+    write.commit().expect("commit");
+}
