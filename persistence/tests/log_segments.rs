@@ -145,6 +145,43 @@ async fn pruning_deletes_the_segments_before_the_cut_and_rewrites_the_one_it_fal
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_inside_a_pruned_segment_goes_on_at_the_oldest_event_left() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("log");
+    let log = EmbeddedLog::open_with(&path, small_segments()).expect("open");
+    append_one_by_one(&log, events(40)).await;
+    // A consumer of a group that never committed: pruning does not wait for it.
+    let mut slow = log
+        .consumer("slow", &[topics::MESSAGE_SENT])
+        .await
+        .expect("consumer");
+    let first = slow.poll(2, Duration::ZERO).await.expect("poll");
+    assert_eq!(first[0].position.offset, 0);
+    commit_through(&log, "reader", 30).await;
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(log.prune_before(later).await.expect("prune"), 31);
+
+    let mut offsets = Vec::new();
+    loop {
+        let records = slow
+            .poll(7, Duration::ZERO)
+            .await
+            .expect("poll after the prune");
+        if records.is_empty() {
+            break;
+        }
+        offsets.extend(records.iter().map(|record| record.position.offset));
+    }
+    // It finishes the segment it was in (its open handle still reads it), then skips to 31.
+    let resumed_at = offsets
+        .iter()
+        .position(|offset| *offset == 31)
+        .expect("reads on from the oldest event left");
+    assert!(offsets[..resumed_at].iter().all(|offset| *offset < 31));
+    assert_eq!(offsets[resumed_at..], (31..40).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_tail_left_by_a_crash_is_cut_off_on_reopen() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("log");

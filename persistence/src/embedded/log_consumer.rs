@@ -101,13 +101,7 @@ fn read_records(
         let most = (max - records.len()).min(MAX_SCAN_PER_READ - scanned);
         let read = segment.read(position, cursor.offset, end, most)?;
         if read.at_end_of_file {
-            let next = shared.segment_starting_at(cursor.offset).ok_or_else(|| {
-                PersistenceError::Corrupted(format!(
-                    "embedded log: no segment starts at offset {} after segment {}",
-                    cursor.offset, segment.base
-                ))
-            })?;
-            cursor.place = Some((next, 0));
+            cursor.place = Some(next_segment(shared, &segment, &mut cursor.offset)?);
             continue;
         }
         scanned += read.records.len();
@@ -127,6 +121,29 @@ fn read_records(
         cursor.place = Some((segment, read.next_position));
     }
     Ok(ReadOutcome { records, cursor })
+}
+
+/// The segment after `finished`, which ended before `offset`: the one starting there, or, when
+/// a prune removed it while this consumer was reading an older one, the oldest segment left
+/// (the consumer moves up to its first offset, as one starting at a pruned offset does).
+fn next_segment(
+    shared: &LogShared,
+    finished: &Segment,
+    offset: &mut u64,
+) -> Result<(Arc<Segment>, u64), PersistenceError> {
+    if let Some(next) = shared.segment_starting_at(*offset) {
+        return Ok((next, 0));
+    }
+    match shared.segment_for(0) {
+        Some(first) if *offset < first.base => {
+            *offset = first.base;
+            Ok((first, 0))
+        }
+        _ => Err(PersistenceError::Corrupted(format!(
+            "embedded log: no segment starts at offset {offset} after segment {}",
+            finished.base
+        ))),
+    }
 }
 
 /// The segment and byte position of `offset`, moved up to the oldest offset left if it was
