@@ -125,7 +125,8 @@ impl Segment {
             }
             let header = parse_header(rest);
             let whole = HEADER_BYTES as usize + header.length as usize;
-            let payload = if rest.len() >= whole {
+            let fits = rest.len() >= whole;
+            let payload = if fits {
                 rest[HEADER_BYTES as usize..whole].to_vec()
             } else if records.is_empty() {
                 self.read_payload(position, &header)?
@@ -136,6 +137,10 @@ impl Segment {
             records.push(RawRecord { offset, payload });
             cursor += whole;
             offset += 1;
+            if !fits {
+                // Read on its own, past the chunk: the next read starts after it.
+                break;
+            }
         }
         let at_end_of_file = records.is_empty() && offset < end && filled < HEADER_BYTES as usize;
         Ok(SegmentRead {
@@ -157,19 +162,31 @@ impl Segment {
     }
 
     /// The byte position of the record with offset `offset`, or the file's end when this segment
-    /// ends before it. Reads the headers only.
+    /// ends before it. Reads the file a chunk at a time and looks at the headers only.
     pub(crate) fn locate(&self, offset: u64) -> Result<u64, PersistenceError> {
+        let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+        let mut chunk_start = 0u64;
         let mut position = 0u64;
-        let mut header = [0u8; HEADER_BYTES as usize];
         loop {
-            if read_at_most(&self.file, &mut header, position)? < header.len() {
+            let filled = read_at_most(&self.file, &mut chunk, chunk_start)?;
+            let mut parsed_any = false;
+            loop {
+                let within = (position - chunk_start) as usize;
+                if filled.saturating_sub(within) < HEADER_BYTES as usize {
+                    break;
+                }
+                let header = parse_header(&chunk[within..]);
+                if header.offset >= offset {
+                    return Ok(position);
+                }
+                position += HEADER_BYTES + u64::from(header.length);
+                parsed_any = true;
+            }
+            if filled < chunk.len() && !parsed_any {
+                // Fewer than a header's bytes are left at `position`: the file ends there.
                 return Ok(position);
             }
-            let parsed = parse_header(&header);
-            if parsed.offset >= offset {
-                return Ok(position);
-            }
-            position += HEADER_BYTES + u64::from(parsed.length);
+            chunk_start = position;
         }
     }
 }
@@ -353,6 +370,47 @@ mod recovery_tests {
 
     fn touch(dir: &Path, name: &str) {
         std::fs::write(dir.join(name), b"").expect("write");
+    }
+
+    #[test]
+    fn locating_and_reading_cross_chunks_and_records_larger_than_a_chunk() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let base = 100;
+        let mut bytes = Vec::new();
+        let mut positions = Vec::new();
+        for index in 0..1_000u64 {
+            positions.push(bytes.len() as u64);
+            let size = if index == 500 {
+                3 * READ_CHUNK_BYTES
+            } else {
+                200
+            };
+            encode_record(&mut bytes, base + index, &vec![b'x'; size]);
+        }
+        std::fs::write(segment_path(dir.path(), base), &bytes).expect("write");
+        let segment = Segment::open(dir.path(), base).expect("open");
+        for index in [0u64, 1, 320, 499, 500, 501, 999] {
+            let position = segment.locate(base + index).expect("locate");
+            assert_eq!(
+                position,
+                positions[index as usize],
+                "offset {}",
+                base + index
+            );
+            let read = segment
+                .read(position, base + index, base + 1_000, 2)
+                .expect("read");
+            assert_eq!(read.records[0].offset, base + index);
+        }
+        assert_eq!(
+            segment.locate(base + 1_000).expect("past"),
+            bytes.len() as u64
+        );
+        let big = segment
+            .read(positions[500], base + 500, base + 1_000, 10)
+            .expect("read the large record");
+        assert_eq!(big.records[0].payload.len(), 3 * READ_CHUNK_BYTES);
+        assert_eq!(big.next_position, positions[501]);
     }
 
     #[test]
