@@ -182,6 +182,28 @@ async fn a_consumer_inside_a_pruned_segment_goes_on_at_the_oldest_event_left() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_larger_than_a_read_are_read_whole_between_small_ones() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let log = EmbeddedLog::open(&dir.path().join("log")).expect("open");
+    let mut appended = events(3);
+    if let wire::log::LogEventBody::MessageSent { record } = &mut appended[1].body {
+        record.message.text = "long ".repeat(40_000);
+    }
+    let mut consumer = log
+        .consumer("reader", &[topics::MESSAGE_SENT])
+        .await
+        .expect("consumer");
+    log.append(appended.clone()).await.expect("append");
+    let mut found = Vec::new();
+    while found.len() < 3 {
+        let records = consumer.poll(10, Duration::ZERO).await.expect("poll");
+        assert!(!records.is_empty(), "stopped after {}", found.len());
+        found.extend(records.into_iter().map(|record| record.event));
+    }
+    assert_eq!(found, appended);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_tail_left_by_a_crash_is_cut_off_on_reopen() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("log");
