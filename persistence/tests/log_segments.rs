@@ -241,6 +241,22 @@ async fn a_log_redb_of_the_first_shape_moves_to_segments_with_its_group_offsets(
     assert_eq!((migrated.events, migrated.groups), (5, 1));
     assert!(!legacy.exists(), "the old file is gone");
     assert_eq!(migrate_redb_log(&legacy, &path).expect("again"), None);
+    // A log.redb left beside the directory made from it (a crash after the rename) goes.
+    write_legacy_log(&legacy, 0, &events(1), &[]);
+    assert_eq!(
+        migrate_redb_log(&legacy, &path).expect("the marked directory"),
+        None
+    );
+    assert!(!legacy.exists());
+    let other = dir.path().join("other-log");
+    std::fs::create_dir(&other).expect("a log directory of this version");
+    write_legacy_log(&legacy, 0, &events(1), &[]);
+    assert!(
+        migrate_redb_log(&legacy, &other).is_err(),
+        "both, the directory not made from the file: refused"
+    );
+    assert!(legacy.exists(), "nothing deleted");
+    std::fs::remove_file(&legacy).expect("remove");
 
     let log = EmbeddedLog::open(&path).expect("open");
     assert_eq!(log.stats().end_offset, 10);

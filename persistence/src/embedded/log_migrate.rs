@@ -3,8 +3,10 @@
 //!
 //! The new directory is built beside it under another name (`<dir>.migrating`), fsync'd, then
 //! renamed into place, and only then is the old file deleted: a crash at any point leaves either
-//! the old file alone (the migration starts over) or a complete directory (the old file, if still
-//! there, is deleted).
+//! the old file alone (the migration starts over) or a complete directory marked as made from it
+//! (the old file, if still there, is deleted). A `log.redb` beside a directory not made from it
+//! (a node of the old version run on the data directory after the upgrade) stops the start-up:
+//! deleting either would lose events.
 
 use std::fs::File;
 use std::io::Write;
@@ -20,6 +22,9 @@ use crate::error::PersistenceError;
 
 const LEGACY_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const LEGACY_GROUP_OFFSETS: TableDefinition<&str, u64> = TableDefinition::new("group_offsets");
+/// A file in the new directory saying it was made from a `log.redb`: finding both, a start-up
+/// deletes the old file only then (a crash after the rename), and refuses otherwise.
+const MIGRATED_MARKER: &str = "migrated-from-log.redb";
 /// Bytes the migration gathers before each write.
 const WRITE_BYTES: usize = 1 << 20;
 
@@ -38,6 +43,14 @@ pub fn migrate_redb_log(legacy: &Path, dir: &Path) -> Result<Option<Migrated>, P
         return Ok(None);
     }
     if dir.exists() {
+        if !dir.join(MIGRATED_MARKER).exists() {
+            return Err(PersistenceError::Conflict(format!(
+                "both {} and {} exist and the directory was not made from the file: move one \
+                 of them away",
+                legacy.display(),
+                dir.display()
+            )));
+        }
         // A migration completed and stopped before deleting the old file.
         std::fs::remove_file(legacy)?;
         return Ok(None);
@@ -48,6 +61,7 @@ pub fn migrate_redb_log(legacy: &Path, dir: &Path) -> Result<Option<Migrated>, P
     }
     std::fs::create_dir_all(&staging)?;
     let migrated = copy_legacy(legacy, &staging)?;
+    std::fs::write(staging.join(MIGRATED_MARKER), b"")?;
     segment::sync_directory(&staging)?;
     std::fs::rename(&staging, dir)?;
     if let Some(parent) = dir.parent() {
