@@ -53,11 +53,11 @@ impl ActiveSegment {
 }
 
 /// Marks the writer dead when its thread ends, however it ends.
-struct AliveGuard<'a>(&'a std::sync::atomic::AtomicBool);
+struct AliveGuard(Arc<LogShared>);
 
-impl Drop for AliveGuard<'_> {
+impl Drop for AliveGuard {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.writer_alive.store(false, Ordering::Release);
     }
 }
 
@@ -74,8 +74,7 @@ pub(crate) fn run_writer(
     active: ActiveSegment,
     options: LogOptions,
 ) {
-    let alive_flag = Arc::clone(&shared);
-    let _alive = AliveGuard(&alive_flag.writer_alive);
+    let _alive = AliveGuard(Arc::clone(&shared));
     let mut writer = Writer {
         shared,
         active,
