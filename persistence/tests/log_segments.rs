@@ -41,6 +41,13 @@ fn segment_bases(dir: &Path) -> Vec<u64> {
     bases
 }
 
+/// How many files this process has open (nextest runs each test in its own process).
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+}
+
 /// The offsets a new consumer of `group` reads, to the end.
 async fn offsets_read(log: &EmbeddedLog, group: &str) -> Vec<u64> {
     let mut consumer = log
@@ -90,9 +97,16 @@ async fn segments_roll_and_consumers_read_across_them_before_and_after_a_reopen(
         assert_eq!(offsets_read(&log, "first").await, all);
         commit_through(&log, "resuming", 29).await;
     }
-    assert!(segment_bases(&path).len() > 5, "{:?}", segment_bases(&path));
+    let segments = segment_bases(&path).len();
+    assert!(segments > 10, "{:?}", segment_bases(&path));
 
+    let descriptors_before = open_descriptors();
     let log = EmbeddedLog::open_with(&path, small_segments()).expect("reopen");
+    let held = open_descriptors().saturating_sub(descriptors_before);
+    assert!(
+        held < 5,
+        "the log holds {held} descriptors for {segments} segments: one per segment?"
+    );
     assert_eq!(log.stats().end_offset, 40);
     assert_eq!(offsets_read(&log, "after-reopen").await, all);
     assert_eq!(

@@ -16,7 +16,7 @@
 //! writing, so one fsync carries everything that arrives meanwhile (PostgreSQL's
 //! `commit_delay`, Kafka's `linger.ms`). An append after a quiet spell is written at once.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -65,8 +65,10 @@ impl Default for LogOptions {
 /// State shared by the log handle, its writer thread and its consumers.
 pub(crate) struct LogShared {
     pub(crate) dir: PathBuf,
-    /// Every segment by its first offset. The writer adds segments; pruning removes them.
-    pub(crate) segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
+    /// The first offset of every segment file. The writer adds segments; pruning removes them.
+    /// Readers open the files themselves, so the node holds one descriptor per reader, not per
+    /// segment.
+    pub(crate) segments: RwLock<BTreeSet<u64>>,
     pub(crate) offsets: GroupOffsets,
     /// The offset the next appended event gets; bumped after every durable group.
     pub(crate) end_offset: watch::Sender<u64>,
@@ -82,26 +84,40 @@ pub(crate) struct LogShared {
 }
 
 impl LogShared {
-    /// The segment holding `offset`: the last one starting at or before it, or the first one
-    /// when `offset` was pruned.
-    pub(crate) fn segment_for(&self, offset: u64) -> Option<Arc<Segment>> {
+    /// Opens the segment holding `offset` for reading — the last one starting at or before it —
+    /// moving `offset` up to the oldest offset left when it was pruned. Under the segments'
+    /// lock, which pruning holds while it deletes or renames files, so the file is there.
+    pub(crate) fn open_segment_for(&self, offset: &mut u64) -> Result<Segment, PersistenceError> {
         let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
-        segments
-            .range(..=offset)
+        let base = segments
+            .range(..=*offset)
             .next_back()
             .or_else(|| segments.iter().next())
-            .map(|(_, segment)| Arc::clone(segment))
+            .copied()
+            .ok_or_else(|| PersistenceError::Corrupted("embedded log: no segment".to_owned()))?;
+        *offset = (*offset).max(base);
+        Segment::open(&self.dir, base)
     }
 
-    /// The segment starting exactly at `offset`.
-    pub(crate) fn segment_starting_at(&self, offset: u64) -> Option<Arc<Segment>> {
-        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
-        segments.get(&offset).map(Arc::clone)
-    }
-
-    pub(crate) fn add_segment(&self, segment: Segment) {
+    pub(crate) fn add_segment(&self, base: u64) {
         let mut segments = self.segments.write().unwrap_or_else(|p| p.into_inner());
-        segments.insert(segment.base, Arc::new(segment));
+        segments.insert(base);
+    }
+
+    /// Runs `change` (deleting or renaming segment files) under the segments' lock, so no reader
+    /// opens a file in the middle of it.
+    pub(crate) fn change_segments<T>(
+        &self,
+        change: impl FnOnce(&mut BTreeSet<u64>) -> Result<T, PersistenceError>,
+    ) -> Result<T, PersistenceError> {
+        let mut segments = self.segments.write().unwrap_or_else(|p| p.into_inner());
+        change(&mut segments)
+    }
+
+    /// The first offsets of the segments, ascending.
+    pub(crate) fn segment_bases(&self) -> Vec<u64> {
+        let segments = self.segments.read().unwrap_or_else(|p| p.into_inner());
+        segments.iter().copied().collect()
     }
 }
 
@@ -146,10 +162,7 @@ impl EmbeddedLog {
         }
         let last = *bases.last().unwrap_or(&0);
         let (file, bytes, end_offset) = segment::recover_tail(dir, last)?;
-        let mut segments = BTreeMap::new();
-        for base in bases {
-            segments.insert(base, Arc::new(Segment::open(dir, base)?));
-        }
+        let segments: BTreeSet<u64> = bases.into_iter().collect();
         info!(
             dir = %dir.display(),
             segments = segments.len(),

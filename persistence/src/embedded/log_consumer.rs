@@ -131,33 +131,22 @@ fn next_segment(
     finished: &Segment,
     offset: &mut u64,
 ) -> Result<(Arc<Segment>, u64), PersistenceError> {
-    if let Some(next) = shared.segment_starting_at(*offset) {
-        return Ok((next, 0));
-    }
-    match shared.segment_for(0) {
-        Some(first) if *offset < first.base => {
-            *offset = first.base;
-            Ok((first, 0))
-        }
-        _ => Err(PersistenceError::Corrupted(format!(
+    let (segment, position) = find(shared, offset)?;
+    if segment.base == finished.base {
+        return Err(PersistenceError::Corrupted(format!(
             "embedded log: no segment starts at offset {offset} after segment {}",
             finished.base
-        ))),
+        )));
     }
+    Ok((segment, position))
 }
 
 /// The segment and byte position of `offset`, moved up to the oldest offset left if it was
 /// pruned.
 fn find(shared: &LogShared, offset: &mut u64) -> Result<(Arc<Segment>, u64), PersistenceError> {
-    let segment = shared
-        .segment_for(*offset)
-        .ok_or_else(|| PersistenceError::Corrupted("embedded log: no segment".to_owned()))?;
-    if *offset < segment.base {
-        *offset = segment.base;
-        return Ok((segment, 0));
-    }
+    let segment = shared.open_segment_for(offset)?;
     let position = segment.locate(*offset)?;
-    Ok((segment, position))
+    Ok((Arc::new(segment), position))
 }
 
 #[async_trait]

@@ -60,18 +60,14 @@ fn first_offset_to_keep(
     };
     let end = *shared.end_offset.borrow();
     let limit = read_by_all.min(end.saturating_sub(1));
-    let Some(mut segment) = shared.segment_for(0) else {
-        return Ok(None);
-    };
-    let first = segment.base;
-    let mut offset = first;
+    let mut offset = 0;
+    let mut segment = shared.open_segment_for(&mut offset)?;
+    let first = offset;
     let mut position = 0;
     while offset < limit {
         let read = segment.read(position, offset, limit, SCAN_BATCH)?;
         if read.at_end_of_file {
-            segment = shared
-                .segment_starting_at(offset)
-                .ok_or_else(|| missing_segment(offset))?;
+            segment = open_segment_starting_at(shared, offset)?;
             position = 0;
             continue;
         }
@@ -87,6 +83,16 @@ fn first_offset_to_keep(
     Ok((offset > first).then_some((first, offset)))
 }
 
+/// The segment starting at `offset` (prunes run one at a time, so none disappears meanwhile).
+fn open_segment_starting_at(shared: &LogShared, offset: u64) -> Result<Segment, PersistenceError> {
+    let mut found = offset;
+    let segment = shared.open_segment_for(&mut found)?;
+    if segment.base != offset {
+        return Err(missing_segment(offset));
+    }
+    Ok(segment)
+}
+
 fn missing_segment(offset: u64) -> PersistenceError {
     PersistenceError::Corrupted(format!(
         "embedded log: no segment starts at offset {offset}"
@@ -96,20 +102,20 @@ fn missing_segment(offset: u64) -> PersistenceError {
 /// Deletes the segments that end at or before `keep_from` and rewrites the one holding it.
 /// The writer's segment starts at or after `keep_from` (the caller rolled it).
 fn drop_segments_before(shared: &LogShared, keep_from: u64) -> Result<(), PersistenceError> {
-    let doomed: Vec<(Arc<Segment>, u64)> = {
-        let segments = shared.segments.read().unwrap_or_else(|p| p.into_inner());
-        let bases: Vec<u64> = segments.keys().copied().collect();
-        bases
-            .windows(2)
-            .filter(|pair| pair[0] < keep_from)
-            .map(|pair| (Arc::clone(&segments[&pair[0]]), pair[1]))
-            .collect()
-    };
-    for (segment, segment_end) in doomed {
+    let bases = shared.segment_bases();
+    for pair in bases.windows(2) {
+        let (base, segment_end) = (pair[0], pair[1]);
+        if base >= keep_from {
+            break;
+        }
         if segment_end <= keep_from {
-            std::fs::remove_file(segment::segment_path(&shared.dir, segment.base))?;
-            remove_from_map(shared, segment.base);
+            shared.change_segments(|segments| {
+                std::fs::remove_file(segment::segment_path(&shared.dir, base))?;
+                segments.remove(&base);
+                Ok(())
+            })?;
         } else {
+            let segment = Segment::open(&shared.dir, base)?;
             rewrite_tail(shared, &segment, keep_from, segment_end)?;
         }
     }
@@ -143,16 +149,14 @@ fn rewrite_tail(
         position = read.next_position;
     }
     file.sync_all()?;
-    std::fs::remove_file(segment::segment_path(dir, segment.base))?;
-    std::fs::rename(&temporary, segment::segment_path(dir, keep_from))?;
-    segment::sync_directory(dir)?;
-    let replacement = Segment::open(dir, keep_from)?;
-    remove_from_map(shared, segment.base);
-    shared.add_segment(replacement);
-    Ok(())
-}
-
-fn remove_from_map(shared: &LogShared, base: u64) {
-    let mut segments = shared.segments.write().unwrap_or_else(|p| p.into_inner());
-    segments.remove(&base);
+    // Old first, then the new name: a crash in between leaves the temporary file and no old
+    // segment, which opening the log completes.
+    shared.change_segments(|segments| {
+        std::fs::remove_file(segment::segment_path(dir, segment.base))?;
+        segments.remove(&segment.base);
+        std::fs::rename(&temporary, segment::segment_path(dir, keep_from))?;
+        segments.insert(keep_from);
+        Ok(())
+    })?;
+    segment::sync_directory(dir)
 }

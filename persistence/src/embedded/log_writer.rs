@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info};
 
 use super::log::{LogOptions, LogShared};
-use super::segment::{self, Segment};
+use super::segment;
 use crate::error::PersistenceError;
 
 /// Most append requests the writer folds into one group.
@@ -214,13 +214,8 @@ impl Writer {
 
     /// Starts a new segment at offset `end`.
     fn roll(&mut self, end: u64) -> Result<(), PersistenceError> {
-        let dir = &self.shared.dir;
-        let file = segment::create_segment(dir, end)?;
-        let reader = Segment::open(dir, end).inspect_err(|_| {
-            // Never leave a segment the writer does not append to: it would overlap the next.
-            let _ = std::fs::remove_file(segment::segment_path(dir, end));
-        })?;
-        self.shared.add_segment(reader);
+        let file = segment::create_segment(&self.shared.dir, end)?;
+        self.shared.add_segment(end);
         info!(
             base = end,
             previous = self.active.base,
