@@ -124,7 +124,7 @@ impl LogShared {
 /// Counters of an [`EmbeddedLog`], for tests and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogStats {
-    /// Durable write transactions committed by the writer.
+    /// Durable groups the writer wrote (one write and one fsync each).
     pub commits: u64,
     /// Those of them the writer waited [`LogOptions::group_commit_delay`] before.
     pub delayed_commits: u64,
