@@ -149,6 +149,8 @@ fn rewrite_tail(
         position = read.next_position;
     }
     file.sync_all()?;
+    // The temporary file's name is durable before the old segment goes.
+    segment::sync_directory(dir)?;
     // Old first, then the new name: a crash in between leaves the temporary file and no old
     // segment, which opening the log completes.
     shared.change_segments(|segments| {
