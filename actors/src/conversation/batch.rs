@@ -313,7 +313,8 @@ async fn abandon_sends(node: &Node, conversation_id: &ConversationId, pending: &
 }
 
 /// Stage 4: shares the new versions with the other nodes, records the activity and the send
-/// acks, then answers. The acks are recorded before answering: a retry through another node
+/// acks — the three at once: they are independent, and in a cluster each is a round trip to
+/// Redis — then answers. The acks are recorded before answering: a retry through another node
 /// must find them as soon as the client holds an ack.
 async fn confirm(
     node: &Node,
@@ -324,21 +325,6 @@ async fn confirm(
     now: Timestamp,
 ) {
     let conversation_id = &working.record.conversation.conversation_id;
-    let ports = node.ports();
-    if !changed.is_empty() {
-        if let Err(error) = ports.cache.put(conversation_id, changed).await {
-            tracing::warn!(conversation_id = %conversation_id, error = %error, "updating the message cache failed");
-        }
-    }
-    if !fresh.is_empty() {
-        let recorded = ports
-            .directory
-            .record_activity(conversation_id, working.last_seq, now)
-            .await;
-        if let Err(error) = recorded {
-            tracing::warn!(conversation_id = %conversation_id, error = %error, "recording activity failed");
-        }
-    }
     let acks: Vec<(DedupKey, SendAck)> = pending
         .iter()
         .filter_map(|answer| match answer {
@@ -346,11 +332,12 @@ async fn confirm(
             Pending::Answer(_) => None,
         })
         .collect();
-    if !acks.is_empty() {
-        if let Err(error) = ports.sequencer.confirm(conversation_id, &acks).await {
-            tracing::warn!(conversation_id = %conversation_id, error = %error, "recording send acks failed; retries fall back to the store");
-        }
-    }
+    let activity = (!fresh.is_empty()).then_some(working.last_seq);
+    futures::join!(
+        share_versions(node, conversation_id, changed),
+        record_activity(node, conversation_id, activity, now),
+        record_acks(node, conversation_id, &acks),
+    );
     for answer in pending {
         match answer {
             Pending::Sent { ack, replies, .. } => {
@@ -359,6 +346,46 @@ async fn confirm(
             }
             Pending::Answer(answer) => answer(Ok(())),
         }
+    }
+}
+
+/// The new versions into the shared message cache.
+async fn share_versions(node: &Node, conversation_id: &ConversationId, changed: &[MessageRecord]) {
+    if changed.is_empty() {
+        return;
+    }
+    if let Err(error) = node.ports().cache.put(conversation_id, changed).await {
+        tracing::warn!(conversation_id = %conversation_id, error = %error, "updating the message cache failed");
+    }
+}
+
+/// The conversation's newest seq and its time, when the batch accepted new messages.
+async fn record_activity(
+    node: &Node,
+    conversation_id: &ConversationId,
+    last_seq: Option<Seq>,
+    now: Timestamp,
+) {
+    let Some(last_seq) = last_seq else {
+        return;
+    };
+    let recorded = node
+        .ports()
+        .directory
+        .record_activity(conversation_id, last_seq, now)
+        .await;
+    if let Err(error) = recorded {
+        tracing::warn!(conversation_id = %conversation_id, error = %error, "recording activity failed");
+    }
+}
+
+/// The sends' acks, so retries through any node get them.
+async fn record_acks(node: &Node, conversation_id: &ConversationId, acks: &[(DedupKey, SendAck)]) {
+    if acks.is_empty() {
+        return;
+    }
+    if let Err(error) = node.ports().sequencer.confirm(conversation_id, acks).await {
+        tracing::warn!(conversation_id = %conversation_id, error = %error, "recording send acks failed; retries fall back to the store");
     }
 }
 
