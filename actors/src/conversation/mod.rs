@@ -16,6 +16,7 @@ mod window;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 use tokio::time::Instant;
 
 use actix::{
@@ -104,6 +105,9 @@ pub struct Conversation {
     /// batch.
     purged_through: Option<Seq>,
     gap_timer: Option<SpawnHandle>,
+    /// Since when fan-out waits at its current position: its last step, or the first event
+    /// buffered out of order when nothing was buffered. A gap is repaired `gap_wait` after.
+    stalled_since: Instant,
     last_activity: Instant,
     /// The supervisor forgot this actor (see [`retire`]): operations that still reach it are
     /// handed to a fresh actor, and it stops.
@@ -127,6 +131,7 @@ impl Conversation {
             window_stale: false,
             purged_through: None,
             gap_timer: None,
+            stalled_since: Instant::now(),
             last_activity: Instant::now(),
             retired: false,
             reported_window: (0, 0),
@@ -298,6 +303,7 @@ impl Conversation {
             };
             self.fan_out_sequenced(next, &frame);
             self.next_delivery = Some(next.next());
+            self.stalled_since = Instant::now();
         }
     }
 
@@ -313,13 +319,23 @@ impl Conversation {
         }
     }
 
+    /// Repairs the gap fan-out waits at once it has stood for `gap_wait`: counted from when
+    /// fan-out last moved on or, when it had nothing buffered, from when the first
+    /// out-of-order event came ([`Conversation::stalled_since`]). A timer that ends after
+    /// fan-out moved on starts over for the gap it waits at now: a seq a moment late on the
+    /// bus is not in the shared cache yet either, and repairing it early would skip it and
+    /// drop it when it came.
     fn arm_gap_timer(&mut self, ctx: &mut Context<Self>) {
         if self.gap_timer.is_some() || self.reorder.is_empty() {
             return;
         }
-        let wait = self.node.limits().gap_wait;
+        let wait = self.gap_wait_left();
         self.gap_timer = Some(ctx.run_later(wait, |act, ctx| {
             act.gap_timer = None;
+            if !act.gap_wait_left().is_zero() {
+                act.arm_gap_timer(ctx);
+                return;
+            }
             if let (None, Some((&first_buffered, _))) =
                 (act.next_delivery, act.reorder.iter().next())
             {
@@ -333,6 +349,11 @@ impl Conversation {
                 _ => act.arm_gap_timer(ctx),
             }
         }));
+    }
+
+    /// How much longer the gap fan-out waits at has to stand before it is repaired.
+    fn gap_wait_left(&self) -> Duration {
+        (self.stalled_since + self.node.limits().gap_wait).saturating_duration_since(Instant::now())
     }
 
     /// Seqs `from..until` did not arrive within the wait: fetch the ones that were accepted
@@ -434,6 +455,9 @@ impl Handler<Deliver> for Conversation {
             self.fan_out(&message.frame, message.exclude.as_ref());
             return;
         };
+        if self.reorder.is_empty() {
+            self.stalled_since = Instant::now();
+        }
         if !self.follow_subscription() {
             // The subscription's floor is being determined: hold the event.
             self.reorder.insert(seq, message.frame);

@@ -339,6 +339,53 @@ async fn fan_out_is_in_seq_order_and_bridges_a_gap_after_the_wait() {
     assert!(frames(&mut outbound).is_empty());
 }
 
+/// A seq that goes missing just before the wait armed for an earlier gap ends gets a whole
+/// wait of its own: it is late on the bus, not lost. (The wait used to run from the first
+/// gap, so the later seq was "repaired" a moment after it went missing, found nowhere yet,
+/// skipped, and dropped as a re-delivery when it came: a live message lost in a cluster
+/// under steady load, recovered only by `sync`.)
+#[actix_rt::test]
+async fn a_gap_that_opens_late_in_an_earlier_gaps_wait_gets_the_whole_wait() {
+    tokio::time::pause();
+    let limits = Limits::default();
+    let gap_wait = limits.gap_wait;
+    let harness = Harness::new(limits);
+    let conversation_id = harness.group("c1", &["alice", "bob"]);
+    let (_session, mut outbound) = connect_bob(&harness, &conversation_id).await;
+    let handle = harness
+        .node
+        .supervisor()
+        .conversation(&harness.node, &conversation_id);
+    let deliver = |seq: u64| Deliver {
+        seq: Some(Seq(seq)),
+        frame: ByteString::from(format!("frame-{seq}")),
+        exclude: None,
+        invalidates_record: false,
+        invalidates_messages: false,
+    };
+    // Seq 2 is late: the wait starts.
+    handle.deliver(deliver(1)).await;
+    handle.deliver(deliver(3)).await;
+    tokio::time::sleep(gap_wait - Duration::from_millis(100)).await;
+    // It comes; seq 4 is late now, 100 ms before the first wait ends.
+    handle.deliver(deliver(2)).await;
+    handle.deliver(deliver(5)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        frames(&mut outbound),
+        ["frame-1", "frame-2", "frame-3"],
+        "seq 5 waits for seq 4"
+    );
+    // Seq 4 comes 200 ms after it went missing, well within a wait.
+    handle.deliver(deliver(4)).await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        frames(&mut outbound),
+        ["frame-4", "frame-5"],
+        "seq 4 was delivered live, not skipped"
+    );
+}
+
 #[actix_rt::test]
 async fn idle_conversations_stop_and_restart_on_demand() {
     tokio::time::pause();
