@@ -5,6 +5,7 @@
 //! messages connected clients got only from their final `sync`).
 
 use std::collections::BTreeMap;
+use tokio::time::Instant;
 
 use actix::{ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use bytestring::ByteString;
@@ -117,6 +118,10 @@ impl Conversation {
             message: record.message,
         };
         let frame = ByteString::from(wire::frames::encode_event(&event));
+        if self.reorder.is_empty() {
+            // Fan-out waits from now for what is missing before it.
+            self.stalled_since = Instant::now();
+        }
         self.reorder.entry(seq).or_insert(frame);
     }
 }
