@@ -10,7 +10,7 @@ use wire::{ClientMsgId, CloseCode, ConversationId, ErrorCode, MessageId, Seq, Us
 
 use super::abandoned_tests::{aborted_records, reserve_and_die};
 use super::op::Queued;
-use super::{ConversationOp, Deliver, OpActor};
+use super::{ConversationHandle, ConversationOp, Deliver, OpActor};
 use crate::node::{Limits, Node};
 use crate::ops::conversation_get::GetConversation;
 use crate::ops::message_delete::{DeleteMessage, Deleter};
@@ -292,28 +292,41 @@ fn frames(receiver: &mut DetachedSession) -> Vec<String> {
     frames
 }
 
-#[actix_rt::test]
-async fn fan_out_is_in_seq_order_and_bridges_a_gap_after_the_wait() {
+/// Bob connected to group c1, whose actor the events are delivered to (time paused).
+struct BobWatching {
+    _harness: Harness,
+    _session: SessionHandle,
+    outbound: DetachedSession,
+    handle: ConversationHandle,
+}
+
+async fn bob_watching_c1(limits: Limits) -> BobWatching {
     tokio::time::pause();
-    let limits = Limits::default();
-    let gap_wait = limits.gap_wait;
     let harness = Harness::new(limits);
     let conversation_id = harness.group("c1", &["alice", "bob"]);
-    let (_session, mut outbound) = connect_bob(&harness, &conversation_id).await;
+    let (session, outbound) = connect_bob(&harness, &conversation_id).await;
     let handle = harness
         .node
         .supervisor()
         .conversation(&harness.node, &conversation_id);
+    BobWatching {
+        _harness: harness,
+        _session: session,
+        outbound,
+        handle,
+    }
+}
+
+#[actix_rt::test]
+async fn fan_out_is_in_seq_order_and_bridges_a_gap_after_the_wait() {
+    let gap_wait = Limits::default().gap_wait;
+    let BobWatching {
+        mut outbound,
+        handle,
+        ..
+    } = bob_watching_c1(Limits::default()).await;
     for seq in [1, 3, 2, 5] {
-        handle
-            .deliver(Deliver {
-                seq: Some(Seq(seq)),
-                frame: ByteString::from(format!("frame-{seq}")),
-                exclude: None,
-                invalidates_record: false,
-                invalidates_messages: false,
-            })
-            .await;
+        handle.deliver(sequenced(seq)).await;
     }
     // Let the actor process its mailbox without advancing past the gap wait.
     tokio::task::yield_now().await;
@@ -346,30 +359,19 @@ async fn fan_out_is_in_seq_order_and_bridges_a_gap_after_the_wait() {
 /// under steady load, recovered only by `sync`.)
 #[actix_rt::test]
 async fn a_gap_that_opens_late_in_an_earlier_gaps_wait_gets_the_whole_wait() {
-    tokio::time::pause();
-    let limits = Limits::default();
-    let gap_wait = limits.gap_wait;
-    let harness = Harness::new(limits);
-    let conversation_id = harness.group("c1", &["alice", "bob"]);
-    let (_session, mut outbound) = connect_bob(&harness, &conversation_id).await;
-    let handle = harness
-        .node
-        .supervisor()
-        .conversation(&harness.node, &conversation_id);
-    let deliver = |seq: u64| Deliver {
-        seq: Some(Seq(seq)),
-        frame: ByteString::from(format!("frame-{seq}")),
-        exclude: None,
-        invalidates_record: false,
-        invalidates_messages: false,
-    };
+    let gap_wait = Limits::default().gap_wait;
+    let BobWatching {
+        mut outbound,
+        handle,
+        ..
+    } = bob_watching_c1(Limits::default()).await;
     // Seq 2 is late: the wait starts.
-    handle.deliver(deliver(1)).await;
-    handle.deliver(deliver(3)).await;
+    handle.deliver(sequenced(1)).await;
+    handle.deliver(sequenced(3)).await;
     tokio::time::sleep(gap_wait - Duration::from_millis(100)).await;
     // It comes; seq 4 is late now, 100 ms before the first wait ends.
-    handle.deliver(deliver(2)).await;
-    handle.deliver(deliver(5)).await;
+    handle.deliver(sequenced(2)).await;
+    handle.deliver(sequenced(5)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         frames(&mut outbound),
@@ -377,7 +379,7 @@ async fn a_gap_that_opens_late_in_an_earlier_gaps_wait_gets_the_whole_wait() {
         "seq 5 waits for seq 4"
     );
     // Seq 4 comes 200 ms after it went missing, well within a wait.
-    handle.deliver(deliver(4)).await;
+    handle.deliver(sequenced(4)).await;
     tokio::time::sleep(Duration::from_millis(1)).await;
     assert_eq!(
         frames(&mut outbound),
