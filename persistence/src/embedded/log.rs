@@ -207,16 +207,25 @@ impl EmbeddedLog {
     /// Asks the writer to start a new segment if the last one starts before `offset` and holds
     /// anything, so that it becomes immutable (pruning rewrites it).
     pub(super) async fn roll_segment_before(&self, offset: u64) -> Result<(), PortError> {
+        self.ask_writer(|reply| WriterRequest::Roll {
+            before: offset,
+            reply,
+        })
+        .await
+    }
+
+    /// Queues the request `make` builds around its reply channel and waits for the writer's
+    /// answer; a stopped writer is [`PersistenceError::WriterStopped`].
+    async fn ask_writer(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), PortError>>) -> WriterRequest,
+    ) -> Result<(), PortError> {
         let requests = self
             .requests
             .as_ref()
             .ok_or_else(|| PortError::from(PersistenceError::WriterStopped))?;
         let (reply, answer) = oneshot::channel();
-        let request = WriterRequest::Roll {
-            before: offset,
-            reply,
-        };
-        if requests.send(request).await.is_err() {
+        if requests.send(make(reply)).await.is_err() {
             return Err(PersistenceError::WriterStopped.into());
         }
         answer
@@ -252,22 +261,13 @@ impl EventLog for EmbeddedLog {
                 .map_err(|error| PortError::internal(During::new("encoding log event", error)))?;
             encoded.push(bytes);
         }
-        let requests = self
-            .requests
-            .as_ref()
-            .ok_or_else(|| PortError::from(PersistenceError::WriterStopped))?;
-        let (reply, answer) = oneshot::channel();
-        let request = WriterRequest::Append(AppendRequest {
-            events: encoded,
-            reply,
-        });
-        if requests.send(request).await.is_err() {
-            return Err(PersistenceError::WriterStopped.into());
-        }
-        match answer.await {
-            Ok(result) => result,
-            Err(_) => Err(PersistenceError::WriterStopped.into()),
-        }
+        self.ask_writer(|reply| {
+            WriterRequest::Append(AppendRequest {
+                events: encoded,
+                reply,
+            })
+        })
+        .await
     }
 
     async fn consumer(
