@@ -82,11 +82,15 @@ fi
 credentials() {
   mkdir -p "$state"
   if [ ! -f "$state/credentials" ]; then
-    umask 077
-    {
-      echo "PARLEY__AUTH__JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-      echo "PARLEY__AUTH__API_KEY=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-    } > "$state/credentials"
+    # The secrets file only is private (a umask left set here made the tools installed
+    # after it unreadable to the users the services run as).
+    (
+      umask 077
+      {
+        echo "PARLEY__AUTH__JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+        echo "PARLEY__AUTH__API_KEY=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+      } > "$state/credentials"
+    )
   fi
   # shellcheck disable=SC1091
   set -a; . "$state/credentials"; set +a

