@@ -69,7 +69,10 @@ install() {
 # As root the server runs as `postgres`, which must reach the binaries and their libraries
 # (an install made under a private umask left them root's alone: initdb "Permission denied").
 readable_by_postgres() {
-  if [ "$(id -u)" -eq 0 ]; then chmod -R go+rX "$PG_VENV"; fi
+  if [ "$(id -u)" -eq 0 ]; then
+    chmod go+x "$(dirname "$PG_VENV")"
+    chmod -R go+rX "$PG_VENV"
+  fi
 }
 
 start() {
