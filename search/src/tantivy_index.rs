@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use ports::{PortError, SearchIndex, SearchPage, SearchQuery, SearchReader};
@@ -66,6 +66,11 @@ impl TantivyIndex {
                 fields,
             }),
         })
+    }
+
+    /// How many segments the last reload sees.
+    pub fn segment_count(&self) -> usize {
+        self.inner.reader.searcher().segment_readers().len()
     }
 
     async fn blocking<T: Send + 'static>(
@@ -127,8 +132,12 @@ impl SearchReader for TantivyIndex {
 }
 
 impl Inner {
+    fn writer(&self) -> MutexGuard<'_, IndexWriter> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn apply(&self, records: Vec<MessageRecord>) -> Result<(), SearchError> {
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut writer = self.writer();
         let searcher = self.reader.searcher();
         let mut replaced = 0_usize;
         for record in newest_per_message(records) {
@@ -179,7 +188,7 @@ impl Inner {
         matching: Box<dyn Query>,
         chosen: impl Fn(&MessageRecord) -> bool,
     ) -> Result<u64, SearchError> {
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut writer = self.writer();
         let searcher = self.reader.searcher();
         let query = BooleanQuery::new(vec![
             (Occur::Must, matching),
