@@ -146,6 +146,22 @@ impl Tracker {
     pub fn conversation_ids(&self) -> Vec<ConversationId> {
         self.conversations.keys().cloned().collect()
     }
+
+    /// How many of `acked` the user lacks in a conversation, and the lowest of them (None:
+    /// it lacks none). A hole that is no acked seq (a failed send's tombstone) is not counted:
+    /// the server delivers it to nobody live.
+    pub fn lacking(
+        &self,
+        conversation_id: &ConversationId,
+        acked: &BTreeSet<u64>,
+    ) -> Option<(u64, u64)> {
+        let track = self.conversations.get(conversation_id)?;
+        let mut missing = acked
+            .range(track.applied + 1..)
+            .filter(|seq| !track.ahead.contains(seq));
+        let first = *missing.next()?;
+        Some((1 + missing.count() as u64, first))
+    }
 }
 
 #[cfg(test)]
@@ -154,6 +170,21 @@ mod tests {
 
     fn conversation() -> ConversationId {
         ConversationId::new("c")
+    }
+
+    #[test]
+    fn only_acked_seqs_the_user_lacks_count() {
+        let mut tracker = Tracker::default();
+        for seq in [1, 2, 4, 5, 7] {
+            tracker.live(&conversation(), seq);
+        }
+        // 3 is a failed send's tombstone (never acked); 6 and 8 were acked and not received.
+        let acked = BTreeSet::from([1, 2, 4, 5, 6, 7, 8]);
+        assert_eq!(tracker.lacking(&conversation(), &acked), Some((2, 6)));
+        tracker.recovered(&conversation(), 6);
+        tracker.recovered(&conversation(), 8);
+        assert_eq!(tracker.lacking(&conversation(), &acked), None);
+        assert_eq!(tracker.lacking(&ConversationId::new("other"), &acked), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! the scenario). Sends are queued without waiting (open loop); the reply or the `message.new`
 //! that comes back is matched to the scheduled send time carried in the message text.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,8 +49,8 @@ pub struct RunContext {
     pub stats: Arc<Stats>,
     pub endpoints: Endpoints,
     pub target: Target,
-    /// Highest acknowledged seq per conversation: what every member must end up with.
-    pub acked: Mutex<HashMap<ConversationId, u64>>,
+    /// Every acknowledged seq per conversation: what every member must end up with.
+    pub acked: Mutex<AckedSeqs>,
     /// Reconnect loops give up after this instant.
     pub deadline: Instant,
     pub text_bytes: usize,
@@ -63,13 +63,31 @@ pub struct RunContext {
 impl RunContext {
     fn record_ack(&self, conversation_id: &ConversationId, seq: u64) {
         let mut acked = self.acked.lock().expect("acked lock");
-        let entry = acked.entry(conversation_id.clone()).or_default();
-        *entry = (*entry).max(seq);
+        acked
+            .entry(conversation_id.clone())
+            .or_default()
+            .insert(seq);
     }
 
-    pub fn acked_snapshot(&self) -> HashMap<ConversationId, u64> {
+    pub fn acked_snapshot(&self) -> AckedSeqs {
         self.acked.lock().expect("acked lock").clone()
     }
+}
+
+/// Every acknowledged seq per conversation. Seqs that were never acked (a send whose append
+/// failed leaves a tombstone on its seq, which no session gets live) are not in it.
+pub type AckedSeqs = HashMap<ConversationId, BTreeSet<u64>>;
+
+/// A conversation a client lacks acked messages of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lacking {
+    pub conversation_id: ConversationId,
+    /// Acked seqs the client does not have.
+    pub count: u64,
+    /// The lowest of them.
+    pub first: u64,
+    /// The highest acked seq of the conversation.
+    pub highest_acked: u64,
 }
 
 type Reply = Result<serde_json::Value, ErrorBody>;
@@ -513,26 +531,28 @@ impl Client {
     }
 
     /// How many acked messages this client has not received yet.
-    pub fn behind(&self, acked: &HashMap<ConversationId, u64>) -> u64 {
-        self.behind_by_conversation(acked)
+    pub fn behind(&self, acked: &AckedSeqs) -> u64 {
+        self.lacking(acked)
             .iter()
-            .map(|(_, applied, target)| target - applied)
+            .map(|lacking| lacking.count)
             .sum()
     }
 
-    /// The conversations this client is behind in: `(id, applied seq, highest acked seq)`.
-    pub fn behind_by_conversation(
-        &self,
-        acked: &HashMap<ConversationId, u64>,
-    ) -> Vec<(ConversationId, u64, u64)> {
+    /// The conversations this client lacks acked messages of.
+    pub fn lacking(&self, acked: &AckedSeqs) -> Vec<Lacking> {
         let tracker = self.tracker.lock().expect("tracker lock");
         tracker
             .conversation_ids()
             .into_iter()
             .filter_map(|id| {
-                let target = acked.get(&id).copied().unwrap_or(0);
-                let applied = tracker.applied(&id);
-                (target > applied).then_some((id, applied, target))
+                let seqs = acked.get(&id)?;
+                let (count, first) = tracker.lacking(&id, seqs)?;
+                Some(Lacking {
+                    highest_acked: seqs.last().copied().unwrap_or(first),
+                    conversation_id: id,
+                    count,
+                    first,
+                })
             })
             .collect()
     }

@@ -424,11 +424,8 @@ impl Phase<'_> {
             correctness
                 .sessions_verified
                 .fetch_add(1, Ordering::Relaxed);
-            let lagging = client.behind_by_conversation(&acked);
-            let behind: u64 = lagging
-                .iter()
-                .map(|(_, applied, target)| target - applied)
-                .sum();
+            let lagging = client.lacking(&acked);
+            let behind: u64 = lagging.iter().map(|lacking| lacking.count).sum();
             if behind == 0 {
                 continue;
             }
@@ -471,10 +468,18 @@ impl Phase<'_> {
             if reported <= 10 {
                 let detail: Vec<String> = lagging
                     .iter()
-                    .map(|(id, applied, target)| format!("{id} had {applied} of {target}"))
+                    .map(|lacking| {
+                        format!(
+                            "{} lacked {} acked seq(s) from {} (highest acked {})",
+                            lacking.conversation_id,
+                            lacking.count,
+                            lacking.first,
+                            lacking.highest_acked
+                        )
+                    })
                     .collect();
                 eprintln!(
-                    "correctness: {} ({}) was {behind} message(s) behind after the drain ({}); {still_behind} still missing after sync",
+                    "correctness: {} ({}) lacked {behind} acked message(s) after the drain ({}); {still_behind} still missing after sync",
                     client.user_id,
                     if settled_at_deadline { "connected and synced" } else { "still reconnecting" },
                     detail.join(", ")
