@@ -23,8 +23,8 @@
 #   TANSU_ROOT   where `install` puts the build (default ~/.cache/parley-tools/tansu-0.6.0-libsql;
 #                the binary is $TANSU_ROOT/bin/tansu)
 #   TANSU_PG_ROOT
-#                where `install-postgres` puts its build (default
-#                ~/.cache/parley-tools/tansu-0.6.0-postgres)
+#                where `install-postgres` puts its build, patched (default
+#                ~/.cache/parley-tools/tansu-0.6.0-postgres-patched)
 #   TANSU_ADVERTISED_PORT
 #                the port the broker tells clients to connect to (default PORT): a fault-proxy's
 #                port in front of it, so that clients' traffic goes through the proxy (Kafka
@@ -49,7 +49,10 @@ SERVICE=tansu
 
 TANSU_VERSION=0.6.0
 TANSU_ROOT="${TANSU_ROOT:-$HOME/.cache/parley-tools/tansu-$TANSU_VERSION-libsql}"
-TANSU_PG_ROOT="${TANSU_PG_ROOT:-$HOME/.cache/parley-tools/tansu-$TANSU_VERSION-postgres}"
+# The crates' checksums (crates.io's index) for the patched PostgreSQL build.
+TANSU_SHA256=4fdd85473ec265140488cf8d55e82b844f5c051c8916fabdd4a71156ac053f6d
+TANSU_STORAGE_SHA256=720d2ed8e6010c70f7f06e5af5a7274ebbf6e42fdcd9e46de542b10dc4d2f35d
+TANSU_PG_ROOT="${TANSU_PG_ROOT:-$HOME/.cache/parley-tools/tansu-$TANSU_VERSION-postgres-patched}"
 TANSU_BUILD_DIR="$HOME/.cache/parley-tools/tansu-build"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 
@@ -99,8 +102,43 @@ install() {
     "dynostore for memory://, libsql for sqlite:// durable storage"
 }
 
+# The PostgreSQL build is Tansu with the patches in tansu-patches/ applied to its crates'
+# sources (docs/reliability.md "A broker that keeps its acks"): 0.6.0's PostgreSQL engine
+# checks a producer's sequence before locking the partition, so a produce retried after a
+# stall could be written twice and the producer's next batch acknowledged unwritten.
 install_postgres() {
-  cargo_install "$TANSU_PG_ROOT" postgres "postgres for postgres:// durable storage"
+  local root="$TANSU_PG_ROOT" src="$TANSU_BUILD_DIR/src-patched"
+  if [ -x "$root/bin/tansu" ]; then
+    return 0
+  fi
+  rm -rf "$src"
+  mkdir -p "$src"
+  fetch_crate tansu "$TANSU_VERSION" "$TANSU_SHA256" "$src"
+  fetch_crate tansu-storage "$TANSU_VERSION" "$TANSU_STORAGE_SHA256" "$src"
+  local patch
+  for patch in "$HERE"/tansu-patches/*.patch; do
+    (cd "$src" && git apply -p0 "$patch")
+  done
+  printf '\n[patch.crates-io]\ntansu-storage = { path = "../tansu-storage-%s" }\n' \
+    "$TANSU_VERSION" >>"$src/tansu-$TANSU_VERSION/Cargo.toml"
+  echo "==> installing tansu $TANSU_VERSION (patched: $(ls "$HERE/tansu-patches")) into $root"
+  echo "    (features: postgres for postgres:// durable storage)"
+  echo "    this compiles ~650 crates: 20-25 min on 2 cores the first time, cached afterwards"
+  # The package's Cargo.lock pins every crate; `cargo fetch` moves only tansu-storage to its
+  # path source in it (`cargo install` without --locked would resolve every crate afresh:
+  # newer deadpool versions than tansu-storage 0.6.0 compiles with).
+  (cd "$src/tansu-$TANSU_VERSION" && cargo fetch --quiet)
+  nice -n 10 cargo install --locked --path "$src/tansu-$TANSU_VERSION" --features postgres \
+    --root "$root" --target-dir "$TANSU_BUILD_DIR"
+  [ -x "$root/bin/tansu" ] || { echo "tansu still missing after cargo install" >&2; exit 1; }
+}
+
+# Usage: fetch_crate NAME VERSION SHA256 DIR   (unpacks NAME-VERSION/ into DIR)
+fetch_crate() {
+  local name="$1" version="$2" sha="$3" dir="$4"
+  curl -sSfL --retry 3 -o "$dir/$name.crate" "https://static.crates.io/crates/$name/$version/download"
+  echo "$sha  $dir/$name.crate" | sha256sum --check --quiet
+  tar xzf "$dir/$name.crate" -C "$dir"
 }
 
 # Creates the database `tansu` on the PostgreSQL at 127.0.0.1:PGPORT with Tansu's tables
