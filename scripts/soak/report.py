@@ -100,6 +100,9 @@ def main():
     add_rss_less_window(columns)
     groups = {
         "RSS (MiB)": [n for n in columns if n.endswith("_rss_kib")],
+        "RSS split: anonymous (heap, stacks) and file-backed (code, mapped index) (MiB)": [
+            n for n in columns if n.endswith(("_rss_anon_kib", "_rss_file_kib"))
+        ],
         "conversation windows (MiB, the nodes' estimate) and RSS less them": [
             n for n in columns if n.endswith(("_window_kib", "_rss_less_window_kib"))
         ],

@@ -23,12 +23,17 @@ import time
 import urllib.request
 
 
-def rss_kib(pid):
+def status_kib(pid, field):
+    """A `/proc/PID/status` figure in KiB (`VmRSS`, `RssAnon`, `RssFile`)."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     return 0
+
+
+def rss_kib(pid):
+    return status_kib(pid, "VmRSS")
 
 
 def open_fds(pid):
@@ -120,6 +125,10 @@ def main():
     columns += ["ingest_lag_records", "send_ack_p99_ms", "load_average_1m"]
     for column in NODE_GAUGES:
         columns += [f"node{port}_{column}" for port in nodes]
+    # The RSS split: anonymous pages (heap, stacks) and file-backed ones (the binary's code,
+    # the search index's memory-mapped segments: page cache the kernel can take back).
+    for name in processes:
+        columns += [f"{name}_rss_anon_kib", f"{name}_rss_file_kib"]
     started = time.monotonic()
     previous = {}
     with open(args.out, "w", newline="") as out:
@@ -141,6 +150,8 @@ def main():
                 row += [int(sum(lags)) if lags else "", p99_ms(buckets, previous) if previous else "", load_average()]
                 for name in NODE_GAUGES.values():
                     row += [gauge_kib(text, name) for text in texts]
+                for pid in processes.values():
+                    row += [status_kib(pid, "RssAnon"), status_kib(pid, "RssFile")]
                 previous = buckets
                 writer.writerow(row)
                 out.flush()
