@@ -2,8 +2,9 @@
 # A private Tansu (Kafka-protocol broker) for tests and local clusters (see ../shared/SERVICES.md).
 #
 #   tansu.sh install                  install tansu with cargo if it is missing: a build with the
-#                                     sqlite (libsql) and memory (dynostore) engines, cached in
-#                                     $TANSU_ROOT (the first build takes 20-25 min on 2 cores)
+#                                     sqlite (libsql) and memory (dynostore) engines and the
+#                                     patches in tansu-patches/, cached in $TANSU_ROOT (the first
+#                                     build takes 20-25 min on 2 cores)
 #   tansu.sh install-postgres         the same for a build with the PostgreSQL engine, cached in
 #                                     $TANSU_PG_ROOT (7 min when `install` ran before: the
 #                                     two share their build directory)
@@ -20,11 +21,13 @@
 #   tansu.sh bin                      print the path of the tansu binary start uses
 #
 # Environment:
-#   TANSU_ROOT   where `install` puts the build (default ~/.cache/parley-tools/tansu-0.6.0-libsql;
-#                the binary is $TANSU_ROOT/bin/tansu)
+#   TANSU_ROOT   where `install` puts the build (default
+#                ~/.cache/parley-tools/tansu-0.6.0-libsql-<patches>, <patches> the first 12 hex
+#                digits of the patches' SHA-256, so that a changed patch builds afresh; the
+#                binary is $TANSU_ROOT/bin/tansu)
 #   TANSU_PG_ROOT
-#                where `install-postgres` puts its build, patched (default
-#                ~/.cache/parley-tools/tansu-0.6.0-postgres-patched)
+#                where `install-postgres` puts its build (default
+#                ~/.cache/parley-tools/tansu-0.6.0-postgres-<patches>)
 #   TANSU_ADVERTISED_PORT
 #                the port the broker tells clients to connect to (default PORT): a fault-proxy's
 #                port in front of it, so that clients' traffic goes through the proxy (Kafka
@@ -36,9 +39,10 @@
 # --durable or --postgres.
 #
 # Which engine lasts (docs/reliability.md "Soak"): under an hour of steady produce and fetch,
-# Tansu 0.6's sqlite engine panicked ("more or less than one row", lite.rs:503) after 9-10
-# minutes and its memory engine slowed down and then fenced every new producer after 18; the
-# PostgreSQL engine is the one the soak uses. Tansu 0.6 does not create its PostgreSQL tables
+# Tansu 0.6's sqlite engine panicked ("more or less than one row", lite.rs:503: a producer's
+# own epoch bump, which the patches now accept, ADR 0011) after 9-10 minutes and slowed down as
+# its database grew, and its memory engine slowed down and then fenced every new producer
+# after 18; the PostgreSQL engine is the one the soak uses. Tansu 0.6 does not create its PostgreSQL tables
 # (upstream applies a schema from its repository with Docker's initdb.d, which the crate does
 # not ship): tansu-postgres.sql, next to this script, has them.
 set -euo pipefail
@@ -48,13 +52,14 @@ SERVICE=tansu
 . "$(dirname "$0")/lib.sh"
 
 TANSU_VERSION=0.6.0
-TANSU_ROOT="${TANSU_ROOT:-$HOME/.cache/parley-tools/tansu-$TANSU_VERSION-libsql}"
-# The crates' checksums (crates.io's index) for the patched PostgreSQL build.
+HERE="$(cd "$(dirname "$0")" && pwd)"
+# The crates' checksums (crates.io's index) for the patched builds.
 TANSU_SHA256=4fdd85473ec265140488cf8d55e82b844f5c051c8916fabdd4a71156ac053f6d
 TANSU_STORAGE_SHA256=720d2ed8e6010c70f7f06e5af5a7274ebbf6e42fdcd9e46de542b10dc4d2f35d
-TANSU_PG_ROOT="${TANSU_PG_ROOT:-$HOME/.cache/parley-tools/tansu-$TANSU_VERSION-postgres-patched}"
+PATCHES_ID="$(cat "$HERE"/tansu-patches/*.patch | sha256sum | cut -c1-12)"
+TANSU_ROOT="${TANSU_ROOT:-$HOME/.cache/parley-tools/tansu-$TANSU_VERSION-libsql-$PATCHES_ID}"
+TANSU_PG_ROOT="${TANSU_PG_ROOT:-$HOME/.cache/parley-tools/tansu-$TANSU_VERSION-postgres-$PATCHES_ID}"
 TANSU_BUILD_DIR="$HOME/.cache/parley-tools/tansu-build"
-HERE="$(cd "$(dirname "$0")" && pwd)"
 
 usage() {
   echo "usage: $0 install | install-postgres | start DIR PORT [--durable | --postgres PGPORT]" \
@@ -83,31 +88,15 @@ postgres_bin() {
   [ -x "$TANSU_PG_ROOT/bin/tansu" ] && echo "$TANSU_PG_ROOT/bin/tansu"
 }
 
-# Usage: cargo_install ROOT FEATURES NOTE
-cargo_install() {
-  local root="$1" features="$2" note="$3"
-  if [ -x "$root/bin/tansu" ]; then
-    return 0
-  fi
-  echo "==> installing tansu $TANSU_VERSION into $root with cargo"
-  echo "    (features: $note)"
-  echo "    this compiles ~650 crates: 20-25 min on 2 cores the first time, cached afterwards"
-  nice -n 10 cargo install tansu --version "$TANSU_VERSION" --locked --features "$features" \
-    --root "$root" --target-dir "$TANSU_BUILD_DIR"
-  [ -x "$root/bin/tansu" ] || { echo "tansu still missing after cargo install" >&2; exit 1; }
-}
-
-install() {
-  cargo_install "$TANSU_ROOT" dynostore,libsql \
-    "dynostore for memory://, libsql for sqlite:// durable storage"
-}
-
-# The PostgreSQL build is Tansu with the patches in tansu-patches/ applied to its crates'
-# sources (docs/reliability.md "A broker that keeps its acks"): 0.6.0's PostgreSQL engine
-# checks a producer's sequence before locking the partition, so a produce retried after a
-# stall could be written twice and the producer's next batch acknowledged unwritten.
-install_postgres() {
-  local root="$TANSU_PG_ROOT" src="$TANSU_BUILD_DIR/src-patched"
+# Both builds are Tansu with the patches in tansu-patches/ applied to its crates' sources
+# (docs/reliability.md "A broker that keeps its acks", ADR 0010): 0.6.0's PostgreSQL engine
+# checked a producer's sequence before locking the partition (a produce retried after a stall
+# could be written twice and the producer's next batch acknowledged unwritten), and neither
+# engine took the epoch an idempotent producer bumps itself after a timed-out batch (the sqlite
+# engine panicked, which stopped the broker answering produces).
+# Usage: install_patched ROOT FEATURES NOTE
+install_patched() {
+  local root="$1" features="$2" note="$3" src="$TANSU_BUILD_DIR/src-patched"
   if [ -x "$root/bin/tansu" ]; then
     return 0
   fi
@@ -122,15 +111,24 @@ install_postgres() {
   printf '\n[patch.crates-io]\ntansu-storage = { path = "../tansu-storage-%s" }\n' \
     "$TANSU_VERSION" >>"$src/tansu-$TANSU_VERSION/Cargo.toml"
   echo "==> installing tansu $TANSU_VERSION (patched: $(ls "$HERE/tansu-patches")) into $root"
-  echo "    (features: postgres for postgres:// durable storage)"
+  echo "    (features: $note)"
   echo "    this compiles ~650 crates: 20-25 min on 2 cores the first time, cached afterwards"
   # The package's Cargo.lock pins every crate; `cargo fetch` moves only tansu-storage to its
   # path source in it (`cargo install` without --locked would resolve every crate afresh:
   # newer deadpool versions than tansu-storage 0.6.0 compiles with).
   (cd "$src/tansu-$TANSU_VERSION" && cargo fetch --quiet)
-  nice -n 10 cargo install --locked --path "$src/tansu-$TANSU_VERSION" --features postgres \
+  nice -n 10 cargo install --locked --path "$src/tansu-$TANSU_VERSION" --features "$features" \
     --root "$root" --target-dir "$TANSU_BUILD_DIR"
   [ -x "$root/bin/tansu" ] || { echo "tansu still missing after cargo install" >&2; exit 1; }
+}
+
+install() {
+  install_patched "$TANSU_ROOT" dynostore,libsql \
+    "dynostore for memory://, libsql for sqlite:// durable storage"
+}
+
+install_postgres() {
+  install_patched "$TANSU_PG_ROOT" postgres "postgres for postgres:// durable storage"
 }
 
 # Usage: fetch_crate NAME VERSION SHA256 DIR   (unpacks NAME-VERSION/ into DIR)
