@@ -275,8 +275,9 @@ async fn give_back(
         if !tombstones.is_empty() {
             let tracked = node.track_background_append();
             let tombstone_node = node.clone();
+            let conversation_id = conversation_id.clone();
             actix_rt::spawn(async move {
-                append_tombstones(tombstone_node, tombstones).await;
+                append_tombstones(tombstone_node, conversation_id, tombstones).await;
                 drop(tracked);
             });
         }
@@ -411,8 +412,11 @@ async fn publish(node: &Node, conversation_id: &ConversationId, envelopes: Vec<B
 
 /// Appends the tombstones of sends whose append failed ambiguously, retrying with backoff
 /// while the log is down (for up to an hour: after that the sends, if the log has them, stay
-/// visible in the store and the failure is logged).
-async fn append_tombstones(node: Node, tombstones: Vec<LogEvent>) {
+/// visible in the store and the failure is logged). Once appended they go to the shared
+/// cache, as every accepted version does: a `sync` or a session's gap repair then finds the
+/// seq settled before ingest stores it (otherwise a client that synced in between kept a hole
+/// the store does not have).
+async fn append_tombstones(node: Node, conversation_id: ConversationId, tombstones: Vec<LogEvent>) {
     const GIVE_UP_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
     let started = Instant::now();
     let mut backoff = Backoff::new(
@@ -423,9 +427,11 @@ async fn append_tombstones(node: Node, tombstones: Vec<LogEvent>) {
         match node.ports().log.append(tombstones.clone()).await {
             Ok(()) => {
                 tracing::info!(
+                    conversation_id = %conversation_id,
                     sends = tombstones.len(),
                     "aborted sends recorded in the log"
                 );
+                share_versions(&node, &conversation_id, &changed_records(&tombstones)).await;
                 return;
             }
             Err(error) if started.elapsed() < GIVE_UP_AFTER => {

@@ -159,6 +159,23 @@ async fn an_ambiguous_append_failure_burns_its_seqs() {
     assert!(tombstone.is_aborted());
     assert_eq!(tombstone.message.seq, Seq(1));
     assert_eq!(tombstone.message.client_msg_id.as_str(), "m1");
+    // Regression (chaos run: clients whose final `sync` lacked a seq the store had): the
+    // tombstone goes to the shared cache too, so readers see seq 1 settled before ingest
+    // stores it.
+    let cache = &harness.node.ports().cache;
+    let mut cached = Vec::new();
+    for _ in 0..100 {
+        cached = cache.held(&conversation_id, Seq(1), Seq(1)).await.unwrap();
+        if !cached.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        cached,
+        vec![tombstone],
+        "the tombstone is in the shared cache"
+    );
 }
 
 #[actix_rt::test]
