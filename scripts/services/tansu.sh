@@ -134,7 +134,13 @@ install_postgres() {
 # Usage: fetch_crate NAME VERSION SHA256 DIR   (unpacks NAME-VERSION/ into DIR)
 fetch_crate() {
   local name="$1" version="$2" sha="$3" dir="$4"
-  curl -sSfL --retry 3 -o "$dir/$name.crate" "https://static.crates.io/crates/$name/$version/download"
+  local url="https://static.crates.io/crates/$name/$version/download"
+  if command -v curl >/dev/null 2>&1; then
+    curl -sSfL --retry 3 -o "$dir/$name.crate" "$url"
+  else # a fresh machine may lack curl; the suite needs python3 anyway
+    python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
+      "$url" "$dir/$name.crate"
+  fi
   echo "$sha  $dir/$name.crate" | sha256sum --check --quiet
   tar xzf "$dir/$name.crate" -C "$dir"
 }
