@@ -42,9 +42,9 @@
 # Tansu 0.6's sqlite engine panicked ("more or less than one row", lite.rs:503: a producer's
 # own epoch bump, which the patches now accept, ADR 0011) after 9-10 minutes and slowed down as
 # its database grew, and its memory engine slowed down and then fenced every new producer
-# after 18; the PostgreSQL engine is the one the soak uses. Tansu 0.6 does not create its PostgreSQL tables
-# (upstream applies a schema from its repository with Docker's initdb.d, which the crate does
-# not ship): tansu-postgres.sql, next to this script, has them.
+# after 18; the PostgreSQL engine is the one the soak uses. Tansu 0.6 does not create its
+# PostgreSQL tables (upstream applies a schema from its repository with Docker's initdb.d,
+# which the crate does not ship): tansu-postgres.sql, next to this script, has them.
 set -euo pipefail
 
 SERVICE=tansu
