@@ -73,7 +73,8 @@ pub use retention::{
 pub use sanctions::{Ban, Sanctions, Standing, TokenStanding};
 pub use search::{SearchCursor, SearchHit, SearchIndex, SearchPage, SearchQuery, SearchReader};
 pub use sequencer::{
-    AbandonedSend, DedupKey, Reaped, Reservation, SendIntent, Sequencer, IN_FLIGHT_TTL,
+    AbandonedSend, DedupKey, Reaped, Reservation, Reservations, SendIntent, Sequencer,
+    IN_FLIGHT_TTL,
 };
 pub use store::{MessageQuery, Store, StoreWrite, StoredConversation, Watermarks};
 pub use user_data::{UserDataScan, UserMessageCursor, UserMessagePage, UserMessages};

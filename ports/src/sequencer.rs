@@ -56,6 +56,16 @@ pub enum Reservation {
     Resent { seq: Seq, abandoned: SendAck },
 }
 
+/// What [`Sequencer::reserve_reporting_last`] answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reservations {
+    /// One per send, as [`Sequencer::reserve`] answers.
+    pub each: Vec<Reservation>,
+    /// The highest seq allocated in the conversation before this call's fresh ones: the
+    /// caller's messages to catch up on (other nodes' sends) are those up to it.
+    pub last_before: Seq,
+}
+
 /// A reservation whose batch neither confirmed nor abandoned it within [`IN_FLIGHT_TTL`], and
 /// that no retry replaced: its node died, and its client never retried (or not yet).
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +105,21 @@ pub trait Sequencer: Send + Sync + 'static {
         conversation_id: &ConversationId,
         sends: &[SendIntent],
     ) -> Result<Vec<Reservation>, PortError>;
+
+    /// [`Sequencer::reserve`], and the highest seq allocated before it, so that a batch of
+    /// sends learns of other nodes' messages without asking [`Sequencer::last_seq`] first. A
+    /// sequencer shared over the network answers both in one round trip; this default asks
+    /// twice (a seq another batch allocates between the two calls is not reported: the caller
+    /// then finds a gap below its fresh seqs, which costs it its window, not correctness).
+    async fn reserve_reporting_last(
+        &self,
+        conversation_id: &ConversationId,
+        sends: &[SendIntent],
+    ) -> Result<Reservations, PortError> {
+        let last_before = self.last_seq(conversation_id).await?;
+        let each = self.reserve(conversation_id, sends).await?;
+        Ok(Reservations { each, last_before })
+    }
 
     /// Records the acks of accepted sends, so retries get them from `reserve`.
     async fn confirm(

@@ -25,14 +25,23 @@ use crate::node::Node;
 use crate::ops::message_send::ValidSend;
 use crate::OpError;
 
+/// Whether a batch's state has caught up with other nodes' messages before it runs.
+pub(super) enum CatchUp {
+    /// `ConversationState::refresh` ran.
+    Done,
+    /// A batch of sends only: it catches up with what its reservation reports.
+    WithTheReservation,
+}
+
 pub(super) async fn run(
     node: &Node,
-    committed: ConversationState,
+    mut committed: ConversationState,
     ops: Vec<ConversationOp>,
+    catch_up: CatchUp,
 ) -> ConversationState {
     let conversation_id = committed.record.conversation.conversation_id.clone();
     let now = Utc::now();
-    let reserved = reserve(node, &committed, ops, now).await;
+    let reserved = reserve(node, &mut committed, ops, now, catch_up).await;
     let Staged {
         working,
         events,
@@ -125,9 +134,10 @@ enum Reserved {
 /// answer. When the reservation fails every send is answered with the error and left out.
 async fn reserve(
     node: &Node,
-    committed: &ConversationState,
+    committed: &mut ConversationState,
     ops: Vec<ConversationOp>,
     now: Timestamp,
+    catch_up: CatchUp,
 ) -> Vec<Reserved> {
     enum Slot {
         Op(ConversationOp),
@@ -160,8 +170,8 @@ async fn reserve(
         };
         sends.push((send, replies));
     }
-    let mut reserved_sends: Vec<Option<_>> = match reserve_seqs(node, committed, &sends, now).await
-    {
+    let reserved_seqs = reserve_seqs(node, committed, &sends, now, catch_up).await;
+    let mut reserved_sends: Vec<Option<_>> = match reserved_seqs {
         Ok(reservations) => sends.into_iter().zip(reservations).map(Some).collect(),
         Err(error) => {
             for (_, replies) in sends {
@@ -188,9 +198,10 @@ async fn reserve(
 
 async fn reserve_seqs(
     node: &Node,
-    committed: &ConversationState,
+    committed: &mut ConversationState,
     sends: &[(ValidSend, SendReplies)],
     now: Timestamp,
+    catch_up: CatchUp,
 ) -> Result<Vec<Reservation>, OpError> {
     let intents: Vec<SendIntent> = sends
         .iter()
@@ -203,12 +214,20 @@ async fn reserve_seqs(
     if intents.is_empty() {
         return Ok(Vec::new());
     }
-    let conversation_id = &committed.record.conversation.conversation_id;
-    node.ports()
-        .sequencer
-        .reserve(conversation_id, &intents)
-        .await
-        .map_err(OpError::from)
+    let conversation_id = committed.record.conversation.conversation_id.clone();
+    let sequencer = &node.ports().sequencer;
+    match catch_up {
+        CatchUp::Done => Ok(sequencer.reserve(&conversation_id, &intents).await?),
+        CatchUp::WithTheReservation => {
+            let reserved = sequencer
+                .reserve_reporting_last(&conversation_id, &intents)
+                .await?;
+            committed
+                .catch_up_after_reserving(node, reserved.last_before)
+                .await;
+            Ok(reserved.each)
+        }
+    }
 }
 
 /// The message versions among the events (for the cache, and the tombstones of failed sends).

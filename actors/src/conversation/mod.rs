@@ -28,6 +28,7 @@ use futures::FutureExt;
 use wire::{ConversationId, Seq, UserId};
 
 pub(crate) use batch::log_event as log_event_for;
+use batch::CatchUp;
 pub use members::MAX_TITLE_BYTES;
 pub(crate) use members::{announce_membership, publish, publish_to_users};
 pub use op::{Actor as OpActor, ConversationOp, Reply};
@@ -194,17 +195,24 @@ impl Conversation {
             if let Some(through) = purged_through {
                 state.purge(through);
             }
-            if let Err(error) = state.refresh(&node, reload_record).await {
-                for op in ops {
-                    op.fail(error.clone());
+            // A batch of sends learns of other nodes' messages from its reservation (one trip
+            // to a shared sequencer, not two); any other batch catches up first.
+            let catch_up = if !reload_record && ops.iter().all(ConversationOp::is_send) {
+                CatchUp::WithTheReservation
+            } else {
+                if let Err(error) = state.refresh(&node, reload_record).await {
+                    for op in ops {
+                        op.fail(error.clone());
+                    }
+                    return Outcome::Ran(None);
                 }
-                return Outcome::Ran(None);
-            }
+                CatchUp::Done
+            };
             if membership {
                 let op = ops.into_iter().next().expect("one membership op");
                 Outcome::Ran(members::run(&node, state, op).await)
             } else {
-                Outcome::Ran(Some(batch::run(&node, state, ops).await))
+                Outcome::Ran(Some(batch::run(&node, state, ops, catch_up).await))
             }
         };
         ctx.spawn(

@@ -79,6 +79,10 @@ impl ConversationOp {
         )
     }
 
+    pub fn is_send(&self) -> bool {
+        matches!(self, ConversationOp::Send(_))
+    }
+
     /// Answers the operation with an error, whatever its result type.
     pub fn fail(self, error: OpError) {
         match self {

@@ -123,12 +123,20 @@ impl ConversationState {
             }
         }
         let live = ports.sequencer.last_seq(&conversation_id).await?;
+        self.catch_up_to(node, live).await
+    }
+
+    /// Takes in the messages other nodes accepted up to `live` (the highest seq allocated)
+    /// from the shared cache; the window is dropped when the cache cannot fill the gap.
+    async fn catch_up_to(&mut self, node: &Node, live: Seq) -> Result<(), OpError> {
         if live <= self.last_seq {
             return Ok(());
         }
-        let missing = ports
+        let conversation_id = &self.record.conversation.conversation_id;
+        let missing = node
+            .ports()
             .cache
-            .range(&conversation_id, self.last_seq.next(), live)
+            .range(conversation_id, self.last_seq.next(), live)
             .await?;
         match missing {
             Some(records) => {
@@ -141,6 +149,18 @@ impl ConversationState {
         // Seqs reserved but not yet accepted may be above what the cache holds.
         self.last_seq = self.last_seq.max(live);
         Ok(())
+    }
+
+    /// [`Self::catch_up_to`] for a batch of sends that learnt `live` from its reservation
+    /// (no `refresh` before it): the seqs are reserved, so the batch goes on whatever the
+    /// cache answers; when it cannot be read the window is dropped (readers then go to the
+    /// cache and the store, as after any gap).
+    pub async fn catch_up_after_reserving(&mut self, node: &Node, live: Seq) {
+        if let Err(error) = self.catch_up_to(node, live).await {
+            tracing::debug!(error = %error, "catching up from the cache failed; window dropped");
+            self.window.clear_recent();
+            self.last_seq = self.last_seq.max(live);
+        }
     }
 
     /// Drops the window of recent messages and the versions of older ones (another node

@@ -539,6 +539,56 @@ async fn a_gap_the_cache_lacks_is_repaired_from_the_store() {
     assert_two_repaired(&mut outbound, "stored only");
 }
 
+/// Issue #14: a batch of sends catches up with another node's messages from its reservation
+/// (no `last_seq` round trip first): seq 2, accepted elsewhere, is taken into the window from
+/// the shared cache, so the window holds 1..=3 without a gap.
+#[actix_rt::test]
+async fn a_batch_of_sends_catches_up_with_other_nodes_from_its_reservation() {
+    let harness = Harness::new(Limits::default());
+    let conversation_id = harness.group("c1", &["alice", "bob"]);
+    // A local session: without one the batch reloads the record and refreshes first.
+    let (_session, _outbound) = connect_bob(&harness, &conversation_id).await;
+    let first = send(&harness.node, &conversation_id, "alice", "m1")
+        .await
+        .unwrap();
+    assert_eq!(first.seq, Seq(1));
+    // Another node reserves seq 2 and caches its message.
+    let key = ports::DedupKey {
+        sender_id: UserId::new("bob"),
+        client_msg_id: ClientMsgId::new("elsewhere"),
+    };
+    let elsewhere = harness
+        .node
+        .ports()
+        .sequencer
+        .reserve(
+            &conversation_id,
+            &[ports::SendIntent::new(key, chrono::Utc::now())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(elsewhere, vec![ports::Reservation::Fresh(Seq(2))]);
+    cache_message(&harness, &conversation_id, 2, "from the other node").await;
+    let third = send(&harness.node, &conversation_id, "alice", "m3")
+        .await
+        .unwrap();
+    assert_eq!(third.seq, Seq(3));
+    // Only this actor's window can answer now: the cache forgets, the store has nothing.
+    harness
+        .node
+        .ports()
+        .cache
+        .forget_through(&conversation_id, Seq(3))
+        .await
+        .unwrap();
+    let page = super::abandoned_tests::first_page(&harness, &conversation_id, None).await;
+    let texts: Vec<&str> = page.messages.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        vec!["text of m1", "from the other node", "text of m3"]
+    );
+}
+
 #[actix_rt::test]
 async fn a_missed_publish_is_repaired_from_the_shared_cache() {
     tokio::time::pause();

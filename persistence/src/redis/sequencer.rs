@@ -36,8 +36,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use deadpool_redis::redis::{self, Value};
 use ports::{
-    AbandonedSend, DedupKey, PortError, Reaped, Reservation, SendIntent, Sequencer, Service, Store,
-    IN_FLIGHT_TTL,
+    AbandonedSend, DedupKey, PortError, Reaped, Reservation, Reservations, SendIntent, Sequencer,
+    Service, Store, IN_FLIGHT_TTL,
 };
 use wire::ops::SendAck;
 use wire::{ConversationId, MessageId, Seq};
@@ -249,8 +249,24 @@ impl Sequencer for RedisSequencer {
         conversation_id: &ConversationId,
         sends: &[SendIntent],
     ) -> Result<Vec<Reservation>, PortError> {
+        Ok(self
+            .reserve_reporting_last(conversation_id, sends)
+            .await?
+            .each)
+    }
+
+    /// One round trip (after the first of a conversation, which seeds it): the script answers
+    /// the highest seq allocated before the reservation with it.
+    async fn reserve_reporting_last(
+        &self,
+        conversation_id: &ConversationId,
+        sends: &[SendIntent],
+    ) -> Result<Reservations, PortError> {
         if sends.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Reservations {
+                each: Vec::new(),
+                last_before: self.last_seq(conversation_id).await?,
+            });
         }
         let mut redis_keys = Vec::with_capacity(sends.len() + 3);
         redis_keys.push(self.sequence_key(conversation_id));
@@ -280,11 +296,19 @@ impl Sequencer for RedisSequencer {
                     self.store_answers(conversation_id, sends, &asked, &mut answers)
                         .await?;
                 }
-                0 if reply.len() == sends.len() + 1 => {
-                    return reply[1..]
+                0 if reply.len() == sends.len() + 2 => {
+                    let last_before = reply
+                        .last()
+                        .and_then(integer)
+                        .ok_or_else(|| unexpected(&reply))?;
+                    let each = reply[1..=sends.len()]
                         .iter()
                         .map(|value| reservation(value, &reply))
-                        .collect();
+                        .collect::<Result<_, _>>()?;
+                    return Ok(Reservations {
+                        each,
+                        last_before: Seq(last_before as u64),
+                    });
                 }
                 _ => return Err(unexpected(&reply)),
             }

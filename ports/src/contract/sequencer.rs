@@ -17,6 +17,7 @@ where
     Fut: Future<Output = Fixture<dyn Sequencer>>,
 {
     fresh_seqs_are_dense_and_consecutive(make().await).await;
+    a_reservation_reports_the_last_seq_before_it(make().await).await;
     a_confirmed_key_returns_its_original_ack(make().await).await;
     only_the_latest_allocation_can_be_released(make().await).await;
     a_reserved_key_is_in_flight_until_confirmed_or_abandoned(make().await).await;
@@ -77,6 +78,52 @@ async fn fresh_seqs_are_dense_and_consecutive(fixture: Fixture<dyn Sequencer>) {
         .await
         .expect("reserve");
     assert_eq!(fresh(&elsewhere), vec![1], "conversations count separately");
+}
+
+/// A batch of sends catches up with other nodes' messages from its reservation: the answer
+/// says the highest seq allocated before its fresh ones, repeats of confirmed keys included.
+async fn a_reservation_reports_the_last_seq_before_it(fixture: Fixture<dyn Sequencer>) {
+    let sequencer = fixture.port;
+    let conversation_id = ConversationId::new(unique("seq-last-before"));
+    let sender = UserId::new(unique("sender"));
+    let first = sequencer
+        .reserve_reporting_last(&conversation_id, &intents(&[key(&sender), key(&sender)]))
+        .await
+        .expect("reserve");
+    assert_eq!(first.last_before, Seq::ZERO);
+    assert_eq!(fresh(&first.each), vec![1, 2]);
+    // Another node's batch in between.
+    let others = sequencer
+        .reserve(&conversation_id, &intents(&[key(&sender), key(&sender)]))
+        .await
+        .expect("reserve");
+    assert_eq!(fresh(&others), vec![3, 4]);
+    let repeated = key(&sender);
+    let next = sequencer
+        .reserve_reporting_last(&conversation_id, &intents(std::slice::from_ref(&repeated)))
+        .await
+        .expect("reserve");
+    assert_eq!(next.last_before, Seq(4));
+    assert_eq!(fresh(&next.each), vec![5]);
+    let ack = SendAck {
+        message_id: MessageId::new(unique("message")),
+        seq: Seq(5),
+        created_at: Utc::now(),
+    };
+    sequencer
+        .confirm(&conversation_id, &[(repeated.clone(), ack.clone())])
+        .await
+        .expect("confirm");
+    let again = sequencer
+        .reserve_reporting_last(&conversation_id, &intents(&[repeated]))
+        .await
+        .expect("reserve");
+    assert_eq!(again.each, vec![Reservation::Duplicate(ack)]);
+    assert_eq!(
+        again.last_before,
+        Seq(5),
+        "nothing allocated: the last seq as it is"
+    );
 }
 
 async fn a_confirmed_key_returns_its_original_ack(fixture: Fixture<dyn Sequencer>) {

@@ -21,9 +21,10 @@
 -- {-2, i...} when the store must be asked about keys i: keys without an ack in a conversation
 -- older than this sequence, and keys whose marker was abandoned (the first send may have
 -- reached the store through the log); the caller retries with the answers in ARGV;
--- otherwise {0, r1, ..., rn} where ri is the recorded ack (a JSON string), the fresh seq, 0
--- when another batch holds the key, or {seq, marker} for a fresh seq that replaces an
--- abandoned send (the marker tells which).
+-- otherwise {0, r1, ..., rn, last} where ri is the recorded ack (a JSON string), the fresh seq,
+-- 0 when another batch holds the key, or {seq, marker} for a fresh seq that replaces an
+-- abandoned send (the marker tells which), and last is the highest seq allocated before this
+-- call (the caller catches up on the messages up to it without asking for it first).
 local last = redis.call('HGET', KEYS[1], 'last')
 if not last then
   return {-1}
@@ -100,4 +101,5 @@ for i = 1, count do
     end
   end
 end
+answer[count + 2] = tonumber(last)
 return answer
