@@ -196,18 +196,20 @@ impl Conversation {
                 state.purge(through);
             }
             // A batch of sends learns of other nodes' messages from its reservation (one trip
-            // to a shared sequencer, not two); any other batch catches up first.
-            let catch_up = if !reload_record && ops.iter().all(ConversationOp::is_send) {
-                CatchUp::WithTheReservation
-            } else {
-                if let Err(error) = state.refresh(&node, reload_record).await {
-                    for op in ops {
-                        op.fail(error.clone());
+            // to a shared sequencer, not two); any other batch, replies included, catches up
+            // first.
+            let catch_up =
+                if !reload_record && ops.iter().all(ConversationOp::is_send_without_reply) {
+                    CatchUp::WithTheReservation
+                } else {
+                    if let Err(error) = state.refresh(&node, reload_record).await {
+                        for op in ops {
+                            op.fail(error.clone());
+                        }
+                        return Outcome::Ran(None);
                     }
-                    return Outcome::Ran(None);
-                }
-                CatchUp::Done
-            };
+                    CatchUp::Done
+                };
             if membership {
                 let op = ops.into_iter().next().expect("one membership op");
                 Outcome::Ran(members::run(&node, state, op).await)

@@ -79,8 +79,10 @@ impl ConversationOp {
         )
     }
 
-    pub fn is_send(&self) -> bool {
-        matches!(self, ConversationOp::Send(_))
+    /// A send whose validation reads nothing another node may have just accepted (a reply
+    /// looks up the message it answers): a batch of these catches up from its reservation.
+    pub fn is_send_without_reply(&self) -> bool {
+        matches!(self, ConversationOp::Send(queued) if queued.command.reply_to.is_none())
     }
 
     /// Answers the operation with an error, whatever its result type.

@@ -589,6 +589,56 @@ async fn a_batch_of_sends_catches_up_with_other_nodes_from_its_reservation() {
     );
 }
 
+/// A reply is validated before the reservation: a batch holding one catches up first, so a
+/// reply to a message accepted on another node a moment ago finds it (in review of issue
+/// #14's step: a batch of sends that caught up only from its reservation answered
+/// `not_found`).
+#[actix_rt::test]
+async fn a_reply_to_a_message_accepted_on_another_node_finds_it() {
+    let harness = Harness::new(Limits::default());
+    let conversation_id = harness.group("c1", &["alice", "bob"]);
+    let (_session, _outbound) = connect_bob(&harness, &conversation_id).await;
+    send(&harness.node, &conversation_id, "alice", "m1")
+        .await
+        .unwrap();
+    let key = ports::DedupKey {
+        sender_id: UserId::new("bob"),
+        client_msg_id: ClientMsgId::new("elsewhere"),
+    };
+    harness
+        .node
+        .ports()
+        .sequencer
+        .reserve(
+            &conversation_id,
+            &[ports::SendIntent::new(key, chrono::Utc::now())],
+        )
+        .await
+        .unwrap();
+    cache_message(&harness, &conversation_id, 2, "from the other node").await;
+    let (reply, answer) = oneshot::channel();
+    harness.node.supervisor().enqueue(
+        &harness.node,
+        &conversation_id,
+        ConversationOp::Send(Queued::new(
+            SendMessage {
+                actor: OpActor::Member(UserId::new("alice")),
+                client_msg_id: ClientMsgId::new("reply"),
+                text: "a reply".to_owned(),
+                reply_to: Some(MessageId::new("m2")),
+                forwarded_from: None,
+                attachments: Vec::new(),
+            },
+            reply,
+        )),
+    );
+    let ack = answer
+        .await
+        .expect("answered")
+        .expect("the reply is accepted");
+    assert_eq!(ack.seq, Seq(3));
+}
+
 #[actix_rt::test]
 async fn a_missed_publish_is_repaired_from_the_shared_cache() {
     tokio::time::pause();
