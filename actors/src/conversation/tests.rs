@@ -539,6 +539,28 @@ async fn a_gap_the_cache_lacks_is_repaired_from_the_store() {
     assert_two_repaired(&mut outbound, "stored only");
 }
 
+/// What another node does for a send it accepts, as far as this node can see: it reserves
+/// the next seq (`seq`) and puts the message (id `m{seq}`, text "from the other node") in the
+/// shared cache.
+async fn accept_on_another_node(harness: &Harness, conversation_id: &ConversationId, seq: Seq) {
+    let key = ports::DedupKey {
+        sender_id: UserId::new("bob"),
+        client_msg_id: ClientMsgId::new(format!("elsewhere-{}", seq.0)),
+    };
+    let reserved = harness
+        .node
+        .ports()
+        .sequencer
+        .reserve(
+            conversation_id,
+            &[ports::SendIntent::new(key, chrono::Utc::now())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(reserved, vec![ports::Reservation::Fresh(seq)]);
+    cache_message(harness, conversation_id, seq.0, "from the other node").await;
+}
+
 /// Issue #14: a batch of sends catches up with another node's messages from its reservation
 /// (no `last_seq` round trip first): seq 2, accepted elsewhere, is taken into the window from
 /// the shared cache, so the window holds 1..=3 without a gap.
@@ -552,23 +574,7 @@ async fn a_batch_of_sends_catches_up_with_other_nodes_from_its_reservation() {
         .await
         .unwrap();
     assert_eq!(first.seq, Seq(1));
-    // Another node reserves seq 2 and caches its message.
-    let key = ports::DedupKey {
-        sender_id: UserId::new("bob"),
-        client_msg_id: ClientMsgId::new("elsewhere"),
-    };
-    let elsewhere = harness
-        .node
-        .ports()
-        .sequencer
-        .reserve(
-            &conversation_id,
-            &[ports::SendIntent::new(key, chrono::Utc::now())],
-        )
-        .await
-        .unwrap();
-    assert_eq!(elsewhere, vec![ports::Reservation::Fresh(Seq(2))]);
-    cache_message(&harness, &conversation_id, 2, "from the other node").await;
+    accept_on_another_node(&harness, &conversation_id, Seq(2)).await;
     let third = send(&harness.node, &conversation_id, "alice", "m3")
         .await
         .unwrap();
@@ -601,21 +607,7 @@ async fn a_reply_to_a_message_accepted_on_another_node_finds_it() {
     send(&harness.node, &conversation_id, "alice", "m1")
         .await
         .unwrap();
-    let key = ports::DedupKey {
-        sender_id: UserId::new("bob"),
-        client_msg_id: ClientMsgId::new("elsewhere"),
-    };
-    harness
-        .node
-        .ports()
-        .sequencer
-        .reserve(
-            &conversation_id,
-            &[ports::SendIntent::new(key, chrono::Utc::now())],
-        )
-        .await
-        .unwrap();
-    cache_message(&harness, &conversation_id, 2, "from the other node").await;
+    accept_on_another_node(&harness, &conversation_id, Seq(2)).await;
     let (reply, answer) = oneshot::channel();
     harness.node.supervisor().enqueue(
         &harness.node,
