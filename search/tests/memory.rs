@@ -18,6 +18,18 @@ fn live_bytes() -> i64 {
     tikv_jemalloc_ctl::stats::allocated::read().expect("jemalloc allocated") as i64
 }
 
+/// The live heap once the index's background work has settled: the least of ten readings
+/// 100 ms apart, so that a merge running at the moment of a reading (its buffers are freed when
+/// it ends) is not counted as growth (a single reading once failed the suite: 130 KB).
+async fn settled_live_bytes() -> i64 {
+    let mut least = live_bytes();
+    for _ in 0..9 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        least = least.min(live_bytes());
+    }
+    least
+}
+
 /// Applies `batches` batches of one message each: one commit (and merges) per batch.
 async fn commit_batches(index: &TantivyIndex, first_seq: u64, batches: u64) {
     let conversation = ConversationId::new("c-memory");
@@ -35,13 +47,13 @@ async fn the_heap_does_not_grow_with_commits() {
     let index = TantivyIndex::open(directory.path(), 15_000_000).expect("open index");
     // Warm up: the first segments, the merge threads, the first merges.
     commit_batches(&index, 1, 100).await;
-    let before = live_bytes();
+    let before = settled_live_bytes().await;
     commit_batches(&index, 101, 400).await;
-    let after = live_bytes();
+    let after = settled_live_bytes().await;
     let growth = after - before;
     // Without the fix each commit left ≈ 670 bytes behind (the paths and weak references of
     // the segment's files and of the merges' files): 268 KB over these 400 commits; with it
-    // the heap moved by −17 KB.
+    // the heap moved by −17 KB (settled readings, five runs: under +12 KB).
     assert!(
         growth < 100_000,
         "the heap grew {growth} bytes over 400 commits ({before} → {after})"
