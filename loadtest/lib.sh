@@ -29,7 +29,10 @@ parse_args() {
 
 build() {
   echo "==> cargo build --release -p server -p loadtest" >&2
-  (cd "$REPO_DIR" && cargo build --release -p server --bin parley-server -p loadtest)
+  # Each binary by name: `--bin` selects among every package's targets, so `-p loadtest` beside
+  # `--bin parley-server` built none of the load tester's (a fresh clone had no parley-loadtest).
+  (cd "$REPO_DIR" && cargo build --release -p server -p loadtest \
+    --bin parley-server --bin parley-loadtest --bin ws-ceiling)
 }
 
 raise_limits() {
