@@ -3,7 +3,8 @@
 //! member, by a stranger; of live and deleted messages), under a healthy log, a failing log
 //! and an ambiguously failing log (Kafka's kind), and actor restarts, are checked against a
 //! reference model. Sends may also be reserved by another node that dies before its append
-//! (retried later or never), and the cluster's reaper settles what they left. Invariants: every
+//! (retried later or never), and the cluster's reaper settles what they left; or accepted by
+//! another node, which this node's batches catch up with (replies may answer them). Invariants: every
 //! answer is the model's; seqs are dense (a send that failed ambiguously or whose node died
 //! leaves a tombstone at its seq); one message per client_msg_id; no accepted message is lost;
 //! `message.new` is published once per accepted message, in seq order.
@@ -22,12 +23,13 @@ use wire::{ClientMsgId, ConversationId, MessageId, Seq, UserId};
 
 use super::abandoned_tests::{first_page, reserve_then_die};
 use super::op::Queued;
-use super::{ConversationOp, OpActor};
+use super::{log_event_for, ConversationOp, OpActor};
 use crate::node::Limits;
 use crate::ops::conversation_get::GetConversation;
 use crate::ops::message_delete::{DeleteMessage, Deleter};
 use crate::ops::message_edit::EditMessage;
 use crate::ops::message_send::SendMessage;
+use crate::session::{DetachedSession, SessionHandle};
 use crate::testing::Harness;
 use crate::OpError;
 
@@ -35,26 +37,46 @@ mod model;
 
 use model::*;
 
-/// The actor under test with its fake ports, and the real message ids.
+/// The actor under test with its fake ports, the real message ids, and a member's session on
+/// this node (with one, a batch of sends catches up from its reservation: the path of issue
+/// #14's step (1); without one every batch reloads the record and refreshes first).
 struct Run {
     harness: Harness,
     conversation_id: ConversationId,
     ids: BTreeMap<u64, MessageId>,
+    _session: Option<(SessionHandle, DetachedSession)>,
 }
 
 type Answer = oneshot::Receiver<Result<Outcome, OpError>>;
 
 impl Run {
-    async fn new() -> Self {
+    async fn new(with_session: bool) -> Self {
         let harness = Harness::new(Limits {
             conversation_idle: IDLE,
             ..Limits::default()
         });
         let conversation_id = harness.group("model", &USERS[..2]);
+        let session = if with_session {
+            let (session, outbound) = SessionHandle::detached(
+                UserId::new(USERS[1]),
+                4096,
+                harness.node.metrics().clone(),
+            );
+            harness
+                .node
+                .registry()
+                .register_session(&session, std::slice::from_ref(&conversation_id), None)
+                .await
+                .expect("register");
+            Some((session, outbound))
+        } else {
+            None
+        };
         Self {
             harness,
             conversation_id,
             ids: BTreeMap::new(),
+            _session: session,
         }
     }
 
@@ -85,6 +107,24 @@ impl Run {
                     client_msg_id: ClientMsgId::new(format!("key-{key}")),
                     text: key_text(sender, key),
                     reply_to: None,
+                    forwarded_from: None,
+                    attachments: Vec::new(),
+                };
+                Some(self.enqueue(
+                    |reply| ConversationOp::Send(Queued::new(command, reply)),
+                    |ack: SendAck| Outcome::Sent(ack.seq),
+                ))
+            }
+            Step::Reply {
+                user: sender,
+                key,
+                target,
+            } => {
+                let command = SendMessage {
+                    actor: OpActor::Member(user(sender)),
+                    client_msg_id: ClientMsgId::new(format!("key-{key}")),
+                    text: key_text(sender, key),
+                    reply_to: Some(self.ids[&model.target(target)?].clone()),
                     forwarded_from: None,
                     attachments: Vec::new(),
                 };
@@ -146,8 +186,19 @@ impl Run {
         log.fail.store(mode != LogMode::Healthy, Ordering::SeqCst);
     }
 
-    async fn burst(&mut self, model: &mut Model, steps: &[Step], log: LogMode, round: usize) {
+    /// One burst; `elsewhere` are sends other nodes accept after the warm-up, just before the
+    /// steps are queued, so that the burst's first batch has to catch up with them.
+    async fn burst(
+        &mut self,
+        model: &mut Model,
+        (steps, log): (&[Step], LogMode),
+        round: usize,
+        elsewhere: Vec<(usize, usize)>,
+    ) {
         self.warm_up().await;
+        for (user, key) in elsewhere {
+            self.other_node(model, user, key).await;
+        }
         model.targets = model.accepted.len();
         self.set_log(log);
         let answers: Vec<Option<Answer>> = steps
@@ -197,6 +248,77 @@ impl Run {
             ports::Reservation::Duplicate(_) | ports::Reservation::InFlight => None,
         };
         assert_eq!(seq, model.dead_node(user, key), "a dead node's reservation");
+    }
+
+    /// Another node accepts a send: what this node sees of it is the sequencer's reservation
+    /// and ack, the log's event and the shared cache's record.
+    async fn other_node(&mut self, model: &mut Model, user: usize, key: usize) {
+        let ports = self.harness.node.ports();
+        let dedup = ports::DedupKey {
+            sender_id: UserId::new(USERS[user]),
+            client_msg_id: ClientMsgId::new(format!("key-{key}")),
+        };
+        let intent = ports::SendIntent::new(dedup.clone(), chrono::Utc::now());
+        let mut reserved = ports
+            .sequencer
+            .reserve(&self.conversation_id, std::slice::from_ref(&intent))
+            .await
+            .expect("reserve");
+        let seq = match reserved.pop().expect("one reservation") {
+            ports::Reservation::Fresh(seq) => Some(seq),
+            ports::Reservation::Duplicate(_) => None,
+            other => panic!("another node's reservation: {other:?}"),
+        };
+        assert_eq!(
+            seq,
+            model.other_node(user, key),
+            "another node's reservation"
+        );
+        let Some(seq) = seq else {
+            return;
+        };
+        let record = MessageRecord {
+            message: wire::Message {
+                message_id: MessageId::new(uuid::Uuid::now_v7().to_string()),
+                conversation_id: self.conversation_id.clone(),
+                seq,
+                sender_id: dedup.sender_id.clone(),
+                client_msg_id: dedup.client_msg_id.clone(),
+                text: key_text(user, key),
+                reply_to: None,
+                forwarded_from: None,
+                reactions: Default::default(),
+                created_at: chrono::Utc::now(),
+                edited_at: None,
+                deleted: false,
+                attachments: Vec::new(),
+            },
+            version: 1,
+        };
+        let sent = LogEventBody::MessageSent {
+            record: record.clone(),
+        };
+        ports
+            .log
+            .append(vec![log_event_for(sent)])
+            .await
+            .expect("append");
+        ports
+            .cache
+            .put(&self.conversation_id, std::slice::from_ref(&record))
+            .await
+            .expect("cache");
+        let ack = SendAck {
+            message_id: record.message.message_id.clone(),
+            seq,
+            created_at: record.message.created_at,
+        };
+        ports
+            .sequencer
+            .confirm(&self.conversation_id, &[(dedup, ack)])
+            .await
+            .expect("confirm");
+        self.learn_ids(model);
     }
 
     /// The reaper's round: every abandoned send is tombstoned.
@@ -325,26 +447,52 @@ async fn check_end_state(run: &Run, model: &Model) {
         .collect();
     assert_eq!(read, logged, "a reader sees what the log holds");
     let delivered = run.published_seqs();
-    let accepted: Vec<u64> = model.accepted.iter().map(|seq| seq.0).collect();
-    let mut in_order = accepted.clone();
+    let mut in_order: Vec<u64> = model
+        .accepted
+        .iter()
+        .filter(|seq| !model.elsewhere.contains(seq))
+        .map(|seq| seq.0)
+        .collect();
     in_order.sort_unstable();
     assert_eq!(
         delivered, in_order,
-        "each accepted message is published once, in seq order"
+        "each message this node accepted is published once, in seq order"
     );
 }
 
 async fn run_rounds(rounds: Vec<Round>) {
+    run_rounds_with(rounds, false).await;
+}
+
+async fn run_rounds_with(rounds: Vec<Round>, with_session: bool) {
     tokio::time::pause();
-    let mut run = Run::new().await;
+    let mut run = Run::new(with_session).await;
     let mut model = Model::default();
+    // Other nodes' sends wait for the next burst (see `Run::burst`); any other round takes
+    // them first.
+    let mut elsewhere = Vec::new();
     for (index, round) in rounds.iter().enumerate() {
+        if let Round::OtherNode { user, key } = round {
+            elsewhere.push((*user, *key));
+            continue;
+        }
+        if let Round::Burst { steps, log } = round {
+            let pending = std::mem::take(&mut elsewhere);
+            run.burst(&mut model, (steps, *log), index, pending).await;
+            continue;
+        }
+        for (user, key) in std::mem::take(&mut elsewhere) {
+            run.other_node(&mut model, user, key).await;
+        }
         match round {
-            Round::Burst { steps, log } => run.burst(&mut model, steps, *log, index).await,
             Round::Restart => run.restart().await,
             Round::DeadNode { user, key } => run.dead_node(&mut model, *user, *key).await,
             Round::Reap => run.reap().await,
+            Round::Burst { .. } | Round::OtherNode { .. } => unreachable!("handled above"),
         }
+    }
+    for (user, key) in elsewhere {
+        run.other_node(&mut model, user, key).await;
     }
     run.reap().await;
     check_end_state(&run, &model).await;
@@ -354,8 +502,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_actor_keeps_the_models_guarantees(rounds in prop::collection::vec(round(), 1..40)) {
-        actix_rt::System::new().block_on(run_rounds(rounds));
+    fn the_actor_keeps_the_models_guarantees(
+        rounds in prop::collection::vec(round(), 1..40),
+        with_session in any::<bool>(),
+    ) {
+        actix_rt::System::new().block_on(run_rounds_with(rounds, with_session));
     }
 }
 

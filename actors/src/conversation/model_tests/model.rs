@@ -15,10 +15,29 @@ pub(super) const IDLE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub(super) enum Step {
-    Send { user: usize, key: usize },
-    Edit { user: usize, target: usize },
-    Delete { user: usize, target: usize },
+    Send {
+        user: usize,
+        key: usize,
+    },
+    /// A send replying to a message accepted before the burst (on this node or another).
+    Reply {
+        user: usize,
+        key: usize,
+        target: usize,
+    },
+    Edit {
+        user: usize,
+        target: usize,
+    },
+    Delete {
+        user: usize,
+        target: usize,
+    },
 }
+
+/// The keys another node's members send with ([`Round::OtherNode`]); this node's sends and
+/// the dead nodes' use keys below it, so an abandoned send is only retried on this node.
+pub(super) const OTHER_NODE_KEYS: std::ops::Range<usize> = 6..9;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum LogMode {
@@ -39,11 +58,18 @@ pub(super) enum Round {
     DeadNode { user: usize, key: usize },
     /// The cluster's reaper settles the abandoned sends (a final one runs before the check).
     Reap,
+    /// Another node accepts a member's send: it reserves the seq, appends the message, puts
+    /// it in the shared cache and records the ack — after the next burst's warm-up, so that
+    /// the burst's first batch catches up with it (from its reservation, or first when the
+    /// batch holds a reply), and the burst's replies may answer it.
+    OtherNode { user: usize, key: usize },
 }
 
 pub(super) fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => (0..3usize, 0..6usize).prop_map(|(user, key)| Step::Send { user, key }),
+        1 => (0..3usize, 0..6usize, 0..8usize)
+            .prop_map(|(user, key, target)| Step::Reply { user, key, target }),
         1 => (0..3usize, 0..8usize).prop_map(|(user, target)| Step::Edit { user, target }),
         1 => (0..3usize, 0..8usize).prop_map(|(user, target)| Step::Delete { user, target }),
     ]
@@ -61,6 +87,7 @@ pub(super) fn round() -> impl Strategy<Value = Round> {
         1 => Just(Round::Restart),
         1 => (0..MALLORY, 0..6usize).prop_map(|(user, key)| Round::DeadNode { user, key }),
         1 => Just(Round::Reap),
+        2 => (0..MALLORY, OTHER_NODE_KEYS).prop_map(|(user, key)| Round::OtherNode { user, key }),
     ]
 }
 
@@ -83,6 +110,8 @@ pub(super) struct Model {
     pub(super) acks: BTreeMap<(usize, usize), SendAck>,
     /// Accepted messages in the order they were accepted.
     pub(super) accepted: Vec<Seq>,
+    /// The accepted messages another node accepted (this node does not publish them).
+    pub(super) elsewhere: Vec<Seq>,
     /// How many of `accepted` the current burst's edits and deletes may target.
     pub(super) targets: usize,
     pub(super) at: BTreeMap<u64, Expected>,
@@ -121,6 +150,10 @@ impl Model {
             }
             let outcome = match *step {
                 Step::Send { user, key } => self.send(user, key, log, &mut batch),
+                // A reply is the send of its key (its target exists: accepted before the
+                // burst, deleted or not); with no message to answer yet it is not queued.
+                Step::Reply { .. } if self.targets == 0 => Outcome::Done,
+                Step::Reply { user, key, .. } => self.send(user, key, log, &mut batch),
                 Step::Edit { user, target } => {
                     let text = format!("edit {round}.{index}");
                     batch.settle(log, self.edit(user, target, log, text))
@@ -189,7 +222,28 @@ impl Model {
         Some(Seq(self.last_seq))
     }
 
-    /// Whether the step is sent to the actor (an edit or delete needs a target).
+    /// Another node accepts a send: the seq it got (none for a key accepted already).
+    pub(super) fn other_node(&mut self, user: usize, key: usize) -> Option<Seq> {
+        if self.acks.contains_key(&(user, key)) {
+            return None;
+        }
+        self.last_seq += 1;
+        let seq = Seq(self.last_seq);
+        self.acks.insert(
+            (user, key),
+            SendAck {
+                message_id: MessageId::new(""),
+                seq,
+                created_at: chrono::Utc::now(),
+            },
+        );
+        self.accepted.push(seq);
+        self.elsewhere.push(seq);
+        self.at.insert(seq.0, expected(user, key, false));
+        Some(seq)
+    }
+
+    /// Whether the step is sent to the actor (a reply, an edit or a delete needs a target).
     pub(super) fn is_queued(&self, step: &Step) -> bool {
         matches!(step, Step::Send { .. }) || self.targets > 0
     }
