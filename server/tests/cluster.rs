@@ -269,6 +269,10 @@ async fn a_node_without_members_receives_none_of_the_traffic() {
     let mut bob = b.connect("bob").await;
     let _carol = c.connect("carol").await;
     let direct = create_conversation(&mut alice, "direct", &["bob"]).await;
+    // Bob's node fans out what is sent once its subscription took effect (the seqs before
+    // are `sync`'s: actors/src/delivery_floor.rs); under the suite's load the sends could
+    // outrun it (one failed run: bob waited for a message.new that was not live for him).
+    bob.event("member.joined").await;
     for number in 0..10 {
         send(&mut alice, &direct, &format!("m{number}"), "not for C").await;
     }
