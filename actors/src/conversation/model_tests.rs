@@ -1,13 +1,14 @@
 //! Model-based test of the conversation actor: random rounds of sends (client_msg_ids drawn
-//! from a small pool, so retries happen), edits and deletes (by the sender, by another
+//! from a small pool, so retries happen), replies, edits and deletes (by the sender, by another
 //! member, by a stranger; of live and deleted messages), under a healthy log, a failing log
 //! and an ambiguously failing log (Kafka's kind), and actor restarts, are checked against a
 //! reference model. Sends may also be reserved by another node that dies before its append
 //! (retried later or never), and the cluster's reaper settles what they left; or accepted by
-//! another node, which this node's batches catch up with (replies may answer them). Invariants: every
-//! answer is the model's; seqs are dense (a send that failed ambiguously or whose node died
-//! leaves a tombstone at its seq); one message per client_msg_id; no accepted message is lost;
-//! `message.new` is published once per accepted message, in seq order.
+//! another node, which this node's batches catch up with (replies may answer them).
+//! Invariants: every answer is the model's; seqs are dense (a send that failed ambiguously or
+//! whose node died leaves a tombstone at its seq); one message per client_msg_id; no accepted
+//! message is lost; `message.new` is published once per message this node accepted, in seq
+//! order.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -97,41 +98,34 @@ impl Run {
         receiver
     }
 
+    /// Queues a member's send of `key-{key}` (a reply when `reply_to` is given).
+    fn send(&self, sender: usize, key: usize, reply_to: Option<MessageId>) -> Answer {
+        let command = SendMessage {
+            actor: OpActor::Member(UserId::new(USERS[sender])),
+            client_msg_id: ClientMsgId::new(format!("key-{key}")),
+            text: key_text(sender, key),
+            reply_to,
+            forwarded_from: None,
+            attachments: Vec::new(),
+        };
+        self.enqueue(
+            |reply| ConversationOp::Send(Queued::new(command, reply)),
+            |ack: SendAck| Outcome::Sent(ack.seq),
+        )
+    }
+
     /// Queues one step (a step the model skips is not queued).
     fn queue(&self, model: &Model, step: &Step, text: String) -> Option<Answer> {
         let user = |index: usize| UserId::new(USERS[index]);
         match *step {
-            Step::Send { user: sender, key } => {
-                let command = SendMessage {
-                    actor: OpActor::Member(user(sender)),
-                    client_msg_id: ClientMsgId::new(format!("key-{key}")),
-                    text: key_text(sender, key),
-                    reply_to: None,
-                    forwarded_from: None,
-                    attachments: Vec::new(),
-                };
-                Some(self.enqueue(
-                    |reply| ConversationOp::Send(Queued::new(command, reply)),
-                    |ack: SendAck| Outcome::Sent(ack.seq),
-                ))
-            }
+            Step::Send { user: sender, key } => Some(self.send(sender, key, None)),
             Step::Reply {
                 user: sender,
                 key,
                 target,
             } => {
-                let command = SendMessage {
-                    actor: OpActor::Member(user(sender)),
-                    client_msg_id: ClientMsgId::new(format!("key-{key}")),
-                    text: key_text(sender, key),
-                    reply_to: Some(self.ids[&model.target(target)?].clone()),
-                    forwarded_from: None,
-                    attachments: Vec::new(),
-                };
-                Some(self.enqueue(
-                    |reply| ConversationOp::Send(Queued::new(command, reply)),
-                    |ack: SendAck| Outcome::Sent(ack.seq),
-                ))
+                let reply_to = self.ids[&model.target(target)?].clone();
+                Some(self.send(sender, key, Some(reply_to)))
             }
             Step::Edit {
                 user: editor,
