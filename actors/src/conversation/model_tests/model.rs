@@ -183,21 +183,7 @@ impl Model {
         }
         batch.changed = true;
         match log {
-            LogMode::Healthy => {
-                self.last_seq += 1;
-                let seq = Seq(self.last_seq);
-                self.acks.insert(
-                    (user, key),
-                    SendAck {
-                        message_id: MessageId::new(""),
-                        seq,
-                        created_at: chrono::Utc::now(),
-                    },
-                );
-                self.accepted.push(seq);
-                self.at.insert(seq.0, expected(user, key, false));
-                Outcome::Sent(seq)
-            }
+            LogMode::Healthy => Outcome::Sent(self.accept(user, key)),
             LogMode::Fails => {
                 batch.failed_keys.push((user, key));
                 Outcome::Failed(ErrorCode::Unavailable)
@@ -227,6 +213,13 @@ impl Model {
         if self.acks.contains_key(&(user, key)) {
             return None;
         }
+        let seq = self.accept(user, key);
+        self.elsewhere.push(seq);
+        Some(seq)
+    }
+
+    /// A fresh send accepted: the next seq, its ack and its message.
+    fn accept(&mut self, user: usize, key: usize) -> Seq {
         self.last_seq += 1;
         let seq = Seq(self.last_seq);
         self.acks.insert(
@@ -238,9 +231,8 @@ impl Model {
             },
         );
         self.accepted.push(seq);
-        self.elsewhere.push(seq);
         self.at.insert(seq.0, expected(user, key, false));
-        Some(seq)
+        seq
     }
 
     /// Whether the step is sent to the actor (a reply, an edit or a delete needs a target).
