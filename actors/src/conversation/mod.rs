@@ -117,6 +117,30 @@ pub struct Conversation {
     reported_window: (usize, usize),
 }
 
+/// Catches a batch's state up with what other nodes did before it runs. A batch of sends, none
+/// of them a reply, learns of other nodes' messages from its reservation (one trip to a shared
+/// sequencer, not two); any other batch refreshes first (a reply is validated before the
+/// reservation and may answer a message accepted elsewhere a moment ago).
+async fn catch_up_before(
+    node: &Node,
+    state: &mut ConversationState,
+    ops: &[ConversationOp],
+    reload_record: bool,
+) -> Result<CatchUp, OpError> {
+    if !reload_record && ops.iter().all(ConversationOp::is_send_without_reply) {
+        return Ok(CatchUp::WithTheReservation);
+    }
+    state.refresh(node, reload_record).await?;
+    Ok(CatchUp::Done)
+}
+
+/// Answers every operation of a batch that cannot run with the error.
+fn fail_all(ops: Vec<ConversationOp>, error: OpError) {
+    for op in ops {
+        op.fail(error.clone());
+    }
+}
+
 impl Conversation {
     pub fn new(node: Node, conversation_id: ConversationId) -> Self {
         Self {
@@ -176,15 +200,11 @@ impl Conversation {
                 None => match ConversationState::load(&node, &conversation_id).await {
                     Ok(Some(state)) => state,
                     Ok(None) => {
-                        for op in ops {
-                            op.fail(OpError::not_found("no such conversation"));
-                        }
+                        fail_all(ops, OpError::not_found("no such conversation"));
                         return Outcome::Missing;
                     }
                     Err(error) => {
-                        for op in ops {
-                            op.fail(error.clone());
-                        }
+                        fail_all(ops, error);
                         return Outcome::Ran(None);
                     }
                 },
@@ -195,21 +215,13 @@ impl Conversation {
             if let Some(through) = purged_through {
                 state.purge(through);
             }
-            // A batch of sends learns of other nodes' messages from its reservation (one trip
-            // to a shared sequencer, not two); any other batch, replies included, catches up
-            // first.
-            let catch_up =
-                if !reload_record && ops.iter().all(ConversationOp::is_send_without_reply) {
-                    CatchUp::WithTheReservation
-                } else {
-                    if let Err(error) = state.refresh(&node, reload_record).await {
-                        for op in ops {
-                            op.fail(error.clone());
-                        }
-                        return Outcome::Ran(None);
-                    }
-                    CatchUp::Done
-                };
+            let catch_up = match catch_up_before(&node, &mut state, &ops, reload_record).await {
+                Ok(catch_up) => catch_up,
+                Err(error) => {
+                    fail_all(ops, error);
+                    return Outcome::Ran(None);
+                }
+            };
             if membership {
                 let op = ops.into_iter().next().expect("one membership op");
                 Outcome::Ran(members::run(&node, state, op).await)
@@ -221,30 +233,37 @@ impl Conversation {
             AssertUnwindSafe(work)
                 .catch_unwind()
                 .into_actor(self)
-                .map(|outcome, act, ctx| {
-                    act.busy = false;
-                    act.last_activity = Instant::now();
-                    match outcome {
-                        Ok(Outcome::Ran(state)) => {
-                            act.state = state;
-                            act.report_window();
-                        }
-                        Ok(Outcome::Missing) => return act.retire_missing(ctx),
-                        Err(_) => {
-                            // The batch panicked: its callers got `internal` (their reply
-                            // channels dropped). Stop; the supervisor starts a fresh actor.
-                            tracing::error!(conversation_id = %act.conversation_id, "conversation batch panicked, restarting actor");
-                            act.node.metrics().conversation_restarts.inc();
-                            ctx.stop();
-                            return;
-                        }
-                    }
-                    if act.holds_nothing_for_local_sessions() {
-                        return act.retire(ctx);
-                    }
-                    act.pump(ctx);
-                }),
+                .map(|outcome, act, ctx| act.finish_batch(outcome, ctx)),
         );
+    }
+
+    /// After a batch: keeps its state, retires the actor when nothing is left for it to do,
+    /// or runs the next batch. A batch that panicked stops the actor (its callers got
+    /// `internal`: their reply channels dropped); the supervisor starts a fresh one.
+    fn finish_batch(
+        &mut self,
+        outcome: Result<Outcome, Box<dyn std::any::Any + Send>>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.busy = false;
+        self.last_activity = Instant::now();
+        match outcome {
+            Ok(Outcome::Ran(state)) => {
+                self.state = state;
+                self.report_window();
+            }
+            Ok(Outcome::Missing) => return self.retire_missing(ctx),
+            Err(_) => {
+                tracing::error!(conversation_id = %self.conversation_id, "conversation batch panicked, restarting actor");
+                self.node.metrics().conversation_restarts.inc();
+                ctx.stop();
+                return;
+            }
+        }
+        if self.holds_nothing_for_local_sessions() {
+            return self.retire(ctx);
+        }
+        self.pump(ctx);
     }
 
     /// Brings the node's window gauges (`parley_conversation_window_*`) up to this actor's
