@@ -271,24 +271,9 @@ impl Run {
         let Some(seq) = seq else {
             return;
         };
-        let record = MessageRecord {
-            message: wire::Message {
-                message_id: MessageId::new(uuid::Uuid::now_v7().to_string()),
-                conversation_id: self.conversation_id.clone(),
-                seq,
-                sender_id: dedup.sender_id.clone(),
-                client_msg_id: dedup.client_msg_id.clone(),
-                text: key_text(user, key),
-                reply_to: None,
-                forwarded_from: None,
-                reactions: Default::default(),
-                created_at: chrono::Utc::now(),
-                edited_at: None,
-                deleted: false,
-                attachments: Vec::new(),
-            },
-            version: 1,
-        };
+        let mut record = super::tests::accepted(&self.conversation_id, seq.0, &key_text(user, key));
+        record.message.sender_id = dedup.sender_id.clone();
+        record.message.client_msg_id = dedup.client_msg_id.clone();
         let sent = LogEventBody::MessageSent {
             record: record.clone(),
         };

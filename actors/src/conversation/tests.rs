@@ -452,8 +452,12 @@ async fn a_session_that_does_not_read_is_closed_with_4009() {
     assert_eq!(metrics.outbound_overflows.get(), 1, "counted once");
 }
 
-/// An accepted message of alice's with this seq and text.
-fn accepted(conversation_id: &ConversationId, seq: u64, text: &str) -> wire::log::MessageRecord {
+/// An accepted message of alice's with this seq and text (id `m{seq}`, client_msg_id `c{seq}`).
+pub(super) fn accepted(
+    conversation_id: &ConversationId,
+    seq: u64,
+    text: &str,
+) -> wire::log::MessageRecord {
     wire::log::MessageRecord {
         message: wire::Message {
             message_id: MessageId::new(format!("m{seq}")),
