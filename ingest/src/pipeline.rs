@@ -2,9 +2,11 @@
 //!
 //! One iteration: poll a batch → map it to store writes → `Store::apply` → append one
 //! `MessageStored` per `MessageSent` (topic `message.delivered`) → commit the batch's positions.
-//! Positions are committed only after the store write and the acknowledgments are durable, so a
-//! crash anywhere re-consumes the batch; every store write is idempotent, and acknowledgments
-//! carry a deterministic event id. A failing step is retried with capped exponential backoff,
+//! Positions are committed only after the store write and the acknowledgments are durable (or,
+//! for the embedded store behind the embedded log, after the write, which the log makes
+//! durable before the position: `EmbeddedStore::apply_behind`), so a crash anywhere
+//! re-consumes the batch; every store write is idempotent, and acknowledgments carry a
+//! deterministic event id. A failing step is retried with capped exponential backoff,
 //! never skipped, and nothing is committed meanwhile.
 //!
 //! # A malformed record

@@ -107,7 +107,10 @@ pub struct MessageQuery {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Applies a batch of idempotent writes; returns once they are durable.
+    /// Applies a batch of idempotent writes; returns once they are durable — or, for a store
+    /// that ingest fills from a log whose consumer offsets wait for it (the embedded store
+    /// behind the embedded log), once they are visible and will be durable before any offset
+    /// past them is.
     async fn apply(&self, writes: Vec<StoreWrite>) -> Result<(), PortError>;
 
     async fn conversation(

@@ -30,7 +30,7 @@ use tracing::{debug, error, info, warn};
 use wire::log::LogEvent;
 
 use super::log_consumer::EmbeddedLogConsumer;
-use super::log_offsets::GroupOffsets;
+use super::log_offsets::{GroupOffsets, MakeDurable};
 use super::log_writer::{run_writer, ActiveSegment, AppendRequest, WriterRequest};
 use super::segment::{self, Segment};
 use crate::error::{run_blocking, PersistenceError};
@@ -193,6 +193,14 @@ impl EmbeddedLog {
             requests: Some(requests),
             writer: Some(writer),
         })
+    }
+
+    /// Registers what consumers write from the log without an fsync of their own (the embedded
+    /// store's `apply`): `make_durable` runs before every durable commit of the consumer
+    /// groups' offsets (at most once a second, and at close), so after a crash no group's
+    /// offset is past what it wrote; if it fails the offsets are not committed.
+    pub fn make_durable_first(&self, make_durable: MakeDurable) {
+        self.shared.offsets.make_durable_first(make_durable);
     }
 
     pub fn stats(&self) -> LogStats {

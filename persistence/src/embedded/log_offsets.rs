@@ -9,9 +9,14 @@
 //! every consumer tolerates (the store's writes are idempotent). In a standalone node at 2 000
 //! sends/s the consumers' commits were ≈ 600 of ≈ 1 900 fdatasyncs a second when each was
 //! durable (docs/benchmarks.md).
+//!
+//! A consumer may also write what it read without an fsync of its own (the embedded store's
+//! `apply`): then that must be durable before any offset past it is. Such work registers a
+//! [`MakeDurable`] ([`crate::EmbeddedLog::make_durable_first`]), which every durable commit of
+//! the offsets runs first; if it fails, the offsets are not committed.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -24,10 +29,16 @@ pub(crate) const GROUP_OFFSETS: TableDefinition<&str, u64> = TableDefinition::ne
 /// How often a commit is made durable at most.
 pub(crate) const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
+/// Makes durable what consumers wrote from the log without an fsync of their own; runs before
+/// every durable commit of the offsets.
+pub type MakeDurable = Arc<dyn Fn() -> Result<(), PersistenceError> + Send + Sync>;
+
 pub(crate) struct GroupOffsets {
     database: Database,
     /// When a commit was last fsync'd (`None`: not yet).
     last_durable: Mutex<Option<Instant>>,
+    /// What must be durable before the offsets are.
+    durable_first: Mutex<Vec<MakeDurable>>,
 }
 
 impl GroupOffsets {
@@ -39,7 +50,26 @@ impl GroupOffsets {
         Ok(Self {
             database,
             last_durable: Mutex::new(Some(Instant::now())),
+            durable_first: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Registers `make_durable` to run before every durable commit from now on.
+    pub(crate) fn make_durable_first(&self, make_durable: MakeDurable) {
+        self.durable_first
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(make_durable);
+    }
+
+    /// Runs what must be durable before the offsets, in the order it was registered.
+    fn run_durable_first(&self) -> Result<(), PersistenceError> {
+        let hooks = self
+            .durable_first
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        hooks.iter().try_for_each(|make_durable| make_durable())
     }
 
     /// Every group's committed offset.
@@ -63,8 +93,10 @@ impl GroupOffsets {
     /// Stores `next` for `group` unless it already has a later one.
     pub(crate) fn advance(&self, group: &str, next: u64) -> Result<(), PersistenceError> {
         let mut write = self.database.begin_write()?;
-        let durable = self.take_durable_turn();
-        if !durable {
+        if self.take_durable_turn() {
+            // On failure the turn is spent: the next commit a second later tries again.
+            self.run_durable_first()?;
+        } else {
             write.set_durability(redb::Durability::None)?;
         }
         {
@@ -91,8 +123,9 @@ impl GroupOffsets {
         due
     }
 
-    /// Makes every commit so far durable (at close).
+    /// Makes every commit so far durable (at close), after what must be durable first.
     pub(crate) fn flush(&self) -> Result<(), PersistenceError> {
+        self.run_durable_first()?;
         let write = self.database.begin_write()?;
         write.commit()?;
         Ok(())

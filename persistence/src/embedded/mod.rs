@@ -13,4 +13,5 @@ pub mod store;
 pub use log::{EmbeddedLog, LogOptions, LogStats};
 pub use log_consumer::EmbeddedLogConsumer;
 pub use log_migrate::{migrate_redb_log, Migrated};
+pub use log_offsets::MakeDurable;
 pub use store::EmbeddedStore;

@@ -11,7 +11,13 @@
 //! - [`user_data`]: the `UserDataScan` implementation (a user's messages, for exports).
 //!
 //! Every call runs its redb transaction on tokio's blocking pool; every write transaction
-//! commits durably (redb's default `Durability::Immediate`, an fsync) before the call returns.
+//! commits durably (redb's default `Durability::Immediate`, an fsync) before the call returns,
+//! except `Store::apply` once the store is [`EmbeddedStore::apply_behind`] a log: the writes
+//! ingest applies from the log then commit without an fsync (visible at once, durable with the
+//! next durable commit), and the log makes them durable before it makes any consumer offset
+//! past them durable. A crash takes back at most the last second of them, and ingest applies
+//! those records again from the log (every write is idempotent). One fsync a second instead of
+//! one per ingest batch.
 
 mod audit;
 mod directory;
@@ -24,6 +30,7 @@ mod user_data;
 mod write;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -38,12 +45,15 @@ use self::tables::{
     ACTIVITY, CLIENT_IDS, CONVERSATIONS, MESSAGES, MESSAGE_IDS, USER_CONVERSATIONS, WATERMARKS,
 };
 use self::write::WriteTables;
+use super::EmbeddedLog;
 use crate::error::{run_blocking, PersistenceError};
 
 /// The standalone store and directory. Cheap to clone; clones share the database.
 #[derive(Clone)]
 pub struct EmbeddedStore {
     database: Arc<Database>,
+    /// Whether `apply` commits without an fsync ([`Self::apply_behind`]).
+    apply_lazily: Arc<AtomicBool>,
 }
 
 impl EmbeddedStore {
@@ -60,7 +70,22 @@ impl EmbeddedStore {
         info!(path = %path.display(), "embedded store opened");
         Ok(Self {
             database: Arc::new(database),
+            apply_lazily: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// From now on `apply` commits without an fsync, and `log` makes what it applied durable
+    /// before any consumer offset (see the module docs). For the store ingest fills from `log`.
+    pub fn apply_behind(&self, log: &EmbeddedLog) {
+        let store = self.clone();
+        log.make_durable_first(Arc::new(move || store.make_durable()));
+        self.apply_lazily.store(true, Ordering::Release);
+    }
+
+    /// Makes every commit so far durable: an empty durable commit (an fsync). Blocking.
+    pub fn make_durable(&self) -> Result<(), PersistenceError> {
+        self.database.begin_write()?.commit()?;
+        Ok(())
     }
 
     /// Runs `work` in one durable write transaction on the blocking pool.
@@ -69,9 +94,19 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&mut WriteTables<'_>) -> Result<T, PersistenceError> + Send + 'static,
     {
+        self.write_with(redb::Durability::Immediate, work).await
+    }
+
+    /// Runs `work` in one write transaction committed with `durability`, on the blocking pool.
+    async fn write_with<T, F>(&self, durability: redb::Durability, work: F) -> Result<T, PortError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteTables<'_>) -> Result<T, PersistenceError> + Send + 'static,
+    {
         let database = Arc::clone(&self.database);
         run_blocking(move || {
-            let write = database.begin_write()?;
+            let mut write = database.begin_write()?;
+            write.set_durability(durability)?;
             let outcome = {
                 let mut tables = WriteTables::open(&write)?;
                 work(&mut tables)?
@@ -151,7 +186,12 @@ impl Store for EmbeddedStore {
         if writes.is_empty() {
             return Ok(());
         }
-        self.write(move |tables| {
+        let durability = if self.apply_lazily.load(Ordering::Acquire) {
+            redb::Durability::None
+        } else {
+            redb::Durability::Immediate
+        };
+        self.write_with(durability, move |tables| {
             for write in &writes {
                 tables.apply(write)?;
             }
