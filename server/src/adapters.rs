@@ -140,13 +140,24 @@ struct RedisClients {
 }
 
 impl RedisClients {
+    /// One client per distinct URL: roles on the same Redis share its connection, so commands
+    /// of different roles issued at once (a batch's cache put, activity and acks; other
+    /// conversations' commands) travel in one write and come back in one reply
+    /// (docs/benchmarks.md, "One connection per Redis").
     fn new(settings: &Settings, roles: &RedisRoles) -> anyhow::Result<Self> {
         let redis = &settings.redis;
-        let client = |key: &str, url: &Secret| {
+        let mut made: Vec<(String, RedisClient)> = Vec::new();
+        let mut client = |key: &str, url: &Secret| -> anyhow::Result<RedisClient> {
+            if let Some((_, client)) = made.iter().find(|(made_for, _)| made_for == url.expose()) {
+                return Ok(client.clone());
+            }
             let config = RedisConfig::new(url.expose())
                 .with_key_prefix(redis.key_prefix.clone())
                 .with_command_timeout(Duration::from_millis(redis.command_timeout_ms));
-            RedisClient::new(config).map_err(|error| anyhow::anyhow!("{key}: {error}"))
+            let client =
+                RedisClient::new(config).map_err(|error| anyhow::anyhow!("{key}: {error}"))?;
+            made.push((url.expose().to_owned(), client.clone()));
+            Ok(client)
         };
         Ok(Self {
             pubsub: client("redis.pubsub_url", &roles.pubsub)?,
@@ -155,5 +166,43 @@ impl RedisClients {
             state: client("redis.state_url", &roles.state)?,
             ratelimit: client("redis.ratelimit_url", &roles.ratelimit)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clients(pairs: &[(&str, &str)]) -> RedisClients {
+        let env: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        let loaded = crate::config::load_with_env(None, env).expect("settings");
+        let roles = loaded.settings.redis.roles().expect("a Redis URL");
+        RedisClients::new(&loaded.settings, &roles).expect("clients")
+    }
+
+    #[test]
+    fn roles_on_one_redis_share_its_connection() {
+        let clients = clients(&[("PARLEY__REDIS__URL", "redis://127.0.0.1:1/0")]);
+        for role in [
+            &clients.cache,
+            &clients.presence,
+            &clients.state,
+            &clients.ratelimit,
+        ] {
+            assert!(clients.pubsub.shares_connection_with(role));
+        }
+    }
+
+    #[test]
+    fn a_role_on_another_redis_has_its_own_connection() {
+        let clients = clients(&[
+            ("PARLEY__REDIS__URL", "redis://127.0.0.1:1/0"),
+            ("PARLEY__REDIS__CACHE_URL", "redis://127.0.0.1:2/0"),
+        ]);
+        assert!(!clients.cache.shares_connection_with(&clients.state));
+        assert!(clients.state.shares_connection_with(&clients.ratelimit));
     }
 }

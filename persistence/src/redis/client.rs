@@ -93,6 +93,11 @@ impl RedisClient {
         &self.config
     }
 
+    /// Whether `other` is a clone of this client: the two share one connection.
+    pub fn shares_connection_with(&self, other: &RedisClient) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// `prefix` + `suffix`.
     pub(crate) fn key(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.config.key_prefix)
