@@ -33,7 +33,7 @@ use super::log_consumer::EmbeddedLogConsumer;
 use super::log_offsets::{GroupOffsets, MakeDurable};
 use super::log_writer::{run_writer, ActiveSegment, AppendRequest, WriterRequest};
 use super::segment::{self, Segment};
-use crate::error::{run_blocking, PersistenceError};
+use crate::error::PersistenceError;
 
 /// Capacity of the queue in front of the writer; `append` waits when it is full.
 const QUEUE_CAPACITY: usize = 8192;
@@ -283,9 +283,7 @@ impl EventLog for EmbeddedLog {
         group: &str,
         topics: &[&str],
     ) -> Result<Box<dyn LogConsumer>, PortError> {
-        let shared = Arc::clone(&self.shared);
-        let group_name = group.to_owned();
-        let start = run_blocking(move || Ok(shared.offsets.get(&group_name)?.unwrap_or(0))).await?;
+        let start = self.shared.offsets.get(group).unwrap_or(0);
         debug!(group, start, "log consumer opened");
         Ok(Box::new(EmbeddedLogConsumer::new(
             Arc::clone(&self.shared),

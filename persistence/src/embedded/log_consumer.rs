@@ -194,9 +194,10 @@ impl LogConsumer for EmbeddedLogConsumer {
             return Ok(());
         };
         let next = highest + 1;
-        let shared = Arc::clone(&self.shared);
-        let group = self.group.clone();
-        run_blocking(move || shared.offsets.advance(&group, next)).await?;
+        if self.shared.offsets.advance(&self.group, next) {
+            let shared = Arc::clone(&self.shared);
+            run_blocking(move || shared.offsets.write_durably()).await?;
+        }
         debug!(group = %self.group, next, "log consumer committed");
         Ok(())
     }

@@ -55,7 +55,7 @@ fn first_offset_to_keep(
     shared: &LogShared,
     before: Timestamp,
 ) -> Result<Option<(u64, u64)>, PersistenceError> {
-    let Some(read_by_all) = shared.offsets.all()?.iter().map(|(_, next)| *next).min() else {
+    let Some(read_by_all) = shared.offsets.all().iter().map(|(_, next)| *next).min() else {
         return Ok(None);
     };
     let end = *shared.end_offset.borrow();
