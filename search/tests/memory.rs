@@ -41,6 +41,10 @@ async fn commit_batches(index: &TantivyIndex, first_seq: u64, batches: u64) {
     }
 }
 
+/// Commits measured: enough that the leak this test guards against (≈ 670 bytes a commit) is
+/// several times the readings' noise.
+const COMMITS: u64 = 1_000;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_heap_does_not_grow_with_commits() {
     let directory = tempfile::tempdir().expect("temporary directory");
@@ -48,14 +52,19 @@ async fn the_heap_does_not_grow_with_commits() {
     // Warm up: the first segments, the merge threads, the first merges.
     commit_batches(&index, 1, 100).await;
     let before = settled_live_bytes().await;
-    commit_batches(&index, 101, 400).await;
+    commit_batches(&index, 101, COMMITS).await;
     let after = settled_live_bytes().await;
     let growth = after - before;
     // Without the fix each commit left ≈ 670 bytes behind (the paths and weak references of
-    // the segment's files and of the merges' files): 268 KB over these 400 commits; with it
-    // the heap moved by −17 KB (settled readings, five runs: under +12 KB).
+    // the segment's files and of the merges' files): 268 KB over 400 commits, ≈ 670 KB over
+    // these 1 000. With it the heap does not grow with the commits, but it is not the same at
+    // every reading either (most likely what the index holds per segment: there are 1 to 10
+    // segments between merges), so two readings differ by up to about a hundred kilobytes
+    // whatever the number of commits (−17 to +12 KB in five quiet runs of
+    // 400 commits; 108 and 130 KB once each under the suite's load, which failed a 100 KB
+    // bound). The bound sits between that noise and the leak.
     assert!(
-        growth < 100_000,
-        "the heap grew {growth} bytes over 400 commits ({before} → {after})"
+        growth < 300_000,
+        "the heap grew {growth} bytes over {COMMITS} commits ({before} → {after})"
     );
 }
