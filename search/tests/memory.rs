@@ -55,14 +55,12 @@ async fn the_heap_does_not_grow_with_commits() {
     commit_batches(&index, 101, COMMITS).await;
     let after = settled_live_bytes().await;
     let growth = after - before;
-    // Without the fix each commit left ≈ 670 bytes behind (the paths and weak references of
-    // the segment's files and of the merges' files): 268 KB over 400 commits, ≈ 670 KB over
-    // these 1 000. With it the heap does not grow with the commits, but it is not the same at
-    // every reading either (most likely what the index holds per segment: there are 1 to 10
-    // segments between merges), so two readings differ by up to about a hundred kilobytes
-    // whatever the number of commits (−17 to +12 KB in five quiet runs of
-    // 400 commits; 108 and 130 KB once each under the suite's load, which failed a 100 KB
-    // bound). The bound sits between that noise and the leak.
+    // Without the fix each commit leaves the paths and weak references of its segment's and
+    // its merges' files behind: 268 KB over 400 commits, 1.27 MB over these 1 000. With it the
+    // heap does not grow with the commits, but two readings still differ by up to about a
+    // hundred kilobytes whatever their number (most likely what the index holds per segment,
+    // 1 to 10 segments between merges): −17 to +12 KB in five quiet runs of 400 commits, 108
+    // and 130 KB once each under the suite's load. The bound sits between that and the leak.
     assert!(
         growth < 300_000,
         "the heap grew {growth} bytes over {COMMITS} commits ({before} → {after})"

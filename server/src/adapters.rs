@@ -142,8 +142,8 @@ struct RedisClients {
 impl RedisClients {
     /// One client per distinct URL: roles on the same Redis share its connection, so commands
     /// of different roles issued at once (a batch's cache put, activity and acks; other
-    /// conversations' commands) travel in one write and come back in one reply
-    /// (docs/benchmarks.md, "One connection per Redis").
+    /// conversations' commands) can travel in one write and come back in one reply
+    /// (docs/benchmarks.md, "The store and the offsets once a second").
     fn new(settings: &Settings, roles: &RedisRoles) -> anyhow::Result<Self> {
         let redis = &settings.redis;
         let mut made: Vec<(String, RedisClient)> = Vec::new();

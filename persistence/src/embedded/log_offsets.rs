@@ -44,9 +44,10 @@ pub(crate) struct GroupOffsets {
     durable_first: Mutex<Vec<MakeDurable>>,
 }
 
-/// The offsets as committed, and when they were last written durably.
+/// The offsets as committed, the ones a crash keeps, and when they were last written durably.
 struct Committed {
     next: BTreeMap<String, u64>,
+    durable: BTreeMap<String, u64>,
     last_durable: Instant,
 }
 
@@ -67,6 +68,7 @@ impl GroupOffsets {
         Ok(Self {
             database,
             state: Mutex::new(Committed {
+                durable: next.clone(),
                 next,
                 last_durable: Instant::now(),
             }),
@@ -99,6 +101,18 @@ impl GroupOffsets {
             .collect()
     }
 
+    /// The first offset some group may read again after a crash: the least of the groups'
+    /// durable offsets (0 for a group none of whose commits is durable yet). `None` without
+    /// groups.
+    pub(crate) fn read_by_all_durably(&self) -> Option<u64> {
+        let state = self.state();
+        state
+            .next
+            .keys()
+            .map(|group| state.durable.get(group).copied().unwrap_or(0))
+            .min()
+    }
+
     pub(crate) fn get(&self, group: &str) -> Option<u64> {
         self.state().next.get(group).copied()
     }
@@ -108,8 +122,12 @@ impl GroupOffsets {
     /// is then taken, so one commit a second is the durable one.
     pub(crate) fn advance(&self, group: &str, next: u64) -> bool {
         let mut state = self.state();
-        let stored = state.next.entry(group.to_owned()).or_insert(next);
-        *stored = (*stored).max(next);
+        match state.next.get_mut(group) {
+            Some(stored) => *stored = (*stored).max(next),
+            None => {
+                state.next.insert(group.to_owned(), next);
+            }
+        }
         let due = state.last_durable.elapsed() >= DURABLE_EVERY;
         if due {
             state.last_durable = Instant::now();
@@ -136,6 +154,11 @@ impl GroupOffsets {
             }
         }
         write.commit()?;
+        let mut state = self.state();
+        for (group, next) in snapshot {
+            let durable = state.durable.entry(group).or_insert(next);
+            *durable = (*durable).max(next);
+        }
         Ok(())
     }
 
@@ -163,5 +186,53 @@ impl GroupOffsets {
             }
         }
         self.write_durably()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GroupOffsets;
+
+    #[test]
+    fn only_durable_commits_count_as_read_by_all() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let offsets = GroupOffsets::open(&directory.path().join("offsets.redb")).expect("open");
+        assert_eq!(offsets.read_by_all_durably(), None, "no groups yet");
+
+        offsets.advance("store", 10);
+        offsets.advance("search", 7);
+        assert_eq!(offsets.get("store"), Some(10), "committed in memory");
+        assert_eq!(
+            offsets.read_by_all_durably(),
+            Some(0),
+            "nothing durable yet"
+        );
+
+        offsets.write_durably().expect("write");
+        assert_eq!(offsets.read_by_all_durably(), Some(7));
+
+        offsets.advance("search", 20);
+        assert_eq!(
+            offsets.read_by_all_durably(),
+            Some(7),
+            "20 is not durable yet"
+        );
+        offsets.write_durably().expect("write");
+        assert_eq!(offsets.read_by_all_durably(), Some(10));
+    }
+
+    #[test]
+    fn a_reopened_file_holds_the_durable_offsets_only() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let path = directory.path().join("offsets.redb");
+        {
+            let offsets = GroupOffsets::open(&path).expect("open");
+            offsets.advance("store", 5);
+            offsets.write_durably().expect("write");
+            offsets.advance("store", 9);
+        }
+        let reopened = GroupOffsets::open(&path).expect("reopen");
+        assert_eq!(reopened.get("store"), Some(5));
+        assert_eq!(reopened.read_by_all_durably(), Some(5));
     }
 }

@@ -2,7 +2,7 @@
 //! `retention.ms`, so message content does not outlive retention in the log's segments.
 //!
 //! A prune finds the first offset to keep (the oldest event appended at or after the cut-off,
-//! or the first one some group has not read, and never past the newest), asks the writer to
+//! or the first one some group has not read durably, and never past the newest), asks the writer to
 //! start a new segment if its own holds older events, then deletes every segment wholly before
 //! that offset and rewrites the one it falls in to keep only its tail. The rewrite goes to a
 //! temporary file named after both segments (`<new>.from-<old>.tmp`), fsync'd, then the old
@@ -55,7 +55,10 @@ fn first_offset_to_keep(
     shared: &LogShared,
     before: Timestamp,
 ) -> Result<Option<(u64, u64)>, PersistenceError> {
-    let Some(read_by_all) = shared.offsets.all().iter().map(|(_, next)| *next).min() else {
+    // Only what every group has read durably goes: after a crash a group reads again from its
+    // durable offset. Writing the offsets first makes that everything committed so far.
+    shared.offsets.write_durably()?;
+    let Some(read_by_all) = shared.offsets.read_by_all_durably() else {
         return Ok(None);
     };
     let end = *shared.end_offset.borrow();
