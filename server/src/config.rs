@@ -78,6 +78,7 @@ pub struct ServerSettings {
 pub struct StorageSettings {
     pub data_dir: PathBuf,
     pub log_group_commit_delay_us: u64,
+    pub cache_mb: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -439,6 +440,9 @@ mod tests {
             error.contains("storage.log_group_commit_delay_us"),
             "{error}"
         );
+        let cache = ("PARLEY__STORAGE__CACHE_MB", "65537");
+        let error = load_with_env(None, env(&[cache])).unwrap_err().to_string();
+        assert!(error.contains("storage.cache_mb"), "{error}");
         let error = load_with_env(None, env(&[("PARLEY__AUTH__JWT_SECRET", "short")]))
             .unwrap_err()
             .to_string();

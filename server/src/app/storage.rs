@@ -96,8 +96,11 @@ impl Storage {
                 .with_context(|| format!("cannot open the log in {}", log_dir.display()))?,
         );
         let store = Arc::new(
-            EmbeddedStore::open(&data_dir.join("store.redb"))
-                .with_context(|| format!("cannot open the store in {}", data_dir.display()))?,
+            EmbeddedStore::open_with_cache(
+                &data_dir.join("store.redb"),
+                store_cache_bytes(settings),
+            )
+            .with_context(|| format!("cannot open the store in {}", data_dir.display()))?,
         );
         // Ingest fills the store from this log: its batches need no fsync of their own.
         store.apply_behind(&log);
@@ -116,6 +119,12 @@ impl Storage {
             description: "embedded",
         })
     }
+}
+
+/// The embedded store's cache (`storage.cache_mb`), in bytes.
+fn store_cache_bytes(settings: &Settings) -> usize {
+    let bytes = settings.storage.cache_mb.saturating_mul(1024 * 1024);
+    usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
 /// The embedded log's writer grouping (`storage.log_group_commit_delay_us`).

@@ -142,6 +142,12 @@ fn validate_storage(storage: &StorageSettings) -> Result<(), ConfigError> {
     if storage.data_dir.as_os_str().is_empty() {
         return Err(invalid("storage.data_dir", "must not be empty"));
     }
+    if storage.cache_mb > 65_536 {
+        return Err(invalid(
+            "storage.cache_mb",
+            "must be at most 65536 (64 GiB)",
+        ));
+    }
     // Every ack under load waits this long: past 100 ms it is a mistake, not a trade-off.
     if storage.log_group_commit_delay_us > 100_000 {
         return Err(invalid(

@@ -48,6 +48,11 @@ use self::write::WriteTables;
 use super::EmbeddedLog;
 use crate::error::{run_blocking, PersistenceError};
 
+/// What a store opened with [`EmbeddedStore::open`] keeps of its file in memory, in bytes: redb
+/// caches the pages it reads and writes up to this (its own default, 1 GiB, is what a node's
+/// heap would grow to as its store grows: ≈ 2 KB per message stored, docs/reliability.md).
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// The standalone store and directory. Cheap to clone; clones share the database.
 #[derive(Clone)]
 pub struct EmbeddedStore {
@@ -57,13 +62,21 @@ pub struct EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store at `path`, e.g. `<data_dir>/store.redb`. Blocking: call it at
-    /// start-up, or from `spawn_blocking`.
+    /// Opens (or creates) the store at `path`, e.g. `<data_dir>/store.redb`, caching up to
+    /// [`DEFAULT_CACHE_BYTES`] of it. Blocking: call it at start-up, or from `spawn_blocking`.
     pub fn open(path: &Path) -> Result<Self, PersistenceError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Self::open`] with a cache of `cache_bytes` (`storage.cache_mb`): pages read and
+    /// written stay in memory up to this, half of it at most for the writes not yet in the file.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, PersistenceError> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let database = Database::create(path)?;
+        let database = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
         let write = database.begin_write()?;
         tables::create_all(&write)?;
         write.commit()?;
