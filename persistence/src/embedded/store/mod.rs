@@ -49,8 +49,8 @@ use super::EmbeddedLog;
 use crate::error::{run_blocking, PersistenceError};
 
 /// What a store opened with [`EmbeddedStore::open`] keeps of its file in memory, in bytes: redb
-/// caches the pages it reads and writes up to this (its own default, 1 GiB, is what a node's
-/// heap would grow to as its store grows: ≈ 2 KB per message stored, docs/reliability.md).
+/// caches the pages it reads and writes up to this (with its own default, 1 GiB, a node's heap
+/// grew with its store, ≈ 2 KB per message stored: docs/reliability.md).
 pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The standalone store and directory. Cheap to clone; clones share the database.
