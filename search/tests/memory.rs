@@ -41,7 +41,7 @@ async fn commit_batches(index: &TantivyIndex, first_seq: u64, batches: u64) {
     }
 }
 
-/// Commits measured: enough that the leak this test guards against (≈ 670 bytes a commit) is
+/// Commits measured: enough that the leak this test guards against (0.7–1.3 KB a commit) is
 /// several times the readings' noise.
 const COMMITS: u64 = 1_000;
 

@@ -251,7 +251,7 @@ impl Drop for EmbeddedLog {
                 error!("log writer thread panicked");
             }
         }
-        if let Err(flush_error) = self.shared.offsets.flush() {
+        if let Err(flush_error) = self.shared.offsets.write_durably() {
             warn!(error = %flush_error, "could not make the log's consumer offsets durable");
         }
     }

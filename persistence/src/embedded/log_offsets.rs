@@ -92,7 +92,7 @@ impl GroupOffsets {
     }
 
     /// Every group's committed offset.
-    pub(crate) fn all(&self) -> Vec<(String, u64)> {
+    fn all(&self) -> Vec<(String, u64)> {
         let state = self.state();
         state
             .next
@@ -170,11 +170,6 @@ impl GroupOffsets {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
         hooks.iter().try_for_each(|make_durable| make_durable())
-    }
-
-    /// Writes the offsets as they are now (at close).
-    pub(crate) fn flush(&self) -> Result<(), PersistenceError> {
-        self.write_durably()
     }
 
     /// Sets `groups` and writes them durably (a migration).

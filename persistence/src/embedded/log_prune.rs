@@ -2,9 +2,9 @@
 //! `retention.ms`, so message content does not outlive retention in the log's segments.
 //!
 //! A prune finds the first offset to keep (the oldest event appended at or after the cut-off,
-//! or the first one some group has not read durably, and never past the newest), asks the writer to
-//! start a new segment if its own holds older events, then deletes every segment wholly before
-//! that offset and rewrites the one it falls in to keep only its tail. The rewrite goes to a
+//! or the first one some group has not read durably, and never past the newest), asks the
+//! writer to start a new segment if its own holds older events, then deletes every segment
+//! wholly before that offset and rewrites the one it falls in to keep only its tail. The rewrite goes to a
 //! temporary file named after both segments (`<new>.from-<old>.tmp`), fsync'd, then the old
 //! segment is deleted and the new one renamed in place: opening the log after a crash finishes
 //! or undoes it (`super::segment::list_segments`). Readers in the middle of a replaced segment
