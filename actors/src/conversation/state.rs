@@ -2,6 +2,7 @@
 //! a window of recent messages and the watermarks it has looked at.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use ports::{MessageQuery, Watermarks};
 use wire::log::{ConversationRecord, MessageRecord};
@@ -24,7 +25,9 @@ pub struct Snapshot {
 
 #[derive(Clone)]
 pub struct ConversationState {
-    pub record: ConversationRecord,
+    /// Shared by the states a batch forks (cloning a large group's members for every batch
+    /// would cost as much as the batch); a change copies it (`Arc::make_mut`).
+    pub record: Arc<ConversationRecord>,
     pub last_seq: Seq,
     /// Newest messages (ending at `last_seq` when non-empty) and this actor's versions of
     /// older ones.
@@ -83,7 +86,7 @@ impl ConversationState {
             }
         }
         let mut state = Self {
-            record,
+            record: Arc::new(record),
             last_seq,
             window,
             watermarks: HashMap::new(),
@@ -118,7 +121,7 @@ impl ConversationState {
         let ports = node.ports();
         if reload_record {
             match ports.directory.get(&conversation_id).await? {
-                Some(record) => self.record = record,
+                Some(record) => self.record = Arc::new(record),
                 None => return Err(OpError::not_found("no such conversation")),
             }
         }

@@ -1,6 +1,7 @@
 //! `conversation.add_members`: a member of a group adds users to it.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use chrono::Utc;
 use wire::events::ServerEvent;
@@ -80,13 +81,14 @@ impl AddMembers {
         }
         let mut next = state.clone();
         let now = Utc::now();
+        let record = Arc::make_mut(&mut next.record);
         for user in &added {
-            next.record.participants.push(Participant {
+            record.participants.push(Participant {
                 user_id: user.clone(),
                 role: ParticipantRole::Member,
                 joined_at: now,
             });
-            next.record.conversation.members.push(user.clone());
+            record.conversation.members.push(user.clone());
         }
         let next = commit(node, state, next, reply).await?;
         announce_added(node, next.conversation(), self.user_id, added).await;

@@ -2,6 +2,7 @@
 //! themselves: `conversation.leave`).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use wire::events::ServerEvent;
 use wire::frames::Request;
@@ -85,10 +86,11 @@ impl RemoveMembers {
             return Some(state);
         }
         let mut next = state.clone();
-        next.record
+        let record = Arc::make_mut(&mut next.record);
+        record
             .participants
             .retain(|participant| !seen.contains(&participant.user_id));
-        next.record
+        record
             .conversation
             .members
             .retain(|member| !seen.contains(member));

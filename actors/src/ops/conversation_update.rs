@@ -1,5 +1,7 @@
 //! `conversation.update`: a member of a group changes its title.
 
+use std::sync::Arc;
+
 use ports::BusTopic;
 use wire::events::ServerEvent;
 use wire::frames::Request;
@@ -49,7 +51,7 @@ impl UpdateTitle {
         reply: Reply<Conversation>,
     ) -> Option<ConversationState> {
         let mut next = state.clone();
-        next.record.conversation.title = Some(self.title);
+        Arc::make_mut(&mut next.record).conversation.title = Some(self.title);
         let next = commit(node, state, next, reply).await?;
         let conversation = next.conversation();
         publish(

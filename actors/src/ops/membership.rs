@@ -4,10 +4,12 @@
 //! directory, the source of truth for membership, is written first, then the change is logged
 //! for the store, answered and announced.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use ports::PortError;
 use wire::frames::Request;
-use wire::log::LogEventBody;
+use wire::log::{ConversationRecord, LogEventBody};
 use wire::ops::MembersArgs;
 use wire::Conversation;
 
@@ -38,10 +40,16 @@ pub(crate) async fn commit(
     mut next: ConversationState,
     reply: Reply<Conversation>,
 ) -> Option<ConversationState> {
-    next.record.version = previous.record.version + 1;
-    next.record.updated_at = Utc::now();
+    let record = Arc::make_mut(&mut next.record);
+    record.version = previous.record.version + 1;
+    record.updated_at = Utc::now();
     let conversation_id = next.record.conversation.conversation_id.clone();
-    match node.ports().directory.update(next.record.clone()).await {
+    match node
+        .ports()
+        .directory
+        .update(ConversationRecord::clone(&next.record))
+        .await
+    {
         Ok(()) => {}
         Err(PortError::Conflict { what: message }) => {
             let _ = reply.send(Err(OpError::conflict(format!(
@@ -56,7 +64,7 @@ pub(crate) async fn commit(
     }
     // The directory is the source of truth; the log carries the change to the store.
     let event = log_event_for(LogEventBody::ConversationUpdated {
-        record: next.record.clone(),
+        record: ConversationRecord::clone(&next.record),
     });
     if let Err(error) = node.ports().log.append(vec![event]).await {
         tracing::warn!(conversation_id = %conversation_id, error = %error, "logging a conversation change failed; the store catches up with the next change");
