@@ -1,7 +1,7 @@
 //! The embedded log's segment files: rolling, reading across segments, pruning whole and cut
 //! segments, cutting off a torn tail, and moving a `log.redb` of the log's first shape.
 
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -62,6 +62,20 @@ async fn offsets_read(log: &EmbeddedLog, group: &str) -> Vec<u64> {
         }
         offsets.extend(records.iter().map(|record| record.position.offset));
     }
+}
+
+/// Where the records of a segment file's bytes end: at the first header of zeros (the space
+/// the writer wrote ahead) or at the file's end.
+fn records_end(bytes: &[u8]) -> u64 {
+    let mut position = 0usize;
+    while bytes.len() - position >= 16 {
+        let length = u32::from_le_bytes(bytes[position..position + 4].try_into().expect("4"));
+        if length == 0 {
+            break;
+        }
+        position += 16 + length as usize;
+    }
+    position as u64
 }
 
 async fn append_one_by_one(log: &EmbeddedLog, events: Vec<LogEvent>) {
@@ -218,6 +232,60 @@ async fn events_larger_than_a_read_are_read_whole_between_small_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_segment_is_written_ahead_and_a_sealed_one_ends_with_its_records() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("log");
+    let log = EmbeddedLog::open(&path).expect("open");
+    append_one_by_one(&log, events(10)).await;
+    let segment = path.join(format!("{:020}.log", 0));
+    let bytes = std::fs::read(&segment).expect("read");
+    let records = records_end(&bytes);
+    assert!(
+        bytes.len() as u64 >= records + (512 << 10),
+        "{} bytes of zeros ahead of {records} bytes of records",
+        bytes.len() as u64 - records
+    );
+
+    // A group that read everything resumes at the records' end, not the file's.
+    commit_through(&log, "caught-up", 9).await;
+    append_one_by_one(&log, events(5)).await;
+    assert_eq!(
+        offsets_read(&log, "caught-up").await,
+        (10..15).collect::<Vec<_>>()
+    );
+    drop(log);
+
+    let log = EmbeddedLog::open(&path).expect("reopen");
+    assert_eq!(log.stats().end_offset, 15);
+    let reopened = std::fs::read(&segment).expect("read");
+    assert_eq!(
+        reopened.len() as u64,
+        records_end(&reopened),
+        "the reopen cut the zeros off"
+    );
+    append_one_by_one(&log, events(1)).await;
+    assert_eq!(offsets_read(&log, "all").await, (0..16).collect::<Vec<_>>());
+    drop(log);
+
+    let log = EmbeddedLog::open_with(&path, small_segments()).expect("reopen small");
+    append_one_by_one(&log, events(20)).await;
+    let bases = segment_bases(&path);
+    assert!(bases.len() > 3, "{bases:?}");
+    for base in &bases[..bases.len() - 1] {
+        let sealed = std::fs::read(path.join(format!("{base:020}.log"))).expect("read");
+        assert_eq!(
+            sealed.len() as u64,
+            records_end(&sealed),
+            "segment {base} was sealed with zeros left in it"
+        );
+    }
+    assert_eq!(
+        offsets_read(&log, "across").await,
+        (0..36).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_tail_left_by_a_crash_is_cut_off_on_reopen() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("log");
@@ -226,13 +294,19 @@ async fn a_torn_tail_left_by_a_crash_is_cut_off_on_reopen() {
         log.append(events(3)).await.expect("append");
     }
     let last = *segment_bases(&path).last().expect("a segment");
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(path.join(format!("{last:020}.log")))
+    let segment = path.join(format!("{last:020}.log"));
+    let end_of_records = records_end(&std::fs::read(&segment).expect("read"));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
         .expect("open segment");
-    // A header that promises more than follows: a group the crash interrupted.
-    file.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 3, 0, 0, 0, 0, 0, 0, 0, b'{'])
-        .expect("write");
+    // A header that promises more than follows: a group the crash interrupted, over the zeros
+    // written ahead.
+    file.write_all_at(
+        &[200, 0, 0, 0, 1, 2, 3, 4, 3, 0, 0, 0, 0, 0, 0, 0, b'{'],
+        end_of_records,
+    )
+    .expect("write");
     drop(file);
 
     let log = EmbeddedLog::open(&path).expect("reopen");

@@ -1,13 +1,14 @@
 //! The embedded log's writer thread: the only code that appends to a segment or starts one.
 //!
-//! Each group is one `write` of every queued event's framed record to the last segment, then one
-//! fdatasync, then the new end offset is published and every caller answered. A group that
-//! fails is cut off the file again (`set_len` to where it started) before the callers hear of
-//! it, so a failed append leaves nothing behind; if even that fails the writer stops and the log
-//! reports not ready (a restart's recovery cuts off whatever a crash left).
+//! Each group is one `write` of every queued event's framed record to the last segment, over the
+//! zeros written ahead of it (`segment::PREPARED_BYTES` at a time, so most groups do not grow the
+//! file), then one fdatasync, then the new end offset is published and every caller answered. A
+//! group that fails is cut off the file again (`set_len` to where it started) before the callers
+//! hear of it, so a failed append leaves nothing behind; if even that fails the writer stops and
+//! the log reports not ready (a restart's recovery cuts off whatever a crash left).
 
 use std::fs::File;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,13 +43,21 @@ pub(crate) enum WriterRequest {
 pub(crate) struct ActiveSegment {
     base: u64,
     file: File,
-    /// Its length: where the next group starts.
+    /// The bytes its records take: where the next group starts.
     bytes: u64,
+    /// The file's length: its records, then zeros written ahead.
+    prepared: u64,
 }
 
 impl ActiveSegment {
+    /// The segment `file` starting at offset `base`, whose `bytes` long records fill it.
     pub(crate) fn new(base: u64, file: File, bytes: u64) -> Self {
-        Self { base, file, bytes }
+        Self {
+            base,
+            file,
+            bytes,
+            prepared: bytes,
+        }
     }
 }
 
@@ -179,14 +188,24 @@ impl Writer {
                 offset += 1;
             }
         }
-        self.active.file.write_all(&self.buffer)?;
+        let group_end = self.active.bytes + self.buffer.len() as u64;
+        if group_end > self.active.prepared {
+            let prepared = group_end + segment::PREPARED_BYTES;
+            segment::write_zeros(&self.active.file, self.active.prepared, prepared)?;
+            self.active.prepared = prepared;
+        }
+        self.active
+            .file
+            .write_all_at(&self.buffer, self.active.bytes)?;
         self.active.file.sync_data()?;
-        self.active.bytes += self.buffer.len() as u64;
+        self.active.bytes = group_end;
         Ok(offset)
     }
 
-    /// Cuts a failed group off the segment; false (and the writer stops) if that fails too.
+    /// Cuts a failed group (and the zeros ahead) off the segment; false (and the writer stops)
+    /// if that fails too.
     fn cut_back(&mut self) -> bool {
+        self.active.prepared = self.active.bytes;
         let cut = self
             .active
             .file
@@ -212,8 +231,14 @@ impl Writer {
         Ok(())
     }
 
-    /// Starts a new segment at offset `end`.
+    /// Starts a new segment at offset `end`, after cutting the zeros off the current one (readers
+    /// that reach its end then find the file's end, and look for the next segment).
     fn roll(&mut self, end: u64) -> Result<(), PersistenceError> {
+        if self.active.prepared > self.active.bytes {
+            self.active.file.set_len(self.active.bytes)?;
+            self.active.file.sync_all()?;
+            self.active.prepared = self.active.bytes;
+        }
         let file = segment::create_segment(&self.shared.dir, end)?;
         self.shared.add_segment(end);
         info!(

@@ -6,6 +6,12 @@
 //! appends whole groups and fsyncs them before anyone reads them, so a crash can only leave a
 //! torn tail on the last segment, which [`recover_tail`] cuts off: those records were never
 //! acknowledged. Older segments are immutable until pruning rewrites or deletes them.
+//!
+//! The last segment is written ahead with zeros ([`PREPARED_BYTES`] at a time) and its groups
+//! overwrite them: an fdatasync of a file that does not grow writes its data only, where one
+//! that grows also writes the file's inode (one more I/O per group). A header of zeros is where
+//! the records end. The writer cuts the zeros off a
+//! segment before it starts the next one, so only the last segment has them.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -25,6 +31,8 @@ const READ_CHUNK_BYTES: usize = 64 << 10;
 const MIN_CHUNK_BYTES: usize = 4 << 10;
 /// A chat message's record is a few hundred bytes; a larger one is read on its own.
 const EXPECTED_RECORD_BYTES: u64 = 1024;
+/// Bytes of zeros the writer puts ahead of the last segment's records at a time.
+pub(crate) const PREPARED_BYTES: u64 = 1 << 20;
 
 const EXTENSION: &str = "log";
 
@@ -57,6 +65,14 @@ struct Header {
     length: u32,
     crc: u32,
     offset: u64,
+}
+
+impl Header {
+    /// Zeros the writer put ahead of its records, not a record: where the records end. (No
+    /// record's header is all zeros: the checksum of offset 0 with an empty payload is not 0.)
+    fn is_end(&self) -> bool {
+        self.length == 0 && self.crc == 0 && self.offset == 0
+    }
 }
 
 fn parse_header(bytes: &[u8]) -> Header {
@@ -124,6 +140,9 @@ impl Segment {
                 break;
             }
             let header = parse_header(rest);
+            if header.is_end() {
+                break;
+            }
             let whole = HEADER_BYTES as usize + header.length as usize;
             let fits = rest.len() >= whole;
             let payload = if fits {
@@ -142,7 +161,9 @@ impl Segment {
                 break;
             }
         }
-        let at_end_of_file = records.is_empty() && offset < end && filled < HEADER_BYTES as usize;
+        let at_end_of_file = records.is_empty()
+            && offset < end
+            && (filled < HEADER_BYTES as usize || parse_header(&chunk).is_end());
         Ok(SegmentRead {
             records,
             next_position: position + cursor as u64,
@@ -161,8 +182,8 @@ impl Segment {
         Ok(payload)
     }
 
-    /// The byte position of the record with offset `offset`, or the file's end when this segment
-    /// ends before it. Reads the file a chunk at a time and looks at the headers only.
+    /// The byte position of the record with offset `offset`, or where the records end when this
+    /// segment ends before it. Reads the file a chunk at a time and looks at the headers only.
     pub(crate) fn locate(&self, offset: u64) -> Result<u64, PersistenceError> {
         let mut chunk = vec![0u8; READ_CHUNK_BYTES];
         let mut chunk_start = 0u64;
@@ -176,7 +197,7 @@ impl Segment {
                     break;
                 }
                 let header = parse_header(&chunk[within..]);
-                if header.offset >= offset {
+                if header.offset >= offset || header.is_end() {
                     return Ok(position);
                 }
                 position += HEADER_BYTES + u64::from(header.length);
@@ -241,7 +262,7 @@ pub(crate) fn valid_prefix(bytes: &[u8], base: u64) -> (u64, u64) {
     while bytes.len() - position >= HEADER_BYTES as usize {
         let header = parse_header(&bytes[position..]);
         let whole = HEADER_BYTES as usize + header.length as usize;
-        if header.length > MAX_PAYLOAD_BYTES || bytes.len() - position < whole {
+        if header.is_end() || header.length > MAX_PAYLOAD_BYTES || bytes.len() - position < whole {
             break;
         }
         let payload = &bytes[position + HEADER_BYTES as usize..position + whole];
@@ -254,30 +275,36 @@ pub(crate) fn valid_prefix(bytes: &[u8], base: u64) -> (u64, u64) {
     (offset - base, position as u64)
 }
 
-/// Opens the last segment for appending after cutting off a torn tail (records a crash
-/// interrupted, never acknowledged). Returns the file, its length and the log's end offset.
+/// Opens the last segment for writing after cutting off what follows its whole records: the
+/// zeros written ahead of them and any torn tail (records a crash interrupted, never
+/// acknowledged; the next groups must not leave pieces of them behind). Returns the file, the
+/// bytes its records take and the log's end offset.
 pub(crate) fn recover_tail(dir: &Path, base: u64) -> Result<(File, u64, u64), PersistenceError> {
     let path = segment_path(dir, base);
     let bytes = std::fs::read(&path)?;
     let (records, valid) = valid_prefix(&bytes, base);
-    let file = OpenOptions::new().append(true).open(&path)?;
+    let file = OpenOptions::new().write(true).open(&path)?;
     if valid < bytes.len() as u64 {
-        warn!(
-            segment = %path.display(),
-            kept_bytes = valid,
-            cut_bytes = bytes.len() as u64 - valid,
-            "embedded log: cutting off a torn tail left by a crash"
-        );
+        let cut = &bytes[valid as usize..];
+        if cut.iter().any(|&byte| byte != 0) {
+            warn!(
+                segment = %path.display(),
+                kept_bytes = valid,
+                cut_bytes = cut.len(),
+                "embedded log: cutting off a torn tail left by a crash"
+            );
+        }
         file.set_len(valid)?;
         file.sync_all()?;
     }
     Ok((file, valid, base + records))
 }
 
-/// Creates an empty segment starting at `base` and makes its name durable.
+/// Creates an empty segment starting at `base` and makes its name durable. Writes go where the
+/// writer says (no append mode: it overwrites the zeros it wrote ahead).
 pub(crate) fn create_segment(dir: &Path, base: u64) -> Result<File, PersistenceError> {
     let file = OpenOptions::new()
-        .append(true)
+        .write(true)
         .create_new(true)
         .open(segment_path(dir, base))?;
     if let Err(sync_error) = sync_directory(dir) {
@@ -285,6 +312,18 @@ pub(crate) fn create_segment(dir: &Path, base: u64) -> Result<File, PersistenceE
         return Err(sync_error);
     }
     Ok(file)
+}
+
+/// Writes zeros over `from..to` of `file` (the space the next groups overwrite).
+pub(crate) fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    let mut position = from;
+    while position < to {
+        let piece = (to - position).min(ZEROS.len() as u64) as usize;
+        file.write_all_at(&ZEROS[..piece], position)?;
+        position += piece as u64;
+    }
+    Ok(())
 }
 
 pub(crate) fn sync_directory(dir: &Path) -> Result<(), PersistenceError> {

@@ -42,7 +42,7 @@ mod recovery_tests {
     }
 
     #[test]
-    fn locating_and_reading_cross_chunks_and_records_larger_than_a_chunk() {
+    fn locating_and_reading_cross_chunks_and_records_larger_than_a_chunk_and_stop_at_zeros() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let base = 100;
         let mut bytes = Vec::new();
@@ -56,7 +56,9 @@ mod recovery_tests {
             };
             encode_record(&mut bytes, base + index, &vec![b'x'; size]);
         }
-        std::fs::write(segment_path(dir.path(), base), &bytes).expect("write");
+        // The zeros the writer puts ahead of the last segment's records.
+        let written_ahead = [bytes.as_slice(), &[0u8; 2 * READ_CHUNK_BYTES]].concat();
+        std::fs::write(segment_path(dir.path(), base), written_ahead).expect("write");
         let segment = Segment::open(dir.path(), base).expect("open");
         for index in [0u64, 1, 320, 499, 500, 501, 999] {
             let position = segment.locate(base + index).expect("locate");
@@ -73,7 +75,8 @@ mod recovery_tests {
         }
         assert_eq!(
             segment.locate(base + 1_000).expect("past"),
-            bytes.len() as u64
+            bytes.len() as u64,
+            "past the records: where they end, not the file's end"
         );
         let big = segment
             .read(positions[500], base + 500, base + 1_000, 10)
@@ -158,6 +161,8 @@ mod properties {
             }
             let count = payloads.len() as u64;
             prop_assert_eq!(valid_prefix(&bytes, base), (count, bytes.len() as u64));
+            let written_ahead = [bytes.as_slice(), &[0u8; 64]].concat();
+            prop_assert_eq!(valid_prefix(&written_ahead, base), (count, bytes.len() as u64));
 
             let (_dir, segment) = segment_of(&bytes, base);
             let end = base + count;
