@@ -51,6 +51,10 @@ pub struct LogOptions {
     /// The writer starts a new segment file once the last one is this large. Pruning deletes
     /// whole segments and rewrites at most one, so smaller segments make it cheaper.
     pub segment_bytes: u64,
+    /// Bytes of zeros the writer puts ahead of the last segment's records at a time, for groups
+    /// to overwrite (a group that grows the file also writes its inode). Zero: every group
+    /// appends.
+    pub prepared_bytes: u64,
 }
 
 impl Default for LogOptions {
@@ -58,6 +62,7 @@ impl Default for LogOptions {
         Self {
             group_commit_delay: Duration::ZERO,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
+            prepared_bytes: segment::PREPARED_BYTES,
         }
     }
 }

@@ -1,11 +1,12 @@
 //! The embedded log's writer thread: the only code that appends to a segment or starts one.
 //!
 //! Each group is one `write` of every queued event's framed record to the last segment, over the
-//! zeros written ahead of it (`segment::PREPARED_BYTES` at a time, so most groups do not grow the
-//! file), then one fdatasync, then the new end offset is published and every caller answered. A
-//! group that fails is cut off the file again (`set_len` to where it started) before the callers
-//! hear of it, so a failed append leaves nothing behind; if even that fails the writer stops and
-//! the log reports not ready (a restart's recovery cuts off whatever a crash left).
+//! zeros written ahead of it (`LogOptions::prepared_bytes` at a time, so most groups do not grow
+//! the file), then one fdatasync, then the new end offset is published and every caller
+//! answered. A group that fails is cut off the file again (`set_len` to where it started) before
+//! the callers hear of it, so a failed append leaves nothing behind; if even that fails the
+//! writer stops and the log reports not ready (a restart's recovery cuts off whatever a crash
+//! left).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -189,8 +190,8 @@ impl Writer {
             }
         }
         let group_end = self.active.bytes + self.buffer.len() as u64;
-        if group_end > self.active.prepared {
-            let prepared = group_end + segment::PREPARED_BYTES;
+        if group_end > self.active.prepared && self.options.prepared_bytes > 0 {
+            let prepared = group_end + self.options.prepared_bytes;
             segment::write_zeros(&self.active.file, self.active.prepared, prepared)?;
             self.active.prepared = prepared;
         }
@@ -199,6 +200,7 @@ impl Writer {
             .write_all_at(&self.buffer, self.active.bytes)?;
         self.active.file.sync_data()?;
         self.active.bytes = group_end;
+        self.active.prepared = self.active.prepared.max(group_end);
         Ok(offset)
     }
 

@@ -7,7 +7,8 @@
 //! torn tail on the last segment, which [`recover_tail`] cuts off: those records were never
 //! acknowledged. Older segments are immutable until pruning rewrites or deletes them.
 //!
-//! The last segment is written ahead with zeros ([`PREPARED_BYTES`] at a time) and its groups
+//! The last segment is written ahead with zeros (`LogOptions::prepared_bytes`, by default
+//! [`PREPARED_BYTES`], at a time) and its groups
 //! overwrite them: an fdatasync of a file that does not grow writes its data only, where one
 //! that grows also writes the file's inode (one more I/O per group). A header of zeros is where
 //! the records end. The writer cuts the zeros off a
@@ -31,7 +32,7 @@ const READ_CHUNK_BYTES: usize = 64 << 10;
 const MIN_CHUNK_BYTES: usize = 4 << 10;
 /// A chat message's record is a few hundred bytes; a larger one is read on its own.
 const EXPECTED_RECORD_BYTES: u64 = 1024;
-/// Bytes of zeros the writer puts ahead of the last segment's records at a time.
+/// Bytes of zeros the writer puts ahead of the last segment's records at a time, by default.
 pub(crate) const PREPARED_BYTES: u64 = 1 << 20;
 
 const EXTENSION: &str = "log";
