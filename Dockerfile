@@ -52,6 +52,9 @@ FROM chef AS builder
 # `cook` and `build` select the same packages and binaries, so cargo resolves the same features
 # and the second step reuses every dependency the first one compiled.
 COPY --from=planner /src/recipe.json recipe.json
+# Cargo's settings first: `[env]` sets jemalloc's built-in options (one arena, ADR 0004), which
+# the dependency layer builds.
+COPY .cargo .cargo
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     cargo chef cook --release --locked --recipe-path recipe.json \
