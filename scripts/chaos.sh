@@ -14,8 +14,9 @@
 # kill-db,term-node,latency,stall,drop,poison. --duration is the load's length (each kind once,
 # then again while there is room). --profile debug|release (default release) picks the binaries
 # (built here if missing or stale). --broker sqlite|postgres (default sqlite) picks the test
-# broker's storage (dev-cluster.sh). Ports: CHAOS_PORT_BASE (26000) + 0..50. docs/reliability.md
-# "The chaos run" has the fault matrix of a full run.
+# broker's storage (dev-cluster.sh). Ports: CHAOS_PORT_BASE (26000) + 0..63, and base - 9940..-9937
+# for SeaweedFS's S3 (below). docs/reliability.md "The chaos run" has the fault matrix of a full
+# run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,7 +51,11 @@ export PARLEY_DEV_DIR="$out/cluster"
 export PARLEY_DEV_REDIS_PORT=$redis_port PARLEY_DEV_KAFKA_PORT=$kafka_port PARLEY_DEV_MONGO_PORT=$mongo_port
 export PARLEY_DEV_VIA_REDIS_PORT=$via_redis PARLEY_DEV_VIA_KAFKA_PORT=$via_kafka PARLEY_DEV_VIA_MONGO_PORT=$via_mongo
 export PARLEY_DEV_INGEST_PORTS="$((base + 31)) $((base + 32))" PARLEY_DEV_PORTS="$((base + 41)) $((base + 42))"
-export PARLEY_DEV_S3_PORT=$((base + 433))
+# SeaweedFS takes its S3 port, the next three and the four 10000 above them (its gRPC ports):
+# S3 on base - 9940, so that all of them (base - 9940..-9937, base + 60..63) stay below 32768,
+# out of the kernel's range for outgoing connections (32768-60999), where a connection made on
+# this machine can hold one of them first (it did: a soak's client beside the suite took one).
+export PARLEY_DEV_S3_PORT=$((base - 9940))
 # The broker's storage: Tansu's sqlite engine (the suite's), or its PostgreSQL one, which lasts
 # long runs (docs/adr/0008-postgres-for-the-soak-broker.md; built on first use).
 export PARLEY_DEV_BROKER_STORAGE="$broker" PARLEY_DEV_POSTGRES_PORT=$((base + 50))
@@ -85,7 +90,7 @@ start_proxy mongo "$via_mongo" "$mongo_port" "$control_mongo"
 for name in redis kafka mongo; do
   for _ in $(seq 1 50); do grep -q "^fault-proxy listening" "$out/proxy-$name.log" && break; sleep 0.1; done
   grep -q "^fault-proxy listening" "$out/proxy-$name.log" \
-    || { echo "the $name fault-proxy did not start (a port of $base + 0..433 in use?):" >&2; head -3 "$out/proxy-$name.log" >&2; exit 1; }
+    || { echo "the $name fault-proxy did not start (a port of $base + 0..63 in use?):" >&2; head -3 "$out/proxy-$name.log" >&2; exit 1; }
 done
 
 echo "==> starting the cluster (state and logs in $PARLEY_DEV_DIR)"

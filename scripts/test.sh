@@ -41,7 +41,8 @@ scripts/clients-test.sh
 echo "==> fuzz (10 s per target)"
 scripts/fuzz.sh --seconds 10
 
-# The short chaos run (issue #19): the durable cluster on private ports (26000-26999) under
+# The short chaos run (issue #19): the durable cluster on private ports (26000-26063 and
+# 16060-16063, SeaweedFS's S3 and gRPC ports below 32768, see scripts/chaos.sh) under
 # steady chat load, faults from a fixed seed, every kind once (kill -9 and SIGTERM of a node,
 # kill -9 of ingest, Redis, the broker and the database, proxy latency, stall and drop,
 # poisoned records); fails on any acked message lost, duplicate, client view differing from
