@@ -5,8 +5,9 @@ is warm-up). Exit status 1 when RSS or file descriptors grew by more than --max-
 send -> ack p99 by more than --max-latency-growth (the default, +100 %, is one bucket of the
 histogram, whose bounds double), or ingest's consumer lag by more than --max-latency-growth
 while its last tenth averages over --lag-floor records (a lag of a few records that doubles
-is noise, not a backlog). The load average is plotted, not judged; the correlation of the p99
-and the lag with it is printed."""
+is noise, not a backlog). The load average and each process's CPU are plotted, not judged;
+the correlation of the p99 and the lag with the load average, and of the p99 with each
+process's CPU, is printed."""
 
 import argparse
 import csv
@@ -58,6 +59,10 @@ def print_load_correlations(columns):
         r = correlation(columns[name], columns["load_average_1m"])
         if r is not None:
             print(f"{name} against the load average: r = {r:+.2f}")
+    for name in [n for n in columns if n.endswith("_cpu_percent")]:
+        r = correlation(columns["send_ack_p99_ms"], columns[name])
+        if r is not None:
+            print(f"send_ack_p99_ms against {name}: r = {r:+.2f}")
 
 
 def add_rss_less_window(columns):
@@ -115,6 +120,7 @@ def main():
         "ingest consumer lag (records)": ["ingest_lag_records"],
         "send -> ack p99 per 10 s (ms)": ["send_ack_p99_ms"],
         "machine load average, 1 min (2 cores, shared)": ["load_average_1m"],
+        "CPU per process (% of one core; not judged)": [n for n in columns if n.endswith("_cpu_percent")],
     }
     # Samples from before a column existed (load average) plot without its panel.
     groups = {

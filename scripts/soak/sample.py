@@ -11,7 +11,10 @@ were the machine's), and each node's estimate of what its conversation windows h
 messages, see docs/reliability.md "Soak"), and jemalloc's own figures of each node
 (`parley_allocator_allocated_bytes`, `_active_bytes` and `_resident_bytes`, KiB: what the
 program holds in live allocations, the pages those sit in, and what the allocator keeps in memory;
-resident less active is freed pages not yet returned to the system).
+resident less active is freed pages not yet returned to the system), and the CPU of every
+process of the cluster over the interval (% of one core; nodes, ingest and each test server,
+a server's children included: PostgreSQL's backends, say), so that a slowing p99 can be put
+on the process whose work grew.
 """
 
 import argparse
@@ -38,6 +41,40 @@ def rss_kib(pid):
 
 def open_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+# The test servers' pid files in the dev cluster's state directory (those present are sampled).
+SERVERS = {
+    "redis": "redis/redis.pid",
+    "tansu": "kafka/tansu.pid",
+    "postgres": "postgres/postgres.pid",
+    "secantus": "mongo/secantus.pid",
+    "seaweedfs": "s3/seaweedfs.pid",
+}
+
+
+def stat_fields(pid):
+    """`/proc/PID/stat` after the command name (which may hold spaces): field 3 onwards."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rpartition(")")[2].split()
+
+
+def cpu_seconds(pid):
+    """CPU seconds of a process, its children that ended (cutime, cstime) and those alive."""
+    fields = stat_fields(pid)
+    ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            child = stat_fields(entry)
+        except OSError:
+            continue
+        if int(child[1]) == pid:  # field 4, ppid
+            ticks += int(child[11]) + int(child[12])
+    return ticks / CLOCK_TICKS
 
 
 def load_average():
@@ -100,6 +137,14 @@ NODE_GAUGES = {
 }
 
 
+def cpu_percents(before, now):
+    """Each process's CPU between two readings, in % of one core (empty for the first)."""
+    if before is None:
+        return ["" for _ in now[1]]
+    wall = now[0] - before[0]
+    return [round(100 * (after - earlier) / wall, 1) for earlier, after in zip(before[1], now[1])]
+
+
 def pid_of(state, name):
     with open(os.path.join(state, f"{name}.pid")) as pidfile:
         return int(pidfile.read().strip())
@@ -116,6 +161,11 @@ def main():
     nodes = args.node_ports.split()
     processes = {f"node{port}": pid_of(args.state, f"node-{port}") for port in nodes}
     processes["ingest"] = pid_of(args.state, "ingest")
+    servers = {
+        name: pid_of(args.state, path[: -len(".pid")])
+        for name, path in SERVERS.items()
+        if os.path.exists(os.path.join(args.state, path))
+    }
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
@@ -129,8 +179,11 @@ def main():
     # the search index's memory-mapped segments: page cache the kernel can take back).
     for name in processes:
         columns += [f"{name}_rss_anon_kib", f"{name}_rss_file_kib"]
+    cpu_processes = {**processes, **servers}
+    columns += [f"{name}_cpu_percent" for name in cpu_processes]
     started = time.monotonic()
     previous = {}
+    cpu_before = None
     with open(args.out, "w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(columns)
@@ -152,6 +205,9 @@ def main():
                     row += [gauge_kib(text, name) for text in texts]
                 for pid in processes.values():
                     row += [status_kib(pid, "RssAnon"), status_kib(pid, "RssFile")]
+                cpu_now = (time.monotonic(), [cpu_seconds(pid) for pid in cpu_processes.values()])
+                row += cpu_percents(cpu_before, cpu_now)
+                cpu_before = cpu_now
                 previous = buckets
                 writer.writerow(row)
                 out.flush()
