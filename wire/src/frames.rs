@@ -179,6 +179,18 @@ mod tests {
     }
 
     #[test]
+    fn a_float_argument_reads_exactly_and_survives_reencoding() {
+        // Found by the frame_decode fuzzer: this reads as 1.9e24, which encodes as `1.9e+24`,
+        // which serde_json's default float parsing read as 1.8999999999999998e24 (one ulp off).
+        let text = r#"{"id":1,"op":"x","args":{"n":1900000000000000000000000.00000000000000}}"#;
+        let request = decode_request(text).unwrap();
+        assert_eq!(request.args["n"].as_f64(), Some(1.9e24));
+        let again = serde_json::json!({ "id": request.id, "op": request.op, "args": request.args });
+        assert!(again.to_string().contains("1.9e+24"));
+        assert_eq!(decode_request(&again.to_string()).unwrap(), request);
+    }
+
+    #[test]
     fn peeks_the_id_of_a_frame() {
         assert_eq!(
             peek_request_id(r#"{"id":3,"op":"x","args":{"t":"aaa"}}"#),
