@@ -18,8 +18,9 @@
 # after 18; see docs/reliability.md "Soak").
 #
 # Ports: 34000-34999 (Redis 34391, Tansu 34092, PostgreSQL 34432, SecantusDB 34017, ingest 34191,
-# nodes 34181 and 34182, SeaweedFS 34433-34436 and, for its gRPC, 44433-44436), so a soak runs
-# beside the tests and a developer's dev cluster. Binaries: $CARGO_TARGET_DIR/release (default
+# nodes 34181 and 34182) and SeaweedFS's 14060-14063 and, for its gRPC, 24060-24063 (below the
+# kernel's range for outgoing connections, 32768-60999, where another program's connection can
+# take one first: it did, 44435), so a soak runs beside the tests and a developer's dev cluster. Binaries: $CARGO_TARGET_DIR/release (default
 # target/release), built with `nice` (the soak is meant to run on a machine doing other work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,13 +42,14 @@ out="${out:-tmp/soak-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 
-# Private ports (--port-base, default 34000, + 17..433) and state, so a soak runs beside the
-# tests, a developer's dev cluster and another soak.
+# Private ports (--port-base, default 34000, + 17..432, and SeaweedFS's base - 19940..-19937 and
+# base - 9940..-9937) and state, so a soak runs beside the tests, a developer's dev cluster and
+# another soak.
 b=$port_base
 export PARLEY_DEV_DIR="$out/cluster"
 export PARLEY_DEV_REDIS_PORT=$((b + 391)) PARLEY_DEV_KAFKA_PORT=$((b + 92)) PARLEY_DEV_MONGO_PORT=$((b + 17))
 export PARLEY_DEV_BROKER_STORAGE="$broker" PARLEY_DEV_POSTGRES_PORT=$((b + 432))
-export PARLEY_DEV_INGEST_PORT=$((b + 191)) PARLEY_DEV_S3_PORT=$((b + 433))
+export PARLEY_DEV_INGEST_PORT=$((b + 191)) PARLEY_DEV_S3_PORT=$((b - 19940))
 export PARLEY_DEV_PORTS="$((b + 181)) $((b + 182))"
 # --binaries DIR: parley-server, ingest and parley-loadtest already built there (no build).
 release="${binaries:-${CARGO_TARGET_DIR:-target}/release}"
