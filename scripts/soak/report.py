@@ -147,12 +147,13 @@ def main():
             if too_much(name, early, late, args):
                 growing.append(f"{name} grew {change:+.1%}")
         axis.set_title(title)
-        axis.legend(fontsize="small")
+        # Processes' CPU climbs at the right (a slowing broker): its legend goes top left.
+        axis.legend(fontsize="small", loc="upper left" if title.startswith("CPU") else "best")
         axis.grid(True, alpha=0.3)
     print_load_correlations(columns)
     axes[-1].set_xlabel("minutes")
     figure.suptitle(args.title)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.985))  # room for the title above the first panel
     figure.savefig(args.png, dpi=100)
     print(f"plot: {args.png}")
     if growing:
