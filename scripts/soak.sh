@@ -20,8 +20,9 @@
 # Ports: 34000-34999 (Redis 34391, Tansu 34092, PostgreSQL 34432, SecantusDB 34017, ingest 34191,
 # nodes 34181 and 34182) and SeaweedFS's 14060-14063 and, for its gRPC, 24060-24063 (below the
 # kernel's range for outgoing connections, 32768-60999, where another program's connection can
-# take one first: it did, 44435), so a soak runs beside the tests and a developer's dev cluster. Binaries: $CARGO_TARGET_DIR/release (default
-# target/release), built with `nice` (the soak is meant to run on a machine doing other work).
+# take one first: it did, 44435), so a soak runs beside the tests and a developer's dev cluster.
+# Binaries: $CARGO_TARGET_DIR/release (default target/release), built with `nice` (the soak is
+# meant to run on a machine doing other work).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -57,8 +57,10 @@ async fn main() {
     let rounds: u32 = args.next().map_or(3, |n| n.parse().expect("ROUNDS"));
     let dir = Path::new(&dir).join("log-append");
     println!("{count} appends of one event each, per append:");
+    let ahead = LogOptions::default().prepared_bytes;
+    let written_ahead = format!("written ahead ({} KiB)", ahead >> 10);
     for _ in 0..rounds {
-        for (name, prepared) in [("written ahead (1 MiB)", 1 << 20), ("growing the file", 0)] {
+        for (name, prepared) in [(written_ahead.as_str(), ahead), ("growing the file", 0)] {
             let (wall, cpu) = round(&dir, count, prepared).await;
             println!("  {name:22} wall {wall:7.1} us   cpu {cpu:6.1} us");
         }

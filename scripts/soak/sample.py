@@ -61,10 +61,13 @@ def stat_fields(pid):
         return stat.read().rpartition(")")[2].split()
 
 
-def cpu_seconds(pid):
-    """CPU seconds of a process, its children that ended (cutime, cstime) and those alive."""
-    fields = stat_fields(pid)
-    ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+def cpu_seconds(pids):
+    """CPU seconds of each process in `pids`, with its children that ended (cutime, cstime) and
+    those alive (one pass over /proc for all of them)."""
+    ticks = {}
+    for pid in pids:
+        fields = stat_fields(pid)
+        ticks[pid] = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -72,9 +75,10 @@ def cpu_seconds(pid):
             child = stat_fields(entry)
         except OSError:
             continue
-        if int(child[1]) == pid:  # field 4, ppid
-            ticks += int(child[11]) + int(child[12])
-    return ticks / CLOCK_TICKS
+        parent = int(child[1])  # field 4, ppid
+        if parent in ticks:
+            ticks[parent] += int(child[11]) + int(child[12])
+    return [ticks[pid] / CLOCK_TICKS for pid in pids]
 
 
 def load_average():
@@ -205,7 +209,7 @@ def main():
                     row += [gauge_kib(text, name) for text in texts]
                 for pid in processes.values():
                     row += [status_kib(pid, "RssAnon"), status_kib(pid, "RssFile")]
-                cpu_now = (time.monotonic(), [cpu_seconds(pid) for pid in cpu_processes.values()])
+                cpu_now = (time.monotonic(), cpu_seconds(list(cpu_processes.values())))
                 row += cpu_percents(cpu_before, cpu_now)
                 cpu_before = cpu_now
                 previous = buckets
