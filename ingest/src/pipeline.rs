@@ -1,7 +1,9 @@
 //! [`IngestPipeline`]: consumes the log, applies it to the store, acknowledges stored messages.
 //!
 //! One iteration: poll a batch → map it to store writes → `Store::apply` → append one
-//! `MessageStored` per `MessageSent` (topic `message.delivered`) → commit the batch's positions.
+//! `MessageStored` per `MessageSent` (topic `message.delivered`) → commit the batch's positions
+//! → after a batch that was not full, wait out [`IngestConfig::linger`] from its poll, so that
+//! steady traffic comes in batches of that many milliseconds rather than one per log group.
 //! Positions are committed only after the store write and the acknowledgments are durable (or,
 //! for the embedded store behind the embedded log, after the write, which the log makes
 //! durable before the position: `EmbeddedStore::apply_behind`), so a crash anywhere
@@ -49,6 +51,9 @@ use wire::Timestamp;
 use crate::mapping::{ingest_topics, store_write, stored_ack};
 use crate::metrics::IngestMetrics;
 
+/// [`IngestConfig::linger`]'s default (`ingest.linger_ms`).
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(20);
+
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
     /// Consumer group name.
@@ -57,6 +62,12 @@ pub struct IngestConfig {
     pub max_batch: usize,
     /// How long one poll waits for records.
     pub poll_wait: Duration,
+    /// After a batch smaller than `max_batch`, the shortest time from its poll to the next:
+    /// what arrives meanwhile goes in one batch (one store write, one append of stored
+    /// acknowledgments, one commit) instead of one batch per group the log writer commits.
+    /// The first record after a quiet spell is taken at once; `message.stored` comes up to
+    /// this much later under steady traffic. Zero: poll again at once.
+    pub linger: Duration,
     /// First retry delay after a failure; doubles per failure up to `max_backoff`.
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
@@ -70,6 +81,7 @@ impl Default for IngestConfig {
             group: "ingest".to_owned(),
             max_batch: 512,
             poll_wait: Duration::from_millis(50),
+            linger: DEFAULT_LINGER,
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
             lag_refresh: Duration::from_secs(5),
@@ -152,6 +164,7 @@ impl IngestPipeline {
                 lag_refreshed = Some(Instant::now());
             }
             // Polling is abandoned on shutdown: nothing of it is in hand yet.
+            let polled_at = tokio::time::Instant::now();
             let polled = tokio::select! {
                 polled = consumer.poll(self.config.max_batch.max(1), self.config.poll_wait) => polled,
                 () = shutdown_requested(&mut shutdown) => break,
@@ -171,6 +184,7 @@ impl IngestPipeline {
             }
             self.health.clear_stalled();
             rejoin.backoff.reset();
+            let batch_len = records.len();
             // The batch in hand is finished even when shutdown is requested meanwhile, unless
             // one of its steps fails after that.
             if let Err(IngestError::ShuttingDown) = self
@@ -179,6 +193,12 @@ impl IngestPipeline {
             {
                 warn!(group = %self.config.group, "ingest stopped with a batch uncommitted");
                 break;
+            }
+            if batch_len < self.config.max_batch.max(1) {
+                tokio::select! {
+                    () = tokio::time::sleep_until(polled_at + self.config.linger) => {}
+                    () = shutdown_requested(&mut shutdown) => break,
+                }
             }
         }
         info!(group = %self.config.group, "ingest stopped");

@@ -293,3 +293,53 @@ async fn a_stalled_consumer_is_reported_and_replaced_by_a_new_member() {
     assert_eq!(stalling.opened.load(Ordering::SeqCst), 2);
     assert_eq!(uncommitted(&node).await, 0, "the new member committed");
 }
+
+/// Waits (up to [`STOPS_WITHIN`]) until the pipeline has consumed `count` records.
+async fn consumed(metrics: &crate::IngestMetrics, count: u64) {
+    tokio::time::timeout(STOPS_WITHIN, async {
+        while metrics.snapshot().events_consumed < count {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the records are consumed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_arriving_while_it_lingers_go_in_one_batch() {
+    let node = node_with_one_send().await;
+    let log: Arc<dyn EventLog> = node.log.clone();
+    let store: Arc<dyn Store> = node.store.clone();
+    let config = IngestConfig {
+        linger: Duration::from_secs(3),
+        ..fast_config()
+    };
+    let pipeline = IngestPipeline::new(log, store, config);
+    let metrics = pipeline.metrics();
+    let (shutdown, shutdown_signal) = watch::channel(false);
+    let running = tokio::spawn(pipeline.run(shutdown_signal));
+
+    consumed(&metrics, 1).await;
+    for seq in 2..=5 {
+        // Each append is a group of its own, which wakes a waiting consumer.
+        let event = sent_event(
+            &ConversationId::new("shutdown"),
+            seq,
+            &UserId::new("sender"),
+        );
+        node.log.append(vec![event]).await.expect("append");
+    }
+    consumed(&metrics, 5).await;
+
+    assert_eq!(
+        metrics.snapshot().batches,
+        2,
+        "the first record at once, the four appended while it lingered together"
+    );
+    assert_eq!(stored_acks(&node.log).await, 5);
+    shutdown.send_replace(true);
+    tokio::time::timeout(STOPS_WITHIN, running)
+        .await
+        .expect("ingest stops while it lingers")
+        .expect("ingest task");
+}

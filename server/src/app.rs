@@ -152,7 +152,7 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
         storage.store.clone(),
         storage.embedded.clone(),
     )?;
-    let ingest = background::in_process_ingest(storage);
+    let ingest = background::in_process_ingest(storage, &settings.ingest);
     let search = search::open(&settings, storage)?;
     let metrics = node_metrics(storage, ingest.as_ref(), &adapters);
     if let Some(search) = &search {

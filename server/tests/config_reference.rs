@@ -25,6 +25,8 @@ const BLESS_HINT: &str = "run PARLEY_BLESS=1 cargo nextest run -p server --test 
 
 /// Sections `parley-server` accepts (both binaries share one file) but does not use.
 const SERVER_IGNORES: &[&str] = &["ingest"];
+/// Keys of those sections `parley-server` reads all the same: its in-process ingest's linger.
+const SERVER_READS_ANYWAY: &[&str] = &["ingest.linger_ms"];
 /// Keys of shared sections that only `ingest` uses: `ingest setup` creates the topics; the
 /// search role (`ingest search`) listens and keeps its index.
 const INGEST_ONLY_KEYS: &[&str] = &[
@@ -242,7 +244,8 @@ fn secret_keys(values: &BTreeMap<String, toml::Value>) -> BTreeSet<String> {
 
 fn readers(key: &str, ingest_sections: &BTreeSet<&str>) -> &'static str {
     let section = key.split('.').next().expect("section.key");
-    let server = !SERVER_IGNORES.contains(&section) && !INGEST_ONLY_KEYS.contains(&key);
+    let server = (!SERVER_IGNORES.contains(&section) || SERVER_READS_ANYWAY.contains(&key))
+        && !INGEST_ONLY_KEYS.contains(&key);
     let ingest = ingest_sections.contains(section) && !SERVER_ONLY_KEYS.contains(&key);
     match (server, ingest) {
         (true, true) => "both",
@@ -344,10 +347,14 @@ fn every_key_of_the_file_is_a_setting_and_every_setting_has_a_key() {
         walked, in_file,
         "the generator's line walk must see the keys the TOML parser sees (one `key = value` per line)"
     );
-    for key in INGEST_ONLY_KEYS.iter().chain(SERVER_ONLY_KEYS) {
+    for key in INGEST_ONLY_KEYS
+        .iter()
+        .chain(SERVER_ONLY_KEYS)
+        .chain(SERVER_READS_ANYWAY)
+    {
         assert!(
             in_file.contains(*key),
-            "INGEST_ONLY_KEYS / SERVER_ONLY_KEYS name {key}, not in the file"
+            "INGEST_ONLY_KEYS / SERVER_ONLY_KEYS / SERVER_READS_ANYWAY name {key}, not in the file"
         );
     }
     for section in ingest_sections()

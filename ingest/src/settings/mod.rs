@@ -116,6 +116,7 @@ impl ServiceSettings {
             group: self.ingest.group.clone(),
             max_batch: self.ingest.max_batch,
             poll_wait: Duration::from_millis(self.ingest.poll_wait_ms),
+            linger: Duration::from_millis(self.ingest.linger_ms),
             initial_backoff: INITIAL_BACKOFF.min(max_backoff),
             max_backoff,
             ..IngestConfig::default()

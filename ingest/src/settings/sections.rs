@@ -207,6 +207,7 @@ pub struct IngestSettings {
     pub group: String,
     pub max_batch: usize,
     pub poll_wait_ms: u64,
+    pub linger_ms: u64,
     pub max_backoff_ms: u64,
     pub shutdown_timeout_ms: u64,
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use actors::Node;
 use anyhow::Context as _;
+use ingest::settings::IngestSettings;
 use ingest::{IngestConfig, IngestPipeline};
 use tokio::sync::watch;
 
@@ -14,15 +15,18 @@ use super::storage::Storage;
 use super::AppState;
 use crate::config::ExportFiles;
 
-/// The embedded store is written by an in-process ingest; in durable mode the `ingest` binary
-/// writes MongoDB.
-pub(super) fn in_process_ingest(storage: &Storage) -> Option<IngestPipeline> {
+/// The embedded store is written by an in-process ingest (`ingest.linger_ms` is the one
+/// setting of `[ingest]` it reads); in durable mode the `ingest` binary writes MongoDB.
+pub(super) fn in_process_ingest(
+    storage: &Storage,
+    settings: &IngestSettings,
+) -> Option<IngestPipeline> {
     storage.embedded.is_some().then(|| {
-        IngestPipeline::new(
-            storage.log.clone(),
-            storage.store.clone(),
-            IngestConfig::default(),
-        )
+        let config = IngestConfig {
+            linger: Duration::from_millis(settings.linger_ms),
+            ..IngestConfig::default()
+        };
+        IngestPipeline::new(storage.log.clone(), storage.store.clone(), config)
     })
 }
 
