@@ -9,9 +9,11 @@ use crate::{
 };
 
 mod erasure;
+mod peek;
 mod reaction;
 
 pub use erasure::ErasedChange;
+pub use peek::topic_of_serialized;
 pub use reaction::{change_reaction, ReactionChange, ReactionDelta};
 
 /// Payload schema version written by this build.

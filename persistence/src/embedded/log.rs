@@ -31,6 +31,7 @@ use wire::log::LogEvent;
 
 use super::log_consumer::EmbeddedLogConsumer;
 use super::log_offsets::{GroupOffsets, MakeDurable};
+use super::log_topics::TopicEnds;
 use super::log_writer::{run_writer, ActiveSegment, AppendRequest, WriterRequest};
 use super::segment::{self, Segment};
 use crate::error::PersistenceError;
@@ -77,6 +78,9 @@ pub(crate) struct LogShared {
     pub(crate) offsets: GroupOffsets,
     /// The offset the next appended event gets; bumped after every durable group.
     pub(crate) end_offset: watch::Sender<u64>,
+    /// The same, per topic: bumped after a durable group with an event of that topic (after
+    /// `end_offset`), what consumers wait on.
+    pub(crate) topic_ends: TopicEnds,
     /// One prune at a time.
     pub(crate) prune_lock: tokio::sync::Mutex<()>,
     pub(crate) writer_alive: AtomicBool,
@@ -180,6 +184,7 @@ impl EmbeddedLog {
             segments: RwLock::new(segments),
             offsets,
             end_offset: watch::Sender::new(end_offset),
+            topic_ends: TopicEnds::new(end_offset),
             prune_lock: tokio::sync::Mutex::new(()),
             writer_alive: AtomicBool::new(true),
             last_write_ok: AtomicBool::new(true),
@@ -269,14 +274,20 @@ impl EventLog for EmbeddedLog {
             return Ok(());
         }
         let mut encoded = Vec::with_capacity(events.len());
+        let mut topics = Vec::new();
         for event in &events {
             let bytes = serde_json::to_vec(event)
                 .map_err(|error| PortError::internal(During::new("encoding log event", error)))?;
             encoded.push(bytes);
+            let topic = event.body.topic();
+            if !topics.contains(&topic) {
+                topics.push(topic);
+            }
         }
         self.ask_writer(|reply| {
             WriterRequest::Append(AppendRequest {
                 events: encoded,
+                topics,
                 reply,
             })
         })

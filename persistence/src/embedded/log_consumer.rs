@@ -3,7 +3,11 @@
 //! The consumer keeps its own cursor (the next offset to look at) and where that offset is in
 //! which segment file, and reads the files directly up to the end offset the writer published
 //! (everything before it is fsync'd and whole). Records whose topic is not in its list are
-//! skipped. Committing stores `highest committed offset + 1` for the group
+//! skipped, their topic read from the body's `type` without decoding the rest
+//! ([`wire::log::topic_of_serialized`]), as a Kafka consumer never sees other topics' records
+//! (even one whose rest would not decode: the consumers of its topic meet that); a record
+//! without a known type is decoded, so one that is not a log event fails every consumer's
+//! poll. Committing stores `highest committed offset + 1` for the group
 //! ([`super::log_offsets`]); a new consumer of the group starts there.
 
 use std::sync::Arc;
@@ -11,11 +15,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ports::{LogConsumer, LogPosition, LogRecord, PortError};
-use tokio::sync::watch;
 use tracing::debug;
-use wire::log::LogEvent;
+use wire::log::{topic_of_serialized, LogEvent};
 
 use super::log::LogShared;
+use super::log_topics::TopicWatch;
 use super::segment::Segment;
 use crate::error::{run_blocking, PersistenceError};
 
@@ -36,7 +40,8 @@ pub struct EmbeddedLogConsumer {
     topics: Arc<Vec<String>>,
     /// Next offset to look at, and where it is once known.
     cursor: Cursor,
-    end_offset: watch::Receiver<u64>,
+    /// Where the last group with one of its topics ended: what it waits on.
+    topic_ends: TopicWatch,
 }
 
 /// A consumer's place in the log.
@@ -59,7 +64,7 @@ impl EmbeddedLogConsumer {
         topics: Vec<String>,
         offset: u64,
     ) -> Self {
-        let end_offset = shared.end_offset.subscribe();
+        let topic_ends = shared.topic_ends.watch(&topics);
         Self {
             shared,
             group,
@@ -68,7 +73,7 @@ impl EmbeddedLogConsumer {
                 offset,
                 place: None,
             },
-            end_offset,
+            topic_ends,
         }
     }
 
@@ -107,6 +112,10 @@ fn read_records(
         scanned += read.records.len();
         for raw in read.records {
             cursor.offset = raw.offset + 1;
+            let peeked = topic_of_serialized(&raw.payload);
+            if peeked.is_some_and(|peeked| !topics.iter().any(|topic| topic == peeked)) {
+                continue;
+            }
             let event: LogEvent = serde_json::from_slice(&raw.payload)?;
             if topics.iter().any(|topic| topic == event.body.topic()) {
                 records.push(LogRecord {
@@ -157,10 +166,11 @@ impl LogConsumer for EmbeddedLogConsumer {
         }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            // Mark the current end as seen before reading, so an append that lands after the
-            // read wakes the wait below.
-            let end = *self.end_offset.borrow_and_update();
-            if self.cursor.offset < end {
+            // Mark its topics' ends as seen before reading, so an append that lands after the
+            // read wakes the wait below; then the log's end, which the writer moves first.
+            let ours = self.topic_ends.seen_end();
+            let end = *self.shared.end_offset.borrow();
+            if self.cursor.offset < ours {
                 let outcome = self.read(max, end).await?;
                 self.cursor = outcome.cursor;
                 if !outcome.records.is_empty() {
@@ -171,11 +181,13 @@ impl LogConsumer for EmbeddedLogConsumer {
                     continue;
                 }
             }
-            match tokio::time::timeout_at(deadline, self.end_offset.changed()).await {
-                Ok(Ok(())) => continue,
-                // The log was dropped: nothing more will come.
-                Ok(Err(_)) => return Ok(Vec::new()),
-                Err(_elapsed) => return Ok(Vec::new()),
+            // Until a group with one of its topics: records of others wait, unread, for the
+            // next read (or count as done, see `lag`).
+            if tokio::time::timeout_at(deadline, self.topic_ends.changed())
+                .await
+                .is_err()
+            {
+                return Ok(Vec::new());
             }
         }
     }
@@ -204,13 +216,15 @@ impl LogConsumer for EmbeddedLogConsumer {
 
     /// The records after this consumer's cursor, as topic `log` (the embedded log is one
     /// sequence): its group's committed position once its last batch is committed, and
-    /// records of other topics it skipped count as done.
+    /// records of other topics it skipped, or has not read because none of its own follow
+    /// them, count as done.
     async fn lag(&mut self) -> Result<Vec<(String, u32, u64)>, PortError> {
-        let end = *self.end_offset.borrow();
-        Ok(vec![(
-            "log".to_owned(),
-            PARTITION,
-            end.saturating_sub(self.cursor.offset),
-        )])
+        let end = *self.shared.end_offset.borrow();
+        let behind = if self.cursor.offset < self.topic_ends.end() {
+            end.saturating_sub(self.cursor.offset)
+        } else {
+            0
+        };
+        Ok(vec![("log".to_owned(), PARTITION, behind)])
     }
 }

@@ -28,6 +28,8 @@ pub(crate) const MAX_BATCH_REQUESTS: usize = 1024;
 pub(crate) struct AppendRequest {
     /// Already-encoded events, in order.
     pub(crate) events: Vec<Vec<u8>>,
+    /// Their topics, each once.
+    pub(crate) topics: Vec<&'static str>,
     pub(crate) reply: oneshot::Sender<Result<(), PortError>>,
 }
 
@@ -155,6 +157,11 @@ impl Writer {
                     .appended_events
                     .fetch_add(end - start, Ordering::Relaxed);
                 shared.end_offset.send_replace(end);
+                let group_topics: Vec<&'static str> = batch
+                    .iter()
+                    .flat_map(|request| request.topics.iter().copied())
+                    .collect();
+                shared.topic_ends.advance(&group_topics, end);
                 for request in batch.drain(..) {
                     // A caller that gave up waiting is fine: its events are durable anyway.
                     let _ = request.reply.send(Ok(()));
