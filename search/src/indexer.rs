@@ -53,7 +53,7 @@ impl Default for IndexerConfig {
     fn default() -> Self {
         Self {
             group: "search".to_owned(),
-            max_batch: 512,
+            max_batch: 2048,
             poll_wait: Duration::from_millis(50),
             commit_interval: Duration::from_millis(500),
             initial_backoff: Duration::from_millis(50),
