@@ -22,6 +22,7 @@
 //! (`health`).
 
 pub mod audit;
+mod barrier;
 pub mod mapping;
 pub mod metrics;
 pub mod pipeline;
@@ -30,6 +31,7 @@ pub mod settings;
 #[cfg(test)]
 mod pipeline_tests;
 
+pub use barrier::IngestBarrier;
 pub use metrics::{IngestMetrics, IngestMetricsSnapshot};
 pub use pipeline::{IngestConfig, IngestError, IngestPipeline};
 pub use ports::ConsumerHealth;

@@ -48,6 +48,7 @@ use tracing::{debug, error, info, warn};
 use wire::log::LogEvent;
 use wire::Timestamp;
 
+use crate::barrier::IngestBarrier;
 use crate::mapping::{ingest_topics, store_write, stored_ack};
 use crate::metrics::IngestMetrics;
 
@@ -103,6 +104,7 @@ pub struct IngestPipeline {
     config: IngestConfig,
     metrics: Arc<IngestMetrics>,
     health: Arc<ConsumerHealth>,
+    barrier: IngestBarrier,
 }
 
 impl IngestPipeline {
@@ -113,6 +115,7 @@ impl IngestPipeline {
             config,
             metrics: Arc::new(IngestMetrics::default()),
             health: Arc::new(ConsumerHealth::default()),
+            barrier: IngestBarrier::default(),
         }
     }
 
@@ -122,6 +125,12 @@ impl IngestPipeline {
 
     /// Whether [`IngestPipeline::run`] has a consumer that makes progress (readiness checks
     /// read it; see the module docs).
+    /// A handle to wait until [`IngestPipeline::run`] has written everything the log held
+    /// when asked ([`IngestBarrier`]); a wait cuts the linger short.
+    pub fn barrier(&self) -> IngestBarrier {
+        self.barrier.clone()
+    }
+
     pub fn consumer_health(&self) -> Arc<ConsumerHealth> {
         Arc::clone(&self.health)
     }
@@ -155,6 +164,8 @@ impl IngestPipeline {
         info!(group = %self.config.group, "ingest running");
         let mut lag_refreshed: Option<Instant> = None;
         let mut rejoin = self.step_retry();
+        let mut requests = self.barrier.requests();
+        let mut answered = 0;
         loop {
             if lag_refreshed.is_none_or(|at| at.elapsed() >= self.config.lag_refresh) {
                 tokio::select! {
@@ -163,10 +174,21 @@ impl IngestPipeline {
                 }
                 lag_refreshed = Some(Instant::now());
             }
-            // Polling is abandoned on shutdown: nothing of it is in hand yet.
+            // Barrier requests made before this poll are answered once it reaches the log's
+            // end; while one waits, the poll does not wait for records.
+            let asked = *requests.borrow_and_update();
+            let wait = if asked > answered {
+                Duration::ZERO
+            } else {
+                self.config.poll_wait
+            };
+            // Polling is abandoned on shutdown, or for a barrier request (only the embedded
+            // log's consumer, which can be dropped mid-poll, has readers waiting): nothing of
+            // it is in hand yet.
             let polled_at = tokio::time::Instant::now();
             let polled = tokio::select! {
-                polled = consumer.poll(self.config.max_batch.max(1), self.config.poll_wait) => polled,
+                polled = consumer.poll(self.config.max_batch.max(1), wait) => polled,
+                _ = requests.changed() => continue,
                 () = shutdown_requested(&mut shutdown) => break,
             };
             let records = match polled {
@@ -180,6 +202,8 @@ impl IngestPipeline {
                 },
             };
             if records.is_empty() {
+                self.barrier.serve(asked);
+                answered = asked;
                 continue;
             }
             self.health.clear_stalled();
@@ -195,8 +219,12 @@ impl IngestPipeline {
                 break;
             }
             if batch_len < self.config.max_batch.max(1) {
+                // The poll reached the log's end.
+                self.barrier.serve(asked);
+                answered = asked;
                 tokio::select! {
                     () = tokio::time::sleep_until(polled_at + self.config.linger) => {}
+                    _ = requests.changed() => {}
                     () = shutdown_requested(&mut shutdown) => break,
                 }
             }

@@ -343,3 +343,46 @@ async fn records_arriving_while_it_lingers_go_in_one_batch() {
         .expect("ingest stops while it lingers")
         .expect("ingest task");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_barrier_returns_once_what_the_log_held_is_written_even_while_it_lingers() {
+    let node = node_with_one_send().await;
+    let log: Arc<dyn EventLog> = node.log.clone();
+    let store: Arc<dyn Store> = node.store.clone();
+    let config = IngestConfig {
+        linger: Duration::from_secs(600),
+        ..fast_config()
+    };
+    let pipeline = IngestPipeline::new(log, store, config);
+    let metrics = pipeline.metrics();
+    let barrier = pipeline.barrier();
+    let (shutdown, shutdown_signal) = watch::channel(false);
+    let running = tokio::spawn(pipeline.run(shutdown_signal));
+
+    consumed(&metrics, 1).await;
+    let event = sent_event(&ConversationId::new("shutdown"), 2, &UserId::new("sender"));
+    node.log.append(vec![event]).await.expect("append");
+    // Lingering for ten minutes: only the barrier makes ingest poll again now.
+    tokio::time::timeout(STOPS_WITHIN, barrier.wait())
+        .await
+        .expect("the barrier cuts the linger short");
+    assert_eq!(metrics.snapshot().events_consumed, 2);
+    let stored = node
+        .store
+        .message(
+            &ConversationId::new("shutdown"),
+            &wire::MessageId::new("shutdown-m2"),
+        )
+        .await
+        .expect("read");
+    assert!(stored.is_some(), "the second send is in the store");
+
+    tokio::time::timeout(STOPS_WITHIN, barrier.wait())
+        .await
+        .expect("a barrier with nothing new to write returns too");
+    shutdown.send_replace(true);
+    tokio::time::timeout(STOPS_WITHIN, running)
+        .await
+        .expect("ingest stops")
+        .expect("ingest task");
+}

@@ -146,4 +146,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store answers right now.
     async fn is_ready(&self) -> bool;
+
+    /// Returns once the store holds what the log held when it was called, where this process
+    /// can know it (the embedded store, which the node's own ingest fills); at once for the
+    /// others. Call it before reading what a request must see whole (an export).
+    async fn wait_for_log(&self) {}
 }

@@ -11,6 +11,7 @@
 //! - `shutdown`: the drain order, from the stop signal to the exit.
 
 mod background;
+mod fresh_store;
 mod http_server;
 mod search;
 mod shutdown;
@@ -153,6 +154,14 @@ fn build_node(settings: Settings, bound: &Bound, storage: &Storage) -> anyhow::R
         storage.embedded.clone(),
     )?;
     let ingest = background::in_process_ingest(storage, &settings.ingest);
+    if let Some(ingest) = &ingest {
+        // The node's reads wait for its ingest when they would miss; the sequencer, which
+        // built the adapters with the plain store, misses on every new send and must not.
+        adapters.ports.store = Arc::new(fresh_store::FreshStore::new(
+            storage.store.clone(),
+            ingest.barrier(),
+        ));
+    }
     let search = search::open(&settings, storage)?;
     let metrics = node_metrics(storage, ingest.as_ref(), &adapters);
     if let Some(search) = &search {

@@ -29,6 +29,9 @@ async fn slow_reader_is_closed_with_4009_and_others_are_unaffected() {
         ("PARLEY__LIMITS__OUTBOUND_QUEUE", "8"),
         ("PARLEY__RATE_LIMIT__PER_SECOND", "100000"),
         ("PARLEY__RATE_LIMIT__BURST", "100000"),
+        // Ingest writes a linger's worth of sends at once, and their `message.stored` reach
+        // alice together: more than a queue of 8 when she sends this fast on a busy machine.
+        ("PARLEY__INGEST__LINGER_MS", "0"),
     ])
     .await;
     let mut alice = server.connect("alice").await;

@@ -58,8 +58,9 @@ async fn list(
         .directory
         .list_for_user(user_id, after.as_ref(), limit)
         .await?;
-    // The store follows the log by a few milliseconds; conversations with a running actor on
-    // this node answer with their live counters, so a client reads its own writes.
+    // The store follows the log (by up to `ingest.linger_ms` under steady traffic);
+    // conversations with a running actor on this node answer with their live counters, so a
+    // client reads its own writes.
     let snapshots: Vec<_> = stored
         .iter()
         .map(|stored| live_snapshot(node, user_id, &stored.record.conversation.conversation_id))

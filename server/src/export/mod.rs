@@ -248,6 +248,8 @@ impl Exporter {
     }
 
     async fn write(&self, user_id: &UserId, key: &BlobKey) -> Result<(LineCounts, u64), PortError> {
+        // Everything acknowledged before the export began is in it.
+        self.ports.store.wait_for_log().await;
         let writer = self.ports.blobs.writer(key).await?;
         let sources = run::Sources {
             directory: &*self.ports.directory,
