@@ -305,68 +305,86 @@ async fn consumed(metrics: &crate::IngestMetrics, count: u64) {
     .expect("the records are consumed");
 }
 
+/// A pipeline over `node` that lingers `linger`, running until [`Lingering::stop`].
+struct Lingering {
+    metrics: Arc<crate::IngestMetrics>,
+    barrier: crate::IngestBarrier,
+    shutdown: watch::Sender<bool>,
+    running: tokio::task::JoinHandle<()>,
+}
+
+impl Lingering {
+    fn start(node: &Node, linger: Duration) -> Self {
+        let log: Arc<dyn EventLog> = node.log.clone();
+        let store: Arc<dyn Store> = node.store.clone();
+        let config = IngestConfig {
+            linger,
+            ..fast_config()
+        };
+        let pipeline = IngestPipeline::new(log, store, config);
+        let (metrics, barrier) = (pipeline.metrics(), pipeline.barrier());
+        let (shutdown, shutdown_signal) = watch::channel(false);
+        let running = tokio::spawn(pipeline.run(shutdown_signal));
+        Self {
+            metrics,
+            barrier,
+            shutdown,
+            running,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.send_replace(true);
+        tokio::time::timeout(STOPS_WITHIN, self.running)
+            .await
+            .expect("ingest stops while it lingers")
+            .expect("ingest task");
+    }
+}
+
+/// Appends send `seq` of the conversation `node_with_one_send` started, as a group of its own
+/// (which wakes a waiting consumer).
+async fn append_send(node: &Node, seq: u64) {
+    let event = sent_event(
+        &ConversationId::new("shutdown"),
+        seq,
+        &UserId::new("sender"),
+    );
+    node.log.append(vec![event]).await.expect("append");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_arriving_while_it_lingers_go_in_one_batch() {
     let node = node_with_one_send().await;
-    let log: Arc<dyn EventLog> = node.log.clone();
-    let store: Arc<dyn Store> = node.store.clone();
-    let config = IngestConfig {
-        linger: Duration::from_secs(3),
-        ..fast_config()
-    };
-    let pipeline = IngestPipeline::new(log, store, config);
-    let metrics = pipeline.metrics();
-    let (shutdown, shutdown_signal) = watch::channel(false);
-    let running = tokio::spawn(pipeline.run(shutdown_signal));
+    let ingest = Lingering::start(&node, Duration::from_secs(3));
 
-    consumed(&metrics, 1).await;
+    consumed(&ingest.metrics, 1).await;
     for seq in 2..=5 {
-        // Each append is a group of its own, which wakes a waiting consumer.
-        let event = sent_event(
-            &ConversationId::new("shutdown"),
-            seq,
-            &UserId::new("sender"),
-        );
-        node.log.append(vec![event]).await.expect("append");
+        append_send(&node, seq).await;
     }
-    consumed(&metrics, 5).await;
+    consumed(&ingest.metrics, 5).await;
 
     assert_eq!(
-        metrics.snapshot().batches,
+        ingest.metrics.snapshot().batches,
         2,
         "the first record at once, the four appended while it lingered together"
     );
     assert_eq!(stored_acks(&node.log).await, 5);
-    shutdown.send_replace(true);
-    tokio::time::timeout(STOPS_WITHIN, running)
-        .await
-        .expect("ingest stops while it lingers")
-        .expect("ingest task");
+    ingest.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_barrier_returns_once_what_the_log_held_is_written_even_while_it_lingers() {
     let node = node_with_one_send().await;
-    let log: Arc<dyn EventLog> = node.log.clone();
-    let store: Arc<dyn Store> = node.store.clone();
-    let config = IngestConfig {
-        linger: Duration::from_secs(600),
-        ..fast_config()
-    };
-    let pipeline = IngestPipeline::new(log, store, config);
-    let metrics = pipeline.metrics();
-    let barrier = pipeline.barrier();
-    let (shutdown, shutdown_signal) = watch::channel(false);
-    let running = tokio::spawn(pipeline.run(shutdown_signal));
+    let ingest = Lingering::start(&node, Duration::from_secs(600));
 
-    consumed(&metrics, 1).await;
-    let event = sent_event(&ConversationId::new("shutdown"), 2, &UserId::new("sender"));
-    node.log.append(vec![event]).await.expect("append");
+    consumed(&ingest.metrics, 1).await;
+    append_send(&node, 2).await;
     // Lingering for ten minutes: only the barrier makes ingest poll again now.
-    tokio::time::timeout(STOPS_WITHIN, barrier.wait())
+    tokio::time::timeout(STOPS_WITHIN, ingest.barrier.wait())
         .await
         .expect("the barrier cuts the linger short");
-    assert_eq!(metrics.snapshot().events_consumed, 2);
+    assert_eq!(ingest.metrics.snapshot().events_consumed, 2);
     let stored = node
         .store
         .message(
@@ -377,12 +395,8 @@ async fn a_barrier_returns_once_what_the_log_held_is_written_even_while_it_linge
         .expect("read");
     assert!(stored.is_some(), "the second send is in the store");
 
-    tokio::time::timeout(STOPS_WITHIN, barrier.wait())
+    tokio::time::timeout(STOPS_WITHIN, ingest.barrier.wait())
         .await
         .expect("a barrier with nothing new to write returns too");
-    shutdown.send_replace(true);
-    tokio::time::timeout(STOPS_WITHIN, running)
-        .await
-        .expect("ingest stops")
-        .expect("ingest task");
+    ingest.stop().await;
 }
