@@ -123,14 +123,14 @@ impl IngestPipeline {
         Arc::clone(&self.metrics)
     }
 
-    /// Whether [`IngestPipeline::run`] has a consumer that makes progress (readiness checks
-    /// read it; see the module docs).
     /// A handle to wait until [`IngestPipeline::run`] has written everything the log held
     /// when asked ([`IngestBarrier`]); a wait cuts the linger short.
     pub fn barrier(&self) -> IngestBarrier {
         self.barrier.clone()
     }
 
+    /// Whether [`IngestPipeline::run`] has a consumer that makes progress (readiness checks
+    /// read it; see the module docs).
     pub fn consumer_health(&self) -> Arc<ConsumerHealth> {
         Arc::clone(&self.health)
     }
