@@ -8,6 +8,8 @@
 //! - `http_server`: the actix HTTP server with the WebSocket upgrade.
 //! - `search`: the search index and its indexer (standalone), and their `/readyz` details.
 //! - `background`: the ingest, search indexer, router, stored-ack relay, presence sweep and dependency check.
+//! - `fresh_store`: the node's view of the embedded store, whose reads wait for the in-process
+//!   ingest when they would miss.
 //! - `shutdown`: the drain order, from the stop signal to the exit.
 
 mod background;
