@@ -336,13 +336,11 @@ async fn erasure_survives_a_kill_of_its_node_in_a_durable_cluster() {
         !cached_texts(&cluster, &open).contains(SECRET),
         "the cache forgot erin's words"
     );
-    assert_eq!(secret_hits(&mut bob, 1).await, [held.as_str()]);
+    common::hits_become(&mut bob, SECRET, &[held.as_str()]).await;
+    // Node A's index catches up on the log after its restart: it may pass through other
+    // answers (another conversation's secret indexed before its erasure) on the way.
     let mut bob_on_a = cluster.nodes[0].connect("bob").await;
-    assert_eq!(
-        secret_hits(&mut bob_on_a, 1).await,
-        [held.as_str()],
-        "node A's index too"
-    );
+    common::hits_become(&mut bob_on_a, SECRET, &[held.as_str()]).await;
     let erins_marks = doc! {"conversation_id": &open, "user_id": "erin"};
     wait_for_documents(
         &cluster.db,

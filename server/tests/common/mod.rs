@@ -501,6 +501,30 @@ pub async fn hit_conversations(client: &mut Client, query: &str, want: usize) ->
     }
 }
 
+/// Waits until a search for `query` hits exactly the messages of `expected` (one each), as the
+/// index converges: a node catching up on its log may pass through other answers first.
+pub async fn hits_become(client: &mut Client, query: &str, expected: &[&str]) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let result = client
+            .ok("search.messages", json!({ "query": query }))
+            .await;
+        let hits = result["hits"].as_array().expect("hits");
+        let found: Vec<&str> = hits
+            .iter()
+            .map(|hit| hit["message"]["conversation_id"].as_str().unwrap())
+            .collect();
+        if found == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "hits for {query} never became {expected:?}: {result}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Sends a message and returns the ack result.
 pub async fn send(
     client: &mut Client,
