@@ -91,24 +91,42 @@ async fn sent_on_node_a_downloaded_on_node_b_from_s3_and_stored_in_mongodb() {
     swept_once_by_one_node_per_round(&cluster, &alice_token).await;
 }
 
-/// An orphan uploaded through A disappears, deleted once in all; each round one node sweeps
-/// and the other finds the lease taken. (The lease lasts 90 % of the interval: with a 1 s
-/// interval a sweep slowed past 0.9 s by a loaded machine let the other node sweep the same
-/// orphan, a duplicate the design allows; 3 s keeps the test about the lease.)
+/// An orphan uploaded through A disappears, deleted by one node (both, rarely: below); each
+/// round one node sweeps and the other finds the lease taken. (The lease lasts 90 % of the
+/// interval: with a 1 s interval a sweep slowed past 0.9 s by a loaded machine let the other
+/// node sweep the same orphan, a duplicate the design allows; 3 s makes it rare, and the
+/// suite still met it at 3 s.)
 async fn swept_once_by_one_node_per_round(cluster: &DurableCluster, alice_token: &str) {
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let orphan = upload(a, alice_token, "orphan.png", b"never sent").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while download(b, alice_token, &orphan).await.is_ok() {
+    // Swept means 404; any other refusal (a node or S3 slow to answer on a loaded machine) is
+    // not, and is tried again (it once ended this wait with nothing swept).
+    while download(b, alice_token, &orphan).await != Err(404) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the orphan was not swept"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let swept = metric(a, "parley_attachment_swept_total").await
-        + metric(b, "parley_attachment_swept_total").await;
-    assert_eq!(swept, 1.0, "deleted once in all");
+    // A sweep counts what it deleted once its round ends, after the deletions a download
+    // already sees: wait for the count, then check it is one.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let swept = loop {
+        let swept = metric(a, "parley_attachment_swept_total").await
+            + metric(b, "parley_attachment_swept_total").await;
+        if swept >= 1.0 || tokio::time::Instant::now() >= deadline {
+            break swept;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Once by one node; both only when a sweep outlasted its lease on a loaded machine (a
+    // duplicate delete the design allows, seen in suite runs: see the note above). That the
+    // lease turns the other node away is checked below.
+    assert!(
+        (1.0..=2.0).contains(&swept),
+        "deleted by one node, at worst by both: {swept}"
+    );
     let skipped = |body: String| {
         body.lines()
             .filter(|line| line.starts_with("parley_attachment_sweeps_total{result=\"skipped\"}"))
