@@ -474,55 +474,54 @@ pub async fn create_conversation(client: &mut Client, kind: &str, members: &[&st
         .to_owned()
 }
 
-/// The conversations of the `search.messages` hits of `query`, once there are `want` hits
-/// (indexers trail the log).
-pub async fn hit_conversations(client: &mut Client, query: &str, want: usize) -> Vec<String> {
+/// Searches for `query` until `done` accepts the hits' conversations (indexers trail the log),
+/// and returns them; fails after [`WAIT`] with the last answer and `what` was awaited.
+async fn search_until(
+    client: &mut Client,
+    query: &str,
+    what: &str,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let result = client
             .ok("search.messages", json!({ "query": query }))
             .await;
-        let hits = result["hits"].as_array().expect("hits");
-        if hits.len() == want {
-            return (hits.iter())
-                .map(|hit| {
-                    hit["message"]["conversation_id"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned()
-                })
-                .collect();
+        let found: Vec<String> = (result["hits"].as_array().expect("hits").iter())
+            .map(|hit| {
+                hit["message"]["conversation_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        if done(&found) {
+            return found;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "never {want} hits for {query}: {result}"
+            "never {what} for {query}: {result}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
+/// The conversations of the `search.messages` hits of `query`, once there are `want` hits
+/// (indexers trail the log).
+pub async fn hit_conversations(client: &mut Client, query: &str, want: usize) -> Vec<String> {
+    search_until(client, query, &format!("{want} hits"), |found| {
+        found.len() == want
+    })
+    .await
+}
+
 /// Waits until a search for `query` hits exactly the messages of `expected` (one each), as the
 /// index converges: a node catching up on its log may pass through other answers first.
 pub async fn hits_become(client: &mut Client, query: &str, expected: &[&str]) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let result = client
-            .ok("search.messages", json!({ "query": query }))
-            .await;
-        let hits = result["hits"].as_array().expect("hits");
-        let found: Vec<&str> = hits
-            .iter()
-            .map(|hit| hit["message"]["conversation_id"].as_str().unwrap())
-            .collect();
-        if found == expected {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "hits for {query} never became {expected:?}: {result}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    search_until(client, query, &format!("hits in {expected:?}"), |found| {
+        found == expected
+    })
+    .await;
 }
 
 /// Sends a message and returns the ack result.
