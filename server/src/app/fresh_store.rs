@@ -8,6 +8,7 @@
 //! The wait is bounded by [`LONGEST_WAIT`]: a stopped or failing ingest (reported by
 //! `/readyz`) leaves reads as they were before, behind the log.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,19 @@ pub(crate) struct FreshStore {
 impl FreshStore {
     pub(crate) fn new(inner: Arc<dyn Store>, barrier: IngestBarrier) -> Self {
         Self { inner, barrier }
+    }
+
+    /// What `read` finds; when it finds nothing, what it finds once ingest caught up.
+    async fn found_or_after_ingest<T, F, Fut>(&self, read: F) -> Result<Option<T>, PortError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Option<T>, PortError>>,
+    {
+        if let Some(found) = read().await? {
+            return Ok(Some(found));
+        }
+        self.caught_up().await;
+        read().await
     }
 
     async fn caught_up(&self) {
@@ -52,11 +66,8 @@ impl Store for FreshStore {
         &self,
         conversation_id: &ConversationId,
     ) -> Result<Option<StoredConversation>, PortError> {
-        if let Some(found) = self.inner.conversation(conversation_id).await? {
-            return Ok(Some(found));
-        }
-        self.caught_up().await;
-        self.inner.conversation(conversation_id).await
+        self.found_or_after_ingest(|| self.inner.conversation(conversation_id))
+            .await
     }
 
     async fn watermarks(
@@ -72,11 +83,8 @@ impl Store for FreshStore {
         conversation_id: &ConversationId,
         message_id: &MessageId,
     ) -> Result<Option<MessageRecord>, PortError> {
-        if let Some(found) = self.inner.message(conversation_id, message_id).await? {
-            return Ok(Some(found));
-        }
-        self.caught_up().await;
-        self.inner.message(conversation_id, message_id).await
+        self.found_or_after_ingest(|| self.inner.message(conversation_id, message_id))
+            .await
     }
 
     async fn message_by_client_id(
@@ -85,17 +93,11 @@ impl Store for FreshStore {
         sender_id: &UserId,
         client_msg_id: &ClientMsgId,
     ) -> Result<Option<MessageRecord>, PortError> {
-        let found = self
-            .inner
-            .message_by_client_id(conversation_id, sender_id, client_msg_id)
-            .await?;
-        if found.is_some() {
-            return Ok(found);
-        }
-        self.caught_up().await;
-        self.inner
-            .message_by_client_id(conversation_id, sender_id, client_msg_id)
-            .await
+        self.found_or_after_ingest(|| {
+            self.inner
+                .message_by_client_id(conversation_id, sender_id, client_msg_id)
+        })
+        .await
     }
 
     async fn messages(
