@@ -78,10 +78,24 @@ impl SeaweedServer {
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.s3_port)
     }
+
+    /// The last `lines` lines of its log (master, volume, filer and S3 gateway together).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log =
+            std::fs::read_to_string(self.dir.path().join("seaweedfs.log")).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
 }
 
 impl Drop for SeaweedServer {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "----- seaweedfs log (tail) -----\n{}\n-----",
+                self.log_tail(40)
+            );
+        }
         let _ = Command::new(script())
             .arg("stop")
             .arg(self.dir.path())
