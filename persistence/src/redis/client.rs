@@ -1,8 +1,10 @@
 //! [`RedisClient`]: the pooled connection every adapter uses, with a deadline on every command,
 //! one error mapping onto `PortError`, and Lua scripts run by SHA with a fallback to `EVAL`.
 
+use std::cell::RefCell;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use deadpool_redis::redis::{self, FromRedisValue, RedisError};
@@ -42,17 +44,79 @@ impl LuaScript {
     }
 }
 
-/// A multiplexed connection to one Redis (made by a deadpool pool, then shared: concurrent
-/// commands are pipelined on it) plus the settings of the adapters over it.
+/// Multiplexed connections to one Redis, one per thread that sends commands (made by a deadpool
+/// pool, then kept: concurrent commands of a thread are pipelined on its connection), plus the
+/// settings of the adapters over it.
 ///
-/// The connection is taken out of the pool and kept: deadpool recycles a connection on every
-/// checkout with an `UNWATCH` + `PING` round trip, which doubled the commands Redis served. A
-/// connection that fails is dropped and the next command makes a new one.
+/// A connection is taken out of the pool and kept: deadpool recycles a connection on every
+/// checkout with an `UNWATCH` + `PING` round trip, which doubled the commands Redis served.
+/// One per thread: a connection's driver task runs on the runtime that made it, so with one
+/// connection per node every command of a conversation actor crossed to the thread driving it
+/// and its answer crossed back (two thread wake-ups per round trip, seven round trips per
+/// message in a cluster). A connection that fails is dropped on every thread (a generation
+/// count): the next command of each thread makes a new one.
 #[derive(Clone)]
 pub struct RedisClient {
     pool: Pool,
-    shared: Arc<std::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
+    connections: Arc<Connections>,
     config: Arc<RedisConfig>,
+}
+
+/// The identity of a client and its clones (the key of their per-thread connections), and the
+/// generation of those connections: a failure moves it on.
+#[derive(Default)]
+struct Connections {
+    generation: AtomicU64,
+}
+
+/// A thread's connection of one client, of the generation it was made in.
+struct ThreadConnection {
+    client: Weak<Connections>,
+    generation: u64,
+    connection: redis::aio::MultiplexedConnection,
+}
+
+thread_local! {
+    /// This thread's connections, one per live client (a handful per process).
+    static THREAD_CONNECTIONS: RefCell<Vec<ThreadConnection>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Connections {
+    fn is(&self, other: &Weak<Connections>) -> bool {
+        std::ptr::eq(self, other.as_ptr())
+    }
+
+    /// This thread's connection of the current generation, if it has one.
+    fn of_this_thread(&self) -> Option<redis::aio::MultiplexedConnection> {
+        let generation = self.generation.load(Ordering::Acquire);
+        THREAD_CONNECTIONS.with_borrow(|held| {
+            held.iter()
+                .find(|held| self.is(&held.client) && held.generation == generation)
+                .map(|held| held.connection.clone())
+        })
+    }
+
+    /// Keeps `connection` as this thread's (made in `generation`), dropping the thread's older
+    /// one and those of clients that are gone.
+    fn keep_for_this_thread(
+        self: &Arc<Self>,
+        generation: u64,
+        connection: redis::aio::MultiplexedConnection,
+    ) {
+        THREAD_CONNECTIONS.with_borrow_mut(|held| {
+            held.retain(|held| held.client.strong_count() > 0 && !self.is(&held.client));
+            held.push(ThreadConnection {
+                client: Arc::downgrade(self),
+                generation,
+                connection,
+            });
+        });
+    }
+
+    /// Every thread's connection is dropped before its next command.
+    fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for RedisClient {
@@ -84,7 +148,7 @@ impl RedisClient {
             .map_err(|error| PortError::internal(During::new("redis pool", error)))?;
         Ok(Self {
             pool,
-            shared: Arc::default(),
+            connections: Arc::default(),
             config: Arc::new(config),
         })
     }
@@ -93,9 +157,9 @@ impl RedisClient {
         &self.config
     }
 
-    /// Whether `other` is a clone of this client: the two share one connection.
+    /// Whether `other` is a clone of this client: the two share their connections.
     pub fn shares_connection_with(&self, other: &RedisClient) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared)
+        Arc::ptr_eq(&self.connections, &other.connections)
     }
 
     /// `prefix` + `suffix`.
@@ -103,24 +167,23 @@ impl RedisClient {
         format!("{}{suffix}", self.config.key_prefix)
     }
 
-    fn shared(&self) -> std::sync::MutexGuard<'_, Option<redis::aio::MultiplexedConnection>> {
-        self.shared
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The shared connection, made when there is none.
+    /// This thread's connection, made when it has none.
     async fn connection(&self) -> Result<redis::aio::MultiplexedConnection, PortError> {
-        if let Some(connection) = self.shared().clone() {
+        if let Some(connection) = self.connections.of_this_thread() {
             return Ok(connection);
         }
+        let generation = self.connections.generation.load(Ordering::Acquire);
         let made = deadpool_redis::Connection::take(self.pool.get().await.map_err(pool_error)?);
-        Ok(self.shared().get_or_insert(made).clone())
+        // Kept for the thread this task runs on now (a task of a multi-threaded runtime may
+        // have moved while connecting: the connection still works from any thread).
+        self.connections
+            .keep_for_this_thread(generation, made.clone());
+        Ok(made)
     }
 
-    /// Drops the shared connection (it failed); the next command makes a new one.
+    /// Drops the connections (one failed); each thread's next command makes a new one.
     fn forget_connection(&self) {
-        self.shared().take();
+        self.connections.forget_all();
     }
 
     /// Runs `work` on the shared connection within the command timeout.
