@@ -107,11 +107,12 @@ start() {
   # The volume limits are fixed, not drawn from the free disk: with its defaults (volumes as
   # many as the free space holds, all read-only below 1 % free) a shared disk 99 % full made
   # every write of a non-empty object hang while empty ones still succeeded (a CI run's three
-  # S3 tests timed out that way). 16 volumes of at most 64 MB are sparse files; writes stop
-  # only when 64 MiB are left.
+  # S3 tests timed out that way). Up to 100 volumes of at most 64 MB (a bucket takes 7 at its
+  # first write, more as they fill: room for a soak's files), created as sparse files; writes
+  # stop only when 64 MiB are left.
   nohup "$BIN" server -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.port="$master" -master.port.grpc=$((master + 10000)) -master.telemetry=false \
-    -master.volumeSizeLimitMB=64 -volume.max=16 -volume.minFreeSpace=64MiB \
+    -master.volumeSizeLimitMB=64 -volume.max=100 -volume.minFreeSpace=64MiB \
     -volume.port="$volume" -volume.port.grpc=$((volume + 10000)) \
     -filer.port="$filer" -filer.port.grpc=$((filer + 10000)) \
     -s3 -s3.port="$port" -s3.port.grpc=$((port + 10000)) -s3.config="$dir/s3.json" \
