@@ -176,6 +176,76 @@ async fn a_closed_port_is_unavailable_quickly() {
     );
 }
 
+/// `CLIENT ID` of the connection `client` uses on a thread of its own (with its own runtime,
+/// as an actix worker has), asked twice, the second time through a clone.
+fn connection_ids_on_a_new_thread(client: &RedisClient) -> (i64, i64) {
+    let client = client.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let first = client_id(&client).await.expect("CLIENT ID");
+            let again = client_id(&client.clone()).await.expect("CLIENT ID");
+            (first, again)
+        })
+    })
+    .join()
+    .expect("thread")
+}
+
+async fn client_id(client: &RedisClient) -> Result<i64, PortError> {
+    let mut id = deadpool_redis::redis::cmd("CLIENT");
+    id.arg("ID");
+    client.query(id).await
+}
+
+/// Issue #14: a thread's commands go on a connection of its own (a connection's driver runs on
+/// the runtime that made it: one shared connection made every command cross threads twice);
+/// a client's clones share it; a connection killed under a thread fails one command, then
+/// the thread gets a new one.
+#[tokio::test]
+async fn each_thread_keeps_its_own_connection_and_gets_a_new_one_after_a_failure() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let (first, again) = connection_ids_on_a_new_thread(&client);
+    assert_eq!(first, again, "one connection per thread, shared by clones");
+    let (other, _) = connection_ids_on_a_new_thread(&client);
+    assert_ne!(first, other, "another thread, another connection");
+
+    let mine = client_id(&client).await.expect("CLIENT ID");
+    assert_eq!(client_id(&client).await.expect("CLIENT ID"), mine);
+    let mut kill = deadpool_redis::redis::cmd("CLIENT");
+    kill.arg("KILL").arg("ID").arg(mine);
+    let killer = client.clone();
+    let killed = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(killer.query::<i64>(kill))
+    })
+    .join()
+    .expect("thread")
+    .expect("CLIENT KILL");
+    assert_eq!(killed, 1);
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push(client_id(&client).await.ok());
+    }
+    let renewed = answers
+        .iter()
+        .flatten()
+        .last()
+        .copied()
+        .expect("answers after the kill");
+    assert_ne!(
+        renewed, mine,
+        "a new connection after the kill: {answers:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_message_cache_keeps_the_message_cache_contract() {
     let server = RedisServer::start();

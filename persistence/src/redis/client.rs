@@ -1,4 +1,4 @@
-//! [`RedisClient`]: the pooled connection every adapter uses, with a deadline on every command,
+//! [`RedisClient`]: the pooled connections every adapter uses, with a deadline on every command,
 //! one error mapping onto `PortError`, and Lua scripts run by SHA with a fallback to `EVAL`.
 
 use std::cell::RefCell;
@@ -52,8 +52,8 @@ impl LuaScript {
 /// checkout with an `UNWATCH` + `PING` round trip, which doubled the commands Redis served.
 /// One per thread: a connection's driver task runs on the runtime that made it, so with one
 /// connection per node every command of a conversation actor crossed to the thread driving it
-/// and its answer crossed back (two thread wake-ups per round trip, seven round trips per
-/// message in a cluster). A connection that fails is dropped on every thread (a generation
+/// and its answer crossed back (two thread wake-ups per round trip, five round trips per
+/// one-to-one send in a cluster). A connection that fails is dropped on every thread (a generation
 /// count): the next command of each thread makes a new one.
 #[derive(Clone)]
 pub struct RedisClient {
@@ -186,7 +186,7 @@ impl RedisClient {
         self.connections.forget_all();
     }
 
-    /// Runs `work` on the shared connection within the command timeout.
+    /// Runs `work` on this thread's connection within the command timeout.
     pub(crate) async fn run<T, F, Fut>(&self, work: F) -> Result<T, PortError>
     where
         F: FnOnce(redis::aio::MultiplexedConnection) -> Fut,
