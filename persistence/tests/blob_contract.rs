@@ -153,3 +153,48 @@ async fn s3_over_seaweedfs_keeps_the_blob_store_contract() {
     )
     .await;
 }
+
+/// A storage that accepts connections and never answers (a SeaweedFS whose volumes went
+/// read-only on a full disk did that to every non-empty write): a write fails `unavailable`
+/// within twice the request timeout, not after object_store's default retries (10, for up to
+/// 3 minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_that_never_answers_fails_within_twice_the_request_timeout() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let endpoint = format!("http://{}", silent.local_addr().expect("address"));
+    // Accepts and holds every connection, reading nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let timeout = Duration::from_millis(500);
+    let store = S3BlobStore::new(S3Config {
+        endpoint,
+        public_endpoint: None,
+        bucket: BUCKET.to_owned(),
+        region: "us-east-1".to_owned(),
+        access_key: ACCESS_KEY.to_owned(),
+        secret_key: SECRET_KEY.to_owned(),
+        request_timeout: timeout,
+    })
+    .expect("s3");
+    let key = BlobKey::parse("silent/record").expect("key");
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        store.put(&key, b"not empty".to_vec()),
+    )
+    .await
+    .expect("the put gave up before the test's own deadline");
+    assert!(
+        matches!(result, Err(ports::PortError::Unavailable { .. })),
+        "got {result:?}"
+    );
+    assert!(
+        started.elapsed() < timeout * 2 + Duration::from_millis(500),
+        "took {:?}",
+        started.elapsed()
+    );
+}

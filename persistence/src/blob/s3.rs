@@ -12,7 +12,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
-    ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
+    ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
 };
 use ports::{
     BlobKey, BlobMeta, BlobStore, BlobWriter, PortError, PresignedRequest, Service, TransferMethod,
@@ -83,13 +83,24 @@ fn meta_of(meta: ObjectMeta) -> Result<BlobMeta, PortError> {
     })
 }
 
-/// A path-style client of the bucket at `endpoint`.
+/// Retries of a failed request (object_store's default is 10 within 3 minutes: a declare or a
+/// download then hung for minutes behind a storage that stopped answering).
+const MAX_RETRIES: usize = 3;
+
+/// A path-style client of the bucket at `endpoint`. A failed request is retried while within
+/// `request_timeout` of its first attempt, so a call gives up within twice that.
 fn client(config: &S3Config, endpoint: &str) -> Result<AmazonS3, PortError> {
     let options = ClientOptions::new()
         .with_allow_http(true)
         .with_timeout(config.request_timeout)
         .with_connect_timeout(config.request_timeout);
+    let retry = RetryConfig {
+        max_retries: MAX_RETRIES,
+        retry_timeout: config.request_timeout,
+        ..RetryConfig::default()
+    };
     AmazonS3Builder::new()
+        .with_retry(retry)
         .with_endpoint(endpoint)
         .with_bucket_name(&config.bucket)
         .with_region(&config.region)
