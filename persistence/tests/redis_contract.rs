@@ -216,8 +216,15 @@ async fn each_thread_keeps_its_own_connection_and_gets_a_new_one_after_a_failure
 
     let mine = client_id(&client).await.expect("CLIENT ID");
     assert_eq!(client_id(&client).await.expect("CLIENT ID"), mine);
+    kill_connection(&client, mine);
+    let renewed = id_after_a_kill(&client).await;
+    assert_ne!(renewed, mine, "a new connection after the kill");
+}
+
+/// Kills the connection `id` (from a thread of its own, so through another connection).
+fn kill_connection(client: &RedisClient, id: i64) {
     let mut kill = deadpool_redis::redis::cmd("CLIENT");
-    kill.arg("KILL").arg("ID").arg(mine);
+    kill.arg("KILL").arg("ID").arg(id);
     let killer = client.clone();
     let killed = std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
@@ -230,19 +237,71 @@ async fn each_thread_keeps_its_own_connection_and_gets_a_new_one_after_a_failure
     .expect("thread")
     .expect("CLIENT KILL");
     assert_eq!(killed, 1);
+}
+
+/// The `CLIENT ID` this thread gets once its killed connection failed (the first command after
+/// a kill fails; the next makes a new connection).
+async fn id_after_a_kill(client: &RedisClient) -> i64 {
     let mut answers = Vec::new();
     for _ in 0..3 {
-        answers.push(client_id(&client).await.ok());
+        answers.push(client_id(client).await.ok());
     }
-    let renewed = answers
+    answers
         .iter()
         .flatten()
         .last()
         .copied()
-        .expect("answers after the kill");
+        .unwrap_or_else(|| panic!("no answer after the kill: {answers:?}"))
+}
+
+/// A thread that keeps running (as an actix worker does) and tells, when asked, the
+/// `CLIENT ID` of the connection it uses.
+struct WorkerThread {
+    asks: std::sync::mpsc::Sender<std::sync::mpsc::Sender<i64>>,
+}
+
+impl WorkerThread {
+    fn start(client: &RedisClient) -> Self {
+        let (asks, requests) = std::sync::mpsc::channel::<std::sync::mpsc::Sender<i64>>();
+        let client = client.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            for reply in requests {
+                let id = runtime.block_on(client_id(&client)).expect("CLIENT ID");
+                let _ = reply.send(id);
+            }
+        });
+        Self { asks }
+    }
+
+    fn connection_id(&self) -> i64 {
+        let (reply, answer) = std::sync::mpsc::channel();
+        self.asks.send(reply).expect("worker running");
+        answer.recv().expect("worker answers")
+    }
+}
+
+/// A connection that fails on one thread makes every thread of the client connect again
+/// before its next command (a generation count), as the one shared connection did: after a
+/// Redis restart, the other threads' connections are dead too.
+#[tokio::test]
+async fn a_failed_connection_makes_every_thread_connect_again() {
+    let server = RedisServer::start();
+    let client = client(&server);
+    let worker = WorkerThread::start(&client);
+    let before = worker.connection_id();
+    assert_eq!(worker.connection_id(), before, "kept while nothing fails");
+    let mine = client_id(&client).await.expect("CLIENT ID");
+    assert_ne!(mine, before);
+    kill_connection(&client, mine);
+    id_after_a_kill(&client).await;
     assert_ne!(
-        renewed, mine,
-        "a new connection after the kill: {answers:?}"
+        worker.connection_id(),
+        before,
+        "the worker's healthy connection is replaced too"
     );
 }
 
