@@ -30,14 +30,12 @@ pub async fn close_sessions_everywhere(
     user_id: &UserId,
     reason: SessionCloseReason,
 ) -> Result<(), PortError> {
-    node.ports()
-        .bus
-        .publish(BusEnvelope {
-            topic: BusTopic::User(user_id.clone()),
-            origin: node.node_id().clone(),
-            payload: BusPayload::CloseSessions { reason },
-        })
-        .await
+    let envelope = BusEnvelope {
+        topic: BusTopic::User(user_id.clone()),
+        origin: node.node_id().clone(),
+        payload: BusPayload::CloseSessions { reason },
+    };
+    crate::router::publish(node, envelope).await
 }
 
 /// Closes this node's sessions of the user (the frames already queued go first). Returns how

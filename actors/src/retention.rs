@@ -153,16 +153,14 @@ pub async fn purge_conversation(
     };
     let event = LogEvent::new(uuid::Uuid::now_v7().to_string(), Utc::now(), body);
     ports.log.append(vec![event]).await?;
-    ports
-        .bus
-        .publish(BusEnvelope {
-            topic: BusTopic::Conversation(conversation_id.clone()),
-            origin: node.node_id().clone(),
-            payload: BusPayload::MessagesPurged {
-                through_seq: through,
-            },
-        })
-        .await?;
+    let purged_envelope = BusEnvelope {
+        topic: BusTopic::Conversation(conversation_id.clone()),
+        origin: node.node_id().clone(),
+        payload: BusPayload::MessagesPurged {
+            through_seq: through,
+        },
+    };
+    crate::router::publish(node, purged_envelope).await?;
     tracing::info!(
         conversation_id = %conversation_id,
         through_seq = through.0,

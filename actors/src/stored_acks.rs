@@ -103,7 +103,7 @@ pub async fn run(node: Node, mut shutdown: watch::Receiver<bool>, health: Arc<Co
                         },
                     },
                 };
-                if let Err(error) = node.ports().bus.publish(envelope).await {
+                if let Err(error) = crate::router::publish(&node, envelope).await {
                     tracing::warn!(error = %error, "relaying a stored ack failed");
                 }
                 node.metrics().stored_acks_relayed.inc();

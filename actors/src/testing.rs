@@ -8,9 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ports::{
     AbandonedSend, Bus, BusEnvelope, BusTopic, CreateOutcome, DedupKey, Directory, EventLog,
-    LogConsumer, MessageCache, MessageQuery, PortError, Presence, RateDecision, RateLimiter,
-    Reaped, Reservation, SendIntent, Sequencer, Service, Store, StoreWrite, StoredConversation,
-    Watermarks,
+    LogConsumer, MessageCache, MessageQuery, PortError, Presence, Publishing, RateDecision,
+    RateLimiter, Reaped, Reservation, SendIntent, Sequencer, Service, Store, StoreWrite,
+    StoredConversation, Watermarks,
 };
 use tokio::sync::mpsc;
 use wire::log::{
@@ -437,9 +437,12 @@ impl Presence for FakePresence {
     }
 }
 
-/// Records what is published; delivers subscribed topics to the incoming channel.
+/// Records what is published; delivers subscribed topics to the incoming channel, or, once
+/// [`FakeBus::reach_this_node_only`] is called, hands them back to publishers to route
+/// ([`Bus::route_here`]), as the standalone bus does.
 pub struct FakeBus {
     pub published: Mutex<Vec<BusEnvelope>>,
+    this_node_only: AtomicBool,
     subscribed: Mutex<HashSet<BusTopic>>,
     sender: mpsc::Sender<BusEnvelope>,
     receiver: Mutex<Option<mpsc::Receiver<BusEnvelope>>>,
@@ -450,6 +453,7 @@ impl Default for FakeBus {
         let (sender, receiver) = mpsc::channel(4096);
         Self {
             published: Mutex::default(),
+            this_node_only: AtomicBool::new(false),
             subscribed: Mutex::default(),
             sender,
             receiver: Mutex::new(Some(receiver)),
@@ -481,8 +485,27 @@ impl Bus for FakeBus {
         Ok(())
     }
 
+    fn route_here(&self, envelope: BusEnvelope) -> Publishing {
+        if !self.this_node_only.load(Ordering::SeqCst) {
+            return Publishing::Publish(envelope);
+        }
+        self.published.lock().unwrap().push(envelope.clone());
+        if self.subscribed.lock().unwrap().contains(&envelope.topic) {
+            Publishing::RouteHere(envelope)
+        } else {
+            Publishing::Dropped
+        }
+    }
+
     fn take_incoming(&self) -> Option<mpsc::Receiver<BusEnvelope>> {
         self.receiver.lock().unwrap().take()
+    }
+}
+
+impl FakeBus {
+    /// From now on the bus reaches this node only: publishers route what it hands back.
+    pub fn reach_this_node_only(&self) {
+        self.this_node_only.store(true, Ordering::SeqCst);
     }
 }
 

@@ -68,10 +68,30 @@ pub struct BusEnvelope {
     pub payload: BusPayload,
 }
 
+/// What [`Bus::route_here`] made of an envelope.
+pub enum Publishing {
+    /// The bus reaches this node only and the node is subscribed to the topic: the publisher
+    /// routes the envelope itself, as the node's router would have.
+    RouteHere(BusEnvelope),
+    /// The bus reaches this node only and the node is not subscribed to the topic: dropped, as
+    /// `publish` drops it.
+    Dropped,
+    /// The bus reaches other nodes: [`Bus::publish`] it.
+    Publish(BusEnvelope),
+}
+
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// Publishes to every node subscribed to `envelope.topic` (this one included).
     async fn publish(&self, envelope: BusEnvelope) -> Result<(), PortError>;
+
+    /// Lets a bus that reaches this node only hand a publish back to the publisher, to be
+    /// routed on the publisher's task instead of through [`Bus::take_incoming`]'s channel;
+    /// counted as published (and delivered or dropped) as `publish` counts it. Buses that reach
+    /// other nodes answer [`Publishing::Publish`] (the default).
+    fn route_here(&self, envelope: BusEnvelope) -> Publishing {
+        Publishing::Publish(envelope)
+    }
 
     async fn subscribe(&self, topics: Vec<BusTopic>) -> Result<(), PortError>;
 

@@ -58,7 +58,9 @@ pub use backoff::Backoff;
 pub use blob::{
     BlobKey, BlobMeta, BlobStore, BlobWriter, InvalidBlobKey, PresignedRequest, TransferMethod,
 };
-pub use bus::{Bus, BusEnvelope, BusPayload, BusTopic, SessionCloseReason, RESUBSCRIBED_ORIGIN};
+pub use bus::{
+    Bus, BusEnvelope, BusPayload, BusTopic, Publishing, SessionCloseReason, RESUBSCRIBED_ORIGIN,
+};
 pub use cache::MessageCache;
 pub use consumer_health::ConsumerHealth;
 pub use directory::{CreateOutcome, Directory};

@@ -423,7 +423,7 @@ async fn settle_abandoned(node: &Node, abandoned: &[AbandonedSend]) {
 /// Stage 5: fans the batch's events out through the bus.
 async fn publish(node: &Node, conversation_id: &ConversationId, envelopes: Vec<BusEnvelope>) {
     for envelope in envelopes {
-        if let Err(error) = node.ports().bus.publish(envelope).await {
+        if let Err(error) = crate::router::publish(node, envelope).await {
             tracing::warn!(conversation_id = %conversation_id, error = %error, "bus publish failed");
         }
     }

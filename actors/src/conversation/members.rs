@@ -67,7 +67,7 @@ pub(crate) async fn publish(node: &Node, topic: BusTopic, event: ServerEvent) {
         origin: node.node_id().clone(),
         payload: BusPayload::Event { seq: None, event },
     };
-    if let Err(error) = node.ports().bus.publish(envelope).await {
+    if let Err(error) = crate::router::publish(node, envelope).await {
         tracing::warn!(error = %error, "bus publish failed");
     }
 }
@@ -100,7 +100,7 @@ pub(crate) async fn announce_membership(
                 removed: removed.to_vec(),
             },
         };
-        if let Err(error) = node.ports().bus.publish(envelope).await {
+        if let Err(error) = crate::router::publish(node, envelope).await {
             tracing::warn!(conversation_id = %conversation_id, error = %error, "membership announcement failed");
         }
     }

@@ -8,13 +8,17 @@
 //! The incoming channel is bounded. When it is full, `publish` waits until the consumer makes
 //! room (backpressure on the publisher); it never drops a subscribed envelope. If the incoming
 //! receiver was taken and dropped, `publish` fails with `PortError::Unavailable`.
+//!
+//! Since the bus reaches no other node, `route_here` hands a subscribed envelope back to its
+//! publisher, which routes it on its own task (`actors::router::publish`): no trip through the
+//! channel to the router's thread.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use ports::{Bus, BusEnvelope, BusTopic, PortError, Service};
+use ports::{Bus, BusEnvelope, BusTopic, PortError, Publishing, Service};
 use tokio::sync::mpsc;
 
 /// Default capacity of the incoming channel.
@@ -27,6 +31,8 @@ pub struct BusCounters {
     pub published: AtomicU64,
     /// Envelopes put on the incoming channel.
     pub delivered: AtomicU64,
+    /// Envelopes handed back to their publisher to route (`route_here`).
+    pub routed_here: AtomicU64,
     /// Envelopes dropped because this node was not subscribed to their topic.
     pub dropped_unsubscribed: AtomicU64,
 }
@@ -56,6 +62,18 @@ impl InProcessBus {
     fn is_subscribed(&self, topic: &BusTopic) -> bool {
         lock(&self.subscriptions).contains(topic)
     }
+
+    /// Counts a publish; false (and counted dropped) when no one here is subscribed.
+    fn count_published(&self, topic: &BusTopic) -> bool {
+        self.counters.published.fetch_add(1, Ordering::Relaxed);
+        let subscribed = self.is_subscribed(topic);
+        if !subscribed {
+            self.counters
+                .dropped_unsubscribed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        subscribed
+    }
 }
 
 impl Default for InProcessBus {
@@ -74,11 +92,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[async_trait]
 impl Bus for InProcessBus {
     async fn publish(&self, envelope: BusEnvelope) -> Result<(), PortError> {
-        self.counters.published.fetch_add(1, Ordering::Relaxed);
-        if !self.is_subscribed(&envelope.topic) {
-            self.counters
-                .dropped_unsubscribed
-                .fetch_add(1, Ordering::Relaxed);
+        if !self.count_published(&envelope.topic) {
             return Ok(());
         }
         self.sender.send(envelope).await.map_err(|_| {
@@ -99,6 +113,14 @@ impl Bus for InProcessBus {
             subscriptions.remove(topic);
         }
         Ok(())
+    }
+
+    fn route_here(&self, envelope: BusEnvelope) -> Publishing {
+        if !self.count_published(&envelope.topic) {
+            return Publishing::Dropped;
+        }
+        self.counters.routed_here.fetch_add(1, Ordering::Relaxed);
+        Publishing::RouteHere(envelope)
     }
 
     fn take_incoming(&self) -> Option<mpsc::Receiver<BusEnvelope>> {
@@ -133,5 +155,37 @@ mod tests {
         assert_eq!(counters.published.load(Ordering::Relaxed), 2);
         assert_eq!(counters.delivered.load(Ordering::Relaxed), 1);
         assert_eq!(counters.dropped_unsubscribed.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn route_here_hands_back_subscribed_envelopes_and_drops_the_others() {
+        let bus = InProcessBus::new(4);
+        let mut incoming = bus.take_incoming().expect("incoming");
+        let topic = BusTopic::Conversation(ConversationId::new("c"));
+        let envelope = BusEnvelope {
+            topic: topic.clone(),
+            origin: NodeId::new("n"),
+            payload: BusPayload::MessagesPurged {
+                through_seq: wire::Seq(3),
+            },
+        };
+        assert!(matches!(
+            bus.route_here(envelope.clone()),
+            Publishing::Dropped
+        ));
+        bus.subscribe(vec![topic]).await.expect("subscribe");
+        match bus.route_here(envelope.clone()) {
+            Publishing::RouteHere(handed_back) => assert_eq!(handed_back, envelope),
+            _ => panic!("a subscribed envelope is handed back"),
+        }
+        assert!(
+            incoming.try_recv().is_err(),
+            "nothing went through the channel"
+        );
+        let counters = bus.counters();
+        assert_eq!(counters.published.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.dropped_unsubscribed.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.routed_here.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.delivered.load(Ordering::Relaxed), 0);
     }
 }
