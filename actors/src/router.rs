@@ -31,7 +31,7 @@ pub fn start(node: Node) -> Result<(), PortError> {
 /// Publishes `envelope` on the bus. On a bus that reaches this node only (standalone) a
 /// publisher on an actix arbiter routes the envelope itself, on its own task: through the
 /// router it would cross to the router's thread and back to the conversation actor's (two
-/// thread switches of the five a one-to-one message costs; ≈ 8 % of a standalone send's CPU,
+/// thread switches of the five a one-to-one message costs; 7 % of a standalone send's CPU,
 /// docs/benchmarks.md). Routing ends before this returns, so a publisher's envelopes are routed
 /// in its order and before anything it does next, as they are through the router's channel.
 /// Off an arbiter (routing may start a conversation actor, which needs one) the envelope goes
