@@ -199,7 +199,7 @@ mod tests {
 
     use super::*;
     use crate::node::Limits;
-    use crate::session::{Outbound, SessionHandle};
+    use crate::session::{DetachedSession, Outbound, SessionHandle};
     use crate::testing::Harness;
 
     fn joined(conversation_id: &ConversationId, added: &[&str], last_seq: u64) -> ServerEvent {
@@ -217,6 +217,19 @@ mod tests {
                 last_seq: Seq(last_seq),
             },
         }
+    }
+
+    /// A session of bob's on the node (in no conversation yet), and what it is sent.
+    async fn bob_connected(harness: &Harness) -> DetachedSession {
+        let (session, outbound) =
+            SessionHandle::detached(UserId::new("bob"), 16, harness.node.metrics().clone());
+        harness
+            .node
+            .registry()
+            .register_session(&session, &[], None)
+            .await
+            .unwrap();
+        outbound
     }
 
     /// Regression (the two-node chat load test): messages sent between a membership change
@@ -238,14 +251,7 @@ mod tests {
             .to_vec();
         let sequencer = &harness.node.ports().sequencer;
         sequencer.reserve(&conversation_id, &sends).await.unwrap();
-        let (session, outbound) =
-            SessionHandle::detached(UserId::new("bob"), 16, harness.node.metrics().clone());
-        harness
-            .node
-            .registry()
-            .register_session(&session, &[], None)
-            .await
-            .unwrap();
+        let outbound = bob_connected(&harness).await;
         for (added, expected) in [
             (&["bob"][..], "\"last_seq\":3"),
             (&["carol"][..], "\"last_seq\":0"),
@@ -274,14 +280,7 @@ mod tests {
         let harness = Harness::new(Limits::default());
         harness.bus.reach_this_node_only();
         let conversation_id = ConversationId::new("c-local");
-        let (session, outbound) =
-            SessionHandle::detached(UserId::new("bob"), 16, harness.node.metrics().clone());
-        harness
-            .node
-            .registry()
-            .register_session(&session, &[], None)
-            .await
-            .unwrap();
+        let outbound = bob_connected(&harness).await;
         let envelope = BusEnvelope {
             topic: BusTopic::User(UserId::new("bob")),
             origin: harness.node.node_id().clone(),
