@@ -46,8 +46,9 @@ async fn least_heap_over(index: &TantivyIndex, first_seq: u64, batches: u64) -> 
 
 /// Commits in each of the two windows whose least heaps are compared.
 const WINDOW: u64 = 200;
-/// Commits between the two windows: with the windows, the leak this test guards against
-/// (0.7–1.3 KB a commit) is at least 1 600 commits' worth, over a megabyte.
+/// Commits between the two windows: the two least readings are at least this many commits
+/// apart, so the leak this test guards against (0.7–1.3 KB a commit) adds 1–1.8 MB between
+/// them.
 const BETWEEN: u64 = 1_400;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
