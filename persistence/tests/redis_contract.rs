@@ -176,16 +176,20 @@ async fn a_closed_port_is_unavailable_quickly() {
     );
 }
 
+/// A runtime of a thread's own, as an actix worker has.
+fn thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// `CLIENT ID` of the connection `client` uses on a thread of its own (with its own runtime,
 /// as an actix worker has), asked twice, the second time through a clone.
 fn connection_ids_on_a_new_thread(client: &RedisClient) -> (i64, i64) {
     let client = client.clone();
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
+        thread_runtime().block_on(async {
             let first = client_id(&client).await.expect("CLIENT ID");
             let again = client_id(&client.clone()).await.expect("CLIENT ID");
             (first, again)
@@ -226,16 +230,10 @@ fn kill_connection(client: &RedisClient, id: i64) {
     let mut kill = deadpool_redis::redis::cmd("CLIENT");
     kill.arg("KILL").arg("ID").arg(id);
     let killer = client.clone();
-    let killed = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(killer.query::<i64>(kill))
-    })
-    .join()
-    .expect("thread")
-    .expect("CLIENT KILL");
+    let killed = std::thread::spawn(move || thread_runtime().block_on(killer.query::<i64>(kill)))
+        .join()
+        .expect("thread")
+        .expect("CLIENT KILL");
     assert_eq!(killed, 1);
 }
 
@@ -265,10 +263,7 @@ impl WorkerThread {
         let (asks, requests) = std::sync::mpsc::channel::<std::sync::mpsc::Sender<i64>>();
         let client = client.clone();
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let runtime = thread_runtime();
             for reply in requests {
                 let id = runtime.block_on(client_id(&client)).expect("CLIENT ID");
                 let _ = reply.send(id);
