@@ -153,6 +153,23 @@ async fn concurrent_nodes_allocate_dense_seqs() {
     assert_eq!(all, (1..=200).collect::<Vec<u64>>(), "dense, no duplicate");
 }
 
+/// The fixtures' ports (every private server of the tests) are free and below the kernel's
+/// ephemeral range, where an outgoing connection of a parallel test could take them.
+#[test]
+fn fixture_ports_are_free_and_below_the_ephemeral_range() {
+    use common::free_ports::{free_block, is_free, EPHEMERAL_START, LOWEST};
+    for _ in 0..50 {
+        let base = free_block(4, 10_000);
+        assert!(base >= LOWEST, "{base}");
+        assert!(base + 10_000 + 4 <= EPHEMERAL_START, "{base}");
+        assert!((base..base + 4)
+            .chain(base + 10_000..base + 10_004)
+            .all(is_free));
+    }
+    let port = free_port();
+    assert!((LOWEST..EPHEMERAL_START).contains(&port), "{port}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_port_is_unavailable_quickly() {
     let config = RedisConfig::new(format!("redis://127.0.0.1:{}/", free_port()))

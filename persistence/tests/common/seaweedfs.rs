@@ -6,7 +6,6 @@
 // Every test crate that includes `common` compiles this; only the object storage tests use it.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -25,30 +24,10 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/services/seaweedfs.sh")
 }
 
-/// Whether nothing listens on `port` now.
-fn is_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
 /// A base port `p` with `p..p+3` and `p+10000..p+10003` free (the S3, master, volume and filer
-/// ports and their gRPC neighbours), all below 32768: the kernel gives outgoing connections
-/// ports from 32768 up, and one of them can take a port of the block between this check and
-/// SeaweedFS's bind (it happened to the chaos run's and the soak's gRPC ports).
+/// ports and their gRPC neighbours), below the ephemeral range (see `free_ports`).
 fn free_port_block() -> u16 {
-    for _ in 0..200 {
-        let base = 10_000 + (rand_below(12_760) as u16);
-        let ports = (base..base + 4).chain(base + 10_000..base + 10_004);
-        if ports.into_iter().all(is_free) {
-            return base;
-        }
-    }
-    panic!("no free block of ports for seaweedfs");
-}
-
-/// A random number below `bound` (each `RandomState` is seeded afresh).
-fn rand_below(bound: u32) -> u32 {
-    use std::hash::BuildHasher;
-    (std::collections::hash_map::RandomState::new().hash_one(0u8) % u64::from(bound)) as u32
+    super::free_ports::free_block(4, 10_000)
 }
 
 impl SeaweedServer {

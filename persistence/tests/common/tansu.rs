@@ -7,12 +7,14 @@
 // Every test crate that includes `common` compiles this; only the Kafka tests use it.
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+pub use super::free_ports::free_port;
 
 const START_WITHIN: Duration = Duration::from_secs(10);
 
@@ -125,14 +127,6 @@ fn tansu_binary() -> PathBuf {
         )
     }
     PathBuf::from(path)
-}
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
 }
 
 /// Produces `payload` to `topic` with `key`, the way a broken producer would (not a log event).

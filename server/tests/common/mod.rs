@@ -10,6 +10,8 @@ pub mod attachments;
 // The private SeaweedFS (S3) of the persistence tests, shared through its path.
 pub mod durable;
 pub mod export;
+#[path = "../../../persistence/tests/common/free_ports.rs"]
+pub mod free_ports;
 pub mod raw;
 #[path = "../../../persistence/tests/common/seaweedfs.rs"]
 pub mod seaweedfs;
@@ -611,13 +613,7 @@ pub async fn metric(server: &TestServer, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("metric {name} not exposed"))
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("free port")
-}
+pub use free_ports::free_port;
 
 /// A private redis-server started through `scripts/services/redis.sh` (AOF on, own dir).
 pub struct TestRedis {
