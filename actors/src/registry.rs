@@ -361,6 +361,25 @@ impl LocalRegistry {
             .is_some_and(|conversations| conversations.contains(conversation_id))
     }
 
+    /// Where a conversation actor started from this thread should run instead, near the
+    /// conversation's local sessions: `None` when one of them runs on this thread (or none has
+    /// an arbiter), else the arbiter of the first. A bus event that reaches the router first
+    /// would otherwise start the actor on the router's thread, away from every session it
+    /// serves (issue #14).
+    pub fn arbiter_near_sessions(
+        &self,
+        conversation_id: &ConversationId,
+    ) -> Option<actix::ArbiterHandle> {
+        let maps = self.maps();
+        let sessions = maps.sessions_by_conversation.get(conversation_id)?;
+        let here = std::thread::current().id();
+        let mut homes = sessions.iter().filter_map(SessionHandle::home);
+        if homes.clone().any(|home| home.thread == here) {
+            return None;
+        }
+        homes.next().map(|home| home.arbiter.clone())
+    }
+
     pub fn has_local_sessions(&self, conversation_id: &ConversationId) -> bool {
         self.maps()
             .sessions_by_conversation

@@ -25,7 +25,9 @@ impl Supervisor {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The running actor of a conversation, started if there is none (or it failed).
+    /// The running actor of a conversation, started if there is none (or it failed): on this
+    /// arbiter when a local session of the conversation runs here or none does, else on a
+    /// local session's ([`crate::registry::LocalRegistry::arbiter_near_sessions`]).
     /// Must be called on an actix arbiter.
     pub fn conversation(
         &self,
@@ -38,7 +40,11 @@ impl Supervisor {
                 return ConversationHandle::new(addr.clone());
             }
         }
-        let addr = Conversation::new(node.clone(), conversation_id.clone()).start();
+        let conversation = Conversation::new(node.clone(), conversation_id.clone());
+        let addr = match node.registry().arbiter_near_sessions(conversation_id) {
+            Some(arbiter) => Conversation::start_in_arbiter(&arbiter, move |_| conversation),
+            None => conversation.start(),
+        };
         actors.insert(conversation_id.clone(), addr.clone());
         ConversationHandle::new(addr)
     }
@@ -105,5 +111,86 @@ impl Supervisor {
             .into_iter()
             .filter(|answer| matches!(answer, Ok(false)))
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::thread::ThreadId;
+
+    use tokio::sync::oneshot;
+    use wire::UserId;
+
+    use crate::conversation::ThreadOf;
+    use crate::node::Limits;
+    use crate::session::{DetachedSession, SessionHandle};
+    use crate::testing::Harness;
+
+    /// A session made on `arbiter`'s thread (as a connection's is on its HTTP worker), and that
+    /// thread.
+    async fn session_on(
+        arbiter: &actix::Arbiter,
+        harness: &Harness,
+        user: &str,
+    ) -> ((SessionHandle, DetachedSession), ThreadId) {
+        let (made, answer) = oneshot::channel();
+        let (user, metrics) = (UserId::new(user), harness.node.metrics().clone());
+        arbiter.spawn(async move {
+            let session = SessionHandle::detached(user, 16, metrics);
+            let _ = made.send((session, std::thread::current().id()));
+        });
+        answer.await.expect("made on the arbiter")
+    }
+
+    async fn thread_of_actor(harness: &Harness, conversation: &wire::ConversationId) -> ThreadId {
+        let handle = harness
+            .node
+            .supervisor()
+            .conversation(&harness.node, conversation);
+        handle
+            .addr()
+            .send(ThreadOf)
+            .await
+            .expect("the actor answers")
+    }
+
+    /// Issue #14: a conversation actor started from a thread none of the conversation's local
+    /// sessions runs on (the router's, for a bus event) runs on a local session's arbiter; one
+    /// started where a local session runs stays there.
+    #[actix_rt::test]
+    async fn an_actor_starts_near_its_conversations_local_sessions() {
+        let harness = Harness::new(Limits::default());
+        let worker = actix::Arbiter::new();
+        let here = std::thread::current().id();
+
+        let away = harness.group("away", &["alice", "bob"]);
+        let both = harness.group("both", &["alice", "bob"]);
+        let ((bob, _bob_out), worker_thread) = session_on(&worker, &harness, "bob").await;
+        let (alice, _alice_out) =
+            SessionHandle::detached(UserId::new("alice"), 16, harness.node.metrics().clone());
+        let registry = harness.node.registry();
+        registry
+            .register_session(&bob, &[away.clone(), both.clone()], None)
+            .await
+            .unwrap();
+        registry
+            .register_session(&alice, std::slice::from_ref(&both), None)
+            .await
+            .unwrap();
+        assert_ne!(worker_thread, here);
+        assert_eq!(
+            thread_of_actor(&harness, &away).await,
+            worker_thread,
+            "only bob's session, on the worker"
+        );
+        assert_eq!(
+            thread_of_actor(&harness, &both).await,
+            here,
+            "alice's session runs here"
+        );
+
+        let nobody = harness.group("nobody", &["carol"]);
+        assert_eq!(thread_of_actor(&harness, &nobody).await, here);
+        worker.stop();
     }
 }

@@ -517,6 +517,21 @@ impl Handler<CheckIdle> for Conversation {
     }
 }
 
+/// Asks on which thread the actor runs (tests of where actors are started).
+#[cfg(test)]
+#[derive(actix::Message)]
+#[rtype(result = "std::thread::ThreadId")]
+pub(crate) struct ThreadOf;
+
+#[cfg(test)]
+impl Handler<ThreadOf> for Conversation {
+    type Result = actix::MessageResult<ThreadOf>;
+
+    fn handle(&mut self, _message: ThreadOf, _ctx: &mut Self::Context) -> Self::Result {
+        actix::MessageResult(std::thread::current().id())
+    }
+}
+
 /// Another node changed the membership or title: reload the record before the next batch.
 #[derive(actix::Message)]
 #[rtype(result = "()")]

@@ -68,6 +68,15 @@ pub(super) struct SessionShared {
     outgoing: Mutex<Outgoing>,
     /// The session's task, woken when a frame is queued or a close requested.
     pub(super) wake: AtomicWaker,
+    /// The arbiter (and its thread) the session was created on, where its actor runs.
+    home: Option<SessionHome>,
+}
+
+/// Where a session runs: its arbiter, and that arbiter's thread.
+#[derive(Clone)]
+pub struct SessionHome {
+    pub arbiter: actix::ArbiterHandle,
+    pub thread: std::thread::ThreadId,
 }
 
 #[derive(Default)]
@@ -96,6 +105,10 @@ impl SessionShared {
             capacity: capacity.max(1),
             outgoing: Mutex::new(Outgoing::default()),
             wake: AtomicWaker::new(),
+            home: actix::Arbiter::try_current().map(|arbiter| SessionHome {
+                arbiter,
+                thread: std::thread::current().id(),
+            }),
         })
     }
 
@@ -162,6 +175,11 @@ impl SessionHandle {
 
     pub fn user_id(&self) -> &UserId {
         &self.shared.user_id
+    }
+
+    /// The arbiter the session runs on (`None` for a session made off any arbiter).
+    pub fn home(&self) -> Option<&SessionHome> {
+        self.shared.home.as_ref()
     }
 
     /// Queues a text frame. When the queue is full the client is not keeping up: the session is

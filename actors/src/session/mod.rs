@@ -26,7 +26,9 @@ use tokio_tungstenite::WebSocketStream;
 use wire::{Timestamp, UserId};
 
 pub use actor::Session;
-pub use handle::{CloseRequest, DetachedSession, Outbound, QueuedFrames, SessionHandle};
+pub use handle::{
+    CloseRequest, DetachedSession, Outbound, QueuedFrames, SessionHandle, SessionHome,
+};
 
 /// What the session is opened with, after authentication.
 #[derive(Debug)]
