@@ -24,7 +24,7 @@ pub(super) fn build(
     let max_body = settings.limits.max_frame_bytes;
     let http_metrics = state.metrics.http_request_duration.clone();
     let shutdown_timeout_secs = settings.server.shutdown_timeout_ms.div_ceil(1000);
-    let workers = settings.server.workers;
+    let workers = http_workers(settings.server.workers, available_cores());
     let mut server = actix_server::Server::build()
         .listen("parley-http", listener, move || {
             let http_metrics = http_metrics.clone();
@@ -66,10 +66,38 @@ pub(super) fn build(
         })?
         .disable_signals()
         .shutdown_timeout(shutdown_timeout_secs);
-    if workers > 0 {
-        server = server.workers(workers);
+    Ok(server.workers(workers).run())
+}
+
+/// The cores this process may run on (1 when unknown).
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// `server.workers`, or for 0 one per core but one (at least one): the log writer, ingest and
+/// search get a core, and a message wakes fewer threads. On two cores one worker spent 13 %
+/// less CPU per one-to-one send than two, with no worse latency up to 10 000 sends/s
+/// (docs/benchmarks.md, "One HTTP worker on two cores").
+fn http_workers(configured: usize, cores: usize) -> usize {
+    if configured > 0 {
+        configured
+    } else {
+        cores.saturating_sub(1).max(1)
     }
-    Ok(server.run())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_workers;
+
+    #[test]
+    fn zero_workers_means_one_per_core_but_one() {
+        assert_eq!(http_workers(0, 1), 1);
+        assert_eq!(http_workers(0, 2), 1);
+        assert_eq!(http_workers(0, 8), 7);
+        assert_eq!(http_workers(3, 8), 3, "a configured count is kept");
+        assert_eq!(http_workers(4, 1), 4);
+    }
 }
 
 /// Hands an upgrade request and its raw connection to the WebSocket session (`crate::ws`).
