@@ -25,7 +25,7 @@ pub(super) fn build(
     let http_metrics = state.metrics.http_request_duration.clone();
     let shutdown_timeout_secs = settings.server.shutdown_timeout_ms.div_ceil(1000);
     let workers = http_workers(settings.server.workers, available_cores());
-    let mut server = actix_server::Server::build()
+    let server = actix_server::Server::build()
         .listen("parley-http", listener, move || {
             let http_metrics = http_metrics.clone();
             let app = App::new()
@@ -86,20 +86,6 @@ fn http_workers(configured: usize, cores: usize) -> usize {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::http_workers;
-
-    #[test]
-    fn zero_workers_means_one_per_core_but_one() {
-        assert_eq!(http_workers(0, 1), 1);
-        assert_eq!(http_workers(0, 2), 1);
-        assert_eq!(http_workers(0, 8), 7);
-        assert_eq!(http_workers(3, 8), 3, "a configured count is kept");
-        assert_eq!(http_workers(4, 1), 4);
-    }
-}
-
 /// Hands an upgrade request and its raw connection to the WebSocket session (`crate::ws`).
 fn websocket_upgrade(
     state: Arc<AppState>,
@@ -156,5 +142,19 @@ impl ServingHttp {
             Ok(served) => served.context("http server failed"),
             Err(panicked) => Err(anyhow::Error::new(panicked).context("http server failed")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_workers;
+
+    #[test]
+    fn zero_workers_means_one_per_core_but_one() {
+        assert_eq!(http_workers(0, 1), 1);
+        assert_eq!(http_workers(0, 2), 1);
+        assert_eq!(http_workers(0, 8), 7);
+        assert_eq!(http_workers(3, 8), 3, "a configured count is kept");
+        assert_eq!(http_workers(4, 1), 4);
     }
 }
