@@ -339,6 +339,28 @@ async fn redis_rate_limiter_keeps_the_rate_limiter_contract() {
     .await;
 }
 
+/// A user's bucket is shared by every node (docs/protocol.md §12.2): a burst spent through one
+/// node leaves the user limited on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_rate_limit_bucket_is_shared_by_every_node() {
+    let server = RedisServer::start();
+    let node_a = RedisRateLimiter::new(client(&server), 0.01, 3);
+    let node_b = RedisRateLimiter::new(client(&server), 0.01, 3);
+    let user = UserId::new(unique("user"));
+    for limiter in [&node_a, &node_b, &node_a] {
+        assert_eq!(
+            limiter.check(&user, 1).await.expect("check"),
+            ports::RateDecision::Allowed
+        );
+    }
+    for limiter in [&node_b, &node_a] {
+        assert!(matches!(
+            limiter.check(&user, 1).await.expect("check"),
+            ports::RateDecision::Limited { .. }
+        ));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_presence_keeps_the_presence_contract() {
     let server = RedisServer::start();
