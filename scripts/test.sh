@@ -50,7 +50,7 @@ scripts/clients-test.sh
 # Fuzzing, a short run of every target from its committed corpus (nightly toolchain;
 # cargo-fuzz is installed when missing). Longer runs: scripts/fuzz.sh --seconds N.
 echo "==> fuzz (10 s per target)"
-scripts/fuzz.sh --seconds 10
+scripts/fuzz.sh --seconds 10 --seed 1
 
 # The short chaos run (issue #19): the durable cluster on private ports (26000-26063 and
 # 16060-16063, SeaweedFS's S3 and gRPC ports below 32768, see scripts/chaos.sh) under
