@@ -22,6 +22,8 @@ pub struct Metrics {
     pub sessions_open: IntGauge,
     pub frames_in: IntCounter,
     pub frames_out: IntCounter,
+    /// Flushes of queued frames to a client's socket (frames_out ÷ this: frames per write).
+    pub socket_writes: IntCounter,
     pub messages_accepted: IntCounter,
     pub fanout_deliveries: IntCounter,
     pub fanout_redeliveries_refused: IntCounter,
@@ -102,6 +104,10 @@ impl Metrics {
             sessions_open: gauge("parley_ws_sessions_open", "open WebSocket sessions"),
             frames_in: counter("parley_ws_frames_in_total", "frames received from clients"),
             frames_out: counter("parley_ws_frames_out_total", "frames queued to clients"),
+            socket_writes: counter(
+                "parley_ws_socket_writes_total",
+                "flushes of queued frames to clients' sockets (several frames can go in one)",
+            ),
             messages_accepted: counter(
                 "parley_messages_accepted_total",
                 "messages durable in the log and acknowledged as accepted",

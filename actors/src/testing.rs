@@ -35,6 +35,8 @@ pub struct FakeLog {
     /// Appends wait while this is set (a log that hangs): the batch in flight holds its
     /// conversation until it is cleared.
     pub stall: AtomicBool,
+    /// Appends called, stalled ones included.
+    pub appends_started: AtomicUsize,
     /// What `consumer` hands out, in order; with none left it fails.
     pub consumers: Mutex<Vec<Box<dyn LogConsumer>>>,
     /// How many consumers were asked for.
@@ -58,6 +60,7 @@ impl EventLog for FakeLog {
                 "injected log failure",
             ));
         }
+        self.appends_started.fetch_add(1, Ordering::SeqCst);
         while self.stall.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }

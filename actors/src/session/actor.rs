@@ -26,7 +26,8 @@ pub struct Session {
     pub(super) node: Node,
     pub(super) handle: SessionHandle,
     last_heard: Instant,
-    inflight: usize,
+    /// Requests dispatched and not answered yet.
+    pub(super) inflight: usize,
     rejections: VecDeque<Instant>,
     registered: bool,
     /// A frame's rate-limit check is running: the next frame is read once it is done (frames

@@ -116,6 +116,9 @@ struct Link {
     input: Input,
     /// Written frames not flushed yet (or, after the client's close frame, the socket's answer).
     unflushed: bool,
+    /// The last poll left the queue for replies in flight
+    /// ([`Link::hold_back_for_replies`]): this one writes.
+    held_back: bool,
     /// Closing: the connection ends at this instant at the latest.
     closing_deadline: Option<Instant>,
 }
@@ -189,6 +192,7 @@ impl Link {
             phase: Phase::Open,
             input: Input::Frames,
             unflushed: false,
+            held_back: false,
             closing_deadline: None,
         }
     }
@@ -245,9 +249,33 @@ impl Link {
         cx.waker().wake_by_ref();
     }
 
+    /// Whether this poll leaves the queued frames to the next one: while requests are in flight,
+    /// every other poll, while the link is open and no close is requested. The task wakes itself, so
+    /// it is polled again once the tasks already ready on its thread ran. A send's `message.new`
+    /// for the sending session and its ack are both queued within that turn (the conversation
+    /// actor fans out as it answers, and the ack is queued when the session's request future
+    /// runs, which the connection is polled before), so they go out in one socket write, not
+    /// two.
+    fn hold_back_for_replies(
+        &mut self,
+        act: &Session,
+        close_requested: bool,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        self.held_back = act.inflight > 0
+            && !self.held_back
+            && self.phase == Phase::Open
+            && !close_requested
+            && act.handle.shared.has_queued();
+        if self.held_back {
+            cx.waker().wake_by_ref();
+        }
+        self.held_back
+    }
+
     /// Writes queued frames, then the close frame once a close is requested, and flushes.
-    /// `Err` when the connection is broken.
-    fn write(&mut self, shared: &SessionShared, cx: &mut Context<'_>) -> Result<(), WsError> {
+    /// `Ok(true)` when a flush of written frames completed, `Err` when the connection is broken.
+    fn write(&mut self, shared: &SessionShared, cx: &mut Context<'_>) -> Result<bool, WsError> {
         if self.phase.writes() {
             let mut budget = WRITE_BUDGET;
             loop {
@@ -274,15 +302,15 @@ impl Link {
                 }
             }
         }
-        if self.unflushed && self.socket.poll_flush_unpin(cx)?.is_ready() {
-            self.unflushed = false;
-            if self.phase == Phase::AwaitingClientClose {
-                let linger = Instant::now() + CLOSE_LINGER;
-                self.closing_deadline =
-                    Some(self.closing_deadline.map_or(linger, |at| at.min(linger)));
-            }
+        if !self.unflushed || self.socket.poll_flush_unpin(cx)?.is_pending() {
+            return Ok(false);
         }
-        Ok(())
+        self.unflushed = false;
+        if self.phase == Phase::AwaitingClientClose {
+            let linger = Instant::now() + CLOSE_LINGER;
+            self.closing_deadline = Some(self.closing_deadline.map_or(linger, |at| at.min(linger)));
+        }
+        Ok(true)
     }
 
     /// Nothing more will be read and everything owed to the client is written.
@@ -324,7 +352,14 @@ impl ActorFuture<Session> for Connection {
         if link.closing_deadline.is_none() && (close_requested || link.phase != Phase::Open) {
             link.closing_deadline = Some(now + CLOSE_SEND_TIMEOUT);
         }
-        let written = link.write(&act.handle.shared, cx);
+        let written = if link.hold_back_for_replies(act, close_requested, cx) {
+            Ok(false)
+        } else {
+            link.write(&act.handle.shared, cx)
+        };
+        if let Ok(true) = written {
+            act.node.metrics().socket_writes.inc();
+        }
         if let Err(error) = &written {
             tracing::debug!(error = %error, "websocket write failed");
         }

@@ -120,6 +120,11 @@ impl SessionShared {
         self.outgoing().close.is_some()
     }
 
+    /// Frames are queued.
+    pub(super) fn has_queued(&self) -> bool {
+        !self.outgoing().queue.is_empty()
+    }
+
     /// The oldest queued frame; once a close is requested and the queue is written (or, for a
     /// close that discards the queue, at once), the close frame. The queue's memory is released
     /// once it is empty.

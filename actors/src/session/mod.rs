@@ -21,6 +21,8 @@ mod actor;
 mod connection;
 mod framing;
 mod handle;
+#[cfg(test)]
+mod write_tests;
 
 use tokio_tungstenite::WebSocketStream;
 use wire::{Timestamp, UserId};
