@@ -152,7 +152,9 @@ async fn a_sends_ack_and_its_own_message_new_leave_in_one_socket_write() {
     assert_eq!(frames[0]["re"], 1, "{frames:?}");
     assert!(frames[0]["result"]["seq"].is_u64(), "{frames:?}");
     assert_eq!(frames[1]["ev"], "message.new", "{frames:?}");
-    queued_behind.await.expect("the queued operation is answered");
+    queued_behind
+        .await
+        .expect("the queued operation is answered");
     let writes = harness.node.metrics().socket_writes.get() - writes_before;
     assert_eq!(
         writes, 1,
