@@ -53,7 +53,7 @@ use crate::mapping::{ingest_topics, store_write, stored_ack};
 use crate::metrics::IngestMetrics;
 
 /// [`IngestConfig::linger`]'s default (`ingest.linger_ms`).
-pub const DEFAULT_LINGER: Duration = Duration::from_millis(20);
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
