@@ -53,9 +53,9 @@ impl Default for IndexerConfig {
     fn default() -> Self {
         Self {
             group: "search".to_owned(),
-            max_batch: 2048,
+            max_batch: 4096,
             poll_wait: Duration::from_millis(50),
-            commit_interval: Duration::from_millis(500),
+            commit_interval: Duration::from_millis(1000),
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
             lag_refresh: Duration::from_secs(1),

@@ -365,7 +365,7 @@ async fn acked_messages_are_searchable_within_two_seconds_under_moderate_load() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     sender.await.expect("sender");
-    // The indexer commits at most every search.commit_interval_ms (500 ms by default), so a
-    // probe waits up to about that long: 5 seconds of load leave room for at least 5 probes.
-    assert!(probes >= 5, "only {probes} probes");
+    // The indexer commits at most every search.commit_interval_ms (1 000 ms by default), so a
+    // probe waits up to about that long: 5 seconds of load leave room for at least 3 probes.
+    assert!(probes >= 3, "only {probes} probes");
 }
