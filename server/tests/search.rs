@@ -349,7 +349,8 @@ async fn acked_messages_are_searchable_within_two_seconds_under_moderate_load() 
             let mut ticker = tokio::time::interval(Duration::from_millis(10));
             for number in 1..=500 {
                 ticker.tick().await;
-                let text = format!("load{number} status update from the build");
+                // Zero-padded, so that no probe's word is a prefix of another message's.
+                let text = format!("load{number:04} status update from the build");
                 send(&mut alice, &conversation_id, &format!("l-{number}"), &text).await;
                 *acked.lock().expect("lock") = (number, Instant::now());
             }
@@ -359,7 +360,7 @@ async fn acked_messages_are_searchable_within_two_seconds_under_moderate_load() 
     while !sender.is_finished() {
         let (number, acked_at) = *acked.lock().expect("lock");
         if number > 0 {
-            wait_for_hits(&mut bob, &format!("load{number}"), 1, acked_at).await;
+            wait_for_hits(&mut bob, &format!("load{number:04}"), 1, acked_at).await;
             probes += 1;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

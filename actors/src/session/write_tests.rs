@@ -1,12 +1,15 @@
-//! A session's socket writes, seen from a raw client socket and the node's
+//! A session's socket writes, seen from a client and the node's
 //! `parley_ws_socket_writes_total`.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 use wire::UserId;
 
 use super::{Session, SessionParams};
@@ -16,12 +19,9 @@ use crate::ops::conversation_get::GetConversation;
 use crate::ops::shared::ask;
 use crate::testing::Harness;
 
-const TEXT_OPCODE: u8 = 0x1;
-
-/// The client's end of a session's socket, writing and reading WebSocket frames by hand.
+/// The client's end of a session's socket.
 struct Client {
-    stream: TcpStream,
-    received: Vec<u8>,
+    socket: WebSocketStream<TcpStream>,
 }
 
 impl Client {
@@ -45,73 +45,27 @@ impl Client {
         };
         Session::serve(harness.node.clone(), params, server_side, Vec::new());
         Self {
-            stream,
-            received: Vec::new(),
+            socket: WebSocketStream::from_raw_socket(stream, Role::Client, None).await,
         }
     }
 
-    /// Writes `value` as one masked text frame.
     async fn send(&mut self, value: Value) {
-        let payload = value.to_string().into_bytes();
-        assert!(payload.len() <= usize::from(u16::MAX), "a short frame");
-        let mask = [0x12, 0x34, 0x56, 0x78];
-        let mut frame = vec![0x80 | TEXT_OPCODE];
-        if payload.len() <= 125 {
-            frame.push(0x80 | payload.len() as u8);
-        } else {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-        }
-        frame.extend_from_slice(&mask);
-        frame.extend(
-            payload
-                .iter()
-                .enumerate()
-                .map(|(index, byte)| byte ^ mask[index % 4]),
-        );
-        self.stream.write_all(&frame).await.expect("write");
+        let frame = Message::Text(value.to_string().into());
+        self.socket.send(frame).await.expect("write");
     }
 
     /// The next text frame's JSON (other frames are skipped).
     async fn next(&mut self) -> Value {
         loop {
-            while let Some((opcode, payload)) = self.take_frame() {
-                if opcode == TEXT_OPCODE {
-                    return serde_json::from_slice(&payload).expect("JSON");
-                }
-            }
-            let mut chunk = [0u8; 4096];
-            let read = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk))
+            let read = tokio::time::timeout(Duration::from_secs(10), self.socket.next())
                 .await
-                .expect("a frame within 10 s")
-                .expect("read");
-            assert!(read > 0, "the session closed the connection");
-            self.received.extend_from_slice(&chunk[..read]);
-        }
-    }
-
-    /// The first whole (unmasked, unfragmented) server frame received, if any.
-    fn take_frame(&mut self) -> Option<(u8, Vec<u8>)> {
-        let bytes = &self.received;
-        if bytes.len() < 2 {
-            return None;
-        }
-        let (length, header) = match bytes[1] & 0x7f {
-            126 if bytes.len() >= 4 => (usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
-            127 if bytes.len() >= 10 => {
-                let length = u64::from_be_bytes(bytes[2..10].try_into().expect("8 bytes"));
-                (usize::try_from(length).expect("fits"), 10)
+                .expect("a frame within 10 s");
+            match read {
+                Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).expect("JSON"),
+                Some(Ok(_)) => {}
+                other => panic!("the session's socket ended: {other:?}"),
             }
-            126 | 127 => return None,
-            short => (usize::from(short), 2),
-        };
-        if bytes.len() < header + length {
-            return None;
         }
-        let opcode = bytes[0] & 0x0f;
-        let payload = bytes[header..header + length].to_vec();
-        self.received.drain(..header + length);
-        Some((opcode, payload))
     }
 }
 
