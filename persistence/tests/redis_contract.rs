@@ -661,6 +661,33 @@ async fn redis_sanctions_keep_the_sanctions_contract() {
     .await;
 }
 
+/// A lease kept by its holder ([`RedisLease::keep`], long work such as a slow sweep) stays held
+/// well past its TTL, and lapses once the renewal guard is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_lease_outlives_its_ttl_and_lapses_once_let_go() {
+    let server = RedisServer::start();
+    let name = unique("sweep");
+    let lease_of = |holder: &str| RedisLease::new(client(&server), &name, holder);
+    let (node_a, node_b) = (lease_of("node-a"), lease_of("node-b"));
+    let ttl = Duration::from_millis(600);
+    assert!(
+        node_a.try_hold(ttl).await.expect("hold"),
+        "a free lease is taken"
+    );
+    let renewal = node_a.keep(ttl);
+    tokio::time::sleep(ttl * 3).await;
+    assert!(
+        !node_b.try_hold(ttl).await.expect("hold"),
+        "kept: still held three TTLs later"
+    );
+    drop(renewal);
+    tokio::time::sleep(ttl + ttl / 2).await;
+    assert!(
+        node_b.try_hold(ttl).await.expect("hold"),
+        "let go: it lapsed and another node takes it"
+    );
+}
+
 /// Two nodes' leases of one name: one holds it (and renews it), the other gets it only once it
 /// lapsed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

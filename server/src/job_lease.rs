@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use persistence::redis::{RedisClient, RedisLease};
+use persistence::redis::{LeaseRenewal, RedisClient, RedisLease};
 use ports::{Job, PortError};
 use wire::NodeId;
 
@@ -62,25 +62,7 @@ impl JobLease {
     /// Renews the lease every third of its TTL until the returned guard is dropped: one step
     /// of a job may take longer than a TTL. A renewal that finds another holder changes
     /// nothing (the run notices at its next [`JobLease::hold`], or ends harmlessly).
-    pub fn keep(&self) -> Option<RenewalGuard> {
-        let lease = self.0.clone()?;
-        let renewal = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(LEASE_TTL / 3).await;
-                if let Err(error) = lease.try_hold(LEASE_TTL).await {
-                    tracing::warn!(error = %error, "renewing a job's lease failed");
-                }
-            }
-        });
-        Some(RenewalGuard(renewal))
-    }
-}
-
-/// Stops renewing a job's lease when dropped.
-pub struct RenewalGuard(tokio::task::JoinHandle<()>);
-
-impl Drop for RenewalGuard {
-    fn drop(&mut self) {
-        self.0.abort();
+    pub fn keep(&self) -> Option<LeaseRenewal> {
+        self.0.as_ref().map(|lease| lease.keep(LEASE_TTL))
     }
 }

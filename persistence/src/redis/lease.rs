@@ -1,8 +1,8 @@
 //! [`RedisLease`]: a named lease one node of the cluster holds for a while (`SET NX PX`), so
-//! periodic work such as the attachment sweep runs on one node at a time. A sweep does not renew
-//! it: the holder finishes within the TTL or another node may start too (the work must stay
-//! harmless when it overlaps). Longer work (an erasure job) renews it as it goes with
-//! [`RedisLease::try_hold`].
+//! periodic work such as the attachment sweep runs on one node at a time. Work that may outlast
+//! the TTL (a sweep of many uploads, an erasure job) renews it as it goes: [`RedisLease::keep`]
+//! (or [`RedisLease::try_hold`] step by step). Should a renewal fail, another node may start too,
+//! so the work must stay harmless when it overlaps.
 
 use std::time::Duration;
 
@@ -58,5 +58,30 @@ impl RedisLease {
             )
             .await?;
         Ok(held == 1)
+    }
+
+    /// Renews the lease for `ttl` every third of `ttl` until the returned guard is dropped (work
+    /// that may outlast one TTL). A renewal that finds another holder changes nothing; a failed
+    /// one is logged and retried at the next.
+    pub fn keep(&self, ttl: Duration) -> LeaseRenewal {
+        let lease = self.clone();
+        LeaseRenewal(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                if let Err(error) = lease.try_hold(ttl).await {
+                    tracing::warn!(lease = %lease.key, error = %error, "renewing a lease failed");
+                }
+            }
+        }))
+    }
+}
+
+/// Stops renewing a lease ([`RedisLease::keep`]) when dropped; the lease then lapses at the end
+/// of its last renewal.
+pub struct LeaseRenewal(tokio::task::JoinHandle<()>);
+
+impl Drop for LeaseRenewal {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -33,7 +33,7 @@ pub use cache::RedisMessageCache;
 pub use client::RedisClient;
 pub use config::RedisConfig;
 pub use directory::RedisDirectory;
-pub use lease::RedisLease;
+pub use lease::{LeaseRenewal, RedisLease};
 pub use presence::RedisPresence;
 pub use rate_limit::RedisRateLimiter;
 pub use retention::RedisRetention;

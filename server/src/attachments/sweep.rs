@@ -1,6 +1,7 @@
 //! The orphan sweep: every `attachments.sweep_interval_secs`, uploads no message carried within
 //! `attachments.orphan_ttl_secs` are deleted. In a cluster one node sweeps per round: the one
-//! that takes the Redis lease `attachments-sweep` (held for most of the interval).
+//! that holds the Redis lease `attachments-sweep` (taken for most of the interval, and renewed
+//! while a sweep runs longer than that, so that no other node starts one beside it).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,8 +29,9 @@ pub async fn run(
 
 async fn sweep_once(service: &AttachmentService, lease: Option<&RedisLease>, every: Duration) {
     let metrics = &service.metrics;
+    let held_for = every.mul_f64(0.9);
     if let Some(lease) = lease {
-        match lease.try_acquire(every.mul_f64(0.9)).await {
+        match lease.try_hold(held_for).await {
             Ok(true) => {}
             Ok(false) => {
                 metrics.sweeps.with_label_values(&["skipped"]).inc();
@@ -42,6 +44,7 @@ async fn sweep_once(service: &AttachmentService, lease: Option<&RedisLease>, eve
             }
         }
     }
+    let _renewal = lease.map(|lease| lease.keep(held_for));
     match service
         .attachments
         .sweep(service.settings.orphan_ttl())
