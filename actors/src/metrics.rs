@@ -104,10 +104,7 @@ impl Metrics {
             sessions_open: gauge("parley_ws_sessions_open", "open WebSocket sessions"),
             frames_in: counter("parley_ws_frames_in_total", "frames received from clients"),
             frames_out: counter("parley_ws_frames_out_total", "frames queued to clients"),
-            socket_writes: counter(
-                "parley_ws_socket_writes_total",
-                "flushes of queued frames to clients' sockets (several frames can go in one)",
-            ),
+            socket_writes: counter("parley_ws_socket_writes_total", "socket writes to clients"),
             messages_accepted: counter(
                 "parley_messages_accepted_total",
                 "messages durable in the log and acknowledged as accepted",

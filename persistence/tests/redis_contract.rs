@@ -661,19 +661,25 @@ async fn redis_sanctions_keep_the_sanctions_contract() {
     .await;
 }
 
+/// Two nodes' leases of a fresh name, the first taken by node A for `ttl`.
+async fn lease_taken_by_node_a(server: &RedisServer, ttl: Duration) -> (RedisLease, RedisLease) {
+    let name = unique("lease");
+    let lease_of = |holder: &str| RedisLease::new(client(server), &name, holder);
+    let (node_a, node_b) = (lease_of("node-a"), lease_of("node-b"));
+    assert!(
+        node_a.try_hold(ttl).await.expect("hold"),
+        "a free lease is taken"
+    );
+    (node_a, node_b)
+}
+
 /// A lease kept by its holder ([`RedisLease::keep`], long work such as a slow sweep) stays held
 /// well past its TTL, and lapses once the renewal guard is dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_lease_outlives_its_ttl_and_lapses_once_let_go() {
     let server = RedisServer::start();
-    let name = unique("sweep");
-    let lease_of = |holder: &str| RedisLease::new(client(&server), &name, holder);
-    let (node_a, node_b) = (lease_of("node-a"), lease_of("node-b"));
     let ttl = Duration::from_millis(600);
-    assert!(
-        node_a.try_hold(ttl).await.expect("hold"),
-        "a free lease is taken"
-    );
+    let (node_a, node_b) = lease_taken_by_node_a(&server, ttl).await;
     let renewal = node_a.keep(ttl);
     tokio::time::sleep(ttl * 3).await;
     assert!(
@@ -693,14 +699,8 @@ async fn a_kept_lease_outlives_its_ttl_and_lapses_once_let_go() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_is_held_renewed_and_taken_over_once_it_lapses() {
     let server = RedisServer::start();
-    let name = unique("job");
-    let lease_of = |holder: &str| RedisLease::new(client(&server), &name, holder);
-    let (node_a, node_b) = (lease_of("node-a"), lease_of("node-b"));
     let ttl = Duration::from_secs(1);
-    assert!(
-        node_a.try_hold(ttl).await.expect("hold"),
-        "a free lease is taken"
-    );
+    let (node_a, node_b) = lease_taken_by_node_a(&server, ttl).await;
     assert!(
         !node_b.try_hold(ttl).await.expect("hold"),
         "another holder is refused"
