@@ -673,17 +673,22 @@ async fn lease_taken_by_node_a(server: &RedisServer, ttl: Duration) -> (RedisLea
     (node_a, node_b)
 }
 
-/// A lease kept by its holder ([`RedisLease::keep`], long work such as a slow sweep) stays held
-/// well past its TTL, and lapses once the renewal guard is dropped.
+/// A round's lease ([`RedisLease::hold_round`], long work such as a slow sweep) is kept by its
+/// holder well past its TTL, refused to another node meanwhile, and lapses once the renewal
+/// guard is dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kept_lease_outlives_its_ttl_and_lapses_once_let_go() {
+async fn a_rounds_lease_outlives_its_ttl_and_lapses_once_let_go() {
     let server = RedisServer::start();
     let ttl = Duration::from_millis(600);
     let (node_a, node_b) = lease_taken_by_node_a(&server, ttl).await;
-    let renewal = node_a.keep(ttl);
+    let renewal = node_a
+        .hold_round(ttl)
+        .await
+        .expect("hold")
+        .expect("its holder extends it");
     tokio::time::sleep(ttl * 3).await;
     assert!(
-        !node_b.try_hold(ttl).await.expect("hold"),
+        node_b.hold_round(ttl).await.expect("hold").is_none(),
         "kept: still held three TTLs later"
     );
     drop(renewal);

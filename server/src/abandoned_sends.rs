@@ -58,14 +58,14 @@ impl AbandonedSendReaper {
     }
 
     async fn round(&self) {
-        match self.lease.try_acquire(ROUND_EVERY.mul_f64(0.9)).await {
-            Ok(true) => {}
-            Ok(false) => return,
+        let _renewal = match self.lease.hold_round(ROUND_EVERY.mul_f64(0.9)).await {
+            Ok(Some(renewal)) => renewal,
+            Ok(None) => return,
             Err(error) => {
                 tracing::warn!(error = %error, "abandoned-send reaper lease failed");
                 return;
             }
-        }
+        };
         match actors::abandoned_sends::settle_round(&self.node).await {
             Ok(settled) => {
                 self.settled

@@ -13,6 +13,26 @@ use wire::NodeId;
 /// How long a job's lease lasts without renewal.
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
 
+/// Whether this node runs a round of periodic work that one node of a cluster does at a time.
+pub enum Round {
+    /// Run it; its lease (none where the node shares nothing) is renewed until this is dropped.
+    Run(Option<LeaseRenewal>),
+    /// Another node holds the round's lease.
+    Skip,
+}
+
+/// Takes the lease of a round (a sweep, a reaper round) for `ttl`, renewed while the round
+/// runs ([`RedisLease::hold_round`]); without a lease every round runs.
+pub async fn take_round(lease: Option<&RedisLease>, ttl: Duration) -> Result<Round, PortError> {
+    let Some(lease) = lease else {
+        return Ok(Round::Run(None));
+    };
+    Ok(match lease.hold_round(ttl).await? {
+        Some(renewal) => Round::Run(Some(renewal)),
+        None => Round::Skip,
+    })
+}
+
 /// The leases of one node's jobs.
 #[derive(Clone)]
 pub struct JobLeases {

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 use crate::attachments::metrics::{counter, counter_vec};
 use crate::config::RetentionSettings;
+use crate::job_lease::{take_round, Round};
 
 #[derive(Clone)]
 pub struct RetentionMetrics {
@@ -129,17 +130,15 @@ impl RetentionSweeper {
 
     async fn sweep_once(&self) {
         let sweeps = &self.metrics.sweeps;
-        if let Some(lease) = &self.lease {
-            match lease.try_acquire(self.every().mul_f64(0.9)).await {
-                Ok(true) => {}
-                Ok(false) => return sweeps.with_label_values(&["skipped"]).inc(),
-                Err(error) => {
-                    sweeps.with_label_values(&["failed"]).inc();
-                    tracing::warn!(error = %error, "retention sweep lease failed");
-                    return;
-                }
+        let _renewal = match take_round(self.lease.as_ref(), self.every().mul_f64(0.9)).await {
+            Ok(Round::Run(renewal)) => renewal,
+            Ok(Round::Skip) => return sweeps.with_label_values(&["skipped"]).inc(),
+            Err(error) => {
+                sweeps.with_label_values(&["failed"]).inc();
+                tracing::warn!(error = %error, "retention sweep lease failed");
+                return;
             }
-        }
+        };
         let rules = RetentionRules {
             default_days: self.settings.default_days,
             day: Duration::from_secs(self.settings.day_seconds),

@@ -1,7 +1,8 @@
 //! [`RedisLease`]: a named lease one node of the cluster holds for a while (`SET NX PX`), so
-//! periodic work such as the attachment sweep runs on one node at a time. Work that may outlast
-//! the TTL (a sweep of many uploads, an erasure job) renews it as it goes: [`RedisLease::keep`]
-//! (or [`RedisLease::try_hold`] step by step). Should a renewal fail, another node may start too,
+//! periodic work such as the attachment sweep runs on one node at a time: each round takes it
+//! with [`RedisLease::hold_round`], which renews it while the round runs. Other work that may
+//! outlast the TTL (an erasure job) renews it as it goes: [`RedisLease::keep`] (or
+//! [`RedisLease::try_hold`] step by step). Should a renewal fail, another node may start too,
 //! so the work must stay harmless when it overlaps.
 
 use std::time::Duration;
@@ -58,6 +59,14 @@ impl RedisLease {
             )
             .await?;
         Ok(held == 1)
+    }
+
+    /// A round of periodic work one node does at a time (a sweep, a reaper round): takes or
+    /// extends the lease for `ttl` ([`Self::try_hold`]) and renews it while the returned guard
+    /// lives ([`Self::keep`]), so a round that outlasts `ttl` is not joined by another node;
+    /// `None` when another holder has it.
+    pub async fn hold_round(&self, ttl: Duration) -> Result<Option<LeaseRenewal>, PortError> {
+        Ok(self.try_hold(ttl).await?.then(|| self.keep(ttl)))
     }
 
     /// Renews the lease for `ttl` every third of `ttl` until the returned guard is dropped (work

@@ -14,6 +14,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::Exporter;
+use crate::job_lease::{take_round, Round};
 
 /// Where export files live in the blob store.
 const PREFIX: &str = "exports/";
@@ -44,16 +45,14 @@ impl ExpirySweep {
 
     /// One round, when this node holds the lease: its result label.
     async fn sweep_if_held(&self) -> &'static str {
-        if let Some(lease) = &self.lease {
-            match lease.try_acquire(self.every.mul_f64(0.9)).await {
-                Ok(true) => {}
-                Ok(false) => return "skipped",
-                Err(error) => {
-                    tracing::warn!(error = %error, "export expiry: taking the sweep lease failed");
-                    return "failed";
-                }
+        let _renewal = match take_round(self.lease.as_ref(), self.every.mul_f64(0.9)).await {
+            Ok(Round::Run(renewal)) => renewal,
+            Ok(Round::Skip) => return "skipped",
+            Err(error) => {
+                tracing::warn!(error = %error, "export expiry: taking the sweep lease failed");
+                return "failed";
             }
-        }
+        };
         match self.sweep().await {
             Ok(0) => "ok",
             Ok(expired) => {
