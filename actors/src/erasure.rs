@@ -180,7 +180,7 @@ async fn delete_their_messages(
     user_id: &UserId,
     through: Seq,
 ) -> Result<Erased, OpError> {
-    let attachments = node.ports().blobs.clone().map(Attachments::new);
+    let attachments = Attachments::on(node);
     let mut erased = Erased::default();
     let mut pages = StoredPages::new(conversation_id, through);
     while let Some(messages) = pages.next(node).await? {

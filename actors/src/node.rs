@@ -73,6 +73,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Conversations a user may be a member of to create another one.
     pub max_conversations_per_user: usize,
+    /// Uploads no message carried for this long are swept (`attachments.orphan_ttl_secs`);
+    /// sends refuse them near its end ([`crate::attachments::expiry_margin`]).
+    pub attachment_orphan_ttl: Duration,
 }
 
 impl Default for Limits {
@@ -95,6 +98,7 @@ impl Default for Limits {
             max_connections_per_user: 32,
             max_connections: 100_000,
             max_conversations_per_user: 10_000,
+            attachment_orphan_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }

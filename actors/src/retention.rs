@@ -178,7 +178,7 @@ async fn forget_stored_messages(
     conversation_id: &ConversationId,
     through: Seq,
 ) -> Result<Purged, PortError> {
-    let attachments = node.ports().blobs.clone().map(Attachments::new);
+    let attachments = Attachments::on(node);
     let mut purged = Purged::default();
     let mut pages = StoredPages::new(conversation_id, through);
     while let Some(messages) = pages.next(node).await? {

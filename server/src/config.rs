@@ -336,6 +336,7 @@ impl Settings {
             max_connections_per_user: limits.max_connections_per_user,
             max_connections: limits.max_connections,
             max_conversations_per_user: limits.max_conversations_per_user,
+            attachment_orphan_ttl: self.attachments.orphan_ttl(),
         }
     }
 }

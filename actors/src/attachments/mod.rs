@@ -10,6 +10,12 @@
 //! - `attachments/{id}/refs/{conversation}/{message}` (hex-encoded ids): a message carries it;
 //! - `pending/{id}`: there until a message first carries it; the sweep lists these.
 //!
+//! A send and the sweep never both win: the sweep deletes uploads whose `pending/` marker is
+//! older than the orphan TTL (bytes, record, then the marker), and a send looks at the marker
+//! first and refuses an upload in the last [`expiry_margin`] of its TTL. A send that saw a
+//! younger marker deletes it well before any sweep could list it as old; one that finds no
+//! marker finds no record either if a sweep took it (the marker goes last).
+//!
 //! Submodules: [`access`] decides who may download.
 
 pub mod access;
@@ -75,6 +81,15 @@ pub struct SweepOutcome {
 #[derive(Clone)]
 pub struct Attachments {
     blobs: Arc<dyn BlobStore>,
+    /// Uploads no message carried for this long are swept.
+    orphan_ttl: Duration,
+}
+
+/// The end of an orphan TTL in which a send refuses the upload, as the sweep may take it
+/// meanwhile: a quarter of the TTL, at most a minute (room for the send to take the upload
+/// out of the sweep's reach, and for the clocks of nodes and object storage to differ).
+pub fn expiry_margin(orphan_ttl: Duration) -> Duration {
+    (orphan_ttl / 4).min(Duration::from_secs(60))
 }
 
 /// An attachment id is what [`Attachments::create`] makes: 32 lowercase hex digits. Anything
@@ -132,16 +147,19 @@ fn parse_ref(prefix: &str, key: &BlobKey) -> Option<(ConversationId, MessageId)>
 }
 
 impl Attachments {
-    pub fn new(blobs: Arc<dyn BlobStore>) -> Self {
-        Self { blobs }
+    pub fn new(blobs: Arc<dyn BlobStore>, orphan_ttl: Duration) -> Self {
+        Self { blobs, orphan_ttl }
+    }
+
+    /// The node's attachments, `None` when they are off.
+    pub fn on(node: &Node) -> Option<Self> {
+        let orphan_ttl = node.limits().attachment_orphan_ttl;
+        (node.ports().blobs.clone()).map(|blobs| Self::new(blobs, orphan_ttl))
     }
 
     /// The node's attachments, or `bad_request` when they are off.
     pub fn of(node: &Node) -> Result<Self, OpError> {
-        node.ports()
-            .blobs
-            .clone()
-            .map(Self::new)
+        Self::on(node)
             .ok_or_else(|| OpError::bad_request("attachments are not enabled on this server"))
     }
 
@@ -193,7 +211,8 @@ impl Attachments {
     }
 
     /// The references a message of `sender` may carry: at most [`MAX_ATTACHMENTS`], each
-    /// distinct, the sender's own, and completely uploaded (stored size == declared size).
+    /// distinct, the sender's own, completely uploaded (stored size == declared size), and
+    /// not about to be swept ([`expiry_margin`]).
     pub async fn resolve_for_send(
         &self,
         sender: &UserId,
@@ -208,6 +227,8 @@ impl Attachments {
         sender: &UserId,
         attachment_id: &AttachmentId,
     ) -> Result<AttachmentRef, OpError> {
+        // The marker first: the sweep deletes it last (module docs).
+        self.check_not_expiring(attachment_id).await?;
         let record = self
             .record(attachment_id)
             .await?
@@ -226,6 +247,25 @@ impl Attachments {
                 "attachment {attachment_id} is not uploaded yet"
             ))),
         }
+    }
+
+    /// Refuses an upload still pending in the last [`expiry_margin`] of its orphan TTL.
+    async fn check_not_expiring(&self, attachment_id: &AttachmentId) -> Result<(), OpError> {
+        if !is_valid_id(attachment_id) {
+            return Ok(()); // No such attachment: the record lookup says so.
+        }
+        let Some(pending) = self.blobs.head(&pending_key(attachment_id)?).await? else {
+            return Ok(()); // Carried by a message already (or swept: no record then).
+        };
+        let sendable_for = self.orphan_ttl - expiry_margin(self.orphan_ttl);
+        if Utc::now() - pending.last_modified < to_chrono(sendable_for)? {
+            return Ok(());
+        }
+        Err(OpError::bad_request(format!(
+            "attachment {attachment_id} was uploaded {} s ago or more and no message carried \
+             it: it is being deleted, upload it again",
+            sendable_for.as_secs()
+        )))
     }
 
     /// Takes the uploads out of the sweep's reach (before the message that carries them is
@@ -308,11 +348,10 @@ impl Attachments {
             .await
     }
 
-    /// Deletes the uploads pending for longer than `orphan_ttl` (bytes, record, then the
+    /// Deletes the uploads pending for longer than the orphan TTL (bytes, record, then the
     /// pending marker, so an interrupted sweep is finished by the next).
-    pub async fn sweep(&self, orphan_ttl: Duration) -> Result<SweepOutcome, PortError> {
-        let cutoff =
-            Utc::now() - chrono::Duration::from_std(orphan_ttl).map_err(PortError::internal)?;
+    pub async fn sweep(&self) -> Result<SweepOutcome, PortError> {
+        let cutoff = Utc::now() - to_chrono(self.orphan_ttl)?;
         let mut outcome = SweepOutcome::default();
         for pending in self.blobs.list("pending/").await? {
             if pending.last_modified > cutoff {
@@ -326,10 +365,15 @@ impl Attachments {
             self.blobs.delete(&blob_key(&id)?).await?;
             self.blobs.delete(&meta_key(&id)?).await?;
             self.blobs.delete(&pending.key).await?;
+            tracing::debug!(attachment_id = %id, uploaded = %pending.last_modified, "orphan upload swept");
             outcome.deleted += 1;
         }
         Ok(outcome)
     }
+}
+
+fn to_chrono(duration: Duration) -> Result<chrono::Duration, PortError> {
+    chrono::Duration::from_std(duration).map_err(PortError::internal)
 }
 
 fn check_count(ids: &[AttachmentId]) -> Result<(), OpError> {

@@ -54,7 +54,7 @@ pub fn open(
         "attachments enabled"
     );
     Ok(Some(Arc::new(AttachmentService {
-        attachments: Attachments::new(blobs),
+        attachments: Attachments::new(blobs, section.orphan_ttl()),
         local,
         settings: section.clone(),
         metrics: AttachmentMetrics::new(registry),

@@ -10,6 +10,7 @@ use persistence::redis::RedisLease;
 use tokio::sync::watch;
 
 use super::AttachmentService;
+use crate::job_lease::{take_round, Round};
 
 /// Runs sweeps until shutdown.
 pub async fn run(
@@ -29,27 +30,16 @@ pub async fn run(
 
 async fn sweep_once(service: &AttachmentService, lease: Option<&RedisLease>, every: Duration) {
     let metrics = &service.metrics;
-    let held_for = every.mul_f64(0.9);
-    if let Some(lease) = lease {
-        match lease.try_hold(held_for).await {
-            Ok(true) => {}
-            Ok(false) => {
-                metrics.sweeps.with_label_values(&["skipped"]).inc();
-                return;
-            }
-            Err(error) => {
-                metrics.sweeps.with_label_values(&["failed"]).inc();
-                tracing::warn!(error = %error, "attachment sweep lease failed");
-                return;
-            }
+    let _renewal = match take_round(lease, every.mul_f64(0.9)).await {
+        Ok(Round::Run(renewal)) => renewal,
+        Ok(Round::Skip) => return metrics.sweeps.with_label_values(&["skipped"]).inc(),
+        Err(error) => {
+            metrics.sweeps.with_label_values(&["failed"]).inc();
+            tracing::warn!(error = %error, "attachment sweep lease failed");
+            return;
         }
-    }
-    let _renewal = lease.map(|lease| lease.keep(held_for));
-    match service
-        .attachments
-        .sweep(service.settings.orphan_ttl())
-        .await
-    {
+    };
+    match service.attachments.sweep().await {
         Ok(outcome) => {
             metrics.sweeps.with_label_values(&["ok"]).inc();
             metrics.swept.inc_by(outcome.deleted as u64);
