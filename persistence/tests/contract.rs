@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use persistence::embedded::LogOptions;
 use persistence::{
     EmbeddedLog, EmbeddedStore, InProcessBus, MemoryMessageCache, MemoryPresence,
     MemoryRateLimiter, MemorySequencer,
@@ -26,6 +27,22 @@ async fn embedded_log_keeps_the_event_log_contract() {
     contract::event_log_suite(|| async {
         let dir = temp_dir();
         let log = EmbeddedLog::open(&dir.path().join("log")).expect("open log");
+        let port: Arc<dyn EventLog> = Arc::new(log);
+        Fixture::new(port, dir)
+    })
+    .await;
+}
+
+/// The same with no events kept in memory: consumers read every record from the files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_log_read_from_its_files_keeps_the_event_log_contract() {
+    contract::event_log_suite(|| async {
+        let dir = temp_dir();
+        let options = LogOptions {
+            recent_bytes: 0,
+            ..LogOptions::default()
+        };
+        let log = EmbeddedLog::open_with(&dir.path().join("log"), options).expect("open log");
         let port: Arc<dyn EventLog> = Arc::new(log);
         Fixture::new(port, dir)
     })

@@ -130,6 +130,38 @@ async fn segments_roll_and_consumers_read_across_them_before_and_after_a_reopen(
     );
 }
 
+/// A consumer behind the events the log keeps in memory reads the files up to them, then takes
+/// them from memory: every event once, in order, as appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_behind_the_events_kept_in_memory_reads_the_files_then_memory() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let one_event = serde_json::to_vec(&events(1)[0]).expect("encode").len();
+    let options = LogOptions {
+        recent_bytes: 10 * one_event,
+        ..small_segments()
+    };
+    let log = EmbeddedLog::open_with(&dir.path().join("log"), options).expect("open");
+    let appended = events(40);
+    append_one_by_one(&log, appended.clone()).await;
+    let mut consumer = log
+        .consumer("late", &[topics::MESSAGE_SENT])
+        .await
+        .expect("consumer");
+    let mut read = Vec::new();
+    while read.len() < 40 {
+        let records = consumer.poll(7, Duration::ZERO).await.expect("poll");
+        assert!(!records.is_empty(), "stopped after {}", read.len());
+        read.extend(records);
+    }
+    let offsets: Vec<u64> = read.iter().map(|record| record.position.offset).collect();
+    assert_eq!(offsets, (0..40).collect::<Vec<u64>>());
+    let events_read: Vec<LogEvent> = read.into_iter().map(|record| record.event).collect();
+    assert!(
+        events_read == appended,
+        "the events read differ from those appended"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pruning_deletes_the_segments_before_the_cut_and_rewrites_the_one_it_falls_in() {
     let dir = tempfile::tempdir().expect("temporary directory");

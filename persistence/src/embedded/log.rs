@@ -31,6 +31,7 @@ use wire::log::LogEvent;
 
 use super::log_consumer::EmbeddedLogConsumer;
 use super::log_offsets::{GroupOffsets, MakeDurable};
+use super::log_recent::{RecentEvents, RECENT_BYTES};
 use super::log_topics::TopicEnds;
 use super::log_writer::{run_writer, ActiveSegment, AppendRequest, WriterRequest};
 use super::segment::{self, Segment};
@@ -56,6 +57,9 @@ pub struct LogOptions {
     /// to overwrite (a group that grows the file also writes its inode). Zero: every group
     /// appends.
     pub prepared_bytes: u64,
+    /// Encoded bytes of the last events kept in memory for consumers at the end of the log
+    /// ([`super::log_recent`]). Zero: consumers always read the files.
+    pub recent_bytes: usize,
 }
 
 impl Default for LogOptions {
@@ -64,6 +68,7 @@ impl Default for LogOptions {
             group_commit_delay: Duration::ZERO,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             prepared_bytes: segment::PREPARED_BYTES,
+            recent_bytes: RECENT_BYTES,
         }
     }
 }
@@ -81,6 +86,8 @@ pub(crate) struct LogShared {
     /// The same, per topic: bumped after a durable group with an event of that topic (after
     /// `end_offset`), what consumers wait on.
     pub(crate) topic_ends: TopicEnds,
+    /// The last durable events, for consumers at the end (added before `end_offset` moves).
+    pub(crate) recent: RecentEvents,
     /// One prune at a time.
     pub(crate) prune_lock: tokio::sync::Mutex<()>,
     pub(crate) writer_alive: AtomicBool,
@@ -185,6 +192,7 @@ impl EmbeddedLog {
             offsets,
             end_offset: watch::Sender::new(end_offset),
             topic_ends: TopicEnds::new(end_offset),
+            recent: RecentEvents::new(options.recent_bytes, end_offset),
             prune_lock: tokio::sync::Mutex::new(()),
             writer_alive: AtomicBool::new(true),
             last_write_ok: AtomicBool::new(true),
@@ -286,7 +294,8 @@ impl EventLog for EmbeddedLog {
         }
         self.ask_writer(|reply| {
             WriterRequest::Append(AppendRequest {
-                events: encoded,
+                encoded,
+                events,
                 topics,
                 reply,
             })

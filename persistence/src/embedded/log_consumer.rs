@@ -9,6 +9,9 @@
 //! without a known type is decoded, so one that is not a log event fails every consumer's
 //! poll. Committing stores `highest committed offset + 1` for the group
 //! ([`super::log_offsets`]); a new consumer of the group starts there.
+//!
+//! A consumer at the end of the log takes the last events from memory instead
+//! ([`super::log_recent`]): the same events, decoded once by their appender.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,6 +81,18 @@ impl EmbeddedLogConsumer {
     }
 
     async fn read(&self, max: usize, end: u64) -> Result<ReadOutcome, PortError> {
+        let recent = (self.shared.recent).read(&self.topics, self.cursor.offset, end, max);
+        if let Some(recent) = recent {
+            // The file position is looked up again should this consumer fall behind.
+            let cursor = Cursor {
+                offset: recent.next,
+                place: None,
+            };
+            return Ok(ReadOutcome {
+                records: recent.records,
+                cursor,
+            });
+        }
         let cursor = self.cursor.clone();
         if end.saturating_sub(cursor.offset) <= INLINE_READ_RECORDS && cursor.place.is_some() {
             return read_records(&self.shared, &self.topics, cursor, end, max)

@@ -44,6 +44,7 @@ impl EmbeddedLog {
             return Ok(0);
         };
         self.roll_segment_before(keep_from).await?;
+        self.shared.recent.forget_before(keep_from);
         let shared = Arc::clone(&self.shared);
         run_blocking(move || drop_segments_before(&shared, keep_from)).await?;
         Ok(keep_from - first)

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use ports::PortError;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info};
+use wire::log::LogEvent;
 
 use super::log::{LogOptions, LogShared};
 use super::segment;
@@ -26,8 +27,9 @@ use crate::error::PersistenceError;
 pub(crate) const MAX_BATCH_REQUESTS: usize = 1024;
 
 pub(crate) struct AppendRequest {
-    /// Already-encoded events, in order.
-    pub(crate) events: Vec<Vec<u8>>,
+    /// The events, in order, and the same encoded.
+    pub(crate) events: Vec<LogEvent>,
+    pub(crate) encoded: Vec<Vec<u8>>,
     /// Their topics, each once.
     pub(crate) topics: Vec<&'static str>,
     pub(crate) reply: oneshot::Sender<Result<(), PortError>>,
@@ -156,6 +158,15 @@ impl Writer {
                 shared
                     .appended_events
                     .fetch_add(end - start, Ordering::Relaxed);
+                let events = batch.iter_mut().flat_map(|request| {
+                    let AppendRequest {
+                        events, encoded, ..
+                    } = request;
+                    std::mem::take(events)
+                        .into_iter()
+                        .zip(encoded.iter().map(Vec::len))
+                });
+                shared.recent.push(start, events);
                 shared.end_offset.send_replace(end);
                 let group_topics: Vec<&'static str> = batch
                     .iter()
@@ -191,7 +202,7 @@ impl Writer {
         self.buffer.clear();
         let mut offset = start;
         for request in batch {
-            for event in &request.events {
+            for event in &request.encoded {
                 segment::encode_record(&mut self.buffer, offset, event);
                 offset += 1;
             }

@@ -6,6 +6,7 @@ pub mod log_consumer;
 mod log_migrate;
 mod log_offsets;
 mod log_prune;
+mod log_recent;
 mod log_topics;
 mod log_writer;
 mod segment;
