@@ -120,8 +120,8 @@ impl RecentEvents {
             if offset < kept.first {
                 return None;
             }
-            let skip = (offset - kept.first) as usize;
-            for recent in kept.events.iter().skip(skip) {
+            let from = usize::try_from(offset - kept.first).unwrap_or(usize::MAX);
+            for recent in kept.events.range(from.min(kept.events.len())..) {
                 if next >= end || found.len() >= max {
                     break;
                 }
