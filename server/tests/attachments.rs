@@ -14,7 +14,7 @@ use serde_json::json;
 
 const SHORT_LIVED: &[(&str, &str)] = &[
     ("PARLEY__ATTACHMENTS__DOWNLOAD_URL_TTL_SECS", "1"),
-    ("PARLEY__ATTACHMENTS__ORPHAN_TTL_SECS", "2"),
+    ("PARLEY__ATTACHMENTS__ORPHAN_TTL_SECS", "4"),
     ("PARLEY__ATTACHMENTS__SWEEP_INTERVAL_SECS", "1"),
 ];
 
@@ -186,8 +186,8 @@ async fn urls_expire_orphans_are_swept_and_deleted_messages_stop_serving() {
     let url = download_url(&server, &bob_token, &kept)
         .await
         .expect("a download url");
-    // The orphan is older than its TTL (2 s) by then, and a sweep (every second) has run.
-    tokio::time::sleep(Duration::from_millis(4_000)).await;
+    // The orphan is older than its TTL (4 s) by then, and a sweep (every second) has run.
+    tokio::time::sleep(Duration::from_millis(6_000)).await;
     assert_eq!(fetch(&url).await, Err(403), "an expired download url");
     assert_eq!(
         download(&server, &alice_token, &orphan).await,
@@ -215,20 +215,35 @@ async fn urls_expire_orphans_are_swept_and_deleted_messages_stop_serving() {
 }
 
 /// An upload the sweep may delete while a message carries it (pending in the last quarter of
-/// its orphan TTL, 2 s here) is refused with a clear error, so no message carries bytes that
-/// are gone; a fresh upload is sent.
+/// its orphan TTL, 4 s here) is refused with a clear error, so no message carries bytes that
+/// are gone; a fresh upload is sent. Its upload URL expires when sends start refusing it.
 #[tokio::test]
 async fn an_upload_about_to_be_swept_is_refused_not_sent() {
     let server = TestServer::start_with(&[
-        ("PARLEY__ATTACHMENTS__ORPHAN_TTL_SECS", "2"),
+        ("PARLEY__ATTACHMENTS__ORPHAN_TTL_SECS", "4"),
         ("PARLEY__ATTACHMENTS__SWEEP_INTERVAL_SECS", "3600"),
     ])
     .await;
     let mut alice = server.connect("alice").await;
     let conversation = create_conversation(&mut alice, "group", &["bob"]).await;
     let alice_token = server.token("alice").await;
-    let stale = upload(&server, &alice_token, "stale.png", b"stale").await;
-    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let (status, declared) = declare(
+        &server,
+        &alice_token,
+        json!({ "name": "stale.png", "content_type": "image/png", "size": 5 }),
+    )
+    .await;
+    assert_eq!(status, 201, "{declared}");
+    let expires_at: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(declared["expires_at"].clone()).expect("expires_at");
+    let sendable_until = chrono::Utc::now() + chrono::Duration::seconds(3);
+    assert!(
+        expires_at <= sendable_until,
+        "{expires_at} > {sendable_until}"
+    );
+    assert_eq!(put_bytes(&declared, b"stale".to_vec()).await, 200);
+    let stale = declared["attachment_id"].as_str().expect("id").to_owned();
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
     let send = |client_msg_id: &str, attachment_id: &str| {
         json!({ "conversation_id": conversation, "client_msg_id": client_msg_id, "text": "x",
                 "attachments": [attachment_id] })

@@ -167,7 +167,9 @@ impl Attachments {
         &self.blobs
     }
 
-    /// Records a pending upload of `owner` and signs the URL its bytes go to.
+    /// Records a pending upload of `owner` and signs the URL its bytes go to, valid for
+    /// `upload_valid_for` but never past the time a send may carry the upload: bytes that
+    /// landed after the sweep took their record would stay in storage for good.
     pub async fn create(
         &self,
         owner: &UserId,
@@ -187,9 +189,10 @@ impl Attachments {
         let meta = serde_json::to_vec(&record).map_err(PortError::internal)?;
         self.blobs.put(&pending_key(id)?, Vec::new()).await?;
         self.blobs.put(&meta_key(id)?, meta).await?;
+        let valid_for = upload_valid_for.min(self.sendable_for());
         let url = self
             .blobs
-            .upload_url(&blob_key(id)?, record.size, upload_valid_for)
+            .upload_url(&blob_key(id)?, record.size, valid_for)
             .await?;
         Ok((record, url))
     }
@@ -249,6 +252,12 @@ impl Attachments {
         }
     }
 
+    /// How long after its upload a send may carry an attachment: the orphan TTL but its last
+    /// [`expiry_margin`].
+    fn sendable_for(&self) -> Duration {
+        self.orphan_ttl - expiry_margin(self.orphan_ttl)
+    }
+
     /// Refuses an upload still pending in the last [`expiry_margin`] of its orphan TTL.
     async fn check_not_expiring(&self, attachment_id: &AttachmentId) -> Result<(), OpError> {
         if !is_valid_id(attachment_id) {
@@ -257,7 +266,7 @@ impl Attachments {
         let Some(pending) = self.blobs.head(&pending_key(attachment_id)?).await? else {
             return Ok(()); // Carried by a message already (or swept: no record then).
         };
-        let sendable_for = self.orphan_ttl - expiry_margin(self.orphan_ttl);
+        let sendable_for = self.sendable_for();
         if Utc::now() - pending.last_modified < to_chrono(sendable_for)? {
             return Ok(());
         }
