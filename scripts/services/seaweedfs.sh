@@ -97,7 +97,7 @@ bucket_exists() {
 # on an idle machine and seconds on a loaded one: a test's first upload then outlasted a short
 # orphan TTL. One small object written and deleted through the filer does it at start.
 warm_bucket() {
-  local dir="$1" filer="$2" url="http://127.0.0.1:$2/buckets/$BUCKET/.parley-warm-up"
+  local dir="$1" url="http://127.0.0.1:$2/buckets/$BUCKET/.parley-warm-up"
   printf 'warm-up' >"$dir/warm-up"
   if ! curl -sf -o /dev/null -F "file=@$dir/warm-up" "$url/object" ||
     ! curl -sf -o /dev/null -X DELETE "$url?recursive=true"; then
