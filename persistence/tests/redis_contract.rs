@@ -726,7 +726,7 @@ async fn a_lease_is_held_renewed_and_taken_over_once_it_lapses() {
         "lapsed: taken over"
     );
     assert!(
-        !node_a.try_acquire(ttl).await.expect("acquire"),
+        !node_a.try_hold(ttl).await.expect("hold"),
         "the new holder keeps it"
     );
 }

@@ -1,4 +1,5 @@
-//! [`RedisLease`]: a named lease one node of the cluster holds for a while (`SET NX PX`), so
+//! [`RedisLease`]: a named lease one node of the cluster holds for a while (a key with a TTL
+//! naming its holder, `scripts/lease_hold.lua`), so
 //! periodic work such as the attachment sweep runs on one node at a time: each round takes it
 //! with [`RedisLease::hold_round`], which renews it while the round runs. Other work that may
 //! outlast the TTL (an erasure job) renews it as it goes: [`RedisLease::keep`] (or
@@ -7,7 +8,6 @@
 
 use std::time::Duration;
 
-use deadpool_redis::redis;
 use ports::PortError;
 
 use super::client::LuaScript;
@@ -31,19 +31,6 @@ impl RedisLease {
             key,
             holder: holder.into(),
         }
-    }
-
-    /// Takes the lease for `ttl` when no one holds it; `false` when another holder does.
-    pub async fn try_acquire(&self, ttl: Duration) -> Result<bool, PortError> {
-        let mut command = redis::cmd("SET");
-        command
-            .arg(&self.key)
-            .arg(&self.holder)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl.as_millis().max(1) as u64);
-        let answer: Option<String> = self.client.query(command).await?;
-        Ok(answer.is_some())
     }
 
     /// Takes the lease for `ttl` when no one holds it, or extends it when this holder does
