@@ -88,10 +88,14 @@ start_parley() {
   echo "==> parley-server pid $SERVER_PID on $PARLEY_URL (data in $WORK_DIR)" >&2
 }
 
-# Starts ws-ceiling on a free port. Sets CEILING_URL and CEILING_PID.
+# Starts ws-ceiling on a free port. Sets CEILING_URL and CEILING_PID. CEILING_LOG=1 starts the
+# durable ceiling: each frame is fdatasync'd to a file beside Parley's data before it is
+# broadcast (loadtest/src/ceiling_log.rs).
 start_ceiling() {
   WORK_DIR="${WORK_DIR:-$(mktemp -d)}"
-  "$BIN_DIR/ws-ceiling" --bind 127.0.0.1:0 >"$WORK_DIR/ceiling.out" 2>&1 &
+  local log_args=()
+  if [ "${CEILING_LOG:-0}" = 1 ]; then log_args=(--log "$WORK_DIR/ceiling.log"); fi
+  "$BIN_DIR/ws-ceiling" --bind 127.0.0.1:0 "${log_args[@]}" >"$WORK_DIR/ceiling.out" 2>&1 &
   CEILING_PID=$!
   STARTED_PIDS+=("$CEILING_PID")
   local addr

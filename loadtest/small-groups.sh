@@ -11,5 +11,6 @@
 set -euo pipefail
 # shellcheck source=loadtest/lib.sh
 source "$(dirname "$0")/lib.sh"
-# CEILING=0 skips the ceiling run.
+# CEILING=0 skips the ceiling run; CEILING_LOG=1 runs the durable ceiling (each frame fdatasync'd
+# before it is broadcast, loadtest/src/ceiling_log.rs) instead of the bare one.
 run_scenario small-groups "$@"

@@ -3,7 +3,9 @@
 //! `GET /ws?room=R` joins room `R`; every text frame a member sends is written, unchanged, to
 //! every member of the room (the sender included, as Parley's `message.new` is). No auth, no
 //! persistence, no JSON parsing. Like Parley, each connection has a bounded outbound queue
-//! (256 frames) and a member that falls behind it is closed with 4009.
+//! (256 frames) and a member that falls behind it is closed with 4009. With a
+//! [`DurableLog`] (`ws-ceiling --log PATH`) each frame is broadcast only once it is written
+//! and fdatasync'd: the durable broadcaster of [`crate::ceiling_log`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,6 +18,8 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use crate::ceiling_log::{DurableLog, Pending};
 
 /// Frames queued per member before it is closed as too slow (Parley's default).
 pub const OUTBOUND_QUEUE: usize = 256;
@@ -37,15 +41,16 @@ impl Rooms {
     }
 }
 
-/// Accepts connections on `listener` forever.
-pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
+/// Accepts connections on `listener` forever; with `log`, frames are broadcast once durable.
+pub async fn serve(listener: TcpListener, log: Option<DurableLog>) -> std::io::Result<()> {
     let rooms = Arc::new(Rooms::default());
     loop {
         let (stream, _) = listener.accept().await?;
         let rooms = rooms.clone();
+        let log = log.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            handle(stream, rooms).await;
+            handle(stream, rooms, log).await;
         });
     }
 }
@@ -69,7 +74,7 @@ fn room_of(uri: &str) -> String {
 
 // The callback's error type is tungstenite's (a whole HTTP response); it never fails here.
 #[allow(clippy::result_large_err)]
-async fn handle(stream: TcpStream, rooms: Arc<Rooms>) {
+async fn handle(stream: TcpStream, rooms: Arc<Rooms>, log: Option<DurableLog>) {
     // Join in the handshake callback, before the 101 goes out: a client that sees its
     // handshake complete is already a member.
     let mut membership = None;
@@ -123,9 +128,15 @@ async fn handle(stream: TcpStream, rooms: Arc<Rooms>) {
     });
     while let Some(Ok(frame)) = source.next().await {
         match frame {
-            Message::Text(text) => {
-                let _ = room_sender.send(text);
-            }
+            Message::Text(text) => match &log {
+                Some(log) => log.append(Pending {
+                    frame: text,
+                    room: room_sender.clone(),
+                }),
+                None => {
+                    let _ = room_sender.send(text);
+                }
+            },
             Message::Close(_) => break,
             _ => {}
         }
@@ -147,7 +158,7 @@ mod tests {
     #[tokio::test]
     async fn broadcasts_to_every_member_of_the_room_only() {
         let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let server = tokio::spawn(serve(listener));
+        let server = tokio::spawn(serve(listener, None));
         let connect = |room: &'static str| async move {
             let url = format!("ws://{addr}/ws?room={room}");
             tokio_tungstenite::connect_async(url).await.unwrap().0

@@ -11,6 +11,7 @@
 //! - [`stats`]: counters, HDR histograms, the progress line.
 //! - [`run`]: the scenarios themselves (idle, fanout, chat, reconnect-storm) and the report.
 //! - [`ceiling`]: the bare WebSocket broadcast server.
+//! - [`ceiling_log`]: its durable variant's log (every frame fdatasync'd before it goes out).
 //! - [`fault_proxy`]: the fault-injecting TCP proxy of the chaos run (`fault-proxy`).
 //! - [`attachments`]: the `attachment-bench` phases (uploads and downloads through a node, and
 //!   the storage's ceiling).
@@ -20,6 +21,7 @@
 
 pub mod attachments;
 pub mod ceiling;
+pub mod ceiling_log;
 pub mod client;
 pub mod cpu;
 pub mod export;

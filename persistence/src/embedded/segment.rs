@@ -10,7 +10,9 @@
 //! The last segment is written ahead with zeros (`LogOptions::prepared_bytes`, by default
 //! [`PREPARED_BYTES`], at a time) and its groups
 //! overwrite them: an fdatasync of a file that does not grow writes its data only, where one
-//! that grows also writes the file's inode (one more I/O per group). A header of zeros is where
+//! that grows also writes the file's inode (one more I/O per group). (Not on ext4 without a
+//! journal: there every fdatasync writes the inode, whose mtime each write changed;
+//! docs/benchmarks.md, "a durable ceiling".) A header of zeros is where
 //! the records end. The writer cuts the zeros off a
 //! segment before it starts the next one, so only the last segment has them.
 
