@@ -281,3 +281,45 @@ async fn with_attachments_off_nothing_is_offered_or_accepted() {
                        "attachments": ["0".repeat(32)] });
     assert_code(&alice.err("message.send", send).await, "bad_request");
 }
+
+/// Bytes a PUT begun just before its URL expired may land after the sweep deleted their upload
+/// (record and marker gone, nothing would ever delete them): one orphan TTL after the sweep
+/// they are deleted. The late landing is made by writing the file where the standalone blob
+/// store keeps it (its own PUT handler refuses an expired URL; S3 finishes a PUT it began).
+#[tokio::test]
+async fn bytes_that_land_after_their_upload_was_swept_are_deleted_later() {
+    let server = TestServer::start_with(&[
+        ("PARLEY__ATTACHMENTS__ORPHAN_TTL_SECS", "2"),
+        ("PARLEY__ATTACHMENTS__SWEEP_INTERVAL_SECS", "1"),
+    ])
+    .await;
+    let alice_token = server.token("alice").await;
+    let (status, declared) = declare(
+        &server,
+        &alice_token,
+        json!({ "name": "late.png", "content_type": "image/png", "size": 4 }),
+    )
+    .await;
+    assert_eq!(status, 201, "{declared}");
+    let id = declared["attachment_id"].as_str().expect("id");
+    wait_for_metric(&server, "parley_attachment_swept_total", 1.0).await;
+    let landed = server
+        .data_dir()
+        .join("blobs/attachments")
+        .join(id)
+        .join("blob");
+    std::fs::create_dir_all(landed.parent().expect("dir")).expect("dir");
+    std::fs::write(&landed, b"late").expect("late bytes");
+    wait_for_metric(&server, "parley_attachment_late_uploads_deleted_total", 1.0).await;
+    assert!(!landed.exists(), "the late bytes are deleted");
+}
+
+async fn wait_for_metric(server: &TestServer, name: &str, at_least: f64) {
+    for _ in 0..150 {
+        if metric(server, name).await >= at_least {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{name} stayed below {at_least}");
+}

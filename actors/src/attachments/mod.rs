@@ -8,7 +8,9 @@
 //! - `attachments/{id}/blob`: the bytes, uploaded by the client through a presigned URL;
 //! - `attachments/{id}/meta.json`: the [`AttachmentRecord`] (owner, name, type, declared size);
 //! - `attachments/{id}/refs/{conversation}/{message}` (hex-encoded ids): a message carries it;
-//! - `pending/{id}`: there until a message first carries it; the sweep lists these.
+//! - `pending/{id}`: there until a message first carries it; the sweep lists these;
+//! - `swept/{id}`: the sweep deleted the upload; one orphan TTL later it deletes the bytes
+//!   again (a PUT begun just before its URL expired may land after the sweep) and this marker.
 //!
 //! A send and the sweep never both win: the sweep deletes uploads whose `pending/` marker is
 //! older than the orphan TTL (bytes, record, then the marker), and a send looks at the marker
@@ -75,6 +77,9 @@ pub struct SweepOutcome {
     pub deleted: usize,
     /// Pending uploads still young enough to be attached.
     pub kept: usize,
+    /// Bytes found one orphan TTL after their upload was swept (their PUT landed after the
+    /// sweep): deleted.
+    pub late_uploads_deleted: usize,
 }
 
 /// The attachment records and bytes over one blob store.
@@ -116,6 +121,10 @@ fn meta_key(id: &AttachmentId) -> Result<BlobKey, PortError> {
 
 fn pending_key(id: &AttachmentId) -> Result<BlobKey, PortError> {
     key(format!("pending/{id}"))
+}
+
+fn swept_key(id: &AttachmentId) -> Result<BlobKey, PortError> {
+    key(format!("swept/{id}"))
 }
 
 fn refs_prefix(id: &AttachmentId) -> String {
@@ -358,10 +367,23 @@ impl Attachments {
     }
 
     /// Deletes the uploads pending for longer than the orphan TTL (bytes, record, then the
-    /// pending marker, so an interrupted sweep is finished by the next).
+    /// pending marker, so an interrupted sweep is finished by the next), then the bytes that
+    /// landed after an earlier sweep took their upload.
     pub async fn sweep(&self) -> Result<SweepOutcome, PortError> {
         let cutoff = Utc::now() - to_chrono(self.orphan_ttl)?;
         let mut outcome = SweepOutcome::default();
+        self.sweep_orphans(cutoff, &mut outcome).await?;
+        self.sweep_late_uploads(cutoff, &mut outcome).await?;
+        Ok(outcome)
+    }
+
+    /// Deletes the uploads whose `pending/` marker is older than `cutoff`, leaving a `swept/`
+    /// marker for [`Self::sweep_late_uploads`] (written before the pending marker goes).
+    async fn sweep_orphans(
+        &self,
+        cutoff: chrono::DateTime<Utc>,
+        outcome: &mut SweepOutcome,
+    ) -> Result<(), PortError> {
         for pending in self.blobs.list("pending/").await? {
             if pending.last_modified > cutoff {
                 outcome.kept += 1;
@@ -373,11 +395,38 @@ impl Attachments {
             let id = AttachmentId::new(id);
             self.blobs.delete(&blob_key(&id)?).await?;
             self.blobs.delete(&meta_key(&id)?).await?;
+            self.blobs.put(&swept_key(&id)?, Vec::new()).await?;
             self.blobs.delete(&pending.key).await?;
             tracing::debug!(attachment_id = %id, uploaded = %pending.last_modified, "orphan upload swept");
             outcome.deleted += 1;
         }
-        Ok(outcome)
+        Ok(())
+    }
+
+    /// One orphan TTL after a sweep took an upload, deletes its bytes again: a PUT begun just
+    /// before its URL expired can land after the sweep, and nothing else would ever delete
+    /// them (no record, no marker). Then the `swept/` marker.
+    async fn sweep_late_uploads(
+        &self,
+        cutoff: chrono::DateTime<Utc>,
+        outcome: &mut SweepOutcome,
+    ) -> Result<(), PortError> {
+        for swept in self.blobs.list("swept/").await? {
+            if swept.last_modified > cutoff {
+                continue;
+            }
+            let Some(id) = swept.key.as_str().strip_prefix("swept/") else {
+                continue;
+            };
+            let blob = blob_key(&AttachmentId::new(id))?;
+            if self.blobs.head(&blob).await?.is_some() {
+                self.blobs.delete(&blob).await?;
+                tracing::info!(attachment_id = %id, "bytes uploaded after their sweep deleted");
+                outcome.late_uploads_deleted += 1;
+            }
+            self.blobs.delete(&swept.key).await?;
+        }
+        Ok(())
     }
 }
 

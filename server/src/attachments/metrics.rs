@@ -1,5 +1,5 @@
 //! `parley_attachment_*`: uploads and downloads handed out (counts and declared bytes),
-//! refusals by reason, and what the orphan sweep did.
+//! refusals by reason, and what the orphan sweep did (late uploads included).
 
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
@@ -14,6 +14,7 @@ pub struct AttachmentMetrics {
     /// By `result`: `ok`, `failed`, `skipped` (another node holds the sweep lock).
     pub sweeps: IntCounterVec,
     pub swept: IntCounter,
+    pub late_uploads_deleted: IntCounter,
 }
 
 pub(crate) fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -76,6 +77,11 @@ impl AttachmentMetrics {
                 registry,
                 "parley_attachment_swept_total",
                 "uploads deleted by the sweep because no message carried them in time",
+            ),
+            late_uploads_deleted: counter(
+                registry,
+                "parley_attachment_late_uploads_deleted_total",
+                "bytes that landed after the sweep deleted their upload, deleted one orphan TTL later",
             ),
         }
     }

@@ -1,5 +1,6 @@
 //! The orphan sweep: every `attachments.sweep_interval_secs`, uploads no message carried within
-//! `attachments.orphan_ttl_secs` are deleted. In a cluster one node sweeps per round: the one
+//! `attachments.orphan_ttl_secs` are deleted, and so are bytes that landed after an earlier
+//! sweep deleted their upload (one orphan TTL after it). In a cluster one node sweeps per round: the one
 //! that holds the Redis lease `attachments-sweep` (taken for most of the interval, and renewed
 //! while a sweep runs longer than that, so that no other node starts one beside it).
 
@@ -43,10 +44,14 @@ async fn sweep_once(service: &AttachmentService, lease: Option<&RedisLease>, eve
         Ok(outcome) => {
             metrics.sweeps.with_label_values(&["ok"]).inc();
             metrics.swept.inc_by(outcome.deleted as u64);
-            if outcome.deleted > 0 {
+            metrics
+                .late_uploads_deleted
+                .inc_by(outcome.late_uploads_deleted as u64);
+            if outcome.deleted > 0 || outcome.late_uploads_deleted > 0 {
                 tracing::info!(
                     deleted = outcome.deleted,
                     kept = outcome.kept,
+                    late_uploads_deleted = outcome.late_uploads_deleted,
                     "orphan uploads swept"
                 );
             }
