@@ -101,7 +101,7 @@ start_ceiling() {
   local addr
   addr="$(wait_for_address "$WORK_DIR/ceiling.out" "ws-ceiling listening on")"
   CEILING_URL="ws://$addr/ws"
-  echo "==> ws-ceiling on $CEILING_URL" >&2
+  echo "==> ws-ceiling${log_args[*]:+ (durable: ${log_args[*]})} on $CEILING_URL" >&2
 }
 
 # Runs one scenario: builds, raises limits, starts a server unless --url was given, and
@@ -128,7 +128,10 @@ run_scenario() {
       fi ;;
   esac
   mkdir -p "$REPORT_DIR"
-  REPORT="$REPORT_DIR/$name-$(date -u +%Y%m%dT%H%M%SZ).json"
+  # A run against the durable ceiling says so in its report's name.
+  local against=""
+  if [ ${#ceiling_args[@]} -gt 0 ] && [ "${CEILING_LOG:-0}" = 1 ]; then against="-durable-ceiling"; fi
+  REPORT="$REPORT_DIR/$name$against-$(date -u +%Y%m%dT%H%M%SZ).json"
   echo "==> parley-loadtest --scenario $LOADTEST_DIR/scenarios/$name.toml ${URL_ARGS[*]} ${pid_args[*]} ${ceiling_args[*]} ${EXTRA_ARGS[*]}" >&2
   "$BIN_DIR/parley-loadtest" --scenario "$LOADTEST_DIR/scenarios/$name.toml" \
     "${URL_ARGS[@]}" "${pid_args[@]}" "${ceiling_args[@]}" --report "$REPORT" "${EXTRA_ARGS[@]}"
