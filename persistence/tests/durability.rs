@@ -134,6 +134,25 @@ async fn concurrent_appends_share_commits() {
     );
 }
 
+/// The writer tells an observer the time of every group's fdatasync (the node's
+/// `parley_log_fsync_duration_seconds`): one observation per commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_commit_reports_its_fsync_time() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log")).expect("open"));
+    let observed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&observed);
+    log.observe_fsyncs(Arc::new(move |took| {
+        sink.lock().expect("observations").push(took)
+    }));
+    append_steadily(&log, 5, Duration::from_millis(5)).await;
+    let commits = log.stats().commits;
+    let observed = observed.lock().expect("observations").clone();
+    assert!(commits >= 1);
+    assert_eq!(observed.len() as u64, commits, "{observed:?}");
+    assert!(observed.iter().all(|took| !took.is_zero()), "{observed:?}");
+}
+
 /// Appends one event of its own conversation every `gap`, `appends` times, each without waiting
 /// for the previous one's answer (a steady stream, as many senders make), then waits for all.
 async fn append_steadily(log: &Arc<EmbeddedLog>, appends: u64, gap: Duration) {

@@ -11,8 +11,8 @@ use ingest::IngestMetrics;
 use prometheus::core::{Collector, Desc, Describer};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, Opts, Registry, TextEncoder,
 };
 
 #[derive(Clone)]
@@ -157,7 +157,8 @@ impl NodeMetrics {
 
     /// Exposes the embedded log writer's commits as `parley_log_commits_total` and
     /// `parley_log_delayed_commits_total` (with `parley_log_appended_events_total`, the size of
-    /// its groups: `storage.log_group_commit_delay_us`).
+    /// its groups: `storage.log_group_commit_delay_us`), and its fdatasyncs' time as
+    /// `parley_log_fsync_duration_seconds`.
     pub fn with_embedded_log(self, log: Arc<persistence::EmbeddedLog>) -> Self {
         type Read = fn(&persistence::embedded::LogStats) -> u64;
         let counters: [(&str, &str, Read); 3] = [
@@ -183,6 +184,18 @@ impl NodeMetrics {
                 read(&log.stats())
             }));
         }
+        let fsyncs = Histogram::with_opts(
+            HistogramOpts::new(
+                "parley_log_fsync_duration_seconds",
+                "time of each fdatasync of the embedded log's writer (the disk's latency)",
+            )
+            .buckets(exponential_buckets(0.000_05, 2.0, 16).expect("valid buckets")),
+        )
+        .expect("valid metric");
+        self.registry
+            .register(Box::new(fsyncs.clone()))
+            .expect("unique metric");
+        log.observe_fsyncs(Arc::new(move |took| fsyncs.observe(took.as_secs_f64())));
         self
     }
 

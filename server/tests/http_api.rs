@@ -157,6 +157,7 @@ async fn metrics_expose_the_documented_names() {
         "parley_log_commits_total",
         "parley_log_delayed_commits_total",
         "parley_log_appended_events_total",
+        "parley_log_fsync_duration_seconds",
     ] {
         if !text.contains(name) {
             missing.push(name);
@@ -172,6 +173,7 @@ async fn metrics_expose_the_documented_names() {
     // The conversation and the message went through the embedded log's writer.
     assert!(common::metric(&server, "parley_log_commits_total").await >= 1.0);
     assert!(common::metric(&server, "parley_log_appended_events_total").await >= 2.0);
+    assert!(common::metric(&server, "parley_log_fsync_duration_seconds_count").await >= 1.0);
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -73,6 +73,9 @@ impl Default for LogOptions {
     }
 }
 
+/// Told how long each of the writer's fdatasyncs took ([`EmbeddedLog::observe_fsyncs`]).
+pub type FsyncObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+
 /// State shared by the log handle, its writer thread and its consumers.
 pub(crate) struct LogShared {
     pub(crate) dir: PathBuf,
@@ -97,6 +100,7 @@ pub(crate) struct LogShared {
     /// Groups the writer waited [`LogOptions::group_commit_delay`] before.
     pub(crate) delayed_commits: AtomicU64,
     pub(crate) appended_events: AtomicU64,
+    pub(crate) fsync_observer: OnceLock<FsyncObserver>,
 }
 
 impl LogShared {
@@ -199,6 +203,7 @@ impl EmbeddedLog {
             commits: AtomicU64::new(0),
             delayed_commits: AtomicU64::new(0),
             appended_events: AtomicU64::new(0),
+            fsync_observer: OnceLock::new(),
         });
         let active = ActiveSegment::new(last, file, bytes);
         let (requests, receiver) = mpsc::channel(QUEUE_CAPACITY);
@@ -219,6 +224,13 @@ impl EmbeddedLog {
     /// offset is past what it wrote; if it fails the offsets are not committed.
     pub fn make_durable_first(&self, make_durable: MakeDurable) {
         self.shared.offsets.make_durable_first(make_durable);
+    }
+
+    /// Has the writer tell `observer` how long each group's fdatasync took (the disk's
+    /// latency as the log sees it; the node exports it as a histogram). The first observer
+    /// set stays.
+    pub fn observe_fsyncs(&self, observer: FsyncObserver) {
+        let _ = self.shared.fsync_observer.set(observer);
     }
 
     pub fn stats(&self) -> LogStats {

@@ -216,7 +216,11 @@ impl Writer {
         self.active
             .file
             .write_all_at(&self.buffer, self.active.bytes)?;
+        let fsync_started = Instant::now();
         self.active.file.sync_data()?;
+        if let Some(observe) = self.shared.fsync_observer.get() {
+            observe(fsync_started.elapsed());
+        }
         self.active.bytes = group_end;
         self.active.prepared = self.active.prepared.max(group_end);
         Ok(offset)

@@ -12,7 +12,7 @@ mod log_writer;
 mod segment;
 pub mod store;
 
-pub use log::{EmbeddedLog, LogOptions, LogStats};
+pub use log::{EmbeddedLog, FsyncObserver, LogOptions, LogStats};
 pub use log_consumer::EmbeddedLogConsumer;
 pub use log_migrate::{migrate_redb_log, Migrated};
 pub use log_offsets::MakeDurable;
