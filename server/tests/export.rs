@@ -173,7 +173,8 @@ async fn an_unknown_job_is_not_found_and_the_read_is_audited() {
 }
 
 /// Messages alice sends before the export whose node is killed: enough for the export to
-/// take a while (about 0.3 s on an idle machine; the node dies 0.1 s after the request).
+/// take a while (0.1–0.3 s seen). The node dies as soon as the request is answered: killed
+/// 0.1 s after it, a run on a quick machine found the export already done.
 const MANY: usize = 1200;
 
 /// How long the export files of the cluster whose node is killed are kept, in seconds.
@@ -204,7 +205,6 @@ async fn another_durable_node_finishes_the_export_of_a_killed_node_then_its_file
     .await;
 
     let job_id = start_export(&cluster.nodes[0], "alice").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
     cluster.nodes[0].kill9();
     let b = &cluster.nodes[1];
     let path = format!("/api/v1/admin/jobs/{job_id}");
