@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::future::try_join_all;
-use ports::{BlobKey, BlobStore, PortError, PresignedRequest};
+use ports::{BlobKey, BlobMeta, BlobStore, PortError, PresignedRequest};
 use serde::{Deserialize, Serialize};
 use wire::ops::MAX_ATTACHMENTS;
 use wire::{AttachmentId, AttachmentRef, ConversationId, MessageId, Timestamp, UserId};
@@ -384,15 +384,9 @@ impl Attachments {
         cutoff: chrono::DateTime<Utc>,
         outcome: &mut SweepOutcome,
     ) -> Result<(), PortError> {
-        for pending in self.blobs.list("pending/").await? {
-            if pending.last_modified > cutoff {
-                outcome.kept += 1;
-                continue;
-            }
-            let Some(id) = pending.key.as_str().strip_prefix("pending/") else {
-                continue;
-            };
-            let id = AttachmentId::new(id);
+        let (old, young) = self.markers_before("pending/", cutoff).await?;
+        outcome.kept += young;
+        for (id, pending) in old {
             self.blobs.delete(&blob_key(&id)?).await?;
             self.blobs.delete(&meta_key(&id)?).await?;
             self.blobs.put(&swept_key(&id)?, Vec::new()).await?;
@@ -411,14 +405,9 @@ impl Attachments {
         cutoff: chrono::DateTime<Utc>,
         outcome: &mut SweepOutcome,
     ) -> Result<(), PortError> {
-        for swept in self.blobs.list("swept/").await? {
-            if swept.last_modified > cutoff {
-                continue;
-            }
-            let Some(id) = swept.key.as_str().strip_prefix("swept/") else {
-                continue;
-            };
-            let blob = blob_key(&AttachmentId::new(id))?;
+        let (old, _) = self.markers_before("swept/", cutoff).await?;
+        for (id, swept) in old {
+            let blob = blob_key(&id)?;
             if self.blobs.head(&blob).await?.is_some() {
                 self.blobs.delete(&blob).await?;
                 tracing::info!(attachment_id = %id, "bytes uploaded after their sweep deleted");
@@ -427,6 +416,25 @@ impl Attachments {
             self.blobs.delete(&swept.key).await?;
         }
         Ok(())
+    }
+
+    /// The markers under `prefix` (`pending/`, `swept/`) last written before `cutoff`, with
+    /// the attachment each names, and how many others there are.
+    async fn markers_before(
+        &self,
+        prefix: &str,
+        cutoff: chrono::DateTime<Utc>,
+    ) -> Result<(Vec<(AttachmentId, BlobMeta)>, usize), PortError> {
+        let mut old = Vec::new();
+        let mut young = 0;
+        for marker in self.blobs.list(prefix).await? {
+            if marker.last_modified > cutoff {
+                young += 1;
+            } else if let Some(id) = marker.key.as_str().strip_prefix(prefix) {
+                old.push((AttachmentId::new(id), marker));
+            }
+        }
+        Ok((old, young))
     }
 }
 
