@@ -98,6 +98,8 @@ postgres_bin() {
 install_patched() {
   local root="$1" features="$2" note="$3" src="$TANSU_BUILD_DIR/src-patched"
   if [ -x "$root/bin/tansu" ]; then
+    # A build directory left by an earlier install (1.7 GiB) only takes disk from the suite.
+    rm -rf "$TANSU_BUILD_DIR"
     return 0
   fi
   rm -rf "$src"
@@ -120,6 +122,9 @@ install_patched() {
   nice -n 10 cargo install --locked --path "$src/tansu-$TANSU_VERSION" --features "$features" \
     --root "$root" --target-dir "$TANSU_BUILD_DIR"
   [ -x "$root/bin/tansu" ] || { echo "tansu still missing after cargo install" >&2; exit 1; }
+  # The binary is all the suite runs; its build (1.7 GiB of ~650 crates) would stay on a disk
+  # the workspace's build and the tests' servers need.
+  rm -rf "$TANSU_BUILD_DIR"
 }
 
 install() {
