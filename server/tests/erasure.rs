@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::admin::{admin, ADMIN_ENV};
-use common::durable::{wait_for_documents, DurableCluster};
+use common::durable::{find_all, wait_for_documents, DurableCluster};
 use common::{create_conversation, send, Client, TestServer, ABSENT, WAIT};
 use mongodb::bson::doc;
 use persistence::EmbeddedStore;
@@ -277,6 +277,36 @@ async fn mongo_secrets_only_in(cluster: &DurableCluster, held: &str) {
     .await;
 }
 
+/// Waits until the erasure job has saved a cursor and is not done: the moment to kill its node.
+/// Polls every 10 ms: the whole job took 115 ms once, between two polls 100 ms apart.
+async fn job_in_progress(db: &mongodb::Database) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let jobs = find_all(db, "jobs", doc! {"kind": "erasure"}, doc! {}).await;
+        let state = |job: &mongodb::bson::Document| job.get_str("state").unwrap_or("").to_owned();
+        let saved_cursor = |job: &mongodb::bson::Document| {
+            job.get_str("job")
+                .is_ok_and(|job| job.contains("\"cursor\":\"{"))
+        };
+        if jobs
+            .iter()
+            .any(|job| saved_cursor(job) && state(job) != "done")
+        {
+            return;
+        }
+        assert!(
+            !jobs.iter().any(|job| state(job) == "done"),
+            "the job was done before the test saw it in progress (too few conversations for \
+             this machine's speed?): {jobs:?}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no progress saved within {WAIT:?}: {jobs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Erin in `count` more groups with bob, one message in each: a job long enough to be killed.
 async fn many_conversations(erin: &mut Client, count: usize) {
     for index in 0..count {
@@ -299,7 +329,8 @@ async fn erasure_survives_a_kill_of_its_node_in_a_durable_cluster() {
     let open = create_conversation(&mut erin, "group", &["bob"]).await;
     let held = create_conversation(&mut erin, "group", &["bob"]).await;
     let erins = erin_talks(&mut erin, &mut bob, &open, &held, None).await;
-    const MORE: usize = 12;
+    // 3 + MORE hits: search's default limit (20) caps it.
+    const MORE: usize = 17;
     many_conversations(&mut erin, MORE).await;
     secret_hits(&mut bob, 3 + MORE).await;
     let in_open = doc! {"conversation_id": &open};
@@ -314,13 +345,7 @@ async fn erasure_survives_a_kill_of_its_node_in_a_durable_cluster() {
 
     let job_id = erase(&cluster.nodes[0], "erin").await;
     deleted_events(&mut bob, &erins).await;
-    let erasure = doc! {"kind": "erasure"};
-    wait_for_documents(&cluster.db, "jobs", erasure, "progress", |found| {
-        found
-            .iter()
-            .any(|job| job.get_str("job").unwrap().contains("\"cursor\":\"{"))
-    })
-    .await;
+    job_in_progress(&cluster.db).await;
     cluster.nodes[0].kill9();
     let job = finished_job(&cluster.nodes[1], &job_id).await;
     assert_eq!(job["held_back"], json!([held]), "{job}");
