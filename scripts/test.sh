@@ -11,14 +11,14 @@ cd "$(dirname "$0")/.."
 # with its defaults, hung every write at 1 % free; see scripts/services/seaweedfs.sh; the linker
 # died of SIGBUS writing a test binary on a full CI disk). From a fresh clone the builds take
 # 5.7 GiB under target/ (clippy's, the tests', the chaos run's; Cargo.toml's profiles keep it
-# there), the fuzz build 1.3 GiB under fuzz/target/, the tests' servers a little more (README
+# there), the fuzz build 0.8 GiB under fuzz/target/, the tests' servers a little more (README
 # "Test").
 for dir in "${CARGO_TARGET_DIR:-target}" "${TMPDIR:-/tmp}"; do
   mkdir -p "$dir"
   free_kib=$(df -Pk "$dir" | awk 'NR == 2 { print $4 }')
   echo "==> free disk space under $dir: $((free_kib / 1024 / 1024)) GiB"
   if [ "$free_kib" -lt $((8 * 1024 * 1024)) ]; then
-    echo "warning: less than 8 GiB free under $dir: a fresh clone's builds take about 7 GiB," \
+    echo "warning: less than 8 GiB free under $dir: a fresh clone's builds take about 6.5 GiB," \
       "and the tests' servers write there" >&2
   fi
 done
